@@ -1,0 +1,11 @@
+//! Core identifiers and small value types shared by every Legato crate: trace, span, tenant
+//! and block ids, and the injected clock. No IO, no async, no protocol types (those live in
+//! `legato-proto`).
+
+mod clock;
+mod error;
+mod ids;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::IdError;
+pub use ids::{BlockId, SpanId, TenantId, TraceId, SINGLE_TENANT};

@@ -1,0 +1,162 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::prefix::PrefixStore;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// `storage.trace`: where blocks and the WAL live (Tempo's key names).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceStorageConfig {
+    pub backend: StorageBackend,
+    pub wal: WalConfig,
+    pub local: LocalConfig,
+    pub s3: S3Config,
+    /// How often queriers list the bucket for blocks written by other processes.
+    #[serde(with = "humantime_serde_compat")]
+    pub blocklist_poll: Duration,
+}
+
+impl Default for TraceStorageConfig {
+    fn default() -> Self {
+        Self {
+            backend: StorageBackend::Local,
+            wal: WalConfig::default(),
+            local: LocalConfig::default(),
+            s3: S3Config::default(),
+            blocklist_poll: Duration::from_secs(300),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StorageBackend {
+    Local,
+    S3,
+    /// In-process memory; for tests and throwaway runs.
+    Memory,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WalConfig {
+    pub path: PathBuf,
+}
+
+impl Default for WalConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("./data/wal") }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LocalConfig {
+    pub path: PathBuf,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        Self { path: PathBuf::from("./data/blocks") }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct S3Config {
+    pub bucket: String,
+    /// host[:port] or a full URL; without a scheme, `https://` (or `http://` with `insecure`).
+    pub endpoint: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub insecure: bool,
+    pub forcepathstyle: bool,
+    pub prefix: String,
+}
+
+impl TraceStorageConfig {
+    /// Checks the settings the chosen backend needs; the message names the key.
+    pub fn validate(&self) -> Result<()> {
+        if self.wal.path.as_os_str().is_empty() {
+            return Err(Error::Config("storage.trace.wal.path must not be empty".into()));
+        }
+        match self.backend {
+            StorageBackend::Local if self.local.path.as_os_str().is_empty() => {
+                Err(Error::Config("storage.trace.local.path must not be empty with backend local".into()))
+            }
+            StorageBackend::S3 if self.s3.bucket.is_empty() => {
+                Err(Error::Config("storage.trace.s3.bucket is required with backend s3".into()))
+            }
+            _ if self.blocklist_poll.is_zero() => {
+                Err(Error::Config("storage.trace.blocklist_poll must be greater than 0".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Builds the object store for blocks. Local paths are created if missing.
+pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStore>> {
+    match cfg.backend {
+        StorageBackend::Memory => Ok(Arc::new(InMemory::new())),
+        StorageBackend::Local => {
+            std::fs::create_dir_all(&cfg.local.path).map_err(|e| {
+                Error::Config(format!("storage.trace.local.path {}: {e}", cfg.local.path.display()))
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(&cfg.local.path)
+                .map_err(|e| Error::store(cfg.local.path.display(), e))?;
+            Ok(Arc::new(fs))
+        }
+        StorageBackend::S3 => {
+            let s3 = &cfg.s3;
+            let mut builder = AmazonS3Builder::from_env()
+                .with_bucket_name(&s3.bucket)
+                .with_allow_http(s3.insecure)
+                .with_virtual_hosted_style_request(!s3.forcepathstyle && s3.endpoint.is_empty());
+            if !s3.region.is_empty() {
+                builder = builder.with_region(&s3.region);
+            } else if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+                builder = builder.with_region("us-east-1");
+            }
+            if !s3.endpoint.is_empty() {
+                let scheme = if s3.insecure { "http" } else { "https" };
+                let url = if s3.endpoint.contains("://") { s3.endpoint.clone() } else { format!("{scheme}://{}", s3.endpoint) };
+                builder = builder.with_endpoint(url);
+            }
+            if !s3.access_key.is_empty() {
+                builder = builder.with_access_key_id(&s3.access_key).with_secret_access_key(&s3.secret_key);
+            }
+            let store = builder.build().map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
+            if s3.prefix.is_empty() {
+                Ok(Arc::new(store))
+            } else {
+                Ok(Arc::new(PrefixStore::new(store, s3.prefix.trim_matches('/'))))
+            }
+        }
+    }
+}
+
+/// Durations as "30s", "5m", "1h30m" in YAML (Go/Tempo style).
+pub mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(text.trim()).map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}

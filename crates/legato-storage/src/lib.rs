@@ -1,0 +1,28 @@
+//! The block format and everything that touches object storage: the Parquet span schema
+//! (encoding `legato-v1`), the block writer and reader, bloom filters over trace ids, block
+//! metadata, typed object paths, the in-memory blocklist, and the `ObjectStore` built from
+//! config. It knows nothing about HTTP, gRPC, the WAL or TraceQL.
+//!
+//! Object layout, under the configured prefix:
+//! `<tenant>/<block id>/data.parquet`, `<tenant>/<block id>/bloom`, and
+//! `<tenant>/<block id>/meta.json`, which is written last and makes the block visible.
+
+mod bloom;
+mod blocklist;
+mod config;
+mod error;
+mod meta;
+pub mod metrics;
+mod paths;
+mod reader;
+mod schema;
+mod writer;
+
+pub use bloom::TraceBloom;
+pub use blocklist::Blocklist;
+pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
+pub use error::{Error, Result};
+pub use meta::{BlockMeta, ENCODING_V1};
+pub use paths::BlockPaths;
+pub use reader::BlockReader;
+pub use writer::{TraceInput, WrittenBlock, encode_block, write_block};

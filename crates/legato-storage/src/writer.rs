@@ -1,0 +1,446 @@
+//! Writes a block: spans → Arrow batch → Parquet bytes, bloom filter, then meta.json last.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::builder::{
+    BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int8Builder, Int32Builder, Int64Builder,
+    StringBuilder, UInt32Builder,
+};
+use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
+use arrow_array::Array as _;
+use arrow_buffer::OffsetBuffer;
+use bytes::Bytes;
+use legato_model::{BlockId, TenantId, TraceId};
+use legato_proto::common::{AnyValue, KeyValue, any_value};
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
+use prost::Message;
+
+use crate::schema::{self, attr_fields, attr_item_field};
+use crate::{BlockMeta, BlockPaths, ENCODING_V1, Error, Result, TraceBloom};
+
+/// One trace's spans, as received (possibly in several batches, possibly with duplicates).
+#[derive(Debug, Clone)]
+pub struct TraceInput {
+    pub id: TraceId,
+    pub batches: Vec<ResourceSpans>,
+}
+
+/// The encoded objects of a block, ready to upload.
+pub struct WrittenBlock {
+    pub meta: BlockMeta,
+    pub data: Bytes,
+    pub bloom: Bytes,
+}
+
+/// Spans per row group: small enough that a trace lookup reads little, large enough that
+/// dictionaries and zstd work well.
+const ROW_GROUP_SPANS: usize = 8192;
+const PAGE_ROWS: usize = 1024;
+
+struct FlatSpan<'a> {
+    resource: &'a [u8],
+    service: &'a str,
+    scope: &'a [u8],
+    span: &'a Span,
+}
+
+/// Encodes a block from traces. CPU-heavy: call from a blocking thread.
+pub fn encode_block(
+    tenant: &TenantId,
+    block_id: BlockId,
+    mut traces: Vec<TraceInput>,
+    created_at_unix_nano: u64,
+) -> Result<WrittenBlock> {
+    traces.sort_by_key(|t| t.id);
+    // Merge inputs that share a trace id so each trace is one contiguous run.
+    traces.dedup_by(|later, earlier| {
+        if later.id == earlier.id {
+            earlier.batches.append(&mut later.batches);
+            true
+        } else {
+            false
+        }
+    });
+    let encoded = EncodedGroups::new(&traces);
+    let mut rows = RowBuilder::default();
+    let (mut min_start, mut max_end) = (u64::MAX, 0u64);
+    for (trace, groups) in traces.iter().zip(&encoded.per_trace) {
+        let mut flat: Vec<FlatSpan<'_>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (rs, (resource, service, scopes)) in trace.batches.iter().zip(groups) {
+            for (ss, scope) in rs.scope_spans.iter().zip(scopes) {
+                for span in &ss.spans {
+                    if seen.insert((span.span_id.as_slice(), span.kind)) {
+                        flat.push(FlatSpan { resource, service, scope, span });
+                    }
+                }
+            }
+        }
+        flat.sort_by_key(|f| f.span.start_time_unix_nano);
+        for f in &flat {
+            min_start = min_start.min(f.span.start_time_unix_nano);
+            max_end = max_end.max(f.span.end_time_unix_nano.max(f.span.start_time_unix_nano));
+        }
+        rows.push_trace(&trace.id, &flat)?;
+    }
+    let total_spans = rows.len as u64;
+    let batch = rows.finish()?;
+    let (data, footer_size, row_groups) = write_parquet(block_id, &batch)?;
+    let bloom = TraceBloom::build(traces.iter().map(|t| &t.id)).to_bytes();
+    let meta = BlockMeta {
+        encoding: ENCODING_V1.to_string(),
+        block_id,
+        tenant_id: tenant.clone(),
+        start_time_unix_nano: if total_spans == 0 { 0 } else { min_start },
+        end_time_unix_nano: max_end,
+        total_traces: traces.len() as u64,
+        total_spans,
+        row_groups,
+        data_size: data.len() as u64,
+        footer_size,
+        bloom_size: bloom.len() as u64,
+        compaction_level: 0,
+        created_at_unix_nano,
+    };
+    Ok(WrittenBlock { meta, data: Bytes::from(data), bloom: Bytes::from(bloom) })
+}
+
+/// Uploads a block: data, bloom, then meta.json (the commit point).
+pub async fn write_block(store: &Arc<dyn ObjectStore>, block: &WrittenBlock) -> Result<()> {
+    let paths = BlockPaths::new(&block.meta.tenant_id, block.meta.block_id);
+    let put = |path: object_store::path::Path, bytes: Bytes| async move {
+        store.put(&path, PutPayload::from(bytes)).await.map_err(|e| Error::store(&path, e))
+    };
+    put(paths.data(), block.data.clone()).await?;
+    put(paths.bloom(), block.bloom.clone()).await?;
+    let meta = serde_json::to_vec(&block.meta).map_err(|e| Error::Config(e.to_string()))?;
+    put(paths.meta(), Bytes::from(meta)).await?;
+    Ok(())
+}
+
+type ResourceGroup = (Vec<u8>, String, Vec<Vec<u8>>);
+
+/// Encoded resource and scope headers, computed once per batch.
+struct EncodedGroups {
+    per_trace: Vec<Vec<ResourceGroup>>,
+}
+
+impl EncodedGroups {
+    fn new(traces: &[TraceInput]) -> Self {
+        let per_trace = traces
+            .iter()
+            .map(|t| {
+                t.batches
+                    .iter()
+                    .map(|rs| {
+                        let header = ResourceSpans { resource: rs.resource.clone(), scope_spans: Vec::new(), schema_url: rs.schema_url.clone() };
+                        let service = rs
+                            .resource
+                            .as_ref()
+                            .and_then(|r| string_attr(&r.attributes, "service.name"))
+                            .unwrap_or_default();
+                        let scopes = rs
+                            .scope_spans
+                            .iter()
+                            .map(|ss| ScopeSpans { scope: ss.scope.clone(), spans: Vec::new(), schema_url: ss.schema_url.clone() }.encode_to_vec())
+                            .collect();
+                        (header.encode_to_vec(), service, scopes)
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { per_trace }
+    }
+}
+
+fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+        any_value::Value::StringValue(s) => Some(s.clone()),
+        _ => None,
+    })
+}
+
+#[derive(Default)]
+struct RowBuilder {
+    len: usize,
+    trace_id: Vec<u8>,
+    span_id: Vec<u8>,
+    parent_index: Int32Builder,
+    parent_span_id: Vec<Option<Vec<u8>>>,
+    nested_left: Int32Builder,
+    nested_right: Int32Builder,
+    name: StringBuilder,
+    kind: Int8Builder,
+    start: Int64Builder,
+    duration: Int64Builder,
+    status_code: Int8Builder,
+    status_message: StringBuilder,
+    trace_state: StringBuilder,
+    flags: UInt32Builder,
+    service: StringBuilder,
+    resource: BinaryBuilder,
+    scope: BinaryBuilder,
+    attr_lengths: Vec<usize>,
+    attr_key: StringBuilder,
+    attr_str: StringBuilder,
+    attr_int: Int64Builder,
+    attr_dbl: Float64Builder,
+    attr_bool: BooleanBuilder,
+    attr_raw: BinaryBuilder,
+    extras: BinaryBuilder,
+}
+
+impl RowBuilder {
+    fn push_trace(&mut self, id: &TraceId, spans: &[FlatSpan<'_>]) -> Result<()> {
+        let index: HashMap<&[u8], usize> = spans
+            .iter()
+            .enumerate()
+            .rev()
+            .map(|(i, f)| (f.span.span_id.as_slice(), i))
+            .collect();
+        let parents: Vec<Option<usize>> = spans
+            .iter()
+            .enumerate()
+            .map(|(i, f)| index.get(f.span.parent_span_id.as_slice()).copied().filter(|p| *p != i))
+            .collect();
+        let (left, right) = nested_set(&parents);
+        for (i, f) in spans.iter().enumerate() {
+            let span = f.span;
+            self.len += 1;
+            self.trace_id.extend_from_slice(&id.0);
+            self.span_id.extend_from_slice(&fixed::<8>(&span.span_id));
+            self.parent_index.append_value(parents[i].map_or(-1, |p| p as i32));
+            let orphan_parent = parents[i].is_none() && !span.parent_span_id.is_empty();
+            self.parent_span_id.push(orphan_parent.then(|| fixed::<8>(&span.parent_span_id).to_vec()));
+            self.nested_left.append_value(left[i]);
+            self.nested_right.append_value(right[i]);
+            self.name.append_value(&span.name);
+            self.kind.append_value(span.kind as i8);
+            self.start.append_value(span.start_time_unix_nano as i64);
+            self.duration.append_value(span.end_time_unix_nano.wrapping_sub(span.start_time_unix_nano) as i64);
+            let status = span.status.clone().unwrap_or_default();
+            self.status_code.append_value(status.code as i8);
+            self.status_message.append_option((!status.message.is_empty()).then_some(status.message.as_str()));
+            self.trace_state.append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
+            self.flags.append_value(span.flags);
+            self.service.append_value(f.service);
+            self.resource.append_value(f.resource);
+            self.scope.append_value(f.scope);
+            self.attr_lengths.push(span.attributes.len());
+            for kv in &span.attributes {
+                self.push_attr(kv);
+            }
+            let has_extras = !span.events.is_empty()
+                || !span.links.is_empty()
+                || span.dropped_attributes_count + span.dropped_events_count + span.dropped_links_count > 0;
+            if has_extras {
+                let extras = Span {
+                    events: span.events.clone(),
+                    links: span.links.clone(),
+                    dropped_attributes_count: span.dropped_attributes_count,
+                    dropped_events_count: span.dropped_events_count,
+                    dropped_links_count: span.dropped_links_count,
+                    ..Default::default()
+                };
+                self.extras.append_value(extras.encode_to_vec());
+            } else {
+                self.extras.append_null();
+            }
+        }
+        Ok(())
+    }
+
+    fn push_attr(&mut self, kv: &KeyValue) {
+        use any_value::Value as V;
+        self.attr_key.append_value(&kv.key);
+        let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
+        let (s, i, d, b) = match value {
+            Some(V::StringValue(s)) => (Some(s.as_str()), None, None, None),
+            Some(V::IntValue(i)) => (None, Some(*i), None, None),
+            Some(V::DoubleValue(d)) => (None, None, Some(*d), None),
+            Some(V::BoolValue(b)) => (None, None, None, Some(*b)),
+            _ => (None, None, None, None),
+        };
+        self.attr_str.append_option(s);
+        self.attr_int.append_option(i);
+        self.attr_dbl.append_option(d);
+        self.attr_bool.append_option(b);
+        match value {
+            Some(V::StringValue(_) | V::IntValue(_) | V::DoubleValue(_) | V::BoolValue(_)) => self.attr_raw.append_null(),
+            _ => self.attr_raw.append_value(kv.value.clone().unwrap_or(AnyValue { value: None }).encode_to_vec()),
+        }
+    }
+
+    fn finish(mut self) -> Result<RecordBatch> {
+        let fixed_array = |bytes: &[u8], width: i32| -> Result<ArrayRef> {
+            let mut b = FixedSizeBinaryBuilder::with_capacity(bytes.len() / width as usize, width);
+            for chunk in bytes.chunks(width as usize) {
+                b.append_value(chunk)?;
+            }
+            Ok(Arc::new(b.finish()))
+        };
+        let mut parent_ids = FixedSizeBinaryBuilder::with_capacity(self.len, 8);
+        for p in &self.parent_span_id {
+            match p {
+                Some(bytes) => parent_ids.append_value(bytes)?,
+                None => parent_ids.append_null(),
+            }
+        }
+        let attrs_struct = StructArray::try_new(
+            attr_fields(),
+            vec![
+                Arc::new(self.attr_key.finish()) as ArrayRef,
+                Arc::new(self.attr_str.finish()),
+                Arc::new(self.attr_int.finish()),
+                Arc::new(self.attr_dbl.finish()),
+                Arc::new(self.attr_bool.finish()),
+                Arc::new(self.attr_raw.finish()),
+            ],
+            None,
+        )?;
+        let attrs = ListArray::try_new(
+            attr_item_field(),
+            OffsetBuffer::from_lengths(self.attr_lengths.iter().copied()),
+            Arc::new(attrs_struct),
+            None,
+        )?;
+        let columns: Vec<ArrayRef> = vec![
+            fixed_array(&self.trace_id, 16)?,
+            fixed_array(&self.span_id, 8)?,
+            Arc::new(self.parent_index.finish()),
+            Arc::new(parent_ids.finish()),
+            Arc::new(self.nested_left.finish()),
+            Arc::new(self.nested_right.finish()),
+            Arc::new(self.name.finish()),
+            Arc::new(self.kind.finish()),
+            Arc::new(self.start.finish()),
+            Arc::new(self.duration.finish()),
+            Arc::new(self.status_code.finish()),
+            Arc::new(self.status_message.finish()),
+            Arc::new(self.trace_state.finish()),
+            Arc::new(self.flags.finish()),
+            Arc::new(self.service.finish()),
+            Arc::new(self.resource.finish()),
+            Arc::new(self.scope.finish()),
+            Arc::new(attrs),
+            Arc::new(self.extras.finish()),
+        ];
+        debug_assert!(columns.iter().all(|c| c.len() == self.len));
+        RecordBatch::try_new(schema::schema_v1(), columns).map_err(Error::from)
+    }
+}
+
+/// Left-pads or truncates an id to N bytes (ids are validated at ingest; this keeps the
+/// fixed-width column well-formed whatever happens).
+fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
+    let mut out = [0u8; N];
+    let n = bytes.len().min(N);
+    out[N - n..].copy_from_slice(&bytes[bytes.len() - n..]);
+    out
+}
+
+/// Nested-set numbers (pre-order entry/exit counters) for the span tree of one trace.
+fn nested_set(parents: &[Option<usize>]) -> (Vec<i32>, Vec<i32>) {
+    let n = parents.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut roots = Vec::new();
+    for (i, p) in parents.iter().enumerate() {
+        match p {
+            Some(p) => children[*p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let (mut left, mut right) = (vec![0i32; n], vec![0i32; n]);
+    let mut visited = vec![false; n];
+    let mut counter = 0i32;
+    // Spans in a parent cycle are unreachable from any root: number them as roots too.
+    let starts: Vec<usize> = roots.into_iter().chain(0..n).collect();
+    for start in starts {
+        if visited[start] {
+            continue;
+        }
+        let mut stack = vec![(start, false)];
+        while let Some((node, exiting)) = stack.pop() {
+            if exiting {
+                counter += 1;
+                right[node] = counter;
+                continue;
+            }
+            if visited[node] {
+                continue;
+            }
+            visited[node] = true;
+            counter += 1;
+            left[node] = counter;
+            stack.push((node, true));
+            for &c in children[node].iter().rev() {
+                if !visited[c] {
+                    stack.push((c, false));
+                }
+            }
+        }
+    }
+    (left, right)
+}
+
+fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u32)> {
+    let perr = |source| Error::Parquet { block, source };
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(perr)?))
+        .set_max_row_group_row_count(Some(ROW_GROUP_SPANS))
+        .set_data_page_row_count_limit(PAGE_ROWS)
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::SPAN_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::PARENT_SPAN_ID), false)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::START), false)
+        .set_column_encoding(ColumnPath::from(schema::START), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::NESTED_LEFT), false)
+        .set_column_encoding(ColumnPath::from(schema::NESTED_LEFT), Encoding::DELTA_BINARY_PACKED)
+        .set_column_dictionary_enabled(ColumnPath::from(schema::NESTED_RIGHT), false)
+        .set_column_encoding(ColumnPath::from(schema::NESTED_RIGHT), Encoding::DELTA_BINARY_PACKED)
+        .build();
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(perr)?;
+    writer.write(batch).map_err(perr)?;
+    let file_meta = writer.finish().map_err(perr)?;
+    let row_groups = file_meta.num_row_groups() as u32;
+    let data = writer.into_inner().map_err(perr)?;
+    let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt { block, message: "parquet footer missing".into() })?;
+    Ok((data, footer_size, row_groups))
+}
+
+/// Footer metadata length plus the 8-byte tail (length and `PAR1`).
+fn footer_len(data: &[u8]) -> Option<u64> {
+    let tail = data.get(data.len().checked_sub(8)?..)?;
+    if &tail[4..] != b"PAR1" {
+        return None;
+    }
+    let len = u32::from_le_bytes(tail[..4].try_into().ok()?);
+    Some(u64::from(len) + 8)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_set_numbers_a_tree() {
+        // 0 is root, 1 and 2 children of 0, 3 child of 1.
+        let (l, r) = nested_set(&[None, Some(0), Some(0), Some(1)]);
+        assert_eq!((l[0], r[0]), (1, 8));
+        assert!(l[1] > l[0] && r[1] < r[0]);
+        assert!(l[3] > l[1] && r[3] < r[1]);
+        assert!(l[2] > r[1]);
+    }
+
+    #[test]
+    fn nested_set_survives_cycles() {
+        let (l, r) = nested_set(&[Some(1), Some(0)]);
+        assert!(l.iter().all(|v| *v > 0) && r.iter().all(|v| *v > 0));
+    }
+}

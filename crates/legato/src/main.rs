@@ -1,0 +1,2 @@
+//! legato
+fn main() {}
