@@ -1,1 +1,222 @@
-//! legato-distributor
+//! The distributor: validates OTLP exports, applies per-tenant rate limits, groups spans by
+//! trace and hands them to a `PushSink` (the in-process ingester in single-binary mode, the
+//! ring-and-replicas client in a cluster). It reports every refused span back to the client.
+//!
+//! It does not decode HTTP or gRPC (the api crate does) nor store anything.
+
+mod limiter;
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use legato_model::{Clock, SpanId, TenantId, TraceId};
+use legato_proto::collector::ExportTraceServiceRequest;
+use legato_proto::combine::split_by_trace;
+use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink, RejectReason, Rejection, TraceSegment};
+use legato_proto::{span_count, tempopb};
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+pub use limiter::RateLimiter;
+use metrics::{DistributorMetrics, ReasonLabels, TenantLabels};
+
+/// Per-tenant ingestion limits (`overrides.defaults.ingestion`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestionLimits {
+    pub rate_limit_bytes: u64,
+    pub burst_size_bytes: u64,
+    pub max_traces_per_user: usize,
+}
+
+impl Default for IngestionLimits {
+    fn default() -> Self {
+        Self { rate_limit_bytes: 30_000_000, burst_size_bytes: 30_000_000, max_traces_per_user: 0 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DistributorError {
+    #[error(
+        "RATE_LIMITED: ingestion rate limit (local: {rate} bytes/s, burst: {burst} bytes) exceeded while adding {size} bytes for user {tenant}; reduce the send rate or raise overrides.defaults.ingestion.rate_limit_bytes"
+    )]
+    RateLimited { rate: u64, burst: u64, size: u64, tenant: String, retry_after: Duration },
+    #[error(transparent)]
+    Push(#[from] PushError),
+}
+
+impl DistributorError {
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::Push(e) => e.retry_after(),
+        }
+    }
+}
+
+pub struct Distributor {
+    sink: Arc<dyn PushSink>,
+    limits: IngestionLimits,
+    limiter: RateLimiter,
+    metrics: DistributorMetrics,
+}
+
+impl Distributor {
+    pub fn new(sink: Arc<dyn PushSink>, limits: IngestionLimits, clock: Arc<dyn Clock>, metrics: DistributorMetrics) -> Self {
+        Self { sink, limits, limiter: RateLimiter::new(clock), metrics }
+    }
+
+    /// Accepts an OTLP export of `wire_bytes` bytes for `tenant`. On success every span not
+    /// listed in the outcome is durable.
+    pub async fn push(&self, tenant: &TenantId, request: ExportTraceServiceRequest, wire_bytes: usize) -> Result<PushOutcome, DistributorError> {
+        let labels = TenantLabels { tenant: tenant.to_string() };
+        let total_spans = span_count(&request.resource_spans) as u64;
+        self.metrics.bytes_received.get_or_create(&labels).inc_by(wire_bytes as u64);
+        self.metrics.spans_received.get_or_create(&labels).inc_by(total_spans);
+        let size = wire_bytes as u64;
+        if !self.limiter.allow(tenant, size, self.limits.rate_limit_bytes, self.limits.burst_size_bytes) {
+            self.count_rejected(tenant, RejectReason::RateLimited, total_spans);
+            return Err(DistributorError::RateLimited {
+                rate: self.limits.rate_limit_bytes,
+                burst: self.limits.burst_size_bytes,
+                size,
+                tenant: tenant.to_string(),
+                retry_after: Duration::from_secs(5),
+            });
+        }
+        let (batches, mut rejected) = validate(request);
+        let traces = split_by_trace(batches)
+            .into_iter()
+            .map(|(id, batches)| {
+                let spans = span_count(&batches) as u32;
+                let data = tempopb::Trace { resource_spans: batches }.encode_to_vec();
+                TraceSegment { id: Bytes::copy_from_slice(&id.0), data: Bytes::from(data), spans }
+            })
+            .collect::<Vec<_>>();
+        let mut outcome = if traces.is_empty() {
+            PushOutcome::default()
+        } else {
+            match self.sink.push(PushRequest { tenant: tenant.to_string(), traces }).await {
+                Ok(outcome) => outcome,
+                Err(e) => {
+                    let labels = ReasonLabels { tenant: tenant.to_string(), reason: "unavailable".into() };
+                    self.metrics.push_failures.get_or_create(&labels).inc();
+                    return Err(e.into());
+                }
+            }
+        };
+        rejected.append(&mut outcome.rejected);
+        for r in &rejected {
+            self.count_rejected(tenant, r.reason, r.spans);
+        }
+        Ok(PushOutcome { rejected })
+    }
+
+    fn count_rejected(&self, tenant: &TenantId, reason: RejectReason, spans: u64) {
+        let labels = ReasonLabels { tenant: tenant.to_string(), reason: reason.as_str().into() };
+        self.metrics.spans_rejected.get_or_create(&labels).inc_by(spans);
+    }
+}
+
+/// Drops spans with invalid ids, reporting them; keeps the rest in their batches.
+fn validate(mut request: ExportTraceServiceRequest) -> (Vec<legato_proto::trace::ResourceSpans>, Vec<Rejection>) {
+    let (mut bad_trace, mut bad_span) = (0u64, 0u64);
+    let (mut trace_msg, mut span_msg) = (String::new(), String::new());
+    for rs in &mut request.resource_spans {
+        for ss in &mut rs.scope_spans {
+            ss.spans.retain(|span| {
+                if let Err(e) = TraceId::from_otlp(&span.trace_id) {
+                    bad_trace += 1;
+                    trace_msg = e.to_string();
+                    return false;
+                }
+                if let Err(e) = SpanId::from_otlp(&span.span_id) {
+                    bad_span += 1;
+                    span_msg = e.to_string();
+                    return false;
+                }
+                true
+            });
+        }
+    }
+    let mut rejected = Vec::new();
+    if bad_trace > 0 {
+        rejected.push(Rejection { reason: RejectReason::InvalidTraceId, spans: bad_trace, message: trace_msg });
+    }
+    if bad_span > 0 {
+        rejected.push(Rejection { reason: RejectReason::InvalidSpanId, spans: bad_span, message: span_msg });
+    }
+    (request.resource_spans, rejected)
+}
+
+/// Formats refused spans for OTLP `partial_success.error_message`.
+pub fn describe_rejections(rejected: &[Rejection]) -> (i64, String) {
+    let spans: u64 = rejected.iter().map(|r| r.spans).sum();
+    let message = rejected
+        .iter()
+        .map(|r| format!("{} span(s) rejected ({}): {}", r.spans, r.reason.as_str(), r.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    (spans as i64, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use legato_model::ManualClock;
+    use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+    use parking_lot::Mutex;
+
+    #[derive(Default)]
+    struct Capture(Mutex<Vec<PushRequest>>);
+
+    #[async_trait::async_trait]
+    impl PushSink for Capture {
+        async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
+            self.0.lock().push(request);
+            Ok(PushOutcome::default())
+        }
+    }
+
+    fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+        }
+    }
+
+    fn span(trace: Vec<u8>, id: Vec<u8>) -> Span {
+        Span { trace_id: trace, span_id: id, ..Default::default() }
+    }
+
+    #[tokio::test]
+    async fn bad_ids_are_reported_and_the_rest_is_pushed() {
+        let sink = Arc::new(Capture::default());
+        let d = Distributor::new(sink.clone(), IngestionLimits::default(), Arc::new(ManualClock::new(0)), DistributorMetrics::default());
+        let req = request(vec![
+            span(vec![1; 16], vec![1; 8]),
+            span(vec![0; 16], vec![2; 8]),
+            span(vec![1; 8], vec![3; 8]),
+            span(vec![2; 16], vec![0; 8]),
+            span(vec![2; 16], vec![4; 8]),
+        ]);
+        let outcome = d.push(&TenantId::single(), req, 100).await.unwrap();
+        let (count, message) = describe_rejections(&outcome.rejected);
+        assert_eq!(count, 3);
+        assert!(message.contains("invalid_trace_id") && message.contains("invalid_span_id"), "{message}");
+        let pushed = sink.0.lock();
+        assert_eq!(pushed[0].traces.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn rate_limit_refuses_with_retry() {
+        let sink = Arc::new(Capture::default());
+        let limits = IngestionLimits { rate_limit_bytes: 100, burst_size_bytes: 100, max_traces_per_user: 0 };
+        let d = Distributor::new(sink, limits, Arc::new(ManualClock::new(0)), DistributorMetrics::default());
+        let ok = d.push(&TenantId::single(), request(vec![span(vec![1; 16], vec![1; 8])]), 80).await;
+        assert!(ok.is_ok());
+        let refused = d.push(&TenantId::single(), request(vec![span(vec![1; 16], vec![2; 8])]), 80).await;
+        assert!(matches!(refused, Err(DistributorError::RateLimited { .. })));
+    }
+}

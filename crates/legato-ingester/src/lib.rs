@@ -1,1 +1,299 @@
-//! legato-ingester
+//! The ingester: makes pushes durable in the write-ahead log before acknowledging them, holds
+//! live traces in memory, cuts idle traces into the head block and the head block into
+//! complete blocks, uploads them to object storage, and answers trace-by-id for everything
+//! not yet in a block.
+//!
+//! It does not receive OTLP (the distributor does) nor read blocks (the querier does).
+//!
+//! Durability invariant: every acknowledged span is in a WAL segment that has not been
+//! deleted, or in an uploaded block. Memory appends and WAL appends are queued under one
+//! lock, so a WAL rotation splits them consistently; segments are deleted only after every
+//! block cut from them is uploaded and the traces still live were re-logged in a newer segment.
+
+mod config;
+pub mod metrics;
+mod state;
+mod wal;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use legato_model::{BlockId, Clock, TenantId, TraceId};
+use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink};
+use legato_proto::tempopb;
+use legato_proto::trace::ResourceSpans;
+use legato_storage::metrics::StorageMetrics;
+use legato_storage::{Blocklist, TraceInput, encode_block, write_block};
+use legato_storage::ObjectStore;
+use parking_lot::Mutex;
+use prost::Message;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{IngestLimits, IngesterConfig};
+use metrics::IngesterMetrics;
+use state::{Completing, State};
+pub use wal::Wal;
+
+pub struct Ingester {
+    cfg: IngesterConfig,
+    limits: IngestLimits,
+    wal: Wal,
+    state: Mutex<State>,
+    store: Arc<dyn ObjectStore>,
+    blocklist: Arc<Blocklist>,
+    metrics: IngesterMetrics,
+    storage_metrics: StorageMetrics,
+    clock: Arc<dyn Clock>,
+    /// Serialises cuts and uploads.
+    flush_lock: tokio::sync::Mutex<()>,
+    cut_requested: Notify,
+}
+
+/// What start-up found in the WAL.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplayStats {
+    pub records: usize,
+    pub traces: usize,
+    pub torn_tails: usize,
+}
+
+pub struct IngesterDeps {
+    pub store: Arc<dyn ObjectStore>,
+    pub blocklist: Arc<Blocklist>,
+    pub metrics: IngesterMetrics,
+    pub storage_metrics: StorageMetrics,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Ingester {
+    /// Opens the WAL under `wal_dir` and replays it into memory. Blocking file IO: call it
+    /// from a blocking context or before serving.
+    pub fn open(
+        cfg: IngesterConfig,
+        limits: IngestLimits,
+        wal_dir: &std::path::Path,
+        deps: IngesterDeps,
+    ) -> std::io::Result<(Arc<Self>, ReplayStats)> {
+        let (wal, replay, seq) = Wal::open(wal_dir, deps.metrics.clone())?;
+        let now = deps.clock.now_nanos();
+        let mut state = State::new(seq);
+        let mut traces = 0;
+        for record in &replay.records {
+            match PushRequest::decode(record.as_slice()) {
+                Ok(req) => traces += state.replay(req, now),
+                Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
+            }
+        }
+        let stats = ReplayStats { records: replay.records.len(), traces, torn_tails: replay.torn_tails };
+        tracing::info!(records = stats.records, traces, torn_tails = stats.torn_tails, "WAL replayed");
+        deps.metrics.buffered_bytes.set(state.buffered_bytes as i64);
+        let ingester = Arc::new(Self {
+            cfg,
+            limits,
+            wal,
+            state: Mutex::new(state),
+            store: deps.store,
+            blocklist: deps.blocklist,
+            metrics: deps.metrics,
+            storage_metrics: deps.storage_metrics,
+            clock: deps.clock,
+            flush_lock: tokio::sync::Mutex::new(()),
+            cut_requested: Notify::new(),
+        });
+        Ok((ingester, stats))
+    }
+
+    /// Makes a push durable, then acknowledges it. Spans refused by limits are listed in the
+    /// outcome and never written.
+    pub async fn push(&self, mut request: PushRequest) -> Result<PushOutcome, PushError> {
+        let tenant = TenantId::new(&request.tenant).map_err(|e| PushError::Unavailable(e.to_string()))?;
+        let now = self.clock.now_nanos();
+        let (pending, outcome, cut_needed) = {
+            let mut st = self.state.lock();
+            let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
+            let limit = self.cfg.max_buffered_bytes.0;
+            if st.buffered_bytes + incoming > limit {
+                return Err(PushError::Overloaded { buffered: st.buffered_bytes, limit, retry_after: Duration::from_secs(5) });
+            }
+            let outcome = st.admit(&tenant, &mut request.traces, &self.limits, now);
+            for r in &outcome.rejected {
+                let labels = metrics::ReasonLabels { tenant: tenant.to_string(), reason: r.reason.as_str().into() };
+                self.metrics.rejected_spans.get_or_create(&labels).inc_by(r.spans);
+            }
+            if request.traces.is_empty() {
+                return Ok(outcome);
+            }
+            let pending = self.wal.append(request.encode_to_vec());
+            self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
+            self.metrics.live_traces.set(st.live_trace_count() as i64);
+            (pending, outcome, st.head_bytes >= self.cfg.max_block_bytes.0)
+        };
+        if cut_needed {
+            self.cut_requested.notify_one();
+        }
+        pending.wait().await.map_err(PushError::Wal)?;
+        Ok(outcome)
+    }
+
+    /// Spans of a trace held by this ingester (live, head, or uploading).
+    pub fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
+        let segments = self.state.lock().segments_of(tenant, id);
+        segments
+            .iter()
+            .filter_map(|data| tempopb::Trace::decode(data.as_ref()).ok())
+            .flat_map(|t| t.resource_spans)
+            .collect()
+    }
+
+    /// Runs the periodic cut and flush loop until cancelled, then flushes everything.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.flush_check_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => break,
+                _ = tick.tick() => {}
+                _ = self.cut_requested.notified() => {}
+            }
+            self.cut_idle();
+            if self.head_due() {
+                self.cut_and_flush(false).await;
+            } else if self.state.lock().has_completing() {
+                self.flush_completing().await;
+            }
+        }
+        tracing::info!("ingester stopping: flushing all traces to blocks");
+        self.cut_and_flush(true).await;
+    }
+
+    /// Cuts every trace, live or not, into blocks and uploads them (used by `/flush` and
+    /// shutdown). Returns whether nothing is left pending.
+    pub async fn flush_all(&self) -> bool {
+        self.cut_and_flush(true).await;
+        !self.state.lock().has_completing()
+    }
+
+    fn cut_idle(&self) {
+        let now = self.clock.now_nanos();
+        let idle = self.cfg.trace_idle_period.as_nanos() as u64;
+        let mut st = self.state.lock();
+        st.cut_idle(now, idle);
+        self.metrics.live_traces.set(st.live_trace_count() as i64);
+    }
+
+    fn head_due(&self) -> bool {
+        let st = self.state.lock();
+        let now = self.clock.now_nanos();
+        let too_old = st
+            .head_since
+            .is_some_and(|since| now.saturating_sub(since) >= self.cfg.max_block_duration.as_nanos() as u64);
+        too_old || st.head_bytes >= self.cfg.max_block_bytes.0
+    }
+
+    async fn cut_and_flush(&self, everything: bool) {
+        let guard = self.flush_lock.lock().await;
+        let (rotation, rewrites, cut_seq) = {
+            let mut st = self.state.lock();
+            if everything {
+                st.cut_idle(u64::MAX, 0);
+            }
+            if st.head_bytes == 0 && !everything {
+                return;
+            }
+            let cut_seq = st.wal_seq;
+            st.wal_seq += 1;
+            let rotation = self.wal.rotate(st.wal_seq);
+            let rewrites: Vec<_> = st.live_as_requests().into_iter().map(|r| self.wal.append(r.encode_to_vec())).collect();
+            let cut = st.cut_head(cut_seq);
+            self.metrics.blocks_cut.inc_by(cut as u64);
+            (rotation, rewrites, cut_seq)
+        };
+        let mut relogged = rotation.wait().await.is_ok();
+        for r in rewrites {
+            relogged &= r.wait().await.is_ok();
+        }
+        if relogged {
+            self.state.lock().relogged_upto = Some(cut_seq);
+        } else {
+            tracing::error!(cut_seq, "WAL rotation failed; keeping old segments");
+        }
+        drop(guard);
+        self.flush_completing().await;
+    }
+
+    /// Uploads cut blocks; deletes WAL segments whose data is all in uploaded blocks.
+    async fn flush_completing(&self) {
+        let _guard = self.flush_lock.lock().await;
+        let pending: Vec<Completing> = self.state.lock().completing.clone();
+        for block in pending {
+            match self.upload(&block).await {
+                Ok(meta) => {
+                    self.blocklist.add(meta);
+                    let mut st = self.state.lock();
+                    st.finish_completing(block.block_id);
+                    self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
+                }
+                Err(e) => {
+                    self.metrics.flush_failures.inc();
+                    tracing::error!(block = %block.block_id, tenant = %block.tenant, error = %e, "block upload failed; will retry");
+                }
+            }
+        }
+        let deletable = self.state.lock().deletable_segments();
+        if let Some(seq) = deletable {
+            match self.wal.delete_upto(seq) {
+                Ok(n) if n > 0 => tracing::debug!(upto = seq, segments = n, "WAL segments deleted"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not delete WAL segments"),
+            }
+        }
+    }
+
+    async fn upload(&self, block: &Completing) -> legato_storage::Result<legato_storage::BlockMeta> {
+        let tenant = block.tenant.clone();
+        let block_id: BlockId = block.block_id;
+        let traces = block.traces.clone();
+        let now = self.clock.now_nanos();
+        let written = tokio::task::spawn_blocking(move || {
+            let inputs: Vec<TraceInput> = traces
+                .iter()
+                .map(|(id, segments)| TraceInput {
+                    id: *id,
+                    batches: segments
+                        .iter()
+                        .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
+                        .flat_map(|t| t.resource_spans)
+                        .collect(),
+                })
+                .collect();
+            encode_block(&tenant, block_id, inputs, now)
+        })
+        .await
+        .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
+        write_block(&self.store, &written).await?;
+        self.storage_metrics.blocks_flushed.inc();
+        self.storage_metrics.bytes_flushed.inc_by(written.meta.data_size + written.meta.bloom_size);
+        tracing::info!(block = %block_id, tenant = %written.meta.tenant_id, spans = written.meta.total_spans,
+            traces = written.meta.total_traces, bytes = written.meta.data_size, "block flushed");
+        Ok(written.meta)
+    }
+}
+
+#[async_trait::async_trait]
+impl PushSink for Ingester {
+    async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
+        Ingester::push(self, request).await
+    }
+}
+
+/// Encoded segment bytes of one trace, as kept in memory.
+pub(crate) type Segments = Vec<Bytes>;
+
+#[async_trait::async_trait]
+impl legato_proto::push::RecentTraces for Ingester {
+    async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
+        Ingester::find_trace(self, tenant, id)
+    }
+}

@@ -5,7 +5,9 @@
 mod clock;
 mod error;
 mod ids;
+mod size;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::IdError;
+pub use size::ByteSize;
 pub use ids::{BlockId, SpanId, TenantId, TraceId, SINGLE_TENANT};

@@ -6,6 +6,7 @@
 
 pub mod combine;
 pub mod otlp_json;
+pub mod push;
 pub mod tempo_json;
 pub mod tempopb;
 

@@ -1,1 +1,105 @@
-//! legato-querier
+//! The querier: answers trace-by-id by combining what ingesters hold with every backend block
+//! whose bloom filter may contain the trace, deduplicating spans. Keeps the blocklist fresh by
+//! polling object storage.
+//!
+//! It does not parse HTTP (api crate) nor write blocks (ingester, compactor).
+
+pub mod metrics;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use legato_model::{TenantId, TraceId};
+use legato_proto::combine::combine;
+use legato_proto::push::RecentTraces;
+use legato_proto::trace::ResourceSpans;
+use legato_storage::{BlockReader, Blocklist};
+use tokio_util::sync::CancellationToken;
+
+use metrics::QuerierMetrics;
+
+/// Blocks read concurrently for one trace lookup.
+const BLOCK_CONCURRENCY: usize = 16;
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("reading block {block} failed: {source}")]
+    Block { block: String, source: legato_storage::Error },
+}
+
+/// A combined trace and what it took to find it.
+#[derive(Debug, Default)]
+pub struct FoundTrace {
+    pub batches: Vec<ResourceSpans>,
+    pub blocks_inspected: u64,
+}
+
+pub struct Querier {
+    recent: Vec<Arc<dyn RecentTraces>>,
+    reader: Arc<BlockReader>,
+    blocklist: Arc<Blocklist>,
+    metrics: QuerierMetrics,
+}
+
+impl Querier {
+    pub fn new(recent: Vec<Arc<dyn RecentTraces>>, reader: Arc<BlockReader>, blocklist: Arc<Blocklist>, metrics: QuerierMetrics) -> Self {
+        Self { recent, reader, blocklist, metrics }
+    }
+
+    /// Finds a trace. `start`/`end` (Unix seconds) prune blocks by time only.
+    pub async fn find_trace(&self, tenant: &TenantId, id: &TraceId, start: Option<u64>, end: Option<u64>) -> Result<FoundTrace, QueryError> {
+        let started = Instant::now();
+        let mut parts: Vec<ResourceSpans> = Vec::new();
+        for source in &self.recent {
+            parts.extend(source.find_trace(tenant, id).await);
+        }
+        let blocks: Vec<_> = self
+            .blocklist
+            .blocks(tenant)
+            .into_iter()
+            .filter(|m| m.overlaps_seconds(start, end))
+            .collect();
+        let inspected = blocks.len() as u64;
+        let mut results = futures::stream::iter(blocks)
+            .map(|meta| {
+                let reader = self.reader.clone();
+                async move {
+                    let found = reader.find_trace(&meta, id).await;
+                    (meta, found)
+                }
+            })
+            .buffer_unordered(BLOCK_CONCURRENCY);
+        while let Some((meta, found)) = results.next().await {
+            match found {
+                Ok(batches) => parts.extend(batches),
+                Err(source) => return Err(QueryError::Block { block: meta.block_id.to_string(), source }),
+            }
+        }
+        let batches = combine(parts);
+        self.metrics.trace_lookup_seconds.observe(started.elapsed().as_secs_f64());
+        Ok(FoundTrace { batches, blocks_inspected: inspected })
+    }
+
+    /// Lists the bucket once.
+    pub async fn poll_blocklist(&self) -> legato_storage::Result<()> {
+        self.blocklist.poll(self.reader.store()).await?;
+        self.reader.retain_blocks(&self.blocklist.all_block_ids());
+        Ok(())
+    }
+
+    /// Polls the blocklist every `period` until cancelled.
+    pub async fn run_poller(self: Arc<Self>, period: Duration, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.poll_blocklist().await {
+                tracing::warn!(error = %e, "blocklist poll failed");
+            }
+        }
+    }
+}

@@ -19,7 +19,9 @@ mod schema;
 mod writer;
 
 pub use bloom::TraceBloom;
+pub use object_store::{self, ObjectStore};
 pub use blocklist::Blocklist;
+pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
 pub use meta::{BlockMeta, ENCODING_V1};

@@ -1,0 +1,72 @@
+use std::time::Duration;
+
+use legato_model::ByteSize;
+use legato_storage::config_durations as dur;
+use serde::{Deserialize, Serialize};
+
+/// `ingester`: how live traces become blocks (Tempo's key names where Tempo has them).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngesterConfig {
+    /// A trace with no new spans for this long moves from the live set to the head block.
+    #[serde(with = "dur")]
+    pub trace_idle_period: Duration,
+    /// How often idle traces are cut and the head block is checked.
+    #[serde(with = "dur")]
+    pub flush_check_period: Duration,
+    /// The head block is cut into a complete block when it is this old ...
+    #[serde(with = "dur")]
+    pub max_block_duration: Duration,
+    /// ... or holds this many bytes (encoded spans).
+    pub max_block_bytes: ByteSize,
+    /// Legato: encoded span bytes held in memory (live + head + uploading) above which pushes
+    /// are refused with a retryable error instead of risking memory exhaustion.
+    pub max_buffered_bytes: ByteSize,
+}
+
+impl Default for IngesterConfig {
+    fn default() -> Self {
+        Self {
+            trace_idle_period: Duration::from_secs(5),
+            flush_check_period: Duration::from_secs(1),
+            max_block_duration: Duration::from_secs(30 * 60),
+            max_block_bytes: ByteSize(100 << 20),
+            max_buffered_bytes: ByteSize(1 << 30),
+        }
+    }
+}
+
+impl IngesterConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let positive = [
+            ("ingester.trace_idle_period", self.trace_idle_period),
+            ("ingester.flush_check_period", self.flush_check_period),
+            ("ingester.max_block_duration", self.max_block_duration),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(format!("{key} must be greater than 0"));
+        }
+        if self.max_block_bytes.0 == 0 {
+            return Err("ingester.max_block_bytes must be greater than 0".into());
+        }
+        if self.max_buffered_bytes.0 < self.max_block_bytes.0 {
+            return Err("ingester.max_buffered_bytes must be at least ingester.max_block_bytes".into());
+        }
+        Ok(())
+    }
+}
+
+/// Per-tenant limits the ingester enforces at push time (`overrides.defaults.*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestLimits {
+    /// Live traces per tenant; 0 = unlimited.
+    pub max_traces_per_user: usize,
+    /// Bytes per trace, cumulative; 0 = unlimited.
+    pub max_bytes_per_trace: u64,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self { max_traces_per_user: 0, max_bytes_per_trace: 5_000_000 }
+    }
+}

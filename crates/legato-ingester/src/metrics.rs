@@ -1,0 +1,51 @@
+//! Prometheus metrics of the ingester and WAL.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub tenant: String,
+    pub reason: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct IngesterMetrics {
+    pub wal_fsync_seconds: Histogram,
+    pub wal_bytes: Counter,
+    pub live_traces: Gauge,
+    pub buffered_bytes: Gauge,
+    pub flush_failures: Counter,
+    pub blocks_cut: Counter,
+    pub rejected_spans: Family<ReasonLabels, Counter>,
+}
+
+impl Default for IngesterMetrics {
+    fn default() -> Self {
+        Self {
+            wal_fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            wal_bytes: Counter::default(),
+            live_traces: Gauge::default(),
+            buffered_bytes: Gauge::default(),
+            flush_failures: Counter::default(),
+            blocks_cut: Counter::default(),
+            rejected_spans: Family::default(),
+        }
+    }
+}
+
+impl IngesterMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register("legato_ingester_wal_fsync_seconds", "Time to write and fsync one WAL group commit", self.wal_fsync_seconds.clone());
+        registry.register("legato_ingester_wal_written_bytes", "Bytes appended to the WAL", self.wal_bytes.clone());
+        registry.register("legato_ingester_live_traces", "Traces held in memory", self.live_traces.clone());
+        registry.register("legato_ingester_buffered_bytes", "Encoded span bytes held in memory, not yet in a block", self.buffered_bytes.clone());
+        registry.register("legato_ingester_flush_failures", "Block uploads that failed (retried)", self.flush_failures.clone());
+        registry.register("legato_ingester_blocks_cut", "Blocks cut from the head", self.blocks_cut.clone());
+        registry.register("legato_ingester_rejected_spans", "Spans refused at push time, by reason", self.rejected_spans.clone());
+    }
+}

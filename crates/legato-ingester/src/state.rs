@@ -1,0 +1,240 @@
+//! In-memory state of the ingester: live traces, the head block and blocks being uploaded,
+//! all as encoded segments (compact, and what the WAL holds anyway).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use legato_model::{BlockId, TenantId, TraceId};
+use legato_proto::push::{PushOutcome, PushRequest, RejectReason, Rejection, TraceSegment};
+
+use crate::Segments;
+use crate::config::IngestLimits;
+
+struct Live {
+    segments: Segments,
+    bytes: u64,
+    last_append: u64,
+}
+
+#[derive(Default)]
+struct Tenant {
+    live: HashMap<TraceId, Live>,
+    head: HashMap<TraceId, Segments>,
+}
+
+#[derive(Clone)]
+pub(crate) struct Completing {
+    pub tenant: TenantId,
+    pub block_id: BlockId,
+    pub traces: Arc<Vec<(TraceId, Segments)>>,
+    pub cut_seq: u64,
+    pub bytes: u64,
+}
+
+pub(crate) struct State {
+    tenants: HashMap<TenantId, Tenant>,
+    pub buffered_bytes: u64,
+    pub head_bytes: u64,
+    pub head_since: Option<u64>,
+    /// The WAL segment appends currently go to.
+    pub wal_seq: u64,
+    pub completing: Vec<Completing>,
+    /// Highest cut whose still-live traces were re-logged in a newer segment.
+    pub relogged_upto: Option<u64>,
+}
+
+impl State {
+    pub fn new(wal_seq: u64) -> Self {
+        Self {
+            tenants: HashMap::new(),
+            buffered_bytes: 0,
+            head_bytes: 0,
+            head_since: None,
+            wal_seq,
+            completing: Vec::new(),
+            relogged_upto: None,
+        }
+    }
+
+    fn append(&mut self, tenant: &TenantId, id: TraceId, data: Bytes, now: u64) {
+        let len = data.len() as u64;
+        let t = self.tenants.entry(tenant.clone()).or_default();
+        let live = t.live.entry(id).or_insert_with(|| Live { segments: Vec::new(), bytes: 0, last_append: now });
+        live.segments.push(data);
+        live.bytes += len;
+        live.last_append = now;
+        self.buffered_bytes += len;
+    }
+
+    /// Re-applies a WAL record; returns the number of trace segments.
+    pub fn replay(&mut self, req: PushRequest, now: u64) -> usize {
+        let Ok(tenant) = TenantId::new(&req.tenant) else { return 0 };
+        let mut n = 0;
+        for seg in req.traces {
+            if let Ok(id) = TraceId::from_otlp(&seg.id) {
+                self.append(&tenant, id, seg.data, now);
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// Applies per-tenant limits; keeps accepted segments in `traces` (and in memory) and
+    /// reports the rest.
+    pub fn admit(&mut self, tenant: &TenantId, traces: &mut Vec<TraceSegment>, limits: &IngestLimits, now: u64) -> PushOutcome {
+        let mut rejected: HashMap<RejectReason, (u64, String)> = HashMap::new();
+        let mut accepted = Vec::with_capacity(traces.len());
+        for seg in traces.drain(..) {
+            let Ok(id) = TraceId::from_otlp(&seg.id) else {
+                let entry = rejected.entry(RejectReason::InvalidTraceId).or_default();
+                entry.0 += u64::from(seg.spans);
+                continue;
+            };
+            let t = self.tenants.entry(tenant.clone()).or_default();
+            let len = seg.data.len() as u64;
+            let verdict = match t.live.get(&id) {
+                Some(live) if limits.max_bytes_per_trace > 0 && live.bytes + len > limits.max_bytes_per_trace => Some((
+                    RejectReason::TraceTooLarge,
+                    format!("max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}", limits.max_bytes_per_trace),
+                )),
+                None if limits.max_bytes_per_trace > 0 && len > limits.max_bytes_per_trace => Some((
+                    RejectReason::TraceTooLarge,
+                    format!("max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}", limits.max_bytes_per_trace),
+                )),
+                None if limits.max_traces_per_user > 0 && t.live.len() >= limits.max_traces_per_user => Some((
+                    RejectReason::LiveTracesExceeded,
+                    format!("max live traces per tenant exceeded: per-user traces limit (local: {}) exceeded for tenant {tenant}", limits.max_traces_per_user),
+                )),
+                _ => None,
+            };
+            match verdict {
+                Some((reason, message)) => {
+                    let entry = rejected.entry(reason).or_default();
+                    entry.0 += u64::from(seg.spans);
+                    entry.1 = message;
+                }
+                None => {
+                    self.append(tenant, id, seg.data.clone(), now);
+                    accepted.push(seg);
+                }
+            }
+        }
+        *traces = accepted;
+        let mut rejected: Vec<Rejection> = rejected
+            .into_iter()
+            .map(|(reason, (spans, message))| Rejection { reason, spans, message })
+            .collect();
+        rejected.sort_by_key(|r| r.reason.as_str());
+        PushOutcome { rejected }
+    }
+
+    pub fn live_trace_count(&self) -> usize {
+        self.tenants.values().map(|t| t.live.len()).sum()
+    }
+
+    pub fn has_completing(&self) -> bool {
+        !self.completing.is_empty()
+    }
+
+    pub fn segments_of(&self, tenant: &TenantId, id: &TraceId) -> Segments {
+        let mut out = Segments::new();
+        if let Some(t) = self.tenants.get(tenant) {
+            if let Some(live) = t.live.get(id) {
+                out.extend(live.segments.iter().cloned());
+            }
+            if let Some(head) = t.head.get(id) {
+                out.extend(head.iter().cloned());
+            }
+        }
+        for c in self.completing.iter().filter(|c| &c.tenant == tenant) {
+            if let Ok(pos) = c.traces.binary_search_by_key(id, |(tid, _)| *tid) {
+                out.extend(c.traces[pos].1.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Moves traces idle since before `now - idle` into the head block.
+    pub fn cut_idle(&mut self, now: u64, idle: u64) {
+        let mut moved = 0u64;
+        for t in self.tenants.values_mut() {
+            let idle_ids: Vec<TraceId> = t
+                .live
+                .iter()
+                .filter(|(_, l)| now.saturating_sub(l.last_append) >= idle)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in idle_ids {
+                if let Some(live) = t.live.remove(&id) {
+                    moved += live.bytes;
+                    t.head.entry(id).or_default().extend(live.segments);
+                }
+            }
+        }
+        if moved > 0 {
+            self.head_bytes += moved;
+            self.head_since.get_or_insert(now.min(u64::MAX - 1));
+        }
+    }
+
+    /// The live traces as WAL records, one per tenant.
+    pub fn live_as_requests(&self) -> Vec<PushRequest> {
+        self.tenants
+            .iter()
+            .filter(|(_, t)| !t.live.is_empty())
+            .map(|(tenant, t)| PushRequest {
+                tenant: tenant.to_string(),
+                traces: t
+                    .live
+                    .iter()
+                    .flat_map(|(id, l)| {
+                        l.segments.iter().map(move |d| TraceSegment { id: Bytes::copy_from_slice(&id.0), data: d.clone(), spans: 0 })
+                    })
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Turns each tenant's head into a block to upload; returns how many.
+    pub fn cut_head(&mut self, cut_seq: u64) -> usize {
+        let mut cut = 0;
+        for (tenant, t) in &mut self.tenants {
+            if t.head.is_empty() {
+                continue;
+            }
+            let mut traces: Vec<(TraceId, Segments)> = t.head.drain().collect();
+            traces.sort_by_key(|(id, _)| *id);
+            let bytes = traces.iter().flat_map(|(_, s)| s).map(|d| d.len() as u64).sum();
+            self.completing.push(Completing {
+                tenant: tenant.clone(),
+                block_id: BlockId::random(),
+                traces: Arc::new(traces),
+                cut_seq,
+                bytes,
+            });
+            cut += 1;
+        }
+        self.tenants.retain(|_, t| !t.live.is_empty() || !t.head.is_empty());
+        self.head_bytes = 0;
+        self.head_since = None;
+        cut
+    }
+
+    pub fn finish_completing(&mut self, block: BlockId) {
+        if let Some(pos) = self.completing.iter().position(|c| c.block_id == block) {
+            let done = self.completing.remove(pos);
+            self.buffered_bytes = self.buffered_bytes.saturating_sub(done.bytes);
+        }
+    }
+
+    /// The highest WAL segment whose every span is now in an uploaded block or re-logged.
+    pub fn deletable_segments(&self) -> Option<u64> {
+        let relogged = self.relogged_upto?;
+        let upto = match self.completing.iter().map(|c| c.cut_seq).min() {
+            Some(oldest_pending) => relogged.min(oldest_pending.checked_sub(1)?),
+            None => relogged,
+        };
+        (upto > 0).then_some(upto)
+    }
+}

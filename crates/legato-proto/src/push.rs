@@ -1,0 +1,94 @@
+//! The push path between distributor and ingesters: messages (also the WAL record format)
+//! and the `PushSink` trait that decides where a batch goes. A ring-and-replicas sink, an
+//! in-process sink and, later, a log-backed sink all implement it.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+/// One trace's spans in a push: `data` is an encoded `tempopb.Trace`.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct TraceSegment {
+    #[prost(bytes = "bytes", tag = "1")]
+    pub id: Bytes,
+    #[prost(bytes = "bytes", tag = "2")]
+    pub data: Bytes,
+    #[prost(uint32, tag = "3")]
+    pub spans: u32,
+}
+
+/// A tenant's traces, grouped by trace id. Also the WAL record payload.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct PushRequest {
+    #[prost(string, tag = "1")]
+    pub tenant: String,
+    #[prost(message, repeated, tag = "2")]
+    pub traces: Vec<TraceSegment>,
+}
+
+/// Why spans were refused. Names follow Tempo's `discarded_spans_total{reason}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    InvalidTraceId,
+    InvalidSpanId,
+    LiveTracesExceeded,
+    TraceTooLarge,
+    RateLimited,
+}
+
+impl RejectReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidTraceId => "invalid_trace_id",
+            Self::InvalidSpanId => "invalid_span_id",
+            Self::LiveTracesExceeded => "live_traces_exceeded",
+            Self::TraceTooLarge => "trace_too_large",
+            Self::RateLimited => "rate_limited",
+        }
+    }
+}
+
+/// Spans refused for one reason, with a human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    pub reason: RejectReason,
+    pub spans: u64,
+    pub message: String,
+}
+
+/// What became of an acknowledged push: everything not listed here is durable.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub rejected: Vec<Rejection>,
+}
+
+/// A push that was not accepted at all. Every variant is safe to retry.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("ingester is over its memory limit ({buffered} bytes buffered, limit {limit}); retry later")]
+    Overloaded { buffered: u64, limit: u64, retry_after: Duration },
+    #[error("write-ahead log failed: {0}")]
+    Wal(String),
+    #[error("ingester is not ready: {0}")]
+    Unavailable(String),
+}
+
+impl PushError {
+    pub fn retry_after(&self) -> Duration {
+        match self {
+            Self::Overloaded { retry_after, .. } => *retry_after,
+            _ => Duration::from_secs(1),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+pub trait PushSink: Send + Sync + 'static {
+    async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError>;
+}
+
+/// Recent traces held outside blocks (ingesters), asked by the querier for trace-by-id.
+#[async_trait::async_trait]
+pub trait RecentTraces: Send + Sync + 'static {
+    async fn find_trace(&self, tenant: &legato_model::TenantId, id: &legato_model::TraceId) -> Vec<crate::trace::ResourceSpans>;
+}
