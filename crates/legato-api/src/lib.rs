@@ -1,1 +1,91 @@
-//! legato-api
+//! Legato's network surface: Tempo's HTTP query API, OTLP over HTTP and gRPC, `/metrics`,
+//! `/ready`, `/status/config`; tenant and body-limit handling; and the one place where errors
+//! become HTTP statuses and gRPC codes.
+//!
+//! Handlers are thin: they parse, call a role (distributor, querier, ingester) and render.
+
+mod error;
+pub mod metrics;
+mod otlp_grpc;
+mod otlp_http;
+mod query;
+mod tenant;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use axum::Router;
+use axum::routing::{get, post};
+use legato_distributor::Distributor;
+use legato_querier::Querier;
+use prometheus_client::registry::Registry;
+
+pub use error::ApiError;
+pub use otlp_grpc::trace_service;
+pub use metrics::ApiMetrics;
+
+/// Readiness of the process, as `/ready` reports it.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+#[allow(dead_code)]
+const STARTING: u8 = 0;
+pub(crate) const READY: u8 = 1;
+pub(crate) const STOPPING: u8 = 2;
+
+impl Readiness {
+    pub fn set_ready(&self) {
+        self.0.store(READY, Ordering::SeqCst);
+    }
+    pub fn set_stopping(&self) {
+        self.0.store(STOPPING, Ordering::SeqCst);
+    }
+    fn state(&self) -> u8 {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A hook for `/flush`: cut every live trace into blocks now.
+#[async_trait::async_trait]
+pub trait Flusher: Send + Sync + 'static {
+    async fn flush(&self) -> bool;
+}
+
+/// Everything handlers need.
+pub struct AppState {
+    pub distributor: Arc<Distributor>,
+    pub querier: Arc<Querier>,
+    pub flusher: Option<Arc<dyn Flusher>>,
+    pub readiness: Arc<Readiness>,
+    pub registry: Arc<Registry>,
+    pub metrics: ApiMetrics,
+    /// The effective configuration as YAML, secrets masked.
+    pub config_yaml: String,
+    pub multitenancy_enabled: bool,
+    /// Largest accepted OTLP/HTTP request body, before and after decompression.
+    pub max_request_bytes: usize,
+}
+
+pub type SharedState = Arc<AppState>;
+
+/// Tempo's HTTP API (port 3200 by default).
+pub fn http_api(state: SharedState) -> Router {
+    Router::new()
+        .route("/api/traces/{id}", get(query::trace_v1))
+        .route("/api/v2/traces/{id}", get(query::trace_v2))
+        .route("/api/echo", get(|| async { ([("content-type", "text/plain; charset=utf-8")], "echo\n") }))
+        .route("/api/status/buildinfo", get(query::buildinfo))
+        .route("/ready", get(query::ready))
+        .route("/metrics", get(query::metrics))
+        .route("/status/config", get(query::status_config))
+        .route("/flush", get(query::flush).post(query::flush))
+        .with_state(state)
+}
+
+/// OTLP/HTTP receiver (port 4318 by default).
+pub fn otlp_http(state: SharedState) -> Router {
+    Router::new()
+        .route("/v1/traces", post(otlp_http::export))
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state)
+}

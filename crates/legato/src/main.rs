@@ -1,2 +1,77 @@
-//! legato
-fn main() {}
+//! `legato`: the single binary. Flags follow Tempo: `-config.file=PATH`, `-target=all`,
+//! `-config.expand-env`. With no config file it runs single-binary on `./data`.
+
+mod app;
+mod config;
+
+use std::path::PathBuf;
+
+use anyhow::bail;
+
+struct Flags {
+    config_file: Option<PathBuf>,
+    target: Option<String>,
+    expand_env: bool,
+}
+
+const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all] [-config.expand-env]";
+
+fn parse_flags() -> anyhow::Result<Option<Flags>> {
+    let mut flags = Flags { config_file: None, target: None, expand_env: false };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let trimmed = arg.trim_start_matches('-');
+        if trimmed.len() == arg.len() {
+            bail!("unexpected argument {arg:?}\n{USAGE}");
+        }
+        let (name, inline) = match trimmed.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (trimmed, None),
+        };
+        let mut value = |what: &str| -> anyhow::Result<String> {
+            inline.clone().or_else(|| args.next()).ok_or_else(|| anyhow::anyhow!("flag -{what} needs a value\n{USAGE}"))
+        };
+        match name {
+            "config.file" => flags.config_file = Some(PathBuf::from(value(name)?)),
+            "target" => flags.target = Some(value(name)?),
+            "config.expand-env" => flags.expand_env = inline.as_deref().is_none_or(|v| v == "true"),
+            "version" => {
+                println!("legato, version {}", env!("CARGO_PKG_VERSION"));
+                return Ok(None);
+            }
+            "h" | "help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            other => bail!("unknown flag -{other}\n{USAGE}"),
+        }
+    }
+    Ok(Some(flags))
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("legato: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let Some(flags) = parse_flags()? else { return Ok(()) };
+    let mut cfg = match &flags.config_file {
+        Some(path) => config::Config::load(path, flags.expand_env)?,
+        None => config::Config::default(),
+    };
+    if let Some(target) = flags.target {
+        cfg.target = target;
+    }
+    cfg.validate()?;
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},h2=warn,hyper=warn", cfg.server.log_level)));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("legato").build()?;
+    runtime.block_on(app::run(cfg))
+}

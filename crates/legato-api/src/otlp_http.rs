@@ -1,0 +1,133 @@
+//! OTLP/HTTP receiver: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or
+//! deflate compressed. Replies in the request's encoding; errors are `google.rpc.Status`.
+
+use std::io::Read;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use legato_distributor::describe_rejections;
+use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use legato_proto::otlp_json;
+use prost::Message;
+
+use crate::{ApiError, SharedState, tenant};
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Protobuf,
+    Json,
+}
+
+impl Encoding {
+    fn content_type(self) -> &'static str {
+        match self {
+            Self::Protobuf => "application/x-protobuf",
+            Self::Json => "application/json",
+        }
+    }
+}
+
+/// `google.rpc.Status`, as OTLP/HTTP error bodies carry it.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RpcStatus {
+    #[prost(int32, tag = "1")]
+    code: i32,
+    #[prost(string, tag = "2")]
+    message: String,
+}
+
+pub async fn export(State(state): State<SharedState>, headers: HeaderMap, body: Body) -> Response {
+    let started = std::time::Instant::now();
+    let encoding = match request_encoding(&headers) {
+        Ok(e) => e,
+        Err(e) => return error_response(Encoding::Json, e),
+    };
+    let result = handle(&state, &headers, body, encoding).await;
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(e) => {
+            tracing::debug!(error = %e, "OTLP/HTTP export refused");
+            error_response(encoding, e)
+        }
+    };
+    state.metrics.observe("otlp_http_export", resp.status().as_u16(), started);
+    resp
+}
+
+async fn handle(state: &SharedState, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<Response, ApiError> {
+    let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
+    let limit = state.max_request_bytes;
+    let raw = to_bytes(body, limit.saturating_add(1))
+        .await
+        .map_err(|_| ApiError::TooLarge { size: limit + 1, limit })?;
+    if raw.len() > limit {
+        return Err(ApiError::TooLarge { size: raw.len(), limit });
+    }
+    let body = decompress(headers, &raw, limit)?;
+    let request = match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
+            .map_err(|e| ApiError::BadRequest(format!("invalid OTLP protobuf body: {e}")))?,
+        Encoding::Json => otlp_json::decode_export_request(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    };
+    let outcome = state.distributor.push(&tenant, request, body.len()).await?;
+    let partial_success = (!outcome.rejected.is_empty()).then(|| {
+        let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);
+        ExportTracePartialSuccess { rejected_spans, error_message }
+    });
+    let body = match encoding {
+        Encoding::Protobuf => ExportTraceServiceResponse { partial_success }.encode_to_vec(),
+        Encoding::Json => {
+            let value = match partial_success {
+                None => serde_json::json!({}),
+                Some(p) => serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message}}),
+            };
+            value.to_string().into_bytes()
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, encoding.content_type())], body).into_response())
+}
+
+fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    match mime.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
+        "application/json" => Ok(Encoding::Json),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "unsupported Content-Type {ct:?}: use application/x-protobuf or application/json"
+        ))),
+    }
+}
+
+fn decompress(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
+    let enc = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
+    let mut out = Vec::new();
+    let read = match enc.as_str() {
+        "" | "identity" => return Ok(raw.to_vec()),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1).read_to_end(&mut out),
+        "deflate" | "zlib" => flate2::read::ZlibDecoder::new(raw).take(limit as u64 + 1).read_to_end(&mut out),
+        other => return Err(ApiError::UnsupportedMediaType(format!("unsupported Content-Encoding {other:?}: use gzip, deflate or none"))),
+    };
+    read.map_err(|e| ApiError::BadRequest(format!("could not decompress {enc} body: {e}")))?;
+    if out.len() > limit {
+        return Err(ApiError::TooLarge { size: out.len(), limit });
+    }
+    Ok(out)
+}
+
+fn error_response(encoding: Encoding, e: ApiError) -> Response {
+    let status = RpcStatus { code: e.grpc_code() as i32, message: e.to_string() };
+    let body = match encoding {
+        Encoding::Protobuf => status.encode_to_vec(),
+        Encoding::Json => serde_json::json!({"code": status.code, "message": status.message}).to_string().into_bytes(),
+    };
+    let mut resp = (e.status(), [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
+    if let Some(after) = e.retry_after() {
+        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
+            resp.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+    }
+    resp
+}

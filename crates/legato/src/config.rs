@@ -1,0 +1,307 @@
+//! The configuration file: YAML with Tempo's key names, every section strict about unknown
+//! keys. Precedence: defaults < YAML (with `${VAR}` expansion when asked) < flags.
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use legato_distributor::IngestionLimits;
+use legato_ingester::{IngestLimits, IngesterConfig};
+use legato_model::ByteSize;
+use legato_storage::TraceStorageConfig;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub target: String,
+    pub multitenancy_enabled: bool,
+    pub server: ServerConfig,
+    pub distributor: DistributorConfig,
+    pub ingester: IngesterConfig,
+    pub storage: StorageConfig,
+    pub overrides: OverridesConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            target: "all".into(),
+            multitenancy_enabled: false,
+            server: ServerConfig::default(),
+            distributor: DistributorConfig::default(),
+            ingester: IngesterConfig::default(),
+            storage: StorageConfig::default(),
+            overrides: OverridesConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Empty means all interfaces, as in Tempo.
+    pub http_listen_address: String,
+    pub http_listen_port: u16,
+    pub grpc_listen_address: String,
+    pub grpc_listen_port: u16,
+    pub log_level: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            http_listen_address: String::new(),
+            http_listen_port: 3200,
+            grpc_listen_address: String::new(),
+            grpc_listen_port: 9095,
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributorConfig {
+    pub receivers: ReceiversConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiversConfig {
+    pub otlp: OtlpReceiverConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpReceiverConfig {
+    pub protocols: OtlpProtocols,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpProtocols {
+    pub grpc: OtlpGrpcConfig,
+    pub http: OtlpHttpConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpGrpcConfig {
+    pub endpoint: String,
+    /// Largest accepted message, MiB (the Collector's key).
+    pub max_recv_msg_size_mib: usize,
+}
+
+impl Default for OtlpGrpcConfig {
+    fn default() -> Self {
+        Self { endpoint: "0.0.0.0:4317".into(), max_recv_msg_size_mib: 16 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpHttpConfig {
+    pub endpoint: String,
+    /// Largest accepted body, compressed or not (the Collector's key).
+    pub max_request_body_size: ByteSize,
+}
+
+impl Default for OtlpHttpConfig {
+    fn default() -> Self {
+        Self { endpoint: "0.0.0.0:4318".into(), max_request_body_size: ByteSize(20 << 20) }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageConfig {
+    pub trace: TraceStorageConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverridesConfig {
+    pub defaults: TenantOverrides,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantOverrides {
+    pub ingestion: IngestionLimits,
+    pub global: GlobalLimits,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GlobalLimits {
+    pub max_bytes_per_trace: u64,
+}
+
+impl Default for GlobalLimits {
+    fn default() -> Self {
+        Self { max_bytes_per_trace: 5_000_000 }
+    }
+}
+
+pub const TARGETS: &[&str] = &["all"];
+
+impl Config {
+    /// Parses YAML; errors name the offending key path.
+    pub fn from_yaml(text: &str) -> anyhow::Result<Self> {
+        if text.trim().is_empty() {
+            return Ok(Self::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().to_string();
+            anyhow::anyhow!("invalid configuration at {path}: {}", e.inner())
+        })
+    }
+
+    pub fn load(path: &Path, expand_env: bool) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        let text = if expand_env { expand_env_vars(&text) } else { text };
+        Self::from_yaml(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if !TARGETS.contains(&self.target.as_str()) {
+            bail!(
+                "invalid configuration at target: {:?} is not supported by this build (supported: {})",
+                self.target,
+                TARGETS.join(", ")
+            );
+        }
+        if self.server.http_listen_port == self.server.grpc_listen_port {
+            bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
+        }
+        for (key, endpoint) in [
+            ("distributor.receivers.otlp.protocols.grpc.endpoint", &self.distributor.receivers.otlp.protocols.grpc.endpoint),
+            ("distributor.receivers.otlp.protocols.http.endpoint", &self.distributor.receivers.otlp.protocols.http.endpoint),
+        ] {
+            if !endpoint.is_empty() && endpoint.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+                bail!("invalid configuration at {key}: {endpoint:?} is not host:port");
+            }
+        }
+        if self.distributor.receivers.otlp.protocols.grpc.max_recv_msg_size_mib == 0 {
+            bail!("invalid configuration at distributor.receivers.otlp.protocols.grpc.max_recv_msg_size_mib: must be greater than 0");
+        }
+        if self.distributor.receivers.otlp.protocols.http.max_request_body_size.0 == 0 {
+            bail!("invalid configuration at distributor.receivers.otlp.protocols.http.max_request_body_size: must be greater than 0");
+        }
+        if !["trace", "debug", "info", "warn", "error"].contains(&self.server.log_level.as_str()) {
+            bail!("invalid configuration at server.log_level: {:?} is not one of trace, debug, info, warn, error", self.server.log_level);
+        }
+        self.ingester.validate().map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        self.storage.trace.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        Ok(())
+    }
+
+    pub fn ingest_limits(&self) -> IngestLimits {
+        IngestLimits {
+            max_traces_per_user: self.overrides.defaults.ingestion.max_traces_per_user,
+            max_bytes_per_trace: self.overrides.defaults.global.max_bytes_per_trace,
+        }
+    }
+
+    /// The effective config as YAML with secrets masked, for `/status/config`.
+    pub fn masked_yaml(&self) -> String {
+        let mut shown = self.clone();
+        if !shown.storage.trace.s3.secret_key.is_empty() {
+            shown.storage.trace.s3.secret_key = "********".into();
+        }
+        serde_yaml::to_string(&shown).unwrap_or_else(|e| format!("# could not render config: {e}\n"))
+    }
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}` with environment values (Tempo's -config.expand-env).
+fn expand_env_vars(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return out;
+        };
+        let expr = &after[..end];
+        let (name, default) = expr.split_once(":-").map_or((expr, ""), |(n, d)| (n, d));
+        out.push_str(&std::env::var(name).unwrap_or_else(|_| default.to_string()));
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tempo_keys_parse() {
+        let cfg = Config::from_yaml(
+            r#"
+target: all
+server:
+  http_listen_port: 3300
+  grpc_listen_address: 127.0.0.1
+distributor:
+  receivers:
+    otlp:
+      protocols:
+        grpc:
+          endpoint: 127.0.0.1:14317
+        http:
+          endpoint: 127.0.0.1:14318
+ingester:
+  trace_idle_period: 2s
+  max_block_duration: 1m
+  max_block_bytes: 10MiB
+storage:
+  trace:
+    backend: s3
+    wal:
+      path: /tmp/wal
+    s3:
+      bucket: traces
+      endpoint: 127.0.0.1:9000
+      access_key: a
+      secret_key: topsecret
+      insecure: true
+      forcepathstyle: true
+      prefix: legato
+"#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        assert_eq!(cfg.server.http_listen_port, 3300);
+        assert_eq!(cfg.ingester.trace_idle_period, std::time::Duration::from_secs(2));
+        assert_eq!(cfg.ingester.max_block_bytes.0, 10 << 20);
+        assert!(!cfg.masked_yaml().contains("topsecret"));
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Config::from_yaml("ingester:\n  trace_idle_periodd: 5s\n").unwrap_err().to_string();
+        assert!(err.contains("ingester") && err.contains("trace_idle_periodd"), "{err}");
+    }
+
+    #[test]
+    fn bad_value_is_named() {
+        let err = Config::from_yaml("ingester:\n  trace_idle_period: soon\n").unwrap_err().to_string();
+        assert!(err.contains("ingester.trace_idle_period"), "{err}");
+        let err = Config::from_yaml("storage:\n  trace:\n    backend: floppy\n").unwrap_err().to_string();
+        assert!(err.contains("storage.trace.backend"), "{err}");
+        let cfg = Config::from_yaml("storage:\n  trace:\n    backend: s3\n").unwrap();
+        assert!(cfg.validate().unwrap_err().to_string().contains("storage.trace.s3.bucket"));
+    }
+
+    #[test]
+    fn env_expansion() {
+        // SAFETY-free: set_var is safe in edition 2024 only in unsafe; use a var that exists.
+        let home = std::env::var("PATH").unwrap_or_default();
+        assert_eq!(expand_env_vars("a ${PATH} b"), format!("a {home} b"));
+        assert_eq!(expand_env_vars("${LEGATO_SURELY_UNSET_VAR:-x}"), "x");
+    }
+}
