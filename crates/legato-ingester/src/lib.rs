@@ -199,7 +199,10 @@ impl Ingester {
             if everything {
                 st.cut_idle(u64::MAX, 0);
             }
-            if st.head_bytes == 0 && !everything {
+            if st.head_bytes == 0 {
+                drop(st);
+                drop(guard);
+                self.flush_completing().await;
                 return;
             }
             let cut_seq = st.wal_seq;

@@ -83,11 +83,10 @@ impl BlockReader {
             .build()
             .map_err(perr)?;
         let batches: Vec<RecordBatch> = stream.try_collect().await.map_err(perr)?;
-        let mut out = Vec::new();
-        for batch in &batches {
-            out.extend(rows_to_spans(meta.block_id, batch, trace)?);
-        }
-        Ok(out)
+        // One batch, so a trace that straddles batch or row-group boundaries is contiguous
+        // and parent offsets resolve.
+        let batch = arrow_select::concat::concat_batches(&crate::schema::schema_v1(), &batches)?;
+        rows_to_spans(meta.block_id, &batch, trace)
     }
 
     async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<TraceBloom>> {

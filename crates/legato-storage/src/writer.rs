@@ -407,8 +407,8 @@ fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u
         .build();
     let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(perr)?;
     writer.write(batch).map_err(perr)?;
-    let file_meta = writer.finish().map_err(perr)?;
-    let row_groups = file_meta.num_row_groups() as u32;
+    writer.flush().map_err(perr)?;
+    let row_groups = writer.flushed_row_groups().len() as u32;
     let data = writer.into_inner().map_err(perr)?;
     let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt { block, message: "parquet footer missing".into() })?;
     Ok((data, footer_size, row_groups))

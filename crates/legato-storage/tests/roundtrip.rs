@@ -1,0 +1,115 @@
+//! Block write → read round trips against the in-memory store and the local filesystem.
+
+use std::sync::Arc;
+
+use legato_model::{BlockId, TenantId, TraceId};
+use legato_proto::combine::combine;
+use legato_proto::common::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, any_value::Value};
+use legato_proto::resource::Resource;
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
+use legato_storage::metrics::StorageMetrics;
+use legato_storage::object_store::memory::InMemory;
+use legato_storage::object_store::local::LocalFileSystem;
+use legato_storage::{BlockReader, Blocklist, ObjectStore, TraceInput, encode_block, write_block};
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+fn trace_id(n: u32) -> TraceId {
+    let mut b = [7u8; 16];
+    b[12..].copy_from_slice(&n.to_be_bytes());
+    TraceId(b)
+}
+
+/// A trace of `spans` spans in a chain, from two services.
+fn trace(n: u32, spans: u8) -> TraceInput {
+    let id = trace_id(n);
+    let make = |i: u8| Span {
+        trace_id: id.0.to_vec(),
+        span_id: vec![i + 1, 0, 0, 0, 0, 0, (n % 251) as u8, 1],
+        parent_span_id: if i == 0 { vec![] } else { vec![i, 0, 0, 0, 0, 0, (n % 251) as u8, 1] },
+        name: format!("op-{i}"),
+        kind: 2,
+        start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i) * 1000,
+        end_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i) * 1000 + 500,
+        attributes: vec![
+            kv("http.method", Value::StringValue("GET".into())),
+            kv("http.status_code", Value::IntValue(200)),
+            kv("ratio", Value::DoubleValue(0.5)),
+            kv("ok", Value::BoolValue(true)),
+            kv("tags", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::StringValue("a".into())) }] })),
+        ],
+        events: if i == 0 { vec![span::Event { time_unix_nano: 5, name: "exception".into(), ..Default::default() }] } else { vec![] },
+        status: Some(Status { code: if i == 1 { 2 } else { 0 }, message: if i == 1 { "boom".into() } else { String::new() } }),
+        ..Default::default()
+    };
+    let batch = |service: &str, range: std::ops::Range<u8>| ResourceSpans {
+        resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue(service.into()))], ..Default::default() }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope { name: "lib".into(), version: "1.0".into(), ..Default::default() }),
+            spans: range.map(make).collect(),
+            schema_url: String::new(),
+        }],
+        schema_url: String::new(),
+    };
+    TraceInput { id, batches: vec![batch("frontend", 0..spans / 2), batch("backend", spans / 2..spans)] }
+}
+
+async fn roundtrip(store: Arc<dyn ObjectStore>) {
+    let tenant = TenantId::single();
+    // Enough traces for several row groups.
+    let traces: Vec<TraceInput> = (0..2000).map(|n| trace(n, 6)).collect();
+    let expected = traces[1234].clone();
+    let block = encode_block(&tenant, BlockId::random(), traces, 1).unwrap();
+    assert_eq!(block.meta.total_spans, 12_000);
+    assert_eq!(block.meta.total_traces, 2000);
+    assert!(block.meta.row_groups > 1, "row groups: {}", block.meta.row_groups);
+    write_block(&store, &block).await.unwrap();
+
+    let blocklist = Blocklist::default();
+    blocklist.poll(&store).await.unwrap();
+    let metas = blocklist.blocks(&tenant);
+    assert_eq!(metas.len(), 1);
+    assert_eq!(*metas[0], block.meta);
+
+    let reader = BlockReader::new(store.clone(), StorageMetrics::default());
+    // 170 straddles a 1024-row read batch, 1365 the first row-group boundary (8192 rows).
+    for n in [0u32, 170, 1365, 1999] {
+        let t = trace(n, 6);
+        let found = combine(reader.find_trace(&metas[0], &t.id).await.unwrap());
+        assert_eq!(found, combine(t.batches), "trace {n}");
+    }
+    let found = combine(reader.find_trace(&metas[0], &expected.id).await.unwrap());
+    let want = combine(expected.batches.clone());
+    assert_eq!(found, want);
+    // Parent ids come back from row offsets.
+    let spans: Vec<&Span> = found.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans).collect();
+    assert_eq!(spans.iter().filter(|s| s.parent_span_id.is_empty()).count(), 1);
+
+    assert!(reader.find_trace(&metas[0], &trace_id(999_999)).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn roundtrip_in_memory() {
+    roundtrip(Arc::new(InMemory::new())).await;
+}
+
+#[tokio::test]
+async fn roundtrip_local_filesystem() {
+    let dir = tempfile::tempdir().unwrap();
+    roundtrip(Arc::new(LocalFileSystem::new_with_prefix(dir.path()).unwrap())).await;
+}
+
+#[tokio::test]
+async fn orphan_parent_ids_are_kept() {
+    let mut t = trace(1, 2);
+    // The parent of this span is not in the block.
+    t.batches[1].scope_spans[0].spans[0].parent_span_id = vec![9; 8];
+    let block = encode_block(&TenantId::single(), BlockId::random(), vec![t.clone()], 1).unwrap();
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    write_block(&store, &block).await.unwrap();
+    let reader = BlockReader::new(store, StorageMetrics::default());
+    let found = combine(reader.find_trace(&block.meta, &t.id).await.unwrap());
+    assert_eq!(found, combine(t.batches));
+}
