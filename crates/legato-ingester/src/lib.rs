@@ -157,15 +157,21 @@ impl Ingester {
                 _ = tick.tick() => {}
                 _ = self.cut_requested.notified() => {}
             }
-            self.cut_idle();
-            if self.head_due() {
-                self.cut_and_flush(false).await;
-            } else if self.state.lock().has_completing() {
-                self.flush_completing().await;
-            }
+            self.tick().await;
         }
         tracing::info!("ingester stopping: flushing all traces to blocks");
         self.cut_and_flush(true).await;
+    }
+
+    /// One round of the flush loop: cut idle traces, cut the head block when due, retry
+    /// pending uploads.
+    pub async fn tick(&self) {
+        self.cut_idle();
+        if self.head_due() {
+            self.cut_and_flush(false).await;
+        } else if self.state.lock().has_completing() {
+            self.flush_completing().await;
+        }
     }
 
     /// Cuts every trace, live or not, into blocks and uploads them (used by `/flush` and
