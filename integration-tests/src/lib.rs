@@ -1,1 +1,243 @@
-//! Helpers for end-to-end tests that start the real `legato` binary.
+//! Helpers for end-to-end tests that start the real `legato` binary (and a real S3 server)
+//! as separate processes on loopback.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use legato_proto::collector::ExportTraceServiceRequest;
+use legato_proto::common::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use legato_proto::resource::Resource;
+use legato_proto::tempopb::TraceByIdResponse;
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+
+/// The `legato` binary built by this workspace (override with `LEGATO_BIN`).
+pub fn legato_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("LEGATO_BIN") {
+        return PathBuf::from(bin);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/legato")
+}
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// Ports of one Legato process.
+#[derive(Debug, Clone, Copy)]
+pub struct Ports {
+    pub http: u16,
+    pub grpc: u16,
+    pub otlp_grpc: u16,
+    pub otlp_http: u16,
+}
+
+impl Ports {
+    pub fn free() -> Self {
+        Self { http: free_port(), grpc: free_port(), otlp_grpc: free_port(), otlp_http: free_port() }
+    }
+}
+
+/// The config every test starts from: loopback ports, storage under `dir`, fast idle cuts.
+/// `storage_trace` is the YAML body of `storage.trace` besides `wal` (indented 4 spaces);
+/// `extra` is appended at the top level.
+pub fn config_yaml(ports: Ports, dir: &Path, storage_trace: Option<&str>, extra: &str) -> String {
+    let default_storage = format!("    backend: local\n    local:\n      path: {}\n", dir.join("blocks").display());
+    format!(
+        "target: all
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: {http}
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: {grpc}
+  log_level: info
+distributor:
+  receivers:
+    otlp:
+      protocols:
+        grpc:
+          endpoint: 127.0.0.1:{otlp_grpc}
+        http:
+          endpoint: 127.0.0.1:{otlp_http}
+ingester:
+  trace_idle_period: 1s
+  flush_check_period: 200ms
+  max_block_duration: 5m
+storage:
+  trace:
+    wal:
+      path: {wal}
+{storage}{extra}",
+        http = ports.http,
+        grpc = ports.grpc,
+        otlp_grpc = ports.otlp_grpc,
+        otlp_http = ports.otlp_http,
+        wal = dir.join("wal").display(),
+        storage = storage_trace.map(str::to_string).unwrap_or(default_storage),
+    )
+}
+
+/// A running `legato` process.
+pub struct Legato {
+    pub ports: Ports,
+    pub config: PathBuf,
+    pub log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Legato {
+    /// Writes `yaml` next to the data and starts the binary; waits for `/ready`.
+    pub fn start(dir: &Path, ports: Ports, yaml: &str) -> Self {
+        std::fs::create_dir_all(dir).expect("test dir");
+        let config = dir.join("legato.yaml");
+        std::fs::write(&config, yaml).expect("write config");
+        let mut me = Self { ports, config, log: dir.join("legato.log"), child: None };
+        me.spawn();
+        me
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let child = Command::new(legato_bin())
+            .arg(format!("-config.file={}", self.config.display()))
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e} (build the workspace first)", legato_bin().display()));
+        self.child = Some(child);
+        self.wait_ready();
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let url = self.url("/ready");
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("legato exited during start-up ({status}); log:\n{}", self.log_text());
+            }
+            if let Ok(out) = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output() {
+                if out.stdout == b"200" {
+                    return;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("legato did not become ready; log:\n{}", self.log_text());
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.ports.http)
+    }
+
+    pub fn otlp_http_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/traces", self.ports.otlp_http)
+    }
+
+    pub fn otlp_grpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.otlp_grpc)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("legato did not stop after SIGTERM; log:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Legato {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn kv(key: &str, value: &str) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+}
+
+/// An OTLP request with one trace of `spans` spans (ids derived from `seed`).
+pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 16]) {
+    let mut trace_id = [0u8; 16];
+    trace_id[..8].copy_from_slice(&seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
+    trace_id[8..].copy_from_slice(&(seed + 1).to_be_bytes());
+    let spans = (0..spans)
+        .map(|i| Span {
+            trace_id: trace_id.to_vec(),
+            span_id: (seed * 1000 + i + 1).to_be_bytes().to_vec(),
+            parent_span_id: if i == 0 { vec![] } else { (seed * 1000 + 1).to_be_bytes().to_vec() },
+            name: format!("span-{i}"),
+            kind: 2,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000 + 500_000,
+            attributes: vec![kv("http.method", "GET")],
+            status: Some(Status::default()),
+            ..Default::default()
+        })
+        .collect();
+    let request = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", "it-service")], ..Default::default() }),
+            scope_spans: vec![ScopeSpans {
+                scope: Some(InstrumentationScope { name: "it".into(), ..Default::default() }),
+                spans,
+                schema_url: String::new(),
+            }],
+            schema_url: String::new(),
+        }],
+    };
+    (request, trace_id)
+}
+
+/// Fetches `/api/v2/traces/{id}` as protobuf and returns its span count (0 when absent).
+pub async fn span_count_v2(client: &reqwest::Client, legato: &Legato, trace_id: &[u8]) -> usize {
+    let resp = client
+        .get(legato.url(&format!("/api/v2/traces/{}", hex::encode(trace_id))))
+        .header("accept", "application/protobuf")
+        .send()
+        .await
+        .expect("query");
+    assert_eq!(resp.status(), 200);
+    let body = resp.bytes().await.expect("body");
+    let decoded = TraceByIdResponse::decode(body).expect("TraceByIDResponse");
+    legato_proto::span_count(&decoded.trace.map(|t| t.resource_spans).unwrap_or_default())
+}
+
+/// POSTs an OTLP protobuf request; returns the HTTP status and body.
+pub async fn post_otlp(client: &reqwest::Client, legato: &Legato, request: &ExportTraceServiceRequest) -> (u16, Vec<u8>) {
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .expect("export");
+    let status = resp.status().as_u16();
+    (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
+}

@@ -200,24 +200,10 @@ impl Ingester {
 
     async fn cut_and_flush(&self, everything: bool) {
         let guard = self.flush_lock.lock().await;
-        let (rotation, rewrites, cut_seq) = {
-            let mut st = self.state.lock();
-            if everything {
-                st.cut_idle(u64::MAX, 0);
-            }
-            if st.head_bytes == 0 {
-                drop(st);
-                drop(guard);
-                self.flush_completing().await;
-                return;
-            }
-            let cut_seq = st.wal_seq;
-            st.wal_seq += 1;
-            let rotation = self.wal.rotate(st.wal_seq);
-            let rewrites: Vec<_> = st.live_as_requests().into_iter().map(|r| self.wal.append(r.encode_to_vec())).collect();
-            let cut = st.cut_head(cut_seq);
-            self.metrics.blocks_cut.inc_by(cut as u64);
-            (rotation, rewrites, cut_seq)
+        let Some((rotation, rewrites, cut_seq)) = self.cut_head(everything) else {
+            drop(guard);
+            self.flush_completing().await;
+            return;
         };
         let mut relogged = rotation.wait().await.is_ok();
         for r in rewrites {
@@ -230,6 +216,25 @@ impl Ingester {
         }
         drop(guard);
         self.flush_completing().await;
+    }
+
+    /// Rotates the WAL, re-logs live traces into the new segment and turns the head into
+    /// blocks to upload. `None` when the head is empty.
+    fn cut_head(&self, everything: bool) -> Option<(wal::Pending, Vec<wal::Pending>, u64)> {
+        let mut st = self.state.lock();
+        if everything {
+            st.cut_idle(u64::MAX, 0);
+        }
+        if st.head_bytes == 0 {
+            return None;
+        }
+        let cut_seq = st.wal_seq;
+        st.wal_seq += 1;
+        let rotation = self.wal.rotate(st.wal_seq);
+        let rewrites: Vec<_> = st.live_as_requests().into_iter().map(|r| self.wal.append(r.encode_to_vec())).collect();
+        let cut = st.cut_head(cut_seq);
+        self.metrics.blocks_cut.inc_by(cut as u64);
+        Some((rotation, rewrites, cut_seq))
     }
 
     /// Uploads cut blocks; deletes WAL segments whose data is all in uploaded blocks.
