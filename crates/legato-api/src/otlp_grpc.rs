@@ -10,17 +10,18 @@ use crate::{SharedState, tenant};
 
 pub struct OtlpTraceService {
     state: SharedState,
+    max_message_bytes: usize,
 }
 
-/// The tonic service, accepting gzip and zstd and refusing messages over the body limit with
-/// RESOURCE_EXHAUSTED.
+/// The tonic service, accepting gzip and zstd and refusing messages over the limit with
+/// RESOURCE_EXHAUSTED. Tonic itself answers OUT_OF_RANGE past its own limit, so that one is
+/// set to a multiple of ours as a hard guard and ours is checked in the handler.
 pub fn trace_service(state: SharedState, max_message_bytes: usize) -> TraceServiceServer<OtlpTraceService> {
-    let limit = max_message_bytes;
-    TraceServiceServer::new(OtlpTraceService { state })
+    TraceServiceServer::new(OtlpTraceService { state, max_message_bytes })
         .accept_compressed(CompressionEncoding::Gzip)
         .accept_compressed(CompressionEncoding::Zstd)
         .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(limit)
+        .max_decoding_message_size(max_message_bytes.saturating_mul(4))
 }
 
 #[tonic::async_trait]
@@ -35,6 +36,9 @@ impl TraceService for OtlpTraceService {
             let tenant = tenant::resolve(self.state.multitenancy_enabled, org.as_deref())?;
             let request = request.into_inner();
             let size = request.encoded_len();
+            if size > self.max_message_bytes {
+                return Err(crate::ApiError::TooLarge { size, limit: self.max_message_bytes });
+            }
             let outcome = self.state.distributor.push(&tenant, request, size).await?;
             let partial_success = (!outcome.rejected.is_empty()).then(|| {
                 let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);

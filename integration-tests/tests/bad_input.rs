@@ -1,0 +1,202 @@
+//! Malformed, oversized and invalid input gets a clear answer and never harms stored data.
+
+use std::io::Write;
+
+use integration_tests::{Legato, Ports, config_yaml, otlp_request, post_otlp, span_count_v2};
+use legato_proto::collector::ExportTraceServiceResponse;
+use legato_proto::collector::trace_service_client::TraceServiceClient;
+use prost::Message;
+
+fn start(dir: &std::path::Path, extra: &str) -> Legato {
+    let ports = Ports::free();
+    let yaml = config_yaml(ports, dir, None, extra).replace(
+        "        http:\n",
+        "          max_recv_msg_size_mib: 1\n        http:\n          max_request_body_size: 64KiB\n",
+    );
+    Legato::start(dir, ports, &yaml)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn otlp_http_rejects_bad_bodies_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let client = reqwest::Client::new();
+    let (good, good_id) = otlp_request(1, 3);
+    assert_eq!(post_otlp(&client, &legato, &good).await.0, 200);
+
+    let post = |ct: &'static str, body: Vec<u8>| {
+        client.post(legato.otlp_http_url()).header("content-type", ct).body(body).send()
+    };
+    // Undecodable protobuf and JSON → 400 with a message.
+    let resp = post("application/x-protobuf", vec![0xff, 0xff, 0xff]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let resp = post("application/json", b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [{\"traceId\": \"xyz\"}]}]}]}".to_vec()).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], 3);
+    assert!(body["message"].as_str().unwrap().contains("traceId"), "{body}");
+    // Wrong media type → 415.
+    let resp = post("text/plain", b"hello".to_vec()).await.unwrap();
+    assert_eq!(resp.status(), 415);
+    // Over the body limit → 413, compressed or not.
+    let (big, _) = otlp_request(2, 2000);
+    let resp = post("application/x-protobuf", big.encode_to_vec()).await.unwrap();
+    assert_eq!(resp.status(), 413);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&big.encode_to_vec()).unwrap();
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413, "decompressed size counts");
+
+    // A gzip body under the limit is accepted.
+    let (small, small_id) = otlp_request(3, 2);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&small.encode_to_vec()).unwrap();
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(span_count_v2(&client, &legato, &small_id).await, 2);
+    // Nothing stored before was harmed.
+    assert_eq!(span_count_v2(&client, &legato, &good_id).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_ids_are_reported_in_partial_success_and_the_rest_is_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let client = reqwest::Client::new();
+    let (mut req, id) = otlp_request(5, 4);
+    let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+    spans[1].span_id = vec![0; 8];
+    spans[2].trace_id = vec![1, 2, 3];
+    let (status, body) = post_otlp(&client, &legato, &req).await;
+    assert_eq!(status, 200);
+    let resp = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
+    let partial = resp.partial_success.expect("partial_success");
+    assert_eq!(partial.rejected_spans, 2);
+    assert!(partial.error_message.contains("invalid_span_id"), "{}", partial.error_message);
+    assert!(partial.error_message.contains("invalid_trace_id"), "{}", partial.error_message);
+    assert_eq!(span_count_v2(&client, &legato, &id).await, 2);
+    let metrics = client.get(legato.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("legato_distributor_spans_rejected_total{tenant=\"single-tenant\",reason=\"invalid_span_id\"} 1"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_oversized_message_is_resource_exhausted() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let mut client = TraceServiceClient::connect(legato.otlp_grpc_url()).await.unwrap();
+    let (big, _) = otlp_request(9, 20_000);
+    let err = client.export(big).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err}");
+    let (small, id) = otlp_request(10, 3);
+    client.export(small).await.unwrap();
+    assert_eq!(span_count_v2(&reqwest::Client::new(), &legato, &id).await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_answer_at_export_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let extra = "overrides:\n  defaults:\n    ingestion:\n      rate_limit_bytes: 5000\n      burst_size_bytes: 5000\n    global:\n      max_bytes_per_trace: 1500\n";
+    let legato = start(dir.path(), extra);
+    let client = reqwest::Client::new();
+    // A trace over max_bytes_per_trace is refused in partial_success, not silently dropped.
+    let (req, id) = otlp_request(20, 25);
+    let (status, body) = post_otlp(&client, &legato, &req).await;
+    assert_eq!(status, 200);
+    let partial = ExportTraceServiceResponse::decode(body.as_slice()).unwrap().partial_success.expect("partial");
+    assert_eq!(partial.rejected_spans, 25);
+    assert!(partial.error_message.contains("trace_too_large"), "{}", partial.error_message);
+    assert_eq!(span_count_v2(&client, &legato, &id).await, 0);
+    // The rate limit answers 429 with Retry-After.
+    let mut saw_429 = false;
+    for seed in 0..30 {
+        let (req, _) = otlp_request(100 + seed, 5);
+        let resp = client
+            .post(legato.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            assert!(resp.headers().contains_key("retry-after"));
+            saw_429 = true;
+            break;
+        }
+        assert_eq!(resp.status(), 200);
+    }
+    assert!(saw_429, "rate limit never triggered");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multitenancy_requires_org_id_and_separates_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "multitenancy_enabled: true\n");
+    let client = reqwest::Client::new();
+    let (req, id) = otlp_request(30, 2);
+    let body = req.encode_to_vec();
+    let resp = client.post(legato.otlp_http_url()).header("content-type", "application/x-protobuf").body(body.clone()).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .header("x-scope-orgid", "team-a")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let get = |tenant: &'static str| {
+        client.get(legato.url(&format!("/api/traces/{}", hex::encode(id)))).header("x-scope-orgid", tenant).send()
+    };
+    assert_eq!(get("team-a").await.unwrap().status(), 200);
+    assert_eq!(get("team-b").await.unwrap().status(), 404);
+    let resp = client.get(legato.url(&format!("/api/traces/{}", hex::encode(id)))).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_id_rules_follow_tempo() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let client = reqwest::Client::new();
+    let (mut req, _) = otlp_request(40, 2);
+    // A short trace id: 0x...abc, padded.
+    let mut short = [0u8; 16];
+    short[14] = 0x0a;
+    short[15] = 0xbc;
+    for s in &mut req.resource_spans[0].scope_spans[0].spans {
+        s.trace_id = short.to_vec();
+    }
+    assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
+    let get = |path: String| client.get(legato.url(&path)).send();
+    assert_eq!(get("/api/traces/ABC".into()).await.unwrap().status(), 200, "short upper-case ids are padded");
+    let resp = get("/api/traces/abcxyz".into()).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("invalid character 'x' at position 3"));
+    assert_eq!(get(format!("/api/traces/{}", "a".repeat(33))).await.unwrap().status(), 400);
+    assert_eq!(get("/api/traces/123456".into()).await.unwrap().status(), 404);
+    let resp = get("/api/v2/traces/123456".into()).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["trace"], serde_json::json!({}));
+    // Empty v2 protobuf still carries field 1.
+    let resp = client.get(legato.url("/api/v2/traces/123456")).header("accept", "application/protobuf").send().await.unwrap();
+    let bytes = resp.bytes().await.unwrap();
+    assert_eq!(&bytes[..2], &[0x0a, 0x00]);
+    assert_eq!(get("/api/traces/abc?start=20&end=10".into()).await.unwrap().status(), 400);
+    assert_eq!(get("/api/traces/abc?start=soon".into()).await.unwrap().status(), 400);
+}
