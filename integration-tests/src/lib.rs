@@ -241,3 +241,59 @@ pub async fn post_otlp(client: &reqwest::Client, legato: &Legato, request: &Expo
     let status = resp.status().as_u16();
     (status, resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default())
 }
+
+/// A real S3-compatible server process (`moto_server` from PyPI `moto[server]`) on loopback.
+pub struct S3Server {
+    pub port: u16,
+    child: Child,
+}
+
+impl S3Server {
+    /// Starts `moto_server` (or `$LEGATO_S3_SERVER`) and creates `bucket`.
+    pub async fn start(bucket: &str) -> Self {
+        let program = std::env::var("LEGATO_S3_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let port = free_port();
+        let child = Command::new(&program)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program}: {e}; install it with `pip install 'moto[server]'` (ci/setup.sh does)"));
+        let server = Self { port, child };
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(resp) = client.put(format!("{}/{bucket}", server.endpoint())).send().await {
+                assert!(resp.status().is_success(), "creating bucket {bucket}: {}", resp.status());
+                return server;
+            }
+            assert!(Instant::now() < deadline, "{program} did not start");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An object_store client for the bucket, to inspect what Legato wrote.
+    pub fn store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_endpoint(self.endpoint())
+            .with_allow_http(true)
+            .with_region("us-east-1")
+            .with_access_key_id("test")
+            .with_secret_access_key("test")
+            .build()
+            .expect("s3 client");
+        std::sync::Arc::new(s3)
+    }
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
