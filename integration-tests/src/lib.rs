@@ -25,7 +25,10 @@ pub fn legato_bin() -> PathBuf {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Ports of one Legato process.
@@ -39,7 +42,12 @@ pub struct Ports {
 
 impl Ports {
     pub fn free() -> Self {
-        Self { http: free_port(), grpc: free_port(), otlp_grpc: free_port(), otlp_http: free_port() }
+        Self {
+            http: free_port(),
+            grpc: free_port(),
+            otlp_grpc: free_port(),
+            otlp_http: free_port(),
+        }
     }
 }
 
@@ -47,7 +55,10 @@ impl Ports {
 /// `storage_trace` is the YAML body of `storage.trace` besides `wal` (indented 4 spaces);
 /// `extra` is appended at the top level.
 pub fn config_yaml(ports: Ports, dir: &Path, storage_trace: Option<&str>, extra: &str) -> String {
-    let default_storage = format!("    backend: local\n    local:\n      path: {}\n", dir.join("blocks").display());
+    let default_storage = format!(
+        "    backend: local\n    local:\n      path: {}\n",
+        dir.join("blocks").display()
+    );
     format!(
         "target: all
 server:
@@ -96,19 +107,33 @@ impl Legato {
         std::fs::create_dir_all(dir).expect("test dir");
         let config = dir.join("legato.yaml");
         std::fs::write(&config, yaml).expect("write config");
-        let mut me = Self { ports, config, log: dir.join("legato.log"), child: None };
+        let mut me = Self {
+            ports,
+            config,
+            log: dir.join("legato.log"),
+            child: None,
+        };
         me.spawn();
         me
     }
 
     pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log file");
         let child = Command::new(legato_bin())
             .arg(format!("-config.file={}", self.config.display()))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e} (build the workspace first)", legato_bin().display()));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (build the workspace first)",
+                    legato_bin().display()
+                )
+            });
         self.child = Some(child);
         self.wait_ready();
     }
@@ -120,10 +145,12 @@ impl Legato {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("legato exited during start-up ({status}); log:\n{}", self.log_text());
             }
-            if let Ok(out) = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url]).output() {
-                if out.stdout == b"200" {
-                    return;
-                }
+            if let Ok(out) = Command::new("curl")
+                .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
+                .output()
+                && out.stdout == b"200"
+            {
+                return;
             }
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -179,7 +206,13 @@ impl Drop for Legato {
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 /// An OTLP request with one trace of `spans` spans (ids derived from `seed`).
@@ -191,7 +224,11 @@ pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 1
         .map(|i| Span {
             trace_id: trace_id.to_vec(),
             span_id: (seed * 1000 + i + 1).to_be_bytes().to_vec(),
-            parent_span_id: if i == 0 { vec![] } else { (seed * 1000 + 1).to_be_bytes().to_vec() },
+            parent_span_id: if i == 0 {
+                vec![]
+            } else {
+                (seed * 1000 + 1).to_be_bytes().to_vec()
+            },
             name: format!("span-{i}"),
             kind: 2,
             start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000,
@@ -203,9 +240,15 @@ pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 1
         .collect();
     let request = ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
-            resource: Some(Resource { attributes: vec![kv("service.name", "it-service")], ..Default::default() }),
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", "it-service")],
+                ..Default::default()
+            }),
             scope_spans: vec![ScopeSpans {
-                scope: Some(InstrumentationScope { name: "it".into(), ..Default::default() }),
+                scope: Some(InstrumentationScope {
+                    name: "it".into(),
+                    ..Default::default()
+                }),
                 spans,
                 schema_url: String::new(),
             }],
@@ -230,7 +273,11 @@ pub async fn span_count_v2(client: &reqwest::Client, legato: &Legato, trace_id: 
 }
 
 /// POSTs an OTLP protobuf request; returns the HTTP status and body.
-pub async fn post_otlp(client: &reqwest::Client, legato: &Legato, request: &ExportTraceServiceRequest) -> (u16, Vec<u8>) {
+pub async fn post_otlp(
+    client: &reqwest::Client,
+    legato: &Legato,
+    request: &ExportTraceServiceRequest,
+) -> (u16, Vec<u8>) {
     let resp = client
         .post(legato.otlp_http_url())
         .header("content-type", "application/x-protobuf")
@@ -258,13 +305,19 @@ impl S3Server {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program}: {e}; install it with `pip install 'moto[server]'` (ci/setup.sh does)"));
+            .unwrap_or_else(|e| {
+                panic!("cannot start {program}: {e}; install it with `pip install 'moto[server]'` (ci/setup.sh does)")
+            });
         let server = Self { port, child };
         let client = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(resp) = client.put(format!("{}/{bucket}", server.endpoint())).send().await {
-                assert!(resp.status().is_success(), "creating bucket {bucket}: {}", resp.status());
+                assert!(
+                    resp.status().is_success(),
+                    "creating bucket {bucket}: {}",
+                    resp.status()
+                );
                 return server;
             }
             assert!(Instant::now() < deadline, "{program} did not start");

@@ -1,4 +1,5 @@
 //! Malformed, oversized and invalid input gets a clear answer and never harms stored data.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::io::Write;
 
@@ -25,12 +26,21 @@ async fn otlp_http_rejects_bad_bodies_with_clear_errors() {
     assert_eq!(post_otlp(&client, &legato, &good).await.0, 200);
 
     let post = |ct: &'static str, body: Vec<u8>| {
-        client.post(legato.otlp_http_url()).header("content-type", ct).body(body).send()
+        client
+            .post(legato.otlp_http_url())
+            .header("content-type", ct)
+            .body(body)
+            .send()
     };
     // Undecodable protobuf and JSON → 400 with a message.
     let resp = post("application/x-protobuf", vec![0xff, 0xff, 0xff]).await.unwrap();
     assert_eq!(resp.status(), 400);
-    let resp = post("application/json", b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [{\"traceId\": \"xyz\"}]}]}]}".to_vec()).await.unwrap();
+    let resp = post(
+        "application/json",
+        b"{\"resourceSpans\": [{\"scopeSpans\": [{\"spans\": [{\"traceId\": \"xyz\"}]}]}]}".to_vec(),
+    )
+    .await
+    .unwrap();
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["code"], 3);
@@ -86,11 +96,30 @@ async fn invalid_ids_are_reported_in_partial_success_and_the_rest_is_stored() {
     let resp = ExportTraceServiceResponse::decode(body.as_slice()).unwrap();
     let partial = resp.partial_success.expect("partial_success");
     assert_eq!(partial.rejected_spans, 2);
-    assert!(partial.error_message.contains("invalid_span_id"), "{}", partial.error_message);
-    assert!(partial.error_message.contains("invalid_trace_id"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("invalid_span_id"),
+        "{}",
+        partial.error_message
+    );
+    assert!(
+        partial.error_message.contains("invalid_trace_id"),
+        "{}",
+        partial.error_message
+    );
     assert_eq!(span_count_v2(&client, &legato, &id).await, 2);
-    let metrics = client.get(legato.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("legato_distributor_spans_rejected_total{tenant=\"single-tenant\",reason=\"invalid_span_id\"} 1"), "{metrics}");
+    let metrics = client
+        .get(legato.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics
+            .contains("legato_distributor_spans_rejected_total{tenant=\"single-tenant\",reason=\"invalid_span_id\"} 1"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,9 +145,16 @@ async fn limits_answer_at_export_time() {
     let (req, id) = otlp_request(20, 25);
     let (status, body) = post_otlp(&client, &legato, &req).await;
     assert_eq!(status, 200);
-    let partial = ExportTraceServiceResponse::decode(body.as_slice()).unwrap().partial_success.expect("partial");
+    let partial = ExportTraceServiceResponse::decode(body.as_slice())
+        .unwrap()
+        .partial_success
+        .expect("partial");
     assert_eq!(partial.rejected_spans, 25);
-    assert!(partial.error_message.contains("trace_too_large"), "{}", partial.error_message);
+    assert!(
+        partial.error_message.contains("trace_too_large"),
+        "{}",
+        partial.error_message
+    );
     assert_eq!(span_count_v2(&client, &legato, &id).await, 0);
     // The rate limit answers 429 with Retry-After.
     let mut saw_429 = false;
@@ -148,7 +184,13 @@ async fn multitenancy_requires_org_id_and_separates_tenants() {
     let client = reqwest::Client::new();
     let (req, id) = otlp_request(30, 2);
     let body = req.encode_to_vec();
-    let resp = client.post(legato.otlp_http_url()).header("content-type", "application/x-protobuf").body(body.clone()).send().await.unwrap();
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
     let resp = client
         .post(legato.otlp_http_url())
@@ -160,11 +202,18 @@ async fn multitenancy_requires_org_id_and_separates_tenants() {
         .unwrap();
     assert_eq!(resp.status(), 200);
     let get = |tenant: &'static str| {
-        client.get(legato.url(&format!("/api/traces/{}", hex::encode(id)))).header("x-scope-orgid", tenant).send()
+        client
+            .get(legato.url(&format!("/api/traces/{}", hex::encode(id))))
+            .header("x-scope-orgid", tenant)
+            .send()
     };
     assert_eq!(get("team-a").await.unwrap().status(), 200);
     assert_eq!(get("team-b").await.unwrap().status(), 404);
-    let resp = client.get(legato.url(&format!("/api/traces/{}", hex::encode(id)))).send().await.unwrap();
+    let resp = client
+        .get(legato.url(&format!("/api/traces/{}", hex::encode(id))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 401);
 }
 
@@ -183,20 +232,40 @@ async fn trace_id_rules_follow_tempo() {
     }
     assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
     let get = |path: String| client.get(legato.url(&path)).send();
-    assert_eq!(get("/api/traces/ABC".into()).await.unwrap().status(), 200, "short upper-case ids are padded");
+    assert_eq!(
+        get("/api/traces/ABC".into()).await.unwrap().status(),
+        200,
+        "short upper-case ids are padded"
+    );
     let resp = get("/api/traces/abcxyz".into()).await.unwrap();
     assert_eq!(resp.status(), 400);
-    assert!(resp.text().await.unwrap().contains("invalid character 'x' at position 3"));
-    assert_eq!(get(format!("/api/traces/{}", "a".repeat(33))).await.unwrap().status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("invalid character 'x' at position 3")
+    );
+    assert_eq!(
+        get(format!("/api/traces/{}", "a".repeat(33))).await.unwrap().status(),
+        400
+    );
     assert_eq!(get("/api/traces/123456".into()).await.unwrap().status(), 404);
     let resp = get("/api/v2/traces/123456".into()).await.unwrap();
     assert_eq!(resp.status(), 200);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["trace"], serde_json::json!({}));
     // Empty v2 protobuf still carries field 1.
-    let resp = client.get(legato.url("/api/v2/traces/123456")).header("accept", "application/protobuf").send().await.unwrap();
+    let resp = client
+        .get(legato.url("/api/v2/traces/123456"))
+        .header("accept", "application/protobuf")
+        .send()
+        .await
+        .unwrap();
     let bytes = resp.bytes().await.unwrap();
     assert_eq!(&bytes[..2], &[0x0a, 0x00]);
-    assert_eq!(get("/api/traces/abc?start=20&end=10".into()).await.unwrap().status(), 400);
+    assert_eq!(
+        get("/api/traces/abc?start=20&end=10".into()).await.unwrap().status(),
+        400
+    );
     assert_eq!(get("/api/traces/abc?start=soon".into()).await.unwrap().status(), 400);
 }

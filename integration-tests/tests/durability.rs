@@ -1,4 +1,5 @@
 //! Acknowledged spans survive SIGKILL (WAL replay) and SIGTERM (flush to blocks).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use integration_tests::{Legato, Ports, config_yaml, otlp_request, post_otlp, span_count_v2};
 
@@ -19,7 +20,13 @@ async fn every_acknowledged_span_survives_sigkill() {
         tasks.push(tokio::spawn(async move {
             let (req, id) = otlp_request(seed, 5);
             let body = prost::Message::encode_to_vec(&req);
-            let resp = client.post(url).header("content-type", "application/x-protobuf").body(body).send().await.unwrap();
+            let resp = client
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
             (resp.status().as_u16(), id)
         }));
     }
@@ -30,12 +37,23 @@ async fn every_acknowledged_span_survives_sigkill() {
         acked.push(id);
     }
     legato.kill9();
-    assert!(std::fs::read_dir(dir.path().join("blocks")).map(|d| d.count()).unwrap_or(0) == 0, "nothing was flushed");
+    assert!(
+        std::fs::read_dir(dir.path().join("blocks"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+            == 0,
+        "nothing was flushed"
+    );
 
     legato.spawn();
     assert!(legato.log_text().contains("WAL replayed"), "replay logged");
     for id in &acked {
-        assert_eq!(span_count_v2(&client, &legato, id).await, 5, "trace {}", hex::encode(id));
+        assert_eq!(
+            span_count_v2(&client, &legato, id).await,
+            5,
+            "trace {}",
+            hex::encode(id)
+        );
     }
 }
 
@@ -50,13 +68,22 @@ async fn torn_wal_tail_is_dropped_not_fatal() {
     assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
     legato.kill9();
     // Simulate a crash mid-write: garbage after the last good record.
-    let wal = std::fs::read_dir(dir.path().join("wal")).unwrap().flatten().map(|e| e.path()).max().unwrap();
+    let wal = std::fs::read_dir(dir.path().join("wal"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .max()
+        .unwrap();
     let mut bytes = std::fs::read(&wal).unwrap();
     bytes.extend_from_slice(&[0xff, 0xff, 0, 0, 1, 2]);
     std::fs::write(&wal, bytes).unwrap();
 
     legato.spawn();
-    assert!(legato.log_text().contains("torn or corrupt tail"), "log:\n{}", legato.log_text());
+    assert!(
+        legato.log_text().contains("torn or corrupt tail"),
+        "log:\n{}",
+        legato.log_text()
+    );
     assert_eq!(span_count_v2(&client, &legato, &id).await, 3);
 }
 

@@ -1,4 +1,5 @@
 //! Operational endpoints and start-up configuration errors.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::process::Command;
 
@@ -22,7 +23,10 @@ async fn operational_endpoints() {
     let build: serde_json::Value = get("/api/status/buildinfo").await.unwrap().json().await.unwrap();
     assert!(build["version"].is_string() && build["revision"].is_string() && build["goVersion"].is_string());
     let config = get("/status/config").await.unwrap().text().await.unwrap();
-    assert!(config.contains(&format!("http_listen_port: {}", ports.http)), "{config}");
+    assert!(
+        config.contains(&format!("http_listen_port: {}", ports.http)),
+        "{config}"
+    );
     // Per-tenant families show up once a tenant has sent something.
     let (req, _) = integration_tests::otlp_request(1, 1);
     assert_eq!(integration_tests::post_otlp(&client, &legato, &req).await.0, 200);
@@ -48,9 +52,17 @@ fn secrets_are_masked_in_status_config() {
     let storage = "    backend: s3\n    s3:\n      bucket: b\n      endpoint: 127.0.0.1:1\n      insecure: true\n      access_key: AKIA\n      secret_key: hunter2-secret\n";
     let yaml = config_yaml(ports, dir.path(), Some(storage), "");
     let legato = Legato::start(dir.path(), ports, &yaml);
-    let out = Command::new("curl").args(["-s", &legato.url("/status/config")]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", &legato.url("/status/config")])
+        .output()
+        .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("secret_key: '********'") || text.contains("secret_key: \"********\"") || text.contains("secret_key: ********"), "{text}");
+    assert!(
+        text.contains("secret_key: '********'")
+            || text.contains("secret_key: \"********\"")
+            || text.contains("secret_key: ********"),
+        "{text}"
+    );
     assert!(!text.contains("hunter2"));
 }
 
@@ -58,7 +70,10 @@ fn start_failure(yaml: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.yaml");
     std::fs::write(&path, yaml).unwrap();
-    let out = Command::new(legato_bin()).arg(format!("--config.file={}", path.display())).output().unwrap();
+    let out = Command::new(legato_bin())
+        .arg(format!("--config.file={}", path.display()))
+        .output()
+        .unwrap();
     assert!(!out.status.success(), "legato must refuse {yaml:?}");
     String::from_utf8_lossy(&out.stderr).to_string()
 }

@@ -1,12 +1,13 @@
 //! Blocks in a real S3-compatible server: the storage conformance round trip, and the
 //! binary writing, listing and reading blocks there after a restart with the WAL deleted.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use futures::TryStreamExt;
 use integration_tests::{Legato, Ports, S3Server, config_yaml, otlp_request, post_otlp, span_count_v2};
 use legato_model::{BlockId, TenantId, TraceId};
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::object_store::path::Path;
 use legato_storage::object_store::ObjectStoreExt;
+use legato_storage::object_store::path::Path;
 use legato_storage::{BlockMeta, BlockReader, Blocklist, TraceInput, encode_block, write_block};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -15,7 +16,10 @@ async fn storage_roundtrip_against_s3() {
     let store = s3.store("conformance");
     let (req, id) = otlp_request(1, 5);
     let tenant = TenantId::single();
-    let trace = TraceInput { id: TraceId(id), batches: req.resource_spans.clone() };
+    let trace = TraceInput {
+        id: TraceId(id),
+        batches: req.resource_spans.clone(),
+    };
     let block = encode_block(&tenant, BlockId::random(), vec![trace], 1).unwrap();
     write_block(&store, &block).await.unwrap();
     let blocklist = Blocklist::default();
@@ -45,7 +49,12 @@ async fn binary_stores_blocks_in_s3_and_reads_them_after_restart_without_wal() {
         assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
         ids.push(id);
     }
-    assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204, "log:\n{}", legato.log_text());
+    assert_eq!(
+        client.post(legato.url("/flush")).send().await.unwrap().status(),
+        204,
+        "log:\n{}",
+        legato.log_text()
+    );
 
     // The bucket holds one block under the prefix: data, bloom, and meta.json naming it.
     let store = s3.store("traces");
@@ -55,13 +64,22 @@ async fn binary_stores_blocks_in_s3_and_reads_them_after_restart_without_wal() {
         .try_collect()
         .await
         .unwrap();
-    let meta_key = keys.iter().find(|k| k.ends_with("/meta.json")).unwrap_or_else(|| panic!("no meta.json in {keys:?}"));
+    let meta_key = keys
+        .iter()
+        .find(|k| k.ends_with("/meta.json"))
+        .unwrap_or_else(|| panic!("no meta.json in {keys:?}"));
     let block_dir = meta_key.trim_end_matches("meta.json");
     assert!(block_dir.starts_with("legato/single-tenant/"), "{block_dir}");
     for name in ["data.parquet", "bloom"] {
         assert!(keys.contains(&format!("{block_dir}{name}")), "{name} missing: {keys:?}");
     }
-    let meta_bytes = store.get(&Path::from(meta_key.as_str())).await.unwrap().bytes().await.unwrap();
+    let meta_bytes = store
+        .get(&Path::from(meta_key.as_str()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     let meta: BlockMeta = serde_json::from_slice(&meta_bytes).unwrap();
     assert_eq!(meta.total_spans, 15);
     assert_eq!(meta.total_traces, 5);
@@ -71,6 +89,11 @@ async fn binary_stores_blocks_in_s3_and_reads_them_after_restart_without_wal() {
     std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
     legato.spawn();
     for id in &ids {
-        assert_eq!(span_count_v2(&client, &legato, id).await, 3, "trace {}", hex::encode(id));
+        assert_eq!(
+            span_count_v2(&client, &legato, id).await,
+            3,
+            "trace {}",
+            hex::encode(id)
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The OpenTelemetry Rust SDK exports to the real binary over OTLP/gRPC and OTLP/HTTP
 //! (protobuf and JSON); traces read back over Tempo's HTTP API, live and after a flush to blocks.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::time::Duration;
 
@@ -22,7 +23,10 @@ enum Transport {
 /// returns its trace id.
 fn emit_trace(legato: &Legato, transport: Transport, service: &str) -> [u8; 16] {
     let exporter = match transport {
-        Transport::Grpc => opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(legato.otlp_grpc_url()).build(),
+        Transport::Grpc => opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(legato.otlp_grpc_url())
+            .build(),
         Transport::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
@@ -37,16 +41,27 @@ fn emit_trace(legato: &Legato, transport: Transport, service: &str) -> [u8; 16] 
     .expect("exporter");
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
-        .with_resource(Resource::builder().with_service_name(service.to_string()).with_attribute(KeyValue::new("k8s.namespace.name", "shop")).build())
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service.to_string())
+                .with_attribute(KeyValue::new("k8s.namespace.name", "shop"))
+                .build(),
+        )
         .build();
     let tracer = provider.tracer("integration-test");
-    let mut root = tracer.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&tracer);
+    let mut root = tracer
+        .span_builder("GET /checkout")
+        .with_kind(SpanKind::Server)
+        .start(&tracer);
     root.set_attribute(KeyValue::new("http.request.method", "GET"));
     root.set_attribute(KeyValue::new("http.response.status_code", 200i64));
     let trace_id = root.span_context().trace_id().to_bytes();
     let cx = opentelemetry::Context::current_with_span(root);
     for i in 0..3 {
-        let mut child = tracer.span_builder(format!("child-{i}")).with_kind(SpanKind::Client).start_with_context(&tracer, &cx);
+        let mut child = tracer
+            .span_builder(format!("child-{i}"))
+            .with_kind(SpanKind::Client)
+            .start_with_context(&tracer, &cx);
         if i == 1 {
             child.set_status(Status::error("payment declined"));
         }
@@ -62,7 +77,11 @@ fn emit_trace(legato: &Legato, transport: Transport, service: &str) -> [u8; 16] 
 }
 
 async fn fetch_v1_json(client: &reqwest::Client, legato: &Legato, id: &[u8; 16]) -> serde_json::Value {
-    let resp = client.get(legato.url(&format!("/api/traces/{}", hex::encode(id)))).send().await.unwrap();
+    let resp = client
+        .get(legato.url(&format!("/api/traces/{}", hex::encode(id))))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200);
     resp.json().await.unwrap()
 }
@@ -73,7 +92,11 @@ fn check_grafana_shape(trace: &serde_json::Value, service: &str) {
         .iter()
         .flat_map(|b| {
             let attrs = b["resource"]["attributes"].as_array().expect("resource attributes");
-            assert!(attrs.iter().any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == service));
+            assert!(
+                attrs
+                    .iter()
+                    .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == service)
+            );
             b["scopeSpans"].as_array().unwrap().iter()
         })
         .flat_map(|ss| {
@@ -82,7 +105,10 @@ fn check_grafana_shape(trace: &serde_json::Value, service: &str) {
         })
         .collect();
     assert_eq!(spans.len(), 4);
-    assert!(spans.iter().all(|s| s.get("status").is_some()), "every span has a status");
+    assert!(
+        spans.iter().all(|s| s.get("status").is_some()),
+        "every span has a status"
+    );
     let failed = spans.iter().find(|s| s["name"] == "child-1").unwrap();
     assert_eq!(failed["status"]["code"], "STATUS_CODE_ERROR");
     assert_eq!(failed["status"]["message"], "payment declined");
@@ -103,8 +129,14 @@ async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
 
     let ids: Vec<([u8; 16], &str)> = vec![
         (emit_trace(&legato, Transport::Grpc, "grpc-svc"), "grpc-svc"),
-        (emit_trace(&legato, Transport::HttpProtobuf, "http-proto-svc"), "http-proto-svc"),
-        (emit_trace(&legato, Transport::HttpJson, "http-json-svc"), "http-json-svc"),
+        (
+            emit_trace(&legato, Transport::HttpProtobuf, "http-proto-svc"),
+            "http-proto-svc",
+        ),
+        (
+            emit_trace(&legato, Transport::HttpJson, "http-json-svc"),
+            "http-json-svc",
+        ),
     ];
     for (id, service) in &ids {
         assert_eq!(span_count_v2(&client, &legato, id).await, 4, "{service} live");
@@ -115,7 +147,10 @@ async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
     let flushed = client.post(legato.url("/flush")).send().await.unwrap();
     assert_eq!(flushed.status(), 204);
     let blocks: Vec<_> = walk(&dir.path().join("blocks"));
-    assert!(blocks.iter().any(|p| p.ends_with("meta.json")), "blocks written: {blocks:?}");
+    assert!(
+        blocks.iter().any(|p| p.ends_with("meta.json")),
+        "blocks written: {blocks:?}"
+    );
     for (id, service) in &ids {
         check_grafana_shape(&fetch_v1_json(&client, &legato, id).await, service);
         // v1 protobuf is a plain tempopb.Trace.

@@ -21,8 +21,8 @@ use legato_querier::Querier;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
-pub use otlp_grpc::trace_service;
 pub use metrics::ApiMetrics;
+pub use otlp_grpc::trace_service;
 
 /// Readiness of the process, as `/ready` reports it.
 #[derive(Debug, Default)]
@@ -73,7 +73,10 @@ pub fn http_api(state: SharedState) -> Router {
     Router::new()
         .route("/api/traces/{id}", get(query::trace_v1))
         .route("/api/v2/traces/{id}", get(query::trace_v2))
-        .route("/api/echo", get(|| async { ([("content-type", "text/plain; charset=utf-8")], "echo\n") }))
+        .route(
+            "/api/echo",
+            get(|| async { ([("content-type", "text/plain; charset=utf-8")], "echo\n") }),
+        )
         .route("/api/status/buildinfo", get(query::buildinfo))
         .route("/ready", get(query::ready))
         .route("/metrics", get(query::metrics))

@@ -22,17 +22,28 @@ pub struct ApiMetrics {
 
 impl Default for ApiMetrics {
     fn default() -> Self {
-        Self { request_seconds: Family::new_with_constructor(histogram) }
+        Self {
+            request_seconds: Family::new_with_constructor(histogram),
+        }
     }
 }
 
 impl ApiMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("legato_api_request_seconds", "Request latency by endpoint and status", self.request_seconds.clone());
+        registry.register(
+            "legato_api_request_seconds",
+            "Request latency by endpoint and status",
+            self.request_seconds.clone(),
+        );
     }
 
     pub fn observe(&self, endpoint: &str, status: u16, started: std::time::Instant) {
-        let labels = EndpointLabels { endpoint: endpoint.to_string(), status };
-        self.request_seconds.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        let labels = EndpointLabels {
+            endpoint: endpoint.to_string(),
+            status,
+        };
+        self.request_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
     }
 }

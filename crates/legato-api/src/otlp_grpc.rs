@@ -17,11 +17,14 @@ pub struct OtlpTraceService {
 /// RESOURCE_EXHAUSTED. Tonic itself answers OUT_OF_RANGE past its own limit, so that one is
 /// set to a multiple of ours as a hard guard and ours is checked in the handler.
 pub fn trace_service(state: SharedState, max_message_bytes: usize) -> TraceServiceServer<OtlpTraceService> {
-    TraceServiceServer::new(OtlpTraceService { state, max_message_bytes })
-        .accept_compressed(CompressionEncoding::Gzip)
-        .accept_compressed(CompressionEncoding::Zstd)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes.saturating_mul(4))
+    TraceServiceServer::new(OtlpTraceService {
+        state,
+        max_message_bytes,
+    })
+    .accept_compressed(CompressionEncoding::Gzip)
+    .accept_compressed(CompressionEncoding::Zstd)
+    .send_compressed(CompressionEncoding::Gzip)
+    .max_decoding_message_size(max_message_bytes.saturating_mul(4))
 }
 
 #[tonic::async_trait]
@@ -31,18 +34,28 @@ impl TraceService for OtlpTraceService {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let started = std::time::Instant::now();
-        let org = request.metadata().get(tenant::ORG_ID_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+        let org = request
+            .metadata()
+            .get(tenant::ORG_ID_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let result = async {
             let tenant = tenant::resolve(self.state.multitenancy_enabled, org.as_deref())?;
             let request = request.into_inner();
             let size = request.encoded_len();
             if size > self.max_message_bytes {
-                return Err(crate::ApiError::TooLarge { size, limit: self.max_message_bytes });
+                return Err(crate::ApiError::TooLarge {
+                    size,
+                    limit: self.max_message_bytes,
+                });
             }
             let outcome = self.state.distributor.push(&tenant, request, size).await?;
             let partial_success = (!outcome.rejected.is_empty()).then(|| {
                 let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);
-                ExportTracePartialSuccess { rejected_spans, error_message }
+                ExportTracePartialSuccess {
+                    rejected_spans,
+                    error_message,
+                }
             });
             Ok::<_, crate::ApiError>(ExportTraceServiceResponse { partial_success })
         }

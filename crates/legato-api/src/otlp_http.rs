@@ -52,11 +52,18 @@ pub async fn export(State(state): State<SharedState>, headers: HeaderMap, body: 
             error_response(encoding, e)
         }
     };
-    state.metrics.observe("otlp_http_export", resp.status().as_u16(), started);
+    state
+        .metrics
+        .observe("otlp_http_export", resp.status().as_u16(), started);
     resp
 }
 
-async fn handle(state: &SharedState, headers: &HeaderMap, body: Body, encoding: Encoding) -> Result<Response, ApiError> {
+async fn handle(
+    state: &SharedState,
+    headers: &HeaderMap,
+    body: Body,
+    encoding: Encoding,
+) -> Result<Response, ApiError> {
     let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
     let limit = state.max_request_bytes;
     let raw = to_bytes(body, limit.saturating_add(1))
@@ -74,14 +81,19 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: Body, encoding: 
     let outcome = state.distributor.push(&tenant, request, body.len()).await?;
     let partial_success = (!outcome.rejected.is_empty()).then(|| {
         let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);
-        ExportTracePartialSuccess { rejected_spans, error_message }
+        ExportTracePartialSuccess {
+            rejected_spans,
+            error_message,
+        }
     });
     let body = match encoding {
         Encoding::Protobuf => ExportTraceServiceResponse { partial_success }.encode_to_vec(),
         Encoding::Json => {
             let value = match partial_success {
                 None => serde_json::json!({}),
-                Some(p) => serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message}}),
+                Some(p) => {
+                    serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message}})
+                }
             };
             value.to_string().into_bytes()
         }
@@ -90,7 +102,10 @@ async fn handle(state: &SharedState, headers: &HeaderMap, body: Body, encoding: 
 }
 
 fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
@@ -102,13 +117,26 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
 }
 
 fn decompress(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let enc = headers.get(header::CONTENT_ENCODING).and_then(|v| v.to_str().ok()).unwrap_or("").trim().to_ascii_lowercase();
+    let enc = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     let mut out = Vec::new();
     let read = match enc.as_str() {
         "" | "identity" => return Ok(raw.to_vec()),
-        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(raw).take(limit as u64 + 1).read_to_end(&mut out),
-        "deflate" | "zlib" => flate2::read::ZlibDecoder::new(raw).take(limit as u64 + 1).read_to_end(&mut out),
-        other => return Err(ApiError::UnsupportedMediaType(format!("unsupported Content-Encoding {other:?}: use gzip, deflate or none"))),
+        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(raw)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
+        "deflate" | "zlib" => flate2::read::ZlibDecoder::new(raw)
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out),
+        other => {
+            return Err(ApiError::UnsupportedMediaType(format!(
+                "unsupported Content-Encoding {other:?}: use gzip, deflate or none"
+            )));
+        }
     };
     read.map_err(|e| ApiError::BadRequest(format!("could not decompress {enc} body: {e}")))?;
     if out.len() > limit {
@@ -118,16 +146,21 @@ fn decompress(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, 
 }
 
 fn error_response(encoding: Encoding, e: ApiError) -> Response {
-    let status = RpcStatus { code: e.grpc_code() as i32, message: e.to_string() };
+    let status = RpcStatus {
+        code: e.grpc_code() as i32,
+        message: e.to_string(),
+    };
     let body = match encoding {
         Encoding::Protobuf => status.encode_to_vec(),
-        Encoding::Json => serde_json::json!({"code": status.code, "message": status.message}).to_string().into_bytes(),
+        Encoding::Json => serde_json::json!({"code": status.code, "message": status.message})
+            .to_string()
+            .into_bytes(),
     };
     let mut resp = (e.status(), [(header::CONTENT_TYPE, encoding.content_type())], body).into_response();
-    if let Some(after) = e.retry_after() {
-        if let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string()) {
-            resp.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(after) = e.retry_after()
+        && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
+    {
+        resp.headers_mut().insert(header::RETRY_AFTER, v);
     }
     resp
 }

@@ -34,10 +34,12 @@ fn time_range(params: &HashMap<String, String>) -> Result<(Option<u64>, Option<u
         }
     };
     let (start, end) = (parse("start")?, parse("end")?);
-    if let (Some(s), Some(e)) = (start, end) {
-        if e <= s {
-            return Err(ApiError::BadRequest(format!("http parameter start must be before end. received start={s} end={e}")));
-        }
+    if let (Some(s), Some(e)) = (start, end)
+        && e <= s
+    {
+        return Err(ApiError::BadRequest(format!(
+            "http parameter start must be before end. received start={s} end={e}"
+        )));
     }
     Ok((start, end))
 }
@@ -89,7 +91,12 @@ pub async fn trace_v1(
             return Ok(StatusCode::NOT_FOUND.into_response());
         }
         if wants_protobuf(&headers) {
-            return Ok(protobuf(Trace { resource_spans: found.batches }.encode_to_vec()));
+            return Ok(protobuf(
+                Trace {
+                    resource_spans: found.batches,
+                }
+                .encode_to_vec(),
+            ));
         }
         Ok(json(&tempo_json::trace_v1(&found.batches)))
     }
@@ -109,8 +116,14 @@ pub async fn trace_v2(
         let found = lookup(&state, &headers, &id, &params).await?;
         let inspected_bytes = found.batches.iter().map(|b| b.encoded_len() as u64).sum();
         let resp = TraceByIdResponse {
-            trace: Some(Trace { resource_spans: found.batches }),
-            metrics: Some(TraceByIdMetrics { inspected_bytes, backend_reads: found.blocks_inspected, backend_bytes: 0 }),
+            trace: Some(Trace {
+                resource_spans: found.batches,
+            }),
+            metrics: Some(TraceByIdMetrics {
+                inspected_bytes,
+                backend_reads: found.blocks_inspected,
+                backend_bytes: 0,
+            }),
             status: 0,
             message: String::new(),
         };
@@ -138,7 +151,11 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
     match state.readiness.state() {
         READY => (StatusCode::OK, "ready\n").into_response(),
         STOPPING => (StatusCode::SERVICE_UNAVAILABLE, "Application is stopping\n").into_response(),
-        _ => (StatusCode::SERVICE_UNAVAILABLE, "Ingester not ready: replaying the write-ahead log\n").into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Ingester not ready: replaying the write-ahead log\n",
+        )
+            .into_response(),
     }
 }
 
@@ -147,11 +164,22 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
     if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &state.registry) {
         return ApiError::Internal(e.to_string()).into_response();
     }
-    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }
 
 pub async fn status_config(State(state): State<SharedState>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.config_yaml.clone()).into_response()
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        state.config_yaml.clone(),
+    )
+        .into_response()
 }
 
 /// `/flush`: cut all live traces into blocks and upload them (Tempo's ingester endpoint).
@@ -159,6 +187,10 @@ pub async fn flush(State(state): State<SharedState>) -> Response {
     match &state.flusher {
         None => (StatusCode::NOT_FOUND, "this process runs no ingester\n").into_response(),
         Some(f) if f.flush().await => StatusCode::NO_CONTENT.into_response(),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "flush incomplete: some blocks failed to upload and will be retried\n").into_response(),
+        Some(_) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "flush incomplete: some blocks failed to upload and will be retried\n",
+        )
+            .into_response(),
     }
 }

@@ -10,7 +10,9 @@ pub fn resolve(multitenancy: bool, value: Option<&str>) -> Result<TenantId, ApiE
     if !multitenancy {
         return Ok(TenantId::single());
     }
-    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else { return Err(ApiError::NoOrgId) };
+    let Some(value) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Err(ApiError::NoOrgId);
+    };
     TenantId::new(value).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 

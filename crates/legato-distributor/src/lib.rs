@@ -33,7 +33,11 @@ pub struct IngestionLimits {
 
 impl Default for IngestionLimits {
     fn default() -> Self {
-        Self { rate_limit_bytes: 30_000_000, burst_size_bytes: 30_000_000, max_traces_per_user: 0 }
+        Self {
+            rate_limit_bytes: 30_000_000,
+            burst_size_bytes: 30_000_000,
+            max_traces_per_user: 0,
+        }
     }
 }
 
@@ -42,7 +46,13 @@ pub enum DistributorError {
     #[error(
         "RATE_LIMITED: ingestion rate limit (local: {rate} bytes/s, burst: {burst} bytes) exceeded while adding {size} bytes for user {tenant}; reduce the send rate or raise overrides.defaults.ingestion.rate_limit_bytes"
     )]
-    RateLimited { rate: u64, burst: u64, size: u64, tenant: String, retry_after: Duration },
+    RateLimited {
+        rate: u64,
+        burst: u64,
+        size: u64,
+        tenant: String,
+        retry_after: Duration,
+    },
     #[error(transparent)]
     Push(#[from] PushError),
 }
@@ -64,19 +74,42 @@ pub struct Distributor {
 }
 
 impl Distributor {
-    pub fn new(sink: Arc<dyn PushSink>, limits: IngestionLimits, clock: Arc<dyn Clock>, metrics: DistributorMetrics) -> Self {
-        Self { sink, limits, limiter: RateLimiter::new(clock), metrics }
+    pub fn new(
+        sink: Arc<dyn PushSink>,
+        limits: IngestionLimits,
+        clock: Arc<dyn Clock>,
+        metrics: DistributorMetrics,
+    ) -> Self {
+        Self {
+            sink,
+            limits,
+            limiter: RateLimiter::new(clock),
+            metrics,
+        }
     }
 
     /// Accepts an OTLP export of `wire_bytes` bytes for `tenant`. On success every span not
     /// listed in the outcome is durable.
-    pub async fn push(&self, tenant: &TenantId, request: ExportTraceServiceRequest, wire_bytes: usize) -> Result<PushOutcome, DistributorError> {
-        let labels = TenantLabels { tenant: tenant.to_string() };
+    pub async fn push(
+        &self,
+        tenant: &TenantId,
+        request: ExportTraceServiceRequest,
+        wire_bytes: usize,
+    ) -> Result<PushOutcome, DistributorError> {
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
         let total_spans = span_count(&request.resource_spans) as u64;
-        self.metrics.bytes_received.get_or_create(&labels).inc_by(wire_bytes as u64);
+        self.metrics
+            .bytes_received
+            .get_or_create(&labels)
+            .inc_by(wire_bytes as u64);
         self.metrics.spans_received.get_or_create(&labels).inc_by(total_spans);
         let size = wire_bytes as u64;
-        if !self.limiter.allow(tenant, size, self.limits.rate_limit_bytes, self.limits.burst_size_bytes) {
+        if !self
+            .limiter
+            .allow(tenant, size, self.limits.rate_limit_bytes, self.limits.burst_size_bytes)
+        {
             self.count_rejected(tenant, RejectReason::RateLimited, total_spans);
             return Err(DistributorError::RateLimited {
                 rate: self.limits.rate_limit_bytes,
@@ -91,17 +124,34 @@ impl Distributor {
             .into_iter()
             .map(|(id, batches)| {
                 let spans = span_count(&batches) as u32;
-                let data = tempopb::Trace { resource_spans: batches }.encode_to_vec();
-                TraceSegment { id: Bytes::copy_from_slice(&id.0), data: Bytes::from(data), spans }
+                let data = tempopb::Trace {
+                    resource_spans: batches,
+                }
+                .encode_to_vec();
+                TraceSegment {
+                    id: Bytes::copy_from_slice(&id.0),
+                    data: Bytes::from(data),
+                    spans,
+                }
             })
             .collect::<Vec<_>>();
         let mut outcome = if traces.is_empty() {
             PushOutcome::default()
         } else {
-            match self.sink.push(PushRequest { tenant: tenant.to_string(), traces }).await {
+            match self
+                .sink
+                .push(PushRequest {
+                    tenant: tenant.to_string(),
+                    traces,
+                })
+                .await
+            {
                 Ok(outcome) => outcome,
                 Err(e) => {
-                    let labels = ReasonLabels { tenant: tenant.to_string(), reason: "unavailable".into() };
+                    let labels = ReasonLabels {
+                        tenant: tenant.to_string(),
+                        reason: "unavailable".into(),
+                    };
                     self.metrics.push_failures.get_or_create(&labels).inc();
                     return Err(e.into());
                 }
@@ -115,7 +165,10 @@ impl Distributor {
     }
 
     fn count_rejected(&self, tenant: &TenantId, reason: RejectReason, spans: u64) {
-        let labels = ReasonLabels { tenant: tenant.to_string(), reason: reason.as_str().into() };
+        let labels = ReasonLabels {
+            tenant: tenant.to_string(),
+            reason: reason.as_str().into(),
+        };
         self.metrics.spans_rejected.get_or_create(&labels).inc_by(spans);
     }
 }
@@ -143,10 +196,18 @@ fn validate(mut request: ExportTraceServiceRequest) -> (Vec<legato_proto::trace:
     }
     let mut rejected = Vec::new();
     if bad_trace > 0 {
-        rejected.push(Rejection { reason: RejectReason::InvalidTraceId, spans: bad_trace, message: trace_msg });
+        rejected.push(Rejection {
+            reason: RejectReason::InvalidTraceId,
+            spans: bad_trace,
+            message: trace_msg,
+        });
     }
     if bad_span > 0 {
-        rejected.push(Rejection { reason: RejectReason::InvalidSpanId, spans: bad_span, message: span_msg });
+        rejected.push(Rejection {
+            reason: RejectReason::InvalidSpanId,
+            spans: bad_span,
+            message: span_msg,
+        });
     }
     (request.resource_spans, rejected)
 }
@@ -182,18 +243,33 @@ mod tests {
 
     fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
-            resource_spans: vec![ResourceSpans { scope_spans: vec![ScopeSpans { spans, ..Default::default() }], ..Default::default() }],
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
         }
     }
 
     fn span(trace: Vec<u8>, id: Vec<u8>) -> Span {
-        Span { trace_id: trace, span_id: id, ..Default::default() }
+        Span {
+            trace_id: trace,
+            span_id: id,
+            ..Default::default()
+        }
     }
 
     #[tokio::test]
     async fn bad_ids_are_reported_and_the_rest_is_pushed() {
         let sink = Arc::new(Capture::default());
-        let d = Distributor::new(sink.clone(), IngestionLimits::default(), Arc::new(ManualClock::new(0)), DistributorMetrics::default());
+        let d = Distributor::new(
+            sink.clone(),
+            IngestionLimits::default(),
+            Arc::new(ManualClock::new(0)),
+            DistributorMetrics::default(),
+        );
         let req = request(vec![
             span(vec![1; 16], vec![1; 8]),
             span(vec![0; 16], vec![2; 8]),
@@ -204,7 +280,10 @@ mod tests {
         let outcome = d.push(&TenantId::single(), req, 100).await.unwrap();
         let (count, message) = describe_rejections(&outcome.rejected);
         assert_eq!(count, 3);
-        assert!(message.contains("invalid_trace_id") && message.contains("invalid_span_id"), "{message}");
+        assert!(
+            message.contains("invalid_trace_id") && message.contains("invalid_span_id"),
+            "{message}"
+        );
         let pushed = sink.0.lock();
         assert_eq!(pushed[0].traces.len(), 2);
     }
@@ -212,11 +291,24 @@ mod tests {
     #[tokio::test]
     async fn rate_limit_refuses_with_retry() {
         let sink = Arc::new(Capture::default());
-        let limits = IngestionLimits { rate_limit_bytes: 100, burst_size_bytes: 100, max_traces_per_user: 0 };
-        let d = Distributor::new(sink, limits, Arc::new(ManualClock::new(0)), DistributorMetrics::default());
-        let ok = d.push(&TenantId::single(), request(vec![span(vec![1; 16], vec![1; 8])]), 80).await;
+        let limits = IngestionLimits {
+            rate_limit_bytes: 100,
+            burst_size_bytes: 100,
+            max_traces_per_user: 0,
+        };
+        let d = Distributor::new(
+            sink,
+            limits,
+            Arc::new(ManualClock::new(0)),
+            DistributorMetrics::default(),
+        );
+        let ok = d
+            .push(&TenantId::single(), request(vec![span(vec![1; 16], vec![1; 8])]), 80)
+            .await;
         assert!(ok.is_ok());
-        let refused = d.push(&TenantId::single(), request(vec![span(vec![1; 16], vec![2; 8])]), 80).await;
+        let refused = d
+            .push(&TenantId::single(), request(vec![span(vec![1; 16], vec![2; 8])]), 80)
+            .await;
         assert!(matches!(refused, Err(DistributorError::RateLimited { .. })));
     }
 }

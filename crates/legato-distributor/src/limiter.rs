@@ -17,7 +17,10 @@ struct Bucket {
 
 impl RateLimiter {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
-        Self { clock, buckets: Mutex::default() }
+        Self {
+            clock,
+            buckets: Mutex::default(),
+        }
     }
 
     /// Takes `size` tokens if available. A rate of 0 disables the limit.
@@ -28,7 +31,10 @@ impl RateLimiter {
         let now = self.clock.now_nanos();
         let burst = burst.max(1) as f64;
         let mut buckets = self.buckets.lock();
-        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket { tokens: burst, updated: now });
+        let bucket = buckets.entry(tenant.clone()).or_insert(Bucket {
+            tokens: burst,
+            updated: now,
+        });
         let elapsed = now.saturating_sub(bucket.updated) as f64 / 1e9;
         bucket.tokens = (bucket.tokens + elapsed * rate as f64).min(burst);
         bucket.updated = now;

@@ -26,9 +26,25 @@ pub struct DistributorMetrics {
 
 impl DistributorMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("legato_distributor_spans_received", "Spans received, by tenant", self.spans_received.clone());
-        registry.register("legato_distributor_bytes_received", "OTLP payload bytes received, by tenant", self.bytes_received.clone());
-        registry.register("legato_distributor_spans_rejected", "Spans refused at export time, by tenant and reason", self.spans_rejected.clone());
-        registry.register("legato_distributor_push_failures", "Exports refused as a whole with a retryable error", self.push_failures.clone());
+        registry.register(
+            "legato_distributor_spans_received",
+            "Spans received, by tenant",
+            self.spans_received.clone(),
+        );
+        registry.register(
+            "legato_distributor_bytes_received",
+            "OTLP payload bytes received, by tenant",
+            self.bytes_received.clone(),
+        );
+        registry.register(
+            "legato_distributor_spans_rejected",
+            "Spans refused at export time, by tenant and reason",
+            self.spans_rejected.clone(),
+        );
+        registry.register(
+            "legato_distributor_push_failures",
+            "Exports refused as a whole with a retryable error",
+            self.push_failures.clone(),
+        );
     }
 }

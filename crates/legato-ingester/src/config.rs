@@ -67,6 +67,9 @@ pub struct IngestLimits {
 
 impl Default for IngestLimits {
     fn default() -> Self {
-        Self { max_traces_per_user: 0, max_bytes_per_trace: 5_000_000 }
+        Self {
+            max_traces_per_user: 0,
+            max_bytes_per_trace: 5_000_000,
+        }
     }
 }

@@ -23,9 +23,9 @@ use legato_model::{BlockId, Clock, TenantId, TraceId};
 use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink};
 use legato_proto::tempopb;
 use legato_proto::trace::ResourceSpans;
+use legato_storage::ObjectStore;
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::{Blocklist, TraceInput, encode_block, write_block};
-use legato_storage::ObjectStore;
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::Notify;
@@ -86,8 +86,17 @@ impl Ingester {
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
             }
         }
-        let stats = ReplayStats { records: replay.records.len(), traces, torn_tails: replay.torn_tails };
-        tracing::info!(records = stats.records, traces, torn_tails = stats.torn_tails, "WAL replayed");
+        let stats = ReplayStats {
+            records: replay.records.len(),
+            traces,
+            torn_tails: replay.torn_tails,
+        };
+        tracing::info!(
+            records = stats.records,
+            traces,
+            torn_tails = stats.torn_tails,
+            "WAL replayed"
+        );
         deps.metrics.buffered_bytes.set(state.buffered_bytes as i64);
         let ingester = Arc::new(Self {
             cfg,
@@ -115,11 +124,18 @@ impl Ingester {
             let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
             let limit = self.cfg.max_buffered_bytes.0;
             if st.buffered_bytes + incoming > limit {
-                return Err(PushError::Overloaded { buffered: st.buffered_bytes, limit, retry_after: Duration::from_secs(5) });
+                return Err(PushError::Overloaded {
+                    buffered: st.buffered_bytes,
+                    limit,
+                    retry_after: Duration::from_secs(5),
+                });
             }
             let outcome = st.admit(&tenant, &mut request.traces, &self.limits, now);
             for r in &outcome.rejected {
-                let labels = metrics::ReasonLabels { tenant: tenant.to_string(), reason: r.reason.as_str().into() };
+                let labels = metrics::ReasonLabels {
+                    tenant: tenant.to_string(),
+                    reason: r.reason.as_str().into(),
+                };
                 self.metrics.rejected_spans.get_or_create(&labels).inc_by(r.spans);
             }
             if request.traces.is_empty() {
@@ -231,7 +247,11 @@ impl Ingester {
         let cut_seq = st.wal_seq;
         st.wal_seq += 1;
         let rotation = self.wal.rotate(st.wal_seq);
-        let rewrites: Vec<_> = st.live_as_requests().into_iter().map(|r| self.wal.append(r.encode_to_vec())).collect();
+        let rewrites: Vec<_> = st
+            .live_as_requests()
+            .into_iter()
+            .map(|r| self.wal.append(r.encode_to_vec()))
+            .collect();
         let cut = st.cut_head(cut_seq);
         self.metrics.blocks_cut.inc_by(cut as u64);
         Some((rotation, rewrites, cut_seq))
@@ -288,7 +308,9 @@ impl Ingester {
         .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
         write_block(&self.store, &written).await?;
         self.storage_metrics.blocks_flushed.inc();
-        self.storage_metrics.bytes_flushed.inc_by(written.meta.data_size + written.meta.bloom_size);
+        self.storage_metrics
+            .bytes_flushed
+            .inc_by(written.meta.data_size + written.meta.bloom_size);
         tracing::info!(block = %block_id, tenant = %written.meta.tenant_id, spans = written.meta.total_spans,
             traces = written.meta.total_traces, bytes = written.meta.data_size, "block flushed");
         Ok(written.meta)

@@ -40,12 +40,40 @@ impl Default for IngesterMetrics {
 
 impl IngesterMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("legato_ingester_wal_fsync_seconds", "Time to write and fsync one WAL group commit", self.wal_fsync_seconds.clone());
-        registry.register("legato_ingester_wal_written_bytes", "Bytes appended to the WAL", self.wal_bytes.clone());
-        registry.register("legato_ingester_live_traces", "Traces held in memory", self.live_traces.clone());
-        registry.register("legato_ingester_buffered_bytes", "Encoded span bytes held in memory, not yet in a block", self.buffered_bytes.clone());
-        registry.register("legato_ingester_flush_failures", "Block uploads that failed (retried)", self.flush_failures.clone());
-        registry.register("legato_ingester_blocks_cut", "Blocks cut from the head", self.blocks_cut.clone());
-        registry.register("legato_ingester_rejected_spans", "Spans refused at push time, by reason", self.rejected_spans.clone());
+        registry.register(
+            "legato_ingester_wal_fsync_seconds",
+            "Time to write and fsync one WAL group commit",
+            self.wal_fsync_seconds.clone(),
+        );
+        registry.register(
+            "legato_ingester_wal_written_bytes",
+            "Bytes appended to the WAL",
+            self.wal_bytes.clone(),
+        );
+        registry.register(
+            "legato_ingester_live_traces",
+            "Traces held in memory",
+            self.live_traces.clone(),
+        );
+        registry.register(
+            "legato_ingester_buffered_bytes",
+            "Encoded span bytes held in memory, not yet in a block",
+            self.buffered_bytes.clone(),
+        );
+        registry.register(
+            "legato_ingester_flush_failures",
+            "Block uploads that failed (retried)",
+            self.flush_failures.clone(),
+        );
+        registry.register(
+            "legato_ingester_blocks_cut",
+            "Blocks cut from the head",
+            self.blocks_cut.clone(),
+        );
+        registry.register(
+            "legato_ingester_rejected_spans",
+            "Spans refused at push time, by reason",
+            self.rejected_spans.clone(),
+        );
     }
 }

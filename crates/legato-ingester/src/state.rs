@@ -60,7 +60,11 @@ impl State {
     fn append(&mut self, tenant: &TenantId, id: TraceId, data: Bytes, now: u64) {
         let len = data.len() as u64;
         let t = self.tenants.entry(tenant.clone()).or_default();
-        let live = t.live.entry(id).or_insert_with(|| Live { segments: Vec::new(), bytes: 0, last_append: now });
+        let live = t.live.entry(id).or_insert_with(|| Live {
+            segments: Vec::new(),
+            bytes: 0,
+            last_append: now,
+        });
         live.segments.push(data);
         live.bytes += len;
         live.last_append = now;
@@ -69,7 +73,9 @@ impl State {
 
     /// Re-applies a WAL record; returns the number of trace segments.
     pub fn replay(&mut self, req: PushRequest, now: u64) -> usize {
-        let Ok(tenant) = TenantId::new(&req.tenant) else { return 0 };
+        let Ok(tenant) = TenantId::new(&req.tenant) else {
+            return 0;
+        };
         let mut n = 0;
         for seg in req.traces {
             if let Ok(id) = TraceId::from_otlp(&seg.id) {
@@ -82,7 +88,13 @@ impl State {
 
     /// Applies per-tenant limits; keeps accepted segments in `traces` (and in memory) and
     /// reports the rest.
-    pub fn admit(&mut self, tenant: &TenantId, traces: &mut Vec<TraceSegment>, limits: &IngestLimits, now: u64) -> PushOutcome {
+    pub fn admit(
+        &mut self,
+        tenant: &TenantId,
+        traces: &mut Vec<TraceSegment>,
+        limits: &IngestLimits,
+        now: u64,
+    ) -> PushOutcome {
         let mut rejected: HashMap<RejectReason, (u64, String)> = HashMap::new();
         let mut accepted = Vec::with_capacity(traces.len());
         for seg in traces.drain(..) {
@@ -94,17 +106,28 @@ impl State {
             let t = self.tenants.entry(tenant.clone()).or_default();
             let len = seg.data.len() as u64;
             let verdict = match t.live.get(&id) {
-                Some(live) if limits.max_bytes_per_trace > 0 && live.bytes + len > limits.max_bytes_per_trace => Some((
-                    RejectReason::TraceTooLarge,
-                    format!("max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}", limits.max_bytes_per_trace),
-                )),
+                Some(live) if limits.max_bytes_per_trace > 0 && live.bytes + len > limits.max_bytes_per_trace => {
+                    Some((
+                        RejectReason::TraceTooLarge,
+                        format!(
+                            "max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}",
+                            limits.max_bytes_per_trace
+                        ),
+                    ))
+                }
                 None if limits.max_bytes_per_trace > 0 && len > limits.max_bytes_per_trace => Some((
                     RejectReason::TraceTooLarge,
-                    format!("max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}", limits.max_bytes_per_trace),
+                    format!(
+                        "max size of trace ({} bytes) exceeded while adding {len} bytes to trace {id} for tenant {tenant}",
+                        limits.max_bytes_per_trace
+                    ),
                 )),
                 None if limits.max_traces_per_user > 0 && t.live.len() >= limits.max_traces_per_user => Some((
                     RejectReason::LiveTracesExceeded,
-                    format!("max live traces per tenant exceeded: per-user traces limit (local: {}) exceeded for tenant {tenant}", limits.max_traces_per_user),
+                    format!(
+                        "max live traces per tenant exceeded: per-user traces limit (local: {}) exceeded for tenant {tenant}",
+                        limits.max_traces_per_user
+                    ),
                 )),
                 _ => None,
             };
@@ -189,7 +212,11 @@ impl State {
                     .live
                     .iter()
                     .flat_map(|(id, l)| {
-                        l.segments.iter().map(move |d| TraceSegment { id: Bytes::copy_from_slice(&id.0), data: d.clone(), spans: 0 })
+                        l.segments.iter().map(move |d| TraceSegment {
+                            id: Bytes::copy_from_slice(&id.0),
+                            data: d.clone(),
+                            spans: 0,
+                        })
                     })
                     .collect(),
             })

@@ -20,8 +20,14 @@ const SEGMENT_SUFFIX: &str = ".log";
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
 enum Command {
-    Append { payload: Vec<u8>, done: oneshot::Sender<Result<(), String>> },
-    Rotate { seq: u64, done: oneshot::Sender<Result<(), String>> },
+    Append {
+        payload: Vec<u8>,
+        done: oneshot::Sender<Result<(), String>>,
+    },
+    Rotate {
+        seq: u64,
+        done: oneshot::Sender<Result<(), String>>,
+    },
 }
 
 /// Handle to the WAL writer thread. Cloning is cheap; the thread stops when all handles drop.
@@ -72,7 +78,18 @@ impl Wal {
         std::thread::Builder::new()
             .name("legato-wal".into())
             .spawn(move || writer_loop(thread_dir, file, rx, metrics))?;
-        Ok((Self { dir: dir.to_path_buf(), tx }, Replay { records, segments, torn_tails }, seq))
+        Ok((
+            Self {
+                dir: dir.to_path_buf(),
+                tx,
+            },
+            Replay {
+                records,
+                segments,
+                torn_tails,
+            },
+            seq,
+        ))
     }
 
     /// Queues a record. Must be called in the same order as the in-memory append it mirrors.
@@ -109,10 +126,12 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let Some(name) = name.to_str() else { continue };
-        if let Some(seq) = name.strip_prefix(SEGMENT_PREFIX).and_then(|n| n.strip_suffix(SEGMENT_SUFFIX)) {
-            if let Ok(seq) = seq.parse() {
-                out.push(seq);
-            }
+        if let Some(seq) = name
+            .strip_prefix(SEGMENT_PREFIX)
+            .and_then(|n| n.strip_suffix(SEGMENT_SUFFIX))
+            && let Ok(seq) = seq.parse()
+        {
+            out.push(seq);
         }
     }
     out.sort_unstable();
@@ -120,7 +139,10 @@ fn list_segments(dir: &Path) -> std::io::Result<Vec<u64>> {
 }
 
 fn open_segment(dir: &Path, seq: u64) -> std::io::Result<File> {
-    let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, seq))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(segment_path(dir, seq))?;
     // Make the new file's directory entry durable too.
     File::open(dir)?.sync_all()?;
     Ok(file)
@@ -133,10 +155,14 @@ fn read_segment(path: &Path) -> std::io::Result<(Vec<Vec<u8>>, u64, bool)> {
     let mut records = Vec::new();
     let mut pos = 0usize;
     while pos < data.len() {
-        let Some(header) = data.get(pos..pos + 8) else { return Ok((records, pos as u64, true)) };
+        let Some(header) = data.get(pos..pos + 8) else {
+            return Ok((records, pos as u64, true));
+        };
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let Some(payload) = data.get(pos + 8..pos + 8 + len) else { return Ok((records, pos as u64, true)) };
+        let Some(payload) = data.get(pos + 8..pos + 8 + len) else {
+            return Ok((records, pos as u64, true));
+        };
         if crc32fast::hash(payload) != crc {
             return Ok((records, pos as u64, true));
         }

@@ -1,4 +1,5 @@
 //! Ingester behaviour with a manual clock and an in-memory object store.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::path::Path;
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use legato_proto::push::{PushError, PushRequest, RejectReason, TraceSegment};
 use legato_proto::tempopb;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::{Blocklist, BlockReader, ObjectStore};
+use legato_storage::{BlockReader, Blocklist, ObjectStore};
 use object_store::memory::InMemory;
 use prost::Message;
 
@@ -26,7 +27,11 @@ struct Harness {
 
 impl Harness {
     fn new() -> Self {
-        Self { clock: Arc::new(ManualClock::new(1_000 * SEC)), store: Arc::new(InMemory::new()), blocklist: Arc::default() }
+        Self {
+            clock: Arc::new(ManualClock::new(1_000 * SEC)),
+            store: Arc::new(InMemory::new()),
+            blocklist: Arc::default(),
+        }
     }
 
     fn open(&self, wal: &Path, cfg: IngesterConfig, limits: IngestLimits) -> Arc<Ingester> {
@@ -56,17 +61,32 @@ fn id(n: u8) -> TraceId {
 fn segment(trace: u8, span: u8) -> TraceSegment {
     let batch = ResourceSpans {
         scope_spans: vec![ScopeSpans {
-            spans: vec![Span { trace_id: vec![trace; 16], span_id: vec![span; 8], name: format!("s{span}"), ..Default::default() }],
+            spans: vec![Span {
+                trace_id: vec![trace; 16],
+                span_id: vec![span; 8],
+                name: format!("s{span}"),
+                ..Default::default()
+            }],
             ..Default::default()
         }],
         ..Default::default()
     };
-    let data = tempopb::Trace { resource_spans: vec![batch] }.encode_to_vec();
-    TraceSegment { id: Bytes::copy_from_slice(&[trace; 16]), data: Bytes::from(data), spans: 1 }
+    let data = tempopb::Trace {
+        resource_spans: vec![batch],
+    }
+    .encode_to_vec();
+    TraceSegment {
+        id: Bytes::copy_from_slice(&[trace; 16]),
+        data: Bytes::from(data),
+        spans: 1,
+    }
 }
 
 fn push_req(segments: Vec<TraceSegment>) -> PushRequest {
-    PushRequest { tenant: TenantId::single().to_string(), traces: segments }
+    PushRequest {
+        tenant: TenantId::single().to_string(),
+        traces: segments,
+    }
 }
 
 fn span_count(ingester: &Ingester, trace: u8) -> usize {
@@ -82,7 +102,9 @@ async fn traces_move_from_live_to_block_and_wal_is_trimmed() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
     let ing = h.open(dir.path(), cfg(), IngestLimits::default());
-    ing.push(push_req(vec![segment(1, 1), segment(1, 2), segment(2, 3)])).await.unwrap();
+    ing.push(push_req(vec![segment(1, 1), segment(1, 2), segment(2, 3)]))
+        .await
+        .unwrap();
     assert_eq!(span_count(&ing, 1), 2);
 
     h.clock.advance(6 * SEC);
@@ -100,7 +122,10 @@ async fn traces_move_from_live_to_block_and_wal_is_trimmed() {
     assert_eq!(span_count(&ing, 1), 0, "flushed traces leave the ingester");
     assert_eq!(span_count(&ing, 3), 2, "live trace kept");
     let reader = BlockReader::new(h.store.clone(), StorageMetrics::default());
-    assert_eq!(legato_proto::span_count(&reader.find_trace(&blocks[0], &id(2)).await.unwrap()), 1);
+    assert_eq!(
+        legato_proto::span_count(&reader.find_trace(&blocks[0], &id(2)).await.unwrap()),
+        1
+    );
     // Old segments deleted; only the segment holding the re-logged live trace remains.
     assert_eq!(wal_files(dir.path()), 1);
 
@@ -136,11 +161,26 @@ async fn limits_answer_at_push_time() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
     let one_span = segment(1, 1).data.len() as u64;
-    let limits = IngestLimits { max_traces_per_user: 2, max_bytes_per_trace: one_span * 2 };
+    let limits = IngestLimits {
+        max_traces_per_user: 2,
+        max_bytes_per_trace: one_span * 2,
+    };
     let ing = h.open(dir.path(), cfg(), limits);
-    let outcome = ing.push(push_req(vec![segment(1, 1), segment(1, 2), segment(1, 3), segment(2, 4), segment(3, 5)])).await.unwrap();
+    let outcome = ing
+        .push(push_req(vec![
+            segment(1, 1),
+            segment(1, 2),
+            segment(1, 3),
+            segment(2, 4),
+            segment(3, 5),
+        ]))
+        .await
+        .unwrap();
     let reasons: Vec<_> = outcome.rejected.iter().map(|r| (r.reason, r.spans)).collect();
-    assert_eq!(reasons, vec![(RejectReason::LiveTracesExceeded, 1), (RejectReason::TraceTooLarge, 1)]);
+    assert_eq!(
+        reasons,
+        vec![(RejectReason::LiveTracesExceeded, 1), (RejectReason::TraceTooLarge, 1)]
+    );
     assert_eq!(span_count(&ing, 1), 2);
     assert_eq!(span_count(&ing, 3), 0);
 }
@@ -149,7 +189,11 @@ async fn limits_answer_at_push_time() {
 async fn memory_limit_refuses_with_retryable_error() {
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
-    let small = IngesterConfig { max_block_bytes: ByteSize(100), max_buffered_bytes: ByteSize(200), ..cfg() };
+    let small = IngesterConfig {
+        max_block_bytes: ByteSize(100),
+        max_buffered_bytes: ByteSize(200),
+        ..cfg()
+    };
     let ing = h.open(dir.path(), small, IngestLimits::default());
     let mut refused = None;
     for n in 1..50u8 {

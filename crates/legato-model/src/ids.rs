@@ -155,7 +155,10 @@ mod tests {
     fn trace_id_parsing_follows_tempo() {
         let id = TraceId::parse_hex("ABC").unwrap();
         assert_eq!(id.to_hex(), "00000000000000000000000000000abc");
-        assert!(matches!(TraceId::parse_hex("12g4"), Err(IdError::NonHex { ch: 'g', pos: 2 })));
+        assert!(matches!(
+            TraceId::parse_hex("12g4"),
+            Err(IdError::NonHex { ch: 'g', pos: 2 })
+        ));
         assert_eq!(TraceId::parse_hex(&"1".repeat(33)), Err(IdError::TooLong));
         assert_eq!(TraceId::parse_hex(""), Err(IdError::Empty));
     }

@@ -9,5 +9,5 @@ mod size;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::IdError;
+pub use ids::{BlockId, SINGLE_TENANT, SpanId, TenantId, TraceId};
 pub use size::ByteSize;
-pub use ids::{BlockId, SpanId, TenantId, TraceId, SINGLE_TENANT};

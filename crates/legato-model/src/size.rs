@@ -14,7 +14,9 @@ impl FromStr for ByteSize {
         let t = text.trim();
         let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
         let (num, unit) = t.split_at(split);
-        let n: u64 = num.parse().map_err(|_| format!("invalid size {text:?}: expected a number with an optional unit like 500MiB"))?;
+        let n: u64 = num
+            .parse()
+            .map_err(|_| format!("invalid size {text:?}: expected a number with an optional unit like 500MiB"))?;
         let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
             "" | "b" => 1,
             "kb" | "k" => 1_000,
@@ -27,7 +29,9 @@ impl FromStr for ByteSize {
             "tib" => 1 << 40,
             other => return Err(format!("invalid size {text:?}: unknown unit {other:?}")),
         };
-        n.checked_mul(mult).map(ByteSize).ok_or_else(|| format!("invalid size {text:?}: too large"))
+        n.checked_mul(mult)
+            .map(ByteSize)
+            .ok_or_else(|| format!("invalid size {text:?}: too large"))
     }
 }
 
@@ -35,7 +39,7 @@ impl fmt::Display for ByteSize {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let units = [(1u64 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
         for (mult, unit) in units {
-            if self.0 >= mult && self.0 % mult == 0 {
+            if self.0 >= mult && self.0.is_multiple_of(mult) {
                 return write!(f, "{}{unit}", self.0 / mult);
             }
         }

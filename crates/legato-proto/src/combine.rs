@@ -18,7 +18,9 @@ pub fn split_by_trace(batches: Vec<ResourceSpans>) -> Vec<(TraceId, Vec<Resource
     for rs in batches {
         for ss in rs.scope_spans {
             for span in ss.spans {
-                let Ok(id) = TraceId::from_otlp(&span.trace_id) else { continue };
+                let Ok(id) = TraceId::from_otlp(&span.trace_id) else {
+                    continue;
+                };
                 let entry = out.entry(id).or_insert_with(|| {
                     order.push(id);
                     Vec::new()
@@ -83,7 +85,11 @@ pub fn combine(parts: impl IntoIterator<Item = ResourceSpans>) -> Vec<ResourceSp
         let pos = match resources.iter().position(|(k, _)| *k == key) {
             Some(pos) => pos,
             None => {
-                let fresh = ResourceSpans { resource: Some(resource), scope_spans: Vec::new(), schema_url: rs.schema_url };
+                let fresh = ResourceSpans {
+                    resource: Some(resource),
+                    scope_spans: Vec::new(),
+                    schema_url: rs.schema_url,
+                };
                 resources.push((key, fresh));
                 resources.len() - 1
             }
@@ -109,7 +115,11 @@ pub fn combine(parts: impl IntoIterator<Item = ResourceSpans>) -> Vec<ResourceSp
                 .find(|existing| existing.scope.as_ref() == Some(&scope) && existing.schema_url == ss.schema_url)
             {
                 Some(existing) => existing.spans.extend(spans),
-                None => target.scope_spans.push(ScopeSpans { scope: Some(scope), spans, schema_url: ss.schema_url }),
+                None => target.scope_spans.push(ScopeSpans {
+                    scope: Some(scope),
+                    spans,
+                    schema_url: ss.schema_url,
+                }),
             }
         }
     }
@@ -137,7 +147,9 @@ fn normalise_resource(resource: Option<Resource>) -> Resource {
     if resource.attributes.is_empty() {
         resource.attributes.push(KeyValue {
             key: "service.name".into(),
-            value: Some(AnyValue { value: Some(any_value::Value::StringValue("unknown_service".into())) }),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("unknown_service".into())),
+            }),
             ..Default::default()
         });
     }
@@ -149,7 +161,12 @@ mod tests {
     use super::*;
 
     fn span(trace: u8, id: u8, start: u64) -> Span {
-        Span { trace_id: vec![trace; 16], span_id: vec![id; 8], start_time_unix_nano: start, ..Default::default() }
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            start_time_unix_nano: start,
+            ..Default::default()
+        }
     }
 
     fn batch(service: &str, spans: Vec<Span>) -> ResourceSpans {
@@ -157,12 +174,18 @@ mod tests {
             resource: Some(Resource {
                 attributes: vec![KeyValue {
                     key: "service.name".into(),
-                    value: Some(AnyValue { value: Some(any_value::Value::StringValue(service.into())) }),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
                     ..Default::default()
                 }],
                 ..Default::default()
             }),
-            scope_spans: vec![ScopeSpans { scope: None, spans, schema_url: String::new() }],
+            scope_spans: vec![ScopeSpans {
+                scope: None,
+                spans,
+                schema_url: String::new(),
+            }],
             schema_url: String::new(),
         }
     }
@@ -181,13 +204,27 @@ mod tests {
             batch("a", vec![span(1, 2, 20), span(1, 1, 10)]),
             batch("b", vec![span(1, 3, 5)]),
             batch("a", vec![span(1, 1, 10)]),
-            ResourceSpans { resource: None, scope_spans: vec![ScopeSpans { spans: vec![span(1, 4, 1)], ..Default::default() }], schema_url: String::new() },
+            ResourceSpans {
+                resource: None,
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span(1, 4, 1)],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            },
         ]);
         assert_eq!(crate::span_count(&out), 4);
         assert_eq!(out.len(), 3);
         let a = out.iter().find(|rs| rs.scope_spans[0].spans.len() == 2).unwrap();
         assert_eq!(a.scope_spans[0].spans[0].start_time_unix_nano, 10);
-        assert!(out.iter().all(|rs| !rs.resource.as_ref().unwrap().attributes.is_empty()));
-        assert!(out.iter().all(|rs| rs.scope_spans.iter().all(|ss| ss.scope.is_some() && ss.spans.iter().all(|s| s.status.is_some()))));
+        assert!(
+            out.iter()
+                .all(|rs| !rs.resource.as_ref().unwrap().attributes.is_empty())
+        );
+        assert!(out.iter().all(|rs| {
+            rs.scope_spans
+                .iter()
+                .all(|ss| ss.scope.is_some() && ss.spans.iter().all(|s| s.status.is_some()))
+        }));
     }
 }

@@ -21,13 +21,18 @@ pub struct JsonError {
 type Result<T> = std::result::Result<T, JsonError>;
 
 fn err<T>(path: &str, message: impl Into<String>) -> Result<T> {
-    Err(JsonError { path: path.to_string(), message: message.into() })
+    Err(JsonError {
+        path: path.to_string(),
+        message: message.into(),
+    })
 }
 
 /// Decodes an `ExportTraceServiceRequest` from OTLP/JSON bytes.
 pub fn decode_export_request(body: &[u8]) -> Result<ExportTraceServiceRequest> {
-    let value: Value = serde_json::from_slice(body)
-        .map_err(|e| JsonError { path: "$".into(), message: e.to_string() })?;
+    let value: Value = serde_json::from_slice(body).map_err(|e| JsonError {
+        path: "$".into(),
+        message: e.to_string(),
+    })?;
     let obj = as_object(&value, "$")?;
     let resource_spans = list(obj, "$", &["resourceSpans", "resource_spans"], resource_spans)?;
     Ok(ExportTraceServiceRequest { resource_spans })
@@ -47,9 +52,13 @@ fn list<T>(
     names: &[&str],
     item: impl Fn(&Value, &str) -> Result<T>,
 ) -> Result<Vec<T>> {
-    let Some(value) = field(obj, names) else { return Ok(Vec::new()) };
+    let Some(value) = field(obj, names) else {
+        return Ok(Vec::new());
+    };
     let path = format!("{path}.{}", names[0]);
-    let Some(items) = value.as_array() else { return err(&path, "expected an array") };
+    let Some(items) = value.as_array() else {
+        return err(&path, "expected an array");
+    };
     items
         .iter()
         .enumerate()
@@ -69,8 +78,13 @@ fn uint(obj: &Map<String, Value>, path: &str, names: &[&str]) -> Result<u64> {
     let here = || format!("{path}.{}", names[0]);
     match field(obj, names) {
         None => Ok(0),
-        Some(Value::Number(n)) => n.as_u64().map_or_else(|| err(&here(), "expected an unsigned integer"), Ok),
-        Some(Value::String(s)) => s.parse().map_err(|_| JsonError { path: here(), message: format!("expected an unsigned integer, got {s:?}") }),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .map_or_else(|| err(&here(), "expected an unsigned integer"), Ok),
+        Some(Value::String(s)) => s.parse().map_err(|_| JsonError {
+            path: here(),
+            message: format!("expected an unsigned integer, got {s:?}"),
+        }),
         Some(_) => err(&here(), "expected an unsigned integer"),
     }
 }
@@ -78,7 +92,10 @@ fn uint(obj: &Map<String, Value>, path: &str, names: &[&str]) -> Result<u64> {
 fn int(value: &Value, path: &str) -> Result<i64> {
     match value {
         Value::Number(n) => n.as_i64().map_or_else(|| err(path, "expected an integer"), Ok),
-        Value::String(s) => s.parse().map_err(|_| JsonError { path: path.into(), message: format!("expected an integer, got {s:?}") }),
+        Value::String(s) => s.parse().map_err(|_| JsonError {
+            path: path.into(),
+            message: format!("expected an integer, got {s:?}"),
+        }),
         _ => err(path, "expected an integer"),
     }
 }
@@ -89,7 +106,10 @@ fn hex_id(obj: &Map<String, Value>, path: &str, names: &[&str], len: usize) -> R
         return Ok(Vec::new());
     }
     let here = format!("{path}.{}", names[0]);
-    let bytes = hex::decode(&text).map_err(|e| JsonError { path: here.clone(), message: format!("id is not hex: {e}") })?;
+    let bytes = hex::decode(&text).map_err(|e| JsonError {
+        path: here.clone(),
+        message: format!("id is not hex: {e}"),
+    })?;
     if bytes.len() != len {
         return err(&here, format!("id must be {} hex digits, got {}", len * 2, text.len()));
     }
@@ -156,7 +176,8 @@ fn scope_spans(value: &Value, path: &str) -> Result<ScopeSpans> {
                 name: string(s, &here, &["name"])?,
                 version: string(s, &here, &["version"])?,
                 attributes: list(s, &here, &["attributes"], key_value)?,
-                dropped_attributes_count: uint(s, &here, &["droppedAttributesCount", "dropped_attributes_count"])? as u32,
+                dropped_attributes_count: uint(s, &here, &["droppedAttributesCount", "dropped_attributes_count"])?
+                    as u32,
             })
         }
     };
@@ -174,7 +195,10 @@ fn span(value: &Value, path: &str) -> Result<Span> {
         Some(s) => {
             let here = format!("{path}.status");
             let s = as_object(s, &here)?;
-            Some(Status { message: string(s, &here, &["message"])?, code: enum_value(s, &here, &["code"], STATUS_CODES)? })
+            Some(Status {
+                message: string(s, &here, &["message"])?,
+                code: enum_value(s, &here, &["code"], STATUS_CODES)?,
+            })
         }
     };
     Ok(Span {
@@ -225,7 +249,11 @@ fn key_value(value: &Value, path: &str) -> Result<KeyValue> {
         None => None,
         Some(v) => Some(any_value(v, &format!("{path}.value"))?),
     };
-    Ok(KeyValue { key: string(obj, path, &["key"])?, value, ..Default::default() })
+    Ok(KeyValue {
+        key: string(obj, path, &["key"])?,
+        value,
+        ..Default::default()
+    })
 }
 
 fn any_value(value: &Value, path: &str) -> Result<AnyValue> {
@@ -235,44 +263,53 @@ fn any_value(value: &Value, path: &str) -> Result<AnyValue> {
         return Ok(AnyValue { value: None });
     };
     let here = format!("{path}.{key}");
-    let decoded = match key.as_str() {
-        "stringValue" | "string_value" => match inner {
-            Value::String(s) => V::StringValue(s.clone()),
-            _ => return err(&here, "expected a string"),
-        },
-        "boolValue" | "bool_value" => match inner {
-            Value::Bool(b) => V::BoolValue(*b),
-            _ => return err(&here, "expected a boolean"),
-        },
-        "intValue" | "int_value" => V::IntValue(int(inner, &here)?),
-        "doubleValue" | "double_value" => match inner {
-            Value::Number(n) => V::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
-            Value::String(s) => match s.as_str() {
-                "NaN" => V::DoubleValue(f64::NAN),
-                "Infinity" => V::DoubleValue(f64::INFINITY),
-                "-Infinity" => V::DoubleValue(f64::NEG_INFINITY),
-                other => V::DoubleValue(other.parse().map_err(|_| JsonError { path: here.clone(), message: "expected a number".into() })?),
+    let decoded =
+        match key.as_str() {
+            "stringValue" | "string_value" => match inner {
+                Value::String(s) => V::StringValue(s.clone()),
+                _ => return err(&here, "expected a string"),
             },
-            _ => return err(&here, "expected a number"),
-        },
-        "bytesValue" | "bytes_value" => match inner {
-            Value::String(s) => V::BytesValue(
-                base64::engine::general_purpose::STANDARD
-                    .decode(s)
-                    .map_err(|e| JsonError { path: here.clone(), message: format!("invalid base64: {e}") })?,
-            ),
-            _ => return err(&here, "expected a base64 string"),
-        },
-        "arrayValue" | "array_value" => {
-            let arr = as_object(inner, &here)?;
-            V::ArrayValue(ArrayValue { values: list(arr, &here, &["values"], any_value)? })
-        }
-        "kvlistValue" | "kvlist_value" => {
-            let kv = as_object(inner, &here)?;
-            V::KvlistValue(KeyValueList { values: list(kv, &here, &["values"], key_value)? })
-        }
-        other => return err(path, format!("unknown AnyValue field {other:?}")),
-    };
+            "boolValue" | "bool_value" => match inner {
+                Value::Bool(b) => V::BoolValue(*b),
+                _ => return err(&here, "expected a boolean"),
+            },
+            "intValue" | "int_value" => V::IntValue(int(inner, &here)?),
+            "doubleValue" | "double_value" => match inner {
+                Value::Number(n) => V::DoubleValue(n.as_f64().unwrap_or(f64::NAN)),
+                Value::String(s) => match s.as_str() {
+                    "NaN" => V::DoubleValue(f64::NAN),
+                    "Infinity" => V::DoubleValue(f64::INFINITY),
+                    "-Infinity" => V::DoubleValue(f64::NEG_INFINITY),
+                    other => V::DoubleValue(other.parse().map_err(|_| JsonError {
+                        path: here.clone(),
+                        message: "expected a number".into(),
+                    })?),
+                },
+                _ => return err(&here, "expected a number"),
+            },
+            "bytesValue" | "bytes_value" => match inner {
+                Value::String(s) => V::BytesValue(base64::engine::general_purpose::STANDARD.decode(s).map_err(
+                    |e| JsonError {
+                        path: here.clone(),
+                        message: format!("invalid base64: {e}"),
+                    },
+                )?),
+                _ => return err(&here, "expected a base64 string"),
+            },
+            "arrayValue" | "array_value" => {
+                let arr = as_object(inner, &here)?;
+                V::ArrayValue(ArrayValue {
+                    values: list(arr, &here, &["values"], any_value)?,
+                })
+            }
+            "kvlistValue" | "kvlist_value" => {
+                let kv = as_object(inner, &here)?;
+                V::KvlistValue(KeyValueList {
+                    values: list(kv, &here, &["values"], key_value)?,
+                })
+            }
+            other => return err(path, format!("unknown AnyValue field {other:?}")),
+        };
     Ok(AnyValue { value: Some(decoded) })
 }
 
@@ -293,8 +330,14 @@ mod tests {
         assert_eq!(span.kind, 2);
         assert_eq!(span.start_time_unix_nano, 1_689_969_302_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_689_969_302_000_001_000);
-        assert_eq!(span.attributes[0].value.as_ref().unwrap().value, Some(any_value::Value::IntValue(42)));
-        assert_eq!(span.attributes[1].value.as_ref().unwrap().value, Some(any_value::Value::BytesValue(vec![0, 1])));
+        assert_eq!(
+            span.attributes[0].value.as_ref().unwrap().value,
+            Some(any_value::Value::IntValue(42))
+        );
+        assert_eq!(
+            span.attributes[1].value.as_ref().unwrap().value,
+            Some(any_value::Value::BytesValue(vec![0, 1]))
+        );
         assert_eq!(span.status.as_ref().unwrap().code, 2);
     }
 

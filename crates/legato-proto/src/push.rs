@@ -66,7 +66,11 @@ pub struct PushOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
     #[error("ingester is over its memory limit ({buffered} bytes buffered, limit {limit}); retry later")]
-    Overloaded { buffered: u64, limit: u64, retry_after: Duration },
+    Overloaded {
+        buffered: u64,
+        limit: u64,
+        retry_after: Duration,
+    },
     #[error("write-ahead log failed: {0}")]
     Wal(String),
     #[error("ingester is not ready: {0}")]
@@ -90,5 +94,9 @@ pub trait PushSink: Send + Sync + 'static {
 /// Recent traces held outside blocks (ingesters), asked by the querier for trace-by-id.
 #[async_trait::async_trait]
 pub trait RecentTraces: Send + Sync + 'static {
-    async fn find_trace(&self, tenant: &legato_model::TenantId, id: &legato_model::TraceId) -> Vec<crate::trace::ResourceSpans>;
+    async fn find_trace(
+        &self,
+        tenant: &legato_model::TenantId,
+        id: &legato_model::TraceId,
+    ) -> Vec<crate::trace::ResourceSpans>;
 }

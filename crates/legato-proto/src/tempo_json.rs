@@ -141,7 +141,10 @@ fn span_json(sp: &Span) -> Value {
     put_attrs(&mut obj, &sp.attributes);
     put_u32(&mut obj, "droppedAttributesCount", sp.dropped_attributes_count);
     if !sp.events.is_empty() {
-        obj.insert("events".into(), Value::Array(sp.events.iter().map(event_json).collect()));
+        obj.insert(
+            "events".into(),
+            Value::Array(sp.events.iter().map(event_json).collect()),
+        );
     }
     put_u32(&mut obj, "droppedEventsCount", sp.dropped_events_count);
     if !sp.links.is_empty() {
@@ -251,7 +254,11 @@ mod tests {
         };
         let rs = ResourceSpans {
             resource: Some(Default::default()),
-            scope_spans: vec![ScopeSpans { scope: Some(Default::default()), spans: vec![span], schema_url: String::new() }],
+            scope_spans: vec![ScopeSpans {
+                scope: Some(Default::default()),
+                spans: vec![span],
+                schema_url: String::new(),
+            }],
             schema_url: String::new(),
         };
         let v = trace_v1(&[rs]);

@@ -45,7 +45,10 @@ mod tests {
 
     #[test]
     fn empty_trace_field_is_always_encoded() {
-        let resp = TraceByIdResponse { trace: Some(Trace::default()), ..Default::default() };
+        let resp = TraceByIdResponse {
+            trace: Some(Trace::default()),
+            ..Default::default()
+        };
         let bytes = resp.encode_to_vec();
         assert_eq!(&bytes[..2], &[0x0a, 0x00]);
     }

@@ -25,7 +25,10 @@ const BLOCK_CONCURRENCY: usize = 16;
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("reading block {block} failed: {source}")]
-    Block { block: String, source: legato_storage::Error },
+    Block {
+        block: String,
+        source: legato_storage::Error,
+    },
 }
 
 /// A combined trace and what it took to find it.
@@ -43,12 +46,28 @@ pub struct Querier {
 }
 
 impl Querier {
-    pub fn new(recent: Vec<Arc<dyn RecentTraces>>, reader: Arc<BlockReader>, blocklist: Arc<Blocklist>, metrics: QuerierMetrics) -> Self {
-        Self { recent, reader, blocklist, metrics }
+    pub fn new(
+        recent: Vec<Arc<dyn RecentTraces>>,
+        reader: Arc<BlockReader>,
+        blocklist: Arc<Blocklist>,
+        metrics: QuerierMetrics,
+    ) -> Self {
+        Self {
+            recent,
+            reader,
+            blocklist,
+            metrics,
+        }
     }
 
     /// Finds a trace. `start`/`end` (Unix seconds) prune blocks by time only.
-    pub async fn find_trace(&self, tenant: &TenantId, id: &TraceId, start: Option<u64>, end: Option<u64>) -> Result<FoundTrace, QueryError> {
+    pub async fn find_trace(
+        &self,
+        tenant: &TenantId,
+        id: &TraceId,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> Result<FoundTrace, QueryError> {
         let started = Instant::now();
         let mut parts: Vec<ResourceSpans> = Vec::new();
         for source in &self.recent {
@@ -73,12 +92,22 @@ impl Querier {
         while let Some((meta, found)) = results.next().await {
             match found {
                 Ok(batches) => parts.extend(batches),
-                Err(source) => return Err(QueryError::Block { block: meta.block_id.to_string(), source }),
+                Err(source) => {
+                    return Err(QueryError::Block {
+                        block: meta.block_id.to_string(),
+                        source,
+                    });
+                }
             }
         }
         let batches = combine(parts);
-        self.metrics.trace_lookup_seconds.observe(started.elapsed().as_secs_f64());
-        Ok(FoundTrace { batches, blocks_inspected: inspected })
+        self.metrics
+            .trace_lookup_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(FoundTrace {
+            batches,
+            blocks_inspected: inspected,
+        })
     }
 
     /// Lists the bucket once.

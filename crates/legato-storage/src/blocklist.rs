@@ -18,11 +18,19 @@ pub struct Blocklist {
 
 impl Blocklist {
     pub fn add(&self, meta: BlockMeta) {
-        self.tenants.write().entry(meta.tenant_id.clone()).or_default().insert(meta.block_id, Arc::new(meta));
+        self.tenants
+            .write()
+            .entry(meta.tenant_id.clone())
+            .or_default()
+            .insert(meta.block_id, Arc::new(meta));
     }
 
     pub fn blocks(&self, tenant: &TenantId) -> Vec<Arc<BlockMeta>> {
-        self.tenants.read().get(tenant).map(|b| b.values().cloned().collect()).unwrap_or_default()
+        self.tenants
+            .read()
+            .get(tenant)
+            .map(|b| b.values().cloned().collect())
+            .unwrap_or_default()
     }
 
     pub fn all_block_ids(&self) -> HashSet<BlockId> {
@@ -32,16 +40,28 @@ impl Blocklist {
     /// Lists the bucket and replaces the blocklist with what is there. Blocks whose meta.json
     /// is already known are not read again.
     pub async fn poll(&self, store: &Arc<dyn ObjectStore>) -> Result<()> {
-        let root = store.list_with_delimiter(None).await.map_err(|e| Error::store("/", e))?;
+        let root = store
+            .list_with_delimiter(None)
+            .await
+            .map_err(|e| Error::store("/", e))?;
         let mut fresh: HashMap<TenantId, HashMap<BlockId, Arc<BlockMeta>>> = HashMap::new();
         for tenant_dir in root.common_prefixes {
-            let Some(name) = tenant_dir.filename() else { continue };
-            let Ok(tenant) = TenantId::new(name) else { continue };
-            let listing = store.list_with_delimiter(Some(&tenant_dir)).await.map_err(|e| Error::store(&tenant_dir, e))?;
+            let Some(name) = tenant_dir.filename() else {
+                continue;
+            };
+            let Ok(tenant) = TenantId::new(name) else {
+                continue;
+            };
+            let listing = store
+                .list_with_delimiter(Some(&tenant_dir))
+                .await
+                .map_err(|e| Error::store(&tenant_dir, e))?;
             let known = self.tenants.read().get(&tenant).cloned().unwrap_or_default();
             let blocks = fresh.entry(tenant.clone()).or_default();
             for block_dir in listing.common_prefixes {
-                let Some(Ok(uuid)) = block_dir.filename().map(uuid::Uuid::parse_str) else { continue };
+                let Some(Ok(uuid)) = block_dir.filename().map(uuid::Uuid::parse_str) else {
+                    continue;
+                };
                 let id = BlockId(uuid);
                 if let Some(meta) = known.get(&id) {
                     blocks.insert(id, meta.clone());

@@ -10,8 +10,7 @@ impl TraceBloom {
     pub fn build<'a>(ids: impl ExactSizeIterator<Item = &'a TraceId>) -> Self {
         let count = ids.len().max(1);
         // new_for_fp_rate only fails for zero items or an fp rate outside (0,1).
-        let mut bloom = Bloom::new_for_fp_rate(count, FALSE_POSITIVE_RATE)
-            .unwrap_or_else(|_| unreachable_bloom());
+        let mut bloom = Bloom::new_for_fp_rate(count, FALSE_POSITIVE_RATE).unwrap_or_else(|_| unreachable_bloom());
         for id in ids {
             bloom.set(&id.0);
         }

@@ -53,7 +53,9 @@ pub struct WalConfig {
 
 impl Default for WalConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("./data/wal") }
+        Self {
+            path: PathBuf::from("./data/wal"),
+        }
     }
 }
 
@@ -65,7 +67,9 @@ pub struct LocalConfig {
 
 impl Default for LocalConfig {
     fn default() -> Self {
-        Self { path: PathBuf::from("./data/blocks") }
+        Self {
+            path: PathBuf::from("./data/blocks"),
+        }
     }
 }
 
@@ -90,15 +94,15 @@ impl TraceStorageConfig {
             return Err(Error::Config("storage.trace.wal.path must not be empty".into()));
         }
         match self.backend {
-            StorageBackend::Local if self.local.path.as_os_str().is_empty() => {
-                Err(Error::Config("storage.trace.local.path must not be empty with backend local".into()))
-            }
-            StorageBackend::S3 if self.s3.bucket.is_empty() => {
-                Err(Error::Config("storage.trace.s3.bucket is required with backend s3".into()))
-            }
-            _ if self.blocklist_poll.is_zero() => {
-                Err(Error::Config("storage.trace.blocklist_poll must be greater than 0".into()))
-            }
+            StorageBackend::Local if self.local.path.as_os_str().is_empty() => Err(Error::Config(
+                "storage.trace.local.path must not be empty with backend local".into(),
+            )),
+            StorageBackend::S3 if self.s3.bucket.is_empty() => Err(Error::Config(
+                "storage.trace.s3.bucket is required with backend s3".into(),
+            )),
+            _ if self.blocklist_poll.is_zero() => Err(Error::Config(
+                "storage.trace.blocklist_poll must be greater than 0".into(),
+            )),
             _ => Ok(()),
         }
     }
@@ -109,9 +113,8 @@ pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStor
     match cfg.backend {
         StorageBackend::Memory => Ok(Arc::new(InMemory::new())),
         StorageBackend::Local => {
-            std::fs::create_dir_all(&cfg.local.path).map_err(|e| {
-                Error::Config(format!("storage.trace.local.path {}: {e}", cfg.local.path.display()))
-            })?;
+            std::fs::create_dir_all(&cfg.local.path)
+                .map_err(|e| Error::Config(format!("storage.trace.local.path {}: {e}", cfg.local.path.display())))?;
             let fs = LocalFileSystem::new_with_prefix(&cfg.local.path)
                 .map_err(|e| Error::store(cfg.local.path.display(), e))?;
             Ok(Arc::new(fs))
@@ -129,13 +132,21 @@ pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStor
             }
             if !s3.endpoint.is_empty() {
                 let scheme = if s3.insecure { "http" } else { "https" };
-                let url = if s3.endpoint.contains("://") { s3.endpoint.clone() } else { format!("{scheme}://{}", s3.endpoint) };
+                let url = if s3.endpoint.contains("://") {
+                    s3.endpoint.clone()
+                } else {
+                    format!("{scheme}://{}", s3.endpoint)
+                };
                 builder = builder.with_endpoint(url);
             }
             if !s3.access_key.is_empty() {
-                builder = builder.with_access_key_id(&s3.access_key).with_secret_access_key(&s3.secret_key);
+                builder = builder
+                    .with_access_key_id(&s3.access_key)
+                    .with_secret_access_key(&s3.secret_key);
             }
-            let store = builder.build().map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
+            let store = builder
+                .build()
+                .map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
             if s3.prefix.is_empty() {
                 Ok(Arc::new(store))
             } else {
@@ -157,6 +168,7 @@ pub mod humantime_serde_compat {
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let text = String::deserialize(d)?;
-        humantime::parse_duration(text.trim()).map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
+        humantime::parse_duration(text.trim())
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {text:?}: {e}")))
     }
 }

@@ -7,7 +7,10 @@ pub enum Error {
     #[error("object store error on {path}: {source}")]
     ObjectStore { path: String, source: object_store::Error },
     #[error("parquet error in block {block}: {source}")]
-    Parquet { block: BlockId, source: parquet::errors::ParquetError },
+    Parquet {
+        block: BlockId,
+        source: parquet::errors::ParquetError,
+    },
     #[error("arrow error: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("block {block}: {message}")]
@@ -22,7 +25,10 @@ pub enum Error {
 
 impl Error {
     pub fn store(path: impl std::fmt::Display, source: object_store::Error) -> Self {
-        Self::ObjectStore { path: path.to_string(), source }
+        Self::ObjectStore {
+            path: path.to_string(),
+            source,
+        }
     }
 
     /// Whether retrying the operation may succeed.

@@ -7,8 +7,8 @@
 //! `<tenant>/<block id>/data.parquet`, `<tenant>/<block id>/bloom`, and
 //! `<tenant>/<block id>/meta.json`, which is written last and makes the block visible.
 
-mod bloom;
 mod blocklist;
+mod bloom;
 mod config;
 mod error;
 mod meta;
@@ -18,13 +18,13 @@ mod reader;
 mod schema;
 mod writer;
 
-pub use bloom::TraceBloom;
-pub use object_store::{self, ObjectStore};
 pub use blocklist::Blocklist;
+pub use bloom::TraceBloom;
 pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
 pub use meta::{BlockMeta, ENCODING_V1};
+pub use object_store::{self, ObjectStore};
 pub use paths::BlockPaths;
 pub use reader::BlockReader;
 pub use writer::{TraceInput, WrittenBlock, encode_block, write_block};

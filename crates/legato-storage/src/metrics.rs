@@ -13,9 +13,25 @@ pub struct StorageMetrics {
 
 impl StorageMetrics {
     pub fn register(&self, registry: &mut Registry) {
-        registry.register("legato_storage_blocks_flushed", "Blocks written to object storage", self.blocks_flushed.clone());
-        registry.register("legato_storage_flushed_bytes", "Bytes written to object storage in blocks", self.bytes_flushed.clone());
-        registry.register("legato_storage_block_reads", "Row groups read from blocks for trace lookups", self.block_reads.clone());
-        registry.register("legato_storage_bloom_skips", "Blocks skipped because their bloom filter excluded the trace", self.bloom_skips.clone());
+        registry.register(
+            "legato_storage_blocks_flushed",
+            "Blocks written to object storage",
+            self.blocks_flushed.clone(),
+        );
+        registry.register(
+            "legato_storage_flushed_bytes",
+            "Bytes written to object storage in blocks",
+            self.bytes_flushed.clone(),
+        );
+        registry.register(
+            "legato_storage_block_reads",
+            "Row groups read from blocks for trace lookups",
+            self.block_reads.clone(),
+        );
+        registry.register(
+            "legato_storage_bloom_skips",
+            "Blocks skipped because their bloom filter excluded the trace",
+            self.bloom_skips.clone(),
+        );
     }
 }

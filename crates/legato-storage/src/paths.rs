@@ -9,7 +9,9 @@ pub struct BlockPaths {
 
 impl BlockPaths {
     pub fn new(tenant: &TenantId, block: BlockId) -> Self {
-        Self { dir: Path::from(tenant.as_str()).join(block.to_string()) }
+        Self {
+            dir: Path::from(tenant.as_str()).join(block.to_string()),
+        }
     }
     pub fn data(&self) -> Path {
         self.dir.clone().join("data.parquet")

@@ -34,7 +34,12 @@ pub struct BlockReader {
 
 impl BlockReader {
     pub fn new(store: Arc<dyn ObjectStore>, metrics: StorageMetrics) -> Self {
-        Self { store, blooms: Mutex::default(), footers: Mutex::default(), metrics }
+        Self {
+            store,
+            blooms: Mutex::default(),
+            footers: Mutex::default(),
+            metrics,
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn ObjectStore> {
@@ -50,7 +55,10 @@ impl BlockReader {
     /// Spans of `trace` in `block`, or an empty list.
     pub async fn find_trace(&self, meta: &BlockMeta, trace: &TraceId) -> Result<Vec<ResourceSpans>> {
         if meta.encoding != ENCODING_V1 {
-            return Err(Error::UnknownEncoding { block: meta.block_id, encoding: meta.encoding.clone() });
+            return Err(Error::UnknownEncoding {
+                block: meta.block_id,
+                encoding: meta.encoding.clone(),
+            });
         }
         if !self.bloom(meta).await?.may_contain(trace) {
             self.metrics.bloom_skips.inc();
@@ -60,7 +68,10 @@ impl BlockReader {
         let reader = ParquetObjectReader::new(self.store.clone(), paths.data())
             .with_file_size(meta.data_size)
             .with_footer_size_hint(meta.footer_size as usize);
-        let perr = |source| Error::Parquet { block: meta.block_id, source };
+        let perr = |source| Error::Parquet {
+            block: meta.block_id,
+            source,
+        };
         let footer = self.footer(meta, reader.clone()).await?;
         let row_groups: Vec<usize> = footer
             .metadata()
@@ -68,8 +79,12 @@ impl BlockReader {
             .iter()
             .enumerate()
             .filter(|(_, rg)| {
-                let Some(stats) = rg.column(0).statistics() else { return true };
-                let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else { return true };
+                let Some(stats) = rg.column(0).statistics() else {
+                    return true;
+                };
+                let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
+                    return true;
+                };
                 min <= trace.0.as_slice() && trace.0.as_slice() <= max
             })
             .map(|(i, _)| i)
@@ -94,9 +109,18 @@ impl BlockReader {
             return Ok(b.clone());
         }
         let path = BlockPaths::new(&meta.tenant_id, meta.block_id).bloom();
-        let bytes = self.store.get(&path).await.map_err(|e| Error::store(&path, e))?.bytes().await.map_err(|e| Error::store(&path, e))?;
-        let bloom = TraceBloom::from_bytes(&bytes)
-            .ok_or_else(|| Error::Corrupt { block: meta.block_id, message: "unreadable bloom filter".into() })?;
+        let bytes = self
+            .store
+            .get(&path)
+            .await
+            .map_err(|e| Error::store(&path, e))?
+            .bytes()
+            .await
+            .map_err(|e| Error::store(&path, e))?;
+        let bloom = TraceBloom::from_bytes(&bytes).ok_or_else(|| Error::Corrupt {
+            block: meta.block_id,
+            message: "unreadable bloom filter".into(),
+        })?;
         let bloom = Arc::new(bloom);
         self.blooms.lock().insert(meta.block_id, bloom.clone());
         Ok(bloom)
@@ -109,7 +133,10 @@ impl BlockReader {
         let options = ArrowReaderOptions::new();
         let footer = ArrowReaderMetadata::load_async(&mut reader, options)
             .await
-            .map_err(|source| Error::Parquet { block: meta.block_id, source })?;
+            .map_err(|source| Error::Parquet {
+                block: meta.block_id,
+                source,
+            })?;
         self.footers.lock().insert(meta.block_id, footer.clone());
         Ok(footer)
     }
@@ -119,14 +146,19 @@ fn column<'a>(batch: &'a RecordBatch, name: &str, block: BlockId) -> Result<&'a 
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())
-        .ok_or_else(|| Error::Corrupt { block, message: format!("column {name} missing") })
+        .ok_or_else(|| Error::Corrupt {
+            block,
+            message: format!("column {name} missing"),
+        })
 }
 
 /// Converts the rows of one trace in a batch back to OTLP.
 fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result<Vec<ResourceSpans>> {
     let corrupt = |message: String| Error::Corrupt { block, message };
     let trace_ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
-    let rows: Vec<usize> = (0..batch.num_rows()).filter(|&i| trace_ids.value(i) == trace.0).collect();
+    let rows: Vec<usize> = (0..batch.num_rows())
+        .filter(|&i| trace_ids.value(i) == trace.0)
+        .collect();
     if rows.is_empty() {
         return Ok(Vec::new());
     }
@@ -157,7 +189,7 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
     // in the block, which may sit in an earlier row group; then the parent id comes from the
     // explicit column or is unknown to this batch, and the merge keeps whichever we have.
     let first = rows[0];
-    let mut groups: Vec<((usize, usize), ResourceSpans)> = Vec::new();
+    let mut groups: Vec<ResourceSpans> = Vec::new();
     let mut headers: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
     for &row in &rows {
         let mut attributes = Vec::new();
@@ -173,9 +205,15 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
             } else if !a_bool.is_null(a) {
                 Some(V::BoolValue(a_bool.value(a)))
             } else {
-                AnyValue::decode(a_raw.value(a)).map_err(|e| corrupt(e.to_string()))?.value
+                AnyValue::decode(a_raw.value(a))
+                    .map_err(|e| corrupt(e.to_string()))?
+                    .value
             };
-            attributes.push(KeyValue { key: a_key.value(a).to_string(), value: Some(AnyValue { value }), ..Default::default() });
+            attributes.push(KeyValue {
+                key: a_key.value(a).to_string(),
+                value: Some(AnyValue { value }),
+                ..Default::default()
+            });
         }
         let parent_span_id = if !parent_ids.is_null(row) {
             parent_ids.value(row).to_vec()
@@ -192,7 +230,7 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
         let mut span = Span {
             trace_id: trace.0.to_vec(),
             span_id: span_ids.value(row).to_vec(),
-            trace_state: states.is_valid(row).then(|| states.value(row).to_string()).unwrap_or_default(),
+            trace_state: optional_string(states, row),
             parent_span_id,
             flags: flags.value(row),
             name: names.value(row).to_string(),
@@ -202,7 +240,7 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
             attributes,
             status: Some(Status {
                 code: i32::from(codes.value(row)),
-                message: messages.is_valid(row).then(|| messages.value(row).to_string()).unwrap_or_default(),
+                message: optional_string(messages, row),
             }),
             ..Default::default()
         };
@@ -221,14 +259,22 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
                 let mut rs = ResourceSpans::decode(key.0).map_err(|e| corrupt(e.to_string()))?;
                 let ss = ScopeSpans::decode(key.1).map_err(|e| corrupt(e.to_string()))?;
                 rs.scope_spans = vec![ss];
-                groups.push(((0, 0), rs));
+                groups.push(rs);
                 headers.insert(key, groups.len() - 1);
                 groups.len() - 1
             }
         };
-        if let Some(ss) = groups[slot].1.scope_spans.first_mut() {
+        if let Some(ss) = groups[slot].scope_spans.first_mut() {
             ss.spans.push(span);
         }
     }
-    Ok(groups.into_iter().map(|(_, rs)| rs).collect())
+    Ok(groups)
+}
+
+fn optional_string(array: &arrow_array::StringArray, row: usize) -> String {
+    if array.is_valid(row) {
+        array.value(row).to_string()
+    } else {
+        String::new()
+    }
 }

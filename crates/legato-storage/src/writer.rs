@@ -3,12 +3,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::Array as _;
 use arrow_array::builder::{
     BinaryBuilder, BooleanBuilder, FixedSizeBinaryBuilder, Float64Builder, Int8Builder, Int32Builder, Int64Builder,
     StringBuilder, UInt32Builder,
 };
 use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
-use arrow_array::Array as _;
 use arrow_buffer::OffsetBuffer;
 use bytes::Bytes;
 use legato_model::{BlockId, TenantId, TraceId};
@@ -77,7 +77,12 @@ pub fn encode_block(
             for (ss, scope) in rs.scope_spans.iter().zip(scopes) {
                 for span in &ss.spans {
                     if seen.insert((span.span_id.as_slice(), span.kind)) {
-                        flat.push(FlatSpan { resource, service, scope, span });
+                        flat.push(FlatSpan {
+                            resource,
+                            service,
+                            scope,
+                            span,
+                        });
                     }
                 }
             }
@@ -108,14 +113,21 @@ pub fn encode_block(
         compaction_level: 0,
         created_at_unix_nano,
     };
-    Ok(WrittenBlock { meta, data: Bytes::from(data), bloom: Bytes::from(bloom) })
+    Ok(WrittenBlock {
+        meta,
+        data: Bytes::from(data),
+        bloom: Bytes::from(bloom),
+    })
 }
 
 /// Uploads a block: data, bloom, then meta.json (the commit point).
 pub async fn write_block(store: &Arc<dyn ObjectStore>, block: &WrittenBlock) -> Result<()> {
     let paths = BlockPaths::new(&block.meta.tenant_id, block.meta.block_id);
     let put = |path: object_store::path::Path, bytes: Bytes| async move {
-        store.put(&path, PutPayload::from(bytes)).await.map_err(|e| Error::store(&path, e))
+        store
+            .put(&path, PutPayload::from(bytes))
+            .await
+            .map_err(|e| Error::store(&path, e))
     };
     put(paths.data(), block.data.clone()).await?;
     put(paths.bloom(), block.bloom.clone()).await?;
@@ -139,7 +151,11 @@ impl EncodedGroups {
                 t.batches
                     .iter()
                     .map(|rs| {
-                        let header = ResourceSpans { resource: rs.resource.clone(), scope_spans: Vec::new(), schema_url: rs.schema_url.clone() };
+                        let header = ResourceSpans {
+                            resource: rs.resource.clone(),
+                            scope_spans: Vec::new(),
+                            schema_url: rs.schema_url.clone(),
+                        };
                         let service = rs
                             .resource
                             .as_ref()
@@ -148,7 +164,14 @@ impl EncodedGroups {
                         let scopes = rs
                             .scope_spans
                             .iter()
-                            .map(|ss| ScopeSpans { scope: ss.scope.clone(), spans: Vec::new(), schema_url: ss.schema_url.clone() }.encode_to_vec())
+                            .map(|ss| {
+                                ScopeSpans {
+                                    scope: ss.scope.clone(),
+                                    spans: Vec::new(),
+                                    schema_url: ss.schema_url.clone(),
+                                }
+                                .encode_to_vec()
+                            })
                             .collect();
                         (header.encode_to_vec(), service, scopes)
                     })
@@ -160,10 +183,13 @@ impl EncodedGroups {
 }
 
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs.iter().find(|kv| kv.key == key).and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-        any_value::Value::StringValue(s) => Some(s.clone()),
-        _ => None,
-    })
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            any_value::Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
 }
 
 #[derive(Default)]
@@ -217,17 +243,21 @@ impl RowBuilder {
             self.span_id.extend_from_slice(&fixed::<8>(&span.span_id));
             self.parent_index.append_value(parents[i].map_or(-1, |p| p as i32));
             let orphan_parent = parents[i].is_none() && !span.parent_span_id.is_empty();
-            self.parent_span_id.push(orphan_parent.then(|| fixed::<8>(&span.parent_span_id).to_vec()));
+            self.parent_span_id
+                .push(orphan_parent.then(|| fixed::<8>(&span.parent_span_id).to_vec()));
             self.nested_left.append_value(left[i]);
             self.nested_right.append_value(right[i]);
             self.name.append_value(&span.name);
             self.kind.append_value(span.kind as i8);
             self.start.append_value(span.start_time_unix_nano as i64);
-            self.duration.append_value(span.end_time_unix_nano.wrapping_sub(span.start_time_unix_nano) as i64);
+            self.duration
+                .append_value(span.end_time_unix_nano.wrapping_sub(span.start_time_unix_nano) as i64);
             let status = span.status.clone().unwrap_or_default();
             self.status_code.append_value(status.code as i8);
-            self.status_message.append_option((!status.message.is_empty()).then_some(status.message.as_str()));
-            self.trace_state.append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
+            self.status_message
+                .append_option((!status.message.is_empty()).then_some(status.message.as_str()));
+            self.trace_state
+                .append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
             self.flags.append_value(span.flags);
             self.service.append_value(f.service);
             self.resource.append_value(f.resource);
@@ -272,8 +302,12 @@ impl RowBuilder {
         self.attr_dbl.append_option(d);
         self.attr_bool.append_option(b);
         match value {
-            Some(V::StringValue(_) | V::IntValue(_) | V::DoubleValue(_) | V::BoolValue(_)) => self.attr_raw.append_null(),
-            _ => self.attr_raw.append_value(kv.value.clone().unwrap_or(AnyValue { value: None }).encode_to_vec()),
+            Some(V::StringValue(_) | V::IntValue(_) | V::DoubleValue(_) | V::BoolValue(_)) => {
+                self.attr_raw.append_null()
+            }
+            _ => self
+                .attr_raw
+                .append_value(kv.value.clone().unwrap_or(AnyValue { value: None }).encode_to_vec()),
         }
     }
 
@@ -410,7 +444,10 @@ fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u
     writer.flush().map_err(perr)?;
     let row_groups = writer.flushed_row_groups().len() as u32;
     let data = writer.into_inner().map_err(perr)?;
-    let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt { block, message: "parquet footer missing".into() })?;
+    let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt {
+        block,
+        message: "parquet footer missing".into(),
+    })?;
     Ok((data, footer_size, row_groups))
 }
 

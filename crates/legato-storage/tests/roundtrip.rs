@@ -1,4 +1,5 @@
 //! Block write → read round trips against the in-memory store and the local filesystem.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::sync::Arc;
 
@@ -8,12 +9,16 @@ use legato_proto::common::{AnyValue, ArrayValue, InstrumentationScope, KeyValue,
 use legato_proto::resource::Resource;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::object_store::memory::InMemory;
 use legato_storage::object_store::local::LocalFileSystem;
+use legato_storage::object_store::memory::InMemory;
 use legato_storage::{BlockReader, Blocklist, ObjectStore, TraceInput, encode_block, write_block};
 
 fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 fn trace_id(n: u32) -> TraceId {
@@ -28,7 +33,11 @@ fn trace(n: u32, spans: u8) -> TraceInput {
     let make = |i: u8| Span {
         trace_id: id.0.to_vec(),
         span_id: vec![i + 1, 0, 0, 0, 0, 0, (n % 251) as u8, 1],
-        parent_span_id: if i == 0 { vec![] } else { vec![i, 0, 0, 0, 0, 0, (n % 251) as u8, 1] },
+        parent_span_id: if i == 0 {
+            vec![]
+        } else {
+            vec![i, 0, 0, 0, 0, 0, (n % 251) as u8, 1]
+        },
         name: format!("op-{i}"),
         kind: 2,
         start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i) * 1000,
@@ -38,22 +47,50 @@ fn trace(n: u32, spans: u8) -> TraceInput {
             kv("http.status_code", Value::IntValue(200)),
             kv("ratio", Value::DoubleValue(0.5)),
             kv("ok", Value::BoolValue(true)),
-            kv("tags", Value::ArrayValue(ArrayValue { values: vec![AnyValue { value: Some(Value::StringValue("a".into())) }] })),
+            kv(
+                "tags",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue {
+                        value: Some(Value::StringValue("a".into())),
+                    }],
+                }),
+            ),
         ],
-        events: if i == 0 { vec![span::Event { time_unix_nano: 5, name: "exception".into(), ..Default::default() }] } else { vec![] },
-        status: Some(Status { code: if i == 1 { 2 } else { 0 }, message: if i == 1 { "boom".into() } else { String::new() } }),
+        events: if i == 0 {
+            vec![span::Event {
+                time_unix_nano: 5,
+                name: "exception".into(),
+                ..Default::default()
+            }]
+        } else {
+            vec![]
+        },
+        status: Some(Status {
+            code: if i == 1 { 2 } else { 0 },
+            message: if i == 1 { "boom".into() } else { String::new() },
+        }),
         ..Default::default()
     };
     let batch = |service: &str, range: std::ops::Range<u8>| ResourceSpans {
-        resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue(service.into()))], ..Default::default() }),
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", Value::StringValue(service.into()))],
+            ..Default::default()
+        }),
         scope_spans: vec![ScopeSpans {
-            scope: Some(InstrumentationScope { name: "lib".into(), version: "1.0".into(), ..Default::default() }),
+            scope: Some(InstrumentationScope {
+                name: "lib".into(),
+                version: "1.0".into(),
+                ..Default::default()
+            }),
             spans: range.map(make).collect(),
             schema_url: String::new(),
         }],
         schema_url: String::new(),
     };
-    TraceInput { id, batches: vec![batch("frontend", 0..spans / 2), batch("backend", spans / 2..spans)] }
+    TraceInput {
+        id,
+        batches: vec![batch("frontend", 0..spans / 2), batch("backend", spans / 2..spans)],
+    }
 }
 
 async fn roundtrip(store: Arc<dyn ObjectStore>) {
@@ -84,10 +121,20 @@ async fn roundtrip(store: Arc<dyn ObjectStore>) {
     let want = combine(expected.batches.clone());
     assert_eq!(found, want);
     // Parent ids come back from row offsets.
-    let spans: Vec<&Span> = found.iter().flat_map(|rs| &rs.scope_spans).flat_map(|ss| &ss.spans).collect();
+    let spans: Vec<&Span> = found
+        .iter()
+        .flat_map(|rs| &rs.scope_spans)
+        .flat_map(|ss| &ss.spans)
+        .collect();
     assert_eq!(spans.iter().filter(|s| s.parent_span_id.is_empty()).count(), 1);
 
-    assert!(reader.find_trace(&metas[0], &trace_id(999_999)).await.unwrap().is_empty());
+    assert!(
+        reader
+            .find_trace(&metas[0], &trace_id(999_999))
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]

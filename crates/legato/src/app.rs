@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
-use legato_api::{AppState, ApiMetrics, Flusher, Readiness};
+use legato_api::{ApiMetrics, AppState, Flusher, Readiness};
 use legato_distributor::Distributor;
 use legato_distributor::metrics::DistributorMetrics;
 use legato_ingester::metrics::IngesterMetrics;
@@ -64,7 +64,9 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{key}: cannot resolve {addr}"))?
         .next()
         .with_context(|| format!("{key}: no address for {addr}"))?;
-    TcpListener::bind(sock).await.with_context(|| format!("{key}: cannot listen on {addr}"))
+    TcpListener::bind(sock)
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
@@ -86,8 +88,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let reader = Arc::new(BlockReader::new(store.clone(), storage_metrics.clone()));
     let late = Arc::new(LateIngester::default());
     let readiness = Arc::new(Readiness::default());
-    let distributor = Arc::new(Distributor::new(late.clone(), cfg.overrides.defaults.ingestion, clock.clone(), distributor_metrics));
-    let querier = Arc::new(Querier::new(vec![late.clone()], reader, blocklist.clone(), querier_metrics));
+    let distributor = Arc::new(Distributor::new(
+        late.clone(),
+        cfg.overrides.defaults.ingestion,
+        clock.clone(),
+        distributor_metrics,
+    ));
+    let querier = Arc::new(Querier::new(
+        vec![late.clone()],
+        reader,
+        blocklist.clone(),
+        querier_metrics,
+    ));
     let otlp = &cfg.distributor.receivers.otlp.protocols;
     let state = Arc::new(AppState {
         distributor,
@@ -105,8 +117,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let grpc_addr = listen_addr(&cfg.server.grpc_listen_address, cfg.server.grpc_listen_port);
     let http = bind("server.http_listen_port", &http_addr).await?;
     let grpc = bind("server.grpc_listen_port", &grpc_addr).await?;
-    let otlp_grpc = bind("distributor.receivers.otlp.protocols.grpc.endpoint", &otlp.grpc.endpoint).await?;
-    let otlp_http = bind("distributor.receivers.otlp.protocols.http.endpoint", &otlp.http.endpoint).await?;
+    let otlp_grpc = bind(
+        "distributor.receivers.otlp.protocols.grpc.endpoint",
+        &otlp.grpc.endpoint,
+    )
+    .await?;
+    let otlp_http = bind(
+        "distributor.receivers.otlp.protocols.http.endpoint",
+        &otlp.http.endpoint,
+    )
+    .await?;
     tracing::info!(http = %http_addr, grpc = %grpc_addr, otlp_grpc = %otlp.grpc.endpoint, otlp_http = %otlp.http.endpoint,
         backend = ?cfg.storage.trace.backend, "legato listening");
 
@@ -114,10 +134,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let servers_stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     let grpc_limit = otlp.grpc.max_recv_msg_size_mib << 20;
-    for (listener, router) in [(http, legato_api::http_api(state.clone())), (otlp_http, legato_api::otlp_http(state.clone()))] {
+    for (listener, router) in [
+        (http, legato_api::http_api(state.clone())),
+        (otlp_http, legato_api::otlp_http(state.clone())),
+    ] {
         let stop = servers_stop.clone();
         servers.spawn(async move {
-            axum::serve(listener, router).with_graceful_shutdown(stop.cancelled_owned()).await.map_err(anyhow::Error::from)
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .map_err(anyhow::Error::from)
         });
     }
     for listener in [otlp_grpc, grpc] {
@@ -126,7 +152,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_incoming_shutdown(tonic::transport::server::TcpIncoming::from(listener), stop.cancelled_owned())
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener),
+                    stop.cancelled_owned(),
+                )
                 .await
                 .map_err(anyhow::Error::from)
         });
@@ -153,7 +182,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!(replayed_traces = stats.traces, torn_tails = stats.torn_tails, "ready");
 
     let ingester_task = tokio::spawn(ingester.clone().run(cancel.clone()));
-    tokio::spawn(querier.clone().run_poller(cfg.storage.trace.blocklist_poll, cancel.clone()));
+    tokio::spawn(
+        querier
+            .clone()
+            .run_poller(cfg.storage.trace.blocklist_poll, cancel.clone()),
+    );
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown signal received"),

@@ -94,7 +94,10 @@ pub struct OtlpGrpcConfig {
 
 impl Default for OtlpGrpcConfig {
     fn default() -> Self {
-        Self { endpoint: "0.0.0.0:4317".into(), max_recv_msg_size_mib: 16 }
+        Self {
+            endpoint: "0.0.0.0:4317".into(),
+            max_recv_msg_size_mib: 16,
+        }
     }
 }
 
@@ -108,7 +111,10 @@ pub struct OtlpHttpConfig {
 
 impl Default for OtlpHttpConfig {
     fn default() -> Self {
-        Self { endpoint: "0.0.0.0:4318".into(), max_request_body_size: ByteSize(20 << 20) }
+        Self {
+            endpoint: "0.0.0.0:4318".into(),
+            max_request_body_size: ByteSize(20 << 20),
+        }
     }
 }
 
@@ -139,7 +145,9 @@ pub struct GlobalLimits {
 
 impl Default for GlobalLimits {
     fn default() -> Self {
-        Self { max_bytes_per_trace: 5_000_000 }
+        Self {
+            max_bytes_per_trace: 5_000_000,
+        }
     }
 }
 
@@ -176,24 +184,47 @@ impl Config {
             bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
         }
         for (key, endpoint) in [
-            ("distributor.receivers.otlp.protocols.grpc.endpoint", &self.distributor.receivers.otlp.protocols.grpc.endpoint),
-            ("distributor.receivers.otlp.protocols.http.endpoint", &self.distributor.receivers.otlp.protocols.http.endpoint),
+            (
+                "distributor.receivers.otlp.protocols.grpc.endpoint",
+                &self.distributor.receivers.otlp.protocols.grpc.endpoint,
+            ),
+            (
+                "distributor.receivers.otlp.protocols.http.endpoint",
+                &self.distributor.receivers.otlp.protocols.http.endpoint,
+            ),
         ] {
-            if !endpoint.is_empty() && endpoint.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()).is_none() {
+            if !endpoint.is_empty()
+                && endpoint
+                    .rsplit_once(':')
+                    .and_then(|(_, p)| p.parse::<u16>().ok())
+                    .is_none()
+            {
                 bail!("invalid configuration at {key}: {endpoint:?} is not host:port");
             }
         }
         if self.distributor.receivers.otlp.protocols.grpc.max_recv_msg_size_mib == 0 {
-            bail!("invalid configuration at distributor.receivers.otlp.protocols.grpc.max_recv_msg_size_mib: must be greater than 0");
+            bail!(
+                "invalid configuration at distributor.receivers.otlp.protocols.grpc.max_recv_msg_size_mib: must be greater than 0"
+            );
         }
         if self.distributor.receivers.otlp.protocols.http.max_request_body_size.0 == 0 {
-            bail!("invalid configuration at distributor.receivers.otlp.protocols.http.max_request_body_size: must be greater than 0");
+            bail!(
+                "invalid configuration at distributor.receivers.otlp.protocols.http.max_request_body_size: must be greater than 0"
+            );
         }
         if !["trace", "debug", "info", "warn", "error"].contains(&self.server.log_level.as_str()) {
-            bail!("invalid configuration at server.log_level: {:?} is not one of trace, debug, info, warn, error", self.server.log_level);
+            bail!(
+                "invalid configuration at server.log_level: {:?} is not one of trace, debug, info, warn, error",
+                self.server.log_level
+            );
         }
-        self.ingester.validate().map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
-        self.storage.trace.validate().map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        self.ingester
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        self.storage
+            .trace
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(())
     }
 
@@ -283,18 +314,29 @@ storage:
 
     #[test]
     fn unknown_key_is_named() {
-        let err = Config::from_yaml("ingester:\n  trace_idle_periodd: 5s\n").unwrap_err().to_string();
+        let err = Config::from_yaml("ingester:\n  trace_idle_periodd: 5s\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ingester") && err.contains("trace_idle_periodd"), "{err}");
     }
 
     #[test]
     fn bad_value_is_named() {
-        let err = Config::from_yaml("ingester:\n  trace_idle_period: soon\n").unwrap_err().to_string();
+        let err = Config::from_yaml("ingester:\n  trace_idle_period: soon\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("ingester.trace_idle_period"), "{err}");
-        let err = Config::from_yaml("storage:\n  trace:\n    backend: floppy\n").unwrap_err().to_string();
+        let err = Config::from_yaml("storage:\n  trace:\n    backend: floppy\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("storage.trace.backend"), "{err}");
         let cfg = Config::from_yaml("storage:\n  trace:\n    backend: s3\n").unwrap();
-        assert!(cfg.validate().unwrap_err().to_string().contains("storage.trace.s3.bucket"));
+        assert!(
+            cfg.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("storage.trace.s3.bucket")
+        );
     }
 
     #[test]

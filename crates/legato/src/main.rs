@@ -17,7 +17,11 @@ struct Flags {
 const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all] [-config.expand-env]";
 
 fn parse_flags() -> anyhow::Result<Option<Flags>> {
-    let mut flags = Flags { config_file: None, target: None, expand_env: false };
+    let mut flags = Flags {
+        config_file: None,
+        target: None,
+        expand_env: false,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let trimmed = arg.trim_start_matches('-');
@@ -29,7 +33,10 @@ fn parse_flags() -> anyhow::Result<Option<Flags>> {
             None => (trimmed, None),
         };
         let mut value = |what: &str| -> anyhow::Result<String> {
-            inline.clone().or_else(|| args.next()).ok_or_else(|| anyhow::anyhow!("flag -{what} needs a value\n{USAGE}"))
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| anyhow::anyhow!("flag -{what} needs a value\n{USAGE}"))
         };
         match name {
             "config.file" => flags.config_file = Some(PathBuf::from(value(name)?)),
@@ -60,7 +67,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let Some(flags) = parse_flags()? else { return Ok(()) };
+    let Some(flags) = parse_flags()? else {
+        return Ok(());
+    };
     let mut cfg = match &flags.config_file {
         Some(path) => config::Config::load(path, flags.expand_env)?,
         None => config::Config::default(),
@@ -71,7 +80,13 @@ fn run() -> anyhow::Result<()> {
     cfg.validate()?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},h2=warn,hyper=warn", cfg.server.log_level)));
-    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("legato").build()?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("legato")
+        .build()?;
     runtime.block_on(app::run(cfg))
 }

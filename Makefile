@@ -1,0 +1,40 @@
+# Legato: common tasks. `make test` is what CI runs (.ci/run).
+CARGO ?= cargo
+
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest release clean-data
+
+## Start Legato single-binary on local disk (./data), Tempo's ports.
+run:
+	$(CARGO) run --release -p legato --bin legato
+
+build:
+	$(CARGO) build --workspace --bins
+
+release:
+	$(CARGO) build --release -p legato --bin legato
+
+setup:
+	bash ci/setup.sh
+
+check-fmt:
+	$(CARGO) fmt --all -- --check
+
+clippy:
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+lint: check-fmt clippy
+
+## The whole suite: formatting, lints, unit tests and end-to-end tests (real binary, real S3
+## server). The end-to-end tests run the debug `legato` binary, so it is built first.
+nextest: build
+	$(CARGO) nextest run --workspace --no-fail-fast
+
+test: setup lint nextest
+
+ci: test
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-data:
+	rm -rf ./data
