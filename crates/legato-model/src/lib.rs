@@ -6,6 +6,7 @@ mod clock;
 mod error;
 mod ids;
 mod size;
+pub mod span;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::IdError;

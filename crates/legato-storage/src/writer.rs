@@ -235,7 +235,7 @@ impl RowBuilder {
             .enumerate()
             .map(|(i, f)| index.get(f.span.parent_span_id.as_slice()).copied().filter(|p| *p != i))
             .collect();
-        let (left, right) = nested_set(&parents);
+        let (left, right) = legato_model::span::nested_set(&parents);
         for (i, f) in spans.iter().enumerate() {
             let span = f.span;
             self.len += 1;
@@ -379,50 +379,6 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-/// Nested-set numbers (pre-order entry/exit counters) for the span tree of one trace.
-fn nested_set(parents: &[Option<usize>]) -> (Vec<i32>, Vec<i32>) {
-    let n = parents.len();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut roots = Vec::new();
-    for (i, p) in parents.iter().enumerate() {
-        match p {
-            Some(p) => children[*p].push(i),
-            None => roots.push(i),
-        }
-    }
-    let (mut left, mut right) = (vec![0i32; n], vec![0i32; n]);
-    let mut visited = vec![false; n];
-    let mut counter = 0i32;
-    // Spans in a parent cycle are unreachable from any root: number them as roots too.
-    let starts: Vec<usize> = roots.into_iter().chain(0..n).collect();
-    for start in starts {
-        if visited[start] {
-            continue;
-        }
-        let mut stack = vec![(start, false)];
-        while let Some((node, exiting)) = stack.pop() {
-            if exiting {
-                counter += 1;
-                right[node] = counter;
-                continue;
-            }
-            if visited[node] {
-                continue;
-            }
-            visited[node] = true;
-            counter += 1;
-            left[node] = counter;
-            stack.push((node, true));
-            for &c in children[node].iter().rev() {
-                if !visited[c] {
-                    stack.push((c, false));
-                }
-            }
-        }
-    }
-    (left, right)
-}
-
 fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u32)> {
     let perr = |source| Error::Parquet { block, source };
     let props = WriterProperties::builder()
@@ -459,25 +415,4 @@ fn footer_len(data: &[u8]) -> Option<u64> {
     }
     let len = u32::from_le_bytes(tail[..4].try_into().ok()?);
     Some(u64::from(len) + 8)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nested_set_numbers_a_tree() {
-        // 0 is root, 1 and 2 children of 0, 3 child of 1.
-        let (l, r) = nested_set(&[None, Some(0), Some(0), Some(1)]);
-        assert_eq!((l[0], r[0]), (1, 8));
-        assert!(l[1] > l[0] && r[1] < r[0]);
-        assert!(l[3] > l[1] && r[3] < r[1]);
-        assert!(l[2] > r[1]);
-    }
-
-    #[test]
-    fn nested_set_survives_cycles() {
-        let (l, r) = nested_set(&[Some(1), Some(0)]);
-        assert!(l.iter().all(|v| *v > 0) && r.iter().all(|v| *v > 0));
-    }
 }

@@ -160,3 +160,38 @@ async fn orphan_parent_ids_are_kept() {
     let found = combine(reader.find_trace(&block.meta, &t.id).await.unwrap());
     assert_eq!(found, combine(t.batches));
 }
+
+/// A block written by the first release of the v1 encoding, checked in: every later build
+/// must still read it. Regenerate (only when v1 itself is meant to change, which it is not)
+/// with `LEGATO_REGENERATE_FIXTURES=1 cargo test -p legato-storage --test roundtrip`.
+const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/legato-v1");
+const FIXTURE_BLOCK: &str = "4f1c8a52-6d3e-4b7a-9c0f-2e8d5a1b3c7e";
+
+#[tokio::test]
+async fn reads_the_checked_in_v1_fixture_block() {
+    let tenant = TenantId::single();
+    let traces: Vec<TraceInput> = (0..20).map(|n| trace(n, 4)).collect();
+    if std::env::var_os("LEGATO_REGENERATE_FIXTURES").is_some() {
+        std::fs::create_dir_all(FIXTURE_DIR).unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(FIXTURE_DIR).unwrap());
+        let id = BlockId(FIXTURE_BLOCK.parse().unwrap());
+        let block = encode_block(&tenant, id, traces.clone(), 1_700_000_000_000_000_000).unwrap();
+        write_block(&store, &block).await.unwrap();
+    }
+    let store: Arc<dyn ObjectStore> = Arc::new(LocalFileSystem::new_with_prefix(FIXTURE_DIR).unwrap());
+    let blocklist = Blocklist::default();
+    blocklist.poll(&store).await.unwrap();
+    let metas = blocklist.blocks(&tenant);
+    assert_eq!(metas.len(), 1);
+    let meta = &metas[0];
+    assert_eq!(meta.encoding, "legato-v1");
+    assert_eq!((meta.total_traces, meta.total_spans), (20, 80));
+    // meta.json is a contract: its exact shape round-trips.
+    let raw = std::fs::read_to_string(format!("{FIXTURE_DIR}/single-tenant/{FIXTURE_BLOCK}/meta.json")).unwrap();
+    assert_eq!(serde_json::to_string(meta.as_ref()).unwrap(), raw);
+    let reader = BlockReader::new(store, StorageMetrics::default());
+    for t in [&traces[0], &traces[7], &traces[19]] {
+        let found = combine(reader.find_trace(meta, &t.id).await.unwrap());
+        assert_eq!(found, combine(t.batches.clone()));
+    }
+}
