@@ -25,7 +25,7 @@ use legato_proto::tempopb;
 use legato_proto::trace::ResourceSpans;
 use legato_storage::ObjectStore;
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::{Blocklist, TraceInput, encode_block, write_block};
+use legato_storage::{BlockWriter, Blocklist, TraceInput, write_block};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::Notify;
@@ -291,18 +291,17 @@ impl Ingester {
         let traces = block.traces.clone();
         let now = self.clock.now_nanos();
         let written = tokio::task::spawn_blocking(move || {
-            let inputs: Vec<TraceInput> = traces
-                .iter()
-                .map(|(id, segments)| TraceInput {
-                    id: *id,
-                    batches: segments
-                        .iter()
-                        .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
-                        .flat_map(|t| t.resource_spans)
-                        .collect(),
-                })
-                .collect();
-            encode_block(&tenant, block_id, inputs, now)
+            // Decode one trace at a time: memory holds one row group of decoded spans.
+            let mut writer = BlockWriter::new(&tenant, block_id)?;
+            for (id, segments) in traces.iter() {
+                let batches = segments
+                    .iter()
+                    .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
+                    .flat_map(|t| t.resource_spans)
+                    .collect();
+                writer.push(&TraceInput { id: *id, batches })?;
+            }
+            writer.finish(now)
         })
         .await
         .map_err(|e| legato_storage::Error::Join(e.to_string()))??;

@@ -7,6 +7,7 @@
 pub mod combine;
 pub mod otlp_json;
 pub mod push;
+pub mod span_view;
 pub mod tempo_json;
 pub mod tempopb;
 

@@ -24,7 +24,11 @@ impl Blocklist {
     pub fn add(&self, meta: BlockMeta) {
         let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
         self.added.write().insert(meta.block_id, generation);
-        self.tenants.write().entry(meta.tenant_id.clone()).or_default().insert(meta.block_id, Arc::new(meta));
+        self.tenants
+            .write()
+            .entry(meta.tenant_id.clone())
+            .or_default()
+            .insert(meta.block_id, Arc::new(meta));
     }
 
     pub fn blocks(&self, tenant: &TenantId) -> Vec<Arc<BlockMeta>> {
@@ -82,7 +86,11 @@ impl Blocklist {
         for (tenant, blocks) in tenants.iter() {
             for (id, meta) in blocks {
                 if added.contains_key(id) {
-                    fresh.entry(tenant.clone()).or_default().entry(*id).or_insert_with(|| meta.clone());
+                    fresh
+                        .entry(tenant.clone())
+                        .or_default()
+                        .entry(*id)
+                        .or_insert_with(|| meta.clone());
                 }
             }
         }
@@ -141,7 +149,11 @@ mod tests {
         list.add(meta(&tenant));
         assert_eq!(*list.added.read().values().next().unwrap(), started);
         list.poll(&store).await.unwrap();
-        assert_eq!(list.blocks(&tenant).len(), 1, "kept although the bucket listing missed it");
+        assert_eq!(
+            list.blocks(&tenant).len(),
+            1,
+            "kept although the bucket listing missed it"
+        );
         // Two polls later an add record is stale, and only what the bucket holds counts.
         list.poll(&store).await.unwrap();
         list.poll(&store).await.unwrap();

@@ -15,6 +15,7 @@ mod meta;
 pub mod metrics;
 mod paths;
 mod reader;
+mod scan;
 mod schema;
 mod writer;
 
@@ -27,4 +28,4 @@ pub use meta::{BlockMeta, ENCODING_V1};
 pub use object_store::{self, ObjectStore};
 pub use paths::BlockPaths;
 pub use reader::BlockReader;
-pub use writer::{TraceInput, WrittenBlock, encode_block, write_block};
+pub use writer::{BlockWriter, TraceInput, WrittenBlock, encode_block, write_block};

@@ -64,15 +64,11 @@ impl BlockReader {
             self.metrics.bloom_skips.inc();
             return Ok(Vec::new());
         }
-        let paths = BlockPaths::new(&meta.tenant_id, meta.block_id);
-        let reader = ParquetObjectReader::new(self.store.clone(), paths.data())
-            .with_file_size(meta.data_size)
-            .with_footer_size_hint(meta.footer_size as usize);
         let perr = |source| Error::Parquet {
             block: meta.block_id,
             source,
         };
-        let footer = self.footer(meta, reader.clone()).await?;
+        let (reader, footer) = self.open(meta).await?;
         let row_groups: Vec<usize> = footer
             .metadata()
             .row_groups()
@@ -102,6 +98,16 @@ impl BlockReader {
         // and parent offsets resolve.
         let batch = arrow_select::concat::concat_batches(&crate::schema::schema_v1(), &batches)?;
         rows_to_spans(meta.block_id, &batch, trace)
+    }
+
+    /// A reader for the block's data file and its (cached) footer.
+    pub(crate) async fn open(&self, meta: &BlockMeta) -> Result<(ParquetObjectReader, ArrowReaderMetadata)> {
+        let paths = BlockPaths::new(&meta.tenant_id, meta.block_id);
+        let reader = ParquetObjectReader::new(self.store.clone(), paths.data())
+            .with_file_size(meta.data_size)
+            .with_footer_size_hint(meta.footer_size as usize);
+        let footer = self.footer(meta, reader.clone()).await?;
+        Ok((reader, footer))
     }
 
     async fn bloom(&self, meta: &BlockMeta) -> Result<Arc<TraceBloom>> {
@@ -142,7 +148,7 @@ impl BlockReader {
     }
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str, block: BlockId) -> Result<&'a dyn Array> {
+pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str, block: BlockId) -> Result<&'a dyn Array> {
     batch
         .column_by_name(name)
         .map(|c| c.as_ref())

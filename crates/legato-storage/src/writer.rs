@@ -50,7 +50,8 @@ struct FlatSpan<'a> {
     span: &'a Span,
 }
 
-/// Encodes a block from traces. CPU-heavy: call from a blocking thread.
+/// Encodes a block from traces in any order (inputs sharing a trace id are merged).
+/// CPU-heavy: call from a blocking thread.
 pub fn encode_block(
     tenant: &TenantId,
     block_id: BlockId,
@@ -67,13 +68,58 @@ pub fn encode_block(
             false
         }
     });
-    let encoded = EncodedGroups::new(&traces);
-    let mut rows = RowBuilder::default();
-    let (mut min_start, mut max_end) = (u64::MAX, 0u64);
-    for (trace, groups) in traces.iter().zip(&encoded.per_trace) {
+    let mut writer = BlockWriter::new(tenant, block_id)?;
+    for trace in &traces {
+        writer.push(trace)?;
+    }
+    writer.finish(created_at_unix_nano)
+}
+
+/// Streams traces into a block, one row group at a time, so memory holds one row group of
+/// decoded spans rather than the whole block.
+pub struct BlockWriter {
+    tenant: TenantId,
+    block_id: BlockId,
+    writer: ArrowWriter<Vec<u8>>,
+    rows: RowBuilder,
+    ids: Vec<TraceId>,
+    total_spans: u64,
+    min_start: u64,
+    max_end: u64,
+}
+
+impl BlockWriter {
+    pub fn new(tenant: &TenantId, block_id: BlockId) -> Result<Self> {
+        let perr = |source| Error::Parquet {
+            block: block_id,
+            source,
+        };
+        let writer =
+            ArrowWriter::try_new(Vec::new(), schema::schema_v1(), Some(writer_properties(block_id)?)).map_err(perr)?;
+        Ok(Self {
+            tenant: tenant.clone(),
+            block_id,
+            writer,
+            rows: RowBuilder::default(),
+            ids: Vec::new(),
+            total_spans: 0,
+            min_start: u64::MAX,
+            max_end: 0,
+        })
+    }
+
+    /// Adds a trace. Traces must come in ascending id order, each id once.
+    pub fn push(&mut self, trace: &TraceInput) -> Result<()> {
+        if self.ids.last().is_some_and(|last| *last >= trace.id) {
+            return Err(Error::Corrupt {
+                block: self.block_id,
+                message: format!("trace {} pushed out of order", trace.id),
+            });
+        }
+        let groups = encode_groups(trace);
         let mut flat: Vec<FlatSpan<'_>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (rs, (resource, service, scopes)) in trace.batches.iter().zip(groups) {
+        for (rs, (resource, service, scopes)) in trace.batches.iter().zip(&groups) {
             for (ss, scope) in rs.scope_spans.iter().zip(scopes) {
                 for span in &ss.spans {
                     if seen.insert((span.span_id.as_slice(), span.kind)) {
@@ -87,37 +133,70 @@ pub fn encode_block(
                 }
             }
         }
+        if flat.is_empty() {
+            return Ok(());
+        }
         flat.sort_by_key(|f| f.span.start_time_unix_nano);
         for f in &flat {
-            min_start = min_start.min(f.span.start_time_unix_nano);
-            max_end = max_end.max(f.span.end_time_unix_nano.max(f.span.start_time_unix_nano));
+            self.min_start = self.min_start.min(f.span.start_time_unix_nano);
+            self.max_end = self
+                .max_end
+                .max(f.span.end_time_unix_nano.max(f.span.start_time_unix_nano));
         }
-        rows.push_trace(&trace.id, &flat)?;
+        self.rows.push_trace(&trace.id, &flat)?;
+        self.ids.push(trace.id);
+        if self.rows.len >= ROW_GROUP_SPANS {
+            self.write_rows()?;
+        }
+        Ok(())
     }
-    let total_spans = rows.len as u64;
-    let batch = rows.finish()?;
-    let (data, footer_size, row_groups) = write_parquet(block_id, &batch)?;
-    let bloom = TraceBloom::build(traces.iter().map(|t| &t.id)).to_bytes();
-    let meta = BlockMeta {
-        encoding: ENCODING_V1.to_string(),
-        block_id,
-        tenant_id: tenant.clone(),
-        start_time_unix_nano: if total_spans == 0 { 0 } else { min_start },
-        end_time_unix_nano: max_end,
-        total_traces: traces.len() as u64,
-        total_spans,
-        row_groups,
-        data_size: data.len() as u64,
-        footer_size,
-        bloom_size: bloom.len() as u64,
-        compaction_level: 0,
-        created_at_unix_nano,
-    };
-    Ok(WrittenBlock {
-        meta,
-        data: Bytes::from(data),
-        bloom: Bytes::from(bloom),
-    })
+
+    fn write_rows(&mut self) -> Result<()> {
+        let rows = std::mem::take(&mut self.rows);
+        self.total_spans += rows.len as u64;
+        let batch = rows.finish()?;
+        self.writer.write(&batch).map_err(|source| Error::Parquet {
+            block: self.block_id,
+            source,
+        })
+    }
+
+    pub fn finish(mut self, created_at_unix_nano: u64) -> Result<WrittenBlock> {
+        let block = self.block_id;
+        let perr = |source| Error::Parquet { block, source };
+        if self.rows.len > 0 {
+            self.write_rows()?;
+        }
+        self.writer.flush().map_err(perr)?;
+        let row_groups = self.writer.flushed_row_groups().len() as u32;
+        let data = self.writer.into_inner().map_err(perr)?;
+        let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt {
+            block,
+            message: "parquet footer missing".into(),
+        })?;
+        let bloom = TraceBloom::build(self.ids.iter()).to_bytes();
+        let total_spans = self.total_spans;
+        let meta = BlockMeta {
+            encoding: ENCODING_V1.to_string(),
+            block_id: block,
+            tenant_id: self.tenant,
+            start_time_unix_nano: if total_spans == 0 { 0 } else { self.min_start },
+            end_time_unix_nano: self.max_end,
+            total_traces: self.ids.len() as u64,
+            total_spans,
+            row_groups,
+            data_size: data.len() as u64,
+            footer_size,
+            bloom_size: bloom.len() as u64,
+            compaction_level: 0,
+            created_at_unix_nano,
+        };
+        Ok(WrittenBlock {
+            meta,
+            data: Bytes::from(data),
+            bloom: Bytes::from(bloom),
+        })
+    }
 }
 
 /// Uploads a block: data, bloom, then meta.json (the commit point).
@@ -138,48 +217,37 @@ pub async fn write_block(store: &Arc<dyn ObjectStore>, block: &WrittenBlock) -> 
 
 type ResourceGroup = (Vec<u8>, String, Vec<Vec<u8>>);
 
-/// Encoded resource and scope headers, computed once per batch.
-struct EncodedGroups {
-    per_trace: Vec<Vec<ResourceGroup>>,
-}
-
-impl EncodedGroups {
-    fn new(traces: &[TraceInput]) -> Self {
-        let per_trace = traces
-            .iter()
-            .map(|t| {
-                t.batches
-                    .iter()
-                    .map(|rs| {
-                        let header = ResourceSpans {
-                            resource: rs.resource.clone(),
-                            scope_spans: Vec::new(),
-                            schema_url: rs.schema_url.clone(),
-                        };
-                        let service = rs
-                            .resource
-                            .as_ref()
-                            .and_then(|r| string_attr(&r.attributes, "service.name"))
-                            .unwrap_or_default();
-                        let scopes = rs
-                            .scope_spans
-                            .iter()
-                            .map(|ss| {
-                                ScopeSpans {
-                                    scope: ss.scope.clone(),
-                                    spans: Vec::new(),
-                                    schema_url: ss.schema_url.clone(),
-                                }
-                                .encode_to_vec()
-                            })
-                            .collect();
-                        (header.encode_to_vec(), service, scopes)
-                    })
-                    .collect()
-            })
-            .collect();
-        Self { per_trace }
-    }
+/// Encoded resource and scope headers of each batch of a trace.
+fn encode_groups(trace: &TraceInput) -> Vec<ResourceGroup> {
+    trace
+        .batches
+        .iter()
+        .map(|rs| {
+            let header = ResourceSpans {
+                resource: rs.resource.clone(),
+                scope_spans: Vec::new(),
+                schema_url: rs.schema_url.clone(),
+            };
+            let service = rs
+                .resource
+                .as_ref()
+                .and_then(|r| string_attr(&r.attributes, "service.name"))
+                .unwrap_or_default();
+            let scopes = rs
+                .scope_spans
+                .iter()
+                .map(|ss| {
+                    ScopeSpans {
+                        scope: ss.scope.clone(),
+                        spans: Vec::new(),
+                        schema_url: ss.schema_url.clone(),
+                    }
+                    .encode_to_vec()
+                })
+                .collect();
+            (header.encode_to_vec(), service, scopes)
+        })
+        .collect()
 }
 
 fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
@@ -379,10 +447,10 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u32)> {
-    let perr = |source| Error::Parquet { block, source };
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).map_err(perr)?))
+fn writer_properties(block: BlockId) -> Result<WriterProperties> {
+    let level = ZstdLevel::try_new(3).map_err(|source| Error::Parquet { block, source })?;
+    Ok(WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(ROW_GROUP_SPANS))
         .set_data_page_row_count_limit(PAGE_ROWS)
         .set_statistics_enabled(EnabledStatistics::Page)
@@ -394,17 +462,7 @@ fn write_parquet(block: BlockId, batch: &RecordBatch) -> Result<(Vec<u8>, u64, u
         .set_column_encoding(ColumnPath::from(schema::NESTED_LEFT), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from(schema::NESTED_RIGHT), false)
         .set_column_encoding(ColumnPath::from(schema::NESTED_RIGHT), Encoding::DELTA_BINARY_PACKED)
-        .build();
-    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(perr)?;
-    writer.write(batch).map_err(perr)?;
-    writer.flush().map_err(perr)?;
-    let row_groups = writer.flushed_row_groups().len() as u32;
-    let data = writer.into_inner().map_err(perr)?;
-    let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt {
-        block,
-        message: "parquet footer missing".into(),
-    })?;
-    Ok((data, footer_size, row_groups))
+        .build())
 }
 
 /// Footer metadata length plus the 8-byte tail (length and `PAR1`).

@@ -1,0 +1,242 @@
+//! Full scans of a block for search: rows → `legato_model::span::TraceData`, one trace at a
+//! time, in trace-id order. Resources and scopes are decoded once per distinct value.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int8Type, Int32Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use futures::StreamExt;
+use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, TraceData};
+use legato_proto::common::AnyValue;
+use legato_proto::span_view::{attr_value, attrs};
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use prost::Message;
+
+use crate::reader::{BlockReader, column};
+use crate::schema;
+use crate::{BlockMeta, ENCODING_V1, Error, Result};
+
+/// Accumulates the rows of the trace being read.
+#[derive(Default)]
+struct Assembler {
+    current: Option<TraceData>,
+    /// Parent row offsets within the current trace, resolved when the trace is complete.
+    parents: Vec<i32>,
+    origins: HashMap<(Vec<u8>, Vec<u8>), Arc<SpanOrigin>>,
+}
+
+impl Assembler {
+    fn finish(&mut self) -> Option<TraceData> {
+        let mut trace = self.current.take()?;
+        for (i, p) in std::mem::take(&mut self.parents).into_iter().enumerate() {
+            if p >= 0 && (p as usize) < trace.spans.len() && p as usize != i {
+                let parent_id = trace.spans[p as usize].span_id;
+                let span = &mut trace.spans[i];
+                span.parent = Some(p as usize);
+                span.parent_span_id = parent_id.to_vec();
+            }
+        }
+        Some(trace)
+    }
+
+    fn origin(&mut self, block: legato_model::BlockId, resource: &[u8], scope: &[u8]) -> Result<Arc<SpanOrigin>> {
+        if let Some(o) = self.origins.get(&(resource.to_vec(), scope.to_vec())) {
+            return Ok(o.clone());
+        }
+        let corrupt = |e: prost::DecodeError| Error::Corrupt {
+            block,
+            message: e.to_string(),
+        };
+        let rs = ResourceSpans::decode(resource).map_err(corrupt)?;
+        let ss = ScopeSpans::decode(scope).map_err(corrupt)?;
+        let resource_attrs = rs.resource.as_ref().map(|r| attrs(&r.attributes)).unwrap_or_default();
+        let service_name = resource_attrs
+            .iter()
+            .find(|(k, _)| k == "service.name")
+            .and_then(|(_, v)| {
+                if let AttrValue::Str(s) = v {
+                    Some(s.clone())
+                } else {
+                    None
+                }
+            })
+            .unwrap_or_default();
+        let instrumentation = ss.scope.unwrap_or_default();
+        let origin = Arc::new(SpanOrigin {
+            service_name,
+            resource: resource_attrs,
+            scope_name: instrumentation.name,
+            scope_version: instrumentation.version,
+            scope_attrs: attrs(&instrumentation.attributes),
+        });
+        self.origins.insert((resource.to_vec(), scope.to_vec()), origin.clone());
+        Ok(origin)
+    }
+}
+
+impl BlockReader {
+    /// Calls `visit` with every trace of the block, in trace-id order. `visit` returns false to
+    /// stop early. Returns the number of bytes read.
+    pub async fn scan_traces(&self, meta: &BlockMeta, mut visit: impl FnMut(TraceData) -> bool + Send) -> Result<u64> {
+        if meta.encoding != ENCODING_V1 {
+            return Err(Error::UnknownEncoding {
+                block: meta.block_id,
+                encoding: meta.encoding.clone(),
+            });
+        }
+        let perr = |source| Error::Parquet {
+            block: meta.block_id,
+            source,
+        };
+        let (reader, footer) = self.open(meta).await?;
+        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+            .with_batch_size(8192)
+            .build()
+            .map_err(perr)?;
+        let mut asm = Assembler::default();
+        let mut stopped = false;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(perr)?;
+            if !add_rows(meta.block_id, &batch, &mut asm, &mut visit)? {
+                stopped = true;
+                break;
+            }
+        }
+        if !stopped {
+            if let Some(t) = asm.finish() {
+                visit(t);
+            }
+        }
+        Ok(meta.data_size)
+    }
+}
+
+fn add_rows(
+    block: legato_model::BlockId,
+    batch: &RecordBatch,
+    asm: &mut Assembler,
+    visit: &mut impl FnMut(TraceData) -> bool,
+) -> Result<bool> {
+    let corrupt = |message: String| Error::Corrupt { block, message };
+    let trace_ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
+    let span_ids = column(batch, schema::SPAN_ID, block)?.as_fixed_size_binary();
+    let parent_index = column(batch, schema::PARENT_INDEX, block)?.as_primitive::<Int32Type>();
+    let parent_ids = column(batch, schema::PARENT_SPAN_ID, block)?.as_fixed_size_binary();
+    let lefts = column(batch, schema::NESTED_LEFT, block)?.as_primitive::<Int32Type>();
+    let rights = column(batch, schema::NESTED_RIGHT, block)?.as_primitive::<Int32Type>();
+    let names = column(batch, schema::NAME, block)?.as_string::<i32>();
+    let kinds = column(batch, schema::KIND, block)?.as_primitive::<Int8Type>();
+    let starts = column(batch, schema::START, block)?.as_primitive::<Int64Type>();
+    let durations = column(batch, schema::DURATION, block)?.as_primitive::<Int64Type>();
+    let codes = column(batch, schema::STATUS_CODE, block)?.as_primitive::<Int8Type>();
+    let messages = column(batch, schema::STATUS_MESSAGE, block)?.as_string::<i32>();
+    let resources = column(batch, schema::RESOURCE, block)?.as_binary::<i32>();
+    let scopes = column(batch, schema::SCOPE, block)?.as_binary::<i32>();
+    let attr_lists = column(batch, schema::ATTRS, block)?.as_list::<i32>();
+    let extras = column(batch, schema::EXTRAS, block)?.as_binary::<i32>();
+    let attr_values = attr_lists.values().as_struct();
+    let a_key = attr_values.column(0).as_string::<i32>();
+    let a_str = attr_values.column(1).as_string::<i32>();
+    let a_int = attr_values.column(2).as_primitive::<Int64Type>();
+    let a_dbl = attr_values.column(3).as_primitive::<Float64Type>();
+    let a_bool = attr_values.column(4).as_boolean();
+    let a_raw = attr_values.column(5).as_binary::<i32>();
+    let offsets = attr_lists.value_offsets();
+
+    for row in 0..batch.num_rows() {
+        let trace_id: [u8; 16] = trace_ids
+            .value(row)
+            .try_into()
+            .map_err(|_| corrupt("bad trace id width".into()))?;
+        if asm.current.as_ref().is_none_or(|t| t.trace_id != trace_id) {
+            if let Some(done) = asm.finish() {
+                if !visit(done) {
+                    return Ok(false);
+                }
+            }
+            asm.current = Some(TraceData {
+                trace_id,
+                spans: Vec::new(),
+            });
+        }
+        let mut span_attrs = Vec::with_capacity((offsets[row + 1] - offsets[row]) as usize);
+        for a in offsets[row] as usize..offsets[row + 1] as usize {
+            let value = if !a_str.is_null(a) {
+                AttrValue::Str(a_str.value(a).to_string())
+            } else if !a_int.is_null(a) {
+                AttrValue::Int(a_int.value(a))
+            } else if !a_dbl.is_null(a) {
+                AttrValue::Float(a_dbl.value(a))
+            } else if !a_bool.is_null(a) {
+                AttrValue::Bool(a_bool.value(a))
+            } else {
+                let any = AnyValue::decode(a_raw.value(a)).map_err(|e| corrupt(e.to_string()))?;
+                match attr_value(&any) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            };
+            span_attrs.push((a_key.value(a).to_string(), value));
+        }
+        let (mut events, mut links) = (Vec::new(), Vec::new());
+        if extras.is_valid(row) {
+            let e = Span::decode(extras.value(row)).map_err(|e| corrupt(e.to_string()))?;
+            events = e
+                .events
+                .iter()
+                .map(|ev| EventData {
+                    name: ev.name.clone(),
+                    time_unix_nano: ev.time_unix_nano,
+                    attrs: attrs(&ev.attributes),
+                })
+                .collect();
+            links = e
+                .links
+                .iter()
+                .map(|l| LinkData {
+                    trace_id: l.trace_id.clone(),
+                    span_id: l.span_id.clone(),
+                    attrs: attrs(&l.attributes),
+                })
+                .collect();
+        }
+        let origin = asm.origin(block, resources.value(row), scopes.value(row))?;
+        let start = starts.value(row) as u64;
+        let span = SpanData {
+            span_id: span_ids
+                .value(row)
+                .try_into()
+                .map_err(|_| corrupt("bad span id width".into()))?,
+            parent_span_id: if parent_ids.is_valid(row) {
+                parent_ids.value(row).to_vec()
+            } else {
+                Vec::new()
+            },
+            parent: None,
+            nested_left: lefts.value(row),
+            nested_right: rights.value(row),
+            name: names.value(row).to_string(),
+            kind: i32::from(kinds.value(row)),
+            status_code: i32::from(codes.value(row)),
+            status_message: if messages.is_valid(row) {
+                messages.value(row).to_string()
+            } else {
+                String::new()
+            },
+            start_unix_nano: start,
+            end_unix_nano: start.wrapping_add(durations.value(row) as u64),
+            attrs: span_attrs,
+            events,
+            links,
+            origin,
+        };
+        asm.parents.push(parent_index.value(row));
+        if let Some(t) = asm.current.as_mut() {
+            t.spans.push(span);
+        }
+    }
+    Ok(true)
+}
