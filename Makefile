@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest release clean-data
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer release clean-data
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -29,7 +29,12 @@ lint: check-fmt clippy
 nextest: build
 	$(CARGO) nextest run --workspace --no-fail-fast
 
-test: setup lint nextest
+## Every accepted query of the TraceQL conformance corpus must also parse with Grafana's
+## editor grammar (@grafana/lezer-traceql), so the editor and the backend agree.
+lezer:
+	node integration-tests/traceql/check.mjs
+
+test: setup lint lezer nextest
 
 ci: test
 

@@ -14,6 +14,11 @@ if ! command -v moto_server >/dev/null 2>&1; then
   echo "ci/setup.sh: moto_server is in $bin_dir; add it to PATH" >&2
   exit 1
 fi
+# Grafana's TraceQL grammar, to check the conformance corpus against the editor's parser.
+if [ ! -d integration-tests/traceql/node_modules/@grafana/lezer-traceql ]; then
+  echo "ci/setup.sh: installing @grafana/lezer-traceql (npm ci)"
+  npm ci --prefix integration-tests/traceql --no-audit --no-fund --loglevel=error
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "ci/setup.sh: installing cargo-nextest"
   cargo install --locked cargo-nextest

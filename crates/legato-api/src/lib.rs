@@ -6,9 +6,11 @@
 
 mod error;
 pub mod metrics;
+mod metrics_query;
 mod otlp_grpc;
 mod otlp_http;
 mod query;
+mod search;
 mod tenant;
 
 use std::sync::Arc;
@@ -77,6 +79,13 @@ pub fn http_api(state: SharedState) -> Router {
             "/api/echo",
             get(|| async { ([("content-type", "text/plain; charset=utf-8")], "echo\n") }),
         )
+        .route("/api/search", get(search::search))
+        .route("/api/search/tags", get(search::tags_v1))
+        .route("/api/v2/search/tags", get(search::tags_v2))
+        .route("/api/search/tag/{tag}/values", get(search::tag_values_v1))
+        .route("/api/v2/search/tag/{tag}/values", get(search::tag_values_v2))
+        .route("/api/metrics/query_range", get(metrics_query::query_range))
+        .route("/api/metrics/query", get(metrics_query::query_instant))
         .route("/api/status/buildinfo", get(query::buildinfo))
         .route("/ready", get(query::ready))
         .route("/metrics", get(query::metrics))

@@ -15,7 +15,7 @@ use crate::{ApiError, READY, STOPPING, SharedState, tenant};
 
 const PROTOBUF: &str = "application/protobuf";
 
-fn wants_protobuf(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_protobuf(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -63,15 +63,29 @@ async fn lookup(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
+/// Protobuf when the client asks for it, else JSON.
+pub(crate) fn render(headers: &HeaderMap, protobuf_bytes: Vec<u8>, json_value: serde_json::Value) -> Response {
+    if wants_protobuf(headers) {
+        protobuf(protobuf_bytes)
+    } else {
+        json(&json_value)
+    }
+}
+
 fn protobuf(bytes: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, PROTOBUF)], bytes).into_response()
 }
 
-fn json(value: &serde_json::Value) -> Response {
+pub(crate) fn json(value: &serde_json::Value) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], value.to_string()).into_response()
 }
 
-fn finish(state: &SharedState, endpoint: &str, started: Instant, result: Result<Response, ApiError>) -> Response {
+pub(crate) fn finish(
+    state: &SharedState,
+    endpoint: &str,
+    started: Instant,
+    result: Result<Response, ApiError>,
+) -> Response {
     let resp = result.unwrap_or_else(IntoResponse::into_response);
     state.metrics.observe(endpoint, resp.status().as_u16(), started);
     resp

@@ -131,10 +131,10 @@ async fn send(
     match target {
         Target::Grpc(client) => {
             let mut request = tonic::Request::new(req.clone());
-            if let Some(t) = tenant {
-                if let Ok(v) = t.parse() {
-                    request.metadata_mut().insert("x-scope-orgid", v);
-                }
+            if let Some(t) = tenant
+                && let Ok(v) = t.parse()
+            {
+                request.metadata_mut().insert("x-scope-orgid", v);
             }
             match client.export(request).await {
                 Ok(resp) => match resp.into_inner().partial_success {

@@ -331,4 +331,23 @@ impl legato_proto::push::RecentTraces for Ingester {
     async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         Ingester::find_trace(self, tenant, id)
     }
+
+    async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {
+        let all = self.state.lock().all_segments(tenant);
+        // Decoding is CPU work: keep it off the runtime threads.
+        tokio::task::spawn_blocking(move || {
+            all.into_iter()
+                .map(|(id, segments)| {
+                    let batches: Vec<ResourceSpans> = segments
+                        .iter()
+                        .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
+                        .flat_map(|t| t.resource_spans)
+                        .collect();
+                    legato_proto::span_view::trace_data(id.0, &batches)
+                })
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
 }

@@ -178,6 +178,25 @@ impl State {
         out
     }
 
+    /// Every trace of a tenant with its segments (live, head and uploading merged).
+    pub fn all_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Segments)> {
+        let mut out: HashMap<TraceId, Segments> = HashMap::new();
+        if let Some(t) = self.tenants.get(tenant) {
+            for (id, live) in &t.live {
+                out.entry(*id).or_default().extend(live.segments.iter().cloned());
+            }
+            for (id, head) in &t.head {
+                out.entry(*id).or_default().extend(head.iter().cloned());
+            }
+        }
+        for c in self.completing.iter().filter(|c| &c.tenant == tenant) {
+            for (id, segments) in c.traces.iter() {
+                out.entry(*id).or_default().extend(segments.iter().cloned());
+            }
+        }
+        out.into_iter().collect()
+    }
+
     /// Moves traces idle since before `now - idle` into the head block.
     pub fn cut_idle(&mut self, now: u64, idle: u64) {
         let mut moved = 0u64;

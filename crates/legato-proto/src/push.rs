@@ -99,4 +99,9 @@ pub trait RecentTraces: Send + Sync + 'static {
         tenant: &legato_model::TenantId,
         id: &legato_model::TraceId,
     ) -> Vec<crate::trace::ResourceSpans>;
+
+    /// Every trace held for `tenant` (live, head, uploading), for search and tags.
+    async fn recent_traces(&self, _tenant: &legato_model::TenantId) -> Vec<legato_model::span::TraceData> {
+        Vec::new()
+    }
 }

@@ -271,3 +271,168 @@ mod tests {
         assert!(s.get("parentSpanId").is_none());
     }
 }
+
+/// Search and tag responses in Tempo's JSON dialect (jsonpb defaults: zero values omitted,
+/// 64-bit integers as strings). Only fields Tempo's messages have: Grafana 12.3+ rejects others.
+pub mod search {
+    use serde_json::{Map, Value, json};
+
+    use super::{key_value, put_str, put_u64};
+    use crate::tempopb::search::{
+        MetadataMetrics, SearchMetrics, SearchResponse, SearchTagValuesResponse, SearchTagValuesV2Response,
+        SearchTagsResponse, SearchTagsV2Response, SpanSet,
+    };
+
+    fn put_u32(obj: &mut Map<String, Value>, key: &str, value: u32) {
+        if value != 0 {
+            obj.insert(key.into(), json!(value));
+        }
+    }
+
+    fn span_set(set: &SpanSet) -> Value {
+        let mut obj = Map::new();
+        let spans: Vec<Value> = set
+            .spans
+            .iter()
+            .map(|s| {
+                let mut o = Map::new();
+                put_str(&mut o, "spanID", &s.span_id);
+                put_str(&mut o, "name", &s.name);
+                put_u64(&mut o, "startTimeUnixNano", s.start_time_unix_nano);
+                put_u64(&mut o, "durationNanos", s.duration_nanos);
+                if !s.attributes.is_empty() {
+                    o.insert(
+                        "attributes".into(),
+                        Value::Array(s.attributes.iter().map(key_value).collect()),
+                    );
+                }
+                Value::Object(o)
+            })
+            .collect();
+        if !spans.is_empty() {
+            obj.insert("spans".into(), Value::Array(spans));
+        }
+        put_u32(&mut obj, "matched", set.matched);
+        if !set.attributes.is_empty() {
+            obj.insert(
+                "attributes".into(),
+                Value::Array(set.attributes.iter().map(key_value).collect()),
+            );
+        }
+        Value::Object(obj)
+    }
+
+    fn search_metrics(m: &SearchMetrics) -> Value {
+        let mut obj = Map::new();
+        put_u32(&mut obj, "inspectedTraces", m.inspected_traces);
+        put_u64(&mut obj, "inspectedBytes", m.inspected_bytes);
+        put_u32(&mut obj, "totalBlocks", m.total_blocks);
+        put_u32(&mut obj, "completedJobs", m.completed_jobs);
+        put_u32(&mut obj, "totalJobs", m.total_jobs);
+        put_u64(&mut obj, "totalBlockBytes", m.total_block_bytes);
+        put_u64(&mut obj, "inspectedSpans", m.inspected_spans);
+        Value::Object(obj)
+    }
+
+    pub fn metadata_metrics(m: &MetadataMetrics) -> Value {
+        let mut obj = Map::new();
+        put_u64(&mut obj, "inspectedBytes", m.inspected_bytes);
+        put_u32(&mut obj, "totalJobs", m.total_jobs);
+        put_u32(&mut obj, "completedJobs", m.completed_jobs);
+        put_u32(&mut obj, "totalBlocks", m.total_blocks);
+        Value::Object(obj)
+    }
+
+    pub fn search_response(resp: &SearchResponse) -> Value {
+        let mut obj = Map::new();
+        let traces: Vec<Value> = resp
+            .traces
+            .iter()
+            .map(|t| {
+                let mut o = Map::new();
+                put_str(&mut o, "traceID", &t.trace_id);
+                put_str(&mut o, "rootServiceName", &t.root_service_name);
+                put_str(&mut o, "rootTraceName", &t.root_trace_name);
+                put_u64(&mut o, "startTimeUnixNano", t.start_time_unix_nano);
+                put_u32(&mut o, "durationMs", t.duration_ms);
+                if let Some(set) = &t.span_set {
+                    o.insert("spanSet".into(), span_set(set));
+                }
+                if !t.span_sets.is_empty() {
+                    o.insert(
+                        "spanSets".into(),
+                        Value::Array(t.span_sets.iter().map(span_set).collect()),
+                    );
+                }
+                if !t.service_stats.is_empty() {
+                    let stats: Map<String, Value> = t
+                        .service_stats
+                        .iter()
+                        .map(|(svc, s)| {
+                            let mut so = Map::new();
+                            put_u32(&mut so, "spanCount", s.span_count);
+                            put_u32(&mut so, "errorCount", s.error_count);
+                            (svc.clone(), Value::Object(so))
+                        })
+                        .collect();
+                    o.insert("serviceStats".into(), Value::Object(stats));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        if !traces.is_empty() {
+            obj.insert("traces".into(), Value::Array(traces));
+        }
+        obj.insert(
+            "metrics".into(),
+            resp.metrics.as_ref().map(search_metrics).unwrap_or(json!({})),
+        );
+        Value::Object(obj)
+    }
+
+    fn with_metrics(mut obj: Map<String, Value>, m: &Option<MetadataMetrics>) -> Value {
+        obj.insert("metrics".into(), m.as_ref().map(metadata_metrics).unwrap_or(json!({})));
+        Value::Object(obj)
+    }
+
+    pub fn tags_v1(resp: &SearchTagsResponse) -> Value {
+        let mut obj = Map::new();
+        obj.insert("tagNames".into(), json!(resp.tag_names));
+        with_metrics(obj, &resp.metrics)
+    }
+
+    pub fn tags_v2(resp: &SearchTagsV2Response) -> Value {
+        let mut obj = Map::new();
+        let scopes: Vec<Value> = resp
+            .scopes
+            .iter()
+            .map(|s| {
+                let mut o = Map::new();
+                put_str(&mut o, "name", &s.name);
+                if !s.tags.is_empty() {
+                    o.insert("tags".into(), json!(s.tags));
+                }
+                Value::Object(o)
+            })
+            .collect();
+        obj.insert("scopes".into(), Value::Array(scopes));
+        with_metrics(obj, &resp.metrics)
+    }
+
+    pub fn tag_values_v1(resp: &SearchTagValuesResponse) -> Value {
+        let mut obj = Map::new();
+        obj.insert("tagValues".into(), json!(resp.tag_values));
+        with_metrics(obj, &resp.metrics)
+    }
+
+    pub fn tag_values_v2(resp: &SearchTagValuesV2Response) -> Value {
+        let mut obj = Map::new();
+        let values: Vec<Value> = resp
+            .tag_values
+            .iter()
+            .map(|v| json!({"type": v.r#type, "value": v.value}))
+            .collect();
+        obj.insert("tagValues".into(), Value::Array(values));
+        with_metrics(obj, &resp.metrics)
+    }
+}

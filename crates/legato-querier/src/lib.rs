@@ -5,6 +5,9 @@
 //! It does not parse HTTP (api crate) nor write blocks (ingester, compactor).
 
 pub mod metrics;
+mod search;
+
+pub use search::{MetricsRequest, SearchOutcome, SearchRequest};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,6 +46,9 @@ pub struct Querier {
     reader: Arc<BlockReader>,
     blocklist: Arc<Blocklist>,
     metrics: QuerierMetrics,
+    /// Tag summaries of blocks, computed on first use.
+    tag_cache:
+        parking_lot::Mutex<std::collections::HashMap<legato_model::BlockId, Arc<legato_traceql::tags::TagSummary>>>,
 }
 
 impl Querier {
@@ -57,6 +63,7 @@ impl Querier {
             reader,
             blocklist,
             metrics,
+            tag_cache: Default::default(),
         }
     }
 
@@ -113,7 +120,9 @@ impl Querier {
     /// Lists the bucket once.
     pub async fn poll_blocklist(&self) -> legato_storage::Result<()> {
         self.blocklist.poll(self.reader.store()).await?;
-        self.reader.retain_blocks(&self.blocklist.all_block_ids());
+        let live = self.blocklist.all_block_ids();
+        self.reader.retain_blocks(&live);
+        self.retain_tag_cache(&live);
         Ok(())
     }
 

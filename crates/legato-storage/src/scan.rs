@@ -105,10 +105,8 @@ impl BlockReader {
                 break;
             }
         }
-        if !stopped {
-            if let Some(t) = asm.finish() {
-                visit(t);
-            }
+        if !stopped && let Some(t) = asm.finish() {
+            visit(t);
         }
         Ok(meta.data_size)
     }
@@ -152,10 +150,10 @@ fn add_rows(
             .try_into()
             .map_err(|_| corrupt("bad trace id width".into()))?;
         if asm.current.as_ref().is_none_or(|t| t.trace_id != trace_id) {
-            if let Some(done) = asm.finish() {
-                if !visit(done) {
-                    return Ok(false);
-                }
+            if let Some(done) = asm.finish()
+                && !visit(done)
+            {
+                return Ok(false);
             }
             asm.current = Some(TraceData {
                 trace_id,

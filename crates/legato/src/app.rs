@@ -41,6 +41,13 @@ impl RecentTraces for LateIngester {
     async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         self.0.get().map(|i| i.find_trace(tenant, id)).unwrap_or_default()
     }
+
+    async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {
+        match self.0.get() {
+            Some(i) => RecentTraces::recent_traces(i.as_ref(), tenant).await,
+            None => Vec::new(),
+        }
+    }
 }
 
 #[async_trait::async_trait]

@@ -1,0 +1,254 @@
+//! `/api/metrics/query_range` and `/api/metrics/query` (TraceQL metrics; always JSON).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use legato_model::span::AttrValue;
+use legato_traceql::metrics::{Series, default_step_ns};
+use serde_json::{Value as Json, json};
+
+use crate::query::{finish, json as json_response};
+use crate::search::{attr_key_value, param, parse_time, plan_for, ready};
+use crate::{ApiError, SharedState, tenant};
+
+type Params = HashMap<String, String>;
+
+const MAX_RANGE: Duration = Duration::from_secs(24 * 3600);
+const MAX_INTERVALS: u64 = 10_000;
+const MAX_EXEMPLARS: usize = 100;
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// `step`: float seconds or a Go duration.
+fn parse_step(text: &str) -> Result<u64, ApiError> {
+    if let Ok(secs) = text.parse::<f64>()
+        && secs > 0.0
+        && secs.is_finite()
+    {
+        return Ok((secs * 1e9) as u64);
+    }
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .map(|d| d.as_nanos() as u64)
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "invalid step parameter {text:?}: expected seconds or a duration like 30s"
+            ))
+        })
+}
+
+struct Range {
+    start: u64,
+    end: u64,
+}
+
+fn range(params: &Params) -> Result<Range, ApiError> {
+    let end = match param(params, "end") {
+        Some(v) => parse_time("end", v)?,
+        None => now_ns(),
+    };
+    let start = match param(params, "start") {
+        Some(v) => parse_time("start", v)?,
+        None => {
+            let since = match param(params, "since") {
+                Some(v) => humantime::parse_duration(v)
+                    .map_err(|e| ApiError::BadRequest(format!("invalid since {v:?}: {e}")))?,
+                None => Duration::from_secs(3600),
+            };
+            end.saturating_sub(since.as_nanos() as u64)
+        }
+    };
+    if end <= start {
+        return Err(ApiError::BadRequest("end must be greater than start".into()));
+    }
+    if end - start > MAX_RANGE.as_nanos() as u64 {
+        return Err(ApiError::BadRequest(format!(
+            "metrics query time range exceeds the maximum allowed duration of {}",
+            humantime::format_duration(MAX_RANGE)
+        )));
+    }
+    Ok(Range { start, end })
+}
+
+fn prom_labels(labels: &[(String, legato_traceql::value::Value)]) -> String {
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| match v.to_attr() {
+            Some(AttrValue::Str(s)) => format!("{k}=\"{s}\""),
+            Some(AttrValue::Int(i)) => format!("{k}={i}"),
+            Some(AttrValue::Float(f)) => format!("{k}={f}"),
+            Some(AttrValue::Bool(b)) => format!("{k}={b}"),
+            Some(AttrValue::Array(items)) => format!("{k}=\"{items:?}\""),
+            None => format!("{k}=\"\""),
+        })
+        .collect();
+    format!("{{{}}}", parts.join(", "))
+}
+
+fn labels_json(labels: &[(String, legato_traceql::value::Value)]) -> Json {
+    let kvs: Vec<Json> = labels
+        .iter()
+        .filter_map(|(k, v)| v.to_attr().map(|a| attr_key_value(k, &a)))
+        .collect();
+    Json::Array(kvs)
+}
+
+fn metrics_json(outcome: &legato_querier::SearchOutcome) -> Json {
+    let mut m = serde_json::Map::new();
+    if outcome.inspected_bytes > 0 {
+        m.insert("inspectedBytes".into(), json!(outcome.inspected_bytes.to_string()));
+    }
+    if outcome.total_jobs > 0 {
+        m.insert("totalJobs".into(), json!(outcome.total_jobs));
+        m.insert("completedJobs".into(), json!(outcome.completed_jobs));
+    }
+    if outcome.total_blocks > 0 {
+        m.insert("totalBlocks".into(), json!(outcome.total_blocks));
+    }
+    if outcome.inspected_traces > 0 {
+        m.insert("inspectedTraces".into(), json!(outcome.inspected_traces));
+    }
+    Json::Object(m)
+}
+
+async fn run(
+    state: &SharedState,
+    headers: &HeaderMap,
+    params: &Params,
+    instant: bool,
+) -> Result<(Vec<Series>, legato_querier::SearchOutcome, u64), ApiError> {
+    ready(state)?;
+    let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
+    let q = param(params, "q").or_else(|| param(params, "query")).ok_or_else(|| {
+        ApiError::BadRequest("missing q parameter: a TraceQL metrics query such as {} | rate()".into())
+    })?;
+    let (plan, stage) = plan_for(q)?;
+    let Some(stage) = stage else {
+        return Err(ApiError::BadRequest(
+            "invalid TraceQL metrics query: it needs a metrics function such as | rate() or | count_over_time()".into(),
+        ));
+    };
+    let r = range(params)?;
+    let step = if instant {
+        r.end - r.start
+    } else {
+        match param(params, "step") {
+            Some(s) => parse_step(s)?,
+            None => default_step_ns(r.end - r.start),
+        }
+    };
+    let intervals = (r.end - r.start).div_ceil(step);
+    if intervals > MAX_INTERVALS {
+        let min = (r.end - r.start).div_ceil(MAX_INTERVALS);
+        return Err(ApiError::BadRequest(format!(
+            "step of {} is too small, minimum step for given range is {}",
+            humantime::format_duration(Duration::from_nanos(step)),
+            humantime::format_duration(Duration::from_nanos(min))
+        )));
+    }
+    // Align to the step, as Tempo does, so panels line up across refreshes.
+    let (start, end) = if instant {
+        (r.start, r.end)
+    } else {
+        (r.start / step * step, r.end.div_ceil(step) * step)
+    };
+    let exemplars = match param(params, "exemplars") {
+        Some(v) => v
+            .parse::<usize>()
+            .map_err(|_| ApiError::BadRequest(format!("invalid exemplars parameter {v:?}")))?
+            .min(MAX_EXEMPLARS),
+        None => MAX_EXEMPLARS,
+    };
+    let (series, outcome) = state
+        .querier
+        .metrics(
+            &tenant,
+            legato_querier::MetricsRequest {
+                plan,
+                stage,
+                start_ns: start,
+                end_ns: end,
+                step_ns: step,
+                max_exemplars: if instant { 0 } else { exemplars },
+            },
+        )
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok((series, outcome, step))
+}
+
+/// `GET /api/metrics/query_range`.
+pub async fn query_range(
+    State(state): State<SharedState>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let (series, outcome, _) = run(&state, &headers, &params, false).await?;
+        let series: Vec<Json> = series
+            .iter()
+            .map(|s| {
+                let samples: Vec<Json> = s.samples.iter().map(|(t, v)| json!({"timestampMs": t.to_string(), "value": v})).collect();
+                let exemplars: Vec<Json> = s
+                    .exemplars
+                    .iter()
+                    .map(|e| {
+                        let id = hex::encode(e.trace_id);
+                        let trimmed = id.trim_start_matches('0');
+                        json!({
+                            "labels": [{"key": "trace:id", "value": {"stringValue": if trimmed.is_empty() { "0" } else { trimmed }}},
+                                       {"key": "span:id", "value": {"stringValue": hex::encode(e.span_id)}}],
+                            "value": e.value,
+                            "timestampMs": e.timestamp_ms.to_string(),
+                        })
+                    })
+                    .collect();
+                let mut obj = serde_json::Map::new();
+                obj.insert("labels".into(), labels_json(&s.labels));
+                obj.insert("promLabels".into(), json!(prom_labels(&s.labels)));
+                obj.insert("samples".into(), Json::Array(samples));
+                if !exemplars.is_empty() {
+                    obj.insert("exemplars".into(), Json::Array(exemplars));
+                }
+                Json::Object(obj)
+            })
+            .collect();
+        Ok(json_response(&json!({"series": series, "metrics": metrics_json(&outcome)})))
+    }
+    .await;
+    finish(&state, "metrics_query_range", started, result)
+}
+
+/// `GET /api/metrics/query`: one value per series over the whole range.
+pub async fn query_instant(
+    State(state): State<SharedState>,
+    Query(params): Query<Params>,
+    headers: HeaderMap,
+) -> Response {
+    let started = Instant::now();
+    let result = async {
+        let (series, outcome, _) = run(&state, &headers, &params, true).await?;
+        let series: Vec<Json> = series
+            .iter()
+            .filter_map(|s| {
+                let value = s.samples.first()?.1;
+                Some(json!({"labels": labels_json(&s.labels), "promLabels": prom_labels(&s.labels), "value": value}))
+            })
+            .collect();
+        Ok(json_response(
+            &json!({"series": series, "metrics": metrics_json(&outcome)}),
+        ))
+    }
+    .await;
+    finish(&state, "metrics_query", started, result)
+}

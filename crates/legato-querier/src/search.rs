@@ -1,0 +1,321 @@
+//! TraceQL search and tag lookups over ingester data and backend blocks.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use legato_model::span::TraceData;
+use legato_model::{BlockId, TenantId};
+use legato_storage::BlockMeta;
+use legato_traceql::eval::Plan;
+use legato_traceql::search::{TraceHit, hit};
+use legato_traceql::tags::TagSummary;
+
+use crate::{Querier, QueryError};
+
+/// A TraceQL metrics query over `[start_ns, end_ns)` in steps of `step_ns`.
+pub struct MetricsRequest {
+    pub plan: Arc<Plan>,
+    pub stage: legato_traceql::ast::MetricsStage,
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub step_ns: u64,
+    pub max_exemplars: usize,
+}
+
+/// A search as the API hands it over.
+pub struct SearchRequest {
+    pub plan: Arc<Plan>,
+    /// Unix nanoseconds, inclusive; `None` = unbounded.
+    pub start_ns: Option<u64>,
+    pub end_ns: Option<u64>,
+    pub limit: usize,
+    /// Spans per spanset (0 = all).
+    pub spss: usize,
+}
+
+#[derive(Debug, Default)]
+pub struct SearchOutcome {
+    pub traces: Vec<TraceHit>,
+    pub inspected_traces: u64,
+    pub inspected_spans: u64,
+    pub inspected_bytes: u64,
+    pub total_blocks: u32,
+    pub completed_jobs: u32,
+    pub total_jobs: u32,
+}
+
+/// Collects hits from several sources, merging by trace id, until the limit is met.
+struct Collector {
+    hits: parking_lot::Mutex<HashMap<[u8; 16], TraceHit>>,
+    limit: usize,
+    /// Keep going past the limit (most_recent needs every candidate).
+    exhaustive: bool,
+    done: AtomicBool,
+    inspected_traces: AtomicU64,
+    inspected_spans: AtomicU64,
+}
+
+impl Collector {
+    fn offer(&self, plan: &Plan, trace: &TraceData, req: &SearchRequest) -> bool {
+        self.inspected_traces.fetch_add(1, Ordering::Relaxed);
+        self.inspected_spans
+            .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
+        let (start, end) = (trace.start_unix_nano(), trace.end_unix_nano());
+        let in_range = req.start_ns.is_none_or(|s| end >= s) && req.end_ns.is_none_or(|e| start <= e);
+        if in_range {
+            let sets = plan.eval(trace);
+            if let Some(h) = hit(plan, trace, &sets, 0) {
+                let mut hits = self.hits.lock();
+                match hits.get_mut(&h.trace_id) {
+                    Some(existing) => existing.merge(h),
+                    None => {
+                        hits.insert(h.trace_id, h);
+                    }
+                }
+                if !self.exhaustive && hits.len() >= self.limit {
+                    self.done.store(true, Ordering::SeqCst);
+                }
+            }
+        }
+        !self.done.load(Ordering::SeqCst)
+    }
+}
+
+impl Querier {
+    /// Runs a TraceQL search: ingester data first, then blocks newest first, in parallel.
+    pub async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchOutcome, QueryError> {
+        let plan = req.plan.clone();
+        let collector = Arc::new(Collector {
+            hits: parking_lot::Mutex::new(HashMap::new()),
+            limit: req.limit.max(1),
+            exhaustive: plan.most_recent(),
+            done: AtomicBool::new(false),
+            inspected_traces: AtomicU64::new(0),
+            inspected_spans: AtomicU64::new(0),
+        });
+        for source in &self.recent {
+            for trace in source.recent_traces(tenant).await {
+                if !collector.offer(&plan, &trace, &req) {
+                    break;
+                }
+            }
+        }
+        let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
+        blocks.sort_by_key(|b| std::cmp::Reverse(b.end_time_unix_nano));
+        let total_blocks = blocks.len() as u32;
+        let req = Arc::new(req);
+        let results = self
+            .scan_blocks(
+                blocks,
+                {
+                    let collector = collector.clone();
+                    let plan = plan.clone();
+                    let req = req.clone();
+                    move |trace: TraceData| collector.offer(&plan, &trace, &req)
+                },
+                {
+                    let collector = collector.clone();
+                    move || collector.done.load(Ordering::SeqCst)
+                },
+            )
+            .await?;
+        let mut traces: Vec<TraceHit> = collector.hits.lock().drain().map(|(_, h)| h).collect();
+        traces.sort_by_key(|h| std::cmp::Reverse(h.start_unix_nano));
+        traces.truncate(req.limit.max(1));
+        for t in &mut traces {
+            t.cap_spans(req.spss);
+        }
+        Ok(SearchOutcome {
+            traces,
+            inspected_traces: collector.inspected_traces.load(Ordering::Relaxed),
+            inspected_spans: collector.inspected_spans.load(Ordering::Relaxed),
+            inspected_bytes: results.bytes,
+            total_blocks,
+            completed_jobs: results.completed + 1,
+            total_jobs: total_blocks + 1,
+        })
+    }
+
+    /// Tag names and values, from ingester data and blocks. Without a filter, per-block
+    /// summaries are computed once and cached; with one, matching spans are scanned.
+    pub async fn tags(
+        &self,
+        tenant: &TenantId,
+        filter: Option<Arc<Plan>>,
+        start_ns: Option<u64>,
+        end_ns: Option<u64>,
+    ) -> Result<TagSummary, QueryError> {
+        let mut summary = TagSummary::default();
+        let add = |summary: &mut TagSummary, trace: &TraceData, filter: &Option<Arc<Plan>>| match filter {
+            None => summary.add_trace(trace, None),
+            Some(plan) => {
+                for set in plan.eval(trace) {
+                    summary.add_trace(trace, Some(&set.spans));
+                }
+            }
+        };
+        for source in &self.recent {
+            for trace in source.recent_traces(tenant).await {
+                add(&mut summary, &trace, &filter);
+            }
+        }
+        let blocks = self.blocks_in_range(tenant, start_ns, end_ns);
+        let mut to_scan = Vec::new();
+        for b in blocks {
+            let cached = if filter.is_none() {
+                self.tag_cache.lock().get(&b.block_id).cloned()
+            } else {
+                None
+            };
+            match cached {
+                Some(s) => summary.merge(&s),
+                None => to_scan.push(b),
+            }
+        }
+        for meta in to_scan {
+            let block_summary = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
+            let f = filter.clone();
+            let sink = block_summary.clone();
+            self.scan_blocks(
+                vec![meta.clone()],
+                move |trace: TraceData| {
+                    add(&mut sink.lock(), &trace, &f);
+                    true
+                },
+                || false,
+            )
+            .await?;
+            let s = std::mem::take(&mut *block_summary.lock());
+            summary.merge(&s);
+            if filter.is_none() {
+                self.tag_cache.lock().insert(meta.block_id, Arc::new(s));
+            }
+        }
+        Ok(summary)
+    }
+
+    fn blocks_in_range(&self, tenant: &TenantId, start_ns: Option<u64>, end_ns: Option<u64>) -> Vec<Arc<BlockMeta>> {
+        self.blocklist
+            .blocks(tenant)
+            .into_iter()
+            .filter(|m| {
+                start_ns.is_none_or(|s| m.end_time_unix_nano >= s) && end_ns.is_none_or(|e| m.start_time_unix_nano <= e)
+            })
+            .collect()
+    }
+
+    /// Scans blocks on blocking threads (decoding and evaluation are CPU work), a few at a time.
+    async fn scan_blocks(
+        &self,
+        blocks: Vec<Arc<BlockMeta>>,
+        visit: impl Fn(TraceData) -> bool + Send + Sync + Clone + 'static,
+        stop: impl Fn() -> bool + Send + Sync + Clone + 'static,
+    ) -> Result<ScanTotals, QueryError> {
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let mut totals = ScanTotals::default();
+        let handle = tokio::runtime::Handle::current();
+        for chunk in blocks.chunks(parallel) {
+            if stop() {
+                break;
+            }
+            let mut tasks = Vec::new();
+            for meta in chunk {
+                let (meta, reader, visit, handle) = (meta.clone(), self.reader.clone(), visit.clone(), handle.clone());
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    let result = handle.block_on(reader.scan_traces(&meta, visit));
+                    (meta.block_id, result)
+                }));
+            }
+            for t in tasks {
+                let (block, result) = t.await.map_err(|e| QueryError::Block {
+                    block: "?".into(),
+                    source: legato_storage::Error::Join(e.to_string()),
+                })?;
+                let bytes = result.map_err(|source| QueryError::Block {
+                    block: block.to_string(),
+                    source,
+                })?;
+                totals.bytes += bytes;
+                totals.completed += 1;
+            }
+        }
+        Ok(totals)
+    }
+
+    /// Drops cached summaries of blocks that are gone.
+    pub(crate) fn retain_tag_cache(&self, live: &HashSet<BlockId>) {
+        self.tag_cache.lock().retain(|id, _| live.contains(id));
+    }
+}
+
+#[derive(Default)]
+struct ScanTotals {
+    bytes: u64,
+    completed: u32,
+}
+
+impl Querier {
+    /// Evaluates a TraceQL metrics query over `[start, end)` in steps.
+    pub async fn metrics(
+        &self,
+        tenant: &TenantId,
+        req: MetricsRequest,
+    ) -> Result<(Vec<legato_traceql::metrics::Series>, SearchOutcome), QueryError> {
+        use legato_traceql::metrics::MetricsEval;
+        let MetricsRequest {
+            plan,
+            stage,
+            start_ns,
+            end_ns,
+            step_ns,
+            max_exemplars,
+        } = req;
+        let eval = Arc::new(parking_lot::Mutex::new(MetricsEval::new(
+            plan,
+            stage,
+            start_ns,
+            end_ns,
+            step_ns,
+            max_exemplars,
+        )));
+        let inspected = Arc::new(AtomicU64::new(0));
+        for source in &self.recent {
+            for trace in source.recent_traces(tenant).await {
+                inspected.fetch_add(1, Ordering::Relaxed);
+                eval.lock().observe(&trace);
+            }
+        }
+        let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
+        let total_blocks = blocks.len() as u32;
+        let totals = self
+            .scan_blocks(
+                blocks,
+                {
+                    let (eval, inspected) = (eval.clone(), inspected.clone());
+                    move |trace: TraceData| {
+                        inspected.fetch_add(1, Ordering::Relaxed);
+                        eval.lock().observe(&trace);
+                        true
+                    }
+                },
+                || false,
+            )
+            .await?;
+        let eval = Arc::try_unwrap(eval).map_err(|_| QueryError::Block {
+            block: "metrics".into(),
+            source: legato_storage::Error::Join("evaluator still shared".into()),
+        })?;
+        let series = eval.into_inner().finish();
+        let outcome = SearchOutcome {
+            traces: Vec::new(),
+            inspected_traces: inspected.load(Ordering::Relaxed),
+            inspected_spans: 0,
+            inspected_bytes: totals.bytes,
+            total_blocks,
+            completed_jobs: totals.completed + 1,
+            total_jobs: total_blocks + 1,
+        };
+        Ok((series, outcome))
+    }
+}

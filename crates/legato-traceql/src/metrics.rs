@@ -1,0 +1,397 @@
+//! TraceQL metrics: `rate`, `count_over_time`, `sum/avg/min/max_over_time`,
+//! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps.
+//! Quantiles and histograms use power-of-two buckets, as Tempo does, so numbers match.
+
+use std::collections::HashMap;
+
+use legato_model::span::TraceData;
+
+use crate::ast::{MetricsOp, MetricsStage, SecondStage};
+use crate::eval::{Plan, field_label};
+use crate::value::Value;
+
+/// One output series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Label name and value; ungrouped series carry `__name__` = the function name.
+    pub labels: Vec<(String, Value)>,
+    /// (timestamp ms, value); NaN samples are left out.
+    pub samples: Vec<(i64, f64)>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    pub trace_id: [u8; 16],
+    pub span_id: [u8; 8],
+    pub timestamp_ms: i64,
+    pub value: f64,
+}
+
+#[derive(Default, Clone)]
+struct Acc {
+    count: Vec<f64>,
+    sum: Vec<f64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    /// Per step: log2 bucket → count.
+    buckets: Vec<HashMap<i32, f64>>,
+    exemplars: Vec<Exemplar>,
+}
+
+/// Accumulates spans of many traces into series over `[start, end)` in steps.
+pub struct MetricsEval {
+    plan: std::sync::Arc<Plan>,
+    stage: MetricsStage,
+    start_ns: u64,
+    end_ns: u64,
+    step_ns: u64,
+    steps: usize,
+    max_exemplars: usize,
+    exemplar_count: usize,
+    series: SeriesMap,
+}
+
+/// Series by label key: the labels as given, and their accumulators.
+type SeriesMap = HashMap<Vec<(String, ValueKey)>, (Vec<(String, Value)>, Acc)>;
+
+/// A hashable stand-in for a label value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ValueKey(String);
+
+impl MetricsEval {
+    pub fn new(
+        plan: std::sync::Arc<Plan>,
+        stage: MetricsStage,
+        start_ns: u64,
+        end_ns: u64,
+        step_ns: u64,
+        max_exemplars: usize,
+    ) -> Self {
+        let step_ns = step_ns.max(1);
+        let steps = (end_ns.saturating_sub(start_ns)).div_ceil(step_ns).max(1) as usize;
+        Self {
+            plan,
+            stage,
+            start_ns,
+            end_ns,
+            step_ns,
+            steps,
+            max_exemplars,
+            exemplar_count: 0,
+            series: HashMap::new(),
+        }
+    }
+
+    /// Adds the matching spans of one trace.
+    pub fn observe(&mut self, trace: &TraceData) {
+        let mut spans: Vec<usize> = self.plan.eval(trace).into_iter().flat_map(|s| s.spans).collect();
+        spans.sort_unstable();
+        spans.dedup();
+        for i in spans {
+            let s = &trace.spans[i];
+            if s.start_unix_nano < self.start_ns || s.start_unix_nano >= self.end_ns {
+                continue;
+            }
+            let step = ((s.start_unix_nano - self.start_ns) / self.step_ns) as usize;
+            let labels: Vec<(String, Value)> = self
+                .stage
+                .by
+                .iter()
+                .map(|f| (field_label(f), self.plan.field_value(trace, i, f)))
+                .collect();
+            let measured = match &self.stage.field {
+                Some(f) => match self.plan.field_value(trace, i, f) {
+                    Value::Duration(d) => Some((d as f64 / 1e9, Some(d))),
+                    v => v.as_f64().map(|x| (x, None)),
+                },
+                None => None,
+            };
+            let needs_value = !matches!(self.stage.op, MetricsOp::Rate | MetricsOp::CountOverTime);
+            if needs_value && measured.is_none() {
+                continue;
+            }
+            let key: Vec<(String, ValueKey)> = labels
+                .iter()
+                .map(|(k, v)| (k.clone(), ValueKey(format!("{v:?}"))))
+                .collect();
+            let steps = self.steps;
+            let (_, acc) = self.series.entry(key).or_insert_with(|| {
+                (
+                    labels,
+                    Acc {
+                        count: vec![0.0; steps],
+                        sum: vec![0.0; steps],
+                        min: vec![f64::NAN; steps],
+                        max: vec![f64::NAN; steps],
+                        buckets: vec![HashMap::new(); steps],
+                        exemplars: Vec::new(),
+                    },
+                )
+            });
+            acc.count[step] += 1.0;
+            let value = measured.map(|(v, _)| v).unwrap_or(1.0);
+            if let Some((v, raw)) = measured {
+                acc.sum[step] += v;
+                acc.min[step] = if acc.min[step].is_nan() {
+                    v
+                } else {
+                    acc.min[step].min(v)
+                };
+                acc.max[step] = if acc.max[step].is_nan() {
+                    v
+                } else {
+                    acc.max[step].max(v)
+                };
+                let bucket_of = raw.map(|ns| ns as f64).unwrap_or(v);
+                *acc.buckets[step].entry(log2_bucket(bucket_of)).or_default() += 1.0;
+            }
+            if self.exemplar_count < self.max_exemplars && acc.exemplars.iter().all(|e| e.trace_id != trace.trace_id) {
+                acc.exemplars.push(Exemplar {
+                    trace_id: trace.trace_id,
+                    span_id: s.span_id,
+                    timestamp_ms: (s.start_unix_nano / 1_000_000) as i64,
+                    value,
+                });
+                self.exemplar_count += 1;
+            }
+        }
+    }
+
+    /// The series, second-stage operations applied.
+    pub fn finish(self) -> Vec<Series> {
+        let step_secs = self.step_ns as f64 / 1e9;
+        let ts = |i: usize| ((self.start_ns + i as u64 * self.step_ns) / 1_000_000) as i64;
+        let op = self.stage.op;
+        let is_duration = self.stage.field.as_ref().is_some_and(|f| {
+            matches!(
+                f,
+                crate::ast::FieldExpr::Intrinsic(
+                    crate::ast::Intrinsic::Duration | crate::ast::Intrinsic::TraceDuration
+                )
+            )
+        });
+        let mut out: Vec<Series> = Vec::new();
+        for (_, (labels, acc)) in self.series {
+            let base_labels = if labels.is_empty() {
+                vec![("__name__".to_string(), Value::Str(op_name(op).into()))]
+            } else {
+                labels
+            };
+            let samples = |f: &dyn Fn(usize) -> f64| -> Vec<(i64, f64)> {
+                (0..self.steps)
+                    .map(|i| (ts(i), f(i)))
+                    .filter(|(_, v)| !v.is_nan())
+                    .collect()
+            };
+            match op {
+                MetricsOp::QuantileOverTime => {
+                    for q in &self.stage.quantiles {
+                        let mut labels = base_labels.clone();
+                        labels.push(("p".into(), Value::Float(*q)));
+                        let s = samples(&|i| {
+                            let v = log2_quantile(&acc.buckets[i], *q);
+                            if is_duration { v / 1e9 } else { v }
+                        });
+                        out.push(Series {
+                            labels,
+                            samples: s,
+                            exemplars: acc.exemplars.clone(),
+                        });
+                    }
+                }
+                MetricsOp::HistogramOverTime => {
+                    let mut bounds: Vec<i32> = acc.buckets.iter().flat_map(|b| b.keys().copied()).collect();
+                    bounds.sort_unstable();
+                    bounds.dedup();
+                    for b in bounds {
+                        let upper = 2f64.powi(b);
+                        let mut labels = base_labels.clone();
+                        labels.push((
+                            "__bucket".into(),
+                            Value::Float(if is_duration { upper / 1e9 } else { upper }),
+                        ));
+                        let s = samples(&|i| acc.buckets[i].get(&b).copied().unwrap_or(f64::NAN));
+                        out.push(Series {
+                            labels,
+                            samples: s,
+                            exemplars: Vec::new(),
+                        });
+                    }
+                }
+                _ => {
+                    let s = samples(&|i| match op {
+                        MetricsOp::Rate => {
+                            if acc.count[i] > 0.0 {
+                                acc.count[i] / step_secs
+                            } else {
+                                f64::NAN
+                            }
+                        }
+                        MetricsOp::CountOverTime => {
+                            if acc.count[i] > 0.0 {
+                                acc.count[i]
+                            } else {
+                                f64::NAN
+                            }
+                        }
+                        MetricsOp::SumOverTime => {
+                            if acc.count[i] > 0.0 {
+                                acc.sum[i]
+                            } else {
+                                f64::NAN
+                            }
+                        }
+                        MetricsOp::AvgOverTime => {
+                            if acc.count[i] > 0.0 {
+                                acc.sum[i] / acc.count[i]
+                            } else {
+                                f64::NAN
+                            }
+                        }
+                        MetricsOp::MinOverTime => acc.min[i],
+                        MetricsOp::MaxOverTime => acc.max[i],
+                        MetricsOp::QuantileOverTime | MetricsOp::HistogramOverTime => f64::NAN,
+                    });
+                    out.push(Series {
+                        labels: base_labels,
+                        samples: s,
+                        exemplars: acc.exemplars.clone(),
+                    });
+                }
+            }
+        }
+        out.retain(|s| !s.samples.is_empty());
+        out.sort_by(|a, b| format!("{:?}", a.labels).cmp(&format!("{:?}", b.labels)));
+        for stage in &self.stage.second_stage {
+            out = second_stage(out, stage);
+        }
+        out
+    }
+}
+
+fn second_stage(mut series: Vec<Series>, stage: &SecondStage) -> Vec<Series> {
+    match stage {
+        SecondStage::Filter { op, value } => {
+            for s in &mut series {
+                s.samples
+                    .retain(|(_, v)| Value::Float(*v).compare(*op, &Value::Float(*value)));
+            }
+            series.retain(|s| !s.samples.is_empty());
+            series
+        }
+        SecondStage::TopK(k) | SecondStage::BottomK(k) => {
+            // Per step, keep the k highest (lowest) series values.
+            let top = matches!(stage, SecondStage::TopK(_));
+            let mut steps: Vec<i64> = series.iter().flat_map(|s| s.samples.iter().map(|(t, _)| *t)).collect();
+            steps.sort_unstable();
+            steps.dedup();
+            let mut keep: Vec<Vec<i64>> = vec![Vec::new(); series.len()];
+            for t in steps {
+                let mut at: Vec<(usize, f64)> = series
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.samples.iter().find(|(ts, _)| *ts == t).map(|(_, v)| (i, *v)))
+                    .collect();
+                at.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
+                for (i, _) in at.into_iter().take(*k as usize) {
+                    keep[i].push(t);
+                }
+            }
+            for (s, k) in series.iter_mut().zip(keep) {
+                s.samples.retain(|(t, _)| k.contains(t));
+            }
+            series.retain(|s| !s.samples.is_empty());
+            series
+        }
+    }
+}
+
+pub fn op_name(op: MetricsOp) -> &'static str {
+    match op {
+        MetricsOp::Rate => "rate",
+        MetricsOp::CountOverTime => "count_over_time",
+        MetricsOp::SumOverTime => "sum_over_time",
+        MetricsOp::AvgOverTime => "avg_over_time",
+        MetricsOp::MinOverTime => "min_over_time",
+        MetricsOp::MaxOverTime => "max_over_time",
+        MetricsOp::QuantileOverTime => "quantile_over_time",
+        MetricsOp::HistogramOverTime => "histogram_over_time",
+    }
+}
+
+/// The power-of-two bucket holding `v`: the exponent of the smallest power of two ≥ v.
+pub fn log2_bucket(v: f64) -> i32 {
+    if v <= 1.0 {
+        return 0;
+    }
+    v.log2().ceil() as i32
+}
+
+/// The q-quantile of values in power-of-two buckets, interpolating linearly inside the bucket
+/// that holds the rank.
+pub fn log2_quantile(buckets: &HashMap<i32, f64>, q: f64) -> f64 {
+    let total: f64 = buckets.values().sum();
+    if total == 0.0 {
+        return f64::NAN;
+    }
+    let mut sorted: Vec<(i32, f64)> = buckets.iter().map(|(k, v)| (*k, *v)).collect();
+    sorted.sort_by_key(|(k, _)| *k);
+    let rank = q.clamp(0.0, 1.0) * total;
+    let mut seen = 0.0;
+    for (b, count) in &sorted {
+        if seen + count >= rank {
+            let upper = 2f64.powi(*b);
+            let lower = if *b <= 0 { 0.0 } else { 2f64.powi(b - 1) };
+            let frac = if *count > 0.0 { (rank - seen) / count } else { 1.0 };
+            return lower + (upper - lower) * frac;
+        }
+        seen += count;
+    }
+    sorted.last().map(|(b, _)| 2f64.powi(*b)).unwrap_or(f64::NAN)
+}
+
+/// Tempo's automatic step: range/240, rounded down to a multiple of the largest of
+/// 1h/5m/1m/15s/5s/1s below it (at least 1 s; for ranges under a minute, multiples of 50 ms).
+pub fn default_step_ns(range_ns: u64) -> u64 {
+    let baseline = range_ns / 240;
+    if range_ns < 60_000_000_000 {
+        let unit = 50_000_000;
+        return (baseline / unit * unit).max(unit);
+    }
+    let units = [
+        3_600_000_000_000u64,
+        300_000_000_000,
+        60_000_000_000,
+        15_000_000_000,
+        5_000_000_000,
+        1_000_000_000,
+    ];
+    let unit = units.iter().copied().find(|u| *u < baseline).unwrap_or(1_000_000_000);
+    (baseline / unit * unit).max(1_000_000_000)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_and_quantiles() {
+        assert_eq!(log2_bucket(1000.0), 10);
+        assert_eq!(log2_bucket(1024.0), 10);
+        assert_eq!(log2_bucket(1025.0), 11);
+        let mut b = HashMap::new();
+        b.insert(10, 50.0);
+        b.insert(11, 50.0);
+        assert_eq!(log2_quantile(&b, 0.5), 1024.0);
+        assert_eq!(log2_quantile(&b, 1.0), 2048.0);
+        assert_eq!(log2_quantile(&b, 0.75), 1536.0);
+    }
+
+    #[test]
+    fn default_steps() {
+        assert_eq!(default_step_ns(3_600_000_000_000), 15_000_000_000);
+        assert_eq!(default_step_ns(30_000_000_000), 100_000_000);
+        assert_eq!(default_step_ns(24 * 3_600_000_000_000), 300_000_000_000);
+    }
+}

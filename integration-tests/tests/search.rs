@@ -1,0 +1,610 @@
+//! TraceQL search and tags over HTTP, as Grafana calls them, on a fixed hand-written dataset:
+//! the same answers from live data and, after a flush, from blocks.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use integration_tests::{Legato, Ports, config_yaml, post_otlp};
+use legato_proto::collector::ExportTraceServiceRequest;
+use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
+use legato_proto::resource::Resource;
+use legato_proto::tempopb::search::SearchResponse;
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status};
+use prost::Message;
+use serde_json::Value as Json;
+
+const MS: u64 = 1_000_000;
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+struct SpanSpec {
+    service: &'static str,
+    id: u8,
+    parent: Option<u8>,
+    name: &'static str,
+    kind: i32,
+    offset_ms: u64,
+    duration_ms: u64,
+    error: bool,
+    attrs: Vec<KeyValue>,
+}
+
+fn span(
+    service: &'static str,
+    id: u8,
+    parent: Option<u8>,
+    name: &'static str,
+    kind: i32,
+    offset_ms: u64,
+    duration_ms: u64,
+) -> SpanSpec {
+    SpanSpec {
+        service,
+        id,
+        parent,
+        name,
+        kind,
+        offset_ms,
+        duration_ms,
+        error: false,
+        attrs: Vec::new(),
+    }
+}
+
+fn trace_id(n: u8) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id[0] = 0x0a;
+    id[15] = n;
+    id
+}
+
+/// The dataset:
+/// - T1: api "GET /" (server, 150 ms) → db "SELECT" (client, 20 ms, db.system=postgresql)
+/// - T2: api "GET /" (server, 50 ms) → db "SELECT" (client, error, db.system=mysql)
+/// - T3: worker "process" (server, 300 ms, http.status_code=500) → api "GET /health" (client)
+fn dataset(base: u64) -> ExportTraceServiceRequest {
+    let mut db1 = span("db", 2, Some(1), "SELECT", 3, 10, 20);
+    db1.attrs.push(kv("db.system", Value::StringValue("postgresql".into())));
+    let mut db2 = span("db", 2, Some(1), "SELECT", 3, 10, 20);
+    db2.attrs.push(kv("db.system", Value::StringValue("mysql".into())));
+    db2.error = true;
+    let mut worker = span("worker", 1, None, "process", 2, 0, 300);
+    worker.attrs.push(kv("http.status_code", Value::IntValue(500)));
+    let traces = vec![
+        (1u8, vec![span("api", 1, None, "GET /", 2, 0, 150), db1]),
+        (2u8, vec![span("api", 1, None, "GET /", 2, 0, 50), db2]),
+        (3u8, vec![worker, span("api", 2, Some(1), "GET /health", 3, 5, 10)]),
+    ];
+    let mut resource_spans = Vec::new();
+    for (n, spans) in traces {
+        for s in spans {
+            let start = base + u64::from(n) * 1000 * MS + s.offset_ms * MS;
+            let otlp = Span {
+                trace_id: trace_id(n).to_vec(),
+                span_id: vec![n, 0, 0, 0, 0, 0, 0, s.id],
+                parent_span_id: s.parent.map(|p| vec![n, 0, 0, 0, 0, 0, 0, p]).unwrap_or_default(),
+                name: s.name.into(),
+                kind: s.kind,
+                start_time_unix_nano: start,
+                end_time_unix_nano: start + s.duration_ms * MS,
+                attributes: s.attrs,
+                status: Some(Status {
+                    code: if s.error { 2 } else { 0 },
+                    message: String::new(),
+                }),
+                ..Default::default()
+            };
+            resource_spans.push(ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", Value::StringValue(s.service.into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![otlp],
+                    ..Default::default()
+                }],
+                schema_url: String::new(),
+            });
+        }
+    }
+    ExportTraceServiceRequest { resource_spans }
+}
+
+/// Checks a JSON value uses only the fields Grafana's strict parser knows.
+fn assert_known_fields(v: &Json, path: &str) {
+    let allowed: &[&str] = match path {
+        "" => &["traces", "metrics"],
+        "metrics" => &[
+            "inspectedTraces",
+            "inspectedBytes",
+            "totalBlocks",
+            "completedJobs",
+            "totalJobs",
+            "totalBlockBytes",
+            "inspectedSpans",
+        ],
+        "trace" => &[
+            "traceID",
+            "rootServiceName",
+            "rootTraceName",
+            "startTimeUnixNano",
+            "durationMs",
+            "spanSet",
+            "spanSets",
+            "serviceStats",
+        ],
+        "spanset" => &["spans", "matched", "attributes"],
+        "span" => &["spanID", "name", "startTimeUnixNano", "durationNanos", "attributes"],
+        _ => return,
+    };
+    let obj = v.as_object().unwrap();
+    for (k, child) in obj {
+        assert!(allowed.contains(&k.as_str()), "unknown field {k:?} at {path:?}");
+        match (path, k.as_str()) {
+            ("", "metrics") => assert_known_fields(child, "metrics"),
+            ("", "traces") => child
+                .as_array()
+                .unwrap()
+                .iter()
+                .for_each(|t| assert_known_fields(t, "trace")),
+            ("trace", "spanSet") => assert_known_fields(child, "spanset"),
+            ("trace", "spanSets") => child
+                .as_array()
+                .unwrap()
+                .iter()
+                .for_each(|s| assert_known_fields(s, "spanset")),
+            ("spanset", "spans") => child
+                .as_array()
+                .unwrap()
+                .iter()
+                .for_each(|s| assert_known_fields(s, "span")),
+            _ => {}
+        }
+    }
+}
+
+async fn search(client: &reqwest::Client, legato: &Legato, q: &str, range: (u64, u64)) -> Json {
+    // Exactly Grafana's request: q, limit, spss, start, end (seconds), Accept JSON.
+    let resp = client
+        .get(legato.url("/api/search"))
+        .query(&[
+            ("q", q),
+            ("limit", "20"),
+            ("spss", "3"),
+            ("start", &range.0.to_string()),
+            ("end", &range.1.to_string()),
+        ])
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{q}");
+    let body: Json = resp.json().await.unwrap();
+    assert_known_fields(&body, "");
+    body
+}
+
+fn trace_ids(body: &Json) -> BTreeSet<String> {
+    body["traces"]
+        .as_array()
+        .map(|ts| ts.iter().map(|t| t["traceID"].as_str().unwrap().to_string()).collect())
+        .unwrap_or_default()
+}
+
+fn ids(ns: &[u8]) -> BTreeSet<String> {
+    ns.iter()
+        .map(|n| hex::encode(trace_id(*n)).trim_start_matches('0').to_string())
+        .collect()
+}
+
+const CASES: &[(&str, &[u8])] = &[
+    (
+        r#"{resource.service.name="api" && name="GET /" && duration>100ms}"#,
+        &[1],
+    ),
+    ("{status=error}", &[2]),
+    (r#"{ span.db.system = "postgresql" }"#, &[1]),
+    (
+        r#"{resource.service.name="api"} >> {span.db.system="postgresql"}"#,
+        &[1],
+    ),
+    (r#"{resource.service.name="api"} > {status=error}"#, &[2]),
+    (r#"{resource.service.name="db"} < {kind=server}"#, &[1, 2]),
+    (r#"{kind=server} > {resource.service.name="db"}"#, &[1, 2]),
+    ("{ span.http.status_code >= 500 }", &[3]),
+    ("{ } | count() > 1", &[1, 2, 3]),
+    ("{ } | count() > 2", &[]),
+    (r#"{ name =~ "GET.*" }"#, &[1, 2, 3]),
+    (r#"{ name !~ "GET.*" && kind = server }"#, &[3]),
+    (r#"{ trace:rootService = "worker" }"#, &[3]),
+    (r#"{ rootName = "GET /" && traceDuration < 100ms }"#, &[2]),
+    (r#"{ .db.system != nil } && { kind = server }"#, &[1, 2]),
+    (r#"{ .db.system = nil && resource.service.name = "db" }"#, &[]),
+    (r#"{ resource.service.name = "worker" } || { status = error }"#, &[2, 3]),
+    (r#"{ resource.service.name = "api" } | avg(duration) > 100ms"#, &[1]),
+    (
+        r#"{ resource.service.name = "api" } ~ { resource.service.name = "db" }"#,
+        &[],
+    ),
+    ("{ duration > 1s }", &[]),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grafana_searches_give_the_same_answers_live_and_from_blocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let client = reqwest::Client::new();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base = now - 60_000 * MS;
+    assert_eq!(post_otlp(&client, &legato, &dataset(base)).await.0, 200);
+    let range = (base / 1_000_000_000 - 60, now / 1_000_000_000 + 60);
+
+    for phase in ["live", "blocks"] {
+        if phase == "blocks" {
+            assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+        }
+        for (q, want) in CASES {
+            let body = search(&client, &legato, q, range).await;
+            assert_eq!(trace_ids(&body), ids(want), "{phase}: {q}");
+        }
+        // The first case in detail: span fields and attributes Grafana shows.
+        let body = search(&client, &legato, CASES[0].0, range).await;
+        let t = &body["traces"][0];
+        assert_eq!(t["rootServiceName"], "api");
+        assert_eq!(t["rootTraceName"], "GET /");
+        assert_eq!(t["durationMs"], 150);
+        let span = &t["spanSets"][0]["spans"][0];
+        assert_eq!(span["name"], "GET /");
+        assert_eq!(span["durationNanos"], "150000000");
+        assert_eq!(span["spanID"], "0100000000000001");
+        let attrs = span["attributes"].as_array().unwrap();
+        assert!(
+            attrs
+                .iter()
+                .any(|a| a["key"] == "service.name" && a["value"]["stringValue"] == "api"),
+            "{attrs:?}"
+        );
+        assert_eq!(t["spanSets"][0]["matched"], 1);
+        assert_eq!(t["spanSet"], t["spanSets"][0]);
+    }
+
+    // Protobuf answers decode as tempopb.SearchResponse.
+    let resp = client
+        .get(legato.url("/api/search"))
+        .query(&[("q", "{status=error}")])
+        .header("accept", "application/protobuf")
+        .send()
+        .await
+        .unwrap();
+    let decoded = SearchResponse::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(decoded.traces.len(), 1);
+
+    // A time range that excludes the data finds nothing.
+    let body = search(&client, &legato, "{ }", (range.0 - 100_000, range.0 - 50_000)).await;
+    assert!(trace_ids(&body).is_empty());
+    // limit caps the result.
+    let body: Json = client
+        .get(legato.url("/api/search"))
+        .query(&[("q", "{ }"), ("limit", "2")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(trace_ids(&body).len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn search_errors_are_clear() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let client = reqwest::Client::new();
+    let get = |params: Vec<(&'static str, &'static str)>| client.get(legato.url("/api/search")).query(&params).send();
+    let resp = get(vec![("q", "{ .foo = }")]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    let text = resp.text().await.unwrap();
+    assert!(
+        text.starts_with("invalid TraceQL query: parse error at line 1, col"),
+        "{text}"
+    );
+    assert_eq!(get(vec![("q", "{}"), ("tags", "a=b")]).await.unwrap().status(), 400);
+    assert_eq!(get(vec![("limit", "0")]).await.unwrap().status(), 400);
+    assert_eq!(get(vec![("spss", "1000")]).await.unwrap().status(), 400);
+    assert_eq!(get(vec![("start", "100")]).await.unwrap().status(), 400);
+    let resp = get(vec![("start", "1000000"), ("end", "2000000")]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("range specified by start and end exceeds")
+    );
+    assert_eq!(get(vec![("q", "{ } | rate()")]).await.unwrap().status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tags_and_tag_values_as_grafana_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let client = reqwest::Client::new();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    assert_eq!(post_otlp(&client, &legato, &dataset(now - 60_000 * MS)).await.0, 200);
+    for phase in ["live", "blocks"] {
+        if phase == "blocks" {
+            assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+        }
+        let tags: Json = client
+            .get(legato.url("/api/v2/search/tags?limit=5000"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let scope = |name: &str| -> Vec<String> {
+            tags["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|s| s["name"] == name)
+                .map(|s| {
+                    s["tags"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|t| t.as_str().unwrap().to_string())
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        assert_eq!(scope("resource"), vec!["service.name"], "{phase}");
+        assert_eq!(scope("span"), vec!["db.system", "http.status_code"], "{phase}");
+        assert!(scope("intrinsic").contains(&"duration".to_string()));
+
+        // Grafana percent-encodes the identifier; typed values decide quoting.
+        let values: Json = client
+            .get(legato.url("/api/v2/search/tag/resource.service.name/values?limit=5000&tag=resource.service.name"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            values["tagValues"],
+            serde_json::json!([
+                {"type": "string", "value": "api"}, {"type": "string", "value": "db"}, {"type": "string", "value": "worker"}
+            ])
+        );
+        let values: Json = client
+            .get(legato.url("/api/v2/search/tag/span.http.status_code/values"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            values["tagValues"],
+            serde_json::json!([{"type": "int", "value": "500"}])
+        );
+        let values: Json = client
+            .get(legato.url("/api/v2/search/tag/status/values"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(
+            values["tagValues"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|v| v["type"] == "keyword")
+        );
+        // q narrows values to matching spans.
+        let values: Json = client
+            .get(legato.url("/api/v2/search/tag/span.db.system/values"))
+            .query(&[("q", "{ status = error }")])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            values["tagValues"],
+            serde_json::json!([{"type": "string", "value": "mysql"}]),
+            "{phase}"
+        );
+        let values: Json = client
+            .get(legato.url("/api/v2/search/tag/name/values"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(values["tagValues"].as_array().unwrap().len(), 4, "{values}");
+        // An encoded space in a quoted identifier arrives decoded once.
+        let resp = client
+            .get(legato.url("/api/v2/search/tag/span.%22with%20space%22/values"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        assert_eq!(
+            client
+                .get(legato.url("/api/v2/search/tag/not%20valid/values"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+
+        // v1 fallbacks.
+        let v1: Json = client
+            .get(legato.url("/api/search/tags"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            v1["tagNames"],
+            serde_json::json!(["db.system", "http.status_code", "service.name"])
+        );
+        let v1: Json = client
+            .get(legato.url("/api/search/tag/service.name/values"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(v1["tagValues"], serde_json::json!(["api", "db", "worker"]));
+        assert_eq!(
+            client
+                .get(legato.url("/api/search/tags?scope=bogus"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            400
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn traceql_metrics_as_grafana_sends_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let client = reqwest::Client::new();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base = now - 600_000 * MS;
+    assert_eq!(post_otlp(&client, &legato, &dataset(base)).await.0, 200);
+    let (start, end) = (
+        (base / 1_000_000_000 - 60).to_string(),
+        (now / 1_000_000_000).to_string(),
+    );
+    let get = |path: &'static str, q: &'static str, extra: Vec<(&'static str, String)>| {
+        let mut params = vec![("q", q.to_string()), ("start", start.clone()), ("end", end.clone())];
+        params.extend(extra);
+        client
+            .get(legato.url(path))
+            .query(&params)
+            .header("accept", "application/json")
+            .send()
+    };
+    for phase in ["live", "blocks"] {
+        if phase == "blocks" {
+            assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+        }
+        // Instant: one value per series; strict fields only.
+        let body: Json = get(
+            "/api/metrics/query",
+            "{ } | count_over_time() by (resource.service.name)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let mut counts: Vec<(String, f64)> = body["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                for k in s.as_object().unwrap().keys() {
+                    assert!(
+                        ["labels", "value", "promLabels"].contains(&k.as_str()),
+                        "unknown instant field {k}"
+                    );
+                }
+                (
+                    s["labels"][0]["value"]["stringValue"].as_str().unwrap().to_string(),
+                    s["value"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        counts.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            counts,
+            vec![("api".into(), 3.0), ("db".into(), 2.0), ("worker".into(), 1.0)],
+            "{phase}"
+        );
+
+        // Quantiles on power-of-two buckets: server durations 50, 150, 300 ms → p50 interpolated
+        // inside (2^27, 2^28] ns.
+        let body: Json = get(
+            "/api/metrics/query",
+            "{ kind = server } | quantile_over_time(duration, .5)",
+            vec![],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let p50 = body["series"][0]["value"].as_f64().unwrap();
+        assert!((p50 - 0.201_326_592).abs() < 1e-6, "{phase}: p50 {p50}");
+
+        // Range: rate() samples times the step add up to all 6 spans; exemplars carry trace:id.
+        let body: Json = get("/api/metrics/query_range", "{ } | rate()", vec![("step", "60s".into())])
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let series = &body["series"][0];
+        assert_eq!(series["labels"][0]["key"], "__name__");
+        let total: f64 = series["samples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["value"].as_f64().unwrap() * 60.0)
+            .sum();
+        assert!((total - 6.0).abs() < 1e-9, "{phase}: {total}");
+        assert!(series["samples"][0]["timestampMs"].is_string());
+        let exemplar = &series["exemplars"][0];
+        assert_eq!(exemplar["labels"][0]["key"], "trace:id");
+    }
+    // Errors name the problem.
+    let resp = get("/api/metrics/query_range", "{ }", vec![]).await.unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("metrics function"));
+    let resp = get("/api/metrics/query_range", "{ } | rate()", vec![("step", "1ms".into())])
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(resp.text().await.unwrap().contains("step of"));
+    let resp = client
+        .get(legato.url("/api/metrics/query_range"))
+        .query(&[("q", "{} | rate()"), ("start", "1000000"), ("end", "2000000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("exceeds the maximum allowed duration")
+    );
+}
