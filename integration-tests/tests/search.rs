@@ -608,3 +608,131 @@ async fn traceql_metrics_as_grafana_sends_them() {
             .contains("exceeds the maximum allowed duration")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_streaming_querier_on_grpc_and_http_ports() {
+    use legato_proto::tempopb::streaming::streaming_querier_client::StreamingQuerierClient;
+    use legato_proto::tempopb::streaming::{
+        QueryRangeRequest, SearchRequest, SearchTagValuesRequest, SearchTagsRequest,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let client = reqwest::Client::new();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base = now - 600_000 * MS;
+    assert_eq!(post_otlp(&client, &legato, &dataset(base)).await.0, 200);
+    // Half the data in a block, half live: results must combine both.
+    assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+    let (req, _) = integration_tests::otlp_request(99, 2);
+    assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
+
+    for port in [ports.grpc, ports.http] {
+        let mut querier = StreamingQuerierClient::connect(format!("http://127.0.0.1:{port}"))
+            .await
+            .unwrap();
+        let request = SearchRequest {
+            query: "{ resource.service.name = \"api\" }".into(),
+            limit: 20,
+            spans_per_span_set: 3,
+            ..Default::default()
+        };
+        let mut stream = querier.search(request).await.unwrap().into_inner();
+        let mut messages = Vec::new();
+        while let Some(msg) = stream.message().await.unwrap() {
+            messages.push(msg);
+        }
+        assert!(
+            messages.len() >= 2,
+            "port {port}: progress then final, got {}",
+            messages.len()
+        );
+        let last = messages.last().unwrap();
+        let ids: BTreeSet<String> = last.traces.iter().map(|t| t.trace_id.clone()).collect();
+        assert_eq!(ids, ids_of(&[1, 2, 3]), "port {port}");
+        let metrics = last.metrics.as_ref().unwrap();
+        assert_eq!(metrics.completed_jobs, metrics.total_jobs);
+
+        let tags = querier
+            .search_tags_v2(SearchTagsRequest {
+                scope: "resource".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let tags = tags.into_inner().message().await.unwrap().unwrap();
+        assert_eq!(tags.scopes[0].tags, vec!["service.name"]);
+        let values = querier
+            .search_tag_values_v2(SearchTagValuesRequest {
+                tag_name: "span.db.system".into(),
+                query: "{ status = error }".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let values = values.into_inner().message().await.unwrap().unwrap();
+        assert_eq!(
+            values.tag_values.iter().map(|v| v.value.as_str()).collect::<Vec<_>>(),
+            vec!["mysql"]
+        );
+
+        let range = QueryRangeRequest {
+            query: "{ } | count_over_time() by (resource.service.name)".into(),
+            start: base - 60_000 * MS,
+            end: now,
+            step: 60_000 * MS,
+            ..Default::default()
+        };
+        let resp = querier
+            .metrics_query_range(range)
+            .await
+            .unwrap()
+            .into_inner()
+            .message()
+            .await
+            .unwrap()
+            .unwrap();
+        let total: f64 = resp.series.iter().flat_map(|s| &s.samples).map(|s| s.value).sum();
+        assert_eq!(
+            total, 6.0,
+            "the dataset's 6 spans (the live trace is outside the range)"
+        );
+
+        // The live trace (not in any block) is found too.
+        let request = SearchRequest {
+            query: "{ name = \"span-0\" }".into(),
+            ..Default::default()
+        };
+        let mut stream = querier.search(request).await.unwrap().into_inner();
+        let mut last = None;
+        while let Some(msg) = stream.message().await.unwrap() {
+            last = Some(msg);
+        }
+        assert_eq!(last.unwrap().traces.len(), 1, "port {port}");
+    }
+    // Errors carry gRPC codes.
+    let mut querier = StreamingQuerierClient::connect(format!("http://127.0.0.1:{}", ports.grpc))
+        .await
+        .unwrap();
+    let mut stream = querier
+        .search(SearchRequest {
+            query: "{ .a = }".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = loop {
+        match stream.message().await {
+            Ok(Some(_)) => continue,
+            Ok(None) => panic!("a bad query must fail"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+}
+
+fn ids_of(ns: &[u8]) -> BTreeSet<String> {
+    ids(ns)
+}

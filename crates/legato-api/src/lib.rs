@@ -11,6 +11,7 @@ mod otlp_grpc;
 mod otlp_http;
 mod query;
 mod search;
+mod streaming;
 mod tenant;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use prometheus_client::registry::Registry;
 pub use error::ApiError;
 pub use metrics::ApiMetrics;
 pub use otlp_grpc::trace_service;
+pub use streaming::streaming_service;
 
 /// Readiness of the process, as `/ready` reports it.
 #[derive(Debug, Default)]
@@ -91,7 +93,9 @@ pub fn http_api(state: SharedState) -> Router {
         .route("/metrics", get(query::metrics))
         .route("/status/config", get(query::status_config))
         .route("/flush", get(query::flush).post(query::flush))
-        .with_state(state)
+        .with_state(state.clone())
+        // gRPC StreamingQuerier over HTTP/2 cleartext on the same port, as Grafana dials it.
+        .merge(tonic::service::Routes::new(streaming_service(state)).into_axum_router())
 }
 
 /// OTLP/HTTP receiver (port 4318 by default).

@@ -120,14 +120,13 @@ fn metrics_json(outcome: &legato_querier::SearchOutcome) -> Json {
     Json::Object(m)
 }
 
-async fn run(
+pub(crate) async fn run(
     state: &SharedState,
-    headers: &HeaderMap,
+    tenant: &legato_model::TenantId,
     params: &Params,
     instant: bool,
 ) -> Result<(Vec<Series>, legato_querier::SearchOutcome, u64), ApiError> {
     ready(state)?;
-    let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
     let q = param(params, "q").or_else(|| param(params, "query")).ok_or_else(|| {
         ApiError::BadRequest("missing q parameter: a TraceQL metrics query such as {} | rate()".into())
     })?;
@@ -171,7 +170,7 @@ async fn run(
     let (series, outcome) = state
         .querier
         .metrics(
-            &tenant,
+            tenant,
             legato_querier::MetricsRequest {
                 plan,
                 stage,
@@ -194,7 +193,7 @@ pub async fn query_range(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let (series, outcome, _) = run(&state, &headers, &params, false).await?;
+        let (series, outcome, _) = run(&state, &tenant::from_headers(state.multitenancy_enabled, &headers)?, &params, false).await?;
         let series: Vec<Json> = series
             .iter()
             .map(|s| {
@@ -237,7 +236,13 @@ pub async fn query_instant(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let (series, outcome, _) = run(&state, &headers, &params, true).await?;
+        let (series, outcome, _) = run(
+            &state,
+            &tenant::from_headers(state.multitenancy_enabled, &headers)?,
+            &params,
+            true,
+        )
+        .await?;
         let series: Vec<Json> = series
             .iter()
             .filter_map(|s| {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, UNIX_EPOCH};
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
+use legato_model::TenantId;
 use legato_model::span::AttrValue;
 use legato_proto::common::{AnyValue, KeyValue, any_value};
 use legato_proto::tempo_json::search as json;
@@ -23,6 +24,9 @@ use prost::Message;
 
 use crate::query::{finish, render};
 use crate::{ApiError, READY, SharedState, tenant};
+
+/// Where partial search results go while a search runs (gRPC streaming).
+pub(crate) type Progress = tokio::sync::mpsc::UnboundedSender<legato_querier::SearchSnapshot>;
 
 /// Tempo's defaults and maximums.
 const DEFAULT_LIMIT: usize = 20;
@@ -232,6 +236,10 @@ fn logfmt(text: &str) -> Result<Vec<(String, String)>, String> {
     }
 }
 
+pub(crate) fn attr_kv_proto(key: &str, v: &AttrValue) -> KeyValue {
+    key_value(key, v)
+}
+
 fn key_value(key: &str, v: &AttrValue) -> KeyValue {
     use any_value::Value as V;
     let value = match v {
@@ -266,60 +274,71 @@ pub(crate) fn ready(state: &SharedState) -> Result<(), ApiError> {
 pub async fn search(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let result = async {
-        ready(&state)?;
         let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let q = param(&params, "q");
-        if q.is_some() && param(&params, "tags").is_some() {
-            return Err(ApiError::BadRequest(
-                "invalid request: q and tags cannot both be set".into(),
-            ));
-        }
-        let text = match q {
-            Some(q) => q.to_string(),
-            None => legacy_query(&params)?,
-        };
-        let query = parse_query(&text)?;
-        if query.metrics.is_some() {
-            return Err(ApiError::BadRequest(
-                "invalid TraceQL query: metrics queries are served by /api/metrics/query_range and /api/metrics/query"
-                    .into(),
-            ));
-        }
-        let limit = bounded(&params, "limit", DEFAULT_LIMIT, MAX_LIMIT, false)?;
-        let spss = bounded(&params, "spss", DEFAULT_SPSS, MAX_SPSS, true)?;
-        let (start_ns, end_ns) = time_range(&params, Some(MAX_RANGE))?;
-        let request = SearchRequest {
-            plan: plan(query)?,
-            start_ns,
-            end_ns,
-            limit,
-            spss,
-        };
-        let outcome = state
-            .querier
-            .search(&tenant, request)
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?;
-        let traces = outcome.traces.iter().map(trace_metadata).collect();
-        let resp = SearchResponse {
-            traces,
-            metrics: Some(SearchMetrics {
-                inspected_traces: outcome.inspected_traces.min(u64::from(u32::MAX)) as u32,
-                inspected_bytes: outcome.inspected_bytes,
-                total_blocks: outcome.total_blocks,
-                completed_jobs: outcome.completed_jobs,
-                total_jobs: outcome.total_jobs,
-                total_block_bytes: 0,
-                inspected_spans: outcome.inspected_spans,
-            }),
-        };
+        let resp = search_response(&state, &tenant, &params, None).await?;
         Ok(render(&headers, resp.encode_to_vec(), json::search_response(&resp)))
     }
     .await;
     finish(&state, "search", started, result)
 }
 
-fn trace_metadata(t: &legato_traceql::search::TraceHit) -> TraceSearchMetadata {
+pub(crate) async fn search_response(
+    state: &SharedState,
+    tenant: &TenantId,
+    params: &Params,
+    progress: Option<Progress>,
+) -> Result<SearchResponse, ApiError> {
+    ready(state)?;
+    let q = param(params, "q");
+    if q.is_some() && param(params, "tags").is_some() {
+        return Err(ApiError::BadRequest(
+            "invalid request: q and tags cannot both be set".into(),
+        ));
+    }
+    let text = match q {
+        Some(q) => q.to_string(),
+        None => legacy_query(params)?,
+    };
+    let query = parse_query(&text)?;
+    if query.metrics.is_some() {
+        return Err(ApiError::BadRequest(
+            "invalid TraceQL query: metrics queries are served by /api/metrics/query_range and /api/metrics/query"
+                .into(),
+        ));
+    }
+    let limit = bounded(params, "limit", DEFAULT_LIMIT, MAX_LIMIT, false)?;
+    let spss = bounded(params, "spss", DEFAULT_SPSS, MAX_SPSS, true)?;
+    let (start_ns, end_ns) = time_range(params, Some(MAX_RANGE))?;
+    let request = SearchRequest {
+        plan: plan(query)?,
+        start_ns,
+        end_ns,
+        limit,
+        spss,
+        progress,
+    };
+    let outcome = state
+        .querier
+        .search(tenant, request)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let traces = outcome.traces.iter().map(trace_metadata).collect();
+    let resp = SearchResponse {
+        traces,
+        metrics: Some(SearchMetrics {
+            inspected_traces: outcome.inspected_traces.min(u64::from(u32::MAX)) as u32,
+            inspected_bytes: outcome.inspected_bytes,
+            total_blocks: outcome.total_blocks,
+            completed_jobs: outcome.completed_jobs,
+            total_jobs: outcome.total_jobs,
+            total_block_bytes: 0,
+            inspected_spans: outcome.inspected_spans,
+        }),
+    };
+    Ok(resp)
+}
+
+pub(crate) fn trace_metadata(t: &legato_traceql::search::TraceHit) -> TraceSearchMetadata {
     let id = hex::encode(t.trace_id);
     let trimmed = id.trim_start_matches('0');
     let sets: Vec<SpanSet> = t
@@ -385,13 +404,12 @@ fn tag_filter(params: &Params) -> Option<Arc<Plan>> {
     Plan::new(query).ok().map(Arc::new)
 }
 
-async fn summary(state: &SharedState, headers: &HeaderMap, params: &Params) -> Result<TagSummary, ApiError> {
+async fn summary(state: &SharedState, tenant: &TenantId, params: &Params) -> Result<TagSummary, ApiError> {
     ready(state)?;
-    let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
     let (start, end) = time_range(params, None)?;
     state
         .querier
-        .tags(&tenant, tag_filter(params), start, end)
+        .tags(tenant, tag_filter(params), start, end)
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -416,58 +434,78 @@ fn limited(mut names: Vec<String>, params: &Params) -> Result<Vec<String>, ApiEr
 pub async fn tags_v1(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let result = async {
-        let scope = scope_param(&params)?;
-        let s = summary(&state, &headers, &params).await?;
-        let names: Vec<String> = match scope.as_deref() {
-            Some("intrinsic") => INTRINSICS.iter().map(|s| s.to_string()).collect(),
-            Some(scope) => s.names(scope),
-            None => {
-                let mut all: Vec<String> = SCOPES.iter().flat_map(|sc| s.names(sc)).collect();
-                all.sort();
-                all.dedup();
-                all
-            }
-        };
-        let resp = SearchTagsResponse {
-            tag_names: limited(names, &params)?,
-            metrics: Some(MetadataMetrics::default()),
-        };
+        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
+        let resp = tags_v1_response(&state, &tenant, &params).await?;
         Ok(render(&headers, resp.encode_to_vec(), json::tags_v1(&resp)))
     }
     .await;
     finish(&state, "search_tags", started, result)
 }
 
+pub(crate) async fn tags_v1_response(
+    state: &SharedState,
+    tenant: &TenantId,
+    params: &Params,
+) -> Result<SearchTagsResponse, ApiError> {
+    let scope = scope_param(params)?;
+    let s = summary(state, tenant, params).await?;
+    let names: Vec<String> = match scope.as_deref() {
+        Some("intrinsic") => INTRINSICS.iter().map(|s| s.to_string()).collect(),
+        Some(scope) => s.names(scope),
+        None => {
+            let mut all: Vec<String> = SCOPES.iter().flat_map(|sc| s.names(sc)).collect();
+            all.sort();
+            all.dedup();
+            all
+        }
+    };
+    let resp = SearchTagsResponse {
+        tag_names: limited(names, params)?,
+        metrics: Some(MetadataMetrics::default()),
+    };
+    Ok(resp)
+}
+
 /// `GET /api/v2/search/tags`: tag names by scope.
 pub async fn tags_v2(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
     let result = async {
-        let scope = scope_param(&params)?;
-        let s = summary(&state, &headers, &params).await?;
-        let mut scopes = Vec::new();
-        for name in SCOPES.iter().filter(|n| scope.as_deref().is_none_or(|s| s == **n)) {
-            let tags = limited(s.names(name), &params)?;
-            if !tags.is_empty() || matches!(*name, "resource" | "span") {
-                scopes.push(SearchTagsV2Scope {
-                    name: name.to_string(),
-                    tags,
-                });
-            }
-        }
-        if scope.as_deref().is_none_or(|s| s == "intrinsic") {
-            scopes.push(SearchTagsV2Scope {
-                name: "intrinsic".into(),
-                tags: INTRINSICS.iter().map(|s| s.to_string()).collect(),
-            });
-        }
-        let resp = SearchTagsV2Response {
-            scopes,
-            metrics: Some(MetadataMetrics::default()),
-        };
+        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
+        let resp = tags_v2_response(&state, &tenant, &params).await?;
         Ok(render(&headers, resp.encode_to_vec(), json::tags_v2(&resp)))
     }
     .await;
     finish(&state, "search_tags_v2", started, result)
+}
+
+pub(crate) async fn tags_v2_response(
+    state: &SharedState,
+    tenant: &TenantId,
+    params: &Params,
+) -> Result<SearchTagsV2Response, ApiError> {
+    let scope = scope_param(params)?;
+    let s = summary(state, tenant, params).await?;
+    let mut scopes = Vec::new();
+    for name in SCOPES.iter().filter(|n| scope.as_deref().is_none_or(|s| s == **n)) {
+        let tags = limited(s.names(name), params)?;
+        if !tags.is_empty() || matches!(*name, "resource" | "span") {
+            scopes.push(SearchTagsV2Scope {
+                name: name.to_string(),
+                tags,
+            });
+        }
+    }
+    if scope.as_deref().is_none_or(|s| s == "intrinsic") {
+        scopes.push(SearchTagsV2Scope {
+            name: "intrinsic".into(),
+            tags: INTRINSICS.iter().map(|s| s.to_string()).collect(),
+        });
+    }
+    let resp = SearchTagsV2Response {
+        scopes,
+        metrics: Some(MetadataMetrics::default()),
+    };
+    Ok(resp)
 }
 
 /// `GET /api/search/tag/{tag}/values`: values of a raw attribute key, as strings.
@@ -479,29 +517,40 @@ pub async fn tag_values_v1(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let s = summary(&state, &headers, &params).await?;
-        let values: Vec<String> = match tag.as_str() {
-            "status.code" => vec!["unset".into(), "ok".into(), "error".into()],
-            "error" => vec!["true".into()],
-            _ => {
-                let field = FieldExpr::Attribute(legato_traceql::ast::Attribute {
-                    scope: legato_traceql::ast::AttributeScope::Unscoped,
-                    parent: false,
-                    name: tag.clone(),
-                });
-                let mut v: Vec<String> = s.values(&field).into_iter().map(|t| t.value).collect();
-                v.dedup();
-                v
-            }
-        };
-        let resp = SearchTagValuesResponse {
-            tag_values: limited(values, &params)?,
-            metrics: Some(MetadataMetrics::default()),
-        };
+        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
+        let resp = tag_values_v1_response(&state, &tenant, &params, &tag).await?;
         Ok(render(&headers, resp.encode_to_vec(), json::tag_values_v1(&resp)))
     }
     .await;
     finish(&state, "search_tag_values", started, result)
+}
+
+pub(crate) async fn tag_values_v1_response(
+    state: &SharedState,
+    tenant: &TenantId,
+    params: &Params,
+    tag: &str,
+) -> Result<SearchTagValuesResponse, ApiError> {
+    let s = summary(state, tenant, params).await?;
+    let values: Vec<String> = match tag {
+        "status.code" => vec!["unset".into(), "ok".into(), "error".into()],
+        "error" => vec!["true".into()],
+        _ => {
+            let field = FieldExpr::Attribute(legato_traceql::ast::Attribute {
+                scope: legato_traceql::ast::AttributeScope::Unscoped,
+                parent: false,
+                name: tag.to_string(),
+            });
+            let mut v: Vec<String> = s.values(&field).into_iter().map(|t| t.value).collect();
+            v.dedup();
+            v
+        }
+    };
+    let resp = SearchTagValuesResponse {
+        tag_values: limited(values, params)?,
+        metrics: Some(MetadataMetrics::default()),
+    };
+    Ok(resp)
 }
 
 /// `GET /api/v2/search/tag/{tag}/values`: typed values of a TraceQL identifier.
@@ -513,26 +562,37 @@ pub async fn tag_values_v2(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let field = identifier(&tag)?;
-        let s = summary(&state, &headers, &params).await?;
-        let values = s.values(&field);
-        let limit = bounded(&params, "limit", usize::MAX, usize::MAX, true)?;
-        let values: Vec<TagValue> = values
-            .into_iter()
-            .take(if limit == 0 { usize::MAX } else { limit })
-            .map(|v| TagValue {
-                r#type: v.type_name.into(),
-                value: v.value,
-            })
-            .collect();
-        let resp = SearchTagValuesV2Response {
-            tag_values: values,
-            metrics: Some(MetadataMetrics::default()),
-        };
+        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
+        let resp = tag_values_v2_response(&state, &tenant, &params, &tag).await?;
         Ok(render(&headers, resp.encode_to_vec(), json::tag_values_v2(&resp)))
     }
     .await;
     finish(&state, "search_tag_values_v2", started, result)
+}
+
+pub(crate) async fn tag_values_v2_response(
+    state: &SharedState,
+    tenant: &TenantId,
+    params: &Params,
+    tag: &str,
+) -> Result<SearchTagValuesV2Response, ApiError> {
+    let field = identifier(tag)?;
+    let s = summary(state, tenant, params).await?;
+    let values = s.values(&field);
+    let limit = bounded(params, "limit", usize::MAX, usize::MAX, true)?;
+    let values: Vec<TagValue> = values
+        .into_iter()
+        .take(if limit == 0 { usize::MAX } else { limit })
+        .map(|v| TagValue {
+            r#type: v.type_name.into(),
+            value: v.value,
+        })
+        .collect();
+    let resp = SearchTagValuesV2Response {
+        tag_values: values,
+        metrics: Some(MetadataMetrics::default()),
+    };
+    Ok(resp)
 }
 
 /// Parses a tag path segment as a TraceQL attribute or intrinsic.

@@ -196,3 +196,10 @@ pub mod search {
         pub metrics: Option<MetadataMetrics>,
     }
 }
+
+/// Generated from `proto/tempopb.proto`: the StreamingQuerier service (client and server),
+/// its requests, and the metrics responses.
+pub mod streaming {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+    include!(concat!(env!("OUT_DIR"), "/tempopb.rs"));
+}

@@ -7,7 +7,7 @@
 pub mod metrics;
 mod search;
 
-pub use search::{MetricsRequest, SearchOutcome, SearchRequest};
+pub use search::{MetricsRequest, SearchOutcome, SearchRequest, SearchSnapshot};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -32,6 +32,18 @@ pub struct SearchRequest {
     pub limit: usize,
     /// Spans per spanset (0 = all).
     pub spss: usize,
+    /// Receives the results so far after each batch of work (for streaming clients).
+    pub progress: Option<tokio::sync::mpsc::UnboundedSender<SearchSnapshot>>,
+}
+
+/// Results so far of a running search.
+#[derive(Debug, Clone, Default)]
+pub struct SearchSnapshot {
+    pub traces: Vec<TraceHit>,
+    pub inspected_traces: u64,
+    pub completed_jobs: u32,
+    pub total_jobs: u32,
+    pub total_blocks: u32,
 }
 
 #[derive(Debug, Default)]
@@ -57,6 +69,22 @@ struct Collector {
 }
 
 impl Collector {
+    fn snapshot(&self, spss: usize, completed_jobs: u32, total_jobs: u32, total_blocks: u32) -> SearchSnapshot {
+        let mut traces: Vec<TraceHit> = self.hits.lock().values().cloned().collect();
+        traces.sort_by_key(|h| std::cmp::Reverse(h.start_unix_nano));
+        traces.truncate(self.limit);
+        for t in &mut traces {
+            t.cap_spans(spss);
+        }
+        SearchSnapshot {
+            traces,
+            inspected_traces: self.inspected_traces.load(Ordering::Relaxed),
+            completed_jobs,
+            total_jobs,
+            total_blocks,
+        }
+    }
+
     fn offer(&self, plan: &Plan, trace: &TraceData, req: &SearchRequest) -> bool {
         self.inspected_traces.fetch_add(1, Ordering::Relaxed);
         self.inspected_spans
@@ -104,6 +132,17 @@ impl Querier {
         let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
         blocks.sort_by_key(|b| std::cmp::Reverse(b.end_time_unix_nano));
         let total_blocks = blocks.len() as u32;
+        let progress = req.progress.clone();
+        let report = {
+            let collector = collector.clone();
+            let spss = req.spss;
+            move |completed_blocks: u32| {
+                if let Some(tx) = &progress {
+                    let _ = tx.send(collector.snapshot(spss, completed_blocks + 1, total_blocks + 1, total_blocks));
+                }
+            }
+        };
+        report(0);
         let req = Arc::new(req);
         let results = self
             .scan_blocks(
@@ -118,6 +157,7 @@ impl Querier {
                     let collector = collector.clone();
                     move || collector.done.load(Ordering::SeqCst)
                 },
+                report,
             )
             .await?;
         let mut traces: Vec<TraceHit> = collector.hits.lock().drain().map(|(_, h)| h).collect();
@@ -184,6 +224,7 @@ impl Querier {
                     true
                 },
                 || false,
+                |_| {},
             )
             .await?;
             let s = std::mem::take(&mut *block_summary.lock());
@@ -211,6 +252,7 @@ impl Querier {
         blocks: Vec<Arc<BlockMeta>>,
         visit: impl Fn(TraceData) -> bool + Send + Sync + Clone + 'static,
         stop: impl Fn() -> bool + Send + Sync + Clone + 'static,
+        after_chunk: impl Fn(u32),
     ) -> Result<ScanTotals, QueryError> {
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let mut totals = ScanTotals::default();
@@ -239,6 +281,7 @@ impl Querier {
                 totals.bytes += bytes;
                 totals.completed += 1;
             }
+            after_chunk(totals.completed);
         }
         Ok(totals)
     }
@@ -300,6 +343,7 @@ impl Querier {
                     }
                 },
                 || false,
+                |_| {},
             )
             .await?;
         let eval = Arc::try_unwrap(eval).map_err(|_| QueryError::Block {

@@ -153,12 +153,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
-    for listener in [otlp_grpc, grpc] {
+    for (listener, streaming) in [(otlp_grpc, false), (grpc, true)] {
         let stop = servers_stop.clone();
         let svc = legato_api::trace_service(state.clone(), grpc_limit);
+        // The gRPC port also serves Grafana's StreamingQuerier.
+        let querier = streaming.then(|| legato_api::streaming_service(state.clone()));
         servers.spawn(async move {
             tonic::transport::Server::builder()
                 .add_service(svc)
+                .add_optional_service(querier)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
                     stop.cancelled_owned(),

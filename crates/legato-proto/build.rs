@@ -1,0 +1,35 @@
+//! Generates the StreamingQuerier service and its request/metrics messages from
+//! `proto/tempopb.proto`, with a protoc shipped as a crate (no system protoc needed).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    println!("cargo:rerun-if-changed={}", root.display());
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .extern_path(
+            ".tempopb.common.v1.KeyValue",
+            "::opentelemetry_proto::tonic::common::v1::KeyValue",
+        )
+        .extern_path(".tempopb.SearchResponse", "crate::tempopb::search::SearchResponse")
+        .extern_path(
+            ".tempopb.SearchTagsResponse",
+            "crate::tempopb::search::SearchTagsResponse",
+        )
+        .extern_path(
+            ".tempopb.SearchTagsV2Response",
+            "crate::tempopb::search::SearchTagsV2Response",
+        )
+        .extern_path(
+            ".tempopb.SearchTagValuesResponse",
+            "crate::tempopb::search::SearchTagValuesResponse",
+        )
+        .extern_path(
+            ".tempopb.SearchTagValuesV2Response",
+            "crate::tempopb::search::SearchTagValuesV2Response",
+        )
+        .compile_with_config(config, &[root.join("tempopb.proto")], &[root])?;
+    Ok(())
+}
