@@ -1,0 +1,146 @@
+//! Property: a TraceQL query gives the same answer on a trace whether it is evaluated from
+//! live OTLP data or after the trace went through a block (Parquet write, scan, rebuild).
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::sync::Arc;
+
+use legato_model::span::TraceData;
+use legato_model::{BlockId, TenantId, TraceId};
+use legato_proto::common::{AnyValue, InstrumentationScope, KeyValue, any_value::Value};
+use legato_proto::resource::Resource;
+use legato_proto::span_view::trace_data;
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
+use legato_storage::metrics::StorageMetrics;
+use legato_storage::object_store::memory::InMemory;
+use legato_storage::{BlockReader, ObjectStore, TraceInput, encode_block, write_block};
+use legato_traceql::eval::Plan;
+use proptest::prelude::*;
+
+const QUERIES: &[&str] = &[
+    "{ }",
+    r#"{ resource.service.name = "svc-1" }"#,
+    "{ status = error }",
+    "{ duration > 5ms }",
+    "{ kind = server } >> { status = error }",
+    "{ kind = server } > { kind = client }",
+    "{ } ~ { status = error }",
+    r#"{ span.http.status_code >= 400 || span.flag = true }"#,
+    r#"{ .route =~ "/api/.*" && span.ratio > 0.5 }"#,
+    r#"{ event:name = "exception" }"#,
+    "{ trace:rootService = \"svc-0\" && span:childCount > 0 }",
+    "{ } | count() > 3",
+    "{ } | by(resource.service.name) | avg(duration) > 2ms",
+    r#"{ name = "op-0" } !>> { }"#,
+    r#"{ name = "op-1" } &<< { }"#,
+];
+
+fn kv(key: &str, value: Value) -> KeyValue {
+    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+}
+
+prop_compose! {
+    fn arb_span(max_index: usize)(
+        parent in proptest::option::of(0..max_index.max(1)),
+        service in 0..3usize,
+        name in 0..4usize,
+        kind in 0..6i32,
+        status in 0..3i32,
+        start in 0u64..1_000_000_000,
+        duration in 0u64..20_000_000,
+        code in proptest::option::of(prop_oneof![Just(200i64), Just(404), Just(500)]),
+        flag in proptest::option::of(any::<bool>()),
+        ratio in proptest::option::of(0.0f64..1.0),
+        route in proptest::option::of(prop_oneof![Just("/api/cart"), Just("/health")]),
+        event in any::<bool>(),
+    ) -> (usize, Option<usize>, Span) {
+        let mut attributes = Vec::new();
+        if let Some(c) = code { attributes.push(kv("http.status_code", Value::IntValue(c))); }
+        if let Some(f) = flag { attributes.push(kv("flag", Value::BoolValue(f))); }
+        if let Some(r) = ratio { attributes.push(kv("ratio", Value::DoubleValue(r))); }
+        if let Some(r) = route { attributes.push(kv("route", Value::StringValue(r.into()))); }
+        let span = Span {
+            name: format!("op-{name}"),
+            kind,
+            start_time_unix_nano: 1_700_000_000_000_000_000 + start,
+            end_time_unix_nano: 1_700_000_000_000_000_000 + start + duration,
+            attributes,
+            events: if event { vec![span::Event { name: "exception".into(), time_unix_nano: 1_700_000_000_000_000_000 + start, ..Default::default() }] } else { vec![] },
+            status: Some(Status { code: status, message: String::new() }),
+            ..Default::default()
+        };
+        (service, parent, span)
+    }
+}
+
+fn arb_trace() -> impl Strategy<Value = (TraceId, Vec<ResourceSpans>)> {
+    (1usize..12).prop_flat_map(|n| proptest::collection::vec(arb_span(n), n)).prop_map(|spans| {
+        let id = TraceId([7; 16]);
+        let mut batches: Vec<ResourceSpans> = (0..3)
+            .map(|svc| ResourceSpans {
+                resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue(format!("svc-{svc}")))], ..Default::default() }),
+                scope_spans: vec![ScopeSpans { scope: Some(InstrumentationScope { name: "lib".into(), ..Default::default() }), ..Default::default() }],
+                schema_url: String::new(),
+            })
+            .collect();
+        for (i, (svc, parent, mut span)) in spans.into_iter().enumerate() {
+            span.trace_id = id.0.to_vec();
+            span.span_id = vec![0, 0, 0, 0, 0, 0, 1, i as u8 + 1];
+            // Parents only point backwards, so the tree has no cycles; index 0 is a root.
+            span.parent_span_id = match parent.filter(|p| *p < i) {
+                Some(p) => vec![0, 0, 0, 0, 0, 0, 1, p as u8 + 1],
+                None => Vec::new(),
+            };
+            batches[svc].scope_spans[0].spans.push(span);
+        }
+        batches.retain(|b| !b.scope_spans[0].spans.is_empty());
+        (id, batches)
+    })
+}
+
+fn through_block(id: TraceId, batches: Vec<ResourceSpans>) -> TraceData {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let block = encode_block(&TenantId::single(), BlockId::random(), vec![TraceInput { id, batches }], 0).unwrap();
+        write_block(&store, &block).await.unwrap();
+        let reader = BlockReader::new(store, StorageMetrics::default());
+        let mut out = Vec::new();
+        reader.scan_traces(&block.meta, |t| {
+            out.push(t);
+            true
+        })
+        .await
+        .unwrap();
+        assert_eq!(out.len(), 1);
+        out.remove(0)
+    })
+}
+
+/// Names of matched spans per spanset, comparable across the two paths (span order differs).
+fn answer(plan: &Plan, trace: &TraceData) -> Vec<Vec<[u8; 8]>> {
+    let mut sets: Vec<Vec<[u8; 8]>> = plan
+        .eval(trace)
+        .iter()
+        .map(|s| {
+            let mut ids: Vec<[u8; 8]> = s.spans.iter().map(|&i| trace.spans[i].span_id).collect();
+            ids.sort();
+            ids
+        })
+        .collect();
+    sets.sort();
+    sets
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn live_and_block_answers_agree((id, batches) in arb_trace()) {
+        let live = trace_data(id.0, &batches);
+        let stored = through_block(id, batches);
+        prop_assert_eq!(live.spans.len(), stored.spans.len());
+        for q in QUERIES {
+            let plan = Plan::new(legato_traceql::parse(q).unwrap()).unwrap();
+            prop_assert_eq!(answer(&plan, &live), answer(&plan, &stored), "{}", q);
+        }
+    }
+}
