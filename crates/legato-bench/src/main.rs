@@ -80,6 +80,12 @@ struct QueryArgs {
     concurrency: usize,
     #[arg(long)]
     tenant: Option<String>,
+    /// A file of TraceQL queries (one per line, `#` comments) to run after the lookups.
+    #[arg(long)]
+    traceql: Option<PathBuf>,
+    /// Runs of each TraceQL query.
+    #[arg(long, default_value_t = 5)]
+    search_repeats: usize,
     #[arg(long)]
     json: bool,
 }
@@ -397,10 +403,14 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         "trace-by-id: {} lookups, p50 {p50:.2} ms, p90 {p90:.2} ms, p99 {p99:.2} ms, {errors} errors, {wrong} wrong (missing or extra spans)",
         lat.len()
     );
+    let searches = match &args.traceql {
+        Some(path) => search_set(&client, &args, path).await?,
+        None => Vec::new(),
+    };
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"lookups": lat.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": errors, "wrong": wrong})
+            serde_json::json!({"lookups": lat.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": errors, "wrong": wrong, "searches": searches})
         );
     }
     Ok(())
@@ -439,4 +449,53 @@ fn blocks(args: BlocksArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs each TraceQL query of `path` several times; prints latency and scan rate per query.
+async fn search_set(
+    client: &reqwest::Client,
+    args: &QueryArgs,
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<serde_json::Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let base = args.http.trim_end_matches('/');
+    let mut out = Vec::new();
+    for q in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let mut times = Vec::new();
+        let (mut spans, mut traces, mut errors) = (0u64, 0usize, 0u64);
+        for _ in 0..args.search_repeats.max(1) {
+            let t0 = Instant::now();
+            let mut req = client
+                .get(format!("{base}/api/search"))
+                .query(&[("q", q), ("limit", "20")]);
+            if let Some(t) = &args.tenant {
+                req = req.header("x-scope-orgid", t);
+            }
+            match req.send().await {
+                Ok(resp) if resp.status().is_success() => {
+                    let body: serde_json::Value = resp.json().await?;
+                    times.push(t0.elapsed().as_secs_f64() * 1000.0);
+                    spans = body["metrics"]["inspectedSpans"]
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    traces = body["traces"].as_array().map(|a| a.len()).unwrap_or(0);
+                }
+                _ => errors += 1,
+            }
+        }
+        times.sort_by(|a, b| a.total_cmp(b));
+        let p50 = percentile(&times, 0.5);
+        let rate = if p50 > 0.0 { spans as f64 / (p50 / 1000.0) } else { 0.0 };
+        println!(
+            "search p50 {p50:8.1} ms  {spans:>10} spans inspected  {:>6.2} M spans/s  {traces:>3} traces  {errors} errors  {q}",
+            rate / 1e6
+        );
+        out.push(serde_json::json!({"query": q, "p50_ms": p50, "inspected_spans": spans, "spans_per_sec": rate, "traces": traces, "errors": errors}));
+    }
+    Ok(out)
 }

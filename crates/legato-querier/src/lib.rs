@@ -5,7 +5,10 @@
 //! It does not parse HTTP (api crate) nor write blocks (ingester, compactor).
 
 pub mod metrics;
+mod prefilter;
 mod search;
+
+pub use prefilter::scan_options;
 
 pub use search::{MetricsRequest, SearchOutcome, SearchRequest, SearchSnapshot};
 

@@ -144,9 +144,11 @@ impl Querier {
         };
         report(0);
         let req = Arc::new(req);
+        let options = Arc::new(crate::prefilter::scan_options(&plan.query, &[]));
         let results = self
             .scan_blocks(
                 blocks,
+                options,
                 {
                     let collector = collector.clone();
                     let plan = plan.clone();
@@ -217,8 +219,13 @@ impl Querier {
             let block_summary = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
             let f = filter.clone();
             let sink = block_summary.clone();
+            let options = match &filter {
+                Some(plan) => crate::prefilter::scan_options(&plan.query, &[]),
+                None => legato_storage::ScanOptions::full(),
+            };
             self.scan_blocks(
                 vec![meta.clone()],
+                Arc::new(options),
                 move |trace: TraceData| {
                     add(&mut sink.lock(), &trace, &f);
                     true
@@ -250,6 +257,7 @@ impl Querier {
     async fn scan_blocks(
         &self,
         blocks: Vec<Arc<BlockMeta>>,
+        options: Arc<legato_storage::ScanOptions>,
         visit: impl Fn(TraceData) -> bool + Send + Sync + Clone + 'static,
         stop: impl Fn() -> bool + Send + Sync + Clone + 'static,
         after_chunk: impl Fn(u32),
@@ -264,8 +272,9 @@ impl Querier {
             let mut tasks = Vec::new();
             for meta in chunk {
                 let (meta, reader, visit, handle) = (meta.clone(), self.reader.clone(), visit.clone(), handle.clone());
+                let options = options.clone();
                 tasks.push(tokio::task::spawn_blocking(move || {
-                    let result = handle.block_on(reader.scan_traces(&meta, visit));
+                    let result = handle.block_on(reader.scan_traces_with(&meta, &options, visit));
                     (meta.block_id, result)
                 }));
             }
@@ -314,6 +323,8 @@ impl Querier {
             step_ns,
             max_exemplars,
         } = req;
+        let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
+        let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
         let eval = Arc::new(parking_lot::Mutex::new(MetricsEval::new(
             plan,
             stage,
@@ -334,6 +345,7 @@ impl Querier {
         let totals = self
             .scan_blocks(
                 blocks,
+                options,
                 {
                     let (eval, inspected) = (eval.clone(), inspected.clone());
                     move |trace: TraceData| {

@@ -12,7 +12,7 @@ use legato_proto::span_view::trace_data;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::object_store::memory::InMemory;
-use legato_storage::{BlockReader, ObjectStore, TraceInput, encode_block, write_block};
+use legato_storage::{BlockReader, ObjectStore, ScanOptions, TraceInput, encode_block, write_block};
 use legato_traceql::eval::Plan;
 use proptest::prelude::*;
 
@@ -32,10 +32,20 @@ const QUERIES: &[&str] = &[
     "{ } | by(resource.service.name) | avg(duration) > 2ms",
     r#"{ name = "op-0" } !>> { }"#,
     r#"{ name = "op-1" } &<< { }"#,
+    "{ span.http.status_code = 500 }",
+    r#"{ name =~ "op-[01]" && kind = client }"#,
+    r#"{ span.route = "/health" } >> { }"#,
+    r#"{ resource.service.name =~ "svc-[12]" && duration >= 10ms }"#,
+    "{ span.ratio < 0.3 } && { span.flag = false }",
+    r#"{ resource.service.name != "svc-0" } | count() > 1"#,
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
 }
 
 prop_compose! {
@@ -73,46 +83,68 @@ prop_compose! {
 }
 
 fn arb_trace() -> impl Strategy<Value = (TraceId, Vec<ResourceSpans>)> {
-    (1usize..12).prop_flat_map(|n| proptest::collection::vec(arb_span(n), n)).prop_map(|spans| {
-        let id = TraceId([7; 16]);
-        let mut batches: Vec<ResourceSpans> = (0..3)
-            .map(|svc| ResourceSpans {
-                resource: Some(Resource { attributes: vec![kv("service.name", Value::StringValue(format!("svc-{svc}")))], ..Default::default() }),
-                scope_spans: vec![ScopeSpans { scope: Some(InstrumentationScope { name: "lib".into(), ..Default::default() }), ..Default::default() }],
-                schema_url: String::new(),
-            })
-            .collect();
-        for (i, (svc, parent, mut span)) in spans.into_iter().enumerate() {
-            span.trace_id = id.0.to_vec();
-            span.span_id = vec![0, 0, 0, 0, 0, 0, 1, i as u8 + 1];
-            // Parents only point backwards, so the tree has no cycles; index 0 is a root.
-            span.parent_span_id = match parent.filter(|p| *p < i) {
-                Some(p) => vec![0, 0, 0, 0, 0, 0, 1, p as u8 + 1],
-                None => Vec::new(),
-            };
-            batches[svc].scope_spans[0].spans.push(span);
-        }
-        batches.retain(|b| !b.scope_spans[0].spans.is_empty());
-        (id, batches)
-    })
+    (1usize..12)
+        .prop_flat_map(|n| proptest::collection::vec(arb_span(n), n))
+        .prop_map(|spans| {
+            let id = TraceId([7; 16]);
+            let mut batches: Vec<ResourceSpans> = (0..3)
+                .map(|svc| ResourceSpans {
+                    resource: Some(Resource {
+                        attributes: vec![kv("service.name", Value::StringValue(format!("svc-{svc}")))],
+                        ..Default::default()
+                    }),
+                    scope_spans: vec![ScopeSpans {
+                        scope: Some(InstrumentationScope {
+                            name: "lib".into(),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }],
+                    schema_url: String::new(),
+                })
+                .collect();
+            for (i, (svc, parent, mut span)) in spans.into_iter().enumerate() {
+                span.trace_id = id.0.to_vec();
+                span.span_id = vec![0, 0, 0, 0, 0, 0, 1, i as u8 + 1];
+                // Parents only point backwards, so the tree has no cycles; index 0 is a root.
+                span.parent_span_id = match parent.filter(|p| *p < i) {
+                    Some(p) => vec![0, 0, 0, 0, 0, 0, 1, p as u8 + 1],
+                    None => Vec::new(),
+                };
+                batches[svc].scope_spans[0].spans.push(span);
+            }
+            batches.retain(|b| !b.scope_spans[0].spans.is_empty());
+            (id, batches)
+        })
 }
 
-fn through_block(id: TraceId, batches: Vec<ResourceSpans>) -> TraceData {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// The trace after a block round trip, scanned with `options`; `None` when the scan skipped it.
+fn through_block(id: TraceId, batches: Vec<ResourceSpans>, options: &ScanOptions) -> Option<TraceData> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        let block = encode_block(&TenantId::single(), BlockId::random(), vec![TraceInput { id, batches }], 0).unwrap();
+        let block = encode_block(
+            &TenantId::single(),
+            BlockId::random(),
+            vec![TraceInput { id, batches }],
+            0,
+        )
+        .unwrap();
         write_block(&store, &block).await.unwrap();
         let reader = BlockReader::new(store, StorageMetrics::default());
         let mut out = Vec::new();
-        reader.scan_traces(&block.meta, |t| {
-            out.push(t);
-            true
-        })
-        .await
-        .unwrap();
-        assert_eq!(out.len(), 1);
-        out.remove(0)
+        reader
+            .scan_traces_with(&block.meta, options, |t| {
+                out.push(t);
+                true
+            })
+            .await
+            .unwrap();
+        assert!(out.len() <= 1);
+        out.pop()
     })
 }
 
@@ -136,11 +168,17 @@ proptest! {
     #[test]
     fn live_and_block_answers_agree((id, batches) in arb_trace()) {
         let live = trace_data(id.0, &batches);
-        let stored = through_block(id, batches);
+        let stored = through_block(id, batches.clone(), &ScanOptions::full()).unwrap();
         prop_assert_eq!(live.spans.len(), stored.spans.len());
         for q in QUERIES {
             let plan = Plan::new(legato_traceql::parse(q).unwrap()).unwrap();
             prop_assert_eq!(answer(&plan, &live), answer(&plan, &stored), "{}", q);
+            // With the query's own projection and row predicates: same answer, or skipped
+            // only when nothing matches.
+            let options = legato_querier::scan_options(&plan.query, &[]);
+            let pruned = through_block(id, batches.clone(), &options);
+            let pruned_answer = pruned.map(|t| answer(&plan, &t)).unwrap_or_default();
+            prop_assert_eq!(answer(&plan, &live), pruned_answer, "pruned: {}", q);
         }
     }
 }

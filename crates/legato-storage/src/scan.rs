@@ -12,9 +12,10 @@ use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, T
 use legato_proto::common::AnyValue;
 use legato_proto::span_view::{attr_value, attrs};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
-use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
+use crate::prefilter::{ScanOptions, row_bits};
 use crate::reader::{BlockReader, column};
 use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
@@ -40,6 +41,21 @@ impl Assembler {
             }
         }
         Some(trace)
+    }
+
+    /// An origin carrying only the service name (when resources are not decoded).
+    fn service_origin(&mut self, service: &str) -> Arc<SpanOrigin> {
+        let key = (Vec::new(), service.as_bytes().to_vec());
+        self.origins
+            .entry(key)
+            .or_insert_with(|| {
+                Arc::new(SpanOrigin {
+                    service_name: service.to_string(),
+                    resource: vec![("service.name".to_string(), AttrValue::Str(service.to_string()))],
+                    ..Default::default()
+                })
+            })
+            .clone()
     }
 
     fn origin(&mut self, block: legato_model::BlockId, resource: &[u8], scope: &[u8]) -> Result<Arc<SpanOrigin>> {
@@ -78,9 +94,20 @@ impl Assembler {
 }
 
 impl BlockReader {
-    /// Calls `visit` with every trace of the block, in trace-id order. `visit` returns false to
-    /// stop early. Returns the number of bytes read.
-    pub async fn scan_traces(&self, meta: &BlockMeta, mut visit: impl FnMut(TraceData) -> bool + Send) -> Result<u64> {
+    /// Calls `visit` with every trace of the block, in trace-id order, decoding every column.
+    /// `visit` returns false to stop early. Returns the number of bytes read.
+    pub async fn scan_traces(&self, meta: &BlockMeta, visit: impl FnMut(TraceData) -> bool + Send) -> Result<u64> {
+        self.scan_traces_with(meta, &ScanOptions::full(), visit).await
+    }
+
+    /// Like `scan_traces`, but reads only the columns `options` needs and skips traces that
+    /// cannot meet its required row predicates.
+    pub async fn scan_traces_with(
+        &self,
+        meta: &BlockMeta,
+        options: &ScanOptions,
+        mut visit: impl FnMut(TraceData) -> bool + Send,
+    ) -> Result<u64> {
         if meta.encoding != ENCODING_V1 {
             return Err(Error::UnknownEncoding {
                 block: meta.block_id,
@@ -92,29 +119,75 @@ impl BlockReader {
             source,
         };
         let (reader, footer) = self.open(meta).await?;
+        let wanted = options.columns();
+        let roots: Vec<usize> = schema::schema_v1()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| wanted.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let mask = ProjectionMask::roots(footer.metadata().file_metadata().schema_descr(), roots);
         let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
             .with_batch_size(8192)
+            .with_projection(mask)
             .build()
             .map_err(perr)?;
         let mut asm = Assembler::default();
-        let mut stopped = false;
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(perr)?;
-            if !add_rows(meta.block_id, &batch, &mut asm, &mut visit)? {
-                stopped = true;
-                break;
+            if !add_rows(meta.block_id, &batch, options, &mut asm, &mut visit)? {
+                return Ok(meta.data_size);
             }
         }
-        if !stopped && let Some(t) = asm.finish() {
+        if let Some(t) = asm.finish() {
             visit(t);
         }
         Ok(meta.data_size)
     }
 }
 
+/// Which rows to rebuild: rows of traces where every required predicate is met by some row.
+/// The batch's last trace may continue in the next batch, so it is always kept, and so is a
+/// trace continuing the one being assembled.
+fn rows_to_keep(
+    trace_ids: &arrow_array::FixedSizeBinaryArray,
+    bits: &[u64],
+    required: usize,
+    current: Option<&[u8]>,
+) -> Vec<bool> {
+    let n = trace_ids.len();
+    let mut keep = vec![true; n];
+    if required == 0 {
+        return keep;
+    }
+    let all = if required >= 64 {
+        u64::MAX
+    } else {
+        (1u64 << required) - 1
+    };
+    let mut start = 0;
+    while start < n {
+        let id = trace_ids.value(start);
+        let mut end = start + 1;
+        while end < n && trace_ids.value(end) == id {
+            end += 1;
+        }
+        let continues = start == 0 && current == Some(id);
+        let last = end == n;
+        let met = bits[start..end].iter().fold(0u64, |acc, b| acc | b) & all == all;
+        if !(continues || last || met) {
+            keep[start..end].iter_mut().for_each(|k| *k = false);
+        }
+        start = end;
+    }
+    keep
+}
+
 fn add_rows(
     block: legato_model::BlockId,
     batch: &RecordBatch,
+    options: &ScanOptions,
     asm: &mut Assembler,
     visit: &mut impl FnMut(TraceData) -> bool,
 ) -> Result<bool> {
@@ -131,20 +204,39 @@ fn add_rows(
     let durations = column(batch, schema::DURATION, block)?.as_primitive::<Int64Type>();
     let codes = column(batch, schema::STATUS_CODE, block)?.as_primitive::<Int8Type>();
     let messages = column(batch, schema::STATUS_MESSAGE, block)?.as_string::<i32>();
-    let resources = column(batch, schema::RESOURCE, block)?.as_binary::<i32>();
-    let scopes = column(batch, schema::SCOPE, block)?.as_binary::<i32>();
-    let attr_lists = column(batch, schema::ATTRS, block)?.as_list::<i32>();
-    let extras = column(batch, schema::EXTRAS, block)?.as_binary::<i32>();
-    let attr_values = attr_lists.values().as_struct();
-    let a_key = attr_values.column(0).as_string::<i32>();
-    let a_str = attr_values.column(1).as_string::<i32>();
-    let a_int = attr_values.column(2).as_primitive::<Int64Type>();
-    let a_dbl = attr_values.column(3).as_primitive::<Float64Type>();
-    let a_bool = attr_values.column(4).as_boolean();
-    let a_raw = attr_values.column(5).as_binary::<i32>();
-    let offsets = attr_lists.value_offsets();
+    let services = column(batch, schema::SERVICE_NAME, block)?.as_string::<i32>();
+    // Columns a query may not need are absent from the batch.
+    let resources = options
+        .resource
+        .then(|| batch.column_by_name(schema::RESOURCE))
+        .flatten()
+        .map(|c| c.as_binary::<i32>());
+    let scopes = options
+        .resource
+        .then(|| batch.column_by_name(schema::SCOPE))
+        .flatten()
+        .map(|c| c.as_binary::<i32>());
+    let extras = options
+        .extras
+        .then(|| batch.column_by_name(schema::EXTRAS))
+        .flatten()
+        .map(|c| c.as_binary::<i32>());
+    let attr_lists = options
+        .attrs
+        .then(|| batch.column_by_name(schema::ATTRS))
+        .flatten()
+        .map(|c| c.as_list::<i32>());
 
-    for row in 0..batch.num_rows() {
+    let bits = row_bits(batch, &options.required);
+    let current = asm.current.as_ref().map(|t| t.trace_id);
+    let keep = rows_to_keep(
+        trace_ids,
+        &bits,
+        options.required.len(),
+        current.as_ref().map(|c| c.as_slice()),
+    );
+
+    for (row, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
         let trace_id: [u8; 16] = trace_ids
             .value(row)
             .try_into()
@@ -160,27 +252,14 @@ fn add_rows(
                 spans: Vec::new(),
             });
         }
-        let mut span_attrs = Vec::with_capacity((offsets[row + 1] - offsets[row]) as usize);
-        for a in offsets[row] as usize..offsets[row + 1] as usize {
-            let value = if !a_str.is_null(a) {
-                AttrValue::Str(a_str.value(a).to_string())
-            } else if !a_int.is_null(a) {
-                AttrValue::Int(a_int.value(a))
-            } else if !a_dbl.is_null(a) {
-                AttrValue::Float(a_dbl.value(a))
-            } else if !a_bool.is_null(a) {
-                AttrValue::Bool(a_bool.value(a))
-            } else {
-                let any = AnyValue::decode(a_raw.value(a)).map_err(|e| corrupt(e.to_string()))?;
-                match attr_value(&any) {
-                    Some(v) => v,
-                    None => continue,
-                }
-            };
-            span_attrs.push((a_key.value(a).to_string(), value));
-        }
+        let span_attrs = match attr_lists {
+            Some(list) => decode_attrs(list, row, &corrupt)?,
+            None => Vec::new(),
+        };
         let (mut events, mut links) = (Vec::new(), Vec::new());
-        if extras.is_valid(row) {
+        if let Some(extras) = extras
+            && extras.is_valid(row)
+        {
             let e = Span::decode(extras.value(row)).map_err(|e| corrupt(e.to_string()))?;
             events = e
                 .events
@@ -201,7 +280,10 @@ fn add_rows(
                 })
                 .collect();
         }
-        let origin = asm.origin(block, resources.value(row), scopes.value(row))?;
+        let origin = match (resources, scopes) {
+            (Some(r), Some(s)) => asm.origin(block, r.value(row), s.value(row))?,
+            _ => asm.service_origin(services.value(row)),
+        };
         let start = starts.value(row) as u64;
         let span = SpanData {
             span_id: span_ids
@@ -237,4 +319,38 @@ fn add_rows(
         }
     }
     Ok(true)
+}
+
+fn decode_attrs(
+    list: &arrow_array::ListArray,
+    row: usize,
+    corrupt: &impl Fn(String) -> Error,
+) -> Result<Vec<(String, AttrValue)>> {
+    let values = list.values().as_struct();
+    let (a_key, a_str) = (values.column(0).as_string::<i32>(), values.column(1).as_string::<i32>());
+    let a_int = values.column(2).as_primitive::<Int64Type>();
+    let a_dbl = values.column(3).as_primitive::<Float64Type>();
+    let a_bool = values.column(4).as_boolean();
+    let a_raw = values.column(5).as_binary::<i32>();
+    let offsets = list.value_offsets();
+    let mut out = Vec::with_capacity((offsets[row + 1] - offsets[row]) as usize);
+    for a in offsets[row] as usize..offsets[row + 1] as usize {
+        let value = if !a_str.is_null(a) {
+            AttrValue::Str(a_str.value(a).to_string())
+        } else if !a_int.is_null(a) {
+            AttrValue::Int(a_int.value(a))
+        } else if !a_dbl.is_null(a) {
+            AttrValue::Float(a_dbl.value(a))
+        } else if !a_bool.is_null(a) {
+            AttrValue::Bool(a_bool.value(a))
+        } else {
+            let any = AnyValue::decode(a_raw.value(a)).map_err(|e| corrupt(e.to_string()))?;
+            match attr_value(&any) {
+                Some(v) => v,
+                None => continue,
+            }
+        };
+        out.push((a_key.value(a).to_string(), value));
+    }
+    Ok(out)
 }

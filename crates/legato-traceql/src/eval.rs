@@ -557,3 +557,53 @@ pub fn referenced_fields(query: &Query) -> Vec<FieldExpr> {
     let _ = walk_pipeline(&query.pipeline, &mut visit);
     out
 }
+
+/// Every field a query reads anywhere: filters, `by`, `select`, aggregates, metrics.
+pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
+    let mut out: Vec<FieldExpr> = Vec::new();
+    let mut add = |e: &FieldExpr| -> Result<(), PlanError> {
+        if matches!(e, FieldExpr::Attribute(_) | FieldExpr::Intrinsic(_)) && !out.contains(e) {
+            out.push(e.clone());
+        }
+        Ok(())
+    };
+    fn pipeline(p: &Pipeline, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
+        let _ = walk_spanset(&p.head, add);
+        for stage in &p.stages {
+            match stage {
+                Stage::Spanset(e) => {
+                    let _ = walk_spanset(e, add);
+                }
+                Stage::By(fields) | Stage::Select(fields) => {
+                    for f in fields {
+                        let _ = walk_field(f, add);
+                    }
+                }
+                Stage::ScalarFilter { lhs, rhs, .. } => {
+                    scalar(lhs, add);
+                    scalar(rhs, add);
+                }
+                Stage::Coalesce => {}
+            }
+        }
+    }
+    fn scalar(e: &ScalarExpr, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
+        match e {
+            ScalarExpr::Aggregate { field: Some(f), .. } => {
+                let _ = walk_field(f, add);
+            }
+            ScalarExpr::Binary { lhs, rhs, .. } => {
+                scalar(lhs, add);
+                scalar(rhs, add);
+            }
+            _ => {}
+        }
+    }
+    pipeline(&query.pipeline, &mut add);
+    if let Some(m) = &query.metrics {
+        for f in m.field.iter().chain(&m.by) {
+            let _ = walk_field(f, &mut add);
+        }
+    }
+    out
+}

@@ -1,0 +1,229 @@
+//! Scan options: which columns a query needs, and row predicates that a trace must satisfy
+//! (each by at least one of its spans) to be worth rebuilding. Evaluated column-wise on Arrow
+//! batches, so traces that cannot match are skipped without decoding attributes, resources
+//! or events.
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Float64Type, Int8Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
+use regex::Regex;
+
+use crate::schema;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cmp {
+    Eq,
+    Neq,
+    Lt,
+    Lte,
+    Gt,
+    Gte,
+}
+
+impl Cmp {
+    fn test<T: PartialOrd>(self, a: T, b: T) -> bool {
+        match self {
+            Cmp::Eq => a == b,
+            Cmp::Neq => a != b,
+            Cmp::Lt => a < b,
+            Cmp::Lte => a <= b,
+            Cmp::Gt => a > b,
+            Cmp::Gte => a >= b,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum StrTest {
+    Cmp(Cmp, String),
+    /// Anchored regex; `negated` for `!~`.
+    Regex {
+        re: Regex,
+        negated: bool,
+    },
+}
+
+impl StrTest {
+    fn test(&self, s: &str) -> bool {
+        match self {
+            StrTest::Cmp(op, v) => op.test(s, v.as_str()),
+            StrTest::Regex { re, negated } => re.is_match(s) != *negated,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum ValueTest {
+    Str(StrTest),
+    Int(Cmp, i64),
+    Float(Cmp, f64),
+    Bool(Cmp, bool),
+}
+
+/// A condition on one span (one row).
+#[derive(Debug, Clone)]
+pub enum RowPredicate {
+    ServiceName(StrTest),
+    Name(StrTest),
+    Status(Cmp, i8),
+    Kind(Cmp, i8),
+    DurationNanos(Cmp, i64),
+    /// A span attribute with this key whose value passes the test.
+    SpanAttr {
+        key: String,
+        test: ValueTest,
+    },
+}
+
+/// What a scan must decode and which traces it may skip.
+#[derive(Debug, Clone, Default)]
+pub struct ScanOptions {
+    /// Every predicate must be met by some span of a trace for the trace to be rebuilt.
+    pub required: Vec<RowPredicate>,
+    /// Decode span attributes (`attrs`).
+    pub attrs: bool,
+    /// Decode events and links (`extras`).
+    pub extras: bool,
+    /// Decode resource and scope attributes (service name alone comes from its own column).
+    pub resource: bool,
+}
+
+impl ScanOptions {
+    /// Decode everything, skip nothing.
+    pub fn full() -> Self {
+        Self {
+            required: Vec::new(),
+            attrs: true,
+            extras: true,
+            resource: true,
+        }
+    }
+
+    /// The columns to read.
+    pub fn columns(&self) -> Vec<&'static str> {
+        let mut cols = vec![
+            schema::TRACE_ID,
+            schema::SPAN_ID,
+            schema::PARENT_INDEX,
+            schema::PARENT_SPAN_ID,
+            schema::NESTED_LEFT,
+            schema::NESTED_RIGHT,
+            schema::NAME,
+            schema::KIND,
+            schema::START,
+            schema::DURATION,
+            schema::STATUS_CODE,
+            schema::STATUS_MESSAGE,
+            schema::SERVICE_NAME,
+        ];
+        if self.resource {
+            cols.extend([schema::RESOURCE, schema::SCOPE]);
+        }
+        if self.attrs || self.required.iter().any(|p| matches!(p, RowPredicate::SpanAttr { .. })) {
+            cols.push(schema::ATTRS);
+        }
+        if self.extras {
+            cols.push(schema::EXTRAS);
+        }
+        cols
+    }
+}
+
+/// For each row, whether it meets each predicate: one bit per predicate (at most 64 are used).
+pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
+    let mut bits = vec![0u64; batch.num_rows()];
+    for (i, pred) in required.iter().enumerate().take(64) {
+        let bit = 1u64 << i;
+        let mut mark = |row: usize| bits[row] |= bit;
+        match pred {
+            RowPredicate::ServiceName(t) | RowPredicate::Name(t) => {
+                let col = if matches!(pred, RowPredicate::ServiceName(_)) {
+                    schema::SERVICE_NAME
+                } else {
+                    schema::NAME
+                };
+                let Some(arr) = batch.column_by_name(col) else { continue };
+                let arr = arr.as_string::<i32>();
+                // Values repeat a lot: test each distinct run once.
+                let mut last: Option<(&str, bool)> = None;
+                for row in 0..arr.len() {
+                    let v = arr.value(row);
+                    let ok = match last {
+                        Some((prev, ok)) if prev == v => ok,
+                        _ => t.test(v),
+                    };
+                    last = Some((v, ok));
+                    if ok {
+                        mark(row);
+                    }
+                }
+            }
+            RowPredicate::Status(op, code) | RowPredicate::Kind(op, code) => {
+                let col = if matches!(pred, RowPredicate::Status(..)) {
+                    schema::STATUS_CODE
+                } else {
+                    schema::KIND
+                };
+                let Some(arr) = batch.column_by_name(col) else { continue };
+                let arr = arr.as_primitive::<Int8Type>();
+                for (row, v) in arr.values().iter().enumerate() {
+                    if op.test(*v, *code) {
+                        mark(row);
+                    }
+                }
+            }
+            RowPredicate::DurationNanos(op, nanos) => {
+                let Some(arr) = batch.column_by_name(schema::DURATION) else {
+                    continue;
+                };
+                let arr = arr.as_primitive::<Int64Type>();
+                // The evaluator clamps negative durations (end before start) to zero.
+                for (row, v) in arr.values().iter().enumerate() {
+                    if op.test((*v).max(0), *nanos) {
+                        mark(row);
+                    }
+                }
+            }
+            RowPredicate::SpanAttr { key, test } => {
+                let Some(arr) = batch.column_by_name(schema::ATTRS) else {
+                    continue;
+                };
+                let list = arr.as_list::<i32>();
+                let entries = list.values().as_struct();
+                let keys = entries.column(0).as_string::<i32>();
+                let strs = entries.column(1).as_string::<i32>();
+                let ints = entries.column(2).as_primitive::<Int64Type>();
+                let dbls = entries.column(3).as_primitive::<Float64Type>();
+                let bools = entries.column(4).as_boolean();
+                let raws = entries.column(5).as_binary::<i32>();
+                let offsets = list.value_offsets();
+                for row in 0..list.len() {
+                    for e in offsets[row] as usize..offsets[row + 1] as usize {
+                        if keys.value(e) != key {
+                            continue;
+                        }
+                        // Arrays and maps live encoded in `raw`: keep the row, the evaluator decides.
+                        let ok = raws.is_valid(e)
+                            || match test {
+                                ValueTest::Str(t) => strs.is_valid(e) && t.test(strs.value(e)),
+                                ValueTest::Int(op, v) => {
+                                    (ints.is_valid(e) && op.test(ints.value(e), *v))
+                                        || (dbls.is_valid(e) && op.test(dbls.value(e), *v as f64))
+                                }
+                                ValueTest::Float(op, v) => {
+                                    (dbls.is_valid(e) && op.test(dbls.value(e), *v))
+                                        || (ints.is_valid(e) && op.test(ints.value(e) as f64, *v))
+                                }
+                                ValueTest::Bool(op, v) => bools.is_valid(e) && op.test(bools.value(e), *v),
+                            };
+                        if ok {
+                            mark(row);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    bits
+}
