@@ -219,8 +219,12 @@ impl Querier {
             let block_summary = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
             let f = filter.clone();
             let sink = block_summary.clone();
+            // Tags need every column of the spans they summarise; a filter only prunes traces.
             let options = match &filter {
-                Some(plan) => crate::prefilter::scan_options(&plan.query, &[]),
+                Some(plan) => legato_storage::ScanOptions {
+                    required: crate::prefilter::scan_options(&plan.query, &[]).required,
+                    ..legato_storage::ScanOptions::full()
+                },
                 None => legato_storage::ScanOptions::full(),
             };
             self.scan_blocks(
