@@ -293,15 +293,20 @@ impl Ingester {
         let written = tokio::task::spawn_blocking(move || {
             // Decode one trace at a time: memory holds one row group of decoded spans.
             let mut writer = BlockWriter::new(&tenant, block_id)?;
+            // Tag names and values for autocomplete, so queriers need not scan the block.
+            let mut tags = legato_traceql::tags::TagSummary::default();
             for (id, segments) in traces.iter() {
-                let batches = segments
+                let batches: Vec<ResourceSpans> = segments
                     .iter()
                     .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
                     .flat_map(|t| t.resource_spans)
                     .collect();
+                tags.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
                 writer.push(&TraceInput { id: *id, batches })?;
             }
-            writer.finish(now)
+            let mut written = writer.finish(now)?;
+            written.tags = Some(bytes::Bytes::from(tags.to_json()));
+            Ok::<_, legato_storage::Error>(written)
         })
         .await
         .map_err(|e| legato_storage::Error::Join(e.to_string()))??;

@@ -66,6 +66,8 @@ struct Collector {
     done: AtomicBool,
     inspected_traces: AtomicU64,
     inspected_spans: AtomicU64,
+    /// Spans of ingester traces looked at.
+    recent_spans: AtomicU64,
 }
 
 impl Collector {
@@ -121,9 +123,13 @@ impl Querier {
             done: AtomicBool::new(false),
             inspected_traces: AtomicU64::new(0),
             inspected_spans: AtomicU64::new(0),
+            recent_spans: AtomicU64::new(0),
         });
         for source in &self.recent {
             for trace in source.recent_traces(tenant).await {
+                collector
+                    .recent_spans
+                    .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
                 if !collector.offer(&plan, &trace, &req) {
                     break;
                 }
@@ -171,7 +177,7 @@ impl Querier {
         Ok(SearchOutcome {
             traces,
             inspected_traces: collector.inspected_traces.load(Ordering::Relaxed),
-            inspected_spans: collector.inspected_spans.load(Ordering::Relaxed),
+            inspected_spans: collector.recent_spans.load(Ordering::Relaxed) + results.spans,
             inspected_bytes: results.bytes,
             total_blocks,
             completed_jobs: results.completed + 1,
@@ -216,6 +222,20 @@ impl Querier {
             }
         }
         for meta in to_scan {
+            // Blocks carry a summary written at flush time; older ones are scanned once.
+            if filter.is_none()
+                && let Some(stored) = self
+                    .reader
+                    .read_tags(&meta)
+                    .await
+                    .ok()
+                    .flatten()
+                    .and_then(|b| TagSummary::from_json(&b))
+            {
+                summary.merge(&stored);
+                self.tag_cache.lock().insert(meta.block_id, Arc::new(stored));
+                continue;
+            }
             let block_summary = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
             let f = filter.clone();
             let sink = block_summary.clone();
@@ -279,11 +299,11 @@ impl Querier {
                 let options = options.clone();
                 tasks.push(tokio::task::spawn_blocking(move || {
                     let result = handle.block_on(reader.scan_traces_with(&meta, &options, visit));
-                    (meta.block_id, result)
+                    (meta.block_id, meta.total_spans, result)
                 }));
             }
             for t in tasks {
-                let (block, result) = t.await.map_err(|e| QueryError::Block {
+                let (block, spans, result) = t.await.map_err(|e| QueryError::Block {
                     block: "?".into(),
                     source: legato_storage::Error::Join(e.to_string()),
                 })?;
@@ -292,6 +312,7 @@ impl Querier {
                     source,
                 })?;
                 totals.bytes += bytes;
+                totals.spans += spans;
                 totals.completed += 1;
             }
             after_chunk(totals.completed);
@@ -308,6 +329,8 @@ impl Querier {
 #[derive(Default)]
 struct ScanTotals {
     bytes: u64,
+    /// Spans in the scanned blocks (read column-wise, whether rebuilt or skipped).
+    spans: u64,
     completed: u32,
 }
 

@@ -75,3 +75,72 @@ async fn combines_ingester_and_blocks_without_duplicates() {
         .unwrap();
     assert_eq!(legato_proto::span_count(&found.batches), 3);
 }
+
+#[tokio::test]
+async fn tag_summaries_come_from_tags_json_or_a_scan() {
+    use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
+    use legato_traceql::ast::{Attribute, AttributeScope, FieldExpr};
+
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::single();
+    let blocklist = Arc::new(Blocklist::default());
+    let with_attr = |v: &str| {
+        let mut b = batch(9, 1..2);
+        b.scope_spans[0].spans[0].attributes.push(KeyValue {
+            key: "route".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue(v.into())),
+            }),
+            ..Default::default()
+        });
+        b
+    };
+    // One block without tags.json (scanned), one whose tags.json says something the data does
+    // not, to prove the summary is what answers.
+    let plain = encode_block(
+        &tenant,
+        BlockId::random(),
+        vec![TraceInput {
+            id: TraceId([1; 16]),
+            batches: vec![with_attr("/scanned")],
+        }],
+        0,
+    )
+    .unwrap();
+    write_block(&store, &plain).await.unwrap();
+    blocklist.add(plain.meta);
+    let mut summarised = encode_block(
+        &tenant,
+        BlockId::random(),
+        vec![TraceInput {
+            id: TraceId([2; 16]),
+            batches: vec![with_attr("/data")],
+        }],
+        0,
+    )
+    .unwrap();
+    let mut stored = legato_traceql::tags::TagSummary::default();
+    let mut t = legato_model::span::TraceData {
+        trace_id: [2; 16],
+        spans: vec![legato_model::span::SpanData::default()],
+    };
+    t.spans[0].attrs.push((
+        "route".into(),
+        legato_model::span::AttrValue::Str("/from-summary".into()),
+    ));
+    stored.add_trace(&t, None);
+    summarised.tags = Some(bytes::Bytes::from(stored.to_json()));
+    write_block(&store, &summarised).await.unwrap();
+    blocklist.add(summarised.meta);
+
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let querier = Querier::new(vec![], reader, blocklist, QuerierMetrics::default());
+    let summary = querier.tags(&tenant, None, None, None).await.unwrap();
+    let field = FieldExpr::Attribute(Attribute {
+        scope: AttributeScope::Span,
+        parent: false,
+        name: "route".into(),
+    });
+    let values: Vec<String> = summary.values(&field).into_iter().map(|v| v.value).collect();
+    assert_eq!(values, vec!["/from-summary", "/scanned"]);
+}

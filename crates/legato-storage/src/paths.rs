@@ -19,6 +19,10 @@ impl BlockPaths {
     pub fn bloom(&self) -> Path {
         self.dir.clone().join("bloom")
     }
+    /// Optional tag summary for autocomplete (JSON, written before meta.json).
+    pub fn tags(&self) -> Path {
+        self.dir.clone().join("tags.json")
+    }
     pub fn meta(&self) -> Path {
         self.dir.clone().join("meta.json")
     }

@@ -100,6 +100,16 @@ impl BlockReader {
         rows_to_spans(meta.block_id, &batch, trace)
     }
 
+    /// The block's tag summary (`tags.json`), if it has one.
+    pub async fn read_tags(&self, meta: &BlockMeta) -> Result<Option<bytes::Bytes>> {
+        let path = BlockPaths::new(&meta.tenant_id, meta.block_id).tags();
+        match self.store.get(&path).await {
+            Ok(got) => Ok(Some(got.bytes().await.map_err(|e| Error::store(&path, e))?)),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(Error::store(&path, e)),
+        }
+    }
+
     /// A reader for the block's data file and its (cached) footer.
     pub(crate) async fn open(&self, meta: &BlockMeta) -> Result<(ParquetObjectReader, ArrowReaderMetadata)> {
         let paths = BlockPaths::new(&meta.tenant_id, meta.block_id);

@@ -36,6 +36,8 @@ pub struct WrittenBlock {
     pub meta: BlockMeta,
     pub data: Bytes,
     pub bloom: Bytes,
+    /// Tag names and values of the block (`tags.json`), when the writer computed them.
+    pub tags: Option<Bytes>,
 }
 
 /// Spans per row group: small enough that a trace lookup reads little, large enough that
@@ -195,6 +197,7 @@ impl BlockWriter {
             meta,
             data: Bytes::from(data),
             bloom: Bytes::from(bloom),
+            tags: None,
         })
     }
 }
@@ -210,6 +213,9 @@ pub async fn write_block(store: &Arc<dyn ObjectStore>, block: &WrittenBlock) -> 
     };
     put(paths.data(), block.data.clone()).await?;
     put(paths.bloom(), block.bloom.clone()).await?;
+    if let Some(tags) = &block.tags {
+        put(paths.tags(), tags.clone()).await?;
+    }
     let meta = serde_json::to_vec(&block.meta).map_err(|e| Error::Config(e.to_string()))?;
     put(paths.meta(), Bytes::from(meta)).await?;
     Ok(())

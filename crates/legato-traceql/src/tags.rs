@@ -239,3 +239,102 @@ impl TagSummary {
 pub fn value_type(v: &Value) -> &'static str {
     v.type_name()
 }
+
+/// The stored form of a summary (`tags.json`): scope → tag → [[type, value], ...].
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Stored {
+    version: u32,
+    scopes: BTreeMap<String, BTreeMap<String, StoredSet>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct StoredSet {
+    values: Vec<(String, String)>,
+    #[serde(default)]
+    truncated: bool,
+}
+
+const TYPES: &[&str] = &["string", "int", "float", "bool", "duration", "keyword"];
+const SCOPE_NAMES: &[&str] = &["resource", "span", "event", "link", "instrumentation", "intrinsic"];
+
+impl TagSummary {
+    pub fn to_json(&self) -> Vec<u8> {
+        let stored = Stored {
+            version: 1,
+            scopes: self
+                .scopes
+                .iter()
+                .map(|(scope, tags)| {
+                    let tags = tags
+                        .iter()
+                        .map(|(tag, set)| {
+                            let values = set
+                                .values
+                                .iter()
+                                .map(|v| (v.type_name.to_string(), v.value.clone()))
+                                .collect();
+                            (
+                                tag.clone(),
+                                StoredSet {
+                                    values,
+                                    truncated: set.truncated,
+                                },
+                            )
+                        })
+                        .collect();
+                    (scope.to_string(), tags)
+                })
+                .collect(),
+        };
+        serde_json::to_vec(&stored).unwrap_or_default()
+    }
+
+    /// Reads `tags.json`; `None` when it is not a summary this build understands.
+    pub fn from_json(bytes: &[u8]) -> Option<Self> {
+        let stored: Stored = serde_json::from_slice(bytes).ok()?;
+        if stored.version != 1 {
+            return None;
+        }
+        let mut summary = TagSummary::default();
+        for (scope, tags) in stored.scopes {
+            let scope = *SCOPE_NAMES.iter().find(|s| **s == scope)?;
+            let target = summary.scopes.entry(scope).or_default();
+            for (tag, set) in tags {
+                let values = set
+                    .values
+                    .into_iter()
+                    .filter_map(|(t, v)| {
+                        Some(TagValue {
+                            type_name: TYPES.iter().find(|x| **x == t)?,
+                            value: v,
+                        })
+                    })
+                    .collect();
+                target.insert(
+                    tag,
+                    ValueSet {
+                        values,
+                        truncated: set.truncated,
+                    },
+                );
+            }
+        }
+        Some(summary)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_round_trip() {
+        let mut s = TagSummary::default();
+        s.add("span", "http.status_code", &AttrValue::Int(500));
+        s.add("resource", "service.name", &AttrValue::Str("cart".into()));
+        s.add("intrinsic", "name", &AttrValue::Str("GET /".into()));
+        let back = TagSummary::from_json(&s.to_json()).unwrap();
+        assert_eq!(back, s);
+        assert!(TagSummary::from_json(b"{\"version\": 9, \"scopes\": {}}").is_none());
+    }
+}
