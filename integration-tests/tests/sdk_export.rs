@@ -164,6 +164,40 @@ async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
         let trace = Trace::decode(resp.bytes().await.unwrap()).unwrap();
         assert_eq!(legato_proto::span_count(&trace.resource_spans), 4);
     }
+    // Search finds the SDK's traces as Grafana asks for them: by service, status and kind.
+    for service in ["grpc-svc", "http-proto-svc", "http-json-svc"] {
+        let q = format!(
+            "{{ resource.service.name = \"{service}\" && status = error }} >> {{ }} || {{ resource.service.name = \"{service}\" && status = error && kind = client }}"
+        );
+        let body: serde_json::Value = client
+            .get(legato.url("/api/search"))
+            .query(&[("q", q.as_str())])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let traces = body["traces"].as_array().unwrap();
+        assert_eq!(traces.len(), 1, "{service}: {body}");
+        assert_eq!(traces[0]["rootServiceName"], service);
+        assert_eq!(traces[0]["rootTraceName"], "GET /checkout");
+        let want = hex::encode(ids.iter().find(|(_, s)| *s == service).unwrap().0);
+        assert_eq!(traces[0]["traceID"].as_str().unwrap(), want.trim_start_matches('0'));
+    }
+    let body: serde_json::Value = client
+        .get(legato.url("/api/search"))
+        .query(&[(
+            "q",
+            r#"{ span.http.response.status_code = 200 && kind = server } | count() = 1"#,
+        )])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["traces"].as_array().unwrap().len(), 3, "{body}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
