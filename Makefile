@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer release clean-data
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer release bench clean-data
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -16,7 +16,11 @@ release:
 setup:
 	bash ci/setup.sh
 
-check-fmt:
+check-## The standard benchmark scenario (local disk, then S3 on loopback); prints one table.
+bench: setup
+	bash bench/run.sh
+
+fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
@@ -37,6 +41,10 @@ lezer:
 test: setup lint lezer nextest
 
 ci: test
+
+## The standard benchmark scenario (local disk, then S3 on loopback); prints one table.
+bench: setup
+	bash bench/run.sh
 
 fmt:
 	$(CARGO) fmt --all

@@ -99,6 +99,25 @@ impl ScanOptions {
         }
     }
 
+    /// The columns the required predicates read (plus the trace id that groups rows).
+    pub fn predicate_columns(&self) -> Vec<&'static str> {
+        let mut cols = vec![schema::TRACE_ID];
+        for p in &self.required {
+            let col = match p {
+                RowPredicate::ServiceName(_) => schema::SERVICE_NAME,
+                RowPredicate::Name(_) => schema::NAME,
+                RowPredicate::Status(..) => schema::STATUS_CODE,
+                RowPredicate::Kind(..) => schema::KIND,
+                RowPredicate::DurationNanos(..) => schema::DURATION,
+                RowPredicate::SpanAttr { .. } => schema::ATTRS,
+            };
+            if !cols.contains(&col) {
+                cols.push(col);
+            }
+        }
+        cols
+    }
+
     /// The columns to read.
     pub fn columns(&self) -> Vec<&'static str> {
         let mut cols = vec![

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arrow_array::BooleanArray;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int8Type, Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
@@ -12,6 +13,7 @@ use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, T
 use legato_proto::common::AnyValue;
 use legato_proto::span_view::{attr_value, attrs};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
@@ -127,12 +129,42 @@ impl BlockReader {
             .filter(|(_, f)| wanted.contains(&f.name().as_str()))
             .map(|(i, _)| i)
             .collect();
-        let mask = ProjectionMask::roots(footer.metadata().file_metadata().schema_descr(), roots);
-        let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+        let schema_descr = footer.metadata().file_metadata().schema_descr_ptr();
+        let mask = ProjectionMask::roots(&schema_descr, roots);
+        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
             .with_batch_size(8192)
-            .with_projection(mask)
-            .build()
-            .map_err(perr)?;
+            .with_projection(mask);
+        if !options.required.is_empty() {
+            // Decode the predicate columns first; the other columns are decoded only for rows
+            // of traces that can still match.
+            let predicate_columns = options.predicate_columns();
+            let roots: Vec<usize> = schema::schema_v1()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| predicate_columns.contains(&f.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            let required = options.required.clone();
+            let mut last_kept: Option<Vec<u8>> = None;
+            let predicate = ArrowPredicateFn::new(
+                ProjectionMask::roots(&schema_descr, roots),
+                move |batch: RecordBatch| {
+                    let bits = row_bits(&batch, &required);
+                    let Some(ids) = batch.column_by_name(schema::TRACE_ID) else {
+                        return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
+                    };
+                    let ids = ids.as_fixed_size_binary();
+                    let keep = rows_to_keep(ids, &bits, required.len(), last_kept.as_deref());
+                    if !ids.is_empty() {
+                        last_kept = Some(ids.value(ids.len() - 1).to_vec());
+                    }
+                    Ok(BooleanArray::from(keep))
+                },
+            );
+            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+        }
+        let mut stream = builder.build().map_err(perr)?;
         let mut asm = Assembler::default();
         while let Some(batch) = stream.next().await {
             let batch = batch.map_err(perr)?;
