@@ -2,14 +2,14 @@
 # The standard benchmark scenario (`make bench`): Legato single-binary on local disk, then on a
 # real S3 server (moto) on loopback. Prints one table. Figures, not pass/fail.
 #
-#   DURATION=60s   ingest time per run      BLOCK_BYTES=4MiB  head block size for the S3 run
+#   DURATION=60s   ingest time per run      BLOCK_BYTES=1MiB  head block size for the S3 run
 #   RATE=max       spans/s for ingest       SEARCH_REPEATS=5
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60s}
 S3_DURATION=${S3_DURATION:-30s}
 RATE=${RATE:-max}
-BLOCK_BYTES=${BLOCK_BYTES:-4MiB}
+BLOCK_BYTES=${BLOCK_BYTES:-1MiB}
 SEARCH_REPEATS=${SEARCH_REPEATS:-5}
 cargo build --release -q -p legato -p legato-bench
 LEGATO=target/release/legato

@@ -273,13 +273,11 @@ pub(crate) fn ready(state: &SharedState) -> Result<(), ApiError> {
 /// `GET /api/search`.
 pub async fn search(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = async {
-        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let resp = search_response(&state, &tenant, &params, None).await?;
-        Ok(render(&headers, resp.encode_to_vec(), json::search_response(&resp)))
-    }
-    .await;
-    finish(&state, "search", started, result)
+    let result = match tenant::from_headers(state.multitenancy_enabled, &headers) {
+        Ok(tenant) => search_response(&state, &tenant, &params, None).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, &headers, "search", started, result, json::search_response)
 }
 
 pub(crate) async fn search_response(
@@ -391,6 +389,19 @@ pub(crate) fn trace_metadata(t: &legato_traceql::search::TraceHit) -> TraceSearc
     }
 }
 
+/// Renders a result as protobuf or JSON (per `Accept`) and records the request.
+fn respond<T: Message>(
+    state: &SharedState,
+    headers: &HeaderMap,
+    endpoint: &str,
+    started: Instant,
+    result: Result<T, ApiError>,
+    to_json: fn(&T) -> serde_json::Value,
+) -> Response {
+    let rendered = result.map(|r| render(headers, r.encode_to_vec(), to_json(&r)));
+    finish(state, endpoint, started, rendered)
+}
+
 /// A lenient `q` for tag endpoints: unparsable or non-filter queries are ignored, as in Tempo.
 fn tag_filter(params: &Params) -> Option<Arc<Plan>> {
     let q = param(params, "q")?;
@@ -433,13 +444,11 @@ fn limited(mut names: Vec<String>, params: &Params) -> Result<Vec<String>, ApiEr
 /// `GET /api/search/tags`: tag names, flat.
 pub async fn tags_v1(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = async {
-        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let resp = tags_v1_response(&state, &tenant, &params).await?;
-        Ok(render(&headers, resp.encode_to_vec(), json::tags_v1(&resp)))
-    }
-    .await;
-    finish(&state, "search_tags", started, result)
+    let result = match tenant::from_headers(state.multitenancy_enabled, &headers) {
+        Ok(tenant) => tags_v1_response(&state, &tenant, &params).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, &headers, "search_tags", started, result, json::tags_v1)
 }
 
 pub(crate) async fn tags_v1_response(
@@ -469,13 +478,11 @@ pub(crate) async fn tags_v1_response(
 /// `GET /api/v2/search/tags`: tag names by scope.
 pub async fn tags_v2(State(state): State<SharedState>, Query(params): Query<Params>, headers: HeaderMap) -> Response {
     let started = Instant::now();
-    let result = async {
-        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let resp = tags_v2_response(&state, &tenant, &params).await?;
-        Ok(render(&headers, resp.encode_to_vec(), json::tags_v2(&resp)))
-    }
-    .await;
-    finish(&state, "search_tags_v2", started, result)
+    let result = match tenant::from_headers(state.multitenancy_enabled, &headers) {
+        Ok(tenant) => tags_v2_response(&state, &tenant, &params).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, &headers, "search_tags_v2", started, result, json::tags_v2)
 }
 
 pub(crate) async fn tags_v2_response(
@@ -516,13 +523,18 @@ pub async fn tag_values_v1(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
-        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let resp = tag_values_v1_response(&state, &tenant, &params, &tag).await?;
-        Ok(render(&headers, resp.encode_to_vec(), json::tag_values_v1(&resp)))
-    }
-    .await;
-    finish(&state, "search_tag_values", started, result)
+    let result = match tenant::from_headers(state.multitenancy_enabled, &headers) {
+        Ok(tenant) => tag_values_v1_response(&state, &tenant, &params, &tag).await,
+        Err(e) => Err(e),
+    };
+    respond(
+        &state,
+        &headers,
+        "search_tag_values",
+        started,
+        result,
+        json::tag_values_v1,
+    )
 }
 
 pub(crate) async fn tag_values_v1_response(
@@ -561,13 +573,18 @@ pub async fn tag_values_v2(
     headers: HeaderMap,
 ) -> Response {
     let started = Instant::now();
-    let result = async {
-        let tenant = tenant::from_headers(state.multitenancy_enabled, &headers)?;
-        let resp = tag_values_v2_response(&state, &tenant, &params, &tag).await?;
-        Ok(render(&headers, resp.encode_to_vec(), json::tag_values_v2(&resp)))
-    }
-    .await;
-    finish(&state, "search_tag_values_v2", started, result)
+    let result = match tenant::from_headers(state.multitenancy_enabled, &headers) {
+        Ok(tenant) => tag_values_v2_response(&state, &tenant, &params, &tag).await,
+        Err(e) => Err(e),
+    };
+    respond(
+        &state,
+        &headers,
+        "search_tag_values_v2",
+        started,
+        result,
+        json::tag_values_v2,
+    )
 }
 
 pub(crate) async fn tag_values_v2_response(
