@@ -6,6 +6,7 @@ set -euo pipefail
 if ! command -v moto_server >/dev/null 2>&1; then
   echo "ci/setup.sh: installing moto[server] (S3-compatible server for tests)"
   python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5,<6'
+  command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
   hash -r
 fi
 if ! command -v moto_server >/dev/null 2>&1; then
