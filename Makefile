@@ -16,11 +16,7 @@ release:
 setup:
 	bash ci/setup.sh
 
-check-## The standard benchmark scenario (local disk, then S3 on loopback); prints one table.
-bench: setup
-	bash bench/run.sh
-
-fmt:
+check-fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
