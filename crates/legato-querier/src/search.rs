@@ -61,6 +61,7 @@ pub struct SearchOutcome {
 struct Collector {
     hits: parking_lot::Mutex<HashMap<[u8; 16], TraceHit>>,
     limit: usize,
+    spss: usize,
     /// Keep going past the limit (most_recent needs every candidate).
     exhaustive: bool,
     done: AtomicBool,
@@ -95,7 +96,9 @@ impl Collector {
         let in_range = req.start_ns.is_none_or(|s| end >= s) && req.end_ns.is_none_or(|e| start <= e);
         if in_range {
             let sets = plan.eval(trace);
-            if let Some(h) = hit(plan, trace, &sets, 0) {
+            // Spans per spanset are capped as hits are made (`matched` keeps the full count),
+            // so a broad exhaustive search does not hold every matching span.
+            if let Some(h) = hit(plan, trace, &sets, self.spss) {
                 let mut hits = self.hits.lock();
                 match hits.get_mut(&h.trace_id) {
                     Some(existing) => existing.merge(h),
@@ -105,6 +108,13 @@ impl Collector {
                 }
                 if !self.exhaustive && hits.len() >= self.limit {
                     self.done.store(true, Ordering::SeqCst);
+                }
+                if self.exhaustive && hits.len() > 2 * self.limit {
+                    // most_recent: keep the newest `limit` traces.
+                    let mut starts: Vec<u64> = hits.values().map(|h| h.start_unix_nano).collect();
+                    starts.sort_unstable_by(|a, b| b.cmp(a));
+                    let cutoff = starts[self.limit - 1];
+                    hits.retain(|_, h| h.start_unix_nano >= cutoff);
                 }
             }
         }
@@ -119,6 +129,7 @@ impl Querier {
         let collector = Arc::new(Collector {
             hits: parking_lot::Mutex::new(HashMap::new()),
             limit: req.limit.max(1),
+            spss: req.spss,
             exhaustive: plan.most_recent(),
             done: AtomicBool::new(false),
             inspected_traces: AtomicU64::new(0),
