@@ -97,12 +97,16 @@ pub struct TagSummary {
 
 impl TagSummary {
     fn add(&mut self, scope: &'static str, key: &str, value: &AttrValue) {
-        let set = self
-            .scopes
-            .entry(scope)
-            .or_default()
-            .entry(key.to_string())
-            .or_default();
+        let tags = self.scopes.entry(scope).or_default();
+        // Look up before inserting: the key is almost always known already, and allocating
+        // it per attribute showed up in flush profiles.
+        if !tags.contains_key(key) {
+            tags.insert(key.to_string(), ValueSet::default());
+        }
+        let Some(set) = tags.get_mut(key) else { return };
+        if set.truncated {
+            return;
+        }
         for v in TagValue::from_attr(value) {
             set.insert(v);
         }
