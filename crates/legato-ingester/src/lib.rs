@@ -48,6 +48,8 @@ pub struct Ingester {
     clock: Arc<dyn Clock>,
     /// Serialises cuts and uploads.
     flush_lock: tokio::sync::Mutex<()>,
+    /// Per-tenant tag summaries of held data and the segments they cover (by address).
+    tag_summaries: tokio::sync::Mutex<std::collections::HashMap<TenantId, HeldTags>>,
     cut_requested: Notify,
 }
 
@@ -109,6 +111,7 @@ impl Ingester {
             storage_metrics: deps.storage_metrics,
             clock: deps.clock,
             flush_lock: tokio::sync::Mutex::new(()),
+            tag_summaries: tokio::sync::Mutex::default(),
             cut_requested: Notify::new(),
         });
         Ok((ingester, stats))
@@ -182,6 +185,7 @@ impl Ingester {
     /// One round of the flush loop: cut idle traces, cut the head block when due, retry
     /// pending uploads.
     pub async fn tick(&self) {
+        self.refresh_tag_summaries().await;
         self.cut_idle();
         if self.head_due() {
             self.cut_and_flush(false).await;
@@ -285,6 +289,56 @@ impl Ingester {
         }
     }
 
+    /// Brings every tenant's tag summary up to date with the segments held now.
+    pub async fn refresh_tag_summaries(&self) {
+        let tenants = self.state.lock().tenant_ids();
+        for tenant in tenants {
+            self.refresh_tenant_tags(&tenant).await;
+        }
+    }
+
+    /// Summarises only segments not seen before (decoding is the cost).
+    async fn refresh_tenant_tags(&self, tenant: &TenantId) {
+        let all = self.state.lock().all_segments(tenant);
+        let mut cache = self.tag_summaries.lock().await;
+        let (summary, seen) = cache.entry(tenant.clone()).or_default();
+        let current: std::collections::HashSet<(usize, usize)> =
+            all.iter().flat_map(|(_, segs)| segs.iter().map(segment_key)).collect();
+        let fresh: Vec<(TraceId, Vec<Bytes>)> = all
+            .into_iter()
+            .map(|(id, segs)| {
+                (
+                    id,
+                    segs.into_iter()
+                        .filter(|b| !seen.contains(&segment_key(b)))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .filter(|(_, segs)| !segs.is_empty())
+            .collect();
+        if fresh.is_empty() {
+            *seen = current;
+            return;
+        }
+        let mut taken = std::mem::take(summary);
+        let updated = tokio::task::spawn_blocking(move || {
+            for (id, segments) in &fresh {
+                let batches: Vec<ResourceSpans> = segments
+                    .iter()
+                    .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
+                    .flat_map(|t| t.resource_spans)
+                    .collect();
+                taken.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
+            }
+            taken
+        })
+        .await
+        .unwrap_or_default();
+        *summary = updated;
+        // Forget segments that left the ingester, so the set does not grow without bound.
+        *seen = current;
+    }
+
     async fn upload(&self, block: &Completing) -> legato_storage::Result<legato_storage::BlockMeta> {
         let tenant = block.tenant.clone();
         let block_id: BlockId = block.block_id;
@@ -328,6 +382,17 @@ impl PushSink for Ingester {
     }
 }
 
+/// A tenant's tag summary of held data and the segments it covers.
+type HeldTags = (
+    legato_traceql::tags::TagSummary,
+    std::collections::HashSet<(usize, usize)>,
+);
+
+/// Identifies a held segment (its bytes are never copied while held): address and length.
+fn segment_key(b: &Bytes) -> (usize, usize) {
+    (b.as_ptr() as usize, b.len())
+}
+
 /// Encoded segment bytes of one trace, as kept in memory.
 pub(crate) type Segments = Vec<Bytes>;
 
@@ -335,6 +400,20 @@ pub(crate) type Segments = Vec<Bytes>;
 impl legato_proto::push::RecentTraces for Ingester {
     async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         Ingester::find_trace(self, tenant, id)
+    }
+
+    /// Kept up to date by the flush loop (`refresh_tag_summaries`), so a request only
+    /// serialises it. Values of traces that have since moved to blocks stay in it (blocks'
+    /// own summaries hold them anyway).
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+        if !self.tag_summaries.lock().await.contains_key(tenant) {
+            self.refresh_tenant_tags(tenant).await;
+        }
+        self.tag_summaries
+            .lock()
+            .await
+            .get(tenant)
+            .map(|(summary, _)| summary.to_json())
     }
 
     async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {

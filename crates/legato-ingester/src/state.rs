@@ -178,6 +178,16 @@ impl State {
         out
     }
 
+    pub fn tenant_ids(&self) -> Vec<TenantId> {
+        let mut ids: Vec<TenantId> = self.tenants.keys().cloned().collect();
+        for c in &self.completing {
+            if !ids.contains(&c.tenant) {
+                ids.push(c.tenant.clone());
+            }
+        }
+        ids
+    }
+
     /// Every trace of a tenant with its segments (live, head and uploading merged).
     pub fn all_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Segments)> {
         let mut out: HashMap<TraceId, Segments> = HashMap::new();

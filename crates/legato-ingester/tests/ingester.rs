@@ -209,3 +209,24 @@ async fn memory_limit_refuses_with_retryable_error() {
         assert_eq!(span_count(&ing, m), 1);
     }
 }
+
+#[tokio::test]
+async fn tag_summary_of_held_data_is_incremental() {
+    use legato_proto::push::RecentTraces;
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ing = h.open(dir.path(), cfg(), IngestLimits::default());
+    ing.push(push_req(vec![segment(1, 1)])).await.unwrap();
+    let names = |json: Vec<u8>| -> Vec<String> {
+        let s = legato_traceql::tags::TagSummary::from_json(&json).unwrap();
+        let field = legato_traceql::ast::FieldExpr::Intrinsic(legato_traceql::ast::Intrinsic::Name);
+        s.values(&field).into_iter().map(|v| v.value).collect()
+    };
+    let first = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    assert_eq!(names(first), vec!["s1"]);
+    ing.push(push_req(vec![segment(1, 2), segment(2, 3)])).await.unwrap();
+    // The flush loop refreshes summaries every flush_check_period; a request only reads them.
+    ing.tick().await;
+    let second = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    assert_eq!(names(second), vec!["s1", "s2", "s3"]);
+}

@@ -100,6 +100,13 @@ pub trait RecentTraces: Send + Sync + 'static {
         id: &legato_model::TraceId,
     ) -> Vec<crate::trace::ResourceSpans>;
 
+    /// A summary of the tag names and values held for `tenant`, in the `tags.json` format
+    /// blocks carry (see `legato_traceql::tags::TagSummary::to_json`). `None` when the source
+    /// keeps none; callers then summarise `recent_traces`.
+    async fn recent_tag_summary(&self, _tenant: &legato_model::TenantId) -> Option<Vec<u8>> {
+        None
+    }
+
     /// Every trace held for `tenant` (live, head, uploading), for search and tags.
     async fn recent_traces(&self, _tenant: &legato_model::TenantId) -> Vec<legato_model::span::TraceData> {
         Vec::new()

@@ -215,8 +215,20 @@ impl Querier {
             }
         };
         for source in &self.recent {
-            for trace in source.recent_traces(tenant).await {
-                add(&mut summary, &trace, &filter);
+            let kept = match filter {
+                None => source
+                    .recent_tag_summary(tenant)
+                    .await
+                    .and_then(|b| TagSummary::from_json(&b)),
+                Some(_) => None,
+            };
+            match kept {
+                Some(s) => summary.merge(&s),
+                None => {
+                    for trace in source.recent_traces(tenant).await {
+                        add(&mut summary, &trace, &filter);
+                    }
+                }
             }
         }
         let blocks = self.blocks_in_range(tenant, start_ns, end_ns);

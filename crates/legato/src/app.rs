@@ -42,6 +42,13 @@ impl RecentTraces for LateIngester {
         self.0.get().map(|i| i.find_trace(tenant, id)).unwrap_or_default()
     }
 
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+        match self.0.get() {
+            Some(i) => RecentTraces::recent_tag_summary(i.as_ref(), tenant).await,
+            None => None,
+        }
+    }
+
     async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {
         match self.0.get() {
             Some(i) => RecentTraces::recent_traces(i.as_ref(), tenant).await,
