@@ -159,11 +159,7 @@ impl Ingester {
     /// Spans of a trace held by this ingester (live, head, or uploading).
     pub fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         let segments = self.state.lock().segments_of(tenant, id);
-        segments
-            .iter()
-            .filter_map(|data| tempopb::Trace::decode(data.as_ref()).ok())
-            .flat_map(|t| t.resource_spans)
-            .collect()
+        decode_segments(&segments)
     }
 
     /// Runs the periodic cut and flush loop until cancelled, then flushes everything.
@@ -323,11 +319,7 @@ impl Ingester {
         let mut taken = std::mem::take(summary);
         let updated = tokio::task::spawn_blocking(move || {
             for (id, segments) in &fresh {
-                let batches: Vec<ResourceSpans> = segments
-                    .iter()
-                    .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
-                    .flat_map(|t| t.resource_spans)
-                    .collect();
+                let batches: Vec<ResourceSpans> = decode_segments(segments);
                 taken.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
             }
             taken
@@ -350,11 +342,7 @@ impl Ingester {
             // Tag names and values for autocomplete, so queriers need not scan the block.
             let mut tags = legato_traceql::tags::TagSummary::default();
             for (id, segments) in traces.iter() {
-                let batches: Vec<ResourceSpans> = segments
-                    .iter()
-                    .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
-                    .flat_map(|t| t.resource_spans)
-                    .collect();
+                let batches: Vec<ResourceSpans> = decode_segments(segments);
                 tags.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
                 writer.push(&TraceInput { id: *id, batches })?;
             }
@@ -380,6 +368,15 @@ impl PushSink for Ingester {
     async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
         Ingester::push(self, request).await
     }
+}
+
+/// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).
+fn decode_segments(segments: &[Bytes]) -> Vec<ResourceSpans> {
+    segments
+        .iter()
+        .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
+        .flat_map(|t| t.resource_spans)
+        .collect()
 }
 
 /// A tenant's tag summary of held data and the segments it covers.
@@ -422,11 +419,7 @@ impl legato_proto::push::RecentTraces for Ingester {
         tokio::task::spawn_blocking(move || {
             all.into_iter()
                 .map(|(id, segments)| {
-                    let batches: Vec<ResourceSpans> = segments
-                        .iter()
-                        .filter_map(|d| tempopb::Trace::decode(d.as_ref()).ok())
-                        .flat_map(|t| t.resource_spans)
-                        .collect();
+                    let batches: Vec<ResourceSpans> = decode_segments(&segments);
                     legato_proto::span_view::trace_data(id.0, &batches)
                 })
                 .collect()
