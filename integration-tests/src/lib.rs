@@ -117,6 +117,12 @@ impl Legato {
         me
     }
 
+    /// Starts with the default test config (`config_yaml` with local storage) on free ports.
+    pub fn start_default(dir: &Path) -> Self {
+        let ports = Ports::free();
+        Self::start(dir, ports, &config_yaml(ports, dir, None, ""))
+    }
+
     pub fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)

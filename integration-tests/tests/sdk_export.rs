@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{Legato, Ports, config_yaml, span_count_v2};
+use integration_tests::{Legato, span_count_v2};
 use legato_proto::tempopb::Trace;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
@@ -123,8 +123,7 @@ fn check_grafana_shape(trace: &serde_json::Value, service: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
 
     let ids: Vec<([u8; 16], &str)> = vec![

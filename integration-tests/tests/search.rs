@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Legato, Ports, config_yaml, post_otlp};
+use integration_tests::{Legato, post_otlp};
 use legato_proto::collector::ExportTraceServiceRequest;
 use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
 use legato_proto::resource::Resource;
@@ -239,8 +239,7 @@ const CASES: &[(&str, &[u8])] = &[
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grafana_searches_give_the_same_answers_live_and_from_blocks() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let base = now - 60_000 * MS;
@@ -306,8 +305,7 @@ async fn grafana_searches_give_the_same_answers_live_and_from_blocks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn search_errors_are_clear() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let get = |params: Vec<(&'static str, &'static str)>| client.get(legato.url("/api/search")).query(&params).send();
     let resp = get(vec![("q", "{ .foo = }")]).await.unwrap();
@@ -335,8 +333,7 @@ async fn search_errors_are_clear() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tags_and_tag_values_as_grafana_asks() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     assert_eq!(post_otlp(&client, &legato, &dataset(now - 60_000 * MS)).await.0, 200);
@@ -492,8 +489,7 @@ async fn tags_and_tag_values_as_grafana_asks() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceql_metrics_as_grafana_sends_them() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let base = now - 600_000 * MS;
@@ -617,8 +613,7 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
     };
 
     let dir = tempfile::tempdir().unwrap();
-    let ports = Ports::free();
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, ""));
+    let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     let base = now - 600_000 * MS;
@@ -628,6 +623,7 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
     let (req, _) = integration_tests::otlp_request(99, 2);
     assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
 
+    let ports = legato.ports;
     for port in [ports.grpc, ports.http] {
         let mut querier = StreamingQuerierClient::connect(format!("http://127.0.0.1:{port}"))
             .await
