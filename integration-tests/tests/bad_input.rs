@@ -52,30 +52,12 @@ async fn otlp_http_rejects_bad_bodies_with_clear_errors() {
     let (big, _) = otlp_request(2, 2000);
     let resp = post("application/x-protobuf", big.encode_to_vec()).await.unwrap();
     assert_eq!(resp.status(), 413);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&big.encode_to_vec()).unwrap();
-    let resp = client
-        .post(legato.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = post_gzip(&client, &legato, &big).await;
     assert_eq!(resp.status(), 413, "decompressed size counts");
 
     // A gzip body under the limit is accepted.
     let (small, small_id) = otlp_request(3, 2);
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&small.encode_to_vec()).unwrap();
-    let resp = client
-        .post(legato.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .header("content-encoding", "gzip")
-        .body(gz.finish().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = post_gzip(&client, &legato, &small).await;
     assert_eq!(resp.status(), 200);
     assert_eq!(span_count_v2(&client, &legato, &small_id).await, 2);
     // Nothing stored before was harmed.
@@ -268,4 +250,22 @@ async fn trace_id_rules_follow_tempo() {
         400
     );
     assert_eq!(get("/api/traces/abc?start=soon".into()).await.unwrap().status(), 400);
+}
+
+/// POSTs an OTLP protobuf request gzip-compressed.
+async fn post_gzip(
+    client: &reqwest::Client,
+    legato: &Legato,
+    request: &legato_proto::collector::ExportTraceServiceRequest,
+) -> reqwest::Response {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&request.encode_to_vec()).unwrap();
+    client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .header("content-encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap()
 }

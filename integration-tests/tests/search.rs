@@ -341,14 +341,7 @@ async fn tags_and_tag_values_as_grafana_asks() {
         if phase == "blocks" {
             assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
         }
-        let tags: Json = client
-            .get(legato.url("/api/v2/search/tags?limit=5000"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let tags: Json = get_json(&client, &legato.url("/api/v2/search/tags?limit=5000")).await;
         let scope = |name: &str| -> Vec<String> {
             tags["scopes"]
                 .as_array()
@@ -370,40 +363,23 @@ async fn tags_and_tag_values_as_grafana_asks() {
         assert!(scope("intrinsic").contains(&"duration".to_string()));
 
         // Grafana percent-encodes the identifier; typed values decide quoting.
-        let values: Json = client
-            .get(legato.url("/api/v2/search/tag/resource.service.name/values?limit=5000&tag=resource.service.name"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let values: Json = get_json(
+            &client,
+            &legato.url("/api/v2/search/tag/resource.service.name/values?limit=5000&tag=resource.service.name"),
+        )
+        .await;
         assert_eq!(
             values["tagValues"],
             serde_json::json!([
                 {"type": "string", "value": "api"}, {"type": "string", "value": "db"}, {"type": "string", "value": "worker"}
             ])
         );
-        let values: Json = client
-            .get(legato.url("/api/v2/search/tag/span.http.status_code/values"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let values: Json = get_json(&client, &legato.url("/api/v2/search/tag/span.http.status_code/values")).await;
         assert_eq!(
             values["tagValues"],
             serde_json::json!([{"type": "int", "value": "500"}])
         );
-        let values: Json = client
-            .get(legato.url("/api/v2/search/tag/status/values"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let values: Json = get_json(&client, &legato.url("/api/v2/search/tag/status/values")).await;
         assert!(
             values["tagValues"]
                 .as_array()
@@ -426,14 +402,7 @@ async fn tags_and_tag_values_as_grafana_asks() {
             serde_json::json!([{"type": "string", "value": "mysql"}]),
             "{phase}"
         );
-        let values: Json = client
-            .get(legato.url("/api/v2/search/tag/name/values"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let values: Json = get_json(&client, &legato.url("/api/v2/search/tag/name/values")).await;
         assert_eq!(values["tagValues"].as_array().unwrap().len(), 4, "{values}");
         // An encoded space in a quoted identifier arrives decoded once.
         let resp = client
@@ -453,26 +422,12 @@ async fn tags_and_tag_values_as_grafana_asks() {
         );
 
         // v1 fallbacks.
-        let v1: Json = client
-            .get(legato.url("/api/search/tags"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v1: Json = get_json(&client, &legato.url("/api/search/tags")).await;
         assert_eq!(
             v1["tagNames"],
             serde_json::json!(["db.system", "http.status_code", "service.name"])
         );
-        let v1: Json = client
-            .get(legato.url("/api/search/tag/service.name/values"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let v1: Json = get_json(&client, &legato.url("/api/search/tag/service.name/values")).await;
         assert_eq!(v1["tagValues"], serde_json::json!(["api", "db", "worker"]));
         assert_eq!(
             client
@@ -731,4 +686,9 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
 
 fn ids_of(ns: &[u8]) -> BTreeSet<String> {
     ids(ns)
+}
+
+/// GETs a URL and parses the JSON body.
+async fn get_json(client: &reqwest::Client, url: &str) -> Json {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
