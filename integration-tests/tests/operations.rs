@@ -91,3 +91,25 @@ fn bad_config_stops_startup_naming_the_key() {
     let err = start_failure("target: ingesterr\n");
     assert!(err.contains("target"), "{err}");
 }
+
+#[test]
+fn config_verify_checks_without_starting() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |yaml: &str, target: &str| {
+        let path = dir.path().join("legato.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        Command::new(legato_bin())
+            .arg(format!("-config.file={}", path.display()))
+            .arg(format!("-target={target}"))
+            .arg("-config.verify")
+            .output()
+            .unwrap()
+    };
+    // The default ports are in use by nothing here, but verify must not even try to bind.
+    let ok = run("server:\n  http_listen_port: 3200\n", "all");
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("config ok"));
+    let bad = run("ingester:\n  max_block_bytes: lots\n", "all");
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("ingester.max_block_bytes"));
+}

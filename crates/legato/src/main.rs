@@ -17,15 +17,19 @@ struct Flags {
     config_file: Option<PathBuf>,
     target: Option<String>,
     expand_env: bool,
+    /// Validate the configuration, print the outcome and exit.
+    verify: bool,
 }
 
-const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all] [-config.expand-env]";
+const USAGE: &str =
+    "usage: legato [-config.file=PATH] [-target=all|distributor|ingester|querier|query-frontend|compactor] [-config.expand-env] [-config.verify]";
 
 fn parse_flags() -> anyhow::Result<Option<Flags>> {
     let mut flags = Flags {
         config_file: None,
         target: None,
         expand_env: false,
+        verify: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -47,6 +51,7 @@ fn parse_flags() -> anyhow::Result<Option<Flags>> {
             "config.file" => flags.config_file = Some(PathBuf::from(value(name)?)),
             "target" => flags.target = Some(value(name)?),
             "config.expand-env" => flags.expand_env = inline.as_deref().is_none_or(|v| v == "true"),
+            "config.verify" => flags.verify = inline.as_deref().is_none_or(|v| v == "true"),
             "version" => {
                 println!("legato, version {}", env!("CARGO_PKG_VERSION"));
                 return Ok(None);
@@ -83,6 +88,10 @@ fn run() -> anyhow::Result<()> {
         cfg.target = target;
     }
     cfg.validate()?;
+    if flags.verify {
+        println!("config ok (target {})", cfg.target);
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},h2=warn,hyper=warn", cfg.server.log_level)));
     tracing_subscriber::fmt()
