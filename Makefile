@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer release bench clean-data
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -34,7 +34,13 @@ nextest: build
 lezer:
 	node integration-tests/traceql/check.mjs
 
-test: setup lint lezer nextest
+## docker-compose.yml, deploy/ and the Helm chart: Compose spec schema, helm lint and template
+## (Helm's engine), Kubernetes schemas, and every rendered Legato config through the real
+## binary's -config.verify (see deploy/check.py).
+deploy-check: build
+	bash deploy/check.sh
+
+test: setup lint lezer deploy-check nextest
 
 ci: test
 

@@ -24,3 +24,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   echo "ci/setup.sh: installing cargo-nextest"
   cargo install --locked cargo-nextest
 fi
+# make deploy-check: Helm's own Go engine (helm template / helm lint, bundled as a library),
+# the Kubernetes JSON schemas, and the Compose spec schema (bundled in check-jsonschema).
+if ! python3 -c 'import helm_python, kubernetes_validate, check_jsonschema, yaml' >/dev/null 2>&1; then
+  echo "ci/setup.sh: installing helm-python-sdk, kubernetes-validate, check-jsonschema (deploy-check)"
+  python3 -m pip install --quiet --disable-pip-version-check \
+    'helm-python-sdk>=0.2.2,<0.3' 'kubernetes-validate>=1.33' 'check-jsonschema>=0.30,<1' 'PyYAML>=6'
+fi

@@ -1,0 +1,429 @@
+#!/usr/bin/env python3
+"""Validates the deployment files: docker-compose.yml and its configs in deploy/, and the Helm
+chart in helm/legato. Run by `make deploy-check` (part of `make test`) through deploy/check.sh.
+
+- compose: the Compose spec JSON schema (the copy bundled in PyPI check-jsonschema), then what
+  `docker compose config` would also refuse or what would break at run time: images, mounted
+  files, host ports, depends_on, volumes; the Collector's pipeline and its exporter target; the
+  Grafana data source URL; the Legato config accepted by the real binary.
+- helm: for each values scenario, `helm lint --strict` and `helm template` with Helm's own Go
+  engine (PyPI helm-python-sdk), every manifest against the Kubernetes JSON schemas (PyPI
+  kubernetes-validate, strict: unknown fields fail), cross-references between the manifests,
+  and each workload's config from the ConfigMap run through `legato -config.verify` with the
+  args and env of that workload's container.
+
+Prints one line per check and exits 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.resources
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CHART = REPO / "helm" / "legato"
+COMPOSE = REPO / "docker-compose.yml"
+KUBE_VERSIONS = ["1.25.0", "1.33.0"]  # the chart's minimum and a current EKS version
+NAMESPACE = "tracing"
+RELEASE = "legato"
+
+# (name, values file relative to the chart or None for defaults, expected targets)
+SCENARIOS = [
+    ("microservices (default values)", None, {"distributor", "ingester", "querier", "query-frontend", "compactor"}),
+    ("microservices, IRSA + HPA + ServiceMonitor", "ci/full-values.yaml",
+     {"distributor", "ingester", "querier", "query-frontend", "compactor"}),
+    ("single binary, local storage", "ci/single-binary-values.yaml", {"all"}),
+    ("single binary, S3 keys from a Secret", "ci/s3-secret-values.yaml", {"all"}),
+]
+
+
+class Checker:
+    def __init__(self, legato: Path, verbose: bool) -> None:
+        self.legato = legato
+        self.verbose = verbose
+        self.passed = 0
+        self.section_passed = 0
+        self.failed: list[str] = []
+        self.tmp = Path(tempfile.mkdtemp(prefix="legato-deploy-check-"))
+
+    def ok(self, what: str, always: bool = False) -> None:
+        self.passed += 1
+        self.section_passed += 1
+        if always or self.verbose:
+            print(f"  ok    {what}")
+
+    def section(self, title: str) -> None:
+        """Starts a group of checks; the previous group's count of passed checks is printed."""
+        self.end_section()
+        print(title)
+
+    def end_section(self) -> None:
+        if self.section_passed:
+            print(f"  ok    {self.section_passed} checks passed")
+        self.section_passed = 0
+
+    def fail(self, what: str, why: str) -> None:
+        self.failed.append(f"{what}: {why}")
+        print(f"  FAIL  {what}: {why}")
+
+    def expect(self, cond: bool, what: str, why: str = "") -> bool:
+        if cond:
+            self.ok(what)
+        else:
+            self.fail(what, why or "not true")
+        return cond
+
+    def verify_config(self, what: str, config_text: str, args: list[str], env: dict[str, str]) -> None:
+        """Runs the real binary with -config.verify on a config and a container's arguments."""
+        path = self.tmp / f"config-{self.passed + len(self.failed)}.yaml"
+        path.write_text(config_text)
+        argv = [str(self.legato)]
+        for arg in args:
+            argv.append(f"-config.file={path}" if arg.lstrip("-").startswith("config.file") else arg)
+        argv.append("-config.verify")
+        full_env = {"PATH": os.environ.get("PATH", ""), **env}
+        proc = subprocess.run(argv, capture_output=True, text=True, env=full_env, timeout=30, cwd=self.tmp)
+        out = (proc.stdout + proc.stderr).strip()
+        shown = " ".join(a for a in args if not a.startswith("-config.file"))
+        if proc.returncode == 0 and "config ok" in proc.stdout:
+            self.ok(f"{what}: legato {shown} -config.verify -> {proc.stdout.strip()}", always=True)
+        else:
+            self.fail(f"{what}: legato {shown} -config.verify", f"exit {proc.returncode}: {out}")
+
+
+# ---------------------------------------------------------------------------------- compose
+
+def port_of(endpoint: str) -> int:
+    return int(str(endpoint).rsplit(":", 1)[1].strip("/"))
+
+
+def host_of(endpoint: str) -> str:
+    text = str(endpoint).split("://", 1)[-1]
+    return text.rsplit(":", 1)[0]
+
+
+def compose_schema() -> dict:
+    vendor = importlib.resources.files("check_jsonschema.builtin_schemas.vendor")
+    return json.loads((vendor / "compose-spec.json").read_text())
+
+
+def host_ports(service: dict) -> list[str]:
+    out = []
+    for p in service.get("ports", []):
+        if isinstance(p, dict):
+            if p.get("published"):
+                out.append(f"{p['published']}/{p.get('protocol', 'tcp')}")
+            continue
+        text = str(p)
+        proto = "tcp"
+        if "/" in text:
+            text, proto = text.split("/", 1)
+        parts = text.split(":")
+        if len(parts) >= 2:
+            out.append(f"{parts[-2]}/{proto}")
+    return out
+
+
+def bind_mounts(service: dict) -> list[tuple[str, str]]:
+    """(source, target) of the bind mounts (sources that are paths, not named volumes)."""
+    out = []
+    for v in service.get("volumes", []):
+        if isinstance(v, dict):
+            if v.get("type") == "bind":
+                out.append((v["source"], v["target"]))
+            continue
+        parts = str(v).split(":")
+        if len(parts) >= 2 and parts[0].startswith((".", "/")):
+            out.append((parts[0], parts[1]))
+    return out
+
+
+def check_compose(c: Checker) -> None:
+    c.section("compose: docker-compose.yml")
+    doc = yaml.safe_load(COMPOSE.read_text())
+    schema = compose_schema()
+    errors = sorted(jsonschema.validators.validator_for(schema)(schema).iter_errors(doc), key=lambda e: e.path)
+    c.expect(not errors, "matches the Compose spec JSON schema (from check-jsonschema)",
+             "; ".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors[:5]))
+
+    services: dict = doc.get("services", {})
+    volumes = set((doc.get("volumes") or {}).keys())
+    for name, svc in services.items():
+        c.expect("image" in svc or "build" in svc, f"service {name} has an image or a build")
+        if "build" in svc:
+            ctx = svc["build"] if isinstance(svc["build"], str) else svc["build"].get("context", ".")
+            dockerfile = "Dockerfile" if isinstance(svc["build"], str) else svc["build"].get("dockerfile", "Dockerfile")
+            c.expect((REPO / ctx / dockerfile).is_file(), f"service {name} builds {ctx}/{dockerfile}", "missing")
+        for src, _ in bind_mounts(svc):
+            c.expect((REPO / src).is_file() or (REPO / src).is_dir(), f"service {name} mounts {src}", "missing in the repo")
+        for v in svc.get("volumes", []):
+            src = v.get("source") if isinstance(v, dict) else str(v).split(":")[0]
+            if src and not src.startswith((".", "/")):
+                c.expect(src in volumes, f"service {name} volume {src} is declared")
+        deps = svc.get("depends_on", [])
+        for dep in deps if isinstance(deps, list) else deps.keys():
+            c.expect(dep in services, f"service {name} depends_on {dep} exists")
+    seen: dict[str, str] = {}
+    for name, svc in services.items():
+        for hp in host_ports(svc):
+            if hp in seen:
+                c.fail(f"host port {hp}", f"published by {seen[hp]} and {name}")
+            seen[hp] = name
+    c.ok(f"host ports do not collide ({', '.join(sorted(seen))})")
+
+    # Legato: its config file, as the container sees it.
+    legato = services["legato"]
+    args = [str(a) for a in legato["command"]]
+    cfg_target = next(a.split("=", 1)[1] for a in args if a.startswith("-config.file="))
+    mounts = {tgt: src for src, tgt in bind_mounts(legato)}
+    c.expect(cfg_target in mounts, f"legato -config.file={cfg_target} is a mounted file")
+    legato_cfg_text = (REPO / mounts[cfg_target]).read_text()
+    env = {k: str(v) for k, v in (legato.get("environment") or {}).items()}
+    c.verify_config("compose legato", legato_cfg_text, args, env)
+    legato_cfg = yaml.safe_load(expand_env(legato_cfg_text, env))
+    otlp = legato_cfg["distributor"]["receivers"]["otlp"]["protocols"]
+    legato_otlp_ports = {port_of(otlp["grpc"]["endpoint"]), port_of(otlp["http"]["endpoint"])}
+    legato_http = legato_cfg.get("server", {}).get("http_listen_port", 3200)
+    s3 = legato_cfg["storage"]["trace"].get("s3", {})
+    if s3.get("endpoint"):
+        c.expect(host_of(s3["endpoint"]) in services, f"legato S3 endpoint {s3['endpoint']} is a compose service")
+    creator = " ".join(map(str, services.get("create-bucket", {}).get("entrypoint", [])))
+    c.expect(f"local/{s3.get('bucket')}" in creator, f"create-bucket makes bucket {s3.get('bucket')}")
+
+    # Collector: the pipeline is complete and exports to Legato's OTLP receiver.
+    col = services["otel-collector"]
+    col_mounts = {tgt: src for src, tgt in bind_mounts(col)}
+    col_cfg_path = next(str(a).split("=", 1)[1] for a in col["command"] if str(a).startswith("--config="))
+    c.expect(col_cfg_path in col_mounts, f"otel-collector --config={col_cfg_path} is a mounted file")
+    col_cfg = yaml.safe_load((REPO / col_mounts[col_cfg_path]).read_text())
+    pipe = col_cfg["service"]["pipelines"]["traces"]
+    for kind in ("receivers", "processors", "exporters"):
+        for item in pipe.get(kind, []):
+            c.expect(item in (col_cfg.get(kind) or {}), f"collector traces pipeline {kind[:-1]} {item} is defined")
+    for exp in pipe["exporters"]:
+        endpoint = col_cfg["exporters"][exp]["endpoint"]
+        c.expect(host_of(endpoint) == "legato" and port_of(endpoint) in legato_otlp_ports,
+                 f"collector exporter {exp} -> {endpoint} is Legato's OTLP port", f"Legato listens on {legato_otlp_ports}")
+    col_grpc = port_of(col_cfg["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"])
+    gen = services.get("telemetrygen", {})
+    gen_target = next(str(a).split("=", 1)[1] for a in gen.get("command", []) if str(a).startswith("--otlp-endpoint="))
+    c.expect(host_of(gen_target) == "otel-collector" and port_of(gen_target) == col_grpc,
+             f"telemetrygen sends to {gen_target}, the collector's OTLP/gRPC receiver")
+
+    # Grafana: the provisioned data source is Tempo on Legato's HTTP port.
+    graf = services["grafana"]
+    for src, tgt in bind_mounts(graf):
+        if "provisioning/datasources" in tgt:
+            ds = yaml.safe_load((REPO / src).read_text())["datasources"]
+            for d in ds:
+                ok = d["type"] == "tempo" and host_of(d["url"]) == "legato" and port_of(d["url"]) == legato_http
+                c.expect(ok, f"grafana data source {d['name']} -> {d['url']} is Legato's HTTP API")
+
+
+def expand_env(text: str, env: dict[str, str]) -> str:
+    """The same ${VAR} / ${VAR:-default} expansion as legato -config.expand-env."""
+    out, rest = [], text
+    while "${" in rest:
+        start = rest.index("${")
+        end = rest.find("}", start)
+        if end < 0:
+            break
+        out.append(rest[:start])
+        name, _, default = rest[start + 2:end].partition(":-")
+        out.append(env.get(name, default))
+        rest = rest[end + 1:]
+    out.append(rest)
+    return "".join(out)
+
+
+# ------------------------------------------------------------------------------------- helm
+
+def pod_matches(selector: dict, labels: dict) -> bool:
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[str]) -> None:
+    c.section(f"helm: {name}" + (f" ({values_file})" if values_file else ""))
+    values = helm.values_from_yaml((CHART / values_file).read_text()) if values_file else {}
+    report = helm.lint(str(CHART), values, strict=True, namespace=NAMESPACE)
+    problems = [m for m in report["messages"] if m["severity"] > 1] + [{"error": e} for e in report.get("errors", [])]
+    c.expect(not problems, "helm lint --strict", "; ".join(str(p.get("error")) for p in problems))
+
+    with helm.Chart.load(str(CHART)) as chart:
+        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    docs = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith("NOTES.txt"):
+            continue
+        docs += [d for d in yaml.safe_load_all(text) if d]
+    kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+    c.ok(f"helm template: {len(docs)} manifests: {', '.join(kinds)}", always=True)
+
+    for d in docs:
+        kn = f"{d['kind']}/{d['metadata']['name']}"
+        if d["kind"] == "ServiceMonitor":
+            check_servicemonitor(c, d, docs)
+            continue
+        try:
+            for v in KUBE_VERSIONS:
+                kubernetes_validate.validate(d, v, strict=True)
+            c.ok(f"{kn} valid against Kubernetes {' and '.join(KUBE_VERSIONS)} schemas (strict)")
+        except kubernetes_validate.ValidationError as e:
+            c.fail(f"{kn} schema", f"{'.'.join(map(str, e.path))}: {e.message}")
+        except kubernetes_validate.SchemaNotFoundError as e:
+            c.fail(f"{kn} schema", str(e))
+
+    by_kind: dict[str, dict[str, dict]] = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], {})[d["metadata"]["name"]] = d
+    configmaps = by_kind.get("ConfigMap", {})
+    secrets = by_kind.get("Secret", {})
+    accounts = by_kind.get("ServiceAccount", {})
+    workloads = {**by_kind.get("Deployment", {}), **by_kind.get("StatefulSet", {})}
+
+    seen_targets = set()
+    for wname, w in workloads.items():
+        pod = w["spec"]["template"]
+        spec = pod["spec"]
+        labels = pod["metadata"].get("labels", {})
+        c.expect(pod_matches(w["spec"]["selector"]["matchLabels"], labels), f"{wname}: selector matches its pod labels")
+        c.expect("checksum/config" in pod["metadata"].get("annotations", {}), f"{wname}: config checksum annotation")
+        sa = spec.get("serviceAccountName")
+        c.expect(sa in accounts, f"{wname}: service account {sa} is rendered")
+        (ctr,) = spec["containers"]
+        probe = ctr.get("readinessProbe", {}).get("httpGet", {})
+        c.expect(probe.get("path") == "/ready", f"{wname}: readiness probe on /ready")
+        args = ctr["args"]
+        target = next(a.split("=", 1)[1] for a in args if a.startswith("-target="))
+        seen_targets.add(target)
+        mount = next(m for m in ctr["volumeMounts"] if m["name"] == "config")
+        vol = next(v for v in spec["volumes"] if v["name"] == "config")
+        cm = configmaps.get(vol["configMap"]["name"])
+        if not c.expect(cm is not None, f"{wname}: ConfigMap {vol['configMap']['name']} is rendered"):
+            continue
+        cfg_file = next(a.split("=", 1)[1] for a in args if a.startswith("-config.file="))
+        key = os.path.relpath(cfg_file, mount["mountPath"])
+        config_text = cm["data"].get(key)
+        if not c.expect(config_text is not None, f"{wname}: -config.file={cfg_file} is key {key} of the ConfigMap"):
+            continue
+        env = {}
+        for e in ctr.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                s = secrets.get(ref["name"])
+                if s is not None:
+                    c.expect(ref["key"] in s.get("stringData", {}), f"{wname}: env {e['name']} from Secret {ref['name']} key {ref['key']}")
+                env[e["name"]] = f"dummy-{e['name'].lower()}"
+            else:
+                env[e["name"]] = str(e.get("value", ""))
+        c.verify_config(wname, config_text, args, env)
+        cfg = yaml.safe_load(expand_env(config_text, env))
+        wal = cfg["storage"]["trace"]["wal"]["path"]
+        if "eks.amazonaws.com/role-arn" in (accounts[sa]["metadata"].get("annotations") or {}):
+            s3 = cfg["storage"]["trace"].get("s3", {})
+            c.expect(not s3.get("access_key") and not s3.get("secret_key") and not env,
+                     f"{wname}: IRSA service account, no static S3 keys (AWS default credential chain)")
+        rf = cfg.get("ingester", {}).get("lifecycler", {}).get("ring", {}).get("replication_factor")
+        if target == "all":
+            c.expect(rf == 1, f"{wname}: single binary has replication factor 1", f"got {rf}")
+        if w["kind"] == "StatefulSet" and target in ("ingester", "all"):
+            claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
+            data = [m for m in ctr["volumeMounts"] if m["name"] in claims]
+            c.expect(any(wal == m["mountPath"] or wal.startswith(m["mountPath"].rstrip("/") + "/") for m in data),
+                     f"{wname}: WAL {wal} is on a persistent volume claim", f"claims {claims}, mounts {ctr['volumeMounts']}")
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+            c.expect(grace >= 120, f"{wname}: terminationGracePeriodSeconds {grace} leaves time to flush")
+        if target != "all":
+            join = cfg.get("memberlist", {}).get("join_members", [])
+            c.expect(bool(join), f"{wname}: memberlist.join_members set")
+            for member in join:
+                svc_name = host_of(member).split(".")[0]
+                gossip = by_kind.get("Service", {}).get(svc_name)
+                ok = (gossip is not None and gossip["spec"].get("clusterIP") == "None"
+                      and gossip["spec"].get("publishNotReadyAddresses") is True
+                      and host_of(member) == f"{svc_name}.{NAMESPACE}.svc.cluster.local"
+                      and {(p["port"], p.get("protocol", "TCP")) for p in gossip["spec"]["ports"]}
+                      >= {(port_of(member), "TCP"), (port_of(member), "UDP")}
+                      and pod_matches(gossip["spec"]["selector"], labels))
+                c.expect(ok, f"{wname}: joins {member}, a headless not-ready-publishing service on TCP+UDP selecting it")
+    c.expect(seen_targets == targets, f"workload targets {sorted(seen_targets)}", f"expected {sorted(targets)}")
+
+    for sname, svc in by_kind.get("Service", {}).items():
+        pods = [w["spec"]["template"] for w in workloads.values()
+                if pod_matches(svc["spec"]["selector"], w["spec"]["template"]["metadata"].get("labels", {}))]
+        if not c.expect(bool(pods), f"Service/{sname} selects a workload"):
+            continue
+        names = {p["name"] for pod in pods for ctr in pod["spec"]["containers"] for p in ctr.get("ports", [])}
+        missing = [p["targetPort"] for p in svc["spec"]["ports"] if isinstance(p["targetPort"], str) and p["targetPort"] not in names]
+        c.expect(not missing, f"Service/{sname} target ports exist on its pods", f"missing {missing}")
+    for hname, hpa in by_kind.get("HorizontalPodAutoscaler", {}).items():
+        ref = hpa["spec"]["scaleTargetRef"]
+        dep = by_kind.get(ref["kind"], {}).get(ref["name"])
+        c.expect(dep is not None and "replicas" not in dep["spec"], f"HPA/{hname} scales {ref['kind']}/{ref['name']}, which leaves replicas to it")
+    for pname, pdb in by_kind.get("PodDisruptionBudget", {}).items():
+        sel = pdb["spec"]["selector"]["matchLabels"]
+        c.expect(any(pod_matches(sel, w["spec"]["template"]["metadata"]["labels"]) for w in workloads.values()),
+                 f"PDB/{pname} selects a workload")
+
+
+def check_servicemonitor(c: Checker, sm: dict, docs: list[dict]) -> None:
+    """No Kubernetes schema for the CRD here: check what the Prometheus Operator needs."""
+    spec = sm.get("spec", {})
+    sel = spec.get("selector", {}).get("matchLabels", {})
+    services = [d for d in docs if d["kind"] == "Service" and pod_matches(sel, d["metadata"].get("labels", {}))]
+    eps = spec.get("endpoints", [])
+    ok = (sm["apiVersion"] == "monitoring.coreos.com/v1" and eps and services
+          and all(e.get("path") == "/metrics" for e in eps)
+          and all(any(p["name"] == e.get("port") for p in s["spec"]["ports"]) for e in eps for s in services))
+    c.expect(bool(ok), f"ServiceMonitor/{sm['metadata']['name']} scrapes /metrics on {len(services)} services by port name")
+
+
+# ------------------------------------------------------------------------------------- main
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--legato", default=str(REPO / "target" / "debug" / "legato"), help="the legato binary")
+    ap.add_argument("-v", "--verbose", action="store_true", help="print every passed check")
+    args = ap.parse_args()
+    c = Checker(Path(args.legato).resolve(), args.verbose)
+    started = time.monotonic()
+    print(f"deploy-check: Helm {helm.helm_sdk_version()} (helm-python-sdk), kubernetes-validate schemas "
+          f"{', '.join(KUBE_VERSIONS)}, binary {args.legato}")
+
+    # The binary must refuse a bad config, or every "config ok" below means nothing.
+    bad = c.tmp / "bad.yaml"
+    bad.write_text("ingester:\n  trace_idle_periodd: 5s\n")
+    proc = subprocess.run([str(c.legato), f"-config.file={bad}", "-config.verify"], capture_output=True, text=True, timeout=30)
+    c.expect(proc.returncode != 0 and "trace_idle_periodd" in proc.stderr + proc.stdout,
+             "legato -config.verify refuses an unknown key and names it", f"exit {proc.returncode}")
+
+    check_compose(c)
+    for name, values_file, targets in SCENARIOS:
+        check_scenario(c, name, values_file, targets)
+
+    c.end_section()
+    shutil.rmtree(c.tmp, ignore_errors=True)
+    took = time.monotonic() - started
+    print(f"deploy-check: {c.passed} passed, {len(c.failed)} failed in {took:.1f}s")
+    for f in c.failed:
+        print(f"  FAIL  {f}")
+    if c.failed:
+        print("(python3 deploy/check.py -v prints every check)")
+    return 1 if c.failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
