@@ -1,5 +1,5 @@
 //! Generates the StreamingQuerier service and its request/metrics messages from
-//! `proto/tempopb.proto`, with a protoc shipped as a crate (no system protoc needed).
+//! `proto/tempopb.proto`, and Legato's internal RPCs from `proto/internal.proto`, with a protoc shipped as a crate (no system protoc needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
@@ -30,6 +30,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tempopb.SearchTagValuesV2Response",
             "crate::tempopb::search::SearchTagValuesV2Response",
         )
-        .compile_with_config(config, &[root.join("tempopb.proto")], &[root])?;
+        .compile_with_config(config, &[root.join("tempopb.proto")], &[root.clone()])?;
+
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .bytes(".")
+        .extern_path(".legato.internal.PushRequest", "crate::push::PushRequest")
+        .extern_path(".legato.internal.TraceSegment", "crate::push::TraceSegment")
+        .compile_with_config(config, &[root.join("internal.proto")], &[root])?;
     Ok(())
 }

@@ -309,6 +309,7 @@ pub(crate) async fn search_response(
     let (start_ns, end_ns) = time_range(params, Some(MAX_RANGE))?;
     let request = SearchRequest {
         plan: plan(query)?,
+        query_text: text,
         start_ns,
         end_ns,
         limit,

@@ -22,6 +22,12 @@ pub struct IngesterConfig {
     /// Legato: encoded span bytes held in memory (live + head + uploading) above which pushes
     /// are refused with a retryable error instead of risking memory exhaustion.
     pub max_buffered_bytes: ByteSize,
+    /// Microservices mode: how long an ingester keeps answering queries from the blocks it
+    /// flushed, so queriers that have not yet seen them in the bucket miss nothing.
+    #[serde(with = "dur")]
+    pub complete_block_timeout: Duration,
+    /// The ingester's place in the ring (microservices mode).
+    pub lifecycler: legato_cluster::LifecyclerConfig,
 }
 
 impl Default for IngesterConfig {
@@ -32,6 +38,8 @@ impl Default for IngesterConfig {
             max_block_duration: Duration::from_secs(30 * 60),
             max_block_bytes: ByteSize(100 << 20),
             max_buffered_bytes: ByteSize(1 << 30),
+            complete_block_timeout: Duration::from_secs(15 * 60),
+            lifecycler: legato_cluster::LifecyclerConfig::default(),
         }
     }
 }
@@ -42,6 +50,7 @@ impl IngesterConfig {
             ("ingester.trace_idle_period", self.trace_idle_period),
             ("ingester.flush_check_period", self.flush_check_period),
             ("ingester.max_block_duration", self.max_block_duration),
+            ("ingester.complete_block_timeout", self.complete_block_timeout),
         ];
         if let Some((key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(format!("{key} must be greater than 0"));
@@ -52,7 +61,7 @@ impl IngesterConfig {
         if self.max_buffered_bytes.0 < self.max_block_bytes.0 {
             return Err("ingester.max_buffered_bytes must be at least ingester.max_block_bytes".into());
         }
-        Ok(())
+        self.lifecycler.validate()
     }
 }
 

@@ -162,6 +162,12 @@ impl Ingester {
         decode_segments(&segments)
     }
 
+    /// Every trace held for `tenant` as its stored segments (encoded `tempopb.Trace`s), for
+    /// a querier on another node.
+    pub fn recent_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Vec<Bytes>)> {
+        self.state.lock().all_segments(tenant)
+    }
+
     /// Runs the periodic cut and flush loop until cancelled, then flushes everything.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         let mut tick = tokio::time::interval(self.cfg.flush_check_period);

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 /// An attribute value. Arrays keep their elements; maps and bytes become strings.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum AttrValue {
     Str(String),
     Int(i64),

@@ -24,3 +24,9 @@ pub fn span_count(batches: &[trace::ResourceSpans]) -> usize {
         .map(|ss| ss.spans.len())
         .sum()
 }
+
+/// Generated from `proto/internal.proto`: RPCs between Legato's roles in microservices mode.
+pub mod internal {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+    include!(concat!(env!("OUT_DIR"), "/legato.internal.rs"));
+}

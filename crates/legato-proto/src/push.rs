@@ -46,6 +46,18 @@ impl RejectReason {
             Self::RateLimited => "rate_limited",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            Self::InvalidTraceId,
+            Self::InvalidSpanId,
+            Self::LiveTracesExceeded,
+            Self::TraceTooLarge,
+            Self::RateLimited,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
 }
 
 /// Spans refused for one reason, with a human message.

@@ -12,6 +12,44 @@ pub use prefilter::scan_options;
 
 pub use search::{MetricsRequest, SearchOutcome, SearchRequest, SearchSnapshot};
 
+/// Which part of the data a query job covers: block shard `shard` of `shards` (blocks are
+/// assigned by id), and whether to include recent data (what ingesters hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JobScope {
+    pub shard: u32,
+    pub shards: u32,
+    pub recent: bool,
+    pub blocks: bool,
+}
+
+impl JobScope {
+    /// Everything this querier can see.
+    pub const ALL: JobScope = JobScope {
+        shard: 0,
+        shards: 1,
+        recent: true,
+        blocks: true,
+    };
+
+    pub fn covers(&self, meta: &legato_storage::BlockMeta) -> bool {
+        self.blocks && (self.shards <= 1 || (meta.block_id.0.as_u128() % u128::from(self.shards)) as u32 == self.shard)
+    }
+}
+
+/// Runs trace lookups and searches as jobs on other nodes (the query frontend's side).
+#[async_trait::async_trait]
+pub trait Fanout: Send + Sync + 'static {
+    async fn find_trace(
+        &self,
+        tenant: &TenantId,
+        id: &TraceId,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> Result<FoundTrace, QueryError>;
+
+    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchOutcome, QueryError>;
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -30,6 +68,8 @@ const BLOCK_CONCURRENCY: usize = 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
+    #[error("query job failed: {0}")]
+    Job(String),
     #[error("reading block {block} failed: {source}")]
     Block {
         block: String,
@@ -49,6 +89,7 @@ pub struct Querier {
     reader: Arc<BlockReader>,
     blocklist: Arc<Blocklist>,
     metrics: QuerierMetrics,
+    fanout: Option<Arc<dyn Fanout>>,
     /// Tag summaries of blocks, computed on first use.
     tag_cache:
         parking_lot::Mutex<std::collections::HashMap<legato_model::BlockId, Arc<legato_traceql::tags::TagSummary>>>,
@@ -66,8 +107,19 @@ impl Querier {
             reader,
             blocklist,
             metrics,
+            fanout: None,
             tag_cache: Default::default(),
         }
+    }
+
+    /// Runs trace lookups and searches through `fanout` instead of locally.
+    pub fn with_fanout(mut self, fanout: Arc<dyn Fanout>) -> Self {
+        self.fanout = Some(fanout);
+        self
+    }
+
+    pub fn blocklist(&self) -> &Arc<Blocklist> {
+        &self.blocklist
     }
 
     /// Finds a trace. `start`/`end` (Unix seconds) prune blocks by time only.
@@ -78,16 +130,31 @@ impl Querier {
         start: Option<u64>,
         end: Option<u64>,
     ) -> Result<FoundTrace, QueryError> {
+        match &self.fanout {
+            Some(fanout) => fanout.find_trace(tenant, id, start, end).await,
+            None => self.find_trace_scoped(tenant, id, start, end, JobScope::ALL).await,
+        }
+    }
+
+    /// Finds the spans of a trace within part of the data (one job of a fanned-out lookup).
+    pub async fn find_trace_scoped(
+        &self,
+        tenant: &TenantId,
+        id: &TraceId,
+        start: Option<u64>,
+        end: Option<u64>,
+        scope: JobScope,
+    ) -> Result<FoundTrace, QueryError> {
         let started = Instant::now();
         let mut parts: Vec<ResourceSpans> = Vec::new();
-        for source in &self.recent {
+        for source in self.recent.iter().filter(|_| scope.recent) {
             parts.extend(source.find_trace(tenant, id).await);
         }
         let blocks: Vec<_> = self
             .blocklist
             .blocks(tenant)
             .into_iter()
-            .filter(|m| m.overlaps_seconds(start, end))
+            .filter(|m| m.overlaps_seconds(start, end) && scope.covers(m))
             .collect();
         let inspected = blocks.len() as u64;
         let mut results = futures::stream::iter(blocks)

@@ -11,7 +11,7 @@ use legato_traceql::eval::Plan;
 use legato_traceql::search::{TraceHit, hit};
 use legato_traceql::tags::TagSummary;
 
-use crate::{Querier, QueryError};
+use crate::{JobScope, Querier, QueryError};
 
 /// A TraceQL metrics query over `[start_ns, end_ns)` in steps of `step_ns`.
 pub struct MetricsRequest {
@@ -26,6 +26,8 @@ pub struct MetricsRequest {
 /// A search as the API hands it over.
 pub struct SearchRequest {
     pub plan: Arc<Plan>,
+    /// The query as written, for jobs run on other nodes.
+    pub query_text: String,
     /// Unix nanoseconds, inclusive; `None` = unbounded.
     pub start_ns: Option<u64>,
     pub end_ns: Option<u64>,
@@ -46,7 +48,7 @@ pub struct SearchSnapshot {
     pub total_blocks: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 pub struct SearchOutcome {
     pub traces: Vec<TraceHit>,
     pub inspected_traces: u64,
@@ -124,7 +126,21 @@ impl Collector {
 
 impl Querier {
     /// Runs a TraceQL search: ingester data first, then blocks newest first, in parallel.
+    /// With a fan-out configured (query frontend), the search runs as jobs on other nodes.
     pub async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchOutcome, QueryError> {
+        match &self.fanout {
+            Some(fanout) => fanout.search(tenant, req).await,
+            None => self.search_scoped(tenant, req, JobScope::ALL).await,
+        }
+    }
+
+    /// A search over part of the data (one job of a fanned-out search).
+    pub async fn search_scoped(
+        &self,
+        tenant: &TenantId,
+        req: SearchRequest,
+        scope: JobScope,
+    ) -> Result<SearchOutcome, QueryError> {
         let plan = req.plan.clone();
         let collector = Arc::new(Collector {
             hits: parking_lot::Mutex::new(HashMap::new()),
@@ -136,7 +152,7 @@ impl Querier {
             inspected_spans: AtomicU64::new(0),
             recent_spans: AtomicU64::new(0),
         });
-        for source in &self.recent {
+        for source in self.recent.iter().filter(|_| scope.recent) {
             for trace in source.recent_traces(tenant).await {
                 collector
                     .recent_spans
@@ -147,6 +163,7 @@ impl Querier {
             }
         }
         let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
+        blocks.retain(|b| scope.covers(b));
         blocks.sort_by_key(|b| std::cmp::Reverse(b.end_time_unix_nano));
         let total_blocks = blocks.len() as u32;
         let progress = req.progress.clone();

@@ -39,6 +39,15 @@ impl Blocklist {
             .unwrap_or_default()
     }
 
+    /// Keeps only the blocks `keep` accepts (an ingester forgetting blocks it flushed long ago).
+    pub fn retain(&self, mut keep: impl FnMut(&BlockMeta) -> bool) {
+        let mut tenants = self.tenants.write();
+        for blocks in tenants.values_mut() {
+            blocks.retain(|_, meta| keep(meta));
+        }
+        tenants.retain(|_, blocks| !blocks.is_empty());
+    }
+
     pub fn all_block_ids(&self) -> HashSet<BlockId> {
         self.tenants.read().values().flat_map(|b| b.keys().copied()).collect()
     }

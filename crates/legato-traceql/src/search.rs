@@ -7,7 +7,7 @@ use legato_model::span::{AttrValue, TraceData};
 
 use crate::eval::{Plan, Spanset};
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct HitSpan {
     pub span_id: [u8; 8],
     /// Shown only when the query references or selects the name.
@@ -17,7 +17,7 @@ pub struct HitSpan {
     pub attrs: Vec<(String, AttrValue)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct HitSpanset {
     pub spans: Vec<HitSpan>,
     /// Matching spans before the per-spanset cap.
@@ -25,13 +25,13 @@ pub struct HitSpanset {
     pub attrs: Vec<(String, AttrValue)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct ServiceStats {
     pub span_count: u32,
     pub error_count: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize, serde::Deserialize)]
 pub struct TraceHit {
     pub trace_id: [u8; 16],
     pub root_service_name: Option<String>,

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::Context;
 use legato_api::{ApiMetrics, AppState, Flusher, Readiness};
@@ -20,11 +21,21 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::cluster::internal::{IngesterService, QueryJobsService};
+use crate::cluster::remote::{Clients, ClusterFanout, RemoteIngesters, RingSink};
+use crate::cluster::ring_page;
 use crate::config::Config;
+use legato_cluster::{Cluster, MemberState, NodeInfo, Role};
 
 /// The ingester, once its WAL replay is done. Pushes before that get a retryable refusal.
 #[derive(Default)]
-struct LateIngester(OnceLock<Arc<Ingester>>);
+pub struct LateIngester(OnceLock<Arc<Ingester>>);
+
+impl LateIngester {
+    pub fn get(&self) -> Option<&Arc<Ingester>> {
+        self.0.get()
+    }
+}
 
 #[async_trait::async_trait]
 impl PushSink for LateIngester {
@@ -83,8 +94,31 @@ async fn bind(key: &str, addr: &str) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("{key}: cannot listen on {addr}"))
 }
 
+/// What this process runs, from `target`.
+struct Roles {
+    ingester: bool,
+    distributor: bool,
+    querier: bool,
+}
+
+impl Roles {
+    fn of(target: &str) -> Roles {
+        let all = target == "all";
+        Roles {
+            ingester: all || target == "ingester",
+            distributor: all || target == "distributor",
+            querier: all || target == "querier",
+        }
+    }
+
+    fn cluster_roles(target: &str) -> Vec<Role> {
+        Role::parse(target).into_iter().collect()
+    }
+}
+
 pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let roles = Roles::of(&cfg.target);
     let mut registry = Registry::default();
     let storage_metrics = StorageMetrics::default();
     let ingester_metrics = IngesterMetrics::default();
@@ -98,27 +132,74 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     api_metrics.register(&mut registry);
 
     let store = build_object_store(&cfg.storage.trace)?;
-    let blocklist = Arc::new(Blocklist::default());
     let reader = Arc::new(BlockReader::new(store.clone(), storage_metrics.clone()));
     let late = Arc::new(LateIngester::default());
     let readiness = Arc::new(Readiness::default());
+    let rf = cfg.replication_factor();
+
+    let http_addr = listen_addr(&cfg.server.http_listen_address, cfg.server.http_listen_port);
+    let grpc_addr = listen_addr(&cfg.server.grpc_listen_address, cfg.server.grpc_listen_port);
+    let http = bind("server.http_listen_port", &http_addr).await?;
+    let grpc = bind("server.grpc_listen_port", &grpc_addr).await?;
+
+    // Microservices mode: join the gossip cluster (JOINING until this node can serve).
+    let cluster = if cfg.microservices() {
+        let info = NodeInfo {
+            roles: Roles::cluster_roles(&cfg.target),
+            grpc_port: cfg.server.grpc_listen_port,
+            http_port: cfg.server.http_listen_port,
+            num_tokens: cfg.ingester.lifecycler.num_tokens,
+        };
+        Some(Arc::new(Cluster::join(&cfg.memberlist, info).await?))
+    } else {
+        None
+    };
+    let clients = Arc::new(Clients::default());
+
+    // The blocks this process reads: the bucket (polled), except on an ingester, which
+    // answers for the blocks it flushed itself until queriers have surely seen them.
+    let blocklist = Arc::new(Blocklist::default());
+    let polls_bucket = !(cfg.microservices() && roles.ingester) && cfg.target != "compactor";
+    let recent: Arc<dyn RecentTraces> = match &cluster {
+        Some(cluster) if !roles.ingester => Arc::new(RemoteIngesters {
+            cluster: cluster.clone(),
+            clients: clients.clone(),
+        }),
+        _ => late.clone(),
+    };
+    let mut querier = Querier::new(vec![recent], reader, blocklist.clone(), querier_metrics);
+    if let Some(cluster) = cluster.as_ref().filter(|_| !roles.ingester && !roles.querier) {
+        querier = querier.with_fanout(Arc::new(ClusterFanout {
+            cluster: cluster.clone(),
+            clients: clients.clone(),
+            blocklist: blocklist.clone(),
+            query_shards: cfg.query_frontend.trace_by_id.query_shards,
+            replication_factor: rf,
+            max_retries: cfg.query_frontend.max_retries,
+            concurrent_jobs: cfg.query_frontend.search.concurrent_jobs,
+            next: Default::default(),
+        }));
+    }
+    let querier = Arc::new(querier);
+    let sink: Arc<dyn PushSink> = match &cluster {
+        Some(cluster) => Arc::new(RingSink {
+            cluster: cluster.clone(),
+            clients: clients.clone(),
+            replication_factor: rf,
+        }),
+        None => late.clone(),
+    };
     let distributor = Arc::new(Distributor::new(
-        late.clone(),
+        sink,
         cfg.overrides.defaults.ingestion,
         clock.clone(),
         distributor_metrics,
-    ));
-    let querier = Arc::new(Querier::new(
-        vec![late.clone()],
-        reader,
-        blocklist.clone(),
-        querier_metrics,
     ));
     let otlp = &cfg.distributor.receivers.otlp.protocols;
     let state = Arc::new(AppState {
         distributor,
         querier: querier.clone(),
-        flusher: Some(late.clone()),
+        flusher: roles.ingester.then(|| late.clone() as Arc<dyn Flusher>),
         readiness: readiness.clone(),
         registry: Arc::new(registry),
         metrics: api_metrics,
@@ -127,31 +208,35 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_request_bytes: otlp.http.max_request_body_size.0 as usize,
     });
 
-    let http_addr = listen_addr(&cfg.server.http_listen_address, cfg.server.http_listen_port);
-    let grpc_addr = listen_addr(&cfg.server.grpc_listen_address, cfg.server.grpc_listen_port);
-    let http = bind("server.http_listen_port", &http_addr).await?;
-    let grpc = bind("server.grpc_listen_port", &grpc_addr).await?;
-    let otlp_grpc = bind(
-        "distributor.receivers.otlp.protocols.grpc.endpoint",
-        &otlp.grpc.endpoint,
-    )
-    .await?;
-    let otlp_http = bind(
-        "distributor.receivers.otlp.protocols.http.endpoint",
-        &otlp.http.endpoint,
-    )
-    .await?;
-    tracing::info!(http = %http_addr, grpc = %grpc_addr, otlp_grpc = %otlp.grpc.endpoint, otlp_http = %otlp.http.endpoint,
-        backend = ?cfg.storage.trace.backend, "legato listening");
+    tracing::info!(target = %cfg.target, http = %http_addr, grpc = %grpc_addr,
+        backend = ?cfg.storage.trace.backend, replication_factor = rf, "legato listening");
 
     let cancel = CancellationToken::new();
     let servers_stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     let grpc_limit = otlp.grpc.max_recv_msg_size_mib << 20;
-    for (listener, router) in [
-        (http, legato_api::http_api(state.clone())),
-        (otlp_http, legato_api::otlp_http(state.clone())),
-    ] {
+    let mut http_router = legato_api::http_api(state.clone());
+    if let Some(cluster) = &cluster {
+        http_router = http_router.merge(ring_page::router(cluster.clone(), rf));
+    }
+    let mut routers = vec![(http, http_router)];
+    let mut grpc_listeners = vec![(grpc, true)];
+    if roles.distributor {
+        let otlp_grpc = bind(
+            "distributor.receivers.otlp.protocols.grpc.endpoint",
+            &otlp.grpc.endpoint,
+        )
+        .await?;
+        let otlp_http = bind(
+            "distributor.receivers.otlp.protocols.http.endpoint",
+            &otlp.http.endpoint,
+        )
+        .await?;
+        tracing::info!(otlp_grpc = %otlp.grpc.endpoint, otlp_http = %otlp.http.endpoint, "OTLP receivers listening");
+        routers.push((otlp_http, legato_api::otlp_http(state.clone())));
+        grpc_listeners.push((otlp_grpc, false));
+    }
+    for (listener, router) in routers {
         let stop = servers_stop.clone();
         servers.spawn(async move {
             axum::serve(listener, router)
@@ -160,15 +245,29 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
-    for (listener, streaming) in [(otlp_grpc, false), (grpc, true)] {
+    for (listener, main_port) in grpc_listeners {
         let stop = servers_stop.clone();
-        let svc = legato_api::trace_service(state.clone(), grpc_limit);
-        // The gRPC port also serves Grafana's StreamingQuerier.
-        let querier = streaming.then(|| legato_api::streaming_service(state.clone()));
+        let otlp_svc = (!main_port || cfg.target == "all").then(|| legato_api::trace_service(state.clone(), grpc_limit));
+        // The gRPC port serves Grafana's StreamingQuerier and, between roles, the internal RPCs.
+        let streaming = main_port.then(|| legato_api::streaming_service(state.clone()));
+        let ingester_rpc = (main_port && cluster.is_some() && roles.ingester).then(|| {
+            IngesterService {
+                ingester: late.clone(),
+            }
+            .server()
+        });
+        let jobs_rpc = (main_port && cluster.is_some() && (roles.ingester || roles.querier)).then(|| {
+            QueryJobsService {
+                querier: querier.clone(),
+            }
+            .server()
+        });
         servers.spawn(async move {
             tonic::transport::Server::builder()
-                .add_service(svc)
-                .add_optional_service(querier)
+                .add_optional_service(otlp_svc)
+                .add_optional_service(streaming)
+                .add_optional_service(ingester_rpc)
+                .add_optional_service(jobs_rpc)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener),
                     stop.cancelled_owned(),
@@ -178,32 +277,56 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         });
     }
 
-    // Replay the WAL, then report ready.
-    let wal_dir = cfg.storage.trace.wal.path.clone();
-    let deps = IngesterDeps {
-        store: store.clone(),
-        blocklist: blocklist.clone(),
-        metrics: ingester_metrics,
-        storage_metrics,
-        clock: clock.clone(),
-    };
-    let (ingester_cfg, limits) = (cfg.ingester.clone(), cfg.ingest_limits());
-    let (ingester, stats) = tokio::task::spawn_blocking(move || Ingester::open(ingester_cfg, limits, &wal_dir, deps))
-        .await?
-        .with_context(|| format!("opening the WAL at {}", cfg.storage.trace.wal.path.display()))?;
-    if let Err(e) = querier.poll_blocklist().await {
-        tracing::warn!(error = %e, "initial blocklist poll failed; will retry");
+    // An ingester replays its WAL before it reports ready and takes writes.
+    let mut ingester_task = None;
+    if roles.ingester {
+        let wal_dir = cfg.storage.trace.wal.path.clone();
+        let deps = IngesterDeps {
+            store: store.clone(),
+            blocklist: blocklist.clone(),
+            metrics: ingester_metrics,
+            storage_metrics,
+            clock: clock.clone(),
+        };
+        let (ingester_cfg, limits) = (cfg.ingester.clone(), cfg.ingest_limits());
+        let (ingester, stats) =
+            tokio::task::spawn_blocking(move || Ingester::open(ingester_cfg, limits, &wal_dir, deps))
+                .await?
+                .with_context(|| format!("opening the WAL at {}", cfg.storage.trace.wal.path.display()))?;
+        let _ = late.0.set(ingester.clone());
+        tracing::info!(replayed_traces = stats.traces, torn_tails = stats.torn_tails, "WAL replayed");
+        ingester_task = Some(tokio::spawn(ingester.clone().run(cancel.clone())));
     }
-    let _ = late.0.set(ingester.clone());
+    if polls_bucket {
+        if let Err(e) = querier.poll_blocklist().await {
+            tracing::warn!(error = %e, "initial blocklist poll failed; will retry");
+        }
+        tokio::spawn(
+            querier
+                .clone()
+                .run_poller(cfg.storage.trace.blocklist_poll, cancel.clone()),
+        );
+    } else if roles.ingester {
+        // Forget flushed blocks once queriers have had time to list them.
+        let (blocklist, clock, keep) = (blocklist.clone(), clock.clone(), cfg.ingester.complete_block_timeout);
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tokio::select! {
+                    _ = cancel.cancelled() => return,
+                    _ = tick.tick() => {}
+                }
+                let cutoff = clock.now_nanos().saturating_sub(keep.as_nanos() as u64);
+                blocklist.retain(|m| m.created_at_unix_nano >= cutoff);
+            }
+        });
+    }
+    if let Some(cluster) = &cluster {
+        cluster.set_state(MemberState::Active).await;
+    }
     readiness.set_ready();
-    tracing::info!(replayed_traces = stats.traces, torn_tails = stats.torn_tails, "ready");
-
-    let ingester_task = tokio::spawn(ingester.clone().run(cancel.clone()));
-    tokio::spawn(
-        querier
-            .clone()
-            .run_poller(cfg.storage.trace.blocklist_poll, cancel.clone()),
-    );
+    tracing::info!(target = %cfg.target, "ready");
 
     tokio::select! {
         _ = shutdown_signal() => tracing::info!("shutdown signal received"),
@@ -216,10 +339,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }
     }
     readiness.set_stopping();
+    if let Some(cluster) = &cluster {
+        // Distributors stop sending here once gossip spreads LEAVING; reads keep working
+        // while the ingester flushes below.
+        cluster.set_state(MemberState::Leaving).await;
+        tokio::time::sleep(cfg.memberlist.gossip_interval * 5).await;
+    }
+    cancel.cancel();
+    if let Some(task) = ingester_task {
+        task.await.context("ingester task")?;
+    }
     servers_stop.cancel();
     while servers.join_next().await.is_some() {}
-    cancel.cancel();
-    ingester_task.await.context("ingester task")?;
+    if let Some(cluster) = cluster.and_then(|c| Arc::try_unwrap(c).ok()) {
+        cluster.leave(Duration::from_millis(200)).await;
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }

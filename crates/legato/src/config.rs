@@ -20,6 +20,8 @@ pub struct Config {
     pub ingester: IngesterConfig,
     pub storage: StorageConfig,
     pub overrides: OverridesConfig,
+    pub memberlist: legato_cluster::MemberlistConfig,
+    pub query_frontend: QueryFrontendConfig,
 }
 
 impl Default for Config {
@@ -32,7 +34,55 @@ impl Default for Config {
             ingester: IngesterConfig::default(),
             storage: StorageConfig::default(),
             overrides: OverridesConfig::default(),
+            memberlist: legato_cluster::MemberlistConfig::default(),
+            query_frontend: QueryFrontendConfig::default(),
         }
+    }
+}
+
+/// `query_frontend`: how lookups and searches are split into jobs (microservices mode).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryFrontendConfig {
+    /// A failed job is retried on another querier this many times.
+    pub max_retries: usize,
+    pub trace_by_id: TraceByIdConfig,
+    pub search: FrontendSearchConfig,
+}
+
+impl Default for QueryFrontendConfig {
+    fn default() -> Self {
+        Self {
+            max_retries: 2,
+            trace_by_id: TraceByIdConfig::default(),
+            search: FrontendSearchConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TraceByIdConfig {
+    /// Most block shards a lookup is split into.
+    pub query_shards: u32,
+}
+
+impl Default for TraceByIdConfig {
+    fn default() -> Self {
+        Self { query_shards: 50 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendSearchConfig {
+    /// Jobs of one request running at once.
+    pub concurrent_jobs: usize,
+}
+
+impl Default for FrontendSearchConfig {
+    fn default() -> Self {
+        Self { concurrent_jobs: 1000 }
     }
 }
 
@@ -151,7 +201,7 @@ impl Default for GlobalLimits {
     }
 }
 
-pub const TARGETS: &[&str] = &["all"];
+pub const TARGETS: &[&str] = &["all", "distributor", "ingester", "querier", "query-frontend", "compactor"];
 
 impl Config {
     /// Parses YAML; errors name the offending key path.
@@ -218,6 +268,15 @@ impl Config {
                 self.server.log_level
             );
         }
+        self.memberlist
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        if self.query_frontend.trace_by_id.query_shards == 0 {
+            bail!("invalid configuration at query_frontend.trace_by_id.query_shards: must be greater than 0");
+        }
+        if self.query_frontend.search.concurrent_jobs == 0 {
+            bail!("invalid configuration at query_frontend.search.concurrent_jobs: must be greater than 0");
+        }
         self.ingester
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
@@ -226,6 +285,21 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(())
+    }
+
+    /// Whether this process is one role of a cluster (not the single binary).
+    pub fn microservices(&self) -> bool {
+        self.target != "all"
+    }
+
+    /// Ingesters each trace is written to: configured, else 3 in microservices mode and 1 in
+    /// the single binary.
+    pub fn replication_factor(&self) -> usize {
+        self.ingester
+            .lifecycler
+            .ring
+            .replication_factor
+            .unwrap_or(if self.microservices() { 3 } else { 1 })
     }
 
     pub fn ingest_limits(&self) -> IngestLimits {

@@ -2,6 +2,7 @@
 //! `-config.expand-env`. With no config file it runs single-binary on `./data`.
 
 mod app;
+mod cluster;
 mod config;
 
 use std::path::PathBuf;

@@ -1,0 +1,3 @@
+pub mod internal;
+pub mod remote;
+pub mod ring_page;

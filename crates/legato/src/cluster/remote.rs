@@ -1,0 +1,479 @@
+//! Clients of the internal RPCs: the distributor's ring sink, the querier's view of the
+//! ingesters, and the query frontend's fan-out of jobs to ingesters and queriers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use legato_cluster::{Cluster, MemberState, Role, trace_token};
+use legato_model::span::TraceData;
+use legato_model::{TenantId, TraceId};
+use legato_proto::internal::ingester_client::IngesterClient;
+use legato_proto::internal::query_jobs_client::QueryJobsClient;
+use legato_proto::internal::{FindTraceRequest, SearchJobRequest, TenantRequest};
+use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink, RecentTraces, RejectReason, Rejection};
+use legato_proto::trace::ResourceSpans;
+use legato_querier::{Fanout, FoundTrace, JobScope, QueryError, SearchOutcome, SearchRequest, SearchSnapshot};
+use legato_storage::Blocklist;
+use legato_traceql::search::TraceHit;
+use parking_lot::Mutex;
+use prost::Message;
+use tonic::transport::{Channel, Endpoint};
+
+use super::internal::{MAX_MESSAGE_BYTES, scope_to_wire};
+
+/// One lazily connected channel per peer address; a channel reconnects by itself when the
+/// peer comes back.
+#[derive(Default)]
+pub struct Clients {
+    channels: Mutex<HashMap<String, Channel>>,
+}
+
+impl Clients {
+    fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
+        if let Some(c) = self.channels.lock().get(addr) {
+            return Ok(c.clone());
+        }
+        let channel = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| tonic::Status::internal(format!("bad peer address {addr}: {e}")))?
+            .connect_timeout(Duration::from_secs(1))
+            .timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .connect_lazy();
+        self.channels.lock().insert(addr.to_string(), channel.clone());
+        Ok(channel)
+    }
+
+    pub fn ingester(&self, addr: &str) -> Result<IngesterClient<Channel>, tonic::Status> {
+        Ok(IngesterClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+
+    pub fn jobs(&self, addr: &str) -> Result<QueryJobsClient<Channel>, tonic::Status> {
+        Ok(QueryJobsClient::new(self.channel(addr)?)
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES))
+    }
+}
+
+fn status_to_push_error(addr: &str, s: &tonic::Status) -> PushError {
+    match s.code() {
+        tonic::Code::ResourceExhausted => PushError::Overloaded {
+            buffered: 0,
+            limit: 0,
+            retry_after: Duration::from_secs(1),
+        },
+        _ => PushError::Unavailable(format!("ingester {addr}: {}", s.message())),
+    }
+}
+
+/// The distributor's sink: each trace goes to `replication_factor` ingesters picked by the
+/// ring; a push is acknowledged when every trace reached a write quorum.
+pub struct RingSink {
+    pub cluster: Arc<Cluster>,
+    pub clients: Arc<Clients>,
+    pub replication_factor: usize,
+}
+
+#[async_trait::async_trait]
+impl PushSink for RingSink {
+    async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
+        let ring = self.cluster.ring(Role::Ingester, self.replication_factor);
+        if ring.is_empty() {
+            return Err(PushError::Unavailable("no ACTIVE ingester in the ring".into()));
+        }
+        let quorum = ring.write_quorum();
+        let mut per_ingester: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, segment) in request.traces.iter().enumerate() {
+            for member in ring.replicas(trace_token(&request.tenant, &segment.id)) {
+                per_ingester.entry(member.grpc_addr.clone()).or_default().push(i);
+            }
+        }
+        let calls = per_ingester.into_iter().map(|(addr, indexes)| {
+            let sub = PushRequest {
+                tenant: request.tenant.clone(),
+                traces: indexes.iter().map(|i| request.traces[*i].clone()).collect(),
+            };
+            let client = self.clients.ingester(&addr);
+            async move {
+                let result = match client {
+                    Ok(mut c) => c.push(sub).await.map(|r| r.into_inner()),
+                    Err(e) => Err(e),
+                };
+                (addr, indexes, result)
+            }
+        });
+        let results = futures::future::join_all(calls).await;
+        let mut acks = vec![0usize; request.traces.len()];
+        // Replicas refuse the same spans for the same reasons: count each reason once.
+        let mut rejected: HashMap<RejectReason, Rejection> = HashMap::new();
+        let mut failure: Option<PushError> = None;
+        for (addr, indexes, result) in results {
+            match result {
+                Ok(resp) => {
+                    for i in indexes {
+                        acks[i] += 1;
+                    }
+                    for r in resp.rejected {
+                        let Some(reason) = RejectReason::parse(&r.reason) else {
+                            continue;
+                        };
+                        let entry = rejected.entry(reason).or_insert(Rejection {
+                            reason,
+                            spans: 0,
+                            message: r.message.clone(),
+                        });
+                        entry.spans = entry.spans.max(r.spans);
+                    }
+                }
+                Err(status) => {
+                    tracing::warn!(ingester = %addr, error = %status.message(), "push to ingester failed");
+                    let e = status_to_push_error(&addr, &status);
+                    // Prefer telling the client to slow down over "unavailable".
+                    if failure.is_none() || matches!(e, PushError::Overloaded { .. }) {
+                        failure = Some(e);
+                    }
+                }
+            }
+        }
+        if let Some(short) = acks.iter().copied().min().filter(|a| *a < quorum) {
+            let why = format!(
+                "write quorum not reached: {short} of {} replicas acknowledged, {quorum} needed",
+                ring.replication_factor().min(ring.members().len())
+            );
+            return Err(match failure {
+                Some(PushError::Overloaded {
+                    buffered,
+                    limit,
+                    retry_after,
+                }) => PushError::Overloaded {
+                    buffered,
+                    limit,
+                    retry_after,
+                },
+                Some(e) => PushError::Unavailable(format!("{why}; {e}")),
+                None => PushError::Unavailable(why),
+            });
+        }
+        Ok(PushOutcome {
+            rejected: rejected.into_values().collect(),
+        })
+    }
+}
+
+/// What all live ingesters hold, for tags and metrics computed on this node.
+pub struct RemoteIngesters {
+    pub cluster: Arc<Cluster>,
+    pub clients: Arc<Clients>,
+}
+
+impl RemoteIngesters {
+    fn addrs(&self) -> Vec<String> {
+        self.cluster
+            .members_with(Role::Ingester)
+            .into_iter()
+            .map(|m| m.grpc_addr)
+            .collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl RecentTraces for RemoteIngesters {
+    async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
+        let calls = self.addrs().into_iter().map(|addr| {
+            let req = FindTraceRequest {
+                tenant: tenant.as_str().to_string(),
+                trace_id: bytes::Bytes::copy_from_slice(&id.0),
+                scope: Some(scope_to_wire(JobScope::ALL)),
+                start: 0,
+                end: 0,
+            };
+            let client = self.clients.jobs(&addr);
+            async move {
+                let resp = client?.find_trace(req).await?.into_inner();
+                legato_proto::tempopb::Trace::decode(resp.trace.as_ref())
+                    .map_err(|e| tonic::Status::internal(e.to_string()))
+            }
+        });
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .filter_map(Result::ok)
+            .flat_map(|t| t.resource_spans)
+            .collect()
+    }
+
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+        let calls = self.addrs().into_iter().map(|addr| {
+            let req = TenantRequest {
+                tenant: tenant.as_str().to_string(),
+            };
+            let client = self.clients.ingester(&addr);
+            async move { Ok::<_, tonic::Status>(client?.recent_tag_summary(req).await?.into_inner()) }
+        });
+        let mut merged = legato_traceql::tags::TagSummary::default();
+        for resp in futures::future::join_all(calls).await.into_iter().flatten() {
+            if let Some(s) = resp
+                .present
+                .then(|| legato_traceql::tags::TagSummary::from_json(&resp.summary))
+                .flatten()
+            {
+                merged.merge(&s);
+            }
+        }
+        Some(merged.to_json())
+    }
+
+    async fn recent_traces(&self, tenant: &TenantId) -> Vec<TraceData> {
+        let calls = self.addrs().into_iter().map(|addr| {
+            let req = TenantRequest {
+                tenant: tenant.as_str().to_string(),
+            };
+            let client = self.clients.ingester(&addr);
+            async move { Ok::<_, tonic::Status>(client?.recent_traces(req).await?.into_inner()) }
+        });
+        let responses: Vec<_> = futures::future::join_all(calls).await.into_iter().flatten().collect();
+        tokio::task::spawn_blocking(move || {
+            // Replicas hold the same spans: gather every copy per trace, then deduplicate.
+            let mut by_trace: HashMap<[u8; 16], Vec<ResourceSpans>> = HashMap::new();
+            for resp in responses {
+                for seg in resp.traces {
+                    let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
+                        continue;
+                    };
+                    if let Ok(t) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) {
+                        by_trace.entry(id).or_default().extend(t.resource_spans);
+                    }
+                }
+            }
+            by_trace
+                .into_iter()
+                .map(|(id, parts)| legato_proto::span_view::trace_data(id, &legato_proto::combine::combine(parts)))
+                .collect()
+        })
+        .await
+        .unwrap_or_default()
+    }
+}
+
+/// The query frontend: a trace lookup or search becomes one job per ingester (recent data)
+/// plus block shards spread over the queriers, run in parallel and merged.
+pub struct ClusterFanout {
+    pub cluster: Arc<Cluster>,
+    pub clients: Arc<Clients>,
+    /// The frontend's own view of the bucket, to size the block shards.
+    pub blocklist: Arc<Blocklist>,
+    pub query_shards: u32,
+    pub replication_factor: usize,
+    pub max_retries: usize,
+    pub concurrent_jobs: usize,
+    pub next: AtomicUsize,
+}
+
+/// Target blocks per block job.
+const BLOCKS_PER_JOB: usize = 4;
+
+enum Target {
+    Ingester(String),
+    Shard(u32, u32),
+}
+
+impl ClusterFanout {
+    fn plan(&self, tenant: &TenantId) -> Result<(Vec<Target>, Vec<String>), QueryError> {
+        let ingesters: Vec<String> = self
+            .cluster
+            .members_with(Role::Ingester)
+            .into_iter()
+            .map(|m| m.grpc_addr)
+            .collect();
+        let queriers: Vec<String> = self
+            .cluster
+            .members_with(Role::Querier)
+            .into_iter()
+            .filter(|m| m.state == MemberState::Active)
+            .map(|m| m.grpc_addr)
+            .collect();
+        let blocks = self.blocklist.blocks(tenant).len();
+        let shards = (blocks.div_ceil(BLOCKS_PER_JOB).max(queriers.len()) as u32).clamp(1, self.query_shards.max(1));
+        if queriers.is_empty() && blocks > 0 {
+            return Err(QueryError::Job("no querier is available to read blocks".into()));
+        }
+        let mut targets: Vec<Target> = ingesters.into_iter().map(Target::Ingester).collect();
+        if !queriers.is_empty() {
+            targets.extend((0..shards).map(|s| Target::Shard(s, shards)));
+        }
+        Ok((targets, queriers))
+    }
+
+    /// Runs `call` for each target; a block shard that fails is retried on other queriers.
+    /// Ingester jobs may fail up to replication factor - 1 times (replicas hold the data).
+    async fn run_jobs<T, F, Fut>(&self, tenant: &TenantId, call: F, mut on_result: impl FnMut(T)) -> Result<(), QueryError>
+    where
+        F: Fn(String, JobScope) -> Fut,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+    {
+        let (targets, queriers) = self.plan(tenant)?;
+        let ingester_jobs = targets.iter().filter(|t| matches!(t, Target::Ingester(_))).count();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let call = &call;
+        let queriers = &queriers;
+        let max_retries = self.max_retries;
+        let mut jobs = futures::stream::iter(targets.into_iter().enumerate().map(|(i, target)| async move {
+            match target {
+                Target::Ingester(addr) => {
+                    let r = call(addr.clone(), JobScope::ALL).await;
+                    (true, addr, r)
+                }
+                Target::Shard(shard, shards) => {
+                    let scope = JobScope {
+                        shard,
+                        shards,
+                        recent: false,
+                        blocks: true,
+                    };
+                    let mut attempt = 0;
+                    loop {
+                        let addr = queriers[(start + i + attempt) % queriers.len()].clone();
+                        match call(addr.clone(), scope).await {
+                            Ok(v) => return (false, addr, Ok(v)),
+                            Err(e) if attempt < max_retries.min(queriers.len().saturating_sub(1).max(1)) => {
+                                tracing::warn!(querier = %addr, shard, error = %e.message(), "query job failed; retrying elsewhere");
+                                attempt += 1;
+                            }
+                            Err(e) => return (false, addr, Err(e)),
+                        }
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(self.concurrent_jobs.max(1));
+        let mut ingester_failures = 0usize;
+        while let Some((is_ingester, addr, result)) = jobs.next().await {
+            match result {
+                Ok(v) => on_result(v),
+                Err(e) if is_ingester => {
+                    tracing::warn!(ingester = %addr, error = %e.message(), "ingester query job failed");
+                    ingester_failures += 1;
+                    if ingester_failures >= self.replication_factor.max(1) || ingester_failures == ingester_jobs {
+                        return Err(QueryError::Job(format!(
+                            "{ingester_failures} ingesters failed to answer (replication factor {}); last: {addr}: {}",
+                            self.replication_factor,
+                            e.message()
+                        )));
+                    }
+                }
+                Err(e) => return Err(QueryError::Job(format!("querier {addr}: {}", e.message()))),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Fanout for ClusterFanout {
+    async fn find_trace(
+        &self,
+        tenant: &TenantId,
+        id: &TraceId,
+        start: Option<u64>,
+        end: Option<u64>,
+    ) -> Result<FoundTrace, QueryError> {
+        let mut parts: Vec<ResourceSpans> = Vec::new();
+        let mut inspected = 0u64;
+        self.run_jobs(
+            tenant,
+            |addr, scope| {
+                let req = FindTraceRequest {
+                    tenant: tenant.as_str().to_string(),
+                    trace_id: bytes::Bytes::copy_from_slice(&id.0),
+                    scope: Some(scope_to_wire(scope)),
+                    start: start.unwrap_or(0),
+                    end: end.unwrap_or(0),
+                };
+                let client = self.clients.jobs(&addr);
+                async move {
+                    let resp = client?.find_trace(req).await?.into_inner();
+                    let trace = legato_proto::tempopb::Trace::decode(resp.trace.as_ref())
+                        .map_err(|e| tonic::Status::internal(e.to_string()))?;
+                    Ok((trace, resp.blocks_inspected))
+                }
+            },
+            |(trace, blocks)| {
+                parts.extend(trace.resource_spans);
+                inspected += blocks;
+            },
+        )
+        .await?;
+        Ok(FoundTrace {
+            batches: legato_proto::combine::combine(parts),
+            blocks_inspected: inspected,
+        })
+    }
+
+    async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchOutcome, QueryError> {
+        let limit = req.limit.max(1);
+        let mut merged: HashMap<[u8; 16], TraceHit> = HashMap::new();
+        let mut total = SearchOutcome::default();
+        let progress = req.progress.clone();
+        self.run_jobs(
+            tenant,
+            |addr, scope| {
+                let job = SearchJobRequest {
+                    tenant: tenant.as_str().to_string(),
+                    scope: Some(scope_to_wire(scope)),
+                    query: req.query_text.clone(),
+                    start_ns: req.start_ns.unwrap_or(0),
+                    end_ns: req.end_ns.unwrap_or(0),
+                    limit: req.limit as u32,
+                    spss: req.spss as u32,
+                };
+                let client = self.clients.jobs(&addr);
+                async move {
+                    let resp = client?.search(job).await?.into_inner();
+                    serde_json::from_slice::<SearchOutcome>(&resp.outcome)
+                        .map_err(|e| tonic::Status::internal(format!("bad search job answer: {e}")))
+                }
+            },
+            |outcome: SearchOutcome| {
+                total.inspected_traces += outcome.inspected_traces;
+                total.inspected_spans += outcome.inspected_spans;
+                total.inspected_bytes += outcome.inspected_bytes;
+                total.total_blocks += outcome.total_blocks;
+                total.completed_jobs += 1;
+                for hit in outcome.traces {
+                    match merged.get_mut(&hit.trace_id) {
+                        Some(existing) => existing.merge(hit),
+                        None => {
+                            merged.insert(hit.trace_id, hit);
+                        }
+                    }
+                }
+                if let Some(tx) = &progress {
+                    let mut traces: Vec<TraceHit> = merged.values().cloned().collect();
+                    traces.sort_by_key(|h| std::cmp::Reverse(h.start_unix_nano));
+                    traces.truncate(limit);
+                    let _ = tx.send(SearchSnapshot {
+                        traces,
+                        inspected_traces: total.inspected_traces,
+                        completed_jobs: total.completed_jobs,
+                        total_jobs: total.completed_jobs,
+                        total_blocks: total.total_blocks,
+                    });
+                }
+            },
+        )
+        .await?;
+        let mut traces: Vec<TraceHit> = merged.into_values().collect();
+        traces.sort_by_key(|h| std::cmp::Reverse(h.start_unix_nano));
+        traces.truncate(limit);
+        for t in &mut traces {
+            t.cap_spans(req.spss);
+        }
+        total.traces = traces;
+        total.total_jobs = total.completed_jobs;
+        Ok(total)
+    }
+}
