@@ -223,6 +223,11 @@ fn kv(key: &str, value: &str) -> KeyValue {
 
 /// An OTLP request with one trace of `spans` spans (ids derived from `seed`).
 pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 16]) {
+    otlp_request_at(seed, spans, 1_700_000_000_000_000_000)
+}
+
+/// `otlp_request` with spans starting at `start_unix_nano`.
+pub fn otlp_request_at(seed: u64, spans: u64, start_unix_nano: u64) -> (ExportTraceServiceRequest, [u8; 16]) {
     let mut trace_id = [0u8; 16];
     trace_id[..8].copy_from_slice(&seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes());
     trace_id[8..].copy_from_slice(&(seed + 1).to_be_bytes());
@@ -237,8 +242,8 @@ pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 1
             },
             name: format!("span-{i}"),
             kind: 2,
-            start_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000,
-            end_time_unix_nano: 1_700_000_000_000_000_000 + i * 1_000_000 + 500_000,
+            start_time_unix_nano: start_unix_nano + i * 1_000_000,
+            end_time_unix_nano: start_unix_nano + i * 1_000_000 + 500_000,
             attributes: vec![kv("http.method", "GET")],
             status: Some(Status::default()),
             ..Default::default()
@@ -355,4 +360,81 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The config of one node of a microservices cluster on loopback: role `target`, gossip on
+/// `gossip_port` seeded by `seeds`, S3 (`s3_port`, bucket `traces`) as the bucket.
+/// `extra` is appended at the top level (it must not repeat `ingester`, `storage` or
+/// `memberlist`).
+pub fn cluster_node_yaml(
+    target: &str,
+    name: &str,
+    ports: Ports,
+    gossip_port: u16,
+    seeds: &[u16],
+    dir: &Path,
+    s3_port: u16,
+    extra: &str,
+) -> String {
+    let seeds: Vec<String> = seeds.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    format!(
+        "target: {target}
+server:
+  http_listen_address: 127.0.0.1
+  http_listen_port: {http}
+  grpc_listen_address: 127.0.0.1
+  grpc_listen_port: {grpc}
+distributor:
+  receivers:
+    otlp:
+      protocols:
+        grpc:
+          endpoint: 127.0.0.1:{otlp_grpc}
+        http:
+          endpoint: 127.0.0.1:{otlp_http}
+memberlist:
+  node_name: {name}
+  bind_addr: [127.0.0.1]
+  bind_port: {gossip_port}
+  join_members: [{seeds}]
+  gossip_interval: 100ms
+ingester:
+  trace_idle_period: 1s
+  flush_check_period: 200ms
+  max_block_duration: 3s
+  complete_block_timeout: 1m
+  lifecycler:
+    ring:
+      replication_factor: 3
+    num_tokens: 64
+storage:
+  trace:
+    blocklist_poll: 1s
+    wal:
+      path: {wal}
+    backend: s3
+    s3:
+      bucket: traces
+      endpoint: 127.0.0.1:{s3_port}
+      region: us-east-1
+      access_key: test
+      secret_key: test
+      insecure: true
+      forcepathstyle: true
+{extra}",
+        http = ports.http,
+        grpc = ports.grpc,
+        otlp_grpc = ports.otlp_grpc,
+        otlp_http = ports.otlp_http,
+        seeds = seeds.join(", "),
+        wal = dir.join("wal").display(),
+    )
+}
+
+/// A free UDP port for gossip.
+pub fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .map(|a| a.port())
+        .expect("free udp port")
 }
