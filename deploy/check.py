@@ -190,6 +190,9 @@ def check_compose(c: Checker) -> None:
     cfg_target = next(a.split("=", 1)[1] for a in args if a.startswith("-config.file="))
     mounts = {tgt: src for src, tgt in bind_mounts(legato)}
     c.expect(cfg_target in mounts, f"legato -config.file={cfg_target} is a mounted file")
+    if not (REPO / mounts.get(cfg_target, "-")).is_file():
+        c.fail("compose legato config", f"{cfg_target} is not mounted from a file in the repo")
+        return
     legato_cfg_text = (REPO / mounts[cfg_target]).read_text()
     env = {k: str(v) for k, v in (legato.get("environment") or {}).items()}
     c.verify_config("compose legato", legato_cfg_text, args, env)
@@ -207,7 +210,8 @@ def check_compose(c: Checker) -> None:
     col = services["otel-collector"]
     col_mounts = {tgt: src for src, tgt in bind_mounts(col)}
     col_cfg_path = next(str(a).split("=", 1)[1] for a in col["command"] if str(a).startswith("--config="))
-    c.expect(col_cfg_path in col_mounts, f"otel-collector --config={col_cfg_path} is a mounted file")
+    if not c.expect((REPO / col_mounts.get(col_cfg_path, "-")).is_file(), f"otel-collector --config={col_cfg_path} is a mounted file"):
+        return
     col_cfg = yaml.safe_load((REPO / col_mounts[col_cfg_path]).read_text())
     pipe = col_cfg["service"]["pipelines"]["traces"]
     for kind in ("receivers", "processors", "exporters"):
@@ -225,8 +229,10 @@ def check_compose(c: Checker) -> None:
 
     # Grafana: the provisioned data source is Tempo on Legato's HTTP port.
     graf = services["grafana"]
-    for src, tgt in bind_mounts(graf):
-        if "provisioning/datasources" in tgt:
+    provisioned = [src for src, tgt in bind_mounts(graf) if "provisioning/datasources" in tgt]
+    c.expect(bool(provisioned), "grafana mounts a data source provisioning file")
+    for src in provisioned:
+        if (REPO / src).is_file():
             ds = yaml.safe_load((REPO / src).read_text())["datasources"]
             for d in ds:
                 ok = d["type"] == "tempo" and host_of(d["url"]) == "legato" and port_of(d["url"]) == legato_http
@@ -262,8 +268,12 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
     problems = [m for m in report["messages"] if m["severity"] > 1] + [{"error": e} for e in report.get("errors", [])]
     c.expect(not problems, "helm lint --strict", "; ".join(str(p.get("error")) for p in problems))
 
-    with helm.Chart.load(str(CHART)) as chart:
-        rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    try:
+        with helm.Chart.load(str(CHART)) as chart:
+            rendered = chart.render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    except helm.HelmError as e:
+        c.fail("helm template", str(e))
+        return
     docs = []
     for path, text in sorted(rendered.items()):
         if path.endswith("NOTES.txt"):

@@ -22,6 +22,10 @@ pub struct TraceStorageConfig {
     /// How often queriers list the bucket for blocks written by other processes.
     #[serde(with = "humantime_serde_compat")]
     pub blocklist_poll: Duration,
+    /// How old a tenant index (`<tenant>/index.json.gz`, written by the compactor) may be
+    /// before readers list the tenant instead; `0s` trusts an index of any age.
+    #[serde(with = "humantime_serde_compat")]
+    pub blocklist_poll_stale_tenant_index: Duration,
 }
 
 impl Default for TraceStorageConfig {
@@ -32,6 +36,7 @@ impl Default for TraceStorageConfig {
             local: LocalConfig::default(),
             s3: S3Config::default(),
             blocklist_poll: Duration::from_secs(300),
+            blocklist_poll_stale_tenant_index: crate::DEFAULT_STALE_TENANT_INDEX,
         }
     }
 }

@@ -4,30 +4,40 @@
 //! config. It knows nothing about HTTP, gRPC, the WAL or TraceQL.
 //!
 //! Object layout, under the configured prefix:
-//! `<tenant>/<block id>/data.parquet`, `<tenant>/<block id>/bloom`, and
-//! `<tenant>/<block id>/meta.json`, which is written last and makes the block visible.
+//! `<tenant>/<block id>/data.parquet`, `<tenant>/<block id>/bloom`,
+//! `<tenant>/<block id>/tags.json`, and `<tenant>/<block id>/meta.json`, which is written
+//! last and makes the block visible. Compaction adds `<tenant>/<block id>/meta.compacted.json`
+//! (the block is hidden, and deleted later) and `<tenant>/index.json.gz` (the tenant index).
+//! Planning and running compactions is the compactor crate's business, not this one's.
 
 mod blocklist;
 mod bloom;
+mod compacted;
 mod config;
 mod error;
+mod listing;
 mod meta;
 pub mod metrics;
 mod paths;
 mod prefilter;
 mod reader;
+mod rewrite;
 mod scan;
 mod schema;
+mod tenant_index;
 mod writer;
 
-pub use blocklist::Blocklist;
+pub use blocklist::{Blocklist, DEFAULT_STALE_TENANT_INDEX, PollStats};
 pub use bloom::TraceBloom;
+pub use compacted::{delete_block, read_compacted_marker, write_compacted_marker};
 pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
-pub use meta::{BlockMeta, ENCODING_V1};
+pub use listing::{TenantListing, list_tenant, read_block_meta};
+pub use meta::{BlockMeta, CompactedBlockMeta, ENCODING_V1};
 pub use object_store::{self, ObjectStore};
-pub use paths::BlockPaths;
+pub use paths::{BlockPaths, tenant_dir, tenant_index_path};
 pub use prefilter::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
 pub use reader::BlockReader;
+pub use tenant_index::{TenantIndex, read_tenant_index, write_tenant_index};
 pub use writer::{BlockWriter, TraceInput, WrittenBlock, encode_block, write_block};

@@ -25,6 +25,12 @@ pub struct BlockMeta {
     pub bloom_size: u64,
     pub compaction_level: u32,
     pub created_at_unix_nano: u64,
+    /// Blocks this one replaces (a compaction's inputs). Once this meta.json exists, readers
+    /// hide those blocks even if their compacted markers were never written, so a compactor
+    /// that dies between the two steps leaves every trace visible exactly once. Absent (and
+    /// empty) in blocks written by ingesters and in blocks older than the field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replaces: Vec<BlockId>,
 }
 
 impl BlockMeta {
@@ -33,5 +39,43 @@ impl BlockMeta {
         let block_start = self.start_time_unix_nano / 1_000_000_000;
         let block_end = self.end_time_unix_nano.div_ceil(1_000_000_000);
         start.is_none_or(|s| block_end >= s) && end.is_none_or(|e| block_start <= e)
+    }
+}
+
+/// `meta.compacted.json`: the block's meta plus when it was compacted (or expired by
+/// retention). Its presence hides the block; the block's objects are deleted once the
+/// marker is older than `compacted_block_retention`, the marker itself last.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CompactedBlockMeta {
+    #[serde(flatten)]
+    pub meta: BlockMeta,
+    pub compacted_at_unix_nano: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metas_without_replaces_still_parse_and_keep_their_shape() {
+        let old = r#"{"encoding":"legato-v1","blockID":"4f1c8a52-6d3e-4b7a-9c0f-2e8d5a1b3c7e","tenantID":"t","startTimeUnixNano":1,"endTimeUnixNano":2,"totalTraces":3,"totalSpans":4,"rowGroups":1,"dataSize":5,"footerSize":6,"bloomSize":7,"compactionLevel":0,"createdAtUnixNano":8}"#;
+        let meta: BlockMeta = serde_json::from_str(old).unwrap();
+        assert!(meta.replaces.is_empty());
+        assert_eq!(serde_json::to_string(&meta).unwrap(), old);
+    }
+
+    #[test]
+    fn compacted_meta_round_trips_with_replaces() {
+        let mut meta: BlockMeta = serde_json::from_str(r#"{"encoding":"legato-v1","blockID":"4f1c8a52-6d3e-4b7a-9c0f-2e8d5a1b3c7e","tenantID":"t","startTimeUnixNano":1,"endTimeUnixNano":2,"totalTraces":3,"totalSpans":4,"rowGroups":1,"dataSize":5,"footerSize":6,"bloomSize":7,"compactionLevel":0,"createdAtUnixNano":8}"#).unwrap();
+        meta.replaces = vec![BlockId::random()];
+        let compacted = CompactedBlockMeta {
+            meta,
+            compacted_at_unix_nano: 9,
+        };
+        let json = serde_json::to_string(&compacted).unwrap();
+        assert!(json.contains(r#""compactedAtUnixNano":9"#), "{json}");
+        assert!(json.contains(r#""replaces":["#), "{json}");
+        assert_eq!(serde_json::from_str::<CompactedBlockMeta>(&json).unwrap(), compacted);
     }
 }

@@ -170,7 +170,6 @@ pub(crate) fn column<'a>(batch: &'a RecordBatch, name: &str, block: BlockId) -> 
 
 /// Converts the rows of one trace in a batch back to OTLP.
 fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result<Vec<ResourceSpans>> {
-    let corrupt = |message: String| Error::Corrupt { block, message };
     let trace_ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
     let rows: Vec<usize> = (0..batch.num_rows())
         .filter(|&i| trace_ids.value(i) == trace.0)
@@ -178,6 +177,22 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
     if rows.is_empty() {
         return Ok(Vec::new());
     }
+    rows_to_otlp(block, batch, trace, &rows)
+}
+
+/// Converts the given rows of one trace back to OTLP. `rows[0]` must be the trace's first
+/// row in the batch (parent offsets are relative to it).
+pub(crate) fn rows_to_otlp(
+    block: BlockId,
+    batch: &RecordBatch,
+    trace: &TraceId,
+    rows: &[usize],
+) -> Result<Vec<ResourceSpans>> {
+    let corrupt = |message: String| Error::Corrupt { block, message };
+    let trace_ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
+    let Some(&first) = rows.first() else {
+        return Ok(Vec::new());
+    };
     let span_ids = column(batch, schema::SPAN_ID, block)?.as_fixed_size_binary();
     let parent_index = column(batch, schema::PARENT_INDEX, block)?.as_primitive::<Int32Type>();
     let parent_ids = column(batch, schema::PARENT_SPAN_ID, block)?.as_fixed_size_binary();
@@ -204,10 +219,9 @@ fn rows_to_spans(block: BlockId, batch: &RecordBatch, trace: &TraceId) -> Result
     // The trace's first row in this batch: parent_index is relative to the trace's first row
     // in the block, which may sit in an earlier row group; then the parent id comes from the
     // explicit column or is unknown to this batch, and the merge keeps whichever we have.
-    let first = rows[0];
     let mut groups: Vec<ResourceSpans> = Vec::new();
     let mut headers: HashMap<(&[u8], &[u8]), usize> = HashMap::new();
-    for &row in &rows {
+    for &row in rows {
         let mut attributes = Vec::new();
         let offsets = attrs.value_offsets();
         for a in offsets[row] as usize..offsets[row + 1] as usize {

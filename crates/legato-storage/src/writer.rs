@@ -192,6 +192,7 @@ impl BlockWriter {
             bloom_size: bloom.len() as u64,
             compaction_level: 0,
             created_at_unix_nano,
+            replaces: Vec::new(),
         };
         Ok(WrittenBlock {
             meta,

@@ -1,0 +1,121 @@
+//! Reads every trace of a block at full fidelity, as OTLP, in trace-id order: what the
+//! compactor needs to rewrite blocks. Streams one Parquet batch at a time; a trace that
+//! straddles batches is carried over until its last row is read.
+#![allow(deprecated)] // ParquetObjectReader, as in reader.rs.
+
+use std::collections::VecDeque;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use legato_model::{BlockId, TraceId};
+use parquet::arrow::ParquetRecordBatchStreamBuilder;
+use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
+
+use crate::reader::{BlockReader, column, rows_to_otlp};
+use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceInput, schema};
+
+/// Rows per decoded batch.
+const BATCH_ROWS: usize = 8192;
+
+struct State {
+    block: BlockId,
+    batches: ParquetRecordBatchStream<ParquetObjectReader>,
+    /// Rows of the last trace of the previous batch, which may continue in the next one.
+    carry: Option<RecordBatch>,
+    ready: VecDeque<TraceInput>,
+    done: bool,
+}
+
+impl BlockReader {
+    /// Every trace of the block, in ascending trace-id order, each once with all its spans
+    /// (resources, scopes, attributes, events and links as stored).
+    pub async fn trace_stream(&self, meta: &BlockMeta) -> Result<BoxStream<'static, Result<TraceInput>>> {
+        if meta.encoding != ENCODING_V1 {
+            return Err(Error::UnknownEncoding {
+                block: meta.block_id,
+                encoding: meta.encoding.clone(),
+            });
+        }
+        let block = meta.block_id;
+        let (reader, footer) = self.open(meta).await?;
+        let batches = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+            .with_batch_size(BATCH_ROWS)
+            .build()
+            .map_err(|source| Error::Parquet { block, source })?;
+        let state = State {
+            block,
+            batches,
+            carry: None,
+            ready: VecDeque::new(),
+            done: false,
+        };
+        Ok(futures::stream::try_unfold(state, next_trace).boxed())
+    }
+}
+
+async fn next_trace(mut st: State) -> Result<Option<(TraceInput, State)>> {
+    loop {
+        if let Some(trace) = st.ready.pop_front() {
+            return Ok(Some((trace, st)));
+        }
+        if st.done {
+            return Ok(None);
+        }
+        let block = st.block;
+        match st
+            .batches
+            .try_next()
+            .await
+            .map_err(|source| Error::Parquet { block, source })?
+        {
+            Some(batch) => {
+                let batch = match st.carry.take() {
+                    Some(carry) => arrow_select::concat::concat_batches(&schema::schema_v1(), [&carry, &batch])?,
+                    None => batch,
+                };
+                st.carry = split_traces(block, &batch, &mut st.ready)?;
+            }
+            None => {
+                st.done = true;
+                if let Some(carry) = st.carry.take() {
+                    let n = carry.num_rows();
+                    if n > 0 {
+                        st.ready.push_back(convert(block, &carry, 0, n)?);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Converts every complete trace of `batch` and returns the rows of the last one, which may
+/// continue in the next batch.
+fn split_traces(block: BlockId, batch: &RecordBatch, out: &mut VecDeque<TraceInput>) -> Result<Option<RecordBatch>> {
+    let n = batch.num_rows();
+    if n == 0 {
+        return Ok(None);
+    }
+    let ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
+    let mut start = 0;
+    for i in 1..n {
+        if ids.value(i) != ids.value(start) {
+            out.push_back(convert(block, batch, start, i)?);
+            start = i;
+        }
+    }
+    Ok(Some(batch.slice(start, n - start)))
+}
+
+/// The trace in rows `start..end` of `batch`.
+fn convert(block: BlockId, batch: &RecordBatch, start: usize, end: usize) -> Result<TraceInput> {
+    let ids = column(batch, schema::TRACE_ID, block)?.as_fixed_size_binary();
+    let id = ids.value(start).try_into().map(TraceId).map_err(|_| Error::Corrupt {
+        block,
+        message: "trace id is not 16 bytes".into(),
+    })?;
+    let rows: Vec<usize> = (start..end).collect();
+    let batches = rows_to_otlp(block, batch, &id, &rows)?;
+    Ok(TraceInput { id, batches })
+}
