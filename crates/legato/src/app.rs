@@ -125,6 +125,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     let distributor_metrics = DistributorMetrics::default();
     let querier_metrics = QuerierMetrics::default();
     let api_metrics = ApiMetrics::default();
+    let compactor_metrics = legato_compactor::CompactorMetrics::default();
+    compactor_metrics.register(&mut registry);
     storage_metrics.register(&mut registry);
     ingester_metrics.register(&mut registry);
     distributor_metrics.register(&mut registry);
@@ -158,7 +160,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
 
     // The blocks this process reads: the bucket (polled), except on an ingester, which
     // answers for the blocks it flushed itself until queriers have surely seen them.
-    let blocklist = Arc::new(Blocklist::default());
+    let blocklist = Arc::new(Blocklist::new(
+        cfg.storage.trace.blocklist_poll_stale_tenant_index,
+        clock.clone(),
+    ));
     let polls_bucket = !(cfg.microservices() && roles.ingester) && cfg.target != "compactor";
     let recent: Arc<dyn RecentTraces> = match &cluster {
         Some(cluster) if !roles.ingester => Arc::new(RemoteIngesters {
@@ -318,9 +323,42 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     _ = tick.tick() => {}
                 }
                 let cutoff = clock.now_nanos().saturating_sub(keep.as_nanos() as u64);
-                blocklist.retain(|m| m.created_at_unix_nano >= cutoff);
+                for tenant in blocklist.tenants() {
+                    for meta in blocklist.blocks(&tenant) {
+                        if meta.created_at_unix_nano < cutoff {
+                            blocklist.remove(&tenant, meta.block_id);
+                        }
+                    }
+                }
             }
         });
+    }
+    if cfg.target == "all" || cfg.target == "compactor" {
+        let owns: legato_compactor::Ownership = match &cluster {
+            // Jobs and tenant housekeeping are shared among compactors through their ring.
+            Some(cluster) => {
+                let cluster = cluster.clone();
+                Arc::new(move |key: &str| {
+                    cluster
+                        .ring(Role::Compactor, 1)
+                        .owner(legato_cluster::fnv1a(&[key.as_bytes()]))
+                        .is_some_and(|m| m.id == cluster.self_id())
+                })
+            }
+            None => legato_compactor::owns_everything(),
+        };
+        let compactor = Arc::new(legato_compactor::Compactor::new(
+            legato_compactor::CompactorDeps {
+                store: store.clone(),
+                blocklist: blocklist.clone(),
+                clock: clock.clone(),
+                retention: cfg.retention_lookup()?,
+                owns,
+                metrics: compactor_metrics,
+            },
+            cfg.compactor.compaction.clone(),
+        ));
+        tokio::spawn(compactor.run(cancel.clone()));
     }
     if let Some(cluster) = &cluster {
         cluster.set_state(MemberState::Active).await;

@@ -2,6 +2,7 @@
 //! keys. Precedence: defaults < YAML (with `${VAR}` expansion when asked) < flags.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use legato_distributor::IngestionLimits;
@@ -22,6 +23,7 @@ pub struct Config {
     pub overrides: OverridesConfig,
     pub memberlist: legato_cluster::MemberlistConfig,
     pub query_frontend: QueryFrontendConfig,
+    pub compactor: legato_compactor::CompactorConfig,
 }
 
 impl Default for Config {
@@ -36,6 +38,7 @@ impl Default for Config {
             overrides: OverridesConfig::default(),
             memberlist: legato_cluster::MemberlistConfig::default(),
             query_frontend: QueryFrontendConfig::default(),
+            compactor: legato_compactor::CompactorConfig::default(),
         }
     }
 }
@@ -178,6 +181,18 @@ pub struct StorageConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct OverridesConfig {
     pub defaults: TenantOverrides,
+    /// A YAML file of per-tenant overrides (`overrides: {<tenant>: {compaction: ...}}`),
+    /// read at start-up.
+    pub per_tenant_override_config: Option<std::path::PathBuf>,
+    /// Per-tenant overrides given inline (Legato), same shape as the file's `overrides`.
+    pub per_tenant: std::collections::BTreeMap<String, PerTenantOverride>,
+}
+
+/// What can be overridden per tenant so far (other limits apply to every tenant alike).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerTenantOverride {
+    pub compaction: CompactionOverrides,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -185,6 +200,45 @@ pub struct OverridesConfig {
 pub struct TenantOverrides {
     pub ingestion: IngestionLimits,
     pub global: GlobalLimits,
+    pub compaction: CompactionOverrides,
+}
+
+/// `overrides.*.compaction`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CompactionOverrides {
+    /// Blocks of the tenant older than this are deleted; unset = `compactor.compaction.block_retention`.
+    #[serde(with = "opt_duration")]
+    pub block_retention: Option<std::time::Duration>,
+}
+
+/// The per-tenant override file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerTenantOverrides {
+    pub overrides: std::collections::BTreeMap<String, PerTenantOverride>,
+}
+
+mod opt_duration {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_str(&humantime::format_duration(*d).to_string()),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(text) => humantime::parse_duration(&text)
+                .map(Some)
+                .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration: {e}"))),
+            None => Ok(None),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -277,6 +331,13 @@ impl Config {
         if self.query_frontend.search.concurrent_jobs == 0 {
             bail!("invalid configuration at query_frontend.search.concurrent_jobs: must be greater than 0");
         }
+        self.compactor
+            .validate()
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        if let Some(path) = &self.overrides.per_tenant_override_config {
+            self.per_tenant_overrides()
+                .with_context(|| format!("overrides.per_tenant_override_config: {}", path.display()))?;
+        }
         self.ingester
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
@@ -285,6 +346,33 @@ impl Config {
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
         Ok(())
+    }
+
+    /// Per-tenant overrides: the inline ones, then the file's (which win).
+    pub fn per_tenant_overrides(&self) -> anyhow::Result<std::collections::BTreeMap<String, PerTenantOverride>> {
+        let mut all = self.overrides.per_tenant.clone();
+        if let Some(path) = &self.overrides.per_tenant_override_config {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let de = serde_yaml::Deserializer::from_str(&text);
+            let file: PerTenantOverrides = serde_path_to_error::deserialize(de).map_err(|e| {
+                anyhow::anyhow!("invalid per-tenant overrides at {}: {}", e.path(), e.inner())
+            })?;
+            all.extend(file.overrides);
+        }
+        Ok(all)
+    }
+
+    /// Retention per tenant: its override, else the default override, else `None` (the
+    /// compactor's `block_retention`).
+    pub fn retention_lookup(&self) -> anyhow::Result<legato_compactor::RetentionLookup> {
+        let per_tenant = self.per_tenant_overrides()?;
+        let default = self.overrides.defaults.compaction.block_retention;
+        Ok(Arc::new(move |tenant: &legato_model::TenantId| {
+            per_tenant
+                .get(tenant.as_str())
+                .and_then(|o| o.compaction.block_retention)
+                .or(default)
+        }))
     }
 
     /// Whether this process is one role of a cluster (not the single binary).
