@@ -1,7 +1,7 @@
 //! Microservices mode end to end: separate processes on loopback (1 distributor, 3 ingesters
 //! with replication factor 3, 1 query frontend, 2 queriers) over a real S3 server, gossip
-//! membership, an ingester SIGKILLed under load and restarted, and every acknowledged span
-//! readable through the frontend the whole time.
+//! membership, an ingester SIGKILLed under load and restarted, compaction running under the
+//! load, and every acknowledged span readable exactly once through the frontend throughout.
 #![allow(clippy::unwrap_used)]
 
 use std::collections::BTreeMap;
@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use integration_tests::{Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at, post_otlp};
+use futures::StreamExt;
+use integration_tests::{Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at};
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
 
@@ -103,6 +104,13 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
         .map(|i| start("querier", &format!("querier-{i}"), free_udp_port(), ""))
         .collect();
     let frontend = start("query-frontend", "frontend", free_udp_port(), "");
+    // Compacts as soon as there are two blocks; deletes replaced blocks 30 s later.
+    let compactor = start(
+        "compactor",
+        "compactor",
+        free_udp_port(),
+        "compactor:\n  compaction:\n    compaction_cycle: 1s\n    compacted_block_retention: 30s\n",
+    );
     let distributor = start("distributor", "distributor", free_udp_port(), "");
     let client = reqwest::Client::new();
     wait_for_active_ingesters(&client, &distributor.legato, 3).await;
@@ -144,27 +152,34 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
                     }
                     _ => refused += 1,
                 }
-                tokio::time::sleep(Duration::from_millis(20)).await;
+                tokio::time::sleep(Duration::from_millis(60)).await;
             }
             (seed, refused)
         })
     };
 
-    // Every trace acknowledged so far must be complete through the frontend.
+    // Every trace acknowledged so far must be complete (and not duplicated) through the
+    // frontend.
     let check_all = |label: &'static str| {
         let (acked, client, fe) = (acked.clone(), client.clone(), &frontend.legato);
         async move {
             let snapshot: Vec<([u8; 16], usize)> = acked.lock().iter().map(|(k, v)| (*k, *v)).collect();
-            let mut bad = Vec::new();
-            for (id, want) in &snapshot {
-                match span_count(&client, fe, id).await {
-                    Ok(got) if got == *want => {}
-                    other => bad.push((hex::encode(id), *want, other)),
+            let bad: Vec<_> = futures::stream::iter(snapshot.iter().map(|(id, want)| {
+                let client = client.clone();
+                async move {
+                    match span_count(&client, fe, id).await {
+                        Ok(got) if got == *want => None,
+                        other => Some((hex::encode(id), *want, other)),
+                    }
                 }
-            }
+            }))
+            .buffer_unordered(8)
+            .filter_map(|r| async move { r })
+            .collect()
+            .await;
             assert!(
                 bad.is_empty(),
-                "{label}: {} of {} acknowledged traces wrong through the frontend: {:?}",
+                "{label}: {} of {} acknowledged traces wrong through the frontend (id, want, got): {:?}",
                 bad.len(),
                 snapshot.len(),
                 &bad[..bad.len().min(5)]
@@ -225,5 +240,22 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     ids.dedup();
     assert_eq!(ids.len(), total, "a trace appeared twice in search results");
     assert_eq!(total, n, "search should find every acknowledged trace");
+
+    // Compaction ran during the load and merged the ingesters' replicated blocks.
+    let metrics = client
+        .get(compactor.legato.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let jobs: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("legato_compactor_jobs_total "))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(jobs >= 1.0, "no compaction job ran:\n{metrics}");
     drop(victim_legato);
 }
