@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data demo-cluster demo-cluster-down
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -16,7 +16,15 @@ release:
 setup:
 	bash ci/setup.sh
 
-check-fmt:
+check-## Microservices mode on this machine: S3 server, distributor, 3 ingesters, 2 queriers,
+## query frontend, compactor; prints the endpoints.
+demo-cluster: setup
+	bash deploy/demo-cluster.sh up
+
+demo-cluster-down:
+	bash deploy/demo-cluster.sh down
+
+fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:

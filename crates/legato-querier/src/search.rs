@@ -401,30 +401,44 @@ impl Querier {
             max_exemplars,
         )));
         let inspected = Arc::new(AtomicU64::new(0));
+        // Replicated copies (ingesters' level-0 blocks and live data, before compaction
+        // merges them) must count once: a copy with the same trace id and span ids is skipped.
+        let seen: Arc<parking_lot::Mutex<HashSet<([u8; 16], u64)>>> = Arc::default();
         for source in &self.recent {
             for trace in source.recent_traces(tenant).await {
                 inspected.fetch_add(1, Ordering::Relaxed);
-                eval.lock().observe(&trace);
+                if seen.lock().insert(copy_fingerprint(&trace)) {
+                    eval.lock().observe(&trace);
+                }
             }
         }
         let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
         let total_blocks = blocks.len() as u32;
-        let totals = self
-            .scan_blocks(
-                blocks,
-                options,
-                {
-                    let (eval, inspected) = (eval.clone(), inspected.clone());
-                    move |trace: TraceData| {
-                        inspected.fetch_add(1, Ordering::Relaxed);
-                        eval.lock().observe(&trace);
-                        true
-                    }
-                },
-                || false,
-                |_| {},
-            )
-            .await?;
+        let (level0, compacted): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| b.compaction_level == 0);
+        let mut totals = ScanTotals::default();
+        for (blocks, dedupe) in [(compacted, false), (level0, true)] {
+            let part = self
+                .scan_blocks(
+                    blocks,
+                    options.clone(),
+                    {
+                        let (eval, inspected, seen) = (eval.clone(), inspected.clone(), seen.clone());
+                        move |trace: TraceData| {
+                            inspected.fetch_add(1, Ordering::Relaxed);
+                            if !dedupe || seen.lock().insert(copy_fingerprint(&trace)) {
+                                eval.lock().observe(&trace);
+                            }
+                            true
+                        }
+                    },
+                    || false,
+                    |_| {},
+                )
+                .await?;
+            totals.bytes += part.bytes;
+            totals.spans += part.spans;
+            totals.completed += part.completed;
+        }
         let eval = Arc::try_unwrap(eval).map_err(|_| QueryError::Block {
             block: "metrics".into(),
             source: legato_storage::Error::Join("evaluator still shared".into()),
@@ -441,4 +455,16 @@ impl Querier {
         };
         Ok((series, outcome))
     }
+}
+
+/// Identifies one copy of (part of) a trace: its id and its set of span ids.
+fn copy_fingerprint(trace: &TraceData) -> ([u8; 16], u64) {
+    let spans = trace.spans.iter().fold(0u64, |acc, s| {
+        // Order-independent: a sum of mixed span ids.
+        let mut z = u64::from_le_bytes(s.span_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        acc.wrapping_add(z ^ (z >> 31))
+    });
+    (trace.trace_id, spans)
 }

@@ -144,3 +144,47 @@ async fn tag_summaries_come_from_tags_json_or_a_scan() {
     let values: Vec<String> = summary.values(&field).into_iter().map(|v| v.value).collect();
     assert_eq!(values, vec!["/from-summary", "/scanned"]);
 }
+
+#[tokio::test]
+async fn metrics_count_replicated_blocks_once() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::single();
+    let blocklist = Arc::new(Blocklist::default());
+    // Three ingesters flushed the same trace (replication factor 3); a fourth level-0 block
+    // holds later spans of it, which must count.
+    for spans in [1..4, 1..4, 1..4, 4..6] {
+        let block = encode_block(
+            &tenant,
+            BlockId::random(),
+            vec![TraceInput {
+                id: TraceId([7; 16]),
+                batches: vec![batch(7, spans)],
+            }],
+            0,
+        )
+        .unwrap();
+        write_block(&store, &block).await.unwrap();
+        blocklist.add(block.meta);
+    }
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let querier = Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default());
+    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
+    let stage = query.metrics.take().unwrap();
+    let plan = Arc::new(legato_traceql::eval::Plan::new(query).unwrap());
+    let (series, _) = querier
+        .metrics(
+            &tenant,
+            legato_querier::MetricsRequest {
+                plan,
+                stage,
+                start_ns: 0,
+                end_ns: 60_000_000_000,
+                step_ns: 60_000_000_000,
+                max_exemplars: 0,
+            },
+        )
+        .await
+        .unwrap();
+    let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
+    assert_eq!(total, 5.0, "{series:?}");
+}
