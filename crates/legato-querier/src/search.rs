@@ -459,12 +459,5 @@ impl Querier {
 
 /// Identifies one copy of (part of) a trace: its id and its set of span ids.
 fn copy_fingerprint(trace: &TraceData) -> ([u8; 16], u64) {
-    let spans = trace.spans.iter().fold(0u64, |acc, s| {
-        // Order-independent: a sum of mixed span ids.
-        let mut z = u64::from_le_bytes(s.span_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        acc.wrapping_add(z ^ (z >> 31))
-    });
-    (trace.trace_id, spans)
+    (trace.trace_id, legato_traceql::search::copy_fingerprint(trace))
 }

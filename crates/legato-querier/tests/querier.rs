@@ -188,3 +188,47 @@ async fn metrics_count_replicated_blocks_once() {
     let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
     assert_eq!(total, 5.0, "{series:?}");
 }
+
+#[tokio::test]
+async fn search_counts_replicated_blocks_once() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::single();
+    let blocklist = Arc::new(Blocklist::default());
+    for spans in [1..4, 1..4, 1..4, 4..6] {
+        let block = encode_block(
+            &tenant,
+            BlockId::random(),
+            vec![TraceInput {
+                id: TraceId([7; 16]),
+                batches: vec![batch(7, spans)],
+            }],
+            0,
+        )
+        .unwrap();
+        write_block(&store, &block).await.unwrap();
+        blocklist.add(block.meta);
+    }
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let querier = Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default());
+    let query = legato_traceql::parse("{ }").unwrap();
+    let outcome = querier
+        .search(
+            &tenant,
+            legato_querier::SearchRequest {
+                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+                query_text: "{ }".into(),
+                start_ns: None,
+                end_ns: None,
+                limit: 20,
+                spss: 0,
+                progress: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome.traces.len(), 1);
+    let hit = &outcome.traces[0];
+    let spans: u32 = hit.service_stats.values().map(|s| s.span_count).sum();
+    assert_eq!(spans, 5, "{hit:?}");
+    assert_eq!(hit.spansets.iter().map(|s| s.matched).sum::<u32>(), 5);
+}

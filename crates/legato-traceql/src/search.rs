@@ -40,6 +40,10 @@ pub struct TraceHit {
     pub end_unix_nano: u64,
     pub spansets: Vec<HitSpanset>,
     pub service_stats: BTreeMap<String, ServiceStats>,
+    /// Fingerprints of the copies of trace data merged into this hit: a replica of data
+    /// already merged (the same spans flushed by several ingesters) is not counted again.
+    #[serde(default)]
+    pub copies: Vec<u64>,
 }
 
 impl TraceHit {
@@ -49,6 +53,17 @@ impl TraceHit {
 
     /// Folds in a hit for the same trace from another source (another block, live data).
     pub fn merge(&mut self, other: TraceHit) {
+        if !other.copies.is_empty() && other.copies.iter().all(|c| self.copies.contains(c)) {
+            return;
+        }
+        self.copies.extend(
+            other
+                .copies
+                .iter()
+                .filter(|c| !self.copies.contains(c))
+                .copied()
+                .collect::<Vec<_>>(),
+        );
         self.start_unix_nano = self.start_unix_nano.min(other.start_unix_nano);
         self.end_unix_nano = self.end_unix_nano.max(other.end_unix_nano);
         if self.root_trace_name.is_none() {
@@ -140,5 +155,16 @@ pub fn hit(plan: &Plan, trace: &TraceData, spansets: &[Spanset], spss: usize) ->
         end_unix_nano: trace.end_unix_nano(),
         spansets: sets,
         service_stats,
+        copies: vec![copy_fingerprint(trace)],
+    })
+}
+
+/// Identifies one copy of (part of) a trace by its set of span ids, in any order.
+pub fn copy_fingerprint(trace: &TraceData) -> u64 {
+    trace.spans.iter().fold(0u64, |acc, s| {
+        let mut z = u64::from_le_bytes(s.span_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        acc.wrapping_add(z ^ (z >> 31))
     })
 }

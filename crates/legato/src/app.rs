@@ -252,15 +252,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     for (listener, main_port) in grpc_listeners {
         let stop = servers_stop.clone();
-        let otlp_svc = (!main_port || cfg.target == "all").then(|| legato_api::trace_service(state.clone(), grpc_limit));
+        let otlp_svc =
+            (!main_port || cfg.target == "all").then(|| legato_api::trace_service(state.clone(), grpc_limit));
         // The gRPC port serves Grafana's StreamingQuerier and, between roles, the internal RPCs.
         let streaming = main_port.then(|| legato_api::streaming_service(state.clone()));
-        let ingester_rpc = (main_port && cluster.is_some() && roles.ingester).then(|| {
-            IngesterService {
-                ingester: late.clone(),
-            }
-            .server()
-        });
+        let ingester_rpc = (main_port && cluster.is_some() && roles.ingester)
+            .then(|| IngesterService { ingester: late.clone() }.server());
         let jobs_rpc = (main_port && cluster.is_some() && (roles.ingester || roles.querier)).then(|| {
             QueryJobsService {
                 querier: querier.clone(),
@@ -299,7 +296,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .await?
                 .with_context(|| format!("opening the WAL at {}", cfg.storage.trace.wal.path.display()))?;
         let _ = late.0.set(ingester.clone());
-        tracing::info!(replayed_traces = stats.traces, torn_tails = stats.torn_tails, "WAL replayed");
+        tracing::info!(
+            replayed_traces = stats.traces,
+            torn_tails = stats.torn_tails,
+            "WAL replayed"
+        );
         ingester_task = Some(tokio::spawn(ingester.clone().run(cancel.clone())));
     }
     if polls_bucket {

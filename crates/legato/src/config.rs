@@ -255,7 +255,14 @@ impl Default for GlobalLimits {
     }
 }
 
-pub const TARGETS: &[&str] = &["all", "distributor", "ingester", "querier", "query-frontend", "compactor"];
+pub const TARGETS: &[&str] = &[
+    "all",
+    "distributor",
+    "ingester",
+    "querier",
+    "query-frontend",
+    "compactor",
+];
 
 impl Config {
     /// Parses YAML; errors name the offending key path.
@@ -354,9 +361,8 @@ impl Config {
         if let Some(path) = &self.overrides.per_tenant_override_config {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             let de = serde_yaml::Deserializer::from_str(&text);
-            let file: PerTenantOverrides = serde_path_to_error::deserialize(de).map_err(|e| {
-                anyhow::anyhow!("invalid per-tenant overrides at {}: {}", e.path(), e.inner())
-            })?;
+            let file: PerTenantOverrides = serde_path_to_error::deserialize(de)
+                .map_err(|e| anyhow::anyhow!("invalid per-tenant overrides at {}: {}", e.path(), e.inner()))?;
             all.extend(file.overrides);
         }
         Ok(all)

@@ -22,8 +22,7 @@ struct Flags {
     verify: bool,
 }
 
-const USAGE: &str =
-    "usage: legato [-config.file=PATH] [-target=all|distributor|ingester|querier|query-frontend|compactor] [-config.expand-env] [-config.verify]";
+const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all|distributor|ingester|querier|query-frontend|compactor] [-config.expand-env] [-config.verify]";
 
 fn parse_flags() -> anyhow::Result<Option<Flags>> {
     let mut flags = Flags {

@@ -310,7 +310,12 @@ impl ClusterFanout {
 
     /// Runs `call` for each target; a block shard that fails is retried on other queriers.
     /// Ingester jobs may fail up to replication factor - 1 times (replicas hold the data).
-    async fn run_jobs<T, F, Fut>(&self, tenant: &TenantId, call: F, mut on_result: impl FnMut(T)) -> Result<(), QueryError>
+    async fn run_jobs<T, F, Fut>(
+        &self,
+        tenant: &TenantId,
+        call: F,
+        mut on_result: impl FnMut(T),
+    ) -> Result<(), QueryError>
     where
         F: Fn(String, JobScope) -> Fut,
         Fut: std::future::Future<Output = Result<T, tonic::Status>>,
