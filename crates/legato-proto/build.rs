@@ -30,7 +30,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tempopb.SearchTagValuesV2Response",
             "crate::tempopb::search::SearchTagValuesV2Response",
         )
-        .compile_with_config(config, &[root.join("tempopb.proto")], &[root.clone()])?;
+        .compile_with_config(config, &[root.join("tempopb.proto")], std::slice::from_ref(&root))?;
 
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);

@@ -362,6 +362,13 @@ impl Drop for S3Server {
     }
 }
 
+/// A node's gossip port and the seed it joins through.
+#[derive(Debug, Clone, Copy)]
+pub struct Gossip {
+    pub port: u16,
+    pub seed: u16,
+}
+
 /// The config of one node of a microservices cluster on loopback: role `target`, gossip on
 /// `gossip_port` seeded by `seeds`, S3 (`s3_port`, bucket `traces`) as the bucket.
 /// `extra` is appended at the top level (it must not repeat `ingester`, `storage` or
@@ -370,13 +377,13 @@ pub fn cluster_node_yaml(
     target: &str,
     name: &str,
     ports: Ports,
-    gossip_port: u16,
-    seeds: &[u16],
+    gossip: Gossip,
     dir: &Path,
     s3_port: u16,
     extra: &str,
 ) -> String {
-    let seeds: Vec<String> = seeds.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+    let seed = format!("\"127.0.0.1:{}\"", gossip.seed);
+    let gossip_port = gossip.port;
     format!(
         "target: {target}
 server:
@@ -426,7 +433,7 @@ storage:
         grpc = ports.grpc,
         otlp_grpc = ports.otlp_grpc,
         otlp_http = ports.otlp_http,
-        seeds = seeds.join(", "),
+        seeds = seed,
         wal = dir.join("wal").display(),
     )
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use integration_tests::{Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at};
+use integration_tests::{Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at};
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
 
@@ -76,7 +76,10 @@ async fn wait_for_active_ingesters(client: &reqwest::Client, node: &Legato, n: u
         if members.iter().filter(|(_, s)| s == "ACTIVE").count() == n {
             return;
         }
-        assert!(Instant::now() < deadline, "ring never showed {n} active ingesters: {members:?}");
+        assert!(
+            Instant::now() < deadline,
+            "ring never showed {n} active ingesters: {members:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -89,7 +92,11 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     let start = |target: &str, name: &str, gossip: u16, extra: &str| {
         let dir = root.path().join(name);
         let ports = Ports::free();
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &[seed_port], &dir, s3.port, extra);
+        let gossip = Gossip {
+            port: gossip,
+            seed: seed_port,
+        };
+        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra);
         Node {
             name: name.to_string(),
             dir: dir.clone(),

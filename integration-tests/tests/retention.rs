@@ -94,7 +94,11 @@ compactor:
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(status(&client, &legato, "short", &new_short).await, 200);
-    assert_eq!(status(&client, &legato, "long", &old_long).await, 200, "default retention is 14 days");
+    assert_eq!(
+        status(&client, &legato, "long", &old_long).await,
+        200,
+        "default retention is 14 days"
+    );
     assert_eq!(block_dirs(dir.path(), "long"), 1);
     // Tenants' indexes are written by the compactor.
     assert!(dir.path().join("blocks/short/index.json.gz").exists());

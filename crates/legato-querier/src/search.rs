@@ -403,7 +403,7 @@ impl Querier {
         let inspected = Arc::new(AtomicU64::new(0));
         // Replicated copies (ingesters' level-0 blocks and live data, before compaction
         // merges them) must count once: a copy with the same trace id and span ids is skipped.
-        let seen: Arc<parking_lot::Mutex<HashSet<([u8; 16], u64)>>> = Arc::default();
+        let seen: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
         for source in &self.recent {
             for trace in source.recent_traces(tenant).await {
                 inspected.fetch_add(1, Ordering::Relaxed);
@@ -457,7 +457,10 @@ impl Querier {
     }
 }
 
+/// A trace id and the fingerprint of a set of its span ids.
+type CopyKey = ([u8; 16], u64);
+
 /// Identifies one copy of (part of) a trace: its id and its set of span ids.
-fn copy_fingerprint(trace: &TraceData) -> ([u8; 16], u64) {
+fn copy_fingerprint(trace: &TraceData) -> CopyKey {
     (trace.trace_id, legato_traceql::search::copy_fingerprint(trace))
 }
