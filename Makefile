@@ -16,15 +16,7 @@ release:
 setup:
 	bash ci/setup.sh
 
-check-## Microservices mode on this machine: S3 server, distributor, 3 ingesters, 2 queriers,
-## query frontend, compactor; prints the endpoints.
-demo-cluster: setup
-	bash deploy/demo-cluster.sh up
-
-demo-cluster-down:
-	bash deploy/demo-cluster.sh down
-
-fmt:
+check-fmt:
 	$(CARGO) fmt --all -- --check
 
 clippy:
@@ -55,6 +47,14 @@ ci: test
 ## The standard benchmark scenario (local disk, then S3 on loopback); prints one table.
 bench: setup
 	bash bench/run.sh
+
+## Microservices mode on this machine: S3 server, distributor, 3 ingesters, 2 queriers,
+## query frontend, compactor; prints the endpoints.
+demo-cluster: setup
+	bash deploy/demo-cluster.sh up
+
+demo-cluster-down:
+	bash deploy/demo-cluster.sh down
 
 fmt:
 	$(CARGO) fmt --all
