@@ -221,9 +221,14 @@ fn kv(key: &str, value: &str) -> KeyValue {
     }
 }
 
-/// An OTLP request with one trace of `spans` spans (ids derived from `seed`).
+/// An OTLP request with one trace of `spans` spans (ids derived from `seed`), starting a
+/// minute ago: recent enough that no retention applies.
 pub fn otlp_request(seed: u64, spans: u64) -> (ExportTraceServiceRequest, [u8; 16]) {
-    otlp_request_at(seed, spans, 1_700_000_000_000_000_000)
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1_700_000_000_000_000_000);
+    otlp_request_at(seed, spans, now - 60_000_000_000)
 }
 
 /// `otlp_request` with spans starting at `start_unix_nano`.

@@ -575,7 +575,8 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
     assert_eq!(post_otlp(&client, &legato, &dataset(base)).await.0, 200);
     // Half the data in a block, half live: results must combine both.
     assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
-    let (req, _) = integration_tests::otlp_request(99, 2);
+    // A live trace from before the metrics range (2023).
+    let (req, _) = integration_tests::otlp_request_at(99, 2, 1_700_000_000_000_000_000);
     assert_eq!(post_otlp(&client, &legato, &req).await.0, 200);
 
     let ports = legato.ports;
