@@ -1,6 +1,7 @@
 //! `legato-bench`: a load generator and query driver that speaks only public protocols (OTLP
 //! and Tempo's HTTP API), so it can drive Legato or any other Tempo-compatible backend.
 
+mod pool;
 mod traffic;
 
 use std::io::{IsTerminal, Write};
@@ -56,6 +57,11 @@ struct IngestArgs {
     seed: u64,
     #[arg(long)]
     tenant: Option<String>,
+    /// Pre-encode this many export requests per connection and resend them with fresh trace
+    /// ids (0 = build and encode every request). Makes the generator cheap, so a receiver on
+    /// the same machine gets the CPU; the data then repeats except for the ids.
+    #[arg(long, default_value_t = 0)]
+    pool: usize,
     /// Traces per export request (a Collector batch).
     #[arg(long, default_value_t = 40)]
     traces_per_batch: usize,
@@ -109,7 +115,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 enum Target {
-    Grpc(TraceServiceClient<tonic::transport::Channel>),
+    Grpc(TraceServiceClient<tonic::transport::Channel>, tonic::transport::Channel),
     Http(reqwest::Client, String),
 }
 
@@ -129,13 +135,38 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-async fn send(
-    target: &mut Target,
-    tenant: &Option<String>,
-    req: &ExportTraceServiceRequest,
-) -> Result<(), (bool, String)> {
-    match target {
-        Target::Grpc(client) => {
+/// What to send: a request to encode, or bytes already encoded.
+enum Payload<'a> {
+    Message(&'a ExportTraceServiceRequest),
+    Encoded(bytes::Bytes),
+}
+
+async fn send(target: &mut Target, tenant: &Option<String>, payload: Payload<'_>) -> Result<(), (bool, String)> {
+    match (target, payload) {
+        (Target::Grpc(_, channel), Payload::Encoded(bytes)) => {
+            let mut request = tonic::Request::new(bytes);
+            if let Some(t) = tenant
+                && let Ok(v) = t.parse()
+            {
+                request.metadata_mut().insert("x-scope-orgid", v);
+            }
+            let mut grpc = tonic::client::Grpc::new(channel.clone());
+            grpc.ready().await.map_err(|e| (true, format!("connecting: {e}")))?;
+            let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+                "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            );
+            match grpc.unary(request, path, pool::RawCodec).await {
+                Ok(resp) => match resp.into_inner().partial_success {
+                    Some(p) if p.rejected_spans > 0 => Err((false, p.error_message)),
+                    _ => Ok(()),
+                },
+                Err(status) => {
+                    let retry = matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable);
+                    Err((retry, status.to_string()))
+                }
+            }
+        }
+        (Target::Grpc(client, _), Payload::Message(req)) => {
             let mut request = tonic::Request::new(req.clone());
             if let Some(t) = tenant
                 && let Ok(v) = t.parse()
@@ -153,11 +184,15 @@ async fn send(
                 }
             }
         }
-        Target::Http(client, url) => {
+        (Target::Http(client, url), payload) => {
+            let body = match payload {
+                Payload::Message(req) => bytes::Bytes::from(req.encode_to_vec()),
+                Payload::Encoded(bytes) => bytes,
+            };
             let mut builder = client
                 .post(url.as_str())
                 .header("content-type", "application/x-protobuf")
-                .body(req.encode_to_vec());
+                .body(body);
             if let Some(t) = tenant {
                 builder = builder.header("x-scope-orgid", t);
             }
@@ -192,7 +227,8 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 };
                 let channel = tonic::transport::Endpoint::from_shared(url)?.connect_lazy();
                 Ok(Target::Grpc(
-                    TraceServiceClient::new(channel).max_decoding_message_size(64 << 20),
+                    TraceServiceClient::new(channel.clone()).max_decoding_message_size(64 << 20),
+                    channel,
                 ))
             }
             (None, Some(url)) => Ok(Target::Http(reqwest::Client::new(), url.clone())),
@@ -210,9 +246,20 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let ids = ids.clone();
         let tenant = args.tenant.clone();
         let per_batch = args.traces_per_batch.max(1);
+        let pool_size = args.pool;
         let seed = args.seed.wrapping_mul(1000).wrapping_add(worker as u64);
         tasks.push(tokio::spawn(async move {
             let mut generator = traffic::Generator::new(seed);
+            let prepared: Vec<pool::Prepared> = (0..pool_size)
+                .map(|i| {
+                    let base = now_ns();
+                    let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
+                        .map(|k| generator.trace(base + (i * per_batch + k) as u64 * 1000))
+                        .collect();
+                    pool::Prepared::new(&traffic::batch(&generator, &traces), &traces)
+                })
+                .collect();
+            let mut sent = 0u64;
             let mut last_error = None;
             while Instant::now() < deadline {
                 if let Some(rate) = rate {
@@ -222,21 +269,43 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                         continue;
                     }
                 }
-                let base = now_ns();
-                let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
-                    .map(|k| generator.trace(base + k as u64 * 1000))
-                    .collect();
-                let req = traffic::batch(&generator, &traces);
-                let spans: usize = traces.iter().map(|t| t.spans.len()).sum();
-                let bytes = req.encoded_len() as u64;
+                sent += 1;
+                // Either a fresh request, or a pooled one with new trace ids.
+                let (fresh, encoded, trace_ids): (
+                    Option<ExportTraceServiceRequest>,
+                    Option<bytes::Bytes>,
+                    Vec<([u8; 16], usize)>,
+                ) = if prepared.is_empty() {
+                    let base = now_ns();
+                    let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
+                        .map(|k| generator.trace(base + k as u64 * 1000))
+                        .collect();
+                    let ids = traces.iter().map(|t| (t.id, t.spans.len())).collect();
+                    (Some(traffic::batch(&generator, &traces)), None, ids)
+                } else {
+                    let p = &prepared[sent as usize % prepared.len()];
+                    let (bytes, ids) = p.instantiate(seed.wrapping_mul(1 << 40).wrapping_add(sent));
+                    (None, Some(bytes), ids)
+                };
+                let spans: usize = trace_ids.iter().map(|t| t.1).sum();
+                let bytes = match (&fresh, &encoded) {
+                    (Some(req), _) => req.encoded_len() as u64,
+                    (None, Some(b)) => b.len() as u64,
+                    (None, None) => 0,
+                };
                 loop {
                     counters.requests.fetch_add(1, Ordering::Relaxed);
-                    match send(&mut target, &tenant, &req).await {
+                    let payload = match (&fresh, &encoded) {
+                        (Some(req), _) => Payload::Message(req),
+                        (None, Some(b)) => Payload::Encoded(b.clone()),
+                        (None, None) => break,
+                    };
+                    match send(&mut target, &tenant, payload).await {
                         Ok(()) => {
                             counters.spans.fetch_add(spans as u64, Ordering::Relaxed);
                             counters.bytes.fetch_add(bytes, Ordering::Relaxed);
                             let mut ids = ids.lock().await;
-                            ids.extend(traces.iter().map(|t| (hex::encode(t.id), t.spans.len())));
+                            ids.extend(trace_ids.iter().map(|(id, n)| (hex::encode(id), *n)));
                             break;
                         }
                         Err((true, msg)) if Instant::now() < deadline => {

@@ -244,6 +244,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     for (listener, router) in routers {
         let stop = servers_stop.clone();
         servers.spawn(async move {
+            // Small responses must not wait for Nagle + delayed ACK (a 40 ms stall per request).
+            let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             axum::serve(listener, router)
                 .with_graceful_shutdown(stop.cancelled_owned())
                 .await
@@ -271,7 +275,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .add_optional_service(ingester_rpc)
                 .add_optional_service(jobs_rpc)
                 .serve_with_incoming_shutdown(
-                    tonic::transport::server::TcpIncoming::from(listener),
+                    // See the HTTP servers: no Nagle on responses.
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
                     stop.cancelled_owned(),
                 )
                 .await
