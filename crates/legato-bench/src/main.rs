@@ -135,6 +135,12 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// A request built for sending: fresh, or pooled and already encoded.
+enum Outgoing {
+    Fresh(ExportTraceServiceRequest),
+    Encoded(bytes::Bytes),
+}
+
 /// What to send: a request to encode, or bytes already encoded.
 enum Payload<'a> {
     Message(&'a ExportTraceServiceRequest),
@@ -271,34 +277,28 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 }
                 sent += 1;
                 // Either a fresh request, or a pooled one with new trace ids.
-                let (fresh, encoded, trace_ids): (
-                    Option<ExportTraceServiceRequest>,
-                    Option<bytes::Bytes>,
-                    Vec<([u8; 16], usize)>,
-                ) = if prepared.is_empty() {
+                let (outgoing, trace_ids) = if prepared.is_empty() {
                     let base = now_ns();
                     let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
                         .map(|k| generator.trace(base + k as u64 * 1000))
                         .collect();
-                    let ids = traces.iter().map(|t| (t.id, t.spans.len())).collect();
-                    (Some(traffic::batch(&generator, &traces)), None, ids)
+                    let ids: Vec<([u8; 16], usize)> = traces.iter().map(|t| (t.id, t.spans.len())).collect();
+                    (Outgoing::Fresh(traffic::batch(&generator, &traces)), ids)
                 } else {
                     let p = &prepared[sent as usize % prepared.len()];
                     let (bytes, ids) = p.instantiate(seed.wrapping_mul(1 << 40).wrapping_add(sent));
-                    (None, Some(bytes), ids)
+                    (Outgoing::Encoded(bytes), ids)
                 };
                 let spans: usize = trace_ids.iter().map(|t| t.1).sum();
-                let bytes = match (&fresh, &encoded) {
-                    (Some(req), _) => req.encoded_len() as u64,
-                    (None, Some(b)) => b.len() as u64,
-                    (None, None) => 0,
+                let bytes = match &outgoing {
+                    Outgoing::Fresh(req) => req.encoded_len() as u64,
+                    Outgoing::Encoded(b) => b.len() as u64,
                 };
                 loop {
                     counters.requests.fetch_add(1, Ordering::Relaxed);
-                    let payload = match (&fresh, &encoded) {
-                        (Some(req), _) => Payload::Message(req),
-                        (None, Some(b)) => Payload::Encoded(b.clone()),
-                        (None, None) => break,
+                    let payload = match &outgoing {
+                        Outgoing::Fresh(req) => Payload::Message(req),
+                        Outgoing::Encoded(b) => Payload::Encoded(b.clone()),
                     };
                     match send(&mut target, &tenant, payload).await {
                         Ok(()) => {
