@@ -49,27 +49,71 @@ pub struct TagValue {
     pub value: String,
 }
 
-impl TagValue {
-    fn from_attr(v: &AttrValue) -> Vec<Self> {
-        match v {
-            AttrValue::Str(s) => vec![Self {
-                type_name: "string",
-                value: s.clone(),
-            }],
-            AttrValue::Int(i) => vec![Self {
-                type_name: "int",
-                value: i.to_string(),
-            }],
-            AttrValue::Float(f) => vec![Self {
-                type_name: "float",
-                value: f.to_string(),
-            }],
-            AttrValue::Bool(b) => vec![Self {
-                type_name: "bool",
-                value: b.to_string(),
-            }],
-            AttrValue::Array(items) => items.iter().flat_map(Self::from_attr).collect(),
+/// Calls `f(type, text)` for a value, or for each element of an array, formatting numbers
+/// into `scratch` so that nothing is allocated for a value already known.
+fn visit_values(v: &AttrValue, scratch: &mut String, f: &mut impl FnMut(&'static str, &str)) {
+    use std::fmt::Write as _;
+    match v {
+        AttrValue::Str(s) => f("string", s),
+        AttrValue::Int(i) => {
+            scratch.clear();
+            let _ = write!(scratch, "{i}");
+            f("int", scratch);
         }
+        AttrValue::Float(x) => {
+            scratch.clear();
+            let _ = write!(scratch, "{x}");
+            f("float", scratch);
+        }
+        AttrValue::Bool(b) => f("bool", if *b { "true" } else { "false" }),
+        AttrValue::Array(items) => {
+            for item in items {
+                visit_values(item, scratch, f);
+            }
+        }
+    }
+}
+
+/// Looks a `TagValue` up by borrowed parts, so checking a known value allocates nothing.
+trait TagKey {
+    fn parts(&self) -> (&str, &str);
+}
+
+impl TagKey for TagValue {
+    fn parts(&self) -> (&str, &str) {
+        (self.type_name, &self.value)
+    }
+}
+
+impl TagKey for (&'static str, &str) {
+    fn parts(&self) -> (&str, &str) {
+        (self.0, self.1)
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn TagKey + 'a> for TagValue {
+    fn borrow(&self) -> &(dyn TagKey + 'a) {
+        self
+    }
+}
+
+impl PartialEq for dyn TagKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn TagKey + '_ {}
+
+impl PartialOrd for dyn TagKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for dyn TagKey + '_ {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.parts().cmp(&other.parts())
     }
 }
 
@@ -80,12 +124,20 @@ pub struct ValueSet {
 }
 
 impl ValueSet {
-    fn insert(&mut self, v: TagValue) {
-        if self.values.len() >= MAX_VALUES_PER_TAG && !self.values.contains(&v) {
+    /// Adds a value given by parts; allocates only when it is new.
+    fn insert_parts(&mut self, type_name: &'static str, value: &str) {
+        let key: &dyn TagKey = &(type_name, value);
+        if self.values.contains(key) {
+            return;
+        }
+        if self.values.len() >= MAX_VALUES_PER_TAG {
             self.truncated = true;
             return;
         }
-        self.values.insert(v);
+        self.values.insert(TagValue {
+            type_name,
+            value: value.to_string(),
+        });
     }
 }
 
@@ -97,19 +149,26 @@ pub struct TagSummary {
 
 impl TagSummary {
     fn add(&mut self, scope: &'static str, key: &str, value: &AttrValue) {
+        let Some(set) = self.value_set(scope, key) else { return };
+        let mut scratch = String::new();
+        visit_values(value, &mut scratch, &mut |t, v| set.insert_parts(t, v));
+    }
+
+    fn add_str(&mut self, scope: &'static str, key: &str, value: &str) {
+        if let Some(set) = self.value_set(scope, key) {
+            set.insert_parts("string", value);
+        }
+    }
+
+    /// The value set of a tag, `None` when it is already truncated.
+    fn value_set(&mut self, scope: &'static str, key: &str) -> Option<&mut ValueSet> {
         let tags = self.scopes.entry(scope).or_default();
         // Look up before inserting: the key is almost always known already, and allocating
         // it per attribute showed up in flush profiles.
         if !tags.contains_key(key) {
             tags.insert(key.to_string(), ValueSet::default());
         }
-        let Some(set) = tags.get_mut(key) else { return };
-        if set.truncated {
-            return;
-        }
-        for v in TagValue::from_attr(value) {
-            set.insert(v);
-        }
+        tags.get_mut(key).filter(|set| !set.truncated)
     }
 
     /// Adds the spans `spans` of `trace` (all spans when `None`).
@@ -123,37 +182,34 @@ impl TagSummary {
             }
         };
         if let Some(root) = trace.root() {
-            self.add("intrinsic", "rootName", &AttrValue::Str(root.name.clone()));
-            self.add(
-                "intrinsic",
-                "rootServiceName",
-                &AttrValue::Str(root.origin.service_name.clone()),
-            );
+            self.add_str("intrinsic", "rootName", &root.name);
+            self.add_str("intrinsic", "rootServiceName", &root.origin.service_name);
         }
+        // Spans of one resource and scope share their origin: add its attributes once.
+        let mut last_origin: Option<&std::sync::Arc<legato_model::span::SpanOrigin>> = None;
         for &i in spans {
             let s = &trace.spans[i];
-            self.add("intrinsic", "name", &AttrValue::Str(s.name.clone()));
+            self.add_str("intrinsic", "name", &s.name);
             if !s.status_message.is_empty() {
-                self.add("intrinsic", "statusMessage", &AttrValue::Str(s.status_message.clone()));
+                self.add_str("intrinsic", "statusMessage", &s.status_message);
             }
             for (k, v) in &s.attrs {
                 self.add("span", k, v);
             }
-            for (k, v) in &s.origin.resource {
-                self.add("resource", k, v);
-            }
-            for (k, v) in &s.origin.scope_attrs {
-                self.add("instrumentation", k, v);
-            }
-            if !s.origin.scope_name.is_empty() {
-                self.add(
-                    "intrinsic",
-                    "instrumentation:name",
-                    &AttrValue::Str(s.origin.scope_name.clone()),
-                );
+            if !last_origin.is_some_and(|o| std::sync::Arc::ptr_eq(o, &s.origin)) {
+                last_origin = Some(&s.origin);
+                for (k, v) in &s.origin.resource {
+                    self.add("resource", k, v);
+                }
+                for (k, v) in &s.origin.scope_attrs {
+                    self.add("instrumentation", k, v);
+                }
+                if !s.origin.scope_name.is_empty() {
+                    self.add_str("intrinsic", "instrumentation:name", &s.origin.scope_name);
+                }
             }
             for e in &s.events {
-                self.add("intrinsic", "event:name", &AttrValue::Str(e.name.clone()));
+                self.add_str("intrinsic", "event:name", &e.name);
                 for (k, v) in &e.attrs {
                     self.add("event", k, v);
                 }
@@ -173,7 +229,7 @@ impl TagSummary {
                 let target = mine.entry(tag.clone()).or_default();
                 target.truncated |= set.truncated;
                 for v in &set.values {
-                    target.insert(v.clone());
+                    target.insert_parts(v.type_name, &v.value);
                 }
             }
         }
