@@ -47,6 +47,10 @@ async fn span_count(client: &reqwest::Client, node: &Legato, id: &[u8]) -> Resul
     }
 }
 
+async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 async fn ring_members(client: &reqwest::Client, node: &Legato) -> Vec<(String, String)> {
     let Ok(resp) = client.get(node.url("/ring?format=json")).send().await else {
         return Vec::new();
@@ -124,14 +128,7 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     wait_for_active_ingesters(&client, &frontend.legato, 3).await;
 
     // The ring page renders as HTML too.
-    let html = client
-        .get(frontend.legato.url("/ingester/ring"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let html = get_text(&client, &frontend.legato.url("/ingester/ring")).await;
     assert!(html.contains("<table") && html.contains("ingester-2"), "{html}");
 
     // Steady load from a background task; it records what was acknowledged.
@@ -249,14 +246,7 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     assert_eq!(total, n, "search should find every acknowledged trace");
 
     // Compaction ran during the load and merged the ingesters' replicated blocks.
-    let metrics = client
-        .get(compactor.legato.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = get_text(&client, &compactor.legato.url("/metrics")).await;
     let jobs: f64 = metrics
         .lines()
         .find(|l| l.starts_with("legato_compactor_jobs_total "))

@@ -135,6 +135,22 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// An export's answer: `Err((retryable, message))` for a refusal or refused spans.
+fn grpc_outcome(
+    result: Result<tonic::Response<legato_proto::collector::ExportTraceServiceResponse>, tonic::Status>,
+) -> Result<(), (bool, String)> {
+    match result {
+        Ok(resp) => match resp.into_inner().partial_success {
+            Some(p) if p.rejected_spans > 0 => Err((false, p.error_message)),
+            _ => Ok(()),
+        },
+        Err(status) => {
+            let retry = matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable);
+            Err((retry, status.to_string()))
+        }
+    }
+}
+
 /// A request built for sending: fresh, or pooled and already encoded.
 enum Outgoing {
     Fresh(ExportTraceServiceRequest),
@@ -161,16 +177,7 @@ async fn send(target: &mut Target, tenant: &Option<String>, payload: Payload<'_>
             let path = tonic::codegen::http::uri::PathAndQuery::from_static(
                 "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             );
-            match grpc.unary(request, path, pool::RawCodec).await {
-                Ok(resp) => match resp.into_inner().partial_success {
-                    Some(p) if p.rejected_spans > 0 => Err((false, p.error_message)),
-                    _ => Ok(()),
-                },
-                Err(status) => {
-                    let retry = matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable);
-                    Err((retry, status.to_string()))
-                }
-            }
+            grpc_outcome(grpc.unary(request, path, pool::RawCodec).await)
         }
         (Target::Grpc(client, _), Payload::Message(req)) => {
             let mut request = tonic::Request::new(req.clone());
@@ -179,16 +186,7 @@ async fn send(target: &mut Target, tenant: &Option<String>, payload: Payload<'_>
             {
                 request.metadata_mut().insert("x-scope-orgid", v);
             }
-            match client.export(request).await {
-                Ok(resp) => match resp.into_inner().partial_success {
-                    Some(p) if p.rejected_spans > 0 => Err((false, p.error_message)),
-                    _ => Ok(()),
-                },
-                Err(status) => {
-                    let retry = matches!(status.code(), tonic::Code::ResourceExhausted | tonic::Code::Unavailable);
-                    Err((retry, status.to_string()))
-                }
-            }
+            grpc_outcome(client.export(request).await)
         }
         (Target::Http(client, url), payload) => {
             let body = match payload {

@@ -145,13 +145,12 @@ async fn tag_summaries_come_from_tags_json_or_a_scan() {
     assert_eq!(values, vec!["/from-summary", "/scanned"]);
 }
 
-#[tokio::test]
-async fn metrics_count_replicated_blocks_once() {
+/// Three ingesters flushed the same trace (replication factor 3), spans 1-3; a fourth level-0
+/// block holds later spans 4-5 of it, which must count: 5 distinct spans in all.
+async fn replicated_blocks() -> (TenantId, Querier) {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let tenant = TenantId::single();
     let blocklist = Arc::new(Blocklist::default());
-    // Three ingesters flushed the same trace (replication factor 3); a fourth level-0 block
-    // holds later spans of it, which must count.
     for spans in [1..4, 1..4, 1..4, 4..6] {
         let block = encode_block(
             &tenant,
@@ -167,7 +166,15 @@ async fn metrics_count_replicated_blocks_once() {
         blocklist.add(block.meta);
     }
     let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
-    let querier = Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default());
+    (
+        tenant,
+        Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default()),
+    )
+}
+
+#[tokio::test]
+async fn metrics_count_replicated_blocks_once() {
+    let (tenant, querier) = replicated_blocks().await;
     let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
     let stage = query.metrics.take().unwrap();
     let plan = Arc::new(legato_traceql::eval::Plan::new(query).unwrap());
@@ -191,25 +198,7 @@ async fn metrics_count_replicated_blocks_once() {
 
 #[tokio::test]
 async fn search_counts_replicated_blocks_once() {
-    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let tenant = TenantId::single();
-    let blocklist = Arc::new(Blocklist::default());
-    for spans in [1..4, 1..4, 1..4, 4..6] {
-        let block = encode_block(
-            &tenant,
-            BlockId::random(),
-            vec![TraceInput {
-                id: TraceId([7; 16]),
-                batches: vec![batch(7, spans)],
-            }],
-            0,
-        )
-        .unwrap();
-        write_block(&store, &block).await.unwrap();
-        blocklist.add(block.meta);
-    }
-    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
-    let querier = Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default());
+    let (tenant, querier) = replicated_blocks().await;
     let query = legato_traceql::parse("{ }").unwrap();
     let outcome = querier
         .search(
