@@ -361,7 +361,12 @@ mod tests {
                 http_port: 8000 + i as u16,
                 num_tokens: 16,
             };
-            let seeds = if i == 0 { vec![] } else { vec![seed.clone()] };
+            // The last node joins through a DNS name, as pods do through a headless service.
+            let seeds = match i {
+                0 => vec![],
+                1 => vec![seed.clone()],
+                _ => vec![format!("localhost:{}", ports[0])],
+            };
             let node = Cluster::join(&cfg(*port, seeds, &format!("ing-{i}")), info)
                 .await
                 .unwrap();
