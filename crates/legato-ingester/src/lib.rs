@@ -15,6 +15,7 @@ pub mod metrics;
 mod state;
 mod wal;
 
+use legato_traceql::tags::TagSummary;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -324,9 +325,8 @@ impl Ingester {
         }
         let mut taken = std::mem::take(summary);
         let updated = tokio::task::spawn_blocking(move || {
-            for (id, segments) in &fresh {
-                let batches: Vec<ResourceSpans> = decode_segments(segments);
-                taken.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
+            for (_, segments) in &fresh {
+                add_otlp_tags(&mut taken, &decode_segments(segments));
             }
             taken
         })
@@ -349,7 +349,7 @@ impl Ingester {
             let mut tags = legato_traceql::tags::TagSummary::default();
             for (id, segments) in traces.iter() {
                 let batches: Vec<ResourceSpans> = decode_segments(segments);
-                tags.add_trace(&legato_proto::span_view::trace_data(id.0, &batches), None);
+                add_otlp_tags(&mut tags, &batches);
                 writer.push(&TraceInput { id: *id, batches })?;
             }
             let mut written = writer.finish(now)?;
@@ -373,6 +373,83 @@ impl Ingester {
 impl PushSink for Ingester {
     async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
         Ingester::push(self, request).await
+    }
+}
+
+/// Adds a trace's tag names and values straight from its OTLP batches: the same as
+/// `TagSummary::add_trace(&span_view::trace_data(..), None)`, without building the query
+/// view of every span (which cost as much as decoding the segments in ingest profiles).
+pub fn add_otlp_tags(summary: &mut TagSummary, batches: &[ResourceSpans]) {
+    use legato_proto::common::{KeyValue, any_value};
+    fn service_name(rs: &ResourceSpans) -> &str {
+        rs.resource
+            .as_ref()
+            .and_then(|r| {
+                r.attributes
+                    .iter()
+                    .find(|kv| kv.key == "service.name" && kv.value.is_some())
+            })
+            .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+    fn add_kvs(summary: &mut TagSummary, scope: &'static str, kvs: &[KeyValue]) {
+        for kv in kvs {
+            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(any_value::Value::StringValue(s)) => summary.add_str(scope, &kv.key, s),
+                Some(_) => {
+                    if let Some(v) = kv.value.as_ref().and_then(legato_proto::span_view::attr_value) {
+                        summary.add(scope, &kv.key, &v);
+                    }
+                }
+                None => {}
+            }
+        }
+    }
+    let mut root: Option<(&legato_proto::trace::Span, &str)> = None;
+    for rs in batches {
+        for ss in &rs.scope_spans {
+            for s in &ss.spans {
+                if s.parent_span_id.is_empty()
+                    && root.is_none_or(|(r, _)| s.start_time_unix_nano < r.start_time_unix_nano)
+                {
+                    root = Some((s, service_name(rs)));
+                }
+            }
+        }
+    }
+    if let Some((r, service)) = root {
+        summary.add_str("intrinsic", "rootName", &r.name);
+        summary.add_str("intrinsic", "rootServiceName", service);
+    }
+    for rs in batches {
+        for ss in rs.scope_spans.iter().filter(|ss| !ss.spans.is_empty()) {
+            if let Some(resource) = &rs.resource {
+                add_kvs(summary, "resource", &resource.attributes);
+            }
+            if let Some(scope) = &ss.scope {
+                add_kvs(summary, "instrumentation", &scope.attributes);
+                if !scope.name.is_empty() {
+                    summary.add_str("intrinsic", "instrumentation:name", &scope.name);
+                }
+            }
+            for s in &ss.spans {
+                summary.add_str("intrinsic", "name", &s.name);
+                if let Some(status) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
+                    summary.add_str("intrinsic", "statusMessage", &status.message);
+                }
+                add_kvs(summary, "span", &s.attributes);
+                for e in &s.events {
+                    summary.add_str("intrinsic", "event:name", &e.name);
+                    add_kvs(summary, "event", &e.attributes);
+                }
+                for l in &s.links {
+                    add_kvs(summary, "link", &l.attributes);
+                }
+            }
+        }
     }
 }
 

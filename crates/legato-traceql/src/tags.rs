@@ -148,13 +148,15 @@ pub struct TagSummary {
 }
 
 impl TagSummary {
-    fn add(&mut self, scope: &'static str, key: &str, value: &AttrValue) {
+    /// Adds one attribute value (each element of an array) under `scope` and `key`.
+    pub fn add(&mut self, scope: &'static str, key: &str, value: &AttrValue) {
         let Some(set) = self.value_set(scope, key) else { return };
         let mut scratch = String::new();
         visit_values(value, &mut scratch, &mut |t, v| set.insert_parts(t, v));
     }
 
-    fn add_str(&mut self, scope: &'static str, key: &str, value: &str) {
+    /// Adds a string value without building an `AttrValue`.
+    pub fn add_str(&mut self, scope: &'static str, key: &str, value: &str) {
         if let Some(set) = self.value_set(scope, key) {
             set.insert_parts("string", value);
         }
