@@ -51,17 +51,10 @@ impl Ports {
     }
 }
 
-/// The config every test starts from: loopback ports, storage under `dir`, fast idle cuts.
-/// `storage_trace` is the YAML body of `storage.trace` besides `wal` (indented 4 spaces);
-/// `extra` is appended at the top level.
-pub fn config_yaml(ports: Ports, dir: &Path, storage_trace: Option<&str>, extra: &str) -> String {
-    let default_storage = format!(
-        "    backend: local\n    local:\n      path: {}\n",
-        dir.join("blocks").display()
-    );
+/// The `server` and `distributor` sections: every port on loopback.
+fn listeners_yaml(ports: Ports) -> String {
     format!(
-        "target: all
-server:
+        "server:
   http_listen_address: 127.0.0.1
   http_listen_port: {http}
   grpc_listen_address: 127.0.0.1
@@ -75,7 +68,25 @@ distributor:
           endpoint: 127.0.0.1:{otlp_grpc}
         http:
           endpoint: 127.0.0.1:{otlp_http}
-ingester:
+",
+        http = ports.http,
+        grpc = ports.grpc,
+        otlp_grpc = ports.otlp_grpc,
+        otlp_http = ports.otlp_http,
+    )
+}
+
+/// The config every test starts from: loopback ports, storage under `dir`, fast idle cuts.
+/// `storage_trace` is the YAML body of `storage.trace` besides `wal` (indented 4 spaces);
+/// `extra` is appended at the top level.
+pub fn config_yaml(ports: Ports, dir: &Path, storage_trace: Option<&str>, extra: &str) -> String {
+    let default_storage = format!(
+        "    backend: local\n    local:\n      path: {}\n",
+        dir.join("blocks").display()
+    );
+    format!(
+        "target: all
+{listeners}ingester:
   trace_idle_period: 1s
   flush_check_period: 200ms
   max_block_duration: 5m
@@ -84,10 +95,7 @@ storage:
     wal:
       path: {wal}
 {storage}{extra}",
-        http = ports.http,
-        grpc = ports.grpc,
-        otlp_grpc = ports.otlp_grpc,
-        otlp_http = ports.otlp_http,
+        listeners = listeners_yaml(ports),
         wal = dir.join("wal").display(),
         storage = storage_trace.map(str::to_string).unwrap_or(default_storage),
     )
@@ -391,20 +399,7 @@ pub fn cluster_node_yaml(
     let gossip_port = gossip.port;
     format!(
         "target: {target}
-server:
-  http_listen_address: 127.0.0.1
-  http_listen_port: {http}
-  grpc_listen_address: 127.0.0.1
-  grpc_listen_port: {grpc}
-distributor:
-  receivers:
-    otlp:
-      protocols:
-        grpc:
-          endpoint: 127.0.0.1:{otlp_grpc}
-        http:
-          endpoint: 127.0.0.1:{otlp_http}
-memberlist:
+{listeners}memberlist:
   node_name: {name}
   bind_addr: [127.0.0.1]
   bind_port: {gossip_port}
@@ -434,10 +429,7 @@ storage:
       insecure: true
       forcepathstyle: true
 {extra}",
-        http = ports.http,
-        grpc = ports.grpc,
-        otlp_grpc = ports.otlp_grpc,
-        otlp_http = ports.otlp_http,
+        listeners = listeners_yaml(ports),
         seeds = seed,
         wal = dir.join("wal").display(),
     )
@@ -449,4 +441,16 @@ pub fn free_udp_port() -> u16 {
         .and_then(|s| s.local_addr())
         .map(|a| a.port())
         .expect("free udp port")
+}
+
+/// GETs `url` and parses the body as JSON (panics on any failure).
+pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    let resp = client.get(url).send().await.expect("GET");
+    resp.json().await.expect("JSON body")
+}
+
+/// GETs `url` and returns the body as text (panics on any failure).
+pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
+    let resp = client.get(url).send().await.expect("GET");
+    resp.text().await.expect("text body")
 }

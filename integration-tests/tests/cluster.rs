@@ -10,7 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use integration_tests::{Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at};
+use integration_tests::{
+    Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, get_json, get_text, otlp_request_at,
+};
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
 
@@ -45,10 +47,6 @@ async fn span_count(client: &reqwest::Client, node: &Legato, id: &[u8]) -> Resul
         404 => Ok(0),
         s => Err(format!("status {s}: {}", resp.text().await.unwrap_or_default())),
     }
-}
-
-async fn get_text(client: &reqwest::Client, url: &str) -> String {
-    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 async fn ring_members(client: &reqwest::Client, node: &Legato) -> Vec<(String, String)> {
@@ -229,14 +227,11 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     let n = check_all("after flush").await;
 
     // Search through the frontend finds each trace once.
-    let search: serde_json::Value = client
-        .get(frontend.legato.url("/api/search?q=%7B%7D&limit=100000&spss=1"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let search = get_json(
+        &client,
+        &frontend.legato.url("/api/search?q=%7B%7D&limit=100000&spss=1"),
+    )
+    .await;
     let traces = search["traces"].as_array().unwrap();
     let mut ids: Vec<&str> = traces.iter().map(|t| t["traceID"].as_str().unwrap()).collect();
     let total = ids.len();

@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Legato, post_otlp};
+use integration_tests::{Legato, get_json, post_otlp};
 use legato_proto::collector::ExportTraceServiceRequest;
 use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
 use legato_proto::resource::Resource;
@@ -687,9 +687,4 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
 
 fn ids_of(ns: &[u8]) -> BTreeSet<String> {
     ids(ns)
-}
-
-/// GETs a URL and parses the JSON body.
-async fn get_json(client: &reqwest::Client, url: &str) -> Json {
-    client.get(url).send().await.unwrap().json().await.unwrap()
 }

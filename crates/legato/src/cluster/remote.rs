@@ -172,12 +172,18 @@ pub struct RemoteIngesters {
 
 impl RemoteIngesters {
     fn addrs(&self) -> Vec<String> {
-        self.cluster
-            .members_with(Role::Ingester)
-            .into_iter()
-            .map(|m| m.grpc_addr)
-            .collect()
+        ingester_addrs(&self.cluster)
     }
+}
+
+/// gRPC addresses of every live ingester, leaving ones included (they answer reads until
+/// they have flushed).
+fn ingester_addrs(cluster: &Cluster) -> Vec<String> {
+    cluster
+        .members_with(Role::Ingester)
+        .into_iter()
+        .map(|m| m.grpc_addr)
+        .collect()
 }
 
 #[async_trait::async_trait]
@@ -283,12 +289,7 @@ enum Target {
 
 impl ClusterFanout {
     fn plan(&self, tenant: &TenantId) -> Result<(Vec<Target>, Vec<String>), QueryError> {
-        let ingesters: Vec<String> = self
-            .cluster
-            .members_with(Role::Ingester)
-            .into_iter()
-            .map(|m| m.grpc_addr)
-            .collect();
+        let ingesters = ingester_addrs(&self.cluster);
         let queriers: Vec<String> = self
             .cluster
             .members_with(Role::Querier)
