@@ -171,6 +171,11 @@ impl Legato {
         panic!("legato did not become ready; log:\n{}", self.log_text());
     }
 
+    /// The process id of the running binary.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }

@@ -42,6 +42,9 @@ async fn operational_endpoints() {
     ] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
+    // Opted out of transparent huge pages (docs/benchmarks.md: they cost a fifth of ingest).
+    let status = std::fs::read_to_string(format!("/proc/{}/status", legato.pid().unwrap())).unwrap();
+    assert!(status.contains("THP_enabled:\t0"), "{status}");
 }
 
 #[test]

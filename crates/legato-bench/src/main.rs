@@ -241,18 +241,14 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     };
     let counters = Arc::new(Counters::default());
     let ids = Arc::new(Mutex::new(Vec::<(String, usize)>::new()));
-    let started = Instant::now();
-    let deadline = started + args.duration;
-    let mut tasks = Vec::new();
+    let per_batch = args.traces_per_batch.max(1);
+    // Pools are built before the clock starts: building them is the generator's work, not
+    // the receiver's, and would otherwise count as idle time in the figures.
+    let mut workers = Vec::new();
     for worker in 0..args.connections.max(1) {
-        let mut target = make_target(worker)?;
-        let counters = counters.clone();
-        let ids = ids.clone();
-        let tenant = args.tenant.clone();
-        let per_batch = args.traces_per_batch.max(1);
-        let pool_size = args.pool;
         let seed = args.seed.wrapping_mul(1000).wrapping_add(worker as u64);
-        tasks.push(tokio::spawn(async move {
+        let pool_size = args.pool;
+        workers.push(tokio::task::spawn_blocking(move || {
             let mut generator = traffic::Generator::new(seed);
             let prepared: Vec<pool::Prepared> = (0..pool_size)
                 .map(|i| {
@@ -263,6 +259,22 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                     pool::Prepared::new(&traffic::batch(&generator, &traces), &traces)
                 })
                 .collect();
+            (seed, generator, prepared)
+        }));
+    }
+    let mut prepared_workers = Vec::new();
+    for w in workers {
+        prepared_workers.push(w.await?);
+    }
+    let started = Instant::now();
+    let deadline = started + args.duration;
+    let mut tasks = Vec::new();
+    for (worker, (seed, mut generator, prepared)) in prepared_workers.into_iter().enumerate() {
+        let mut target = make_target(worker)?;
+        let counters = counters.clone();
+        let ids = ids.clone();
+        let tenant = args.tenant.clone();
+        tasks.push(tokio::spawn(async move {
             let mut sent = 0u64;
             let mut last_error = None;
             while Instant::now() < deadline {

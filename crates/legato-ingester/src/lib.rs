@@ -51,8 +51,15 @@ pub struct Ingester {
     flush_lock: tokio::sync::Mutex<()>,
     /// Per-tenant tag summaries of held data and the segments they cover (by address).
     tag_summaries: tokio::sync::Mutex<std::collections::HashMap<TenantId, HeldTags>>,
+    /// Until when (clock nanos) the flush loop keeps tag summaries fresh: set by each tag
+    /// request, so summaries cost nothing while nobody autocompletes.
+    tags_wanted_until: std::sync::atomic::AtomicU64,
     cut_requested: Notify,
 }
+
+/// How long after a tag request the flush loop keeps summarising new data in the background,
+/// so the next request has little left to do.
+const TAG_INTEREST: Duration = Duration::from_secs(600);
 
 /// What start-up found in the WAL.
 #[derive(Debug, Clone, Copy)]
@@ -113,6 +120,7 @@ impl Ingester {
             clock: deps.clock,
             flush_lock: tokio::sync::Mutex::new(()),
             tag_summaries: tokio::sync::Mutex::default(),
+            tags_wanted_until: std::sync::atomic::AtomicU64::new(0),
             cut_requested: Notify::new(),
         });
         Ok((ingester, stats))
@@ -188,7 +196,10 @@ impl Ingester {
     /// One round of the flush loop: cut idle traces, cut the head block when due, retry
     /// pending uploads.
     pub async fn tick(&self) {
-        self.refresh_tag_summaries().await;
+        let wanted_until = self.tags_wanted_until.load(std::sync::atomic::Ordering::Relaxed);
+        if self.clock.now_nanos() < wanted_until {
+            self.refresh_tag_summaries().await;
+        }
         self.cut_idle();
         if self.head_due() {
             self.cut_and_flush(false).await;
@@ -293,7 +304,7 @@ impl Ingester {
     }
 
     /// Brings every tenant's tag summary up to date with the segments held now.
-    pub async fn refresh_tag_summaries(&self) {
+    async fn refresh_tag_summaries(&self) {
         let tenants = self.state.lock().tenant_ids();
         for tenant in tenants {
             self.refresh_tenant_tags(&tenant).await;
@@ -324,6 +335,8 @@ impl Ingester {
             return;
         }
         let mut taken = std::mem::take(summary);
+        let summarised = fresh.iter().map(|(_, segs)| segs.len() as u64).sum();
+        self.metrics.tag_summary_segments.inc_by(summarised);
         let updated = tokio::task::spawn_blocking(move || {
             for (_, segments) in &fresh {
                 add_otlp_tags(&mut taken, &decode_segments(segments));
@@ -342,6 +355,7 @@ impl Ingester {
         let block_id: BlockId = block.block_id;
         let traces = block.traces.clone();
         let now = self.clock.now_nanos();
+        let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || {
             // Decode one trace at a time: memory holds one row group of decoded spans.
             let mut writer = BlockWriter::new(&tenant, block_id)?;
@@ -358,13 +372,16 @@ impl Ingester {
         })
         .await
         .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
+        let encoded = started.elapsed();
         write_block(&self.store, &written).await?;
         self.storage_metrics.blocks_flushed.inc();
         self.storage_metrics
             .bytes_flushed
             .inc_by(written.meta.data_size + written.meta.bloom_size);
         tracing::info!(block = %block_id, tenant = %written.meta.tenant_id, spans = written.meta.total_spans,
-            traces = written.meta.total_traces, bytes = written.meta.data_size, "block flushed");
+            traces = written.meta.total_traces, bytes = written.meta.data_size,
+            encode_ms = encoded.as_millis() as u64, write_ms = (started.elapsed() - encoded).as_millis() as u64,
+            "block flushed");
         Ok(written.meta)
     }
 }
@@ -482,13 +499,16 @@ impl legato_proto::push::RecentTraces for Ingester {
         Ingester::find_trace(self, tenant, id)
     }
 
-    /// Kept up to date by the flush loop (`refresh_tag_summaries`), so a request only
-    /// serialises it. Values of traces that have since moved to blocks stay in it (blocks'
-    /// own summaries hold them anyway).
+    /// Summarises what arrived since the last refresh, then serialises the summary. After a
+    /// request the flush loop keeps summarising new data for `TAG_INTEREST`, so the next
+    /// request finds little left to do; while nobody asks for tags, ingest pays nothing for
+    /// them. Values of traces that have since moved to blocks stay in it (blocks' own
+    /// summaries hold them anyway).
     async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
-        if !self.tag_summaries.lock().await.contains_key(tenant) {
-            self.refresh_tenant_tags(tenant).await;
-        }
+        let until = self.clock.now_nanos().saturating_add(TAG_INTEREST.as_nanos() as u64);
+        self.tags_wanted_until
+            .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        self.refresh_tenant_tags(tenant).await;
         self.tag_summaries
             .lock()
             .await

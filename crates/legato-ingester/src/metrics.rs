@@ -21,6 +21,7 @@ pub struct IngesterMetrics {
     pub buffered_bytes: Gauge,
     pub flush_failures: Counter,
     pub blocks_cut: Counter,
+    pub tag_summary_segments: Counter,
     pub rejected_spans: Family<ReasonLabels, Counter>,
 }
 
@@ -33,6 +34,7 @@ impl Default for IngesterMetrics {
             buffered_bytes: Gauge::default(),
             flush_failures: Counter::default(),
             blocks_cut: Counter::default(),
+            tag_summary_segments: Counter::default(),
             rejected_spans: Family::default(),
         }
     }
@@ -69,6 +71,11 @@ impl IngesterMetrics {
             "legato_ingester_blocks_cut",
             "Blocks cut from the head",
             self.blocks_cut.clone(),
+        );
+        registry.register(
+            "legato_ingester_tag_summary_segments",
+            "Held trace segments summarised for tag autocomplete (only while tags are requested)",
+            self.tag_summary_segments.clone(),
         );
         registry.register(
             "legato_ingester_rejected_spans",

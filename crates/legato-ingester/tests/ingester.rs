@@ -23,6 +23,7 @@ struct Harness {
     clock: Arc<ManualClock>,
     store: Arc<dyn ObjectStore>,
     blocklist: Arc<Blocklist>,
+    metrics: IngesterMetrics,
 }
 
 impl Harness {
@@ -31,6 +32,7 @@ impl Harness {
             clock: Arc::new(ManualClock::new(1_000 * SEC)),
             store: Arc::new(InMemory::new()),
             blocklist: Arc::default(),
+            metrics: IngesterMetrics::default(),
         }
     }
 
@@ -38,7 +40,7 @@ impl Harness {
         let deps = IngesterDeps {
             store: self.store.clone(),
             blocklist: self.blocklist.clone(),
-            metrics: IngesterMetrics::default(),
+            metrics: self.metrics.clone(),
             storage_metrics: StorageMetrics::default(),
             clock: self.clock.clone(),
         };
@@ -211,22 +213,43 @@ async fn memory_limit_refuses_with_retryable_error() {
 }
 
 #[tokio::test]
-async fn tag_summary_of_held_data_is_incremental() {
+async fn tag_summaries_are_made_on_demand_and_incrementally() {
     use legato_proto::push::RecentTraces;
     let h = Harness::new();
     let dir = tempfile::tempdir().unwrap();
     let ing = h.open(dir.path(), cfg(), IngestLimits::default());
-    ing.push(push_req(vec![segment(1, 1)])).await.unwrap();
+    let summarised = || h.metrics.tag_summary_segments.get();
     let names = |json: Vec<u8>| -> Vec<String> {
         let s = legato_traceql::tags::TagSummary::from_json(&json).unwrap();
         let field = legato_traceql::ast::FieldExpr::Intrinsic(legato_traceql::ast::Intrinsic::Name);
         s.values(&field).into_iter().map(|v| v.value).collect()
     };
+    ing.push(push_req(vec![segment(1, 1)])).await.unwrap();
+    // Nobody asked for tags: the flush loop does not summarise.
+    ing.tick().await;
+    ing.tick().await;
+    assert_eq!(summarised(), 0);
+
     let first = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
     assert_eq!(names(first), vec!["s1"]);
+    assert_eq!(summarised(), 1);
+    // A request sees data pushed just before it, without waiting for the flush loop, and
+    // summarises only what is new.
     ing.push(push_req(vec![segment(1, 2), segment(2, 3)])).await.unwrap();
-    // The flush loop refreshes summaries every flush_check_period; a request only reads them.
-    ing.tick().await;
     let second = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
     assert_eq!(names(second), vec!["s1", "s2", "s3"]);
+    assert_eq!(summarised(), 3);
+
+    // After a request the flush loop keeps up in the background ...
+    ing.push(push_req(vec![segment(3, 4)])).await.unwrap();
+    ing.tick().await;
+    assert_eq!(summarised(), 4);
+    // ... until interest lapses.
+    h.clock.advance(601 * SEC);
+    ing.push(push_req(vec![segment(4, 5)])).await.unwrap();
+    ing.tick().await;
+    assert_eq!(summarised(), 4);
+    let third = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    assert!(names(third).contains(&"s5".to_string()));
+    assert_eq!(summarised(), 5);
 }

@@ -76,7 +76,21 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Opts the process out of transparent huge pages unless `MIMALLOC_ALLOW_THP` says otherwise.
+/// mimalloc asks for huge pages on its arenas; under ingest every page it takes back from the
+/// OS is then faulted in as 2 MiB the kernel must zero, which was a fifth of ingest CPU
+/// (clear_page in perf) and cost 20% of throughput (docs/benchmarks.md).
+fn disable_transparent_huge_pages() {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none()
+        && let Err(e) = nix::sys::prctl::set_thp_disable(true)
+    {
+        eprintln!("legato: could not opt out of transparent huge pages: {e}");
+    }
+}
+
 fn run() -> anyhow::Result<()> {
+    disable_transparent_huge_pages();
     let Some(flags) = parse_flags()? else {
         return Ok(());
     };
