@@ -1,5 +1,6 @@
 //! Generates the StreamingQuerier service and its request/metrics messages from
-//! `proto/tempopb.proto`, and Legato's internal RPCs from `proto/internal.proto`, with a protoc shipped as a crate (no system protoc needed).
+//! `proto/tempopb.proto`, Legato's internal RPCs from `proto/internal.proto`, and the OTLP trace service with
+//! undecoded resource spans from `proto/otlp_raw.proto`, with a protoc shipped as a crate (no system protoc needed).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
@@ -40,6 +41,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".")
         .extern_path(".legato.internal.PushRequest", "crate::push::PushRequest")
         .extern_path(".legato.internal.TraceSegment", "crate::push::TraceSegment")
-        .compile_with_config(config, &[root.join("internal.proto")], &[root])?;
+        .compile_with_config(config, &[root.join("internal.proto")], std::slice::from_ref(&root))?;
+
+    let mut config = tonic_prost_build::Config::new();
+    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .bytes(".")
+        .extern_path(
+            ".opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse",
+            "::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse",
+        )
+        .compile_with_config(config, &[root.join("otlp_raw.proto")], &[root])?;
     Ok(())
 }

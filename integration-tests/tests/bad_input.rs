@@ -104,6 +104,58 @@ async fn invalid_ids_are_reported_in_partial_success_and_the_rest_is_stored() {
     );
 }
 
+/// An export whose second span carries an attribute value that is not UTF-8, deep inside;
+/// returned with its one resource spans encoded.
+fn export_with_bad_utf8() -> (legato_proto::collector::ExportTraceServiceRequest, Vec<u8>) {
+    let (mut req, _) = otlp_request(21, 2);
+    req.resource_spans[0].scope_spans[0].spans[1]
+        .attributes
+        .push(legato_proto::common::KeyValue {
+            key: "bad".into(),
+            value: Some(legato_proto::common::AnyValue {
+                value: Some(legato_proto::common::any_value::Value::StringValue("XQXQ".into())),
+            }),
+            ..Default::default()
+        });
+    let mut bytes = req.resource_spans[0].encode_to_vec();
+    let at = bytes.windows(4).position(|w| w == b"XQXQ").unwrap();
+    bytes[at] = 0xff;
+    (req, bytes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_exports_are_refused_whole_naming_the_problem() {
+    use legato_proto::otlp_raw::RawExportTraceServiceRequest;
+    use legato_proto::otlp_raw::trace_service_client::TraceServiceClient as RawClient;
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let client = reqwest::Client::new();
+    let (req, resource_spans) = export_with_bad_utf8();
+    let id = req.resource_spans[0].scope_spans[0].spans[0].trace_id.clone();
+    let export = RawExportTraceServiceRequest {
+        resource_spans: vec![resource_spans.into()],
+    };
+
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .body(export.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let status = resp.bytes().await.unwrap();
+    let message = String::from_utf8_lossy(&status);
+    assert!(message.contains("not valid UTF-8"), "{message}");
+
+    let mut raw = RawClient::connect(legato.otlp_grpc_url()).await.unwrap();
+    let err = raw.export(export).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("not valid UTF-8"), "{err}");
+    // Nothing of it was stored, not even the span that was fine.
+    assert_eq!(span_count_v2(&client, &legato, &id).await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_oversized_message_is_resource_exhausted() {
     let dir = tempfile::tempdir().unwrap();

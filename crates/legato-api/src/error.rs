@@ -31,6 +31,7 @@ impl ApiError {
             Self::NoOrgId => StatusCode::UNAUTHORIZED,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Distributor(DistributorError::Invalid(_)) => StatusCode::BAD_REQUEST,
             Self::Distributor(DistributorError::RateLimited { .. }) => StatusCode::TOO_MANY_REQUESTS,
             Self::Distributor(DistributorError::Push(PushError::Overloaded { .. })) => StatusCode::TOO_MANY_REQUESTS,
             Self::Distributor(DistributorError::Push(_)) => StatusCode::SERVICE_UNAVAILABLE,
@@ -44,6 +45,7 @@ impl ApiError {
             Self::BadRequest(_) | Self::UnsupportedMediaType(_) => tonic::Code::InvalidArgument,
             Self::NoOrgId => tonic::Code::Unauthenticated,
             Self::TooLarge { .. } => tonic::Code::ResourceExhausted,
+            Self::Distributor(DistributorError::Invalid(_)) => tonic::Code::InvalidArgument,
             Self::Distributor(DistributorError::RateLimited { .. }) => tonic::Code::ResourceExhausted,
             Self::Distributor(DistributorError::Push(PushError::Overloaded { .. })) => tonic::Code::ResourceExhausted,
             Self::Distributor(DistributorError::Push(_)) => tonic::Code::Unavailable,
@@ -55,6 +57,7 @@ impl ApiError {
     /// How long a client should wait before retrying, for retryable errors.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
+            Self::Distributor(DistributorError::Invalid(_)) => None,
             Self::Distributor(e) => Some(e.retry_after()),
             Self::NotReady => Some(Duration::from_secs(1)),
             _ => None,

@@ -1,8 +1,11 @@
-//! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`.
+//! OTLP/gRPC receiver: `opentelemetry.proto.collector.trace.v1.TraceService/Export`. Requests
+//! arrive with their resource spans still encoded (`legato_proto::otlp_raw`); the distributor
+//! checks and splits them from the wire format.
 
-use legato_distributor::describe_rejections;
-use legato_proto::collector::trace_service_server::{TraceService, TraceServiceServer};
-use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use legato_distributor::{Export, describe_rejections};
+use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceResponse};
+use legato_proto::otlp_raw::RawExportTraceServiceRequest;
+use legato_proto::otlp_raw::trace_service_server::{TraceService, TraceServiceServer};
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 
@@ -31,7 +34,7 @@ pub fn trace_service(state: SharedState, max_message_bytes: usize) -> TraceServi
 impl TraceService for OtlpTraceService {
     async fn export(
         &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
+        request: tonic::Request<RawExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let started = std::time::Instant::now();
         let org = request
@@ -49,7 +52,11 @@ impl TraceService for OtlpTraceService {
                     limit: self.max_message_bytes,
                 });
             }
-            let outcome = self.state.distributor.push(&tenant, request, size).await?;
+            let outcome = self
+                .state
+                .distributor
+                .push(&tenant, Export::ResourceSpans(&request.resource_spans), size)
+                .await?;
             let partial_success = (!outcome.rejected.is_empty()).then(|| {
                 let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);
                 ExportTracePartialSuccess {

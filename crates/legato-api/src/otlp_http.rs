@@ -7,8 +7,8 @@ use axum::body::{Body, to_bytes};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use legato_distributor::describe_rejections;
-use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use legato_distributor::{Export, describe_rejections};
+use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use legato_proto::otlp_json;
 use prost::Message;
 
@@ -73,12 +73,17 @@ async fn handle(
         return Err(ApiError::TooLarge { size: raw.len(), limit });
     }
     let body = decompress(headers, &raw, limit)?;
-    let request = match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
-            .map_err(|e| ApiError::BadRequest(format!("invalid OTLP protobuf body: {e}")))?,
-        Encoding::Json => otlp_json::decode_export_request(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?,
+    // Protobuf goes to the distributor as it came; JSON is decoded, then encoded as protobuf.
+    let body = match encoding {
+        Encoding::Protobuf => body,
+        Encoding::Json => otlp_json::decode_export_request(&body)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?
+            .encode_to_vec(),
     };
-    let outcome = state.distributor.push(&tenant, request, body.len()).await?;
+    let outcome = state
+        .distributor
+        .push(&tenant, Export::Request(&body), body.len())
+        .await?;
     let partial_success = (!outcome.rejected.is_empty()).then(|| {
         let (rejected_spans, error_message) = describe_rejections(&outcome.rejected);
         ExportTracePartialSuccess {

@@ -177,25 +177,21 @@ impl StreamingQuerier for StreamingService {
             let mut sent: HashSet<String> = HashSet::new();
             let final_result = loop {
                 tokio::select! {
-                    result = &mut search => break result,
+                    biased;
                     Some(snapshot) = progress_rx.recv() => {
-                        let traces: Vec<_> = snapshot.traces.iter().map(trace_metadata).filter(|t| sent.insert(t.trace_id.clone())).collect();
-                        let diff = SearchResponse {
-                            traces,
-                            metrics: Some(HttpSearchMetrics {
-                                inspected_traces: snapshot.inspected_traces.min(u64::from(u32::MAX)) as u32,
-                                total_blocks: snapshot.total_blocks,
-                                completed_jobs: snapshot.completed_jobs,
-                                total_jobs: snapshot.total_jobs,
-                                ..Default::default()
-                            }),
-                        };
-                        if out_tx.send(Ok(diff)).await.is_err() {
+                        if out_tx.send(Ok(progress_diff(&snapshot, &mut sent))).await.is_err() {
                             return;
                         }
                     }
+                    result = &mut search => break result,
                 }
             };
+            // Progress sent in the search's last poll is still queued: it goes first.
+            while let Ok(snapshot) = progress_rx.try_recv() {
+                if out_tx.send(Ok(progress_diff(&snapshot, &mut sent))).await.is_err() {
+                    return;
+                }
+            }
             let _ = out_tx.send(final_result.map_err(Status::from)).await;
         });
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
@@ -291,5 +287,25 @@ impl StreamingQuerier for StreamingService {
                 message: String::new(),
             });
         Ok(Response::new(once(result.map_err(Status::from))))
+    }
+}
+
+/// A progress message: the traces of `snapshot` not sent before, with cumulative metrics.
+fn progress_diff(snapshot: &legato_querier::SearchSnapshot, sent: &mut HashSet<String>) -> SearchResponse {
+    let traces: Vec<_> = snapshot
+        .traces
+        .iter()
+        .map(trace_metadata)
+        .filter(|t| sent.insert(t.trace_id.clone()))
+        .collect();
+    SearchResponse {
+        traces,
+        metrics: Some(HttpSearchMetrics {
+            inspected_traces: snapshot.inspected_traces.min(u64::from(u32::MAX)) as u32,
+            total_blocks: snapshot.total_blocks,
+            completed_jobs: snapshot.completed_jobs,
+            total_jobs: snapshot.total_jobs,
+            ..Default::default()
+        }),
     }
 }

@@ -11,12 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use legato_model::{Clock, SpanId, TenantId, TraceId};
-use legato_proto::collector::ExportTraceServiceRequest;
-use legato_proto::combine::split_by_trace;
-use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink, RejectReason, Rejection, TraceSegment};
-use legato_proto::{span_count, tempopb};
-use prost::Message;
+use legato_model::{Clock, TenantId};
+use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink, RejectReason, Rejection};
+use legato_proto::wire::{self, WireError};
 use serde::{Deserialize, Serialize};
 
 pub use limiter::RateLimiter;
@@ -54,13 +51,25 @@ pub enum DistributorError {
         retry_after: Duration,
     },
     #[error(transparent)]
+    Invalid(#[from] WireError),
+    #[error(transparent)]
     Push(#[from] PushError),
+}
+
+/// An OTLP trace export as received, still encoded.
+#[derive(Clone, Copy)]
+pub enum Export<'a> {
+    /// An encoded `ExportTraceServiceRequest` (OTLP/HTTP protobuf, or JSON re-encoded).
+    Request(&'a [u8]),
+    /// Its encoded `ResourceSpans` (OTLP/gRPC, see `legato_proto::otlp_raw`).
+    ResourceSpans(&'a [Bytes]),
 }
 
 impl DistributorError {
     pub fn retry_after(&self) -> Duration {
         match self {
             Self::RateLimited { retry_after, .. } => *retry_after,
+            Self::Invalid(_) => Duration::ZERO,
             Self::Push(e) => e.retry_after(),
         }
     }
@@ -89,21 +98,26 @@ impl Distributor {
     }
 
     /// Accepts an OTLP export of `wire_bytes` bytes for `tenant`. On success every span not
-    /// listed in the outcome is durable.
+    /// listed in the outcome is durable. A malformed export is refused whole.
     pub async fn push(
         &self,
         tenant: &TenantId,
-        request: ExportTraceServiceRequest,
+        export: Export<'_>,
         wire_bytes: usize,
     ) -> Result<PushOutcome, DistributorError> {
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };
-        let total_spans = span_count(&request.resource_spans) as u64;
         self.metrics
             .bytes_received
             .get_or_create(&labels)
             .inc_by(wire_bytes as u64);
+        // Checks every field and groups spans by trace, leaving out spans with invalid ids.
+        let split = match export {
+            Export::Request(body) => wire::split_request(body)?,
+            Export::ResourceSpans(parts) => wire::split_resource_spans(parts)?,
+        };
+        let total_spans = split.spans;
         self.metrics.spans_received.get_or_create(&labels).inc_by(total_spans);
         let size = wire_bytes as u64;
         if !self
@@ -119,22 +133,7 @@ impl Distributor {
                 retry_after: Duration::from_secs(5),
             });
         }
-        let (batches, mut rejected) = validate(request);
-        let traces = split_by_trace(batches)
-            .into_iter()
-            .map(|(id, batches)| {
-                let spans = span_count(&batches) as u32;
-                let data = tempopb::Trace {
-                    resource_spans: batches,
-                }
-                .encode_to_vec();
-                TraceSegment {
-                    id: Bytes::copy_from_slice(&id.0),
-                    data: Bytes::from(data),
-                    spans,
-                }
-            })
-            .collect::<Vec<_>>();
+        let (traces, mut rejected) = (split.traces, split.rejected);
         let mut outcome = if traces.is_empty() {
             PushOutcome::default()
         } else {
@@ -173,45 +172,6 @@ impl Distributor {
     }
 }
 
-/// Drops spans with invalid ids, reporting them; keeps the rest in their batches.
-fn validate(mut request: ExportTraceServiceRequest) -> (Vec<legato_proto::trace::ResourceSpans>, Vec<Rejection>) {
-    let (mut bad_trace, mut bad_span) = (0u64, 0u64);
-    let (mut trace_msg, mut span_msg) = (String::new(), String::new());
-    for rs in &mut request.resource_spans {
-        for ss in &mut rs.scope_spans {
-            ss.spans.retain(|span| {
-                if let Err(e) = TraceId::from_otlp(&span.trace_id) {
-                    bad_trace += 1;
-                    trace_msg = e.to_string();
-                    return false;
-                }
-                if let Err(e) = SpanId::from_otlp(&span.span_id) {
-                    bad_span += 1;
-                    span_msg = e.to_string();
-                    return false;
-                }
-                true
-            });
-        }
-    }
-    let mut rejected = Vec::new();
-    if bad_trace > 0 {
-        rejected.push(Rejection {
-            reason: RejectReason::InvalidTraceId,
-            spans: bad_trace,
-            message: trace_msg,
-        });
-    }
-    if bad_span > 0 {
-        rejected.push(Rejection {
-            reason: RejectReason::InvalidSpanId,
-            spans: bad_span,
-            message: span_msg,
-        });
-    }
-    (request.resource_spans, rejected)
-}
-
 /// Formats refused spans for OTLP `partial_success.error_message`.
 pub fn describe_rejections(rejected: &[Rejection]) -> (i64, String) {
     let spans: u64 = rejected.iter().map(|r| r.spans).sum();
@@ -227,8 +187,10 @@ pub fn describe_rejections(rejected: &[Rejection]) -> (i64, String) {
 mod tests {
     use super::*;
     use legato_model::ManualClock;
+    use legato_proto::collector::ExportTraceServiceRequest;
     use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
     use parking_lot::Mutex;
+    use prost::Message;
 
     #[derive(Default)]
     struct Capture(Mutex<Vec<PushRequest>>);
@@ -251,6 +213,10 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    fn one_span(id: u8) -> Vec<u8> {
+        request(vec![span(vec![1; 16], vec![id; 8])]).encode_to_vec()
     }
 
     fn span(trace: Vec<u8>, id: Vec<u8>) -> Span {
@@ -277,7 +243,10 @@ mod tests {
             span(vec![2; 16], vec![0; 8]),
             span(vec![2; 16], vec![4; 8]),
         ]);
-        let outcome = d.push(&TenantId::single(), req, 100).await.unwrap();
+        let outcome = d
+            .push(&TenantId::single(), Export::Request(&req.encode_to_vec()), 100)
+            .await
+            .unwrap();
         let (count, message) = describe_rejections(&outcome.rejected);
         assert_eq!(count, 3);
         assert!(
@@ -302,13 +271,9 @@ mod tests {
             Arc::new(ManualClock::new(0)),
             DistributorMetrics::default(),
         );
-        let ok = d
-            .push(&TenantId::single(), request(vec![span(vec![1; 16], vec![1; 8])]), 80)
-            .await;
+        let ok = d.push(&TenantId::single(), Export::Request(&one_span(1)), 80).await;
         assert!(ok.is_ok());
-        let refused = d
-            .push(&TenantId::single(), request(vec![span(vec![1; 16], vec![2; 8])]), 80)
-            .await;
+        let refused = d.push(&TenantId::single(), Export::Request(&one_span(2)), 80).await;
         assert!(matches!(refused, Err(DistributorError::RateLimited { .. })));
     }
 }

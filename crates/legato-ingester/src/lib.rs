@@ -54,8 +54,15 @@ pub struct Ingester {
     /// Until when (clock nanos) the flush loop keeps tag summaries fresh: set by each tag
     /// request, so summaries cost nothing while nobody autocompletes.
     tags_wanted_until: std::sync::atomic::AtomicU64,
+    /// Set when a rotation or re-log did not become durable: segments are kept from then on.
+    wal_failed: std::sync::atomic::AtomicBool,
     cut_requested: Notify,
 }
+
+/// A live trace whose data goes back this many WAL segments is re-logged into the current
+/// one at the next cut, so a trace that keeps receiving spans does not keep old segments
+/// (about `max_block_bytes` each) on disk. Every other trace is written to the WAL once.
+const RELOG_AFTER_SEGMENTS: u64 = 4;
 
 /// How long after a tag request the flush loop keeps summarising new data in the background,
 /// so the next request has little left to do.
@@ -90,9 +97,12 @@ impl Ingester {
         let now = deps.clock.now_nanos();
         let mut state = State::new(seq);
         let mut traces = 0;
+        // Replayed traces count as held since the oldest segment: it stays until they are in
+        // blocks or re-logged.
+        let oldest = replay.segments.first().copied().unwrap_or(seq);
         for record in &replay.records {
             match PushRequest::decode(record.as_slice()) {
-                Ok(req) => traces += state.replay(req, now),
+                Ok(req) => traces += state.replay(req, now, oldest),
                 Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
             }
         }
@@ -121,6 +131,7 @@ impl Ingester {
             flush_lock: tokio::sync::Mutex::new(()),
             tag_summaries: tokio::sync::Mutex::default(),
             tags_wanted_until: std::sync::atomic::AtomicU64::new(0),
+            wal_failed: std::sync::atomic::AtomicBool::new(false),
             cut_requested: Notify::new(),
         });
         Ok((ingester, stats))
@@ -239,21 +250,25 @@ impl Ingester {
             self.flush_completing().await;
             return;
         };
+        // Segments are deleted under the flush lock only: holding it until the rotation and
+        // re-logged records are durable keeps a re-logged trace's old segment until then.
         let mut relogged = rotation.wait().await.is_ok();
         for r in rewrites {
             relogged &= r.wait().await.is_ok();
         }
-        if relogged {
-            self.state.lock().relogged_upto = Some(cut_seq);
-        } else {
-            tracing::error!(cut_seq, "WAL rotation failed; keeping old segments");
+        if !relogged {
+            tracing::error!(
+                cut_seq,
+                "WAL rotation or re-log failed; keeping every WAL segment from now on"
+            );
+            self.wal_failed.store(true, std::sync::atomic::Ordering::Relaxed);
         }
         drop(guard);
         self.flush_completing().await;
     }
 
-    /// Rotates the WAL, re-logs live traces into the new segment and turns the head into
-    /// blocks to upload. `None` when the head is empty.
+    /// Rotates the WAL, re-logs long-lived live traces into the new segment and turns the
+    /// head into blocks to upload. `None` when the head is empty.
     fn cut_head(&self, everything: bool) -> Option<(wal::Pending, Vec<wal::Pending>, u64)> {
         let mut st = self.state.lock();
         if everything {
@@ -266,7 +281,7 @@ impl Ingester {
         st.wal_seq += 1;
         let rotation = self.wal.rotate(st.wal_seq);
         let rewrites: Vec<_> = st
-            .live_as_requests()
+            .relog_live_older_than(cut_seq.saturating_sub(RELOG_AFTER_SEGMENTS))
             .into_iter()
             .map(|r| self.wal.append(r.encode_to_vec()))
             .collect();
@@ -294,6 +309,7 @@ impl Ingester {
             }
         }
         let deletable = self.state.lock().deletable_segments();
+        let deletable = deletable.filter(|_| !self.wal_failed.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(seq) = deletable {
             match self.wal.delete_upto(seq) {
                 Ok(n) if n > 0 => tracing::debug!(upto = seq, segments = n, "WAL segments deleted"),

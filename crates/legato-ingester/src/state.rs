@@ -15,6 +15,8 @@ struct Live {
     segments: Segments,
     bytes: u64,
     last_append: u64,
+    /// The oldest WAL segment holding this trace's data.
+    first_seq: u64,
 }
 
 #[derive(Default)]
@@ -28,7 +30,8 @@ pub(crate) struct Completing {
     pub tenant: TenantId,
     pub block_id: BlockId,
     pub traces: Arc<Vec<(TraceId, Segments)>>,
-    pub cut_seq: u64,
+    /// The oldest WAL segment holding data of this block.
+    pub min_seq: u64,
     pub bytes: u64,
 }
 
@@ -37,11 +40,11 @@ pub(crate) struct State {
     pub buffered_bytes: u64,
     pub head_bytes: u64,
     pub head_since: Option<u64>,
+    /// The oldest WAL segment holding data of the head.
+    head_min_seq: Option<u64>,
     /// The WAL segment appends currently go to.
     pub wal_seq: u64,
     pub completing: Vec<Completing>,
-    /// Highest cut whose still-live traces were re-logged in a newer segment.
-    pub relogged_upto: Option<u64>,
 }
 
 impl State {
@@ -51,19 +54,21 @@ impl State {
             buffered_bytes: 0,
             head_bytes: 0,
             head_since: None,
+            head_min_seq: None,
             wal_seq,
             completing: Vec::new(),
-            relogged_upto: None,
         }
     }
 
-    fn append(&mut self, tenant: &TenantId, id: TraceId, data: Bytes, now: u64) {
+    /// Appends to a live trace whose data is in WAL segment `seq` (or a later one).
+    fn append(&mut self, tenant: &TenantId, id: TraceId, data: Bytes, now: u64, seq: u64) {
         let len = data.len() as u64;
         let t = self.tenants.entry(tenant.clone()).or_default();
         let live = t.live.entry(id).or_insert_with(|| Live {
             segments: Vec::new(),
             bytes: 0,
             last_append: now,
+            first_seq: seq,
         });
         live.segments.push(data);
         live.bytes += len;
@@ -71,15 +76,15 @@ impl State {
         self.buffered_bytes += len;
     }
 
-    /// Re-applies a WAL record; returns the number of trace segments.
-    pub fn replay(&mut self, req: PushRequest, now: u64) -> usize {
+    /// Re-applies a WAL record read from segment `seq`; returns the number of trace segments.
+    pub fn replay(&mut self, req: PushRequest, now: u64, seq: u64) -> usize {
         let Ok(tenant) = TenantId::new(&req.tenant) else {
             return 0;
         };
         let mut n = 0;
         for seg in req.traces {
             if let Ok(id) = TraceId::from_otlp(&seg.id) {
-                self.append(&tenant, id, seg.data, now);
+                self.append(&tenant, id, seg.data, now, seq);
                 n += 1;
             }
         }
@@ -138,7 +143,8 @@ impl State {
                     entry.1 = message;
                 }
                 None => {
-                    self.append(tenant, id, seg.data.clone(), now);
+                    let seq = self.wal_seq;
+                    self.append(tenant, id, seg.data.clone(), now, seq);
                     accepted.push(seg);
                 }
             }
@@ -210,6 +216,7 @@ impl State {
     /// Moves traces idle since before `now - idle` into the head block.
     pub fn cut_idle(&mut self, now: u64, idle: u64) {
         let mut moved = 0u64;
+        let mut min_seq = self.head_min_seq;
         for t in self.tenants.values_mut() {
             let idle_ids: Vec<TraceId> = t
                 .live
@@ -220,41 +227,48 @@ impl State {
             for id in idle_ids {
                 if let Some(live) = t.live.remove(&id) {
                     moved += live.bytes;
+                    min_seq = Some(min_seq.map_or(live.first_seq, |m| m.min(live.first_seq)));
                     t.head.entry(id).or_default().extend(live.segments);
                 }
             }
         }
+        self.head_min_seq = min_seq;
         if moved > 0 {
             self.head_bytes += moved;
             self.head_since.get_or_insert(now.min(u64::MAX - 1));
         }
     }
 
-    /// The live traces as WAL records, one per tenant.
-    pub fn live_as_requests(&self) -> Vec<PushRequest> {
-        self.tenants
-            .iter()
-            .filter(|(_, t)| !t.live.is_empty())
-            .map(|(tenant, t)| PushRequest {
-                tenant: tenant.to_string(),
-                traces: t
-                    .live
-                    .iter()
-                    .flat_map(|(id, l)| {
-                        l.segments.iter().map(move |d| TraceSegment {
-                            id: Bytes::copy_from_slice(&id.0),
-                            data: d.clone(),
-                            spans: 0,
-                        })
-                    })
-                    .collect(),
-            })
-            .collect()
+    /// Live traces whose data goes back to before WAL segment `before`, as WAL records (one
+    /// per tenant) to write into the current segment, which from then on is their oldest.
+    /// Re-logging them lets old segments go while a trace keeps receiving spans.
+    pub fn relog_live_older_than(&mut self, before: u64) -> Vec<PushRequest> {
+        let current = self.wal_seq;
+        let mut out = Vec::new();
+        for (tenant, t) in &mut self.tenants {
+            let mut traces = Vec::new();
+            for (id, live) in t.live.iter_mut().filter(|(_, l)| l.first_seq < before) {
+                live.first_seq = current;
+                traces.extend(live.segments.iter().map(|d| TraceSegment {
+                    id: Bytes::copy_from_slice(&id.0),
+                    data: d.clone(),
+                    spans: 0,
+                }));
+            }
+            if !traces.is_empty() {
+                out.push(PushRequest {
+                    tenant: tenant.to_string(),
+                    traces,
+                });
+            }
+        }
+        out
     }
 
     /// Turns each tenant's head into a block to upload; returns how many.
     pub fn cut_head(&mut self, cut_seq: u64) -> usize {
         let mut cut = 0;
+        let min_seq = self.head_min_seq.take().unwrap_or(cut_seq);
         for (tenant, t) in &mut self.tenants {
             if t.head.is_empty() {
                 continue;
@@ -266,7 +280,7 @@ impl State {
                 tenant: tenant.clone(),
                 block_id: BlockId::random(),
                 traces: Arc::new(traces),
-                cut_seq,
+                min_seq,
                 bytes,
             });
             cut += 1;
@@ -284,13 +298,15 @@ impl State {
         }
     }
 
-    /// The highest WAL segment whose every span is now in an uploaded block or re-logged.
+    /// The highest WAL segment no held data needs any more: every span in it is in an uploaded
+    /// block, or was re-logged into a newer segment.
     pub fn deletable_segments(&self) -> Option<u64> {
-        let relogged = self.relogged_upto?;
-        let upto = match self.completing.iter().map(|c| c.cut_seq).min() {
-            Some(oldest_pending) => relogged.min(oldest_pending.checked_sub(1)?),
-            None => relogged,
-        };
-        (upto > 0).then_some(upto)
+        let live = self.tenants.values().flat_map(|t| t.live.values()).map(|l| l.first_seq);
+        let pending = self.completing.iter().map(|c| c.min_seq);
+        let floor = live
+            .chain(pending)
+            .chain(self.head_min_seq)
+            .fold(self.wal_seq, u64::min);
+        floor.checked_sub(1).filter(|upto| *upto > 0)
     }
 }

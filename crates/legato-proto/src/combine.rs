@@ -1,76 +1,14 @@
-//! Grouping spans by trace and combining partial traces from several sources (live traces,
-//! the WAL, blocks, replicas) into one, deduplicated by (span id, kind).
+//! Combining partial traces from several sources (live traces, the WAL, blocks, replicas)
+//! into one, deduplicated by (span id, kind). Grouping an export's spans by trace is done on
+//! the wire format (`crate::wire`).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use legato_model::TraceId;
 use prost::Message;
 
-use crate::common::{AnyValue, InstrumentationScope, KeyValue, any_value};
+use crate::common::{AnyValue, KeyValue, any_value};
 use crate::resource::Resource;
 use crate::trace::{ResourceSpans, ScopeSpans, Span, Status};
-
-/// Splits batches into one list of batches per trace id, keeping each span's resource and
-/// scope. Spans must carry valid 16-byte trace ids (the distributor checks); others are skipped.
-pub fn split_by_trace(batches: Vec<ResourceSpans>) -> Vec<(TraceId, Vec<ResourceSpans>)> {
-    let mut order: Vec<TraceId> = Vec::new();
-    let mut out: HashMap<TraceId, Vec<ResourceSpans>> = HashMap::new();
-    for rs in batches {
-        for ss in rs.scope_spans {
-            for span in ss.spans {
-                let Ok(id) = TraceId::from_otlp(&span.trace_id) else {
-                    continue;
-                };
-                let entry = out.entry(id).or_insert_with(|| {
-                    order.push(id);
-                    Vec::new()
-                });
-                push_span(entry, &rs.resource, &rs.schema_url, &ss.scope, &ss.schema_url, span);
-            }
-        }
-    }
-    order
-        .into_iter()
-        .filter_map(|id| out.remove(&id).map(|b| (id, b)))
-        .collect()
-}
-
-/// Appends a span, reusing the last resource/scope group when it is the same one, which it is
-/// for consecutive spans of one batch.
-fn push_span(
-    out: &mut Vec<ResourceSpans>,
-    resource: &Option<Resource>,
-    resource_schema: &str,
-    scope: &Option<InstrumentationScope>,
-    scope_schema: &str,
-    span: Span,
-) {
-    let same_resource = out
-        .last()
-        .is_some_and(|rs| &rs.resource == resource && rs.schema_url == resource_schema);
-    if !same_resource {
-        out.push(ResourceSpans {
-            resource: resource.clone(),
-            scope_spans: Vec::new(),
-            schema_url: resource_schema.to_string(),
-        });
-    }
-    let Some(rs) = out.last_mut() else { return };
-    let same_scope = rs
-        .scope_spans
-        .last()
-        .is_some_and(|ss| &ss.scope == scope && ss.schema_url == scope_schema);
-    if !same_scope {
-        rs.scope_spans.push(ScopeSpans {
-            scope: scope.clone(),
-            spans: Vec::new(),
-            schema_url: scope_schema.to_string(),
-        });
-    }
-    if let Some(ss) = rs.scope_spans.last_mut() {
-        ss.spans.push(span);
-    }
-}
 
 /// Combines partial traces into one: spans are deduplicated by (span id, kind), grouped under
 /// identical resources and scopes, and sorted by start time. Every resource gets at least one
@@ -188,14 +126,6 @@ mod tests {
             }],
             schema_url: String::new(),
         }
-    }
-
-    #[test]
-    fn split_groups_spans_by_trace() {
-        let parts = split_by_trace(vec![batch("a", vec![span(1, 1, 0), span(2, 2, 0), span(1, 3, 0)])]);
-        assert_eq!(parts.len(), 2);
-        assert_eq!(crate::span_count(&parts[0].1), 2);
-        assert_eq!(crate::span_count(&parts[1].1), 1);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod push;
 pub mod span_view;
 pub mod tempo_json;
 pub mod tempopb;
+pub mod wire;
 
 pub use opentelemetry_proto::tonic::collector::trace::v1 as collector;
 pub use opentelemetry_proto::tonic::common::v1 as common;
@@ -29,4 +30,11 @@ pub fn span_count(batches: &[trace::ResourceSpans]) -> usize {
 pub mod internal {
     #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
     include!(concat!(env!("OUT_DIR"), "/legato.internal.rs"));
+}
+
+/// Generated from `proto/otlp_raw.proto`: the OTLP/gRPC trace service with each request's
+/// resource spans left encoded, for the wire-level splitter (`wire`).
+pub mod otlp_raw {
+    #![allow(clippy::all, clippy::pedantic, missing_docs, unreachable_pub)]
+    include!(concat!(env!("OUT_DIR"), "/opentelemetry.proto.collector.trace.v1.rs"));
 }

@@ -1,0 +1,511 @@
+//! OTLP trace exports split by trace id straight from the protobuf wire format.
+//!
+//! The distributor's job is to regroup an export's spans by trace and hand each trace on as
+//! an encoded `tempopb.Trace`. Decoding the export into structs and re-encoding every group
+//! cost about half of ingest CPU (docs/benchmarks.md). This module walks the bytes instead:
+//! every field is checked as strictly as a decode would (wire types, lengths, UTF-8 of string
+//! fields, nesting), so nothing is accepted that a reader could not decode later, and each
+//! span is copied once, as bytes, into its trace's segment.
+//!
+//! The schemas below follow the OTLP messages of `opentelemetry-proto` (including the newer
+//! string-table indices and entity references); a field they do not know is skipped, as a
+//! decoder skips it.
+//!
+//! A segment is `tempopb.Trace { repeated ResourceSpans resource_spans = 1 }`. Each
+//! `ResourceSpans` and `ScopeSpans` in it keeps the original's other fields (resource, scope,
+//! schema URLs, unknown fields) byte for byte, with only the spans of that trace inside.
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use legato_model::{SpanId, TraceId};
+
+use crate::push::{RejectReason, Rejection, TraceSegment};
+
+/// An export that is not well-formed OTLP protobuf.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid OTLP protobuf: {0}")]
+pub struct WireError(String);
+
+/// An export regrouped by trace.
+#[derive(Debug, Default)]
+pub struct Split {
+    /// One segment per trace, in order of first appearance.
+    pub traces: Vec<TraceSegment>,
+    /// Every span in the export, valid or not.
+    pub spans: u64,
+    /// Spans left out for invalid trace or span ids.
+    pub rejected: Vec<Rejection>,
+}
+
+/// Splits an encoded `ExportTraceServiceRequest`.
+pub fn split_request(body: &[u8]) -> Result<Split, WireError> {
+    let mut resource_spans = Vec::new();
+    let mut r = Reader::new(body);
+    while let Some(field) = r.next_field()? {
+        match field.value {
+            Value::Len(b) if field.number == 1 => resource_spans.push(b),
+            _ if field.number == 1 => return Err(wrong_type("ExportTraceServiceRequest", 1)),
+            _ => {}
+        }
+    }
+    split_resource_spans(&resource_spans)
+}
+
+/// Splits the encoded `ResourceSpans` messages of an export.
+pub fn split_resource_spans<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<Split, WireError> {
+    let mut walk = Walk::default();
+    for rs in resource_spans {
+        walk.resource_spans(rs.as_ref())?;
+    }
+    Ok(walk.finish())
+}
+
+/// Spans of one trace under one (resource spans, scope spans) pair of the export.
+struct Group<'a> {
+    rs: usize,
+    ss: usize,
+    spans: Vec<&'a [u8]>,
+}
+
+#[derive(Default)]
+struct Walk<'a> {
+    /// Raw fields of each `ResourceSpans` other than its scope spans.
+    rs_fields: Vec<Vec<&'a [u8]>>,
+    /// Raw fields of each `ScopeSpans` other than its spans.
+    ss_fields: Vec<Vec<&'a [u8]>>,
+    index: HashMap<TraceId, usize>,
+    traces: Vec<(TraceId, Vec<Group<'a>>, u32)>,
+    spans: u64,
+    bad_trace: (u64, String),
+    bad_span: (u64, String),
+}
+
+impl<'a> Walk<'a> {
+    fn resource_spans(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let rs = self.rs_fields.len();
+        self.rs_fields.push(Vec::new());
+        let mut scopes = Vec::new();
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (2, Value::Len(b)) => scopes.push(b),
+                (2, _) => return Err(wrong_type("ResourceSpans", 2)),
+                (n, v) => {
+                    check_field(n, v, resource_spans_schema, 0)?;
+                    self.rs_fields[rs].push(field.raw);
+                }
+            }
+        }
+        for ss in scopes {
+            self.scope_spans(rs, ss)?;
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, rs: usize, buf: &'a [u8]) -> Result<(), WireError> {
+        let ss = self.ss_fields.len();
+        self.ss_fields.push(Vec::new());
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (2, Value::Len(b)) => self.span(rs, ss, b)?,
+                (2, _) => return Err(wrong_type("ScopeSpans", 2)),
+                (n, v) => {
+                    check_field(n, v, scope_spans_schema, 0)?;
+                    self.ss_fields[ss].push(field.raw);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, rs: usize, ss: usize, buf: &'a [u8]) -> Result<(), WireError> {
+        self.spans += 1;
+        let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (1, Value::Len(b)) => trace_id = b,
+                (2, Value::Len(b)) => span_id = b,
+                (n, v) => check_field(n, v, span_schema, 0)?,
+            }
+        }
+        let id = match TraceId::from_otlp(trace_id) {
+            Ok(id) => id,
+            Err(e) => {
+                self.bad_trace.0 += 1;
+                self.bad_trace.1 = e.to_string();
+                return Ok(());
+            }
+        };
+        if let Err(e) = SpanId::from_otlp(span_id) {
+            self.bad_span.0 += 1;
+            self.bad_span.1 = e.to_string();
+            return Ok(());
+        }
+        let next = self.traces.len();
+        let at = *self.index.entry(id).or_insert(next);
+        if at == next {
+            self.traces.push((id, Vec::new(), 0));
+        }
+        let (_, groups, count) = &mut self.traces[at];
+        *count += 1;
+        match groups.last_mut() {
+            Some(g) if g.rs == rs && g.ss == ss => g.spans.push(buf),
+            _ => groups.push(Group {
+                rs,
+                ss,
+                spans: vec![buf],
+            }),
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Split {
+        let traces = self
+            .traces
+            .iter()
+            .map(|(id, groups, spans)| TraceSegment {
+                id: Bytes::copy_from_slice(&id.0),
+                data: Bytes::from(self.encode(groups)),
+                spans: *spans,
+            })
+            .collect();
+        let mut rejected = Vec::new();
+        for (reason, (spans, message)) in [
+            (RejectReason::InvalidTraceId, self.bad_trace),
+            (RejectReason::InvalidSpanId, self.bad_span),
+        ] {
+            if spans > 0 {
+                rejected.push(Rejection { reason, spans, message });
+            }
+        }
+        Split {
+            traces,
+            spans: self.spans,
+            rejected,
+        }
+    }
+
+    /// One trace's groups as an encoded `tempopb.Trace`: consecutive groups of the same
+    /// resource spans share one `ResourceSpans`.
+    fn encode(&self, groups: &[Group<'_>]) -> Vec<u8> {
+        let ss_len = |g: &Group<'_>| -> usize {
+            raw_len(&self.ss_fields[g.ss]) + g.spans.iter().map(|s| len_field_size(s.len())).sum::<usize>()
+        };
+        let runs: Vec<&[Group<'_>]> = groups.chunk_by(|a, b| a.rs == b.rs).collect();
+        let rs_len = |run: &[Group<'_>]| -> usize {
+            raw_len(&self.rs_fields[run[0].rs]) + run.iter().map(|g| len_field_size(ss_len(g))).sum::<usize>()
+        };
+        let total: usize = runs.iter().map(|run| len_field_size(rs_len(run))).sum();
+        let mut out = Vec::with_capacity(total);
+        for run in runs {
+            put_len_prefix(&mut out, 1, rs_len(run));
+            for raw in &self.rs_fields[run[0].rs] {
+                out.extend_from_slice(raw);
+            }
+            for g in run {
+                put_len_prefix(&mut out, 2, ss_len(g));
+                for raw in &self.ss_fields[g.ss] {
+                    out.extend_from_slice(raw);
+                }
+                for span in &g.spans {
+                    put_len_prefix(&mut out, 2, span.len());
+                    out.extend_from_slice(span);
+                }
+            }
+        }
+        debug_assert_eq!(out.len(), total);
+        out
+    }
+}
+
+fn raw_len(fields: &[&[u8]]) -> usize {
+    fields.iter().map(|f| f.len()).sum()
+}
+
+/// Size of a length-delimited field with a one-byte tag and a payload of `len` bytes.
+fn len_field_size(len: usize) -> usize {
+    1 + varint_size(len as u64) + len
+}
+
+fn varint_size(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_len_prefix(out: &mut Vec<u8>, field: u8, len: usize) {
+    out.push((field << 3) | 2);
+    let mut v = len as u64;
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+// --- reading ---------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+enum Value<'a> {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Len(&'a [u8]),
+}
+
+struct Field<'a> {
+    number: u32,
+    value: Value<'a>,
+    /// The whole field: tag, length and payload.
+    raw: &'a [u8],
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Self { buf, pos: 0 }
+    }
+
+    fn varint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let Some(&b) = self.buf.get(self.pos) else {
+                return Err(WireError("truncated varint".into()));
+            };
+            self.pos += 1;
+            v |= u64::from(b & 0x7f) << shift;
+            if b < 0x80 {
+                return Ok(v);
+            }
+        }
+        Err(WireError("varint longer than 10 bytes".into()))
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|end| *end <= self.buf.len())
+            .ok_or_else(|| WireError("field runs past the end of its message".into()))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn next_field(&mut self) -> Result<Option<Field<'a>>, WireError> {
+        if self.pos >= self.buf.len() {
+            return Ok(None);
+        }
+        let start = self.pos;
+        let key = u32::try_from(self.varint()?).map_err(|_| WireError("invalid field key".into()))?;
+        let number = key >> 3;
+        if number == 0 {
+            return Err(WireError("invalid field number 0".into()));
+        }
+        let value = match key & 7 {
+            0 => {
+                self.varint()?;
+                Value::Varint
+            }
+            1 => {
+                self.take(8)?;
+                Value::Fixed64
+            }
+            2 => {
+                let len = usize::try_from(self.varint()?).map_err(|_| WireError("length too large".into()))?;
+                Value::Len(self.take(len)?)
+            }
+            5 => {
+                self.take(4)?;
+                Value::Fixed32
+            }
+            t => return Err(WireError(format!("unsupported wire type {t} for field {number}"))),
+        };
+        Ok(Some(Field {
+            number,
+            value,
+            raw: &self.buf[start..self.pos],
+        }))
+    }
+}
+
+// --- checking --------------------------------------------------------------------------
+
+/// What a field of a message must hold.
+#[derive(Clone, Copy)]
+enum Kind {
+    Varint,
+    Fixed64,
+    Fixed32,
+    Bytes,
+    Str,
+    Msg(&'static str, Schema),
+    /// Not in the schema: skipped, as a decoder skips it.
+    Unknown,
+}
+
+type Schema = fn(u32) -> Kind;
+
+/// Nesting deeper than this (arrays and maps inside attribute values) is refused.
+const MAX_DEPTH: usize = 32;
+
+fn check_message(buf: &[u8], name: &'static str, schema: Schema, depth: usize) -> Result<(), WireError> {
+    if depth > MAX_DEPTH {
+        return Err(WireError(format!("{name} nested more than {MAX_DEPTH} levels deep")));
+    }
+    let mut r = Reader::new(buf);
+    while let Some(field) = r.next_field()? {
+        check_field(field.number, field.value, schema, depth).map_err(|e| WireError(format!("{name}: {}", e.0)))?;
+    }
+    Ok(())
+}
+
+fn check_field(number: u32, value: Value<'_>, schema: Schema, depth: usize) -> Result<(), WireError> {
+    match (schema(number), value) {
+        (Kind::Unknown, _)
+        | (Kind::Varint, Value::Varint)
+        | (Kind::Fixed64, Value::Fixed64)
+        | (Kind::Fixed32, Value::Fixed32)
+        | (Kind::Bytes, Value::Len(_)) => Ok(()),
+        (Kind::Str, Value::Len(b)) => std::str::from_utf8(b)
+            .map(|_| ())
+            .map_err(|_| WireError(format!("field {number} is not valid UTF-8"))),
+        (Kind::Msg(name, inner), Value::Len(b)) => check_message(b, name, inner, depth + 1),
+        _ => Err(WireError(format!("field {number} has the wrong wire type"))),
+    }
+}
+
+fn wrong_type(message: &str, field: u32) -> WireError {
+    WireError(format!("{message}: field {field} has the wrong wire type"))
+}
+
+fn resource_spans_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Msg("Resource", resource_schema),
+        3 => Kind::Str,
+        _ => Kind::Unknown,
+    }
+}
+
+fn scope_spans_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Msg("InstrumentationScope", scope_schema),
+        3 => Kind::Str,
+        _ => Kind::Unknown,
+    }
+}
+
+fn resource_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Msg("KeyValue", key_value_schema),
+        2 => Kind::Varint,
+        3 => Kind::Msg("EntityRef", entity_ref_schema),
+        _ => Kind::Unknown,
+    }
+}
+
+fn entity_ref_schema(n: u32) -> Kind {
+    match n {
+        1..=4 => Kind::Str,
+        _ => Kind::Unknown,
+    }
+}
+
+fn scope_schema(n: u32) -> Kind {
+    match n {
+        1 | 2 => Kind::Str,
+        3 => Kind::Msg("KeyValue", key_value_schema),
+        4 => Kind::Varint,
+        _ => Kind::Unknown,
+    }
+}
+
+fn span_schema(n: u32) -> Kind {
+    match n {
+        1 | 2 | 4 => Kind::Bytes,
+        3 | 5 => Kind::Str,
+        6 | 10 | 12 | 14 => Kind::Varint,
+        7 | 8 => Kind::Fixed64,
+        9 => Kind::Msg("KeyValue", key_value_schema),
+        11 => Kind::Msg("Span.Event", event_schema),
+        13 => Kind::Msg("Span.Link", link_schema),
+        15 => Kind::Msg("Status", status_schema),
+        16 => Kind::Fixed32,
+        _ => Kind::Unknown,
+    }
+}
+
+fn event_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Fixed64,
+        2 => Kind::Str,
+        3 => Kind::Msg("KeyValue", key_value_schema),
+        4 => Kind::Varint,
+        _ => Kind::Unknown,
+    }
+}
+
+fn link_schema(n: u32) -> Kind {
+    match n {
+        1 | 2 => Kind::Bytes,
+        3 => Kind::Str,
+        4 => Kind::Msg("KeyValue", key_value_schema),
+        5 => Kind::Varint,
+        6 => Kind::Fixed32,
+        _ => Kind::Unknown,
+    }
+}
+
+fn status_schema(n: u32) -> Kind {
+    match n {
+        2 => Kind::Str,
+        3 => Kind::Varint,
+        _ => Kind::Unknown,
+    }
+}
+
+fn key_value_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Str,
+        2 => Kind::Msg("AnyValue", any_value_schema),
+        3 => Kind::Varint,
+        _ => Kind::Unknown,
+    }
+}
+
+fn any_value_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Str,
+        2 | 3 => Kind::Varint,
+        4 => Kind::Fixed64,
+        5 => Kind::Msg("ArrayValue", array_value_schema),
+        6 => Kind::Msg("KeyValueList", key_value_list_schema),
+        7 => Kind::Bytes,
+        8 => Kind::Varint,
+        _ => Kind::Unknown,
+    }
+}
+
+fn array_value_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Msg("AnyValue", any_value_schema),
+        _ => Kind::Unknown,
+    }
+}
+
+fn key_value_list_schema(n: u32) -> Kind {
+    match n {
+        1 => Kind::Msg("KeyValue", key_value_schema),
+        _ => Kind::Unknown,
+    }
+}

@@ -1,0 +1,274 @@
+//! The wire-level splitter against the struct path it replaces: same traces, same spans,
+//! same rejections; and nothing accepted that a decoder could not read back.
+#![allow(clippy::unwrap_used)]
+
+use legato_model::TraceId;
+use legato_proto::collector::ExportTraceServiceRequest;
+use legato_proto::common::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
+use legato_proto::push::RejectReason;
+use legato_proto::resource::Resource;
+use legato_proto::tempopb;
+use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
+use legato_proto::wire::{split_request, split_resource_spans};
+use prost::Message;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+fn kv(key: &str, value: any_value::Value) -> KeyValue {
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue { value: Some(value) }),
+        ..Default::default()
+    }
+}
+
+fn attrs(rng: &mut StdRng) -> Vec<KeyValue> {
+    let mut out = vec![
+        kv("http.method", any_value::Value::StringValue("GET".into())),
+        kv("status", any_value::Value::IntValue(rng.random_range(200..600))),
+        kv("ratio", any_value::Value::DoubleValue(rng.random())),
+        kv("ok", any_value::Value::BoolValue(rng.random())),
+        kv("raw", any_value::Value::BytesValue(vec![rng.random(); 3])),
+    ];
+    if rng.random_bool(0.3) {
+        out.push(kv(
+            "nested",
+            any_value::Value::ArrayValue(ArrayValue {
+                values: vec![AnyValue {
+                    value: Some(any_value::Value::KvlistValue(KeyValueList {
+                        values: vec![kv("deep", any_value::Value::StringValue("é✓".into()))],
+                    })),
+                }],
+            }),
+        ));
+    }
+    out
+}
+
+/// An export with several resources and scopes, traces interleaved across them, events,
+/// links, statuses, and some spans with invalid ids.
+fn export(rng: &mut StdRng) -> ExportTraceServiceRequest {
+    let traces: Vec<Vec<u8>> = (0..rng.random_range(1..8))
+        .map(|_| rng.random::<[u8; 16]>().to_vec())
+        .collect();
+    let resource_spans = (0..rng.random_range(1..4))
+        .map(|r| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", any_value::Value::StringValue(format!("svc-{r}")))],
+                dropped_attributes_count: r,
+                ..Default::default()
+            }),
+            schema_url: if r % 2 == 0 {
+                "https://schema/1".into()
+            } else {
+                String::new()
+            },
+            scope_spans: (0..rng.random_range(1..3))
+                .map(|s| ScopeSpans {
+                    scope: (s > 0).then(|| InstrumentationScope {
+                        name: format!("lib-{s}"),
+                        version: "1.0".into(),
+                        ..Default::default()
+                    }),
+                    schema_url: String::new(),
+                    spans: (0..rng.random_range(0..12))
+                        .map(|_| {
+                            let mut trace_id = traces[rng.random_range(0..traces.len())].clone();
+                            let mut span_id = rng.random::<[u8; 8]>().to_vec();
+                            match rng.random_range(0..20) {
+                                0 => trace_id = vec![0; 16],
+                                1 => trace_id.truncate(8),
+                                2 => span_id = vec![0; 8],
+                                _ => {}
+                            }
+                            Span {
+                                trace_id,
+                                span_id,
+                                name: format!("op-{}", rng.random_range(0..5)),
+                                kind: rng.random_range(0..5),
+                                start_time_unix_nano: rng.random(),
+                                end_time_unix_nano: rng.random(),
+                                attributes: attrs(rng),
+                                events: vec![span::Event {
+                                    name: "evt".into(),
+                                    time_unix_nano: 7,
+                                    attributes: attrs(rng),
+                                    ..Default::default()
+                                }],
+                                links: vec![span::Link {
+                                    trace_id: vec![9; 16],
+                                    span_id: vec![9; 8],
+                                    trace_state: "a=b".into(),
+                                    ..Default::default()
+                                }],
+                                status: Some(Status {
+                                    message: "boom".into(),
+                                    code: 2,
+                                }),
+                                flags: 1,
+                                ..Default::default()
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+        })
+        .collect();
+    ExportTraceServiceRequest { resource_spans }
+}
+
+/// What the struct path produced: per trace id, its spans with their resource and scope,
+/// flattened, in order.
+type Flat = Vec<(Option<Resource>, String, Option<InstrumentationScope>, String, Span)>;
+
+fn flatten(batches: &[ResourceSpans]) -> Flat {
+    let mut out = Vec::new();
+    for rs in batches {
+        for ss in &rs.scope_spans {
+            for s in &ss.spans {
+                out.push((
+                    rs.resource.clone(),
+                    rs.schema_url.clone(),
+                    ss.scope.clone(),
+                    ss.schema_url.clone(),
+                    s.clone(),
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn splits_like_decoding_and_regrouping() {
+    let mut rng = StdRng::seed_from_u64(7);
+    for _ in 0..300 {
+        let req = export(&mut rng);
+        let split = split_request(&req.encode_to_vec()).unwrap();
+        // The same split from the resource spans one by one (the gRPC receiver's input).
+        let parts: Vec<Vec<u8>> = req.resource_spans.iter().map(Message::encode_to_vec).collect();
+        let again = split_resource_spans(&parts).unwrap();
+        assert_eq!(split.traces, again.traces);
+
+        // Expected: every span, grouped by valid trace id, in order of appearance.
+        let mut expected: Vec<(TraceId, Flat)> = Vec::new();
+        let (mut bad_trace, mut bad_span) = (0, 0);
+        let all = flatten(&req.resource_spans);
+        for item in &all {
+            let Ok(id) = TraceId::from_otlp(&item.4.trace_id) else {
+                bad_trace += 1;
+                continue;
+            };
+            if legato_model::SpanId::from_otlp(&item.4.span_id).is_err() {
+                bad_span += 1;
+                continue;
+            }
+            match expected.iter_mut().find(|(t, _)| *t == id) {
+                Some((_, spans)) => spans.push(item.clone()),
+                None => expected.push((id, vec![item.clone()])),
+            }
+        }
+        assert_eq!(split.spans, all.len() as u64);
+        let got: Vec<(TraceId, Flat)> = split
+            .traces
+            .iter()
+            .map(|seg| {
+                let trace = tempopb::Trace::decode(seg.data.as_ref()).unwrap();
+                let flat = flatten(&trace.resource_spans);
+                assert_eq!(seg.spans as usize, flat.len());
+                (TraceId::from_otlp(&seg.id).unwrap(), flat)
+            })
+            .collect();
+        assert_eq!(got, expected);
+        let rejected = |reason| {
+            split
+                .rejected
+                .iter()
+                .find(|r| r.reason == reason)
+                .map_or(0, |r| r.spans)
+        };
+        assert_eq!(rejected(RejectReason::InvalidTraceId), bad_trace);
+        assert_eq!(rejected(RejectReason::InvalidSpanId), bad_span);
+    }
+}
+
+#[test]
+fn consecutive_spans_of_a_trace_share_their_resource_and_scope() {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut req = export(&mut rng);
+    let id = vec![5u8; 16];
+    for rs in &mut req.resource_spans {
+        for ss in &mut rs.scope_spans {
+            for s in &mut ss.spans {
+                s.trace_id = id.clone();
+                s.span_id = vec![1; 8];
+            }
+        }
+    }
+    let split = split_request(&req.encode_to_vec()).unwrap();
+    let trace = tempopb::Trace::decode(split.traces[0].data.as_ref()).unwrap();
+    let non_empty = |r: &ResourceSpans| r.scope_spans.iter().any(|ss| !ss.spans.is_empty());
+    assert_eq!(
+        trace.resource_spans.len(),
+        req.resource_spans.iter().filter(|r| non_empty(r)).count()
+    );
+}
+
+#[test]
+fn malformed_exports_are_refused_with_a_reason() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let good = export(&mut rng).encode_to_vec();
+    let truncated = &good[..good.len() - 3];
+    assert!(split_request(truncated).is_err());
+    // A string attribute deep inside a span that is not UTF-8.
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![1; 16],
+                    span_id: vec![1; 8],
+                    attributes: vec![kv("k", any_value::Value::StringValue("XX".into()))],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let mut bytes = req.encode_to_vec();
+    let at = bytes.windows(2).position(|w| w == b"XX").unwrap();
+    bytes[at] = 0xff;
+    let err = split_request(&bytes).unwrap_err().to_string();
+    assert!(err.contains("UTF-8"), "{err}");
+    assert!(ExportTraceServiceRequest::decode(bytes.as_slice()).is_err());
+    // A span's name sent as a varint.
+    let wrong_type = [0x0a, 0x06, 0x12, 0x04, 0x12, 0x02, 0x28, 0x01];
+    let err = split_request(&wrong_type).unwrap_err().to_string();
+    assert!(err.contains("wrong wire type"), "{err}");
+    assert!(ExportTraceServiceRequest::decode(&wrong_type[..]).is_err());
+}
+
+/// Random corruption: whatever the splitter accepts decodes, segment by segment.
+#[test]
+fn whatever_is_accepted_decodes() {
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut accepted = 0;
+    for _ in 0..3000 {
+        let mut bytes = export(&mut rng).encode_to_vec();
+        for _ in 0..rng.random_range(1..4) {
+            let at = rng.random_range(0..bytes.len());
+            bytes[at] = rng.random();
+        }
+        let prost_ok = ExportTraceServiceRequest::decode(bytes.as_slice()).is_ok();
+        if let Ok(split) = split_request(&bytes) {
+            accepted += 1;
+            for seg in &split.traces {
+                if let Err(e) = tempopb::Trace::decode(seg.data.as_ref()) {
+                    panic!("segment does not decode: {e}; whole request decodes: {prost_ok}");
+                }
+            }
+            assert!(prost_ok, "the splitter accepted what prost refuses");
+        }
+    }
+    assert!(accepted > 100, "only {accepted} corrupted exports were still valid");
+}
