@@ -98,6 +98,11 @@ fn benches(c: &mut Criterion) {
     g.bench_function("decode_export_request", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(wire.as_slice()).unwrap())
     });
+    // What the distributor does instead of decoding: check every field and cut the export
+    // into per-trace segments straight from the wire format.
+    g.bench_function("split_by_trace_on_wire", |b| {
+        b.iter(|| legato_proto::wire::split_request(wire.as_slice()).unwrap())
+    });
     g.finish();
 
     let mut g = c.benchmark_group("block");
