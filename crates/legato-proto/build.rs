@@ -2,14 +2,22 @@
 //! `proto/tempopb.proto`, Legato's internal RPCs from `proto/internal.proto`, and the OTLP trace service with
 //! undecoded resource spans from `proto/otlp_raw.proto`, with a protoc shipped as a crate (no system protoc needed).
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// A prost config using the vendored protoc.
+fn config() -> Result<tonic_prost_build::Config, Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
+    Ok(config)
+}
+
+/// Clients and servers both.
+fn builder() -> tonic_prost_build::Builder {
+    tonic_prost_build::configure().build_client(true).build_server(true)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     println!("cargo:rerun-if-changed={}", root.display());
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+    builder()
         .extern_path(
             ".tempopb.common.v1.KeyValue",
             "::opentelemetry_proto::tonic::common::v1::KeyValue",
@@ -31,28 +39,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             ".tempopb.SearchTagValuesV2Response",
             "crate::tempopb::search::SearchTagValuesV2Response",
         )
-        .compile_with_config(config, &[root.join("tempopb.proto")], std::slice::from_ref(&root))?;
-
-    let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .compile_with_config(config()?, &[root.join("tempopb.proto")], std::slice::from_ref(&root))?;
+    builder()
         .bytes(".")
         .extern_path(".legato.internal.PushRequest", "crate::push::PushRequest")
         .extern_path(".legato.internal.TraceSegment", "crate::push::TraceSegment")
-        .compile_with_config(config, &[root.join("internal.proto")], std::slice::from_ref(&root))?;
-
-    let mut config = tonic_prost_build::Config::new();
-    config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
-    tonic_prost_build::configure()
-        .build_client(true)
-        .build_server(true)
+        .compile_with_config(config()?, &[root.join("internal.proto")], std::slice::from_ref(&root))?;
+    builder()
         .bytes(".")
         .extern_path(
             ".opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse",
             "::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse",
         )
-        .compile_with_config(config, &[root.join("otlp_raw.proto")], &[root])?;
+        .compile_with_config(config()?, &[root.join("otlp_raw.proto")], &[root])?;
     Ok(())
 }

@@ -307,10 +307,15 @@ pub async fn post_otlp(
     legato: &Legato,
     request: &ExportTraceServiceRequest,
 ) -> (u16, Vec<u8>) {
+    post_otlp_bytes(client, legato, request.encode_to_vec()).await
+}
+
+/// POSTs an OTLP protobuf body as given (well-formed or not); returns the status and body.
+pub async fn post_otlp_bytes(client: &reqwest::Client, legato: &Legato, body: Vec<u8>) -> (u16, Vec<u8>) {
     let resp = client
         .post(legato.otlp_http_url())
         .header("content-type", "application/x-protobuf")
-        .body(request.encode_to_vec())
+        .body(body)
         .send()
         .await
         .expect("export");

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 
-use integration_tests::{Legato, Ports, config_yaml, otlp_request, post_otlp, span_count_v2};
+use integration_tests::{Legato, Ports, config_yaml, otlp_request, post_otlp, post_otlp_bytes, span_count_v2};
 use legato_proto::collector::ExportTraceServiceResponse;
 use legato_proto::collector::trace_service_client::TraceServiceClient;
 use prost::Message;
@@ -136,16 +136,9 @@ async fn malformed_exports_are_refused_whole_naming_the_problem() {
         resource_spans: vec![resource_spans.into()],
     };
 
-    let resp = client
-        .post(legato.otlp_http_url())
-        .header("content-type", "application/x-protobuf")
-        .body(export.encode_to_vec())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let status = resp.bytes().await.unwrap();
-    let message = String::from_utf8_lossy(&status);
+    let (status, body) = post_otlp_bytes(&client, &legato, export.encode_to_vec()).await;
+    assert_eq!(status, 400);
+    let message = String::from_utf8_lossy(&body);
     assert!(message.contains("not valid UTF-8"), "{message}");
 
     let mut raw = RawClient::connect(legato.otlp_grpc_url()).await.unwrap();
