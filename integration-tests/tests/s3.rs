@@ -56,6 +56,13 @@ async fn binary_stores_blocks_in_s3_and_reads_them_after_restart_without_wal() {
         legato.log_text()
     );
 
+    // Every upload reached the bucket through the counting store.
+    let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
+    assert!(
+        requests(&metrics, "put") >= 3.0,
+        "data, bloom and meta.json:\n{metrics}"
+    );
+
     // The bucket holds one block under the prefix: data, bloom, and meta.json naming it.
     let store = s3.store("traces");
     let keys: Vec<String> = store
@@ -96,4 +103,19 @@ async fn binary_stores_blocks_in_s3_and_reads_them_after_restart_without_wal() {
             hex::encode(id)
         );
     }
+    // The lookups listed the bucket, read the block's bloom filter (a GET) and its footer and
+    // row group (ranged GETs); the filter and footer only once, as they are cached.
+    let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
+    assert!(requests(&metrics, "list_with_delimiter") >= 1.0, "{metrics}");
+    assert!(requests(&metrics, "get") >= 1.0, "{metrics}");
+    assert!(requests(&metrics, "get_range") >= 1.0 + ids.len() as f64, "{metrics}");
+}
+
+/// `legato_storage_object_store_requests_total{op}` from a /metrics page (0 when absent).
+fn requests(metrics: &str, op: &str) -> f64 {
+    let prefix = format!("legato_storage_object_store_requests_total{{op=\"{op}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }

@@ -15,6 +15,7 @@ mod bloom;
 mod compacted;
 mod config;
 mod error;
+mod instrumented;
 mod listing;
 mod meta;
 pub mod metrics;
@@ -33,6 +34,7 @@ pub use compacted::{delete_block, read_compacted_marker, write_compacted_marker}
 pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
+pub use instrumented::{InstrumentedStore, OpLabels, RequestCounters, instrument};
 pub use listing::{TenantListing, list_tenant, read_block_meta};
 pub use meta::{BlockMeta, CompactedBlockMeta, ENCODING_V1};
 pub use object_store::{self, ObjectStore};

@@ -16,7 +16,7 @@ use legato_proto::trace::ResourceSpans;
 use legato_querier::Querier;
 use legato_querier::metrics::QuerierMetrics;
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::{BlockReader, Blocklist, build_object_store};
+use legato_storage::{BlockReader, Blocklist, build_object_store, instrument};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -133,7 +133,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     querier_metrics.register(&mut registry);
     api_metrics.register(&mut registry);
 
-    let store = build_object_store(&cfg.storage.trace)?;
+    // Every request to the bucket is counted (legato_storage_object_store_requests{op}).
+    let store = instrument(build_object_store(&cfg.storage.trace)?, &storage_metrics);
     let reader = Arc::new(BlockReader::new(store.clone(), storage_metrics.clone()));
     let late = Arc::new(LateIngester::default());
     let readiness = Arc::new(Readiness::default());
