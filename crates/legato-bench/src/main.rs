@@ -318,9 +318,14 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                             ids.extend(trace_ids.iter().map(|(id, n)| (hex::encode(id), *n)));
                             break;
                         }
-                        Err((true, msg)) if Instant::now() < deadline => {
+                        Err((true, msg)) => {
+                            // Back-pressure (429 / RESOURCE_EXHAUSTED / 503): retried until the
+                            // run ends; not stored, not counted as sent, and not an error.
                             counters.throttled.fetch_add(1, Ordering::Relaxed);
                             last_error = Some(msg);
+                            if Instant::now() >= deadline {
+                                break;
+                            }
                             tokio::time::sleep(Duration::from_millis(200)).await;
                         }
                         Err((_, msg)) => {

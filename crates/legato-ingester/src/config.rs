@@ -22,12 +22,25 @@ pub struct IngesterConfig {
     /// Legato: encoded span bytes held in memory (live + head + uploading) above which pushes
     /// are refused with a retryable error instead of risking memory exhaustion.
     pub max_buffered_bytes: ByteSize,
+    /// Blocks encoded and uploaded at once. A head of at least 16 MiB is cut into this many
+    /// blocks (contiguous trace-id ranges) so encoding uses as many cores; 0 = one per core.
+    pub concurrent_flushes: usize,
     /// Microservices mode: how long an ingester keeps answering queries from the blocks it
     /// flushed, so queriers that have not yet seen them in the bucket miss nothing.
     #[serde(with = "dur")]
     pub complete_block_timeout: Duration,
     /// The ingester's place in the ring (microservices mode).
     pub lifecycler: legato_cluster::LifecyclerConfig,
+}
+
+impl IngesterConfig {
+    /// `concurrent_flushes` with 0 resolved to the number of cores.
+    pub fn flush_parallelism(&self) -> usize {
+        match self.concurrent_flushes {
+            0 => std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            n => n,
+        }
+    }
 }
 
 impl Default for IngesterConfig {
@@ -38,6 +51,7 @@ impl Default for IngesterConfig {
             max_block_duration: Duration::from_secs(30 * 60),
             max_block_bytes: ByteSize(100 << 20),
             max_buffered_bytes: ByteSize(1 << 30),
+            concurrent_flushes: 0,
             complete_block_timeout: Duration::from_secs(15 * 60),
             lifecycler: legato_cluster::LifecyclerConfig::default(),
         }

@@ -285,7 +285,7 @@ impl Ingester {
             .into_iter()
             .map(|r| self.wal.append(r.encode_to_vec()))
             .collect();
-        let cut = st.cut_head(cut_seq);
+        let cut = st.cut_head(cut_seq, self.cfg.flush_parallelism());
         self.metrics.blocks_cut.inc_by(cut as u64);
         Some((rotation, rewrites, cut_seq))
     }
@@ -294,8 +294,17 @@ impl Ingester {
     async fn flush_completing(&self) {
         let _guard = self.flush_lock.lock().await;
         let pending: Vec<Completing> = self.state.lock().completing.clone();
-        for block in pending {
-            match self.upload(&block).await {
+        // Encoding is CPU-bound: up to `concurrent_flushes` blocks at once, one core each.
+        let mut results = Vec::with_capacity(pending.len());
+        for chunk in pending.chunks(self.cfg.flush_parallelism().max(1)) {
+            let mut uploads: Vec<futures::future::BoxFuture<'_, _>> = Vec::with_capacity(chunk.len());
+            for block in chunk {
+                uploads.push(Box::pin(self.upload(block)));
+            }
+            results.extend(futures::future::join_all(uploads).await);
+        }
+        for (block, result) in pending.into_iter().zip(results) {
+            match result {
                 Ok(meta) => {
                     self.blocklist.add(meta);
                     let mut st = self.state.lock();

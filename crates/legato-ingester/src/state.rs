@@ -11,6 +11,9 @@ use legato_proto::push::{PushOutcome, PushRequest, RejectReason, Rejection, Trac
 use crate::Segments;
 use crate::config::IngestLimits;
 
+/// A head smaller than twice this is not split for parallel encoding.
+const MIN_SPLIT_BYTES: u64 = 8 << 20;
+
 struct Live {
     segments: Segments,
     bytes: u64,
@@ -265,8 +268,10 @@ impl State {
         out
     }
 
-    /// Turns each tenant's head into a block to upload; returns how many.
-    pub fn cut_head(&mut self, cut_seq: u64) -> usize {
+    /// Turns each tenant's head into blocks to upload, up to `parts` per tenant (contiguous
+    /// trace-id ranges of about equal bytes, none under `MIN_SPLIT_BYTES`) so they can be
+    /// encoded in parallel; returns how many.
+    pub fn cut_head(&mut self, cut_seq: u64, parts: usize) -> usize {
         let mut cut = 0;
         let min_seq = self.head_min_seq.take().unwrap_or(cut_seq);
         for (tenant, t) in &mut self.tenants {
@@ -275,15 +280,32 @@ impl State {
             }
             let mut traces: Vec<(TraceId, Segments)> = t.head.drain().collect();
             traces.sort_by_key(|(id, _)| *id);
-            let bytes = traces.iter().flat_map(|(_, s)| s).map(|d| d.len() as u64).sum();
-            self.completing.push(Completing {
-                tenant: tenant.clone(),
-                block_id: BlockId::random(),
-                traces: Arc::new(traces),
-                min_seq,
-                bytes,
-            });
-            cut += 1;
+            let size = |(_, s): &(TraceId, Segments)| s.iter().map(|d| d.len() as u64).sum::<u64>();
+            let total: u64 = traces.iter().map(size).sum();
+            let parts = (parts as u64).clamp(1, (total / MIN_SPLIT_BYTES).max(1));
+            let mut chunks: Vec<(Vec<(TraceId, Segments)>, u64)> = vec![(Vec::new(), 0)];
+            for trace in traces {
+                let len = size(&trace);
+                let filled = chunks.len() as u64 * total / parts;
+                let done: u64 = chunks.iter().map(|(_, b)| b).sum();
+                if done >= filled && (chunks.len() as u64) < parts {
+                    chunks.push((Vec::new(), 0));
+                }
+                if let Some((list, bytes)) = chunks.last_mut() {
+                    list.push(trace);
+                    *bytes += len;
+                }
+            }
+            for (traces, bytes) in chunks.into_iter().filter(|(t, _)| !t.is_empty()) {
+                self.completing.push(Completing {
+                    tenant: tenant.clone(),
+                    block_id: BlockId::random(),
+                    traces: Arc::new(traces),
+                    min_seq,
+                    bytes,
+                });
+                cut += 1;
+            }
         }
         self.tenants.retain(|_, t| !t.live.is_empty() || !t.head.is_empty());
         self.head_bytes = 0;

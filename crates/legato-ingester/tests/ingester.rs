@@ -287,3 +287,54 @@ async fn tag_summaries_are_made_on_demand_and_incrementally() {
     assert!(names(third).contains(&"s5".to_string()));
     assert_eq!(summarised(), 5);
 }
+
+/// A trace of one span whose name is `len` bytes long.
+fn big_segment(trace: u8, len: usize) -> TraceSegment {
+    let mut seg = segment(trace, 1);
+    let data = tempopb::Trace {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: vec![trace; 16],
+                    span_id: vec![1; 8],
+                    name: "x".repeat(len),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    seg.data = Bytes::from(data.encode_to_vec());
+    seg
+}
+
+#[tokio::test]
+async fn a_big_head_is_cut_into_blocks_encoded_in_parallel() {
+    for (concurrent_flushes, expected_blocks) in [(1, 1), (2, 2), (3, 3)] {
+        let h = Harness::new();
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = IngesterConfig {
+            concurrent_flushes,
+            ..cfg()
+        };
+        let ing = h.open(dir.path(), cfg, IngestLimits::default());
+        // 30 traces of 1 MiB: a 30 MiB head.
+        for trace in 1..=30u8 {
+            ing.push(push_req(vec![big_segment(trace, 1 << 20)])).await.unwrap();
+        }
+        assert!(ing.flush_all().await);
+        let blocks = h.blocklist.blocks(&TenantId::single());
+        assert_eq!(blocks.len(), expected_blocks, "concurrent_flushes {concurrent_flushes}");
+        assert_eq!(blocks.iter().map(|b| b.total_traces).sum::<u64>(), 30);
+        assert!(blocks.iter().all(|b| b.total_traces >= 30 / expected_blocks as u64 - 1));
+        let reader = BlockReader::new(h.store.clone(), StorageMetrics::default());
+        for trace in 1..=30u8 {
+            let mut found = 0;
+            for b in &blocks {
+                found += legato_proto::span_count(&reader.find_trace(b, &id(trace)).await.unwrap());
+            }
+            assert_eq!(found, 1, "trace {trace} is in exactly one block");
+        }
+    }
+}
