@@ -76,6 +76,7 @@ ingest=$("$BENCH" ingest --otlp-grpc "127.0.0.1:$OTLP" --duration "$DURATION" --
 spans=$(echo "$ingest" | json_field '["spans"]')
 sps=$(echo "$ingest" | json_field '["spans_per_sec"]')
 errors=$(echo "$ingest" | json_field '["errors"]')
+throttled=$(echo "$ingest" | json_field '["throttled"]')
 curl -sf -X POST "127.0.0.1:$HTTP/flush" > /dev/null
 cpu1=$(cpu_seconds "$PID")
 rss=$(peak_rss_mib "$PID")
@@ -192,7 +193,7 @@ fi
 
 printf '\n%-52s %s\n' "figure" "value"
 if part local; then
-  printf '%-52s %s\n' "ingest, OTLP/gRPC, WAL fsync on (spans/s)" "$(printf '%.0f' "$sps") ($errors errors)"
+  printf '%-52s %s\n' "ingest, OTLP/gRPC, WAL fsync on (spans/s)" "$(printf '%.0f' "$sps") ($errors errors, $throttled throttled retries)"
   printf '%-52s %s\n' "CPU seconds per million spans (ingest + flush)" "$cpu_per_m"
   printf '%-52s %s\n' "peak RSS at max rate (MiB)" "$rss"
 fi
