@@ -530,9 +530,16 @@ impl legato_proto::push::RecentTraces for Ingester {
     /// them. Values of traces that have since moved to blocks stay in it (blocks' own
     /// summaries hold them anyway).
     async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
-        let until = self.clock.now_nanos().saturating_add(TAG_INTEREST.as_nanos() as u64);
-        self.tags_wanted_until
+        let now = self.clock.now_nanos();
+        let until = now.saturating_add(TAG_INTEREST.as_nanos() as u64);
+        let previous = self
+            .tags_wanted_until
             .fetch_max(until, std::sync::atomic::Ordering::Relaxed);
+        if previous < now {
+            // Interest had lapsed: segments came and went unseen, and a new one may sit at a
+            // freed one's address (how `seen` identifies them). Start over.
+            self.tag_summaries.lock().await.clear();
+        }
         self.refresh_tenant_tags(tenant).await;
         self.tag_summaries
             .lock()
