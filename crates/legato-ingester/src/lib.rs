@@ -56,6 +56,8 @@ pub struct Ingester {
     tags_wanted_until: std::sync::atomic::AtomicU64,
     /// Set when a rotation or re-log did not become durable: segments are kept from then on.
     wal_failed: std::sync::atomic::AtomicBool,
+    /// `concurrent_flushes` resolved once (counting cores reads cgroup files).
+    flush_parallelism: usize,
     cut_requested: Notify,
 }
 
@@ -119,6 +121,7 @@ impl Ingester {
         );
         deps.metrics.buffered_bytes.set(state.buffered_bytes as i64);
         let ingester = Arc::new(Self {
+            flush_parallelism: cfg.flush_parallelism(),
             cfg,
             limits,
             wal,
@@ -285,7 +288,7 @@ impl Ingester {
             .into_iter()
             .map(|r| self.wal.append(r.encode_to_vec()))
             .collect();
-        let cut = st.cut_head(cut_seq, self.cfg.flush_parallelism());
+        let cut = st.cut_head(cut_seq, self.flush_parallelism);
         self.metrics.blocks_cut.inc_by(cut as u64);
         Some((rotation, rewrites, cut_seq))
     }
@@ -296,7 +299,7 @@ impl Ingester {
         let pending: Vec<Completing> = self.state.lock().completing.clone();
         // Encoding is CPU-bound: up to `concurrent_flushes` blocks at once, one core each.
         let mut results = Vec::with_capacity(pending.len());
-        for chunk in pending.chunks(self.cfg.flush_parallelism().max(1)) {
+        for chunk in pending.chunks(self.flush_parallelism.max(1)) {
             let mut uploads: Vec<futures::future::BoxFuture<'_, _>> = Vec::with_capacity(chunk.len());
             for block in chunk {
                 uploads.push(Box::pin(self.upload(block)));

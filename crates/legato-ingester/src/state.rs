@@ -278,23 +278,26 @@ impl State {
             if t.head.is_empty() {
                 continue;
             }
-            let mut traces: Vec<(TraceId, Segments)> = t.head.drain().collect();
-            traces.sort_by_key(|(id, _)| *id);
-            let size = |(_, s): &(TraceId, Segments)| s.iter().map(|d| d.len() as u64).sum::<u64>();
-            let total: u64 = traces.iter().map(size).sum();
+            let mut traces: Vec<(u64, (TraceId, Segments))> = t
+                .head
+                .drain()
+                .map(|trace| (trace.1.iter().map(|d| d.len() as u64).sum(), trace))
+                .collect();
+            traces.sort_by_key(|(_, (id, _))| *id);
+            let total: u64 = traces.iter().map(|(len, _)| len).sum();
             let parts = (parts as u64).clamp(1, (total / MIN_SPLIT_BYTES).max(1));
+            // Chunk k (1-based) closes once the bytes taken so far reach k/parts of the total.
             let mut chunks: Vec<(Vec<(TraceId, Segments)>, u64)> = vec![(Vec::new(), 0)];
-            for trace in traces {
-                let len = size(&trace);
-                let filled = chunks.len() as u64 * total / parts;
-                let done: u64 = chunks.iter().map(|(_, b)| b).sum();
-                if done >= filled && (chunks.len() as u64) < parts {
+            let mut taken = 0u64;
+            for (len, trace) in traces {
+                if (chunks.len() as u64) < parts && taken >= chunks.len() as u64 * total / parts {
                     chunks.push((Vec::new(), 0));
                 }
                 if let Some((list, bytes)) = chunks.last_mut() {
                     list.push(trace);
                     *bytes += len;
                 }
+                taken += len;
             }
             for (traces, bytes) in chunks.into_iter().filter(|(t, _)| !t.is_empty()) {
                 self.completing.push(Completing {
