@@ -47,6 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_with_config(config()?, &[root.join("internal.proto")], std::slice::from_ref(&root))?;
     builder()
         .bytes(".")
+        .codec_path("crate::codec::ClientErrorCodec")
         .extern_path(
             ".opentelemetry.proto.collector.trace.v1.ExportTraceServiceResponse",
             "::opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse",

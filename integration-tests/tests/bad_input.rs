@@ -64,6 +64,43 @@ async fn otlp_http_rejects_bad_bodies_with_clear_errors() {
     assert_eq!(span_count_v2(&client, &legato, &good_id).await, 3);
 }
 
+/// Issue 10: tag names no attribute can have answer 400 naming the problem; `/flush` changes
+/// state and answers GET with 405.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_tag_names_and_get_flush_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = start(dir.path(), "");
+    let client = reqwest::Client::new();
+    for (tag, why) in [
+        ("%01x", "control character"),
+        ("a%2Fb", "path separator"),
+        ("a%5Cb", "path separator"),
+        ("%20", "is empty"),
+        (&"x".repeat(2000), "longer than 1024"),
+    ] {
+        for path in [
+            format!("/api/search/tag/{tag}/values"),
+            format!("/api/v2/search/tag/{tag}/values"),
+        ] {
+            let resp = client.get(legato.url(&path)).send().await.unwrap();
+            assert_eq!(resp.status(), 400, "{path}");
+            let body = resp.text().await.unwrap();
+            assert!(body.contains(why), "{path}: {body}");
+        }
+    }
+    let resp = client
+        .get(legato.url("/api/search/tag/service.name/values"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+
+    let resp = client.get(legato.url("/flush")).send().await.unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+    assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_ids_are_reported_in_partial_success_and_the_rest_is_stored() {
     let dir = tempfile::tempdir().unwrap();
@@ -147,6 +184,36 @@ async fn malformed_exports_are_refused_whole_naming_the_problem() {
     assert!(err.message().contains("not valid UTF-8"), "{err}");
     // Nothing of it was stored, not even the span that was fine.
     assert_eq!(span_count_v2(&client, &legato, &id).await, 0);
+
+    // Issue 10: a gRPC message that is not an export at all (field 1 with the wrong wire
+    // type) is the client's fault: INVALID_ARGUMENT with a message, not INTERNAL.
+    let err = export_undecodable(&legato).await;
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+    assert!(err.message().contains("undecodable OTLP export"), "{err}");
+}
+
+/// Not an `ExportTraceServiceRequest`: field 1 (resource_spans) as a varint.
+#[derive(Clone, PartialEq, prost::Message)]
+struct NotAnExport {
+    #[prost(uint64, tag = "1")]
+    resource_spans: u64,
+}
+
+async fn export_undecodable(legato: &Legato) -> tonic::Status {
+    let channel = tonic::transport::Endpoint::from_shared(legato.otlp_grpc_url())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.unwrap();
+    let codec = legato_proto::codec::ClientErrorCodec::<NotAnExport, ExportTraceServiceResponse>::default();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+    );
+    grpc.unary(tonic::Request::new(NotAnExport { resource_spans: 7 }), path, codec)
+        .await
+        .unwrap_err()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

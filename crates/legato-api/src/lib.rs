@@ -92,7 +92,7 @@ pub fn http_api(state: SharedState) -> Router {
         .route("/ready", get(query::ready))
         .route("/metrics", get(query::metrics))
         .route("/status/config", get(query::status_config))
-        .route("/flush", get(query::flush).post(query::flush))
+        .route("/flush", post(query::flush).get(query::post_only))
         .with_state(state.clone())
         // gRPC StreamingQuerier over HTTP/2 cleartext on the same port, as Grafana dials it.
         .merge(tonic::service::Routes::new(streaming_service(state)).into_axum_router())

@@ -197,6 +197,17 @@ pub async fn status_config(State(state): State<SharedState>) -> Response {
 }
 
 /// `/flush`: cut all live traces into blocks and upload them (Tempo's ingester endpoint).
+/// Mutating endpoints answer GET with 405 and say which method to use, so a crawler, a
+/// prefetching proxy or a mistyped curl cannot trigger them.
+pub async fn post_only(uri: axum::http::Uri) -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(axum::http::header::ALLOW, "POST")],
+        format!("{} changes state: use POST\n", uri.path()),
+    )
+        .into_response()
+}
+
 pub async fn flush(State(state): State<SharedState>) -> Response {
     match &state.flusher {
         None => (StatusCode::NOT_FOUND, "this process runs no ingester\n").into_response(),

@@ -544,6 +544,7 @@ pub(crate) async fn tag_values_v1_response(
     params: &Params,
     tag: &str,
 ) -> Result<SearchTagValuesResponse, ApiError> {
+    check_tag_name(tag)?;
     let s = summary(state, tenant, params).await?;
     let values: Vec<String> = match tag {
         "status.code" => vec!["unset".into(), "ok".into(), "error".into()],
@@ -613,8 +614,35 @@ pub(crate) async fn tag_values_v2_response(
     Ok(resp)
 }
 
+/// Longest tag name accepted in a request path.
+const MAX_TAG_NAME_BYTES: usize = 1024;
+
+/// Refuses tag names no attribute can have: empty, control characters, path separators, or
+/// longer than `MAX_TAG_NAME_BYTES`.
+fn check_tag_name(tag: &str) -> Result<(), ApiError> {
+    let bad = |why: &str| {
+        Err(ApiError::BadRequest(format!(
+            "please provide a valid tagName: {tag:?} {why}"
+        )))
+    };
+    if tag.trim().is_empty() {
+        return bad("is empty");
+    }
+    if tag.len() > MAX_TAG_NAME_BYTES {
+        return bad(&format!("is longer than {MAX_TAG_NAME_BYTES} bytes"));
+    }
+    if tag.chars().any(char::is_control) {
+        return bad("contains a control character");
+    }
+    if tag.contains(['/', '\\']) {
+        return bad("contains a path separator");
+    }
+    Ok(())
+}
+
 /// Parses a tag path segment as a TraceQL attribute or intrinsic.
 fn identifier(tag: &str) -> Result<FieldExpr, ApiError> {
+    check_tag_name(tag)?;
     let bad = || {
         ApiError::BadRequest(format!(
             "please provide a valid tagName: {tag:?} is not a TraceQL attribute or intrinsic"

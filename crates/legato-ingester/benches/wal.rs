@@ -13,7 +13,12 @@ fn benches(c: &mut Criterion) {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let (wal, _, _) = Wal::open(dir.path(), IngesterMetrics::default()).unwrap();
+    let (wal, _, _) = Wal::open(
+        dir.path(),
+        std::sync::Arc::new(legato_ingester::wal::StdFs),
+        IngesterMetrics::default(),
+    )
+    .unwrap();
     let payload = vec![7u8; 4096];
     let mut g = c.benchmark_group("wal");
     for concurrent in [1usize, 16, 64] {

@@ -9,11 +9,15 @@
 //! deleted, or in an uploaded block. Memory appends and WAL appends are queued under one
 //! lock, so a WAL rotation splits them consistently; segments are deleted only after every
 //! block cut from them is uploaded and the traces still live were re-logged in a newer segment.
+//!
+//! WAL failure rule (see `wal`): a failed or short write or a failed fsync abandons the file;
+//! the pushes in that group commit fail with a retryable error and later records go to a
+//! fresh, fsynced file, so nothing acknowledged ever sits behind a bad record.
 
 mod config;
 pub mod metrics;
 mod state;
-mod wal;
+pub mod wal;
 
 use legato_traceql::tags::TagSummary;
 use std::sync::Arc;
@@ -54,8 +58,6 @@ pub struct Ingester {
     /// Until when (clock nanos) the flush loop keeps tag summaries fresh: set by each tag
     /// request, so summaries cost nothing while nobody autocompletes.
     tags_wanted_until: std::sync::atomic::AtomicU64,
-    /// Set when a rotation or re-log did not become durable: segments are kept from then on.
-    wal_failed: std::sync::atomic::AtomicBool,
     /// `concurrent_flushes` resolved once (counting cores reads cgroup files).
     flush_parallelism: usize,
     cut_requested: Notify,
@@ -70,6 +72,14 @@ const RELOG_AFTER_SEGMENTS: u64 = 4;
 /// so the next request has little left to do.
 const TAG_INTEREST: Duration = Duration::from_secs(600);
 
+/// A head cut in progress: the WAL rotation, the re-log records and the traces they cover.
+struct Cut {
+    rotation: wal::Pending,
+    rewrites: Vec<wal::Pending>,
+    relogged: Vec<(TenantId, TraceId)>,
+    cut_seq: u64,
+}
+
 /// What start-up found in the WAL.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayStats {
@@ -79,6 +89,8 @@ pub struct ReplayStats {
 }
 
 pub struct IngesterDeps {
+    /// The file layer under the WAL ([`wal::StdFs`]; tests inject faults with [`wal::FaultFs`]).
+    pub wal_fs: Arc<dyn wal::WalFs>,
     pub store: Arc<dyn ObjectStore>,
     pub blocklist: Arc<Blocklist>,
     pub metrics: IngesterMetrics,
@@ -95,7 +107,7 @@ impl Ingester {
         wal_dir: &std::path::Path,
         deps: IngesterDeps,
     ) -> std::io::Result<(Arc<Self>, ReplayStats)> {
-        let (wal, replay, seq) = Wal::open(wal_dir, deps.metrics.clone())?;
+        let (wal, replay, seq) = Wal::open(wal_dir, deps.wal_fs.clone(), deps.metrics.clone())?;
         let now = deps.clock.now_nanos();
         let mut state = State::new(seq);
         let mut traces = 0;
@@ -134,7 +146,6 @@ impl Ingester {
             flush_lock: tokio::sync::Mutex::new(()),
             tag_summaries: tokio::sync::Mutex::default(),
             tags_wanted_until: std::sync::atomic::AtomicU64::new(0),
-            wal_failed: std::sync::atomic::AtomicBool::new(false),
             cut_requested: Notify::new(),
         });
         Ok((ingester, stats))
@@ -248,23 +259,24 @@ impl Ingester {
 
     async fn cut_and_flush(&self, everything: bool) {
         let guard = self.flush_lock.lock().await;
-        let Some((rotation, rewrites, cut_seq)) = self.cut_head(everything) else {
+        let Some(cut) = self.cut_head(everything) else {
             drop(guard);
             self.flush_completing().await;
             return;
         };
-        // Segments are deleted under the flush lock only: holding it until the rotation and
-        // re-logged records are durable keeps a re-logged trace's old segment until then.
-        let mut relogged = rotation.wait().await.is_ok();
-        for r in rewrites {
-            relogged &= r.wait().await.is_ok();
+        // Segments are deleted under the flush lock only: holding it until the re-logged
+        // records are durable keeps a re-logged trace's old segment until then. If a re-log
+        // fails, those traces keep their old segment number and the next cut tries again.
+        let _ = cut.rotation.wait().await;
+        let mut relogged = true;
+        for r in cut.rewrites {
+            if let Err(e) = r.wait().await {
+                tracing::warn!(cut_seq = cut.cut_seq, error = %e, "re-logging live traces failed; their old WAL segments are kept");
+                relogged = false;
+            }
         }
-        if !relogged {
-            tracing::error!(
-                cut_seq,
-                "WAL rotation or re-log failed; keeping every WAL segment from now on"
-            );
-            self.wal_failed.store(true, std::sync::atomic::Ordering::Relaxed);
+        if relogged {
+            self.state.lock().relogged(&cut.relogged, cut.cut_seq + 1);
         }
         drop(guard);
         self.flush_completing().await;
@@ -272,7 +284,7 @@ impl Ingester {
 
     /// Rotates the WAL, re-logs long-lived live traces into the new segment and turns the
     /// head into blocks to upload. `None` when the head is empty.
-    fn cut_head(&self, everything: bool) -> Option<(wal::Pending, Vec<wal::Pending>, u64)> {
+    fn cut_head(&self, everything: bool) -> Option<Cut> {
         let mut st = self.state.lock();
         if everything {
             st.cut_idle(u64::MAX, 0);
@@ -283,14 +295,19 @@ impl Ingester {
         let cut_seq = st.wal_seq;
         st.wal_seq += 1;
         let rotation = self.wal.rotate(st.wal_seq);
-        let rewrites: Vec<_> = st
-            .relog_live_older_than(cut_seq.saturating_sub(RELOG_AFTER_SEGMENTS))
+        let (records, relogged) = st.relog_live_older_than(cut_seq.saturating_sub(RELOG_AFTER_SEGMENTS));
+        let rewrites = records
             .into_iter()
             .map(|r| self.wal.append(r.encode_to_vec()))
             .collect();
         let cut = st.cut_head(cut_seq, self.flush_parallelism);
         self.metrics.blocks_cut.inc_by(cut as u64);
-        Some((rotation, rewrites, cut_seq))
+        Some(Cut {
+            rotation,
+            rewrites,
+            relogged,
+            cut_seq,
+        })
     }
 
     /// Uploads cut blocks; deletes WAL segments whose data is all in uploaded blocks.
@@ -321,7 +338,6 @@ impl Ingester {
             }
         }
         let deletable = self.state.lock().deletable_segments();
-        let deletable = deletable.filter(|_| !self.wal_failed.load(std::sync::atomic::Ordering::Relaxed));
         if let Some(seq) = deletable {
             match self.wal.delete_upto(seq) {
                 Ok(n) if n > 0 => tracing::debug!(upto = seq, segments = n, "WAL segments deleted"),

@@ -13,8 +13,16 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    pub op: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct IngesterMetrics {
+    pub wal_errors: Family<OpLabels, Counter>,
+    pub wal_segments_abandoned: Counter,
+    pub wal_failed_records: Counter,
     pub wal_fsync_seconds: Histogram,
     pub wal_bytes: Counter,
     pub live_traces: Gauge,
@@ -28,6 +36,9 @@ pub struct IngesterMetrics {
 impl Default for IngesterMetrics {
     fn default() -> Self {
         Self {
+            wal_errors: Family::default(),
+            wal_segments_abandoned: Counter::default(),
+            wal_failed_records: Counter::default(),
             wal_fsync_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             wal_bytes: Counter::default(),
             live_traces: Gauge::default(),
@@ -42,6 +53,21 @@ impl Default for IngesterMetrics {
 
 impl IngesterMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "legato_ingester_wal_errors",
+            "WAL file operations that failed, by operation (write, fsync, create, dir_fsync)",
+            self.wal_errors.clone(),
+        );
+        registry.register(
+            "legato_ingester_wal_segments_abandoned",
+            "WAL files that took no more records after a failed write or fsync",
+            self.wal_segments_abandoned.clone(),
+        );
+        registry.register(
+            "legato_ingester_wal_failed_records",
+            "WAL records whose write or fsync failed (their pushes were refused, retryable)",
+            self.wal_failed_records.clone(),
+        );
         registry.register(
             "legato_ingester_wal_fsync_seconds",
             "Time to write and fsync one WAL group commit",

@@ -243,15 +243,16 @@ impl State {
     }
 
     /// Live traces whose data goes back to before WAL segment `before`, as WAL records (one
-    /// per tenant) to write into the current segment, which from then on is their oldest.
-    /// Re-logging them lets old segments go while a trace keeps receiving spans.
-    pub fn relog_live_older_than(&mut self, before: u64) -> Vec<PushRequest> {
-        let current = self.wal_seq;
+    /// per tenant) to write into the current segment, and the traces they cover. Once those
+    /// records are durable, [`State::relogged`] makes the current segment their oldest, which
+    /// lets old segments go while a trace keeps receiving spans.
+    pub fn relog_live_older_than(&self, before: u64) -> (Vec<PushRequest>, Vec<(TenantId, TraceId)>) {
         let mut out = Vec::new();
-        for (tenant, t) in &mut self.tenants {
+        let mut covered = Vec::new();
+        for (tenant, t) in &self.tenants {
             let mut traces = Vec::new();
-            for (id, live) in t.live.iter_mut().filter(|(_, l)| l.first_seq < before) {
-                live.first_seq = current;
+            for (id, live) in t.live.iter().filter(|(_, l)| l.first_seq < before) {
+                covered.push((tenant.clone(), *id));
                 traces.extend(live.segments.iter().map(|d| TraceSegment {
                     id: Bytes::copy_from_slice(&id.0),
                     data: d.clone(),
@@ -265,7 +266,20 @@ impl State {
                 });
             }
         }
-        out
+        (out, covered)
+    }
+
+    /// Records that the re-logged traces' data older than segment `seq` is durable in `seq`
+    /// (called only after the re-log records were fsynced). A trace that has left the live
+    /// set meanwhile keeps its older segment number in the head or a block being uploaded.
+    pub fn relogged(&mut self, covered: &[(TenantId, TraceId)], seq: u64) {
+        for (tenant, id) in covered {
+            if let Some(live) = self.tenants.get_mut(tenant).and_then(|t| t.live.get_mut(id))
+                && live.first_seq < seq
+            {
+                live.first_seq = seq;
+            }
+        }
     }
 
     /// Turns each tenant's head into blocks to upload, up to `parts` per tenant (contiguous

@@ -4,6 +4,7 @@
 //!
 //! It does not do IO or know about storage; it converts and combines.
 
+pub mod codec;
 pub mod combine;
 pub mod otlp_json;
 pub mod push;

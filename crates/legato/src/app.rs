@@ -290,6 +290,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if roles.ingester {
         let wal_dir = cfg.storage.trace.wal.path.clone();
         let deps = IngesterDeps {
+            wal_fs: Arc::new(legato_ingester::wal::StdFs),
             store: store.clone(),
             blocklist: blocklist.clone(),
             metrics: ingester_metrics,

@@ -29,7 +29,7 @@ pub fn push_error_status(e: &PushError) -> Status {
     match e {
         PushError::Overloaded { .. } => Status::resource_exhausted(e.to_string()),
         PushError::Unavailable(_) => Status::unavailable(e.to_string()),
-        PushError::Wal(_) => Status::internal(e.to_string()),
+        PushError::Wal(_) => Status::unavailable(e.to_string()),
     }
 }
 
