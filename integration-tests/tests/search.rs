@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Legato, get_json, post_otlp};
+use integration_tests::{Legato, Ports, config_yaml, get_json, post_otlp};
 use legato_proto::collector::ExportTraceServiceRequest;
 use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
 use legato_proto::resource::Resource;
@@ -558,6 +558,54 @@ async fn traceql_metrics_as_grafana_sends_them() {
             .unwrap()
             .contains("exceeds the maximum allowed duration")
     );
+}
+
+/// Issue 10: a metrics query grouped by a high-cardinality attribute stops at
+/// `query_frontend.metrics.max_response_series` with Tempo's PARTIAL status and message,
+/// instead of growing without bound; a query under the limit is complete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_series_are_bounded_with_a_partial_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let extra = "query_frontend:\n  metrics:\n    max_response_series: 4\n";
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, extra));
+    let client = reqwest::Client::new();
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    let base = now - 600_000 * MS;
+    assert_eq!(post_otlp(&client, &legato, &dataset(base)).await.0, 200);
+    let range = [
+        ("start", (base / 1_000_000_000 - 60).to_string()),
+        ("end", (now / 1_000_000_000).to_string()),
+    ];
+    for path in ["/api/metrics/query", "/api/metrics/query_range"] {
+        let get = async |q: &str| -> Json {
+            let resp = client
+                .get(legato.url(path))
+                .query(&range)
+                .query(&[("q", q)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "{path} {q}");
+            resp.json().await.unwrap()
+        };
+        let body = get("{ } | count_over_time() by (span:id)").await;
+        assert_eq!(body["series"].as_array().unwrap().len(), 4, "{path}: {body}");
+        assert_eq!(body["status"], "PARTIAL", "{path}");
+        assert!(
+            body["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("Response exceeds maximum series limit of 4, a partial response is returned"),
+            "{path}: {body}"
+        );
+        let body = get("{ } | count_over_time() by (resource.service.name)").await;
+        assert_eq!(body["series"].as_array().unwrap().len(), 3, "{path}: {body}");
+        assert!(
+            body.get("status").is_none() && body.get("message").is_none(),
+            "{path}: {body}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -68,6 +68,8 @@ pub struct AppState {
     pub multitenancy_enabled: bool,
     /// Largest accepted OTLP/HTTP request body, before and after decompression.
     pub max_request_bytes: usize,
+    /// `query_frontend.metrics.max_response_series` (0 = no limit).
+    pub max_response_series: usize,
 }
 
 pub type SharedState = Arc<AppState>;

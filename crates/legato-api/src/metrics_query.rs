@@ -102,6 +102,27 @@ fn labels_json(labels: &[(String, legato_traceql::value::Value)]) -> Json {
     Json::Array(kvs)
 }
 
+/// `{"series": ..., "metrics": ...}`, with Tempo's `status` and `message` when series were
+/// left out because of `query_frontend.metrics.max_response_series`.
+fn response_json(state: &SharedState, series: Vec<Json>, outcome: &legato_querier::SearchOutcome) -> Json {
+    let mut body = json!({"series": series, "metrics": metrics_json(outcome)});
+    if let Some(message) = partial_message(state, outcome) {
+        body["status"] = json!("PARTIAL");
+        body["message"] = json!(message);
+    }
+    body
+}
+
+/// Tempo's message for an answer cut at the series limit; `None` when it is complete.
+pub(crate) fn partial_message(state: &SharedState, outcome: &legato_querier::SearchOutcome) -> Option<String> {
+    outcome.series_truncated.then(|| {
+        format!(
+            "Response exceeds maximum series limit of {}, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed.",
+            state.max_response_series
+        )
+    })
+}
+
 fn metrics_json(outcome: &legato_querier::SearchOutcome) -> Json {
     let mut m = serde_json::Map::new();
     if outcome.inspected_bytes > 0 {
@@ -178,6 +199,7 @@ pub(crate) async fn run(
                 end_ns: end,
                 step_ns: step,
                 max_exemplars: if instant { 0 } else { exemplars },
+                max_series: state.max_response_series,
             },
         )
         .await
@@ -222,7 +244,7 @@ pub async fn query_range(
                 Json::Object(obj)
             })
             .collect();
-        Ok(json_response(&json!({"series": series, "metrics": metrics_json(&outcome)})))
+        Ok(json_response(&response_json(&state, series, &outcome)))
     }
     .await;
     finish(&state, "metrics_query_range", started, result)
@@ -250,9 +272,7 @@ pub async fn query_instant(
                 Some(json!({"labels": labels_json(&s.labels), "promLabels": prom_labels(&s.labels), "value": value}))
             })
             .collect();
-        Ok(json_response(
-            &json!({"series": series, "metrics": metrics_json(&outcome)}),
-        ))
+        Ok(json_response(&response_json(&state, series, &outcome)))
     }
     .await;
     finish(&state, "metrics_query", started, result)

@@ -251,11 +251,14 @@ impl StreamingQuerier for StreamingService {
         put(&mut p, "exemplars", r.exemplars, r.exemplars > 0);
         let result = metrics_query::run(&self.state, &tenant, &p, false)
             .await
-            .map(|(series, outcome, _)| QueryRangeResponse {
-                series: time_series(&series),
-                metrics: outcome_metrics(&outcome),
-                status: 0,
-                message: String::new(),
+            .map(|(series, outcome, _)| {
+                let partial = metrics_query::partial_message(&self.state, &outcome);
+                QueryRangeResponse {
+                    series: time_series(&series),
+                    metrics: outcome_metrics(&outcome),
+                    status: i32::from(partial.is_some()),
+                    message: partial.unwrap_or_default(),
+                }
             });
         Ok(Response::new(once(result.map_err(Status::from))))
     }
@@ -272,19 +275,22 @@ impl StreamingQuerier for StreamingService {
         put(&mut p, "end", r.end, r.end > 0);
         let result = metrics_query::run(&self.state, &tenant, &p, true)
             .await
-            .map(|(series, outcome, _)| QueryInstantResponse {
-                series: series
-                    .iter()
-                    .filter_map(|s| {
-                        Some(InstantSeries {
-                            labels: labels(&s.labels),
-                            value: s.samples.first()?.1,
+            .map(|(series, outcome, _)| {
+                let partial = metrics_query::partial_message(&self.state, &outcome);
+                QueryInstantResponse {
+                    series: series
+                        .iter()
+                        .filter_map(|s| {
+                            Some(InstantSeries {
+                                labels: labels(&s.labels),
+                                value: s.samples.first()?.1,
+                            })
                         })
-                    })
-                    .collect(),
-                metrics: outcome_metrics(&outcome),
-                status: 0,
-                message: String::new(),
+                        .collect(),
+                    metrics: outcome_metrics(&outcome),
+                    status: i32::from(partial.is_some()),
+                    message: partial.unwrap_or_default(),
+                }
             });
         Ok(Response::new(once(result.map_err(Status::from))))
     }

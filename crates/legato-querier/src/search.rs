@@ -21,6 +21,8 @@ pub struct MetricsRequest {
     pub end_ns: u64,
     pub step_ns: u64,
     pub max_exemplars: usize,
+    /// Most series in the answer (0 = no limit); see `SearchOutcome::series_truncated`.
+    pub max_series: usize,
 }
 
 /// A search as the API hands it over.
@@ -57,6 +59,8 @@ pub struct SearchOutcome {
     pub total_blocks: u32,
     pub completed_jobs: u32,
     pub total_jobs: u32,
+    /// Metrics only: series were left out to stay within the series limit.
+    pub series_truncated: bool,
 }
 
 /// Collects hits from several sources, merging by trace id, until the limit is met.
@@ -210,6 +214,7 @@ impl Querier {
             total_blocks,
             completed_jobs: results.completed + 1,
             total_jobs: total_blocks + 1,
+            series_truncated: false,
         })
     }
 
@@ -389,17 +394,13 @@ impl Querier {
             end_ns,
             step_ns,
             max_exemplars,
+            max_series,
         } = req;
         let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
-        let eval = Arc::new(parking_lot::Mutex::new(MetricsEval::new(
-            plan,
-            stage,
-            start_ns,
-            end_ns,
-            step_ns,
-            max_exemplars,
-        )));
+        let eval = Arc::new(parking_lot::Mutex::new(
+            MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),
+        ));
         let inspected = Arc::new(AtomicU64::new(0));
         // Replicated copies (ingesters' level-0 blocks and live data, before compaction
         // merges them) must count once: a copy with the same trace id and span ids is skipped.
@@ -443,7 +444,9 @@ impl Querier {
             block: "metrics".into(),
             source: legato_storage::Error::Join("evaluator still shared".into()),
         })?;
-        let series = eval.into_inner().finish();
+        let eval = eval.into_inner();
+        let series_truncated = eval.truncated();
+        let series = eval.finish();
         let outcome = SearchOutcome {
             traces: Vec::new(),
             inspected_traces: inspected.load(Ordering::Relaxed),
@@ -452,6 +455,7 @@ impl Querier {
             total_blocks,
             completed_jobs: totals.completed + 1,
             total_jobs: total_blocks + 1,
+            series_truncated,
         };
         Ok((series, outcome))
     }

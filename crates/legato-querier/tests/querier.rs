@@ -188,6 +188,7 @@ async fn metrics_count_replicated_blocks_once() {
                 end_ns: 60_000_000_000,
                 step_ns: 60_000_000_000,
                 max_exemplars: 0,
+                max_series: 0,
             },
         )
         .await

@@ -50,6 +50,10 @@ pub struct MetricsEval {
     max_exemplars: usize,
     exemplar_count: usize,
     series: SeriesMap,
+    /// Most series kept (0 = no limit); spans of further label sets are not counted.
+    max_series: usize,
+    /// Some label set was not kept because of `max_series`.
+    truncated: bool,
 }
 
 /// Series by label key: the labels as given, and their accumulators.
@@ -80,7 +84,21 @@ impl MetricsEval {
             max_exemplars,
             exemplar_count: 0,
             series: HashMap::new(),
+            max_series: 0,
+            truncated: false,
         }
+    }
+
+    /// Keeps at most `max` series (0 = no limit): memory stays bounded however many label
+    /// sets a `by (...)` produces; the series kept are counted exactly.
+    pub fn with_max_series(mut self, max: usize) -> Self {
+        self.max_series = max;
+        self
+    }
+
+    /// Whether some series were left out because of the series limit.
+    pub fn truncated(&self) -> bool {
+        self.truncated
     }
 
     /// Adds the matching spans of one trace.
@@ -115,6 +133,10 @@ impl MetricsEval {
                 .iter()
                 .map(|(k, v)| (k.clone(), ValueKey(format!("{v:?}"))))
                 .collect();
+            if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
+                self.truncated = true;
+                continue;
+            }
             let steps = self.steps;
             let (_, acc) = self.series.entry(key).or_insert_with(|| {
                 (

@@ -51,6 +51,7 @@ pub struct QueryFrontendConfig {
     pub max_retries: usize,
     pub trace_by_id: TraceByIdConfig,
     pub search: FrontendSearchConfig,
+    pub metrics: FrontendMetricsConfig,
 }
 
 impl Default for QueryFrontendConfig {
@@ -59,6 +60,25 @@ impl Default for QueryFrontendConfig {
             max_retries: 2,
             trace_by_id: TraceByIdConfig::default(),
             search: FrontendSearchConfig::default(),
+            metrics: FrontendMetricsConfig::default(),
+        }
+    }
+}
+
+/// `query_frontend.metrics`: limits of TraceQL metrics queries.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FrontendMetricsConfig {
+    /// Most series one metrics query returns; past it the answer is partial (`status:
+    /// PARTIAL` with Tempo's message) and memory stays bounded. 0 = no limit (Tempo's default;
+    /// Legato bounds it by default).
+    pub max_response_series: usize,
+}
+
+impl Default for FrontendMetricsConfig {
+    fn default() -> Self {
+        Self {
+            max_response_series: 1000,
         }
     }
 }
