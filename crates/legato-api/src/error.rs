@@ -22,6 +22,8 @@ pub enum ApiError {
     Internal(String),
     #[error("not ready: the write-ahead log is still being replayed")]
     NotReady,
+    #[error("query timed out after {0:?} (querier.search.query_timeout)")]
+    Timeout(Duration),
 }
 
 impl ApiError {
@@ -37,6 +39,7 @@ impl ApiError {
             Self::Distributor(DistributorError::Push(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -51,6 +54,7 @@ impl ApiError {
             Self::Distributor(DistributorError::Push(_)) => tonic::Code::Unavailable,
             Self::Internal(_) => tonic::Code::Internal,
             Self::NotReady => tonic::Code::Unavailable,
+            Self::Timeout(_) => tonic::Code::DeadlineExceeded,
         }
     }
 

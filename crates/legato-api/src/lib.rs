@@ -70,6 +70,22 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// `query_frontend.metrics.max_response_series` (0 = no limit).
     pub max_response_series: usize,
+    /// `querier.search.query_timeout`: search, metrics and tag queries.
+    pub query_timeout: std::time::Duration,
+}
+
+/// Runs a query with a cancellation token that fires when the query timeout passes or when
+/// the caller drops this future (the client went away): scans check it at every trace.
+pub(crate) async fn bounded_query<T>(
+    state: &AppState,
+    run: impl AsyncFnOnce(tokio_util::sync::CancellationToken) -> Result<T, legato_querier::QueryError>,
+) -> Result<T, ApiError> {
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let _cancel_on_drop = cancel.clone().drop_guard();
+    match tokio::time::timeout(state.query_timeout, run(cancel)).await {
+        Ok(result) => result.map_err(|e| ApiError::Internal(e.to_string())),
+        Err(_) => Err(ApiError::Timeout(state.query_timeout)),
+    }
 }
 
 pub type SharedState = Arc<AppState>;

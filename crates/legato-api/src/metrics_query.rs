@@ -188,22 +188,20 @@ pub(crate) async fn run(
             .min(MAX_EXEMPLARS),
         None => MAX_EXEMPLARS,
     };
-    let (series, outcome) = state
-        .querier
-        .metrics(
-            tenant,
-            legato_querier::MetricsRequest {
-                plan,
-                stage,
-                start_ns: start,
-                end_ns: end,
-                step_ns: step,
-                max_exemplars: if instant { 0 } else { exemplars },
-                max_series: state.max_response_series,
-            },
-        )
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let (series, outcome) = crate::bounded_query(state, async |cancel| {
+        let request = legato_querier::MetricsRequest {
+            plan,
+            stage,
+            start_ns: start,
+            end_ns: end,
+            step_ns: step,
+            max_exemplars: if instant { 0 } else { exemplars },
+            cancel,
+            max_series: state.max_response_series,
+        };
+        state.querier.metrics(tenant, request).await
+    })
+    .await?;
     Ok((series, outcome, step))
 }
 

@@ -315,12 +315,12 @@ pub(crate) async fn search_response(
         limit,
         spss,
         progress,
+        cancel: tokio_util::sync::CancellationToken::new(),
     };
-    let outcome = state
-        .querier
-        .search(tenant, request)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let outcome = crate::bounded_query(state, async |cancel| {
+        state.querier.search(tenant, SearchRequest { cancel, ..request }).await
+    })
+    .await?;
     let traces = outcome.traces.iter().map(trace_metadata).collect();
     let resp = SearchResponse {
         traces,

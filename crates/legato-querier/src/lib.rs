@@ -70,6 +70,8 @@ const BLOCK_CONCURRENCY: usize = 16;
 pub enum QueryError {
     #[error("query job failed: {0}")]
     Job(String),
+    #[error("query cancelled: the client went away or the query timeout passed")]
+    Cancelled,
     #[error("reading block {block} failed: {source}")]
     Block {
         block: String,

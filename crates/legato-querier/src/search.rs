@@ -21,6 +21,9 @@ pub struct MetricsRequest {
     pub end_ns: u64,
     pub step_ns: u64,
     pub max_exemplars: usize,
+    /// Cancelled when the client goes away or the query timeout passes: scans stop at the
+    /// next trace.
+    pub cancel: tokio_util::sync::CancellationToken,
     /// Most series in the answer (0 = no limit); see `SearchOutcome::series_truncated`.
     pub max_series: usize,
 }
@@ -38,6 +41,9 @@ pub struct SearchRequest {
     pub spss: usize,
     /// Receives the results so far after each batch of work (for streaming clients).
     pub progress: Option<tokio::sync::mpsc::UnboundedSender<SearchSnapshot>>,
+    /// Cancelled when the client goes away or the query timeout passes: scans stop at the
+    /// next trace.
+    pub cancel: tokio_util::sync::CancellationToken,
 }
 
 /// Results so far of a running search.
@@ -157,6 +163,9 @@ impl Querier {
             recent_spans: AtomicU64::new(0),
         });
         for source in self.recent.iter().filter(|_| scope.recent) {
+            if req.cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
             for trace in source.recent_traces(tenant).await {
                 collector
                     .recent_spans
@@ -191,15 +200,19 @@ impl Querier {
                     let collector = collector.clone();
                     let plan = plan.clone();
                     let req = req.clone();
-                    move |trace: TraceData| collector.offer(&plan, &trace, &req)
+                    move |trace: TraceData| !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
                 },
                 {
                     let collector = collector.clone();
-                    move || collector.done.load(Ordering::SeqCst)
+                    let cancel = req.cancel.clone();
+                    move || collector.done.load(Ordering::SeqCst) || cancel.is_cancelled()
                 },
                 report,
             )
             .await?;
+        if req.cancel.is_cancelled() {
+            return Err(QueryError::Cancelled);
+        }
         let mut traces: Vec<TraceHit> = collector.hits.lock().drain().map(|(_, h)| h).collect();
         traces.sort_by_key(|h| std::cmp::Reverse(h.start_unix_nano));
         traces.truncate(req.limit.max(1));
@@ -395,6 +408,7 @@ impl Querier {
             step_ns,
             max_exemplars,
             max_series,
+            cancel,
         } = req;
         let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
@@ -406,6 +420,9 @@ impl Querier {
         // merges them) must count once: a copy with the same trace id and span ids is skipped.
         let seen: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
         for source in &self.recent {
+            if cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
             for trace in source.recent_traces(tenant).await {
                 inspected.fetch_add(1, Ordering::Relaxed);
                 if seen.lock().insert(copy_fingerprint(&trace)) {
@@ -424,7 +441,11 @@ impl Querier {
                     options.clone(),
                     {
                         let (eval, inspected, seen) = (eval.clone(), inspected.clone(), seen.clone());
+                        let cancel = cancel.clone();
                         move |trace: TraceData| {
+                            if cancel.is_cancelled() {
+                                return false;
+                            }
                             inspected.fetch_add(1, Ordering::Relaxed);
                             if !dedupe || seen.lock().insert(copy_fingerprint(&trace)) {
                                 eval.lock().observe(&trace);
@@ -432,13 +453,19 @@ impl Querier {
                             true
                         }
                     },
-                    || false,
+                    {
+                        let cancel = cancel.clone();
+                        move || cancel.is_cancelled()
+                    },
                     |_| {},
                 )
                 .await?;
             totals.bytes += part.bytes;
             totals.spans += part.spans;
             totals.completed += part.completed;
+        }
+        if cancel.is_cancelled() {
+            return Err(QueryError::Cancelled);
         }
         let eval = Arc::try_unwrap(eval).map_err(|_| QueryError::Block {
             block: "metrics".into(),

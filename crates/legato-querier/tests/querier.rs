@@ -189,6 +189,7 @@ async fn metrics_count_replicated_blocks_once() {
                 step_ns: 60_000_000_000,
                 max_exemplars: 0,
                 max_series: 0,
+                cancel: Default::default(),
             },
         )
         .await
@@ -212,6 +213,7 @@ async fn search_counts_replicated_blocks_once() {
                 limit: 20,
                 spss: 0,
                 progress: None,
+                cancel: Default::default(),
             },
         )
         .await
@@ -221,4 +223,51 @@ async fn search_counts_replicated_blocks_once() {
     let spans: u32 = hit.service_stats.values().map(|s| s.span_count).sum();
     assert_eq!(spans, 5, "{hit:?}");
     assert_eq!(hit.spansets.iter().map(|s| s.matched).sum::<u32>(), 5);
+}
+
+/// Issue 10: a query whose client went away (or whose timeout passed) stops: no block is
+/// scanned once its token is cancelled, and the caller is told why.
+#[tokio::test]
+async fn cancelled_queries_scan_nothing() {
+    let (tenant, querier) = replicated_blocks().await;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    cancel.cancel();
+    let query = legato_traceql::parse("{ }").unwrap();
+    let search = querier
+        .search(
+            &tenant,
+            legato_querier::SearchRequest {
+                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+                query_text: "{ }".into(),
+                start_ns: None,
+                end_ns: None,
+                limit: 20,
+                spss: 0,
+                progress: None,
+                cancel: cancel.clone(),
+            },
+        )
+        .await;
+    assert!(
+        matches!(search, Err(legato_querier::QueryError::Cancelled)),
+        "{search:?}"
+    );
+    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
+    let stage = query.metrics.take().unwrap();
+    let metrics = querier
+        .metrics(
+            &tenant,
+            legato_querier::MetricsRequest {
+                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+                stage,
+                start_ns: 0,
+                end_ns: 60_000_000_000,
+                step_ns: 60_000_000_000,
+                max_exemplars: 0,
+                max_series: 0,
+                cancel,
+            },
+        )
+        .await;
+    assert!(matches!(metrics, Err(legato_querier::QueryError::Cancelled)));
 }

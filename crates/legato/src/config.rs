@@ -23,6 +23,7 @@ pub struct Config {
     pub overrides: OverridesConfig,
     pub memberlist: legato_cluster::MemberlistConfig,
     pub query_frontend: QueryFrontendConfig,
+    pub querier: QuerierConfig,
     pub compactor: legato_compactor::CompactorConfig,
 }
 
@@ -38,6 +39,7 @@ impl Default for Config {
             overrides: OverridesConfig::default(),
             memberlist: legato_cluster::MemberlistConfig::default(),
             query_frontend: QueryFrontendConfig::default(),
+            querier: QuerierConfig::default(),
             compactor: legato_compactor::CompactorConfig::default(),
         }
     }
@@ -61,6 +63,30 @@ impl Default for QueryFrontendConfig {
             trace_by_id: TraceByIdConfig::default(),
             search: FrontendSearchConfig::default(),
             metrics: FrontendMetricsConfig::default(),
+        }
+    }
+}
+
+/// `querier`: how long a query may run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierConfig {
+    pub search: QuerierSearchConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierSearchConfig {
+    /// Search, TraceQL metrics and tag queries answer 504 after this long, and their scans
+    /// stop (as in Tempo, where it covers the same queries).
+    #[serde(with = "legato_storage::config_durations")]
+    pub query_timeout: std::time::Duration,
+}
+
+impl Default for QuerierSearchConfig {
+    fn default() -> Self {
+        Self {
+            query_timeout: std::time::Duration::from_secs(30),
         }
     }
 }
@@ -354,6 +380,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
         if self.query_frontend.trace_by_id.query_shards == 0 {
             bail!("invalid configuration at query_frontend.trace_by_id.query_shards: must be greater than 0");
+        }
+        if self.querier.search.query_timeout.is_zero() {
+            bail!("invalid configuration at querier.search.query_timeout: must be greater than 0");
         }
         if self.query_frontend.search.concurrent_jobs == 0 {
             bail!("invalid configuration at query_frontend.search.concurrent_jobs: must be greater than 0");

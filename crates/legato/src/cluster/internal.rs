@@ -181,7 +181,10 @@ impl QueryJobs for QueryJobsService {
             limit: r.limit as usize,
             spss: r.spss as usize,
             progress: None,
+            cancel: tokio_util::sync::CancellationToken::new(),
         };
+        // Dropped with this handler when the frontend goes away: the job's scans stop.
+        let _cancel_on_drop = req.cancel.clone().drop_guard();
         let outcome = self
             .querier
             .search_scoped(&tenant, req, scope_from_wire(r.scope))
