@@ -184,6 +184,8 @@ impl StreamingQuerier for StreamingService {
                         }
                     }
                     result = &mut search => break result,
+                    // The client went away: dropping the search cancels its scans.
+                    () = out_tx.closed() => return,
                 }
             };
             // Progress sent in the search's last poll is still queued: it goes first.
