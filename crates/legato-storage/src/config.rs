@@ -2,11 +2,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use object_store::ObjectStore;
-use object_store::aws::AmazonS3Builder;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -78,7 +78,7 @@ impl Default for LocalConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct S3Config {
     pub bucket: String,
@@ -90,6 +90,95 @@ pub struct S3Config {
     pub insecure: bool,
     pub forcepathstyle: bool,
     pub prefix: String,
+    /// One request, from connecting to the end of the response body (*Legato*; Tempo has no
+    /// S3 timeout key). A stalled request is abandoned after this and retried if it is safe.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Establishing a connection (*Legato*).
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Retries of a request that failed with a 5xx, 429, a connection error or (for requests
+    /// that are safe to repeat) a timeout; 0 disables retries. Tempo has this key for GCS only.
+    pub max_retries: usize,
+    /// First backoff between retries; it doubles (with jitter) up to `max_backoff` (*Legato*).
+    #[serde(with = "humantime_serde_compat")]
+    pub min_backoff: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+    /// No retry starts later than this after the first attempt (*Legato*).
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_timeout: Duration,
+}
+
+impl Default for S3Config {
+    fn default() -> Self {
+        Self {
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key: String::new(),
+            secret_key: String::new(),
+            insecure: false,
+            forcepathstyle: false,
+            prefix: String::new(),
+            timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            max_retries: 5,
+            min_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(10),
+            retry_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+impl S3Config {
+    /// Checks timeouts and the retry policy; the message names the key.
+    fn validate(&self) -> Result<()> {
+        let positive = [
+            ("timeout", self.timeout),
+            ("connect_timeout", self.connect_timeout),
+            ("min_backoff", self.min_backoff),
+            ("max_backoff", self.max_backoff),
+            ("retry_timeout", self.retry_timeout),
+        ];
+        if let Some((key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
+            return Err(Error::Config(format!("storage.trace.s3.{key} must be greater than 0")));
+        }
+        if self.min_backoff > self.max_backoff {
+            return Err(Error::Config(format!(
+                "storage.trace.s3.min_backoff ({}) must not exceed storage.trace.s3.max_backoff ({})",
+                humantime::format_duration(self.min_backoff),
+                humantime::format_duration(self.max_backoff)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The request and connect timeouts as object_store client settings. Set key by key: a
+    /// whole `ClientOptions` would replace what `with_allow_http` and the `AWS_*` environment set.
+    fn client_settings(&self) -> [(AmazonS3ConfigKey, String); 2] {
+        let text = |d: Duration| humantime::format_duration(d).to_string();
+        [
+            (AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), text(self.timeout)),
+            (
+                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
+                text(self.connect_timeout),
+            ),
+        ]
+    }
+
+    /// object_store's retry policy: exponential backoff with jitter, doubling.
+    pub fn retry_config(&self) -> RetryConfig {
+        RetryConfig {
+            backoff: BackoffConfig {
+                init_backoff: self.min_backoff,
+                max_backoff: self.max_backoff,
+                base: 2.0,
+            },
+            max_retries: self.max_retries,
+            retry_timeout: self.retry_timeout,
+        }
+    }
 }
 
 impl TraceStorageConfig {
@@ -108,6 +197,7 @@ impl TraceStorageConfig {
             _ if self.blocklist_poll.is_zero() => Err(Error::Config(
                 "storage.trace.blocklist_poll must be greater than 0".into(),
             )),
+            StorageBackend::S3 => self.s3.validate(),
             _ => Ok(()),
         }
     }
@@ -129,7 +219,11 @@ pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStor
             let mut builder = AmazonS3Builder::from_env()
                 .with_bucket_name(&s3.bucket)
                 .with_allow_http(s3.insecure)
-                .with_virtual_hosted_style_request(!s3.forcepathstyle && s3.endpoint.is_empty());
+                .with_virtual_hosted_style_request(!s3.forcepathstyle && s3.endpoint.is_empty())
+                .with_retry(s3.retry_config());
+            for (key, value) in s3.client_settings() {
+                builder = builder.with_config(key, value);
+            }
             if !s3.region.is_empty() {
                 builder = builder.with_region(&s3.region);
             } else if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {

@@ -1,0 +1,150 @@
+//! The S3 client's timeouts and retry policy come from `storage.trace.s3` (issue #10): keys,
+//! defaults, validation, and their effect on requests to a server that fails or stalls.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use legato_storage::object_store::ObjectStoreExt;
+use legato_storage::object_store::path::Path;
+use legato_storage::{StorageBackend, TraceStorageConfig, build_object_store};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+fn s3_config(yaml_s3: &str) -> TraceStorageConfig {
+    let yaml =
+        format!("backend: s3\ns3:\n  bucket: b\n  region: us-east-1\n  access_key: k\n  secret_key: s\n{yaml_s3}");
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+#[test]
+fn defaults_are_production_timeouts_and_a_few_retries() {
+    let cfg = s3_config("");
+    let s3 = &cfg.s3;
+    assert_eq!(s3.timeout, Duration::from_secs(30));
+    assert_eq!(s3.connect_timeout, Duration::from_secs(5));
+    assert_eq!(s3.max_retries, 5);
+    assert_eq!(
+        (s3.min_backoff, s3.max_backoff),
+        (Duration::from_millis(100), Duration::from_secs(10))
+    );
+    assert_eq!(s3.retry_timeout, Duration::from_secs(120));
+    cfg.validate().unwrap();
+    let retry = s3.retry_config();
+    assert_eq!((retry.max_retries, retry.retry_timeout), (5, Duration::from_secs(120)));
+    assert_eq!(retry.backoff.base, 2.0);
+}
+
+#[test]
+fn keys_parse_as_durations_and_counts() {
+    let cfg = s3_config(
+        "  timeout: 10s\n  connect_timeout: 1s\n  max_retries: 0\n  min_backoff: 50ms\n  max_backoff: 2s\n  retry_timeout: 1m\n",
+    );
+    assert_eq!(cfg.s3.timeout, Duration::from_secs(10));
+    assert_eq!(cfg.s3.connect_timeout, Duration::from_secs(1));
+    assert_eq!(cfg.s3.max_retries, 0, "0 disables retries");
+    assert_eq!(cfg.s3.min_backoff, Duration::from_millis(50));
+    assert_eq!(cfg.s3.max_backoff, Duration::from_secs(2));
+    assert_eq!(cfg.s3.retry_timeout, Duration::from_secs(60));
+    cfg.validate().unwrap();
+    assert!(serde_yaml::from_str::<TraceStorageConfig>("s3:\n  timeout: soon\n").is_err());
+}
+
+#[test]
+fn nonsense_is_refused_naming_the_key() {
+    for (yaml, key) in [
+        ("  timeout: 0s\n", "storage.trace.s3.timeout"),
+        ("  connect_timeout: 0s\n", "storage.trace.s3.connect_timeout"),
+        ("  retry_timeout: 0s\n", "storage.trace.s3.retry_timeout"),
+        ("  min_backoff: 0s\n", "storage.trace.s3.min_backoff"),
+        (
+            "  min_backoff: 20s\n  max_backoff: 1s\n",
+            "storage.trace.s3.min_backoff",
+        ),
+    ] {
+        let err = s3_config(yaml).validate().unwrap_err().to_string();
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+    // Only the S3 backend uses them.
+    let mut local = s3_config("  timeout: 0s\n");
+    local.backend = StorageBackend::Local;
+    local.validate().unwrap();
+}
+
+/// A tiny HTTP/1.1 server: counts requests and answers each with a 503, or never answers.
+async fn bad_server(stall: bool) -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut chunk).await else { return };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        if stall {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        let reply = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+                        if conn.write_all(reply).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (endpoint, requests)
+}
+
+fn store_for(endpoint: &str, s3_yaml: &str) -> Arc<dyn legato_storage::ObjectStore> {
+    let mut cfg = s3_config(s3_yaml);
+    cfg.s3.endpoint = endpoint.to_string();
+    cfg.s3.insecure = true;
+    cfg.s3.forcepathstyle = true;
+    cfg.validate().unwrap();
+    build_object_store(&cfg).unwrap()
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_max_retries_times() {
+    let (endpoint, requests) = bad_server(false).await;
+    let store = store_for(&endpoint, "  max_retries: 2\n  min_backoff: 1ms\n  max_backoff: 5ms\n");
+    let err = store.get(&Path::from("t/b/meta.json")).await.unwrap_err();
+    assert_eq!(requests.load(Ordering::SeqCst), 3, "one attempt and two retries: {err}");
+    assert!(err.to_string().contains("503"), "{err}");
+
+    let (endpoint, requests) = bad_server(false).await;
+    let store = store_for(&endpoint, "  max_retries: 0\n");
+    store.get(&Path::from("t/b/meta.json")).await.unwrap_err();
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "max_retries 0 disables retries");
+}
+
+#[tokio::test]
+async fn a_stalled_request_times_out_after_timeout_and_is_retried() {
+    let (endpoint, requests) = bad_server(true).await;
+    let store = store_for(
+        &endpoint,
+        "  timeout: 300ms\n  max_retries: 1\n  min_backoff: 1ms\n  max_backoff: 5ms\n",
+    );
+    let started = Instant::now();
+    let err = store.get(&Path::from("t/b/data.parquet")).await.unwrap_err();
+    let took = started.elapsed();
+    assert_eq!(requests.load(Ordering::SeqCst), 2, "{err}");
+    assert!(
+        took >= Duration::from_millis(600) && took < Duration::from_secs(5),
+        "two attempts of 300ms each, took {took:?}: {err}"
+    );
+}
