@@ -1,6 +1,9 @@
 //! An `ObjectStore` wrapper that counts the requests reaching the backend, by operation
-//! (`legato_storage_object_store_requests{op}`). It sits below every cache (bloom filters,
-//! Parquet footers, tag summaries), so a cached read is never counted.
+//! (`legato_storage_object_store_requests{op}`), the ones that failed
+//! (`legato_storage_object_store_errors{op}`) and how long they took
+//! (`legato_storage_object_store_request_seconds{op}`). It sits below every cache (bloom
+//! filters, Parquet footers, tag summaries), so a cached read is never counted, and above the
+//! S3 client, so a request the client retried counts once, with its retries in its time.
 //!
 //! What one count means per operation:
 //! - `get`, `head`: one GET / HEAD of an object.
@@ -15,8 +18,10 @@
 //! - `delete`: one object deleted. `copy`, `rename`: one call.
 
 use std::fmt;
+use std::future::Future;
 use std::ops::Range;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -30,6 +35,7 @@ use object_store::{
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::Histogram;
 
 use crate::metrics::StorageMetrics;
 
@@ -42,11 +48,18 @@ pub struct OpLabels {
 /// Requests by operation.
 pub type RequestCounters = Family<OpLabels, Counter>;
 
+/// Request durations by operation.
+pub type RequestSeconds = Family<OpLabels, Histogram, fn() -> Histogram>;
+
 /// Wraps `store` so every request it sends to the backend is counted in `metrics`.
 pub fn instrument(store: Arc<dyn ObjectStore>, metrics: &StorageMetrics) -> Arc<dyn ObjectStore> {
     Arc::new(InstrumentedStore {
         inner: store,
-        requests: metrics.object_store_requests.clone(),
+        counters: Counters {
+            requests: metrics.object_store_requests.clone(),
+            errors: metrics.object_store_errors.clone(),
+            seconds: metrics.object_store_seconds.clone(),
+        },
     })
 }
 
@@ -54,16 +67,70 @@ pub fn instrument(store: Arc<dyn ObjectStore>, metrics: &StorageMetrics) -> Arc<
 #[derive(Debug)]
 pub struct InstrumentedStore {
     inner: Arc<dyn ObjectStore>,
-    requests: RequestCounters,
+    counters: Counters,
 }
 
-fn count(requests: &RequestCounters, op: &str) {
-    requests.get_or_create(&OpLabels { op: op.to_string() }).inc();
+#[derive(Debug, Clone)]
+struct Counters {
+    requests: RequestCounters,
+    errors: RequestCounters,
+    seconds: RequestSeconds,
+}
+
+fn label(op: &str) -> OpLabels {
+    OpLabels { op: op.to_string() }
+}
+
+/// Answers that are part of normal operation, not failures of the store.
+fn is_failure(e: &object_store::Error) -> bool {
+    !matches!(
+        e,
+        object_store::Error::NotFound { .. }
+            | object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. }
+    )
+}
+
+impl Counters {
+    fn count(&self, op: &str) {
+        self.requests.get_or_create(&label(op)).inc();
+    }
+
+    fn failed<T>(&self, op: &str, result: &Result<T>) {
+        if let Err(e) = result
+            && is_failure(e)
+        {
+            self.errors.get_or_create(&label(op)).inc();
+        }
+    }
+
+    /// Counts one request, runs it, records its time and whether it failed.
+    async fn observe<T>(&self, op: &'static str, request: impl Future<Output = Result<T>>) -> Result<T> {
+        self.count(op);
+        let started = Instant::now();
+        let result = request.await;
+        self.seconds
+            .get_or_create(&label(op))
+            .observe(started.elapsed().as_secs_f64());
+        self.failed(op, &result);
+        result
+    }
 }
 
 impl InstrumentedStore {
     fn count(&self, op: &str) {
-        count(&self.requests, op);
+        self.counters.count(op);
+    }
+
+    /// Counts the failures among the items of a listing or deletion stream.
+    fn errors_of<T: 'static>(
+        &self,
+        op: &'static str,
+        stream: BoxStream<'static, Result<T>>,
+    ) -> BoxStream<'static, Result<T>> {
+        let counters = self.counters.clone();
+        stream.inspect(move |item| counters.failed(op, item)).boxed()
     }
 }
 
@@ -76,16 +143,19 @@ impl fmt::Display for InstrumentedStore {
 #[async_trait::async_trait]
 impl ObjectStore for InstrumentedStore {
     async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
-        self.count("put");
-        self.inner.put_opts(location, payload, opts).await
+        self.counters
+            .observe("put", self.inner.put_opts(location, payload, opts))
+            .await
     }
 
     async fn put_multipart_opts(&self, location: &Path, opts: PutMultipartOptions) -> Result<Box<dyn MultipartUpload>> {
-        self.count("put_multipart");
-        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        let upload = self
+            .counters
+            .observe("put_multipart", self.inner.put_multipart_opts(location, opts))
+            .await?;
         Ok(Box::new(InstrumentedUpload {
             inner: upload,
-            requests: self.requests.clone(),
+            counters: self.counters.clone(),
         }))
     }
 
@@ -97,8 +167,7 @@ impl ObjectStore for InstrumentedStore {
         } else {
             "get"
         };
-        self.count(op);
-        self.inner.get_opts(location, options).await
+        self.counters.observe(op, self.inner.get_opts(location, options)).await
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -106,12 +175,12 @@ impl ObjectStore for InstrumentedStore {
         coalesce_ranges(
             ranges,
             |range| async move {
-                self.count("get_range");
                 let options = GetOptions {
                     range: Some(GetRange::Bounded(range)),
                     ..Default::default()
                 };
-                self.inner.get_opts(location, options).await?.bytes().await
+                let fetch = async { self.inner.get_opts(location, options).await?.bytes().await };
+                self.counters.observe("get_range", fetch).await
             },
             OBJECT_STORE_COALESCE_DEFAULT,
         )
@@ -119,64 +188,66 @@ impl ObjectStore for InstrumentedStore {
     }
 
     fn delete_stream(&self, locations: BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>> {
-        let requests = self.requests.clone();
+        let counters = self.counters.clone();
         let counted = locations
             .inspect(move |l| {
                 if l.is_ok() {
-                    count(&requests, "delete");
+                    counters.count("delete");
                 }
             })
             .boxed();
-        self.inner.delete_stream(counted)
+        self.errors_of("delete", self.inner.delete_stream(counted))
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
         self.count("list");
-        self.inner.list(prefix)
+        self.errors_of("list", self.inner.list(prefix))
     }
 
     fn list_with_offset(&self, prefix: Option<&Path>, offset: &Path) -> BoxStream<'static, Result<ObjectMeta>> {
         self.count("list");
-        self.inner.list_with_offset(prefix, offset)
+        self.errors_of("list", self.inner.list_with_offset(prefix, offset))
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.count("list_with_delimiter");
-        self.inner.list_with_delimiter(prefix).await
+        self.counters
+            .observe("list_with_delimiter", self.inner.list_with_delimiter(prefix))
+            .await
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.count("copy");
-        self.inner.copy_opts(from, to, options).await
+        self.counters
+            .observe("copy", self.inner.copy_opts(from, to, options))
+            .await
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.count("rename");
-        self.inner.rename_opts(from, to, options).await
+        self.counters
+            .observe("rename", self.inner.rename_opts(from, to, options))
+            .await
     }
 }
 
 #[derive(Debug)]
 struct InstrumentedUpload {
     inner: Box<dyn MultipartUpload>,
-    requests: RequestCounters,
+    counters: Counters,
 }
 
 #[async_trait::async_trait]
 impl MultipartUpload for InstrumentedUpload {
     fn put_part(&mut self, data: PutPayload) -> UploadPart {
-        count(&self.requests, "put_part");
-        self.inner.put_part(data)
+        let part = self.inner.put_part(data);
+        let counters = self.counters.clone();
+        Box::pin(async move { counters.observe("put_part", part).await })
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
-        count(&self.requests, "complete_multipart");
-        self.inner.complete().await
+        self.counters.observe("complete_multipart", self.inner.complete()).await
     }
 
     async fn abort(&mut self) -> Result<()> {
-        count(&self.requests, "abort_multipart");
-        self.inner.abort().await
+        self.counters.observe("abort_multipart", self.inner.abort()).await
     }
 }
 
@@ -230,5 +301,29 @@ mod tests {
         ] {
             assert_eq!(requests(&metrics, op), n, "op {op}");
         }
+    }
+
+    #[tokio::test]
+    async fn failures_are_counted_but_not_found_is_not() {
+        let metrics = StorageMetrics::default();
+        let store = instrument(Arc::new(InMemory::new()), &metrics);
+        let missing = store.get(&Path::from("t/b/meta.compacted.json")).await;
+        assert!(matches!(missing, Err(object_store::Error::NotFound { .. })));
+        let errors = |op: &str| metrics.object_store_errors.get_or_create(&label(op)).get();
+        assert_eq!(errors("get"), 0, "not found is an answer, not a failure");
+        // A range past the end of an object is refused: a failure.
+        let path = Path::from("t/b/bloom");
+        store.put(&path, PutPayload::from(vec![1u8; 10])).await.unwrap();
+        assert!(store.get_range(&path, 100..200).await.is_err());
+        assert_eq!(errors("get_range"), 1);
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains("legato_storage_object_store_request_seconds_count{op=\"get\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("legato_storage_object_store_errors_total"), "{text}");
     }
 }

@@ -1,11 +1,13 @@
 //! Prometheus metrics of the storage layer.
 
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::instrumented::RequestCounters;
+use crate::instrumented::{RequestCounters, RequestSeconds};
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct StorageMetrics {
     pub blocks_flushed: Counter,
     pub bytes_flushed: Counter,
@@ -16,6 +18,28 @@ pub struct StorageMetrics {
     /// Requests sent to the object store, by `op`; counted by the store that
     /// [`crate::instrument`] returns.
     pub object_store_requests: RequestCounters,
+    /// Requests that failed after the S3 client's own retries, by `op` (not-found answers
+    /// are not failures).
+    pub object_store_errors: RequestCounters,
+    /// Time per request, by `op`, retries and backoff included (for `get`, until the response
+    /// headers; the body streams afterwards).
+    pub object_store_seconds: RequestSeconds,
+}
+
+impl Default for StorageMetrics {
+    fn default() -> Self {
+        Self {
+            blocks_flushed: Counter::default(),
+            bytes_flushed: Counter::default(),
+            block_reads: Counter::default(),
+            bloom_skips: Counter::default(),
+            candidate_blocks: Counter::default(),
+            object_store_requests: RequestCounters::default(),
+            object_store_errors: RequestCounters::default(),
+            // 5 ms to about 80 s: a stalled request shows up at the request timeout.
+            object_store_seconds: Family::new_with_constructor(|| Histogram::new(exponential_buckets(0.005, 2.0, 15))),
+        }
+    }
 }
 
 impl StorageMetrics {
@@ -49,6 +73,16 @@ impl StorageMetrics {
             "legato_storage_object_store_requests",
             "Requests sent to the object store (cache hits are not requests), by operation",
             self.object_store_requests.clone(),
+        );
+        registry.register(
+            "legato_storage_object_store_errors",
+            "Object store requests that failed after the client's retries (not found is not an error), by operation",
+            self.object_store_errors.clone(),
+        );
+        registry.register(
+            "legato_storage_object_store_request_seconds",
+            "Time per object store request including retries, by operation",
+            self.object_store_seconds.clone(),
         );
     }
 }
