@@ -251,3 +251,55 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     assert!(jobs >= 1.0, "no compaction job ran:\n{metrics}");
     drop(victim_legato);
 }
+
+/// Issue 10: in microservices mode an ingester that does not answer makes tag and metrics
+/// answers say so (metrics: Tempo's PARTIAL status with a message naming it; tags: an error
+/// naming it), never a silently smaller answer. One ingester, replication factor 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
+    let s3 = S3Server::start("traces").await;
+    let root = tempfile::tempdir().unwrap();
+    let seed_port = free_udp_port();
+    let start = |target: &str, name: &str, gossip: u16| {
+        let dir = root.path().join(name);
+        let ports = Ports::free();
+        let gossip = Gossip {
+            port: gossip,
+            seed: seed_port,
+        };
+        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, "")
+            .replace("replication_factor: 3", "replication_factor: 1");
+        Legato::start(&dir, ports, &yaml)
+    };
+    let mut ingester = start("ingester", "ingester-0", seed_port);
+    let frontend = start("query-frontend", "frontend", free_udp_port());
+    let distributor = start("distributor", "distributor", free_udp_port());
+    let client = reqwest::Client::new();
+    wait_for_active_ingesters(&client, &distributor, 1).await;
+    wait_for_active_ingesters(&client, &frontend, 1).await;
+    for seed in 0..3 {
+        let (req, _) = otlp_request_at(seed, 2, now_ns());
+        let resp = client
+            .post(distributor.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    let metrics_url = frontend.url("/api/metrics/query?q=%7B%7D%20%7C%20count_over_time()&since=1h");
+    let complete = get_json(&client, &metrics_url).await;
+    assert_eq!(complete["series"][0]["value"], 6.0, "{complete}");
+    assert!(complete.get("status").is_none(), "{complete}");
+
+    ingester.kill9();
+    let partial = get_json(&client, &metrics_url).await;
+    assert_eq!(partial["status"], "PARTIAL", "{partial}");
+    let message = partial["message"].as_str().unwrap();
+    assert!(message.contains("1 of 1 ingesters did not answer"), "{message}");
+    let resp = client.get(frontend.url("/api/v2/search/tags")).send().await.unwrap();
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("did not answer"), "{body}");
+}

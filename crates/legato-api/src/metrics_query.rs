@@ -113,14 +113,23 @@ fn response_json(state: &SharedState, series: Vec<Json>, outcome: &legato_querie
     body
 }
 
-/// Tempo's message for an answer cut at the series limit; `None` when it is complete.
+/// Why an answer is partial (Tempo's message at the series limit, and recent data that could
+/// not be read); `None` when it is complete.
 pub(crate) fn partial_message(state: &SharedState, outcome: &legato_querier::SearchOutcome) -> Option<String> {
-    outcome.series_truncated.then(|| {
+    let series = outcome.series_truncated.then(|| {
         format!(
             "Response exceeds maximum series limit of {}, a partial response is returned. Warning: the accuracy of each individual value is not guaranteed.",
             state.max_response_series
         )
-    })
+    });
+    let missing = outcome
+        .missing_data
+        .as_ref()
+        .map(|why| format!("Partial response: {why}"));
+    match (series, missing) {
+        (Some(a), Some(b)) => Some(format!("{a} {b}")),
+        (a, b) => a.or(b),
+    }
 }
 
 fn metrics_json(outcome: &legato_querier::SearchOutcome) -> Json {

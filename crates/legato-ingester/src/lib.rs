@@ -68,6 +68,9 @@ pub struct Ingester {
 /// (about `max_block_bytes` each) on disk. Every other trace is written to the WAL once.
 const RELOG_AFTER_SEGMENTS: u64 = 4;
 
+/// Traces decoded at once when a query scans held data.
+const RECENT_SCAN_CHUNK: usize = 256;
+
 /// How long after a tag request the flush loop keeps summarising new data in the background,
 /// so the next request has little left to do.
 const TAG_INTEREST: Duration = Duration::from_secs(600);
@@ -548,7 +551,7 @@ impl legato_proto::push::RecentTraces for Ingester {
     /// request finds little left to do; while nobody asks for tags, ingest pays nothing for
     /// them. Values of traces that have since moved to blocks stay in it (blocks' own
     /// summaries hold them anyway).
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
         let now = self.clock.now_nanos();
         let until = now.saturating_add(TAG_INTEREST.as_nanos() as u64);
         let previous = self
@@ -560,25 +563,39 @@ impl legato_proto::push::RecentTraces for Ingester {
             self.tag_summaries.lock().await.clear();
         }
         self.refresh_tenant_tags(tenant).await;
-        self.tag_summaries
+        Ok(self
+            .tag_summaries
             .lock()
             .await
             .get(tenant)
-            .map(|(summary, _)| summary.to_json())
+            .map(|(summary, _)| summary.to_json()))
     }
 
-    async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {
-        let all = self.state.lock().all_segments(tenant);
-        // Decoding is CPU work: keep it off the runtime threads.
-        tokio::task::spawn_blocking(move || {
-            all.into_iter()
-                .map(|(id, segments)| {
-                    let batches: Vec<ResourceSpans> = decode_segments(&segments);
-                    legato_proto::span_view::trace_data(id.0, &batches)
-                })
-                .collect()
-        })
-        .await
-        .unwrap_or_default()
+    /// Walks the held traces `RECENT_SCAN_CHUNK` at a time: the push lock is held only to
+    /// list ids and to take one chunk's segments (reference-counted, not copied), and only one
+    /// chunk is decoded at a time, off the runtime threads.
+    async fn scan_recent(&self, tenant: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
+        let ids = self.state.lock().trace_ids(tenant);
+        for chunk in ids.chunks(RECENT_SCAN_CHUNK) {
+            let held: Vec<(TraceId, Segments)> = {
+                let st = self.state.lock();
+                chunk.iter().map(|id| (*id, st.segments_of(tenant, id))).collect()
+            };
+            let visit = visit.clone();
+            let go_on = tokio::task::spawn_blocking(move || {
+                held.into_iter()
+                    .filter(|(_, segments)| !segments.is_empty())
+                    .all(|(id, segments)| {
+                        let batches: Vec<ResourceSpans> = decode_segments(&segments);
+                        visit(legato_proto::span_view::trace_data(id.0, &batches))
+                    })
+            })
+            .await
+            .map_err(|e| format!("scanning recent traces: {e}"))?;
+            if !go_on {
+                break;
+            }
+        }
+        Ok(())
     }
 }

@@ -197,6 +197,22 @@ impl State {
         ids
     }
 
+    /// The ids of every trace held for a tenant (live, head, uploading), sorted, each once:
+    /// cheap to take under the lock, unlike their segments.
+    pub fn trace_ids(&self, tenant: &TenantId) -> Vec<TraceId> {
+        let mut ids = Vec::new();
+        if let Some(t) = self.tenants.get(tenant) {
+            ids.extend(t.live.keys().copied());
+            ids.extend(t.head.keys().copied());
+        }
+        for c in self.completing.iter().filter(|c| &c.tenant == tenant) {
+            ids.extend(c.traces.iter().map(|(id, _)| *id));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        ids
+    }
+
     /// Every trace of a tenant with its segments (live, head and uploading merged).
     pub fn all_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Segments)> {
         let mut out: HashMap<TraceId, Segments> = HashMap::new();

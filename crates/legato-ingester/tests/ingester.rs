@@ -275,13 +275,13 @@ async fn tag_summaries_are_made_on_demand_and_incrementally() {
     ing.tick().await;
     assert_eq!(summarised(), 0);
 
-    let first = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    let first = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
     assert_eq!(names(first), vec!["s1"]);
     assert_eq!(summarised(), 1);
     // A request sees data pushed just before it, without waiting for the flush loop, and
     // summarises only what is new.
     ing.push(push_req(vec![segment(1, 2), segment(2, 3)])).await.unwrap();
-    let second = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    let second = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
     assert_eq!(names(second), vec!["s1", "s2", "s3"]);
     assert_eq!(summarised(), 3);
 
@@ -295,7 +295,7 @@ async fn tag_summaries_are_made_on_demand_and_incrementally() {
     ing.tick().await;
     assert_eq!(summarised(), 4);
     // The next request starts over from what is held (all five segments are).
-    let third = ing.recent_tag_summary(&TenantId::single()).await.unwrap();
+    let third = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
     assert_eq!(names(third), vec!["s1", "s2", "s3", "s4", "s5"]);
     assert_eq!(summarised(), 4 + 5);
 }
@@ -461,5 +461,52 @@ async fn transient_wal_faults_lose_no_acknowledged_span() {
         "{} of {} acknowledged spans lost: {missing:?}",
         missing.len(),
         acked.len()
+    );
+}
+
+/// Issue 10: queries walk held data where it is, a chunk at a time: every held trace (live,
+/// in the head, or both) is visited once with all its spans, and a visitor that says stop
+/// is not called again.
+#[tokio::test]
+async fn scanning_held_traces_visits_each_once_and_stops_when_asked() {
+    use legato_proto::push::RecentTraces;
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let ing = h.open(dir.path(), cfg(), IngestLimits::default());
+    for n in 1..=200u8 {
+        ing.push(push_req(vec![segment(n, 1)])).await.unwrap();
+    }
+    h.clock.advance(6 * SEC);
+    ing.tick().await; // all 200 into the head
+    ing.push(push_req(vec![segment(7, 2), segment(201, 1)])).await.unwrap(); // live again, and new
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let visit: legato_proto::push::RecentVisitor = {
+        let seen = seen.clone();
+        Arc::new(move |t: legato_model::span::TraceData| {
+            seen.lock().push((t.trace_id[0], t.spans.len()));
+            true
+        })
+    };
+    ing.scan_recent(&TenantId::single(), visit).await.unwrap();
+    let mut seen = seen.lock().clone();
+    seen.sort_unstable();
+    assert_eq!(seen.len(), 201);
+    assert!(seen.windows(2).all(|w| w[0].0 != w[1].0), "each trace once");
+    assert_eq!(
+        seen.iter().find(|(id, _)| *id == 7),
+        Some(&(7, 2)),
+        "live and head parts together"
+    );
+
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let visit: legato_proto::push::RecentVisitor = {
+        let calls = calls.clone();
+        Arc::new(move |_| calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2)
+    };
+    ing.scan_recent(&TenantId::single(), visit).await.unwrap();
+    assert_eq!(
+        calls.load(std::sync::atomic::Ordering::Relaxed),
+        3,
+        "stops at the first false"
     );
 }

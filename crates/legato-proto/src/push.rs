@@ -113,14 +113,21 @@ pub trait RecentTraces: Send + Sync + 'static {
     ) -> Vec<crate::trace::ResourceSpans>;
 
     /// A summary of the tag names and values held for `tenant`, in the `tags.json` format
-    /// blocks carry (see `legato_traceql::tags::TagSummary::to_json`). `None` when the source
-    /// keeps none; callers then summarise `recent_traces`.
-    async fn recent_tag_summary(&self, _tenant: &legato_model::TenantId) -> Option<Vec<u8>> {
-        None
+    /// blocks carry (see `legato_traceql::tags::TagSummary::to_json`). `Ok(None)` when the
+    /// source keeps none (callers then scan it); `Err` names what could not be read, so an
+    /// answer without it is never silently smaller.
+    async fn recent_tag_summary(&self, _tenant: &legato_model::TenantId) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 
-    /// Every trace held for `tenant` (live, head, uploading), for search and tags.
-    async fn recent_traces(&self, _tenant: &legato_model::TenantId) -> Vec<legato_model::span::TraceData> {
-        Vec::new()
+    /// Calls `visit` with each trace held for `tenant` until it returns false, where the
+    /// traces are held and a few at a time (never the whole set in one list). `Err` names a
+    /// part of the data that could not be read: the caller answers partial or fails, never
+    /// silently smaller.
+    async fn scan_recent(&self, _tenant: &legato_model::TenantId, _visit: RecentVisitor) -> Result<(), String> {
+        Ok(())
     }
 }
+
+/// Receives recent traces one at a time; returns false to stop.
+pub type RecentVisitor = std::sync::Arc<dyn Fn(legato_model::span::TraceData) -> bool + Send + Sync>;

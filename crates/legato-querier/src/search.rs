@@ -66,7 +66,12 @@ pub struct SearchOutcome {
     pub completed_jobs: u32,
     pub total_jobs: u32,
     /// Metrics only: series were left out to stay within the series limit.
+    #[serde(default)]
     pub series_truncated: bool,
+    /// Metrics only: what could not be read (an ingester that did not answer), so the
+    /// answer is partial.
+    #[serde(default)]
+    pub missing_data: Option<String>,
 }
 
 /// Collects hits from several sources, merging by trace id, until the limit is met.
@@ -162,18 +167,22 @@ impl Querier {
             inspected_spans: AtomicU64::new(0),
             recent_spans: AtomicU64::new(0),
         });
+        let req = Arc::new(req);
         for source in self.recent.iter().filter(|_| scope.recent) {
             if req.cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
-            for trace in source.recent_traces(tenant).await {
-                collector
-                    .recent_spans
-                    .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
-                if !collector.offer(&plan, &trace, &req) {
-                    break;
-                }
-            }
+            let visit: legato_proto::push::RecentVisitor = {
+                let (collector, plan, req) = (collector.clone(), plan.clone(), req.clone());
+                Arc::new(move |trace: TraceData| {
+                    collector
+                        .recent_spans
+                        .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
+                    !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
+                })
+            };
+            // Search has no partial status: data that could not be read fails the search.
+            source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
         }
         let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
         blocks.retain(|b| scope.covers(b));
@@ -190,7 +199,6 @@ impl Querier {
             }
         };
         report(0);
-        let req = Arc::new(req);
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &[]));
         let results = self
             .scan_blocks(
@@ -228,6 +236,7 @@ impl Querier {
             completed_jobs: results.completed + 1,
             total_jobs: total_blocks + 1,
             series_truncated: false,
+            missing_data: None,
         })
     }
 
@@ -241,28 +250,29 @@ impl Querier {
         end_ns: Option<u64>,
     ) -> Result<TagSummary, QueryError> {
         let mut summary = TagSummary::default();
-        let add = |summary: &mut TagSummary, trace: &TraceData, filter: &Option<Arc<Plan>>| match filter {
-            None => summary.add_trace(trace, None),
-            Some(plan) => {
-                for set in plan.eval(trace) {
-                    summary.add_trace(trace, Some(&set.spans));
-                }
-            }
-        };
         for source in &self.recent {
+            // Tag answers have no partial status: data that could not be read fails them.
             let kept = match filter {
                 None => source
                     .recent_tag_summary(tenant)
                     .await
+                    .map_err(QueryError::Job)?
                     .and_then(|b| TagSummary::from_json(&b)),
                 Some(_) => None,
             };
             match kept {
                 Some(s) => summary.merge(&s),
                 None => {
-                    for trace in source.recent_traces(tenant).await {
-                        add(&mut summary, &trace, &filter);
-                    }
+                    let scanned = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
+                    let visit: legato_proto::push::RecentVisitor = {
+                        let (scanned, filter) = (scanned.clone(), filter.clone());
+                        Arc::new(move |trace: TraceData| {
+                            add_tags(&mut scanned.lock(), &trace, filter.as_deref());
+                            true
+                        })
+                    };
+                    source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+                    summary.merge(&scanned.lock());
                 }
             }
         }
@@ -309,7 +319,7 @@ impl Querier {
                 vec![meta.clone()],
                 Arc::new(options),
                 move |trace: TraceData| {
-                    add(&mut sink.lock(), &trace, &f);
+                    add_tags(&mut sink.lock(), &trace, f.as_deref());
                     true
                 },
                 || false,
@@ -384,6 +394,18 @@ impl Querier {
     }
 }
 
+/// Adds a trace's tags to `summary`: all of them, or those of the spans `filter` matches.
+fn add_tags(summary: &mut TagSummary, trace: &TraceData, filter: Option<&Plan>) {
+    match filter {
+        None => summary.add_trace(trace, None),
+        Some(plan) => {
+            for set in plan.eval(trace) {
+                summary.add_trace(trace, Some(&set.spans));
+            }
+        }
+    }
+}
+
 #[derive(Default)]
 struct ScanTotals {
     bytes: u64,
@@ -419,15 +441,24 @@ impl Querier {
         // Replicated copies (ingesters' level-0 blocks and live data, before compaction
         // merges them) must count once: a copy with the same trace id and span ids is skipped.
         let seen: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+        let mut missing = Vec::new();
         for source in &self.recent {
             if cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
-            for trace in source.recent_traces(tenant).await {
-                inspected.fetch_add(1, Ordering::Relaxed);
-                if seen.lock().insert(copy_fingerprint(&trace)) {
-                    eval.lock().observe(&trace);
-                }
+            let visit: legato_proto::push::RecentVisitor = {
+                let (eval, inspected, seen, cancel) = (eval.clone(), inspected.clone(), seen.clone(), cancel.clone());
+                Arc::new(move |trace: TraceData| {
+                    inspected.fetch_add(1, Ordering::Relaxed);
+                    if seen.lock().insert(copy_fingerprint(&trace)) {
+                        eval.lock().observe(&trace);
+                    }
+                    !cancel.is_cancelled()
+                })
+            };
+            // Metrics answer partial (Tempo's status and message) when recent data is missing.
+            if let Err(why) = source.scan_recent(tenant, visit).await {
+                missing.push(why);
             }
         }
         let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
@@ -483,6 +514,7 @@ impl Querier {
             completed_jobs: totals.completed + 1,
             total_jobs: total_blocks + 1,
             series_truncated,
+            missing_data: (!missing.is_empty()).then(|| missing.join("; ")),
         };
         Ok((series, outcome))
     }

@@ -47,23 +47,25 @@ impl PushSink for LateIngester {
     }
 }
 
+const REPLAYING: &str = "the ingester is still replaying its write-ahead log";
+
 #[async_trait::async_trait]
 impl RecentTraces for LateIngester {
     async fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         self.0.get().map(|i| i.find_trace(tenant, id)).unwrap_or_default()
     }
 
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
         match self.0.get() {
             Some(i) => RecentTraces::recent_tag_summary(i.as_ref(), tenant).await,
-            None => None,
+            None => Err(REPLAYING.into()),
         }
     }
 
-    async fn recent_traces(&self, tenant: &TenantId) -> Vec<legato_model::span::TraceData> {
+    async fn scan_recent(&self, tenant: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
         match self.0.get() {
-            Some(i) => RecentTraces::recent_traces(i.as_ref(), tenant).await,
-            None => Vec::new(),
+            Some(i) => RecentTraces::scan_recent(i.as_ref(), tenant, visit).await,
+            None => Err(REPLAYING.into()),
         }
     }
 }
@@ -170,6 +172,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         Some(cluster) if !roles.ingester => Arc::new(RemoteIngesters {
             cluster: cluster.clone(),
             clients: clients.clone(),
+            replication_factor: rf,
         }),
         _ => late.clone(),
     };

@@ -116,7 +116,11 @@ impl IngesterRpc for IngesterService {
         request: Request<TenantRequest>,
     ) -> Result<Response<TagSummaryResponse>, Status> {
         let tenant = tenant(&request.into_inner().tenant)?;
-        let summary = self.ingester.recent_tag_summary(&tenant).await;
+        let summary = self
+            .ingester
+            .recent_tag_summary(&tenant)
+            .await
+            .map_err(Status::unavailable)?;
         Ok(Response::new(TagSummaryResponse {
             present: summary.is_some(),
             summary: summary.map(Bytes::from).unwrap_or_default(),

@@ -168,11 +168,40 @@ impl PushSink for RingSink {
 pub struct RemoteIngesters {
     pub cluster: Arc<Cluster>,
     pub clients: Arc<Clients>,
+    /// Each trace is on this many ingesters: fewer failures than this lose nothing.
+    pub replication_factor: usize,
 }
 
 impl RemoteIngesters {
     fn addrs(&self) -> Vec<String> {
         ingester_addrs(&self.cluster)
+    }
+
+    /// The answers of every ingester, or why they do not cover all recent data: as many
+    /// failures as the replication factor (or every ingester failing) may leave traces out.
+    fn gather<T>(&self, results: Vec<(String, Result<T, tonic::Status>)>) -> Result<Vec<T>, (Vec<T>, String)> {
+        let total = results.len();
+        let mut ok = Vec::with_capacity(total);
+        let mut failed = Vec::new();
+        for (addr, result) in results {
+            match result {
+                Ok(v) => ok.push(v),
+                Err(e) => {
+                    tracing::warn!(ingester = %addr, error = %e.message(), "ingester did not answer a query");
+                    failed.push(format!("{addr}: {}", e.message()));
+                }
+            }
+        }
+        if failed.is_empty() || (failed.len() < self.replication_factor.max(1) && failed.len() < total) {
+            return Ok(ok);
+        }
+        let why = format!(
+            "{} of {total} ingesters did not answer (replication factor {}), recent data may be missing: {}",
+            failed.len(),
+            self.replication_factor,
+            failed.join("; ")
+        );
+        Err((ok, why))
     }
 }
 
@@ -212,16 +241,23 @@ impl RecentTraces for RemoteIngesters {
             .collect()
     }
 
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Option<Vec<u8>> {
+    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
         let calls = self.addrs().into_iter().map(|addr| {
             let req = TenantRequest {
                 tenant: tenant.as_str().to_string(),
             };
             let client = self.clients.ingester(&addr);
-            async move { Ok::<_, tonic::Status>(client?.recent_tag_summary(req).await?.into_inner()) }
+            async move {
+                let result =
+                    async { Ok::<_, tonic::Status>(client?.recent_tag_summary(req).await?.into_inner()) }.await;
+                (addr, result)
+            }
         });
+        let responses = self
+            .gather(futures::future::join_all(calls).await)
+            .map_err(|(_, why)| why)?;
         let mut merged = legato_traceql::tags::TagSummary::default();
-        for resp in futures::future::join_all(calls).await.into_iter().flatten() {
+        for resp in responses {
             if let Some(s) = resp
                 .present
                 .then(|| legato_traceql::tags::TagSummary::from_json(&resp.summary))
@@ -230,39 +266,57 @@ impl RecentTraces for RemoteIngesters {
                 merged.merge(&s);
             }
         }
-        Some(merged.to_json())
+        Ok(Some(merged.to_json()))
     }
 
-    async fn recent_traces(&self, tenant: &TenantId) -> Vec<TraceData> {
+    /// Gathers the ingesters' held traces (replicas deduplicated) and visits them; fails,
+    /// after visiting what arrived, when missing ingesters may leave traces out.
+    async fn scan_recent(&self, tenant: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
         let calls = self.addrs().into_iter().map(|addr| {
             let req = TenantRequest {
                 tenant: tenant.as_str().to_string(),
             };
             let client = self.clients.ingester(&addr);
-            async move { Ok::<_, tonic::Status>(client?.recent_traces(req).await?.into_inner()) }
+            async move {
+                let result = async { Ok::<_, tonic::Status>(client?.recent_traces(req).await?.into_inner()) }.await;
+                (addr, result)
+            }
         });
-        let responses: Vec<_> = futures::future::join_all(calls).await.into_iter().flatten().collect();
-        tokio::task::spawn_blocking(move || {
-            // Replicas hold the same spans: gather every copy per trace, then deduplicate.
-            let mut by_trace: HashMap<[u8; 16], Vec<ResourceSpans>> = HashMap::new();
-            for resp in responses {
-                for seg in resp.traces {
-                    let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
-                        continue;
-                    };
-                    if let Ok(t) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) {
-                        by_trace.entry(id).or_default().extend(t.resource_spans);
-                    }
+        let (responses, missing) = match self.gather(futures::future::join_all(calls).await) {
+            Ok(all) => (all, None),
+            Err((some, why)) => (some, Some(why)),
+        };
+        for trace in combine_replicas(responses).await {
+            if !visit(trace) {
+                break;
+            }
+        }
+        missing.map_or(Ok(()), Err)
+    }
+}
+
+/// Held traces from several ingesters, each trace's replicated copies combined into one.
+async fn combine_replicas(responses: Vec<legato_proto::internal::RecentTracesResponse>) -> Vec<TraceData> {
+    tokio::task::spawn_blocking(move || {
+        // Replicas hold the same spans: gather every copy per trace, then deduplicate.
+        let mut by_trace: HashMap<[u8; 16], Vec<ResourceSpans>> = HashMap::new();
+        for resp in responses {
+            for seg in resp.traces {
+                let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
+                    continue;
+                };
+                if let Ok(t) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) {
+                    by_trace.entry(id).or_default().extend(t.resource_spans);
                 }
             }
-            by_trace
-                .into_iter()
-                .map(|(id, parts)| legato_proto::span_view::trace_data(id, &legato_proto::combine::combine(parts)))
-                .collect()
-        })
-        .await
-        .unwrap_or_default()
-    }
+        }
+        by_trace
+            .into_iter()
+            .map(|(id, parts)| legato_proto::span_view::trace_data(id, &legato_proto::combine::combine(parts)))
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// The query frontend: a trace lookup or search becomes one job per ingester (recent data)
