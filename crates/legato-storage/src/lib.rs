@@ -15,6 +15,7 @@ mod bloom;
 mod compacted;
 mod config;
 mod error;
+pub mod fault;
 mod instrumented;
 mod listing;
 mod meta;
