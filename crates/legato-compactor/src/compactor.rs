@@ -2,7 +2,7 @@
 //! delete old compacted blocks and abandoned uploads; plan and run the jobs this compactor
 //! owns; write the tenant index.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -214,7 +214,17 @@ impl Compactor {
         now: u64,
         stats: &mut CycleStats,
     ) -> Result<()> {
-        for meta in listing.unmarked_replaced() {
+        let unmarked = listing.unmarked_replaced();
+        // Their replacing blocks may be unknown to this process's blocklist (a job whose
+        // commit landed but whose answer was lost never added its output): show those first,
+        // or marking the inputs would hide their traces here until the next poll.
+        let replaced: HashSet<BlockId> = unmarked.iter().map(|m| m.block_id).collect();
+        for meta in listing.metas.values() {
+            if meta.replaces.iter().any(|id| replaced.contains(id)) {
+                self.blocklist.add(meta.as_ref().clone());
+            }
+        }
+        for meta in unmarked {
             self.mark(listing, &meta, now).await?;
             stats.markers_repaired += 1;
             self.metrics.markers_repaired.inc();

@@ -110,12 +110,17 @@ impl Setup {
     }
 
     pub fn compactor(&self) -> Arc<Compactor> {
+        self.compactor_sharing(Arc::new(Blocklist::new(
+            legato_storage::DEFAULT_STALE_TENANT_INDEX,
+            self.clock.clone(),
+        )))
+    }
+
+    /// A compactor that updates `blocklist` (a single binary's, shared with its readers).
+    pub fn compactor_sharing(&self, blocklist: Arc<Blocklist>) -> Arc<Compactor> {
         let deps = CompactorDeps {
             store: self.store.clone(),
-            blocklist: Arc::new(Blocklist::new(
-                legato_storage::DEFAULT_STALE_TENANT_INDEX,
-                self.clock.clone(),
-            )),
+            blocklist,
             clock: self.clock.clone(),
             retention: self.retention.clone(),
             owns: self.owns.clone(),
@@ -165,12 +170,14 @@ pub async fn objects(store: &Arc<dyn ObjectStore>, prefix: &str) -> Vec<String> 
     out
 }
 
-/// Wraps a store: counts listings and fails puts whose key ends with a chosen suffix.
+/// Wraps a store: counts listings and fails puts whose key ends with a chosen suffix, before
+/// the write (a crash before it) or after it (the write landed, the answer was lost).
 #[derive(Debug)]
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
     pub lists: AtomicUsize,
     pub fail_puts_ending_with: Mutex<Option<String>>,
+    pub lose_puts_ending_with: Mutex<Option<String>>,
 }
 
 impl FaultyStore {
@@ -179,11 +186,17 @@ impl FaultyStore {
             inner,
             lists: AtomicUsize::new(0),
             fail_puts_ending_with: Mutex::new(None),
+            lose_puts_ending_with: Mutex::new(None),
         })
     }
 
     pub fn fail_puts(&self, suffix: Option<&str>) {
         *self.fail_puts_ending_with.lock() = suffix.map(str::to_string);
+    }
+
+    /// Puts of keys ending with `suffix` land, but their caller gets an error.
+    pub fn lose_puts(&self, suffix: Option<&str>) {
+        *self.lose_puts_ending_with.lock() = suffix.map(str::to_string);
     }
 
     pub fn list_calls(&self) -> usize {
@@ -213,7 +226,16 @@ impl ObjectStore for FaultyStore {
                 source: format!("simulated crash writing {location}").into(),
             });
         }
-        self.inner.put_opts(location, payload, opts).await
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        if let Some(suffix) = self.lose_puts_ending_with.lock().as_deref()
+            && location.as_ref().ends_with(suffix)
+        {
+            return Err(object_store::Error::Generic {
+                store: "faulty",
+                source: format!("simulated lost answer writing {location}").into(),
+            });
+        }
+        Ok(result)
     }
 
     async fn put_multipart_opts(
