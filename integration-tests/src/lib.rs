@@ -107,11 +107,18 @@ pub struct Legato {
     pub config: PathBuf,
     pub log: PathBuf,
     child: Option<Child>,
+    /// Set when the HTTP port serves TLS: the CA that signed its certificate.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Legato {
     /// Writes `yaml` next to the data and starts the binary; waits for `/ready`.
     pub fn start(dir: &Path, ports: Ports, yaml: &str) -> Self {
+        Self::start_with_ca(dir, ports, yaml, None)
+    }
+
+    /// Like `start`, for a config whose HTTP port serves TLS with a certificate `ca` signed.
+    pub fn start_with_ca(dir: &Path, ports: Ports, yaml: &str, ca: Option<PathBuf>) -> Self {
         std::fs::create_dir_all(dir).expect("test dir");
         let config = dir.join("legato.yaml");
         std::fs::write(&config, yaml).expect("write config");
@@ -120,6 +127,7 @@ impl Legato {
             config,
             log: dir.join("legato.log"),
             child: None,
+            tls_ca: ca,
         };
         me.spawn();
         me
@@ -159,7 +167,11 @@ impl Legato {
             if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 panic!("legato exited during start-up ({status}); log:\n{}", self.log_text());
             }
-            if let Ok(out) = Command::new("curl")
+            let mut curl = Command::new("curl");
+            if let Some(ca) = &self.tls_ca {
+                curl.arg("--cacert").arg(ca);
+            }
+            if let Ok(out) = curl
                 .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", &url])
                 .output()
                 && out.stdout == b"200"
@@ -181,7 +193,10 @@ impl Legato {
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.ports.http)
+        match self.tls_ca {
+            Some(_) => format!("https://localhost:{}{path}", self.ports.http),
+            None => format!("http://127.0.0.1:{}{path}", self.ports.http),
+        }
     }
 
     pub fn otlp_http_url(&self) -> String {

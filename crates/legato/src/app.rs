@@ -159,7 +159,11 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     } else {
         None
     };
-    let clients = Arc::new(Clients::default());
+    let clients = Arc::new(Clients::new(
+        cfg.ingester_client
+            .grpc_client_config
+            .tonic("ingester_client.grpc_client_config")?,
+    ));
 
     // The blocks this process reads: the bucket (polled), except on an ingester, which
     // answers for the blocks it flushed itself until queriers have surely seen them.
@@ -230,8 +234,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if let Some(cluster) = &cluster {
         http_router = http_router.merge(ring_page::router(cluster.clone(), rf));
     }
-    let mut routers = vec![(http, http_router)];
-    let mut grpc_listeners = vec![(grpc, true)];
+    let server_tls = &cfg.server;
+    let receiver_tls = &cfg.distributor.receivers.otlp.protocols;
+    let mut routers = vec![(http, http_router, &server_tls.http_tls_config, "server.http_tls_config")];
+    let mut grpc_listeners = vec![(grpc, true, &server_tls.grpc_tls_config, "server.grpc_tls_config")];
     if roles.distributor {
         let otlp_grpc = bind(
             "distributor.receivers.otlp.protocols.grpc.endpoint",
@@ -244,11 +250,32 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         )
         .await?;
         tracing::info!(otlp_grpc = %otlp.grpc.endpoint, otlp_http = %otlp.http.endpoint, "OTLP receivers listening");
-        routers.push((otlp_http, legato_api::otlp_http(state.clone())));
-        grpc_listeners.push((otlp_grpc, false));
+        routers.push((
+            otlp_http,
+            legato_api::otlp_http(state.clone()),
+            &receiver_tls.http.tls,
+            "distributor.receivers.otlp.protocols.http.tls",
+        ));
+        grpc_listeners.push((
+            otlp_grpc,
+            false,
+            &receiver_tls.grpc.tls,
+            "distributor.receivers.otlp.protocols.grpc.tls",
+        ));
     }
-    for (listener, router) in routers {
+    for (listener, router, tls, key) in routers {
         let stop = servers_stop.clone();
+        if tls.enabled() {
+            // h2 first: Grafana's gRPC streaming shares the HTTP port.
+            let listener = crate::tls::TlsListener::new(listener, tls.rustls(key, &[b"h2", b"http/1.1"])?)?;
+            servers.spawn(async move {
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.cancelled_owned())
+                    .await
+                    .map_err(anyhow::Error::from)
+            });
+            continue;
+        }
         servers.spawn(async move {
             // Small responses must not wait for Nagle + delayed ACK (a 40 ms stall per request).
             let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
@@ -260,7 +287,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .map_err(anyhow::Error::from)
         });
     }
-    for (listener, main_port) in grpc_listeners {
+    for (listener, main_port, tls, key) in grpc_listeners {
         let stop = servers_stop.clone();
         let otlp_svc =
             (!main_port || cfg.target == "all").then(|| legato_api::trace_service(state.clone(), grpc_limit));
@@ -274,8 +301,12 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             .server()
         });
+        let mut builder = tonic::transport::Server::builder();
+        if tls.enabled() {
+            builder = builder.tls_config(crate::tls::tonic_server(tls, key)?)?;
+        }
         servers.spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_optional_service(otlp_svc)
                 .add_optional_service(streaming)
                 .add_optional_service(ingester_rpc)

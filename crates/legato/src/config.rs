@@ -25,6 +25,7 @@ pub struct Config {
     pub query_frontend: QueryFrontendConfig,
     pub querier: QuerierConfig,
     pub compactor: legato_compactor::CompactorConfig,
+    pub ingester_client: IngesterClientConfig,
 }
 
 impl Default for Config {
@@ -40,6 +41,7 @@ impl Default for Config {
             memberlist: legato_cluster::MemberlistConfig::default(),
             query_frontend: QueryFrontendConfig::default(),
             querier: QuerierConfig::default(),
+            ingester_client: IngesterClientConfig::default(),
             compactor: legato_compactor::CompactorConfig::default(),
         }
     }
@@ -65,6 +67,14 @@ impl Default for QueryFrontendConfig {
             metrics: FrontendMetricsConfig::default(),
         }
     }
+}
+
+/// `ingester_client`: how this process dials other roles (Tempo's key; Legato uses it for
+/// every internal gRPC call, to ingesters and queriers alike).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngesterClientConfig {
+    pub grpc_client_config: crate::tls::GrpcClientConfig,
 }
 
 /// `querier`: how long a query may run.
@@ -144,6 +154,10 @@ pub struct ServerConfig {
     pub grpc_listen_address: String,
     pub grpc_listen_port: u16,
     pub log_level: String,
+    /// TLS on the HTTP port (query API, and Grafana's gRPC streaming on the same port).
+    pub http_tls_config: crate::tls::TlsServerConfig,
+    /// TLS on the gRPC port (streaming querier and, between roles, internal RPCs).
+    pub grpc_tls_config: crate::tls::TlsServerConfig,
 }
 
 impl Default for ServerConfig {
@@ -154,6 +168,8 @@ impl Default for ServerConfig {
             grpc_listen_address: String::new(),
             grpc_listen_port: 9095,
             log_level: "info".into(),
+            http_tls_config: crate::tls::TlsServerConfig::default(),
+            grpc_tls_config: crate::tls::TlsServerConfig::default(),
         }
     }
 }
@@ -189,6 +205,8 @@ pub struct OtlpGrpcConfig {
     pub endpoint: String,
     /// Largest accepted message, MiB (the Collector's key).
     pub max_recv_msg_size_mib: usize,
+    /// The Collector's receiver `tls` block.
+    pub tls: crate::tls::TlsServerConfig,
 }
 
 impl Default for OtlpGrpcConfig {
@@ -196,6 +214,7 @@ impl Default for OtlpGrpcConfig {
         Self {
             endpoint: "0.0.0.0:4317".into(),
             max_recv_msg_size_mib: 16,
+            tls: crate::tls::TlsServerConfig::default(),
         }
     }
 }
@@ -206,6 +225,8 @@ pub struct OtlpHttpConfig {
     pub endpoint: String,
     /// Largest accepted body, compressed or not (the Collector's key).
     pub max_request_body_size: ByteSize,
+    /// The Collector's receiver `tls` block.
+    pub tls: crate::tls::TlsServerConfig,
 }
 
 impl Default for OtlpHttpConfig {
@@ -213,6 +234,7 @@ impl Default for OtlpHttpConfig {
         Self {
             endpoint: "0.0.0.0:4318".into(),
             max_request_body_size: ByteSize(20 << 20),
+            tls: crate::tls::TlsServerConfig::default(),
         }
     }
 }
@@ -337,6 +359,30 @@ impl Config {
                 TARGETS.join(", ")
             );
         }
+        let tls_blocks = [
+            ("server.http_tls_config", &self.server.http_tls_config),
+            ("server.grpc_tls_config", &self.server.grpc_tls_config),
+            (
+                "distributor.receivers.otlp.protocols.grpc.tls",
+                &self.distributor.receivers.otlp.protocols.grpc.tls,
+            ),
+            (
+                "distributor.receivers.otlp.protocols.http.tls",
+                &self.distributor.receivers.otlp.protocols.http.tls,
+            ),
+        ];
+        for (key, tls) in tls_blocks {
+            let set = tls.enabled()
+                || !tls.key_file.as_os_str().is_empty()
+                || !tls.client_ca_file.as_os_str().is_empty()
+                || !tls.client_auth_type.is_empty();
+            if set {
+                tls.validate(&format!("invalid configuration at {key}"))?;
+            }
+        }
+        self.ingester_client
+            .grpc_client_config
+            .validate("invalid configuration at ingester_client.grpc_client_config")?;
         if self.server.http_listen_port == self.server.grpc_listen_port {
             bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
         }

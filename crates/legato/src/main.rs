@@ -4,6 +4,7 @@
 mod app;
 mod cluster;
 mod config;
+mod tls;
 
 use std::path::PathBuf;
 

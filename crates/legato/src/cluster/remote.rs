@@ -29,15 +29,31 @@ use super::internal::{MAX_MESSAGE_BYTES, scope_to_wire};
 #[derive(Default)]
 pub struct Clients {
     channels: Mutex<HashMap<String, Channel>>,
+    /// TLS for every internal call (`ingester_client.grpc_client_config`); `None` = plain.
+    tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 impl Clients {
+    pub fn new(tls: Option<tonic::transport::ClientTlsConfig>) -> Self {
+        Self {
+            channels: Mutex::default(),
+            tls,
+        }
+    }
+
     fn channel(&self, addr: &str) -> Result<Channel, tonic::Status> {
         if let Some(c) = self.channels.lock().get(addr) {
             return Ok(c.clone());
         }
-        let channel = Endpoint::from_shared(format!("http://{addr}"))
-            .map_err(|e| tonic::Status::internal(format!("bad peer address {addr}: {e}")))?
+        let bad = |e: tonic::transport::Error| tonic::Status::internal(format!("bad peer address {addr}: {e}"));
+        let endpoint = match &self.tls {
+            Some(tls) => Endpoint::from_shared(format!("https://{addr}"))
+                .map_err(bad)?
+                .tls_config(tls.clone())
+                .map_err(bad)?,
+            None => Endpoint::from_shared(format!("http://{addr}")).map_err(bad)?,
+        };
+        let channel = endpoint
             .connect_timeout(Duration::from_secs(1))
             .timeout(Duration::from_secs(60))
             .tcp_nodelay(true)

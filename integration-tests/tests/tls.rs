@@ -1,0 +1,174 @@
+//! TLS on every listener (issue 10): Tempo's `server.http_tls_config` / `grpc_tls_config` and
+//! the OTLP receivers' `tls` blocks, exercised with real TLS clients: the OpenTelemetry SDK's
+//! gRPC exporter with a client certificate (mutual TLS), curl with a CA file, and plain or
+//! unverified clients refused.
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use integration_tests::{Legato, Ports, config_yaml};
+use opentelemetry::trace::{Span as _, Tracer, TracerProvider as _};
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+
+/// A CA, a server certificate for localhost / 127.0.0.1 and a client certificate, as PEM
+/// files under `dir`.
+struct Pki {
+    ca: PathBuf,
+    server_cert: PathBuf,
+    server_key: PathBuf,
+    client_cert: String,
+    client_key: String,
+}
+
+fn pki(dir: &Path) -> Pki {
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "legato test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let leaf = |names: Vec<String>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(names).unwrap().signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_cert, server_key) = leaf(vec!["localhost".into(), "127.0.0.1".into()]);
+    let (client_cert, client_key) = leaf(vec!["client.legato.test".into()]);
+    let write = |name: &str, pem: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, pem).unwrap();
+        path
+    };
+    Pki {
+        ca: write("ca.pem", &ca_cert.pem()),
+        server_cert: write("server.pem", &server_cert),
+        server_key: write("server-key.pem", &server_key),
+        client_cert,
+        client_key,
+    }
+}
+
+fn curl(args: &[&str]) -> (i32, String) {
+    let out = Command::new("curl").args(["-s", "-S"]).args(args).output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_listener_serves_tls_to_real_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let ports = Ports::free();
+    let files = format!(
+        "cert_file: {}\n{{i}}key_file: {}\n",
+        pki.server_cert.display(),
+        pki.server_key.display()
+    );
+    let block = |indent: &str| format!("{indent}{}", files.replace("{i}", indent));
+    let yaml = config_yaml(ports, dir.path(), None, "")
+        .replace(
+            "  log_level: info\n",
+            &format!(
+                "  log_level: info\n  http_tls_config:\n{}  grpc_tls_config:\n{}",
+                block("    "),
+                block("    ")
+            ),
+        )
+        .replace(
+            &format!("          endpoint: 127.0.0.1:{}\n", ports.otlp_grpc),
+            &format!(
+                "          endpoint: 127.0.0.1:{}\n          tls:\n{}            client_ca_file: {}\n",
+                ports.otlp_grpc,
+                block("            "),
+                pki.ca.display()
+            ),
+        )
+        .replace(
+            &format!("          endpoint: 127.0.0.1:{}\n", ports.otlp_http),
+            &format!(
+                "          endpoint: 127.0.0.1:{}\n          tls:\n{}",
+                ports.otlp_http,
+                block("            ")
+            ),
+        );
+    let legato = Legato::start_with_ca(dir.path(), ports, &yaml, Some(pki.ca.clone()));
+    let ca = pki.ca.to_str().unwrap();
+
+    // The OpenTelemetry SDK over gRPC with mutual TLS.
+    let tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
+        .identity(tonic::transport::Identity::from_pem(&pki.client_cert, &pki.client_key))
+        .domain_name("localhost");
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(format!("https://localhost:{}", ports.otlp_grpc))
+        .with_tls_config(tls)
+        .build()
+        .unwrap();
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .build();
+    let tracer = provider.tracer("tls-test");
+    let span = tracer.start("GET /secure");
+    let trace_id = hex::encode(span.span_context().trace_id().to_bytes());
+    drop(span);
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+
+    // curl with the CA file reads it back over HTTPS.
+    let url = legato.url(&format!("/api/traces/{trace_id}"));
+    let (code, body) = curl(&["--cacert", ca, &url]);
+    assert_eq!(code, 0, "curl exit {code}");
+    assert!(body.contains("GET /secure"), "{body}");
+
+    // Without the CA the certificate is not trusted; plain HTTP gets no answer.
+    let (code, _) = curl(&[&url]);
+    assert_eq!(code, 60, "curl must refuse an untrusted certificate");
+    let (code, _) = curl(&[&format!("http://127.0.0.1:{}/ready", ports.http)]);
+    assert_ne!(code, 0, "plain HTTP must not be served on a TLS port");
+
+    // OTLP/HTTP over TLS with curl.
+    let json = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc701","spanId":"eee19b7ec3c1b101","name":"over-https","startTimeUnixNano":"1700000000000000000","endTimeUnixNano":"1700000000100000000"}]}]}]}"#;
+    let otlp_url = format!("https://localhost:{}/v1/traces", ports.otlp_http);
+    let (code, _) = curl(&[
+        "--cacert",
+        ca,
+        "-f",
+        "-H",
+        "content-type: application/json",
+        "-d",
+        json,
+        &otlp_url,
+    ]);
+    assert_eq!(code, 0, "OTLP/HTTP over TLS");
+
+    // The gRPC receiver requires a client certificate.
+    let no_client_cert = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{}", ports.otlp_grpc))
+        .unwrap()
+        .tls_config(no_client_cert)
+        .unwrap()
+        .connect()
+        .await;
+    let refused = match channel {
+        Err(_) => true,
+        Ok(channel) => legato_proto::collector::trace_service_client::TraceServiceClient::new(channel)
+            .export(legato_proto::collector::ExportTraceServiceRequest::default())
+            .await
+            .is_err(),
+    };
+    assert!(refused, "a gRPC client without a certificate must be refused");
+
+    // The gRPC port (Grafana's streaming querier) serves TLS too.
+    let grpc_url = format!("https://localhost:{}/", ports.grpc);
+    let (code, _) = curl(&["--cacert", ca, "--http2-prior-knowledge", "-o", "/dev/null", &grpc_url]);
+    assert_eq!(code, 0, "TLS handshake on the gRPC port");
+}
