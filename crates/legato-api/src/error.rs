@@ -24,6 +24,10 @@ pub enum ApiError {
     NotReady,
     #[error("query timed out after {0:?} (querier.search.query_timeout)")]
     Timeout(Duration),
+    #[error("unauthenticated: {0}")]
+    Unauthenticated(String),
+    #[error("forbidden: {0}")]
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -40,6 +44,8 @@ impl ApiError {
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -55,6 +61,8 @@ impl ApiError {
             Self::Internal(_) => tonic::Code::Internal,
             Self::NotReady => tonic::Code::Unavailable,
             Self::Timeout(_) => tonic::Code::DeadlineExceeded,
+            Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::Forbidden(_) => tonic::Code::PermissionDenied,
         }
     }
 
@@ -79,6 +87,12 @@ impl From<ApiError> for tonic::Status {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status(), self.to_string()).into_response();
+        if matches!(self, Self::Unauthenticated(_)) {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"legato\", Basic realm=\"legato\""),
+            );
+        }
         if let Some(after) = self.retry_after()
             && let Ok(v) = HeaderValue::from_str(&after.as_secs().max(1).to_string())
         {

@@ -4,6 +4,7 @@
 //!
 //! Handlers are thin: they parse, call a role (distributor, querier, ingester) and render.
 
+pub mod auth;
 mod error;
 pub mod metrics;
 mod metrics_query;
@@ -72,6 +73,8 @@ pub struct AppState {
     pub max_response_series: usize,
     /// `querier.search.query_timeout`: search, metrics and tag queries.
     pub query_timeout: std::time::Duration,
+    /// `auth.credentials_file` loaded: requests must authenticate (`None` = open).
+    pub auth: Option<auth::Authenticator>,
 }
 
 /// Runs a query with a cancellation token that fires when the query timeout passes or when
@@ -113,7 +116,8 @@ pub fn http_api(state: SharedState) -> Router {
         .route("/flush", post(query::flush).get(query::post_only))
         .with_state(state.clone())
         // gRPC StreamingQuerier over HTTP/2 cleartext on the same port, as Grafana dials it.
-        .merge(tonic::service::Routes::new(streaming_service(state)).into_axum_router())
+        .merge(tonic::service::Routes::new(streaming_service(state.clone())).into_axum_router())
+        .layer(axum::middleware::from_fn_with_state(state, auth::require))
 }
 
 /// OTLP/HTTP receiver (port 4318 by default).
@@ -121,5 +125,6 @@ pub fn otlp_http(state: SharedState) -> Router {
     Router::new()
         .route("/v1/traces", post(otlp_http::export))
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .with_state(state)
 }

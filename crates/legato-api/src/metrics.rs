@@ -18,18 +18,26 @@ fn histogram() -> Histogram {
 #[derive(Clone, Debug)]
 pub struct ApiMetrics {
     pub request_seconds: Family<EndpointLabels, Histogram>,
+    /// Requests refused for missing or wrong credentials.
+    pub auth_failures: prometheus_client::metrics::counter::Counter,
 }
 
 impl Default for ApiMetrics {
     fn default() -> Self {
         Self {
             request_seconds: Family::new_with_constructor(histogram),
+            auth_failures: prometheus_client::metrics::counter::Counter::default(),
         }
     }
 }
 
 impl ApiMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "legato_api_auth_failures",
+            "Requests refused for missing, invalid or wrong-tenant credentials",
+            self.auth_failures.clone(),
+        );
         registry.register(
             "legato_api_request_seconds",
             "Request latency by endpoint and status",

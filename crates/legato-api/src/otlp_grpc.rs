@@ -9,7 +9,7 @@ use legato_proto::otlp_raw::trace_service_server::{TraceService, TraceServiceSer
 use prost::Message;
 use tonic::codec::CompressionEncoding;
 
-use crate::{SharedState, tenant};
+use crate::SharedState;
 
 pub struct OtlpTraceService {
     state: SharedState,
@@ -37,13 +37,9 @@ impl TraceService for OtlpTraceService {
         request: tonic::Request<RawExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let started = std::time::Instant::now();
-        let org = request
-            .metadata()
-            .get(tenant::ORG_ID_HEADER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string);
+        let tenant = crate::auth::grpc_tenant(&self.state, request.metadata());
         let result = async {
-            let tenant = tenant::resolve(self.state.multitenancy_enabled, org.as_deref())?;
+            let tenant = tenant?;
             let request = request.into_inner();
             let size = request.encoded_len();
             if size > self.max_message_bytes {

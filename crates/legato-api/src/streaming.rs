@@ -21,7 +21,7 @@ use legato_traceql::metrics::Series;
 use tonic::{Request, Response, Status};
 
 use crate::search::{self, attr_kv_proto, trace_metadata};
-use crate::{SharedState, metrics_query, tenant};
+use crate::{SharedState, metrics_query};
 
 type Params = HashMap<String, String>;
 type BoxStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send + 'static>>;
@@ -35,8 +35,7 @@ pub fn streaming_service(state: SharedState) -> StreamingQuerierServer<Streaming
 }
 
 fn tenant_of<T>(state: &SharedState, req: &Request<T>) -> Result<TenantId, Status> {
-    let org = req.metadata().get(tenant::ORG_ID_HEADER).and_then(|v| v.to_str().ok());
-    tenant::resolve(state.multitenancy_enabled, org).map_err(Status::from)
+    crate::auth::grpc_tenant(state, req.metadata()).map_err(Status::from)
 }
 
 fn once<T: Send + 'static>(item: Result<T, Status>) -> BoxStream<T> {

@@ -221,6 +221,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_request_bytes: otlp.http.max_request_body_size.0 as usize,
         max_response_series: cfg.query_frontend.metrics.max_response_series,
         query_timeout: cfg.querier.search.query_timeout,
+        auth: cfg.auth.load()?,
     });
 
     tracing::info!(target = %cfg.target, http = %http_addr, grpc = %grpc_addr,

@@ -26,6 +26,7 @@ pub struct Config {
     pub querier: QuerierConfig,
     pub compactor: legato_compactor::CompactorConfig,
     pub ingester_client: IngesterClientConfig,
+    pub auth: AuthConfig,
 }
 
 impl Default for Config {
@@ -42,6 +43,7 @@ impl Default for Config {
             query_frontend: QueryFrontendConfig::default(),
             querier: QuerierConfig::default(),
             ingester_client: IngesterClientConfig::default(),
+            auth: AuthConfig::default(),
             compactor: legato_compactor::CompactorConfig::default(),
         }
     }
@@ -66,6 +68,40 @@ impl Default for QueryFrontendConfig {
             search: FrontendSearchConfig::default(),
             metrics: FrontendMetricsConfig::default(),
         }
+    }
+}
+
+/// `auth` (Legato; Tempo has none): credentials the query API, Grafana's streaming API and
+/// the OTLP receivers require. `/ready` and `/metrics` stay open.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// A YAML file `credentials: [{tenant, bearer_token} | {tenant, username, password}]`;
+    /// unset = no authentication.
+    pub credentials_file: Option<std::path::PathBuf>,
+}
+
+impl AuthConfig {
+    /// Reads and checks the credentials file.
+    pub fn load(&self) -> anyhow::Result<Option<legato_api::auth::Authenticator>> {
+        let Some(path) = &self.credentials_file else {
+            return Ok(None);
+        };
+        let text = std::fs::read_to_string(path).with_context(|| {
+            format!(
+                "invalid configuration at auth.credentials_file: cannot read {}",
+                path.display()
+            )
+        })?;
+        let file: legato_api::auth::CredentialsFile = serde_yaml::from_str(&text)
+            .with_context(|| format!("invalid configuration at auth.credentials_file: {}", path.display()))?;
+        let auth = legato_api::auth::Authenticator::new(file.credentials).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid configuration at auth.credentials_file ({}): {e}",
+                path.display()
+            )
+        })?;
+        Ok(Some(auth))
     }
 }
 
@@ -383,6 +419,7 @@ impl Config {
         self.ingester_client
             .grpc_client_config
             .validate("invalid configuration at ingester_client.grpc_client_config")?;
+        self.auth.load()?;
         if self.server.http_listen_port == self.server.grpc_listen_port {
             bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
         }
