@@ -315,20 +315,22 @@ impl Querier {
                 },
                 None => legato_storage::ScanOptions::full(),
             };
-            self.scan_blocks(
-                vec![meta.clone()],
-                Arc::new(options),
-                move |trace: TraceData| {
-                    add_tags(&mut sink.lock(), &trace, f.as_deref());
-                    true
-                },
-                || false,
-                |_| {},
-            )
-            .await?;
+            let scanned = self
+                .scan_blocks(
+                    vec![meta.clone()],
+                    Arc::new(options),
+                    move |trace: TraceData| {
+                        add_tags(&mut sink.lock(), &trace, f.as_deref());
+                        true
+                    },
+                    || false,
+                    |_| {},
+                )
+                .await?;
             let s = std::mem::take(&mut *block_summary.lock());
             summary.merge(&s);
-            if filter.is_none() {
+            // A block that could not be read is tried again next time, not cached as empty.
+            if filter.is_none() && scanned.skipped.is_empty() {
                 self.tag_cache.lock().insert(meta.block_id, Arc::new(s));
             }
         }
@@ -375,12 +377,19 @@ impl Querier {
                     block: "?".into(),
                     source: legato_storage::Error::Join(e.to_string()),
                 })?;
-                let bytes = result.map_err(|source| QueryError::Block {
-                    block: block.to_string(),
-                    source,
-                })?;
-                totals.bytes += bytes;
-                totals.spans += spans;
+                match result {
+                    Ok(bytes) => {
+                        totals.bytes += bytes;
+                        totals.spans += spans;
+                    }
+                    // One unreadable block (corrupt, or failing after the store's retries) is
+                    // skipped, logged and counted, and named to the caller; the rest answer.
+                    Err(source) => {
+                        tracing::error!(%block, error = %source, "skipping a block that cannot be read");
+                        self.metrics.blocks_skipped.inc();
+                        totals.skipped.push(format!("block {block}: {source}"));
+                    }
+                }
                 totals.completed += 1;
             }
             after_chunk(totals.completed);
@@ -412,6 +421,8 @@ struct ScanTotals {
     /// Spans in the scanned blocks (read column-wise, whether rebuilt or skipped).
     spans: u64,
     completed: u32,
+    /// Blocks that could not be read, and why.
+    skipped: Vec<String>,
 }
 
 impl Querier {
@@ -494,6 +505,7 @@ impl Querier {
             totals.bytes += part.bytes;
             totals.spans += part.spans;
             totals.completed += part.completed;
+            missing.extend(part.skipped);
         }
         if cancel.is_cancelled() {
             return Err(QueryError::Cancelled);

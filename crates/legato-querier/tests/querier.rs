@@ -271,3 +271,82 @@ async fn cancelled_queries_scan_nothing() {
         .await;
     assert!(matches!(metrics, Err(legato_querier::QueryError::Cancelled)));
 }
+
+/// Issue 10: a corrupt block is skipped, logged and counted; search answers from the others,
+/// and metrics say their answer is partial, naming the block.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_block_is_skipped_and_counted() {
+    use legato_storage::object_store::{ObjectStoreExt, PutPayload};
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::single();
+    let blocklist = Arc::new(Blocklist::default());
+    let mut corrupt = None;
+    for trace in [1u8, 2, 3] {
+        let block = encode_block(
+            &tenant,
+            BlockId::random(),
+            vec![TraceInput {
+                id: TraceId([trace; 16]),
+                batches: vec![batch(trace, 1..3)],
+            }],
+            0,
+        )
+        .unwrap();
+        write_block(&store, &block).await.unwrap();
+        if trace == 2 {
+            let path = legato_storage::BlockPaths::new(&tenant, block.meta.block_id).data();
+            let truncated = block.data.slice(..block.data.len() / 2);
+            store.put(&path, PutPayload::from(truncated)).await.unwrap();
+            corrupt = Some(block.meta.block_id);
+        }
+        blocklist.add(block.meta);
+    }
+    let metrics = QuerierMetrics::default();
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let querier = Querier::new(Vec::new(), reader, blocklist, metrics.clone());
+
+    let query = legato_traceql::parse("{ }").unwrap();
+    let outcome = querier
+        .search(
+            &tenant,
+            legato_querier::SearchRequest {
+                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+                query_text: "{ }".into(),
+                start_ns: None,
+                end_ns: None,
+                limit: 20,
+                spss: 0,
+                progress: None,
+                cancel: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let mut found: Vec<u8> = outcome.traces.iter().map(|t| t.trace_id[0]).collect();
+    found.sort_unstable();
+    assert_eq!(found, vec![1, 3]);
+
+    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
+    let stage = query.metrics.take().unwrap();
+    let (series, outcome) = querier
+        .metrics(
+            &tenant,
+            legato_querier::MetricsRequest {
+                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+                stage,
+                start_ns: 0,
+                end_ns: 60_000_000_000,
+                step_ns: 60_000_000_000,
+                max_exemplars: 0,
+                max_series: 0,
+                cancel: Default::default(),
+            },
+        )
+        .await
+        .unwrap();
+    let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
+    assert_eq!(total, 4.0);
+    let missing = outcome.missing_data.unwrap();
+    assert!(missing.contains(&corrupt.unwrap().to_string()), "{missing}");
+    assert_eq!(metrics.blocks_skipped.get(), 2);
+}

@@ -58,6 +58,10 @@ impl BlockReader {
 
     /// Spans of `trace` in `block`, or an empty list.
     pub async fn find_trace(&self, meta: &BlockMeta, trace: &TraceId) -> Result<Vec<ResourceSpans>> {
+        guarded(meta.block_id, self.find_trace_unguarded(meta, trace)).await
+    }
+
+    async fn find_trace_unguarded(&self, meta: &BlockMeta, trace: &TraceId) -> Result<Vec<ResourceSpans>> {
         if meta.encoding != ENCODING_V1 {
             return Err(Error::UnknownEncoding {
                 block: meta.block_id,
@@ -170,6 +174,28 @@ impl BlockReader {
             })?;
         self.footers.lock().insert(meta.block_id, footer.clone());
         Ok(footer)
+    }
+}
+
+/// Runs one block's read so that a panic inside it (the Parquet decoder asserts on some
+/// malformed footers instead of returning an error) becomes that block's `Corrupt` error,
+/// never a crashed request or job.
+pub(crate) async fn guarded<T>(block: BlockId, read: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(read).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            tracing::error!(%block, message, "block is corrupt: decoding it panicked");
+            Err(Error::Corrupt {
+                block,
+                message: format!("decoding the block panicked: {message}"),
+            })
+        }
     }
 }
 

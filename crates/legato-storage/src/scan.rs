@@ -108,6 +108,15 @@ impl BlockReader {
         &self,
         meta: &BlockMeta,
         options: &ScanOptions,
+        visit: impl FnMut(TraceData) -> bool + Send,
+    ) -> Result<u64> {
+        crate::reader::guarded(meta.block_id, self.scan_traces_unguarded(meta, options, visit)).await
+    }
+
+    async fn scan_traces_unguarded(
+        &self,
+        meta: &BlockMeta,
+        options: &ScanOptions,
         mut visit: impl FnMut(TraceData) -> bool + Send,
     ) -> Result<u64> {
         if meta.encoding != ENCODING_V1 {
