@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data demo-cluster demo-cluster-down
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data demo-cluster demo-cluster-down fuzz-blocks
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -55,6 +55,10 @@ demo-cluster: setup
 
 demo-cluster-down:
 	bash deploy/demo-cluster.sh down
+
+## Reads many damaged copies of a block (bit flips, truncation, garbage): errors, never a panic.
+fuzz-blocks:
+	LEGATO_FUZZ_CASES=$${CASES:-20000} $(CARGO) nextest run -p legato-querier -E 'test(mutated)' --no-capture
 
 fmt:
 	$(CARGO) fmt --all
