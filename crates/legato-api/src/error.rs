@@ -26,6 +26,10 @@ pub enum ApiError {
     Timeout(Duration),
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
+    #[error(
+        "too many concurrent queries for tenant {tenant}: limit {limit} (query_frontend.max_concurrent_queries_per_tenant); retry later"
+    )]
+    TooManyQueries { tenant: String, limit: usize },
     #[error("forbidden: {0}")]
     Forbidden(String),
 }
@@ -45,6 +49,7 @@ impl ApiError {
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            Self::TooManyQueries { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
@@ -62,6 +67,7 @@ impl ApiError {
             Self::NotReady => tonic::Code::Unavailable,
             Self::Timeout(_) => tonic::Code::DeadlineExceeded,
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
+            Self::TooManyQueries { .. } => tonic::Code::ResourceExhausted,
             Self::Forbidden(_) => tonic::Code::PermissionDenied,
         }
     }
@@ -71,7 +77,7 @@ impl ApiError {
         match self {
             Self::Distributor(DistributorError::Invalid(_)) => None,
             Self::Distributor(e) => Some(e.retry_after()),
-            Self::NotReady => Some(Duration::from_secs(1)),
+            Self::NotReady | Self::TooManyQueries { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

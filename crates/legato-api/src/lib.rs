@@ -75,14 +75,81 @@ pub struct AppState {
     pub query_timeout: std::time::Duration,
     /// `auth.credentials_file` loaded: requests must authenticate (`None` = open).
     pub auth: Option<auth::Authenticator>,
+    /// `query_frontend.max_concurrent_queries_per_tenant` (0 = no limit).
+    pub max_concurrent_queries_per_tenant: usize,
+    /// Running queries per tenant, against that limit.
+    pub tenant_queries:
+        parking_lot::Mutex<std::collections::HashMap<legato_model::TenantId, std::sync::Arc<tokio::sync::Semaphore>>>,
 }
 
 /// Runs a query with a cancellation token that fires when the query timeout passes or when
 /// the caller drops this future (the client went away): scans check it at every trace.
+/// A running query's place in its tenant's limit; dropping it frees the place.
+pub(crate) type QuerySlot = Option<tokio::sync::OwnedSemaphorePermit>;
+
+/// Takes a place for one more query of `tenant`, or refuses at once (429) when `limit`
+/// queries of it are running; `limit` 0 means no limit.
+pub(crate) fn query_slot(
+    running: &parking_lot::Mutex<
+        std::collections::HashMap<legato_model::TenantId, std::sync::Arc<tokio::sync::Semaphore>>,
+    >,
+    tenant: &legato_model::TenantId,
+    limit: usize,
+) -> Result<QuerySlot, ApiError> {
+    if limit == 0 {
+        return Ok(None);
+    }
+    let semaphore = running
+        .lock()
+        .entry(tenant.clone())
+        .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(limit)))
+        .clone();
+    semaphore
+        .try_acquire_owned()
+        .map(Some)
+        .map_err(|_| ApiError::TooManyQueries {
+            tenant: tenant.to_string(),
+            limit,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_over_its_concurrent_query_limit_is_refused_others_are_not() {
+        let running = parking_lot::Mutex::default();
+        let (a, b) = (
+            legato_model::TenantId::new("a").unwrap(),
+            legato_model::TenantId::new("b").unwrap(),
+        );
+        let first = query_slot(&running, &a, 2).unwrap();
+        let second = query_slot(&running, &a, 2).unwrap();
+        let refused = query_slot(&running, &a, 2).unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            refused.to_string().contains("max_concurrent_queries_per_tenant"),
+            "{refused}"
+        );
+        assert!(
+            query_slot(&running, &b, 2).is_ok(),
+            "another tenant is not limited by a"
+        );
+        drop(first);
+        assert!(query_slot(&running, &a, 2).is_ok(), "a finished query frees its place");
+        drop(second);
+        assert!(query_slot(&running, &a, 0).unwrap().is_none(), "0 = no limit");
+    }
+}
+
+/// A tenant over `query_frontend.max_concurrent_queries_per_tenant` is answered 429 at once.
 pub(crate) async fn bounded_query<T>(
     state: &AppState,
+    tenant: &legato_model::TenantId,
     run: impl AsyncFnOnce(tokio_util::sync::CancellationToken) -> Result<T, legato_querier::QueryError>,
 ) -> Result<T, ApiError> {
+    let _slot = query_slot(&state.tenant_queries, tenant, state.max_concurrent_queries_per_tenant)?;
     let cancel = tokio_util::sync::CancellationToken::new();
     let _cancel_on_drop = cancel.clone().drop_guard();
     match tokio::time::timeout(state.query_timeout, run(cancel)).await {

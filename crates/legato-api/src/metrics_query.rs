@@ -197,7 +197,7 @@ pub(crate) async fn run(
             .min(MAX_EXEMPLARS),
         None => MAX_EXEMPLARS,
     };
-    let (series, outcome) = crate::bounded_query(state, async |cancel| {
+    let (series, outcome) = crate::bounded_query(state, tenant, async |cancel| {
         let request = legato_querier::MetricsRequest {
             plan,
             stage,

@@ -317,7 +317,7 @@ pub(crate) async fn search_response(
         progress,
         cancel: tokio_util::sync::CancellationToken::new(),
     };
-    let outcome = crate::bounded_query(state, async |cancel| {
+    let outcome = crate::bounded_query(state, tenant, async |cancel| {
         state.querier.search(tenant, SearchRequest { cancel, ..request }).await
     })
     .await?;
@@ -419,11 +419,11 @@ fn tag_filter(params: &Params) -> Option<Arc<Plan>> {
 async fn summary(state: &SharedState, tenant: &TenantId, params: &Params) -> Result<TagSummary, ApiError> {
     ready(state)?;
     let (start, end) = time_range(params, None)?;
-    state
-        .querier
-        .tags(tenant, tag_filter(params), start, end)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let filter = tag_filter(params);
+    crate::bounded_query(state, tenant, async |_cancel| {
+        state.querier.tags(tenant, filter, start, end).await
+    })
+    .await
 }
 
 fn scope_param(params: &Params) -> Result<Option<String>, ApiError> {

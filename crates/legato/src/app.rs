@@ -222,6 +222,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_response_series: cfg.query_frontend.metrics.max_response_series,
         query_timeout: cfg.querier.search.query_timeout,
         auth: cfg.auth.load()?,
+        max_concurrent_queries_per_tenant: cfg.query_frontend.max_concurrent_queries_per_tenant,
+        tenant_queries: parking_lot::Mutex::default(),
     });
 
     tracing::info!(target = %cfg.target, http = %http_addr, grpc = %grpc_addr,

@@ -58,6 +58,9 @@ pub struct QueryFrontendConfig {
     pub trace_by_id: TraceByIdConfig,
     pub search: FrontendSearchConfig,
     pub metrics: FrontendMetricsConfig,
+    /// Legato: search, metrics and tag queries one tenant may run at once on this process;
+    /// more are answered 429 at once (0 = no limit).
+    pub max_concurrent_queries_per_tenant: usize,
 }
 
 impl Default for QueryFrontendConfig {
@@ -67,6 +70,7 @@ impl Default for QueryFrontendConfig {
             trace_by_id: TraceByIdConfig::default(),
             search: FrontendSearchConfig::default(),
             metrics: FrontendMetricsConfig::default(),
+            max_concurrent_queries_per_tenant: 20,
         }
     }
 }
