@@ -22,8 +22,8 @@ pub enum ApiError {
     Internal(String),
     #[error("not ready: the write-ahead log is still being replayed")]
     NotReady,
-    #[error("query timed out after {0:?} (querier.search.query_timeout)")]
-    Timeout(Duration),
+    #[error("query timed out after {after:?} ({key})")]
+    Timeout { after: Duration, key: &'static str },
     #[error("unauthenticated: {0}")]
     Unauthenticated(String),
     #[error(
@@ -47,7 +47,7 @@ impl ApiError {
             Self::Distributor(DistributorError::Push(_)) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            Self::Timeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyQueries { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -65,7 +65,7 @@ impl ApiError {
             Self::Distributor(DistributorError::Push(_)) => tonic::Code::Unavailable,
             Self::Internal(_) => tonic::Code::Internal,
             Self::NotReady => tonic::Code::Unavailable,
-            Self::Timeout(_) => tonic::Code::DeadlineExceeded,
+            Self::Timeout { .. } => tonic::Code::DeadlineExceeded,
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::TooManyQueries { .. } => tonic::Code::ResourceExhausted,
             Self::Forbidden(_) => tonic::Code::PermissionDenied,

@@ -73,6 +73,8 @@ pub struct AppState {
     pub max_response_series: usize,
     /// `querier.search.query_timeout`: search, metrics and tag queries.
     pub query_timeout: std::time::Duration,
+    /// `querier.trace_by_id.query_timeout`: trace lookups.
+    pub trace_by_id_timeout: std::time::Duration,
     /// `auth.credentials_file` loaded: requests must authenticate (`None` = open).
     pub auth: Option<auth::Authenticator>,
     /// `query_frontend.max_concurrent_queries_per_tenant` (0 = no limit).
@@ -154,7 +156,10 @@ pub(crate) async fn bounded_query<T>(
     let _cancel_on_drop = cancel.clone().drop_guard();
     match tokio::time::timeout(state.query_timeout, run(cancel)).await {
         Ok(result) => result.map_err(|e| ApiError::Internal(e.to_string())),
-        Err(_) => Err(ApiError::Timeout(state.query_timeout)),
+        Err(_) => Err(ApiError::Timeout {
+            after: state.query_timeout,
+            key: "querier.search.query_timeout",
+        }),
     }
 }
 

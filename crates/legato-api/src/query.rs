@@ -56,11 +56,16 @@ async fn lookup(
     let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
     let id = TraceId::parse_hex(id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let (start, end) = time_range(params)?;
-    state
-        .querier
-        .find_trace(&tenant, &id, start, end)
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let found = tokio::time::timeout(
+        state.trace_by_id_timeout,
+        state.querier.find_trace(&tenant, &id, start, end),
+    )
+    .await
+    .map_err(|_| ApiError::Timeout {
+        after: state.trace_by_id_timeout,
+        key: "querier.trace_by_id.query_timeout",
+    })?;
+    found.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Protobuf when the client asks for it, else JSON.

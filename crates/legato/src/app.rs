@@ -221,6 +221,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         max_request_bytes: otlp.http.max_request_body_size.0 as usize,
         max_response_series: cfg.query_frontend.metrics.max_response_series,
         query_timeout: cfg.querier.search.query_timeout,
+        trace_by_id_timeout: cfg.querier.trace_by_id.query_timeout,
         auth: cfg.auth.load()?,
         max_concurrent_queries_per_tenant: cfg.query_frontend.max_concurrent_queries_per_tenant,
         tenant_queries: parking_lot::Mutex::default(),

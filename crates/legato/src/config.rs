@@ -122,6 +122,23 @@ pub struct IngesterClientConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct QuerierConfig {
     pub search: QuerierSearchConfig,
+    pub trace_by_id: QuerierTraceByIdConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerierTraceByIdConfig {
+    /// Trace lookups answer 504 after this long (Tempo's key and default).
+    #[serde(with = "legato_storage::config_durations")]
+    pub query_timeout: std::time::Duration,
+}
+
+impl Default for QuerierTraceByIdConfig {
+    fn default() -> Self {
+        Self {
+            query_timeout: std::time::Duration::from_secs(10),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -467,6 +484,9 @@ impl Config {
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
         if self.query_frontend.trace_by_id.query_shards == 0 {
             bail!("invalid configuration at query_frontend.trace_by_id.query_shards: must be greater than 0");
+        }
+        if self.querier.trace_by_id.query_timeout.is_zero() {
+            bail!("invalid configuration at querier.trace_by_id.query_timeout: must be greater than 0");
         }
         if self.querier.search.query_timeout.is_zero() {
             bail!("invalid configuration at querier.search.query_timeout: must be greater than 0");
