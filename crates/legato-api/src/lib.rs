@@ -115,36 +115,6 @@ pub(crate) fn query_slot(
         })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_tenant_over_its_concurrent_query_limit_is_refused_others_are_not() {
-        let running = parking_lot::Mutex::default();
-        let (a, b) = (
-            legato_model::TenantId::new("a").unwrap(),
-            legato_model::TenantId::new("b").unwrap(),
-        );
-        let first = query_slot(&running, &a, 2).unwrap();
-        let second = query_slot(&running, &a, 2).unwrap();
-        let refused = query_slot(&running, &a, 2).unwrap_err();
-        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
-        assert!(
-            refused.to_string().contains("max_concurrent_queries_per_tenant"),
-            "{refused}"
-        );
-        assert!(
-            query_slot(&running, &b, 2).is_ok(),
-            "another tenant is not limited by a"
-        );
-        drop(first);
-        assert!(query_slot(&running, &a, 2).is_ok(), "a finished query frees its place");
-        drop(second);
-        assert!(query_slot(&running, &a, 0).unwrap().is_none(), "0 = no limit");
-    }
-}
-
 /// A tenant over `query_frontend.max_concurrent_queries_per_tenant` is answered 429 at once.
 pub(crate) async fn bounded_query<T>(
     state: &AppState,
@@ -199,4 +169,34 @@ pub fn otlp_http(state: SharedState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tenant_over_its_concurrent_query_limit_is_refused_others_are_not() {
+        let running = parking_lot::Mutex::default();
+        let (a, b) = (
+            legato_model::TenantId::new("a").unwrap(),
+            legato_model::TenantId::new("b").unwrap(),
+        );
+        let first = query_slot(&running, &a, 2).unwrap();
+        let second = query_slot(&running, &a, 2).unwrap();
+        let refused = query_slot(&running, &a, 2).unwrap_err();
+        assert_eq!(refused.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+        assert!(
+            refused.to_string().contains("max_concurrent_queries_per_tenant"),
+            "{refused}"
+        );
+        assert!(
+            query_slot(&running, &b, 2).is_ok(),
+            "another tenant is not limited by a"
+        );
+        drop(first);
+        assert!(query_slot(&running, &a, 2).is_ok(), "a finished query frees its place");
+        drop(second);
+        assert!(query_slot(&running, &a, 0).unwrap().is_none(), "0 = no limit");
+    }
 }
