@@ -2,6 +2,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use legato_model::ByteSize;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -90,6 +91,9 @@ pub struct S3Config {
     pub insecure: bool,
     pub forcepathstyle: bool,
     pub prefix: String,
+    /// Part size of multipart uploads (Tempo's key; `0` = the default, 16 MiB). The compactor
+    /// streams its output in parts of this size, so its memory per upload is a few parts.
+    pub part_size: ByteSize,
     /// One request, from connecting to the end of the response body (*Legato*; Tempo has no
     /// S3 timeout key). A stalled request is abandoned after this and retried if it is safe.
     #[serde(with = "humantime_serde_compat")]
@@ -121,6 +125,7 @@ impl Default for S3Config {
             insecure: false,
             forcepathstyle: false,
             prefix: String::new(),
+            part_size: ByteSize(crate::DEFAULT_PART_SIZE as u64),
             timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
             max_retries: 5,
@@ -143,6 +148,13 @@ impl S3Config {
         ];
         if let Some((key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
             return Err(Error::Config(format!("storage.trace.s3.{key} must be greater than 0")));
+        }
+        let part = self.part_size.0;
+        if part != 0 && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
+            return Err(Error::Config(format!(
+                "storage.trace.s3.part_size must be between 5MiB and 5GiB (S3's limits) or 0 for the default, got {}",
+                self.part_size
+            )));
         }
         if self.min_backoff > self.max_backoff {
             return Err(Error::Config(format!(
@@ -181,7 +193,22 @@ impl S3Config {
     }
 }
 
+/// S3's bounds on the size of a part (but the last) of a multipart upload.
+const MIN_PART_SIZE: u64 = 5 << 20;
+const MAX_PART_SIZE: u64 = 5 << 30;
+
 impl TraceStorageConfig {
+    /// Part size for streamed uploads: `storage.trace.s3.part_size` with the S3 backend, the
+    /// default otherwise.
+    pub fn upload_part_size(&self) -> usize {
+        match self.backend {
+            StorageBackend::S3 if self.s3.part_size.0 != 0 => {
+                usize::try_from(self.s3.part_size.0).unwrap_or(crate::DEFAULT_PART_SIZE)
+            }
+            _ => crate::DEFAULT_PART_SIZE,
+        }
+    }
+
     /// Checks the settings the chosen backend needs; the message names the key.
     pub fn validate(&self) -> Result<()> {
         if self.wal.path.as_os_str().is_empty() {

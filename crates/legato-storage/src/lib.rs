@@ -27,6 +27,7 @@ mod rewrite;
 mod scan;
 mod schema;
 mod tenant_index;
+mod upload;
 mod writer;
 
 pub use blocklist::{Blocklist, DEFAULT_STALE_TENANT_INDEX, PollStats};
@@ -43,4 +44,8 @@ pub use paths::{BlockPaths, tenant_dir, tenant_index_path};
 pub use prefilter::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
 pub use reader::BlockReader;
 pub use tenant_index::{TenantIndex, read_tenant_index, write_tenant_index};
-pub use writer::{BlockWriter, TraceInput, WrittenBlock, encode_block, write_block};
+pub use upload::{
+    DEFAULT_PART_SIZE, DataUpload, PARTS_IN_FLIGHT, PartSink, commit_block, seal_streamed, start_block_upload,
+    write_block,
+};
+pub use writer::{BlockWriter, SealedBlock, TraceInput, WrittenBlock, encode_block};

@@ -1,6 +1,9 @@
 //! Writes a block: spans → Arrow batch → Parquet bytes, bloom filter, then meta.json last.
+//! The Parquet bytes go to any `Write` sink: a `Vec` (the ingester's blocks, uploaded whole)
+//! or a streaming upload (the compactor's, see `upload.rs`).
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 
 use arrow_array::Array as _;
@@ -14,7 +17,6 @@ use bytes::Bytes;
 use legato_model::{BlockId, TenantId, TraceId};
 use legato_proto::common::{AnyValue, KeyValue, any_value};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -22,7 +24,7 @@ use parquet::schema::types::ColumnPath;
 use prost::Message;
 
 use crate::schema::{self, attr_fields, attr_item_field};
-use crate::{BlockMeta, BlockPaths, ENCODING_V1, Error, Result, TraceBloom};
+use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceBloom};
 
 /// One trace's spans, as received (possibly in several batches, possibly with duplicates).
 #[derive(Debug, Clone)]
@@ -37,6 +39,14 @@ pub struct WrittenBlock {
     pub data: Bytes,
     pub bloom: Bytes,
     /// Tag names and values of the block (`tags.json`), when the writer computed them.
+    pub tags: Option<Bytes>,
+}
+
+/// A block whose data file went to a sink: everything else it needs to be committed.
+#[derive(Debug, Clone)]
+pub struct SealedBlock {
+    pub meta: BlockMeta,
+    pub bloom: Bytes,
     pub tags: Option<Bytes>,
 }
 
@@ -78,11 +88,12 @@ pub fn encode_block(
 }
 
 /// Streams traces into a block, one row group at a time, so memory holds one row group of
-/// decoded spans rather than the whole block.
-pub struct BlockWriter {
+/// decoded spans rather than the whole block; the encoded row groups go to `W` as they are
+/// complete. Besides that, it keeps the id of every trace (16 bytes each) for the bloom filter.
+pub struct BlockWriter<W: Write + Send = Vec<u8>> {
     tenant: TenantId,
     block_id: BlockId,
-    writer: ArrowWriter<Vec<u8>>,
+    writer: ArrowWriter<CountingSink<W>>,
     rows: RowBuilder,
     ids: Vec<TraceId>,
     total_spans: u64,
@@ -90,14 +101,37 @@ pub struct BlockWriter {
     max_end: u64,
 }
 
-impl BlockWriter {
+impl BlockWriter<Vec<u8>> {
+    /// A writer that keeps the data file in memory.
     pub fn new(tenant: &TenantId, block_id: BlockId) -> Result<Self> {
+        Self::with_sink(tenant, block_id, Vec::new())
+    }
+
+    pub fn finish(self, created_at_unix_nano: u64) -> Result<WrittenBlock> {
+        let (sealed, data) = self.finish_into_sink(created_at_unix_nano)?;
+        Ok(WrittenBlock {
+            meta: sealed.meta,
+            data: Bytes::from(data),
+            bloom: sealed.bloom,
+            tags: sealed.tags,
+        })
+    }
+}
+
+impl<W: Write + Send> BlockWriter<W> {
+    /// A writer whose data file goes to `sink` as row groups are complete.
+    pub fn with_sink(tenant: &TenantId, block_id: BlockId, sink: W) -> Result<Self> {
         let perr = |source| Error::Parquet {
             block: block_id,
             source,
         };
+        let sink = CountingSink {
+            inner: sink,
+            written: 0,
+            tail: [0; 8],
+        };
         let writer =
-            ArrowWriter::try_new(Vec::new(), schema::schema_v1(), Some(writer_properties(block_id)?)).map_err(perr)?;
+            ArrowWriter::try_new(sink, schema::schema_v1(), Some(writer_properties(block_id)?)).map_err(perr)?;
         Ok(Self {
             tenant: tenant.clone(),
             block_id,
@@ -153,6 +187,10 @@ impl BlockWriter {
         Ok(())
     }
 
+    pub fn block_id(&self) -> BlockId {
+        self.block_id
+    }
+
     fn write_rows(&mut self) -> Result<()> {
         let rows = std::mem::take(&mut self.rows);
         self.total_spans += rows.len as u64;
@@ -163,7 +201,9 @@ impl BlockWriter {
         })
     }
 
-    pub fn finish(mut self, created_at_unix_nano: u64) -> Result<WrittenBlock> {
+    /// Writes the last row group and the footer; returns the block's meta and bloom filter,
+    /// and the sink, which holds the whole data file.
+    pub fn finish_into_sink(mut self, created_at_unix_nano: u64) -> Result<(SealedBlock, W)> {
         let block = self.block_id;
         let perr = |source| Error::Parquet { block, source };
         if self.rows.len > 0 {
@@ -171,8 +211,9 @@ impl BlockWriter {
         }
         self.writer.flush().map_err(perr)?;
         let row_groups = self.writer.flushed_row_groups().len() as u32;
-        let data = self.writer.into_inner().map_err(perr)?;
-        let footer_size = footer_len(&data).ok_or_else(|| Error::Corrupt {
+        let sink = self.writer.into_inner().map_err(perr)?;
+        let data_size = sink.written;
+        let footer_size = footer_len(&sink.tail).ok_or_else(|| Error::Corrupt {
             block,
             message: "parquet footer missing".into(),
         })?;
@@ -187,39 +228,47 @@ impl BlockWriter {
             total_traces: self.ids.len() as u64,
             total_spans,
             row_groups,
-            data_size: data.len() as u64,
+            data_size,
             footer_size,
             bloom_size: bloom.len() as u64,
             compaction_level: 0,
             created_at_unix_nano,
             replaces: Vec::new(),
         };
-        Ok(WrittenBlock {
+        let sealed = SealedBlock {
             meta,
-            data: Bytes::from(data),
             bloom: Bytes::from(bloom),
             tags: None,
-        })
+        };
+        Ok((sealed, sink.inner))
     }
 }
 
-/// Uploads a block: data, bloom, then meta.json (the commit point).
-pub async fn write_block(store: &Arc<dyn ObjectStore>, block: &WrittenBlock) -> Result<()> {
-    let paths = BlockPaths::new(&block.meta.tenant_id, block.meta.block_id);
-    let put = |path: object_store::path::Path, bytes: Bytes| async move {
-        store
-            .put(&path, PutPayload::from(bytes))
-            .await
-            .map_err(|e| Error::store(&path, e))
-    };
-    put(paths.data(), block.data.clone()).await?;
-    put(paths.bloom(), block.bloom.clone()).await?;
-    if let Some(tags) = &block.tags {
-        put(paths.tags(), tags.clone()).await?;
+/// Counts what the Parquet writer writes and keeps its last 8 bytes (the footer's length and
+/// `PAR1`), whatever the sink.
+struct CountingSink<W> {
+    inner: W,
+    written: u64,
+    tail: [u8; 8],
+}
+
+impl<W: Write> Write for CountingSink<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        let wrote = &buf[..n];
+        self.written += n as u64;
+        if wrote.len() >= 8 {
+            self.tail.copy_from_slice(&wrote[wrote.len() - 8..]);
+        } else {
+            self.tail.rotate_left(wrote.len());
+            self.tail[8 - wrote.len()..].copy_from_slice(wrote);
+        }
+        Ok(n)
     }
-    let meta = serde_json::to_vec(&block.meta).map_err(|e| Error::Config(e.to_string()))?;
-    put(paths.meta(), Bytes::from(meta)).await?;
-    Ok(())
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 type ResourceGroup = (Vec<u8>, String, Vec<Vec<u8>>);
@@ -472,9 +521,8 @@ fn writer_properties(block: BlockId) -> Result<WriterProperties> {
         .build())
 }
 
-/// Footer metadata length plus the 8-byte tail (length and `PAR1`).
-fn footer_len(data: &[u8]) -> Option<u64> {
-    let tail = data.get(data.len().checked_sub(8)?..)?;
+/// Footer metadata length plus the 8-byte tail (length and `PAR1`), from that tail.
+fn footer_len(tail: &[u8; 8]) -> Option<u64> {
     if &tail[4..] != b"PAR1" {
         return None;
     }

@@ -30,6 +30,7 @@ fn defaults_are_production_timeouts_and_a_few_retries() {
         (Duration::from_millis(100), Duration::from_secs(10))
     );
     assert_eq!(s3.retry_timeout, Duration::from_secs(120));
+    assert_eq!(cfg.upload_part_size(), 16 << 20);
     cfg.validate().unwrap();
     let retry = s3.retry_config();
     assert_eq!((retry.max_retries, retry.retry_timeout), (5, Duration::from_secs(120)));
@@ -49,6 +50,18 @@ fn keys_parse_as_durations_and_counts() {
     assert_eq!(cfg.s3.retry_timeout, Duration::from_secs(60));
     cfg.validate().unwrap();
     assert!(serde_yaml::from_str::<TraceStorageConfig>("s3:\n  timeout: soon\n").is_err());
+}
+
+#[test]
+fn part_size_is_tempos_key_and_zero_means_the_default() {
+    assert_eq!(s3_config("  part_size: 64MiB\n").upload_part_size(), 64 << 20);
+    assert_eq!(s3_config("  part_size: 8388608\n").upload_part_size(), 8 << 20);
+    let tempo_default = s3_config("  part_size: 0\n");
+    tempo_default.validate().unwrap();
+    assert_eq!(tempo_default.upload_part_size(), 16 << 20);
+    let mut local = s3_config("  part_size: 64MiB\n");
+    local.backend = StorageBackend::Local;
+    assert_eq!(local.upload_part_size(), 16 << 20, "other backends use the default");
 }
 
 #[test]
