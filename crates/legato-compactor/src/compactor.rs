@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 use legato_model::{BlockId, Clock, TenantId};
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::{
-    BlockMeta, BlockReader, Blocklist, CompactedBlockMeta, ObjectStore, TenantListing, delete_block, list_tenant,
-    read_compacted_marker, write_block, write_compacted_marker, write_tenant_index,
+    BlockMeta, BlockReader, Blocklist, CompactedBlockMeta, DEFAULT_PART_SIZE, ObjectStore, TenantListing, commit_block,
+    delete_block, list_tenant, read_compacted_marker, write_compacted_marker, write_tenant_index,
 };
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
@@ -96,6 +96,8 @@ pub struct Compactor {
     metrics: CompactorMetrics,
     /// Metas read in earlier cycles, so a listing reads only new meta files.
     known: Mutex<HashMap<TenantId, TenantListing>>,
+    /// Part size of the streamed upload of an output's data file.
+    part_size: usize,
 }
 
 impl Compactor {
@@ -110,7 +112,15 @@ impl Compactor {
             owns: deps.owns,
             metrics: deps.metrics,
             known: Mutex::default(),
+            part_size: DEFAULT_PART_SIZE,
         }
+    }
+
+    /// Uploads outputs in parts of `bytes` (`storage.trace.s3.part_size`; S3 needs at least
+    /// 5 MiB). Memory per running job is about four parts.
+    pub fn with_upload_part_size(mut self, bytes: usize) -> Self {
+        self.part_size = bytes.max(1);
+        self
     }
 
     pub fn metrics(&self) -> &CompactorMetrics {
@@ -287,12 +297,21 @@ impl Compactor {
         Ok(marker)
     }
 
-    /// Merges, writes the output (meta.json last, naming the inputs in `replaces`), then marks
-    /// the inputs. Returns the number of duplicate spans dropped.
+    /// Merges while uploading the output's data file, commits the output (bloom, tags, then
+    /// meta.json naming the inputs in `replaces`), then marks the inputs. Returns the number
+    /// of duplicate spans dropped.
     #[tracing::instrument(level = "info", skip_all, fields(tenant = %job.tenant, job = %job.key(), inputs = job.blocks.len()))]
     async fn run_job(&self, job: &Job, listing: &mut TenantListing) -> Result<u64> {
         let output = BlockId::random();
-        let written = merge_job(&self.reader, job, output, self.clock.now_nanos()).await?;
+        let written = merge_job(
+            &self.reader,
+            &self.store,
+            job,
+            output,
+            self.clock.now_nanos(),
+            self.part_size,
+        )
+        .await?;
         // Another compactor (after a ring change) may have taken an input meanwhile: then
         // committing would show its traces twice. The output's objects become an orphan.
         for input in &job.blocks {
@@ -306,7 +325,7 @@ impl Compactor {
                 });
             }
         }
-        write_block(&self.store, &written).await?;
+        commit_block(&self.store, &written).await?;
         let meta = Arc::new(written.meta.clone());
         listing.metas.insert(output, meta.clone());
         self.blocklist.add(written.meta.clone());

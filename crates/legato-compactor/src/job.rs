@@ -1,12 +1,13 @@
 //! Running one job: a k-way merge of the inputs' traces (each input streams its traces in id
 //! order), spans deduplicated by (span id, kind) as the block writer does, written as one
-//! block at level max(inputs)+1 that `replaces` the inputs.
+//! block at level max(inputs)+1 that `replaces` the inputs. The output's data file is
+//! uploaded while it is encoded, in parts, so memory does not grow with the block.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use legato_model::{BlockId, TraceId};
-use legato_storage::{BlockMeta, BlockReader, BlockWriter, TraceInput, WrittenBlock};
+use legato_storage::{BlockMeta, BlockReader, ObjectStore, SealedBlock, TraceInput, seal_streamed, start_block_upload};
 use legato_traceql::tags::TagSummary;
 use tokio::sync::mpsc;
 
@@ -18,13 +19,17 @@ const CHANNEL_TRACES: usize = 64;
 
 type TraceRx = mpsc::Receiver<legato_storage::Result<TraceInput>>;
 
-/// Reads and merges the inputs of `job` into an encoded block (not uploaded yet).
+/// Reads and merges the inputs of `job` into block `output`, whose data file is uploaded in
+/// parts of `part_size` as it is encoded. The block is not committed: no bloom filter, tags or
+/// meta.json yet.
 pub(crate) async fn merge_job(
     reader: &BlockReader,
+    store: &Arc<dyn ObjectStore>,
     job: &Job,
     output: BlockId,
     now_nanos: u64,
-) -> Result<WrittenBlock> {
+    part_size: usize,
+) -> Result<SealedBlock> {
     let mut inputs: Vec<TraceRx> = Vec::with_capacity(job.blocks.len());
     for meta in &job.blocks {
         let mut stream = reader.trace_stream(meta).await?;
@@ -43,17 +48,24 @@ pub(crate) async fn merge_job(
     let tenant = job.tenant.clone();
     let level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0) + 1;
     let replaces: Vec<BlockId> = job.blocks.iter().map(|b| b.block_id).collect();
-    let mut written = tokio::task::spawn_blocking(move || -> Result<WrittenBlock> {
-        let mut writer = BlockWriter::new(&tenant, output)?;
-        merge(inputs, |trace| writer.push(&trace).map_err(Error::from))?;
-        Ok(writer.finish(now_nanos)?)
+    let (mut writer, upload) = start_block_upload(store, &tenant, output, part_size)?;
+    let encoded = tokio::task::spawn_blocking(move || -> legato_storage::Result<SealedBlock> {
+        let pushed = merge(inputs, |trace| writer.push(&trace).map_err(Error::from));
+        match pushed {
+            Ok(()) => seal_streamed(writer, now_nanos),
+            // An input that failed to read: report it, not the encoder's state.
+            Err(Error::Storage(e)) => Err(e),
+            Err(other) => Err(legato_storage::Error::Join(other.to_string())),
+        }
     })
     .await
-    .map_err(|e| Error::Join(e.to_string()))??;
-    written.meta.compaction_level = level;
-    written.meta.replaces = replaces;
-    written.tags = merged_tags(reader, &job.blocks).await;
-    Ok(written)
+    .map_err(|e| legato_storage::Error::Join(e.to_string()))
+    .and_then(|sealed| sealed);
+    let mut sealed = upload.conclude(encoded).await?;
+    sealed.meta.compaction_level = level;
+    sealed.meta.replaces = replaces;
+    sealed.tags = merged_tags(reader, &job.blocks).await;
+    Ok(sealed)
 }
 
 /// Pulls from every input in trace-id order and hands each trace once to `push`, with the

@@ -340,3 +340,43 @@ async fn compactors_with_disjoint_ownership_never_take_the_same_job() {
     assert_eq!(list.blocks(&tenant).len(), 3);
     assert_each_once(&visible_copies(&store, &list.blocks(&tenant)).await, expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outputs_are_uploaded_in_parts_while_they_are_encoded() {
+    let metrics = StorageMetrics::default();
+    let store = legato_storage::instrument(Arc::new(InMemory::new()), &metrics);
+    let mut setup = Setup::new(store.clone());
+    setup.part_size = 16 << 10;
+    let tenant = TenantId::single();
+    let end = setup.clock.now_nanos() - 5 * MINUTE;
+    for b in 0..4u32 {
+        put_block(
+            &store,
+            &tenant,
+            (b * 2000..b * 2000 + 2000).map(|n| trace(n, 4, end)).collect(),
+        )
+        .await;
+    }
+    let count = |op: &str| {
+        metrics
+            .object_store_requests
+            .get_or_create(&legato_storage::OpLabels { op: op.into() })
+            .get()
+    };
+    let puts_before = count("put");
+
+    let stats = setup.compactor().run_cycle().await.unwrap();
+    assert_eq!((stats.jobs_run, stats.blocks_compacted), (1, 4), "{stats:?}");
+    let list = setup.fresh_blocklist().await;
+    let out = list.blocks(&tenant);
+    assert_eq!(out.len(), 1);
+    let parts = out[0].data_size.div_ceil(16 << 10);
+    assert!(parts >= 4, "a data file of {} bytes", out[0].data_size);
+    assert_eq!(count("put_multipart"), 1);
+    assert_eq!(count("put_part"), parts);
+    assert_eq!(count("complete_multipart"), 1);
+    // The other PUTs: bloom, meta.json, 4 markers, the tenant index (the inputs have no tags,
+    // so neither has the output); none is the data file.
+    assert_eq!(count("put") - puts_before, 2 + 4 + 1);
+    assert_each_once(&visible_copies(&store, &out).await, 0..8000);
+}

@@ -75,25 +75,39 @@ struct Tally {
     reads_answered: u32,
     reads_failed: u32,
     bucket_checks: u32,
+    refused: u64,
+    lost: u64,
+    stalled: u64,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_store_loses_and_duplicates_nothing() {
     // Failures are after the S3 client gave up retrying; the rates are far above what an
     // outage-free bucket shows, so that every step of every job meets some.
-    let mut jobs_run = 0;
+    let mut all = Tally::default();
     for (seed, fail_ratio) in [(1, 0.05), (2, 0.05), (3, 0.1), (4, 0.1), (5, 0.2)] {
-        jobs_run += run_flaky(seed, fail_ratio).await;
+        let t = run_flaky(seed, fail_ratio).await;
+        all.flush_retries += t.flush_retries;
+        all.jobs_run += t.jobs_run;
+        all.reads_answered += t.reads_answered;
+        all.reads_failed += t.reads_failed;
+        all.refused += t.refused;
+        all.lost += t.lost;
+        all.stalled += t.stalled;
     }
-    // A job makes about 25 requests: at 20% failures few finish, at 5% most do.
+    // The faults reached every part of the system, and it still made progress. A job makes
+    // about 25 requests: at 20% failures few finish, at 5% most do.
+    assert!(all.refused > 0 && all.lost > 0 && all.stalled > 0);
+    assert!(all.flush_retries > 0 && all.reads_failed > 0 && all.reads_answered > 0);
     assert!(
-        jobs_run > 5,
-        "compaction made progress through the faults: {jobs_run} jobs"
+        all.jobs_run > 5,
+        "compaction made progress through the faults: {} jobs",
+        all.jobs_run
     );
 }
 
-/// Returns the number of compaction jobs that succeeded while the faults lasted.
-async fn run_flaky(seed: u64, fail_ratio: f64) -> usize {
+/// What happened while the faults lasted.
+async fn run_flaky(seed: u64, fail_ratio: f64) -> Tally {
     let inner: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let faults = FaultStore::new(
         inner.clone(),
@@ -102,6 +116,8 @@ async fn run_flaky(seed: u64, fail_ratio: f64) -> usize {
     let store: Arc<dyn ObjectStore> = faults.clone();
     let mut setup = Setup::new(store.clone());
     setup.config.max_input_blocks = 4;
+    // Outputs of a few KiB: every upload is multipart, and parts meet the faults too.
+    setup.part_size = 2 << 10;
     // One process (the single binary): the flusher, the compactor and the readers share the
     // blocklist.
     let blocklist = Arc::new(Blocklist::new(
@@ -203,10 +219,11 @@ async fn run_flaky(seed: u64, fail_ratio: f64) -> usize {
             t.reads_failed,
             t.bucket_checks
         );
-        assert!(stats.refused > 0 && stats.lost > 0 && stats.stalled > 0, "{stats:?}");
-        assert!(t.flush_retries > 0 && t.reads_failed > 0 && t.reads_answered > 0);
     }
-    let jobs_run = tally.lock().jobs_run;
+    {
+        let mut t = tally.lock();
+        (t.refused, t.lost, t.stalled) = (stats.refused, stats.lost, stats.stalled);
+    }
 
     // The store heals: cycles finish what failed jobs left (markers, orphans, jobs).
     faults.set_config(FaultConfig::default());
@@ -252,7 +269,7 @@ async fn run_flaky(seed: u64, fail_ratio: f64) -> usize {
         .filter(|d| !d.starts_with("index") && !committed.contains(**d))
         .collect();
     assert!(strays.is_empty(), "objects of no visible block: {strays:?} in {left:?}");
-    jobs_run
+    tally.into_inner()
 }
 
 /// The output's meta.json lands but the compactor hears an error (a lost answer): the next

@@ -395,17 +395,20 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             None => legato_compactor::owns_everything(),
         };
-        let compactor = Arc::new(legato_compactor::Compactor::new(
-            legato_compactor::CompactorDeps {
-                store: store.clone(),
-                blocklist: blocklist.clone(),
-                clock: clock.clone(),
-                retention: cfg.retention_lookup()?,
-                owns,
-                metrics: compactor_metrics,
-            },
-            cfg.compactor.compaction.clone(),
-        ));
+        let compactor = Arc::new(
+            legato_compactor::Compactor::new(
+                legato_compactor::CompactorDeps {
+                    store: store.clone(),
+                    blocklist: blocklist.clone(),
+                    clock: clock.clone(),
+                    retention: cfg.retention_lookup()?,
+                    owns,
+                    metrics: compactor_metrics,
+                },
+                cfg.compactor.compaction.clone(),
+            )
+            .with_upload_part_size(cfg.storage.trace.upload_part_size()),
+        );
         tokio::spawn(compactor.run(cancel.clone()));
     }
     if let Some(cluster) = &cluster {

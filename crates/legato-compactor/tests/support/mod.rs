@@ -96,6 +96,8 @@ pub struct Setup {
     pub config: CompactionConfig,
     pub retention: RetentionLookup,
     pub owns: Ownership,
+    /// Part size of the compactor's streamed uploads.
+    pub part_size: usize,
 }
 
 impl Setup {
@@ -106,6 +108,7 @@ impl Setup {
             config: CompactionConfig::default(),
             retention: no_retention_overrides(),
             owns: owns_everything(),
+            part_size: legato_storage::DEFAULT_PART_SIZE,
         }
     }
 
@@ -126,7 +129,7 @@ impl Setup {
             owns: self.owns.clone(),
             metrics: CompactorMetrics::default(),
         };
-        Arc::new(Compactor::new(deps, self.config.clone()))
+        Arc::new(Compactor::new(deps, self.config.clone()).with_upload_part_size(self.part_size))
     }
 
     /// A reader's blocklist, as a querier in another process would poll it.
