@@ -6,6 +6,7 @@
 
 mod limiter;
 pub mod metrics;
+pub mod sampling;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,8 @@ pub struct Distributor {
     limits: IngestionLimits,
     limiter: RateLimiter,
     metrics: DistributorMetrics,
+    sampling: Option<sampling::SamplingLookup>,
+    observer: Option<Arc<dyn sampling::SpanObserver>>,
 }
 
 impl Distributor {
@@ -94,7 +97,21 @@ impl Distributor {
             limits,
             limiter: RateLimiter::new(clock),
             metrics,
+            sampling: None,
+            observer: None,
         }
+    }
+
+    /// Samples each tenant's traces at the ratio `lookup` gives (`None` = keep all).
+    pub fn with_sampling(mut self, lookup: sampling::SamplingLookup) -> Self {
+        self.sampling = Some(lookup);
+        self
+    }
+
+    /// Shows every accepted span to `observer` before sampling.
+    pub fn with_observer(mut self, observer: Arc<dyn sampling::SpanObserver>) -> Self {
+        self.observer = Some(observer);
+        self
     }
 
     /// Accepts an OTLP export of `wire_bytes` bytes for `tenant`. On success every span not
@@ -133,7 +150,19 @@ impl Distributor {
                 retry_after: Duration::from_secs(5),
             });
         }
-        let (traces, mut rejected) = (split.traces, split.rejected);
+        let (mut traces, mut rejected) = (split.traces, split.rejected);
+        if let Some(observer) = &self.observer {
+            observer.observe(tenant, &traces);
+        }
+        if let Some(ratio) = self.sampling.as_ref().and_then(|lookup| lookup(tenant)) {
+            let before: u64 = traces.iter().map(|t| u64::from(t.spans)).sum();
+            traces.retain(|t| sampling::keep(&t.id, ratio));
+            let kept: u64 = traces.iter().map(|t| u64::from(t.spans)).sum();
+            self.metrics
+                .spans_sampled_out
+                .get_or_create(&labels)
+                .inc_by(before - kept);
+        }
         let mut outcome = if traces.is_empty() {
             PushOutcome::default()
         } else {
@@ -275,5 +304,69 @@ mod tests {
         assert!(ok.is_ok());
         let refused = d.push(&TenantId::single(), Export::Request(&one_span(2)), 80).await;
         assert!(matches!(refused, Err(DistributorError::RateLimited { .. })));
+    }
+
+    /// Counts the spans it is shown, per tenant.
+    #[derive(Default)]
+    struct Observed(Mutex<u64>);
+
+    impl sampling::SpanObserver for Observed {
+        fn observe(&self, _tenant: &TenantId, traces: &[legato_proto::push::TraceSegment]) {
+            *self.0.lock() += traces.iter().map(|t| u64::from(t.spans)).sum::<u64>();
+        }
+    }
+
+    /// Issue 12: sampled-out spans are acknowledged and counted, the kept traces are those
+    /// OpenTelemetry's ratio sampler keeps, and the observer (the metrics generator's hook)
+    /// sees every span before sampling drops any.
+    #[tokio::test]
+    async fn sampling_keeps_traces_by_id_after_the_observer_saw_everything() {
+        let sink = Arc::new(Capture::default());
+        let observed = Arc::new(Observed::default());
+        let metrics = DistributorMetrics::default();
+        let d = Distributor::new(
+            sink.clone(),
+            IngestionLimits::default(),
+            Arc::new(ManualClock::new(0)),
+            metrics.clone(),
+        )
+        .with_sampling(Arc::new(|_: &TenantId| Some(0.25)))
+        .with_observer(observed.clone());
+        let spans: Vec<Span> = (0..400u32)
+            .map(|i| {
+                let mut trace = vec![7u8; 16];
+                trace[8..12].copy_from_slice(&i.wrapping_mul(2_654_435_761).to_be_bytes());
+                span(trace, vec![1; 8])
+            })
+            .collect();
+        let ids: Vec<Vec<u8>> = spans.iter().map(|s| s.trace_id.clone()).collect();
+        let outcome = d
+            .push(
+                &TenantId::single(),
+                Export::Request(&request(spans).encode_to_vec()),
+                100,
+            )
+            .await
+            .unwrap();
+        assert!(outcome.rejected.is_empty(), "sampled-out spans are not refusals");
+        assert_eq!(*observed.0.lock(), 400);
+        let mut pushed: Vec<Vec<u8>> = sink
+            .0
+            .lock()
+            .iter()
+            .flat_map(|r| r.traces.iter().map(|t| t.id.to_vec()))
+            .collect();
+        let mut expected: Vec<Vec<u8>> = ids.into_iter().filter(|id| sampling::keep(id, 0.25)).collect();
+        pushed.sort();
+        expected.sort();
+        assert_eq!(pushed, expected);
+        assert!((60..140).contains(&pushed.len()), "{}", pushed.len());
+        let labels = TenantLabels {
+            tenant: TenantId::single().to_string(),
+        };
+        assert_eq!(
+            metrics.spans_sampled_out.get_or_create(&labels).get(),
+            400 - pushed.len() as u64
+        );
     }
 }

@@ -22,6 +22,7 @@ pub struct DistributorMetrics {
     pub bytes_received: Family<TenantLabels, Counter>,
     pub spans_rejected: Family<ReasonLabels, Counter>,
     pub push_failures: Family<ReasonLabels, Counter>,
+    pub spans_sampled_out: Family<TenantLabels, Counter>,
 }
 
 impl DistributorMetrics {
@@ -45,6 +46,11 @@ impl DistributorMetrics {
             "legato_distributor_push_failures",
             "Exports refused as a whole with a retryable error",
             self.push_failures.clone(),
+        );
+        registry.register(
+            "legato_distributor_spans_sampled_out",
+            "Spans acknowledged but not stored because probabilistic sampling dropped their trace",
+            self.spans_sampled_out.clone(),
         );
     }
 }

@@ -202,12 +202,15 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
         None => late.clone(),
     };
-    let distributor = Arc::new(Distributor::new(
-        sink,
-        cfg.overrides.defaults.ingestion,
-        clock.clone(),
-        distributor_metrics,
-    ));
+    let distributor = Arc::new(
+        Distributor::new(
+            sink,
+            cfg.overrides.defaults.ingestion,
+            clock.clone(),
+            distributor_metrics,
+        )
+        .with_sampling(cfg.sampling_lookup()?),
+    );
     let otlp = &cfg.distributor.receivers.otlp.protocols;
     let state = Arc::new(AppState {
         distributor,

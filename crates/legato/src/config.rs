@@ -318,6 +318,7 @@ pub struct OverridesConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PerTenantOverride {
     pub compaction: CompactionOverrides,
+    pub sampling: legato_distributor::sampling::SamplingOverrides,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -326,6 +327,7 @@ pub struct TenantOverrides {
     pub ingestion: IngestionLimits,
     pub global: GlobalLimits,
     pub compaction: CompactionOverrides,
+    pub sampling: legato_distributor::sampling::SamplingOverrides,
 }
 
 /// `overrides.*.compaction`.
@@ -501,6 +503,16 @@ impl Config {
             self.per_tenant_overrides()
                 .with_context(|| format!("overrides.per_tenant_override_config: {}", path.display()))?;
         }
+        self.overrides
+            .defaults
+            .sampling
+            .validate("overrides.defaults.sampling")
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        for (tenant, o) in self.per_tenant_overrides()? {
+            o.sampling
+                .validate(&format!("overrides.{tenant}.sampling"))
+                .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        }
         self.ingester
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
@@ -534,6 +546,20 @@ impl Config {
                 .get(tenant.as_str())
                 .and_then(|o| o.compaction.block_retention)
                 .or(default)
+        }))
+    }
+
+    /// Sampling ratio per tenant: its override's `sampling`, else the defaults'; `None` keeps
+    /// everything.
+    pub fn sampling_lookup(&self) -> anyhow::Result<legato_distributor::sampling::SamplingLookup> {
+        let per_tenant = self.per_tenant_overrides()?;
+        let default = self.overrides.defaults.sampling.clone();
+        Ok(Arc::new(move |tenant: &legato_model::TenantId| {
+            per_tenant
+                .get(tenant.as_str())
+                .filter(|o| o.sampling.probabilistic.is_some())
+                .map_or(&default, |o| &o.sampling)
+                .ratio()
         }))
     }
 

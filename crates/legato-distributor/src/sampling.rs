@@ -1,0 +1,91 @@
+//! Probabilistic sampling at the distributor, per tenant: decided by trace id alone, exactly
+//! as OpenTelemetry's `TraceIdRatioBased` sampler decides (the trace id's low 64 bits, shifted
+//! right by one, below `ratio * 2^63`), so every distributor, every replica and an SDK
+//! sampling at the same ratio keep the same traces. Sampled-out spans are acknowledged and
+//! counted, never reported as refused.
+
+use std::sync::Arc;
+
+use legato_model::TenantId;
+use legato_proto::push::TraceSegment;
+use serde::{Deserialize, Serialize};
+
+/// `overrides.*.sampling` (tail sampling is not built yet: its block is refused at start-up).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingOverrides {
+    pub probabilistic: Option<ProbabilisticSampling>,
+}
+
+/// `sampling.probabilistic`: the share of traces kept, in percent.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbabilisticSampling {
+    pub sampling_percentage: f64,
+}
+
+impl SamplingOverrides {
+    /// `key` names the block in the message.
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        match self.probabilistic {
+            Some(p) if !(0.0..=100.0).contains(&p.sampling_percentage) => Err(format!(
+                "{key}.probabilistic.sampling_percentage must be between 0 and 100, got {}",
+                p.sampling_percentage
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The share kept, 0..=1; `None` keeps everything.
+    pub fn ratio(&self) -> Option<f64> {
+        self.probabilistic
+            .map(|p| p.sampling_percentage / 100.0)
+            .filter(|r| *r < 1.0)
+    }
+}
+
+/// The sampling ratio of a tenant (`None` = keep all).
+pub type SamplingLookup = Arc<dyn Fn(&TenantId) -> Option<f64> + Send + Sync>;
+
+/// Whether a trace is kept at `ratio`, as OpenTelemetry's `TraceIdRatioBased` decides.
+pub fn keep(trace_id: &[u8], ratio: f64) -> bool {
+    if ratio >= 1.0 {
+        return true;
+    }
+    let Some(low) = trace_id.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
+        return true;
+    };
+    let upper_bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
+    (u64::from_be_bytes(low) >> 1) < upper_bound
+}
+
+/// Sees every accepted span of an export before sampling drops any: where the metrics
+/// generator (service graphs, span metrics) attaches, so it counts all traffic.
+pub trait SpanObserver: Send + Sync + 'static {
+    fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decisions_follow_the_low_half_of_the_trace_id() {
+        let id = |low: u64| {
+            let mut id = [0xffu8; 16];
+            id[8..].copy_from_slice(&low.to_be_bytes());
+            id
+        };
+        assert!(keep(&id(0), 0.01));
+        assert!(!keep(&id(u64::MAX), 0.99));
+        assert!(keep(&id(u64::MAX), 1.0));
+        // 2^63 * 0.5 = 2^62; low >> 1 < 2^62 <=> low < 2^63.
+        assert!(keep(&id((1 << 63) - 2), 0.5));
+        assert!(!keep(&id(1 << 63), 0.5));
+        assert!(!keep(&id(0), 0.0));
+        let kept = (0..10_000u64)
+            .filter(|i| keep(&id(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), 0.1))
+            .count();
+        assert!((900..1100).contains(&kept), "{kept}");
+    }
+}
