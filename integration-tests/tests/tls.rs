@@ -172,3 +172,79 @@ async fn every_listener_serves_tls_to_real_clients() {
     let (code, _) = curl(&["--cacert", ca, "--http2-prior-knowledge", "-o", "/dev/null", &grpc_url]);
     assert_eq!(code, 0, "TLS handshake on the gRPC port");
 }
+
+/// Microservices mode with mutual TLS between roles: every gRPC port requires a client
+/// certificate, and every role dials the others with `ingester_client.grpc_client_config`.
+/// A trace pushed through the distributor (to the ingester over mTLS) is read back through
+/// the query frontend (from the ingester over mTLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_talk_to_each_other_over_mutual_tls() {
+    use integration_tests::{Gossip, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at, span_count_v2};
+    use prost::Message;
+    let s3 = S3Server::start("traces").await;
+    let root = tempfile::tempdir().unwrap();
+    let pki = pki(root.path());
+    let client_cert = root.path().join("client.pem");
+    let client_key = root.path().join("client-key.pem");
+    std::fs::write(&client_cert, &pki.client_cert).unwrap();
+    std::fs::write(&client_key, &pki.client_key).unwrap();
+    let tls = format!(
+        "ingester_client:\n  grpc_client_config:\n    tls_enabled: true\n    tls_ca_path: {ca}\n    tls_cert_path: {cert}\n    tls_key_path: {key}\n    tls_server_name: localhost\n",
+        ca = pki.ca.display(),
+        cert = client_cert.display(),
+        key = client_key.display(),
+    );
+    let server_tls = format!(
+        "  grpc_tls_config:\n    cert_file: {}\n    key_file: {}\n    client_ca_file: {}\n",
+        pki.server_cert.display(),
+        pki.server_key.display(),
+        pki.ca.display()
+    );
+    let seed_port = free_udp_port();
+    let start = |target: &str, name: &str, gossip: u16| {
+        let dir = root.path().join(name);
+        let ports = Ports::free();
+        let gossip = Gossip {
+            port: gossip,
+            seed: seed_port,
+        };
+        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, &tls)
+            .replace("replication_factor: 3", "replication_factor: 1")
+            .replace("  log_level: info\n", &format!("  log_level: info\n{server_tls}"));
+        (Legato::start(&dir, ports, &yaml), ports)
+    };
+    let (_ingester, _) = start("ingester", "ingester-0", seed_port);
+    let (frontend, _) = start("query-frontend", "frontend", free_udp_port());
+    let (distributor, _) = start("distributor", "distributor", free_udp_port());
+    let client = reqwest::Client::new();
+    let (req, id) = otlp_request_at(
+        5,
+        3,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64,
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let status = client
+            .post(distributor.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "push over mTLS never succeeded: {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(span_count_v2(&client, &frontend, &id).await, 3, "read back over mTLS");
+    let log = distributor.log_text();
+    assert!(!log.contains("tls_enabled"), "no config complaint:\n{log}");
+}
