@@ -1,0 +1,333 @@
+//! Flushes, compaction and reads against a real S3 server (moto_server, or `$LEGATO_S3_SERVER`)
+//! behind a proxy that answers a share of requests with a 503, forwards others and then loses
+//! the answer (500), and stalls others past the client's timeout (issue #10). With
+//! `storage.trace.s3.max_retries` the S3 client absorbs it all; without retries the failures
+//! reach Legato's code as clear, retryable errors. Either way nothing written is lost or seen
+//! twice.
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use legato_model::{BlockId, Clock, TenantId};
+use legato_proto::combine::combine;
+use legato_storage::metrics::StorageMetrics;
+use legato_storage::{BlockReader, ObjectStore, StorageBackend, TraceStorageConfig, encode_block, write_block};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const BUCKET: &str = "traces";
+
+struct S3Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; returns the raw response.
+async fn exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(request).await?;
+    let mut response = Vec::new();
+    conn.read_to_end(&mut response).await?;
+    Ok(response)
+}
+
+async fn start_s3() -> S3Server {
+    let program = std::env::var("LEGATO_S3_SERVER").unwrap_or_else(|_| "moto_server".into());
+    let port = free_port();
+    let child = Command::new(&program)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {program}: {e}; install it with `pip install 'moto[server]'` (ci/setup.sh does)")
+        });
+    let server = S3Server { child, port };
+    let create =
+        format!("PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = exchange(port, create.as_bytes()).await
+            && response.starts_with(b"HTTP/1.1 200")
+        {
+            return server;
+        }
+        assert!(Instant::now() < deadline, "{program} did not start");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// What the proxy did.
+#[derive(Default)]
+struct ProxyStats {
+    requests: AtomicU64,
+    refused: AtomicU64,
+    lost: AtomicU64,
+    stalled: AtomicU64,
+}
+
+struct Faults {
+    fail_ratio: f64,
+    stall_ratio: f64,
+    stall: Duration,
+    enabled: AtomicBool,
+    stats: ProxyStats,
+    rng: parking_lot::Mutex<u64>,
+}
+
+impl Faults {
+    fn roll(&self) -> f64 {
+        let mut s = self.rng.lock();
+        *s ^= *s << 13;
+        *s ^= *s >> 7;
+        *s ^= *s << 17;
+        (*s >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
+}
+
+fn content_length(head: &str) -> usize {
+    head.lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().ok())
+                .flatten()
+        })
+        .unwrap_or(0)
+}
+
+/// The request head with `Connection: close`, so the server ends the response with EOF.
+fn closing(head: &str) -> String {
+    let mut lines: Vec<&str> = head
+        .trim_end_matches("\r\n")
+        .split("\r\n")
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .collect();
+    lines.push("Connection: close");
+    format!("{}\r\n\r\n", lines.join("\r\n"))
+}
+
+const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const LOST: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+
+/// Serves one client connection: one request, then close.
+async fn proxy_one(mut client: TcpStream, upstream: u16, faults: Arc<Faults>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 64 << 10];
+    let end = loop {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = head_end(&buf) {
+            break end;
+        }
+    };
+    let head = String::from_utf8_lossy(&buf[..end]).to_string();
+    let body_len = content_length(&head);
+    while buf.len() < end + body_len {
+        let n = client.read(&mut chunk).await?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    faults.stats.requests.fetch_add(1, Ordering::SeqCst);
+    let on = faults.enabled.load(Ordering::SeqCst);
+    if on && faults.roll() < faults.stall_ratio {
+        faults.stats.stalled.fetch_add(1, Ordering::SeqCst);
+        tokio::time::sleep(faults.stall).await;
+    }
+    let fate = if on { faults.roll() } else { 1.0 };
+    if fate < faults.fail_ratio / 2.0 {
+        faults.stats.refused.fetch_add(1, Ordering::SeqCst);
+        return client.write_all(REFUSED).await;
+    }
+    let mut request = closing(&head).into_bytes();
+    request.extend_from_slice(&buf[end..end + body_len]);
+    let response = exchange(upstream, &request).await?;
+    if fate < faults.fail_ratio {
+        faults.stats.lost.fetch_add(1, Ordering::SeqCst);
+        return client.write_all(LOST).await;
+    }
+    client.write_all(&response).await
+}
+
+async fn start_proxy(upstream: u16, faults: Arc<Faults>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let faults = faults.clone();
+            tokio::spawn(async move {
+                let _ = proxy_one(client, upstream, faults).await;
+            });
+        }
+    });
+    port
+}
+
+fn store_config(proxy: u16, retries: usize) -> TraceStorageConfig {
+    let mut cfg = TraceStorageConfig {
+        backend: StorageBackend::S3,
+        ..TraceStorageConfig::default()
+    };
+    let s3 = &mut cfg.s3;
+    s3.bucket = BUCKET.into();
+    s3.endpoint = format!("127.0.0.1:{proxy}");
+    s3.region = "us-east-1".into();
+    s3.access_key = "test".into();
+    s3.secret_key = "test".into();
+    s3.insecure = true;
+    s3.forcepathstyle = true;
+    s3.timeout = Duration::from_millis(1500);
+    s3.max_retries = retries;
+    s3.min_backoff = Duration::from_millis(5);
+    s3.max_backoff = Duration::from_millis(50);
+    s3.retry_timeout = Duration::from_secs(60);
+    cfg.validate().unwrap();
+    cfg
+}
+
+const BLOCKS: u32 = 6;
+const TRACES_PER_BLOCK: u32 = 20;
+
+/// Flushes (retried like the ingester's), compaction cycles and reads through `store`.
+/// Returns the errors Legato's code saw while the faults lasted.
+async fn exercise(store: &Arc<dyn ObjectStore>, faults: &Faults, tenant: &TenantId) -> u64 {
+    let setup = Setup::new(store.clone());
+    let end = setup.clock.now_nanos() - 5 * MINUTE;
+    let mut seen_errors = 0u64;
+    let clear = |e: &dyn std::fmt::Display| {
+        let text = e.to_string();
+        assert!(
+            text.contains("object store error on") || text.contains("Generic S3 error"),
+            "unclear error: {text}"
+        );
+    };
+    for b in 0..BLOCKS {
+        let first = b * TRACES_PER_BLOCK;
+        let traces = (first..first + TRACES_PER_BLOCK).map(|n| trace(n, 3, end)).collect();
+        let block = encode_block(tenant, BlockId::random(), traces, 1).unwrap();
+        while let Err(e) = write_block(store, &block).await {
+            assert!(e.is_retryable(), "{e}");
+            clear(&e);
+            seen_errors += 1;
+        }
+    }
+    let compactor = setup.compactor();
+    for _ in 0..4 {
+        match compactor.run_cycle().await {
+            Ok(stats) => seen_errors += (stats.jobs_failed + stats.tenant_errors) as u64,
+            Err(e) => {
+                clear(&e);
+                seen_errors += 1;
+            }
+        }
+    }
+    // Reads while faults last: right, or a clear error.
+    let reader = BlockReader::new(store.clone(), StorageMetrics::default());
+    let list = legato_storage::Blocklist::new(Duration::ZERO, setup.clock.clone());
+    if let Err(e) = list.poll(store).await {
+        clear(&e);
+        seen_errors += 1;
+    }
+    for n in 0..BLOCKS * TRACES_PER_BLOCK {
+        let mut found = Vec::new();
+        let mut failed = false;
+        for meta in list.blocks(tenant) {
+            match reader.find_trace(&meta, &trace_id(n)).await {
+                Ok(spans) if !spans.is_empty() => found.push(spans),
+                Ok(_) => {}
+                Err(e) => {
+                    clear(&e);
+                    failed = true;
+                }
+            }
+        }
+        if failed {
+            seen_errors += 1;
+            continue;
+        }
+        assert!(found.len() <= 1, "trace {n} in {} visible blocks", found.len());
+        if let Some(spans) = found.pop() {
+            assert_eq!(combine(spans), combine(trace(n, 3, end).batches), "trace {n}");
+        }
+    }
+
+    // Healed: every trace once and whole.
+    faults.enabled.store(false, Ordering::SeqCst);
+    for _ in 0..3 {
+        compactor.run_cycle().await.unwrap();
+    }
+    let list = setup.fresh_blocklist().await;
+    let blocks = list.blocks(tenant);
+    assert_each_once(&visible_copies(store, &blocks).await, 0..BLOCKS * TRACES_PER_BLOCK);
+    assert_eq!(blocks.len(), 1, "compacted into one block");
+    seen_errors
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flaky_s3_is_absorbed_by_retries_and_otherwise_fails_clearly() {
+    let s3 = start_s3().await;
+    let mut injected = [0u64; 3];
+    for (retries, tenant) in [(10, "retried"), (0, "unretried")] {
+        let faults = Arc::new(Faults {
+            fail_ratio: 0.2,
+            stall_ratio: 0.03,
+            stall: Duration::from_millis(2500),
+            enabled: AtomicBool::new(true),
+            stats: ProxyStats::default(),
+            rng: parking_lot::Mutex::new(0x5EED_u64 + retries as u64),
+        });
+        let proxy = start_proxy(s3.port, faults.clone()).await;
+        let store = legato_storage::build_object_store(&store_config(proxy, retries)).unwrap();
+        let tenant = TenantId::new(tenant).unwrap();
+        let errors = exercise(&store, &faults, &tenant).await;
+        let stats = &faults.stats;
+        let (requests, refused, lost, stalled) = (
+            stats.requests.load(Ordering::SeqCst),
+            stats.refused.load(Ordering::SeqCst),
+            stats.lost.load(Ordering::SeqCst),
+            stats.stalled.load(Ordering::SeqCst),
+        );
+        eprintln!(
+            "max_retries {retries}: {requests} requests, {refused} refused (503), {lost} lost (500 after forwarding), {stalled} stalled; errors seen by Legato: {errors}"
+        );
+        injected = [injected[0] + refused, injected[1] + lost, injected[2] + stalled];
+        if retries > 0 {
+            // 20% failures, 3% stalls past the timeout: ten retries make a failure that
+            // reaches Legato very unlikely (0.23^11 per request).
+            assert_eq!(errors, 0, "the client's retries absorbed every fault");
+        } else {
+            assert!(errors > 0, "without retries the faults reach Legato, as clear errors");
+        }
+    }
+    assert!(injected.iter().all(|n| *n > 0), "refused, lost, stalled: {injected:?}");
+}
