@@ -20,6 +20,14 @@ if [ ! -d integration-tests/traceql/node_modules/@grafana/lezer-traceql ]; then
   echo "ci/setup.sh: installing @grafana/lezer-traceql (npm ci)"
   npm ci --prefix integration-tests/traceql --no-audit --no-fund --loglevel=error
 fi
+# A real Prometheus for the metrics generator's remote-write test (Debian's package).
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "ci/setup.sh: installing prometheus (apt-get) for the remote-write test"
+  if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } >/dev/null 2>&1; then
+    echo "ci/setup.sh: could not install prometheus with apt-get" >&2
+    exit 1
+  fi
+fi
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "ci/setup.sh: installing cargo-nextest"
   cargo install --locked cargo-nextest

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 
 use legato_model::TenantId;
-use legato_proto::push::TraceSegment;
 use serde::{Deserialize, Serialize};
 
 /// `overrides.*.sampling` (tail sampling is not built yet: its block is refused at start-up).
@@ -59,11 +58,7 @@ pub fn keep(trace_id: &[u8], ratio: f64) -> bool {
     (u64::from_be_bytes(low) >> 1) < upper_bound
 }
 
-/// Sees every accepted span of an export before sampling drops any: where the metrics
-/// generator (service graphs, span metrics) attaches, so it counts all traffic.
-pub trait SpanObserver: Send + Sync + 'static {
-    fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]);
-}
+pub use legato_proto::push::SpanObserver;
 
 #[cfg(test)]
 mod tests {

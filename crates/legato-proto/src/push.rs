@@ -129,5 +129,11 @@ pub trait RecentTraces: Send + Sync + 'static {
     }
 }
 
+/// Sees every accepted span of an export before sampling drops any: where the metrics
+/// generator (service graphs, span metrics) attaches, so it counts all traffic.
+pub trait SpanObserver: Send + Sync + 'static {
+    fn observe(&self, tenant: &legato_model::TenantId, traces: &[TraceSegment]);
+}
+
 /// Receives recent traces one at a time; returns false to stop.
 pub type RecentVisitor = std::sync::Arc<dyn Fn(legato_model::span::TraceData) -> bool + Send + Sync>;

@@ -134,6 +134,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     distributor_metrics.register(&mut registry);
     querier_metrics.register(&mut registry);
     api_metrics.register(&mut registry);
+    let generator_metrics = legato_generator::metrics::GeneratorMetrics::default();
+    generator_metrics.register(&mut registry);
 
     // Every request to the bucket is counted (legato_storage_object_store_requests{op}).
     let store = instrument(build_object_store(&cfg.storage.trace)?, &storage_metrics);
@@ -202,15 +204,25 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
         None => late.clone(),
     };
-    let distributor = Arc::new(
-        Distributor::new(
-            sink,
-            cfg.overrides.defaults.ingestion,
-            clock.clone(),
-            distributor_metrics,
-        )
-        .with_sampling(cfg.sampling_lookup()?),
-    );
+    // The metrics generator sees every accepted span before sampling.
+    let generator = cfg.generator_enabled()?.then(|| {
+        Arc::new(legato_generator::Generator::new(
+            cfg.metrics_generator.clone(),
+            cfg.processors_lookup(),
+            generator_metrics,
+        ))
+    });
+    let mut distributor = Distributor::new(
+        sink,
+        cfg.overrides.defaults.ingestion,
+        clock.clone(),
+        distributor_metrics,
+    )
+    .with_sampling(cfg.sampling_lookup()?);
+    if let Some(generator) = &generator {
+        distributor = distributor.with_observer(generator.clone());
+    }
+    let distributor = Arc::new(distributor);
     let otlp = &cfg.distributor.receivers.otlp.protocols;
     let state = Arc::new(AppState {
         distributor,
@@ -234,6 +246,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         backend = ?cfg.storage.trace.backend, replication_factor = rf, "legato listening");
 
     let cancel = CancellationToken::new();
+    if let Some(generator) = &generator {
+        tokio::spawn(generator.clone().run(cancel.clone()));
+    }
     let servers_stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     let grpc_limit = otlp.grpc.max_recv_msg_size_mib << 20;

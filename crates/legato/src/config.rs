@@ -27,6 +27,7 @@ pub struct Config {
     pub compactor: legato_compactor::CompactorConfig,
     pub ingester_client: IngesterClientConfig,
     pub auth: AuthConfig,
+    pub metrics_generator: legato_generator::GeneratorConfig,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             querier: QuerierConfig::default(),
             ingester_client: IngesterClientConfig::default(),
             auth: AuthConfig::default(),
+            metrics_generator: legato_generator::GeneratorConfig::default(),
             compactor: legato_compactor::CompactorConfig::default(),
         }
     }
@@ -319,6 +321,14 @@ pub struct OverridesConfig {
 pub struct PerTenantOverride {
     pub compaction: CompactionOverrides,
     pub sampling: legato_distributor::sampling::SamplingOverrides,
+    pub metrics_generator: GeneratorOverrides,
+}
+
+/// `overrides.*.metrics_generator`: which processors run for the tenant (Tempo's key).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GeneratorOverrides {
+    pub processors: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -328,6 +338,7 @@ pub struct TenantOverrides {
     pub global: GlobalLimits,
     pub compaction: CompactionOverrides,
     pub sampling: legato_distributor::sampling::SamplingOverrides,
+    pub metrics_generator: GeneratorOverrides,
 }
 
 /// `overrides.*.compaction`.
@@ -503,6 +514,10 @@ impl Config {
             self.per_tenant_overrides()
                 .with_context(|| format!("overrides.per_tenant_override_config: {}", path.display()))?;
         }
+        self.metrics_generator
+            .validate("metrics_generator")
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+        self.generator_enabled()?;
         self.overrides
             .defaults
             .sampling
@@ -561,6 +576,52 @@ impl Config {
                 .map_or(&default, |o| &o.sampling)
                 .ratio()
         }))
+    }
+
+    /// Processors per tenant: its override's list when it has one, else the defaults'.
+    pub fn processors_lookup(&self) -> legato_generator::ProcessorsLookup {
+        let per_tenant = self.per_tenant_overrides().unwrap_or_default();
+        let default = self.overrides.defaults.metrics_generator.processors.clone();
+        Arc::new(move |tenant: &legato_model::TenantId| {
+            per_tenant
+                .get(tenant.as_str())
+                .filter(|o| !o.metrics_generator.processors.is_empty())
+                .map_or(&default, |o| &o.metrics_generator.processors)
+                .clone()
+        })
+    }
+
+    /// Whether any tenant has a processor on; checks the names and where it can run.
+    pub fn generator_enabled(&self) -> anyhow::Result<bool> {
+        let per_tenant = self.per_tenant_overrides()?;
+        let lists = std::iter::once((
+            "overrides.defaults".to_string(),
+            &self.overrides.defaults.metrics_generator,
+        ))
+        .chain(
+            per_tenant
+                .iter()
+                .map(|(t, o)| (format!("overrides.{t}"), &o.metrics_generator)),
+        );
+        let mut any = false;
+        for (key, o) in lists {
+            for p in &o.processors {
+                match p.as_str() {
+                    legato_generator::SPAN_METRICS => any = true,
+                    legato_generator::SERVICE_GRAPHS => bail!(
+                        "invalid configuration at {key}.metrics_generator.processors: {p:?} is not built yet (span-metrics is)"
+                    ),
+                    other => bail!(
+                        "invalid configuration at {key}.metrics_generator.processors: unknown processor {other:?} (known: span-metrics)"
+                    ),
+                }
+            }
+        }
+        if any && self.microservices() && self.target != "distributor" {
+            // It runs in the distributor (every span passes there); other roles ignore it.
+            return Ok(false);
+        }
+        Ok(any)
     }
 
     /// Whether this process is one role of a cluster (not the single binary).

@@ -1,0 +1,220 @@
+//! The metrics generator: sees every accepted span before sampling (the distributor's
+//! `SpanObserver` hook), keeps span-metric series with Tempo's names and labels in a
+//! per-tenant registry bounded by `max_active_series`, and remote-writes them to Prometheus
+//! every `collection_interval` from a bounded queue with backoff, never blocking ingest.
+//!
+//! Built so far: the `span-metrics` processor and remote write. Not yet: `service-graphs`,
+//! the `metrics-generator` role of microservices mode, per-block aggregates and the
+//! `/prometheus` API (issue 11).
+
+pub mod config;
+pub mod metrics;
+pub mod registry;
+pub mod remote_write;
+pub mod spanmetrics;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use legato_model::TenantId;
+use legato_proto::push::{SpanObserver, TraceSegment};
+use parking_lot::Mutex;
+use prost::Message;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GeneratorConfig;
+use metrics::{GeneratorMetrics, ResultLabels, TenantLabels};
+use registry::{Labels, Registry};
+
+/// The processors Legato builds (Tempo's names).
+pub const SPAN_METRICS: &str = "span-metrics";
+pub const SERVICE_GRAPHS: &str = "service-graphs";
+
+/// Which processors run for a tenant (`overrides.*.metrics_generator.processors`).
+pub type ProcessorsLookup = Arc<dyn Fn(&TenantId) -> Vec<String> + Send + Sync>;
+
+/// Remote-write bodies waiting to be sent, per endpoint; past this the oldest is dropped.
+const MAX_QUEUED: usize = 64;
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+pub struct Generator {
+    cfg: GeneratorConfig,
+    span_metrics: spanmetrics::SpanMetrics,
+    processors: ProcessorsLookup,
+    tenants: Mutex<HashMap<TenantId, Registry>>,
+    external: Labels,
+    metrics: GeneratorMetrics,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+impl Generator {
+    pub fn new(cfg: GeneratorConfig, processors: ProcessorsLookup, metrics: GeneratorMetrics) -> Self {
+        let registry = &cfg.registry;
+        let span_metrics = spanmetrics::SpanMetrics::new(
+            cfg.processor.span_metrics.clone(),
+            registry.max_label_name_length,
+            registry.max_label_value_length,
+        );
+        // Every series carries the generator's host (so several generators never write the
+        // same series) and the external labels, which win over processor labels.
+        let mut external: Labels = vec![("__metrics_gen_instance".into(), hostname())];
+        external.extend(registry.external_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self {
+            span_metrics,
+            processors,
+            tenants: Mutex::default(),
+            external,
+            metrics,
+            cfg,
+        }
+    }
+
+    /// Collects every tenant's series as remote-write requests (one per tenant).
+    pub fn collect(&self, exemplars: bool) -> Vec<(TenantId, remote_write::WriteRequest)> {
+        let now = now_ms();
+        let stale_before = now - self.cfg.registry.stale_duration.as_millis() as i64;
+        let mut tenants = self.tenants.lock();
+        tenants
+            .iter_mut()
+            .map(|(tenant, registry)| {
+                registry.drop_stale(stale_before);
+                let labels = TenantLabels {
+                    tenant: tenant.to_string(),
+                };
+                self.metrics
+                    .active_series
+                    .get_or_create(&labels)
+                    .set(registry.active() as i64);
+                let request = remote_write::WriteRequest {
+                    timeseries: registry.collect(now, &self.external, exemplars),
+                };
+                (tenant.clone(), request)
+            })
+            .filter(|(_, r)| !r.timeseries.is_empty())
+            .collect()
+    }
+
+    /// Collects and remote-writes every `collection_interval` until cancelled.
+    pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        if self.cfg.storage.remote_write.is_empty() {
+            return;
+        }
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap_or_default();
+        let endpoints = self.cfg.storage.remote_write.clone();
+        let mut queues: Vec<VecDeque<(TenantId, Vec<u8>)>> = vec![VecDeque::new(); endpoints.len()];
+        let mut backoff: Vec<(Duration, Instant)> = vec![(Duration::ZERO, Instant::now()); endpoints.len()];
+        let mut tick = tokio::time::interval(self.cfg.registry.collection_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for (i, endpoint) in endpoints.iter().enumerate() {
+                for (tenant, request) in self.collect(endpoint.send_exemplars) {
+                    let Ok(body) = remote_write::encode(&request) else {
+                        continue;
+                    };
+                    if queues[i].len() >= MAX_QUEUED {
+                        queues[i].pop_front();
+                        self.count("dropped_queue_full");
+                    }
+                    queues[i].push_back((tenant, body));
+                }
+                self.metrics
+                    .queue_length
+                    .set(queues.iter().map(VecDeque::len).sum::<usize>() as i64);
+                if Instant::now() < backoff[i].1 {
+                    continue;
+                }
+                while let Some((tenant, body)) = queues[i].front().cloned() {
+                    match remote_write::send(&client, endpoint, &tenant, body).await {
+                        Ok(()) => {
+                            queues[i].pop_front();
+                            backoff[i].0 = Duration::ZERO;
+                            self.count("ok");
+                        }
+                        Err((false, e)) => {
+                            queues[i].pop_front();
+                            self.count("dropped_rejected");
+                            tracing::warn!(url = %endpoint.url, error = %e, "remote write refused; dropping the request");
+                        }
+                        Err((true, e)) => {
+                            let next = (backoff[i].0 * 2).clamp(Duration::from_secs(1), MAX_BACKOFF);
+                            backoff[i] = (next, Instant::now() + next);
+                            self.count("retry");
+                            tracing::warn!(url = %endpoint.url, error = %e, retry_in = ?next, "remote write failed; will retry");
+                            break;
+                        }
+                    }
+                }
+                self.metrics
+                    .queue_length
+                    .set(queues.iter().map(VecDeque::len).sum::<usize>() as i64);
+            }
+        }
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics
+            .remote_write_requests
+            .get_or_create(&ResultLabels { result: result.into() })
+            .inc();
+    }
+}
+
+impl SpanObserver for Generator {
+    /// Counts the export's spans for tenants with `span-metrics` on. Runs on the push path:
+    /// the work is a decode and a few map updates per span, never IO.
+    fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]) {
+        if !(self.processors)(tenant).iter().any(|p| p == SPAN_METRICS) {
+            return;
+        }
+        let now = now_ms();
+        let max_active = self.cfg.registry.max_active_series;
+        let mut tenants = self.tenants.lock();
+        let registry = tenants.entry(tenant.clone()).or_default();
+        let refused_before = registry.refused;
+        let mut spans = 0u64;
+        for seg in traces {
+            let Ok(trace) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) else {
+                continue;
+            };
+            let trace_id = hex_id(&seg.id);
+            spans += u64::from(seg.spans);
+            self.span_metrics
+                .observe(registry, &trace.resource_spans, &trace_id, max_active, now);
+        }
+        let labels = TenantLabels {
+            tenant: tenant.to_string(),
+        };
+        self.metrics.spans_observed.get_or_create(&labels).inc_by(spans);
+        let refused = registry.refused - refused_before;
+        if refused > 0 {
+            self.metrics.series_refused.get_or_create(&labels).inc_by(refused);
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "legato".into())
+}
+
+fn hex_id(id: &[u8]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}

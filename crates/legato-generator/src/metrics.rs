@@ -1,0 +1,56 @@
+//! Prometheus metrics of the metrics generator itself.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TenantLabels {
+    pub tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct GeneratorMetrics {
+    pub spans_observed: Family<TenantLabels, Counter>,
+    pub active_series: Family<TenantLabels, Gauge>,
+    pub series_refused: Family<TenantLabels, Counter>,
+    pub remote_write_requests: Family<ResultLabels, Counter>,
+    pub queue_length: Gauge,
+}
+
+impl GeneratorMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "legato_generator_spans_observed",
+            "Spans counted by the metrics generator (before sampling)",
+            self.spans_observed.clone(),
+        );
+        registry.register(
+            "legato_generator_active_series",
+            "Series the generator holds per tenant",
+            self.active_series.clone(),
+        );
+        registry.register(
+            "legato_generator_series_refused",
+            "Series updates refused because the tenant was at metrics_generator.registry.max_active_series",
+            self.series_refused.clone(),
+        );
+        registry.register(
+            "legato_generator_remote_write_requests",
+            "Remote-write requests by result: ok, retry (failed, kept), dropped_rejected (4xx), dropped_queue_full",
+            self.remote_write_requests.clone(),
+        );
+        registry.register(
+            "legato_generator_remote_write_queue_length",
+            "Remote-write requests waiting to be sent",
+            self.queue_length.clone(),
+        );
+    }
+}

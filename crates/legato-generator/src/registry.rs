@@ -1,0 +1,322 @@
+//! Series the processors update: counters and histograms keyed by metric name and labels,
+//! bounded per tenant (`max_active_series`), dropped when stale, collected into remote-write
+//! time series.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::remote_write::{Exemplar, Label, Sample, TimeSeries};
+
+/// Label pairs sorted by name.
+pub type Labels = Vec<(String, String)>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Key {
+    name: &'static str,
+    labels: Labels,
+}
+
+#[derive(Debug)]
+enum Value {
+    Counter(f64),
+    Histogram {
+        bounds: Arc<[f64]>,
+        /// Per bucket (not cumulative), plus one for +Inf.
+        counts: Vec<u64>,
+        sum: f64,
+        count: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Series {
+    value: Value,
+    /// Unix ms of the first update, reported once as a 0 sample so `rate()` sees the first
+    /// increase.
+    created_ms: i64,
+    updated_ms: i64,
+    reported: bool,
+    exemplar: Option<(String, f64, i64)>,
+}
+
+/// One tenant's series.
+#[derive(Debug, Default)]
+pub struct Registry {
+    series: HashMap<Key, Series>,
+    /// Updates refused because the tenant was at `max_active_series`.
+    pub refused: u64,
+}
+
+impl Registry {
+    pub fn active(&self) -> usize {
+        self.series.len()
+    }
+
+    fn entry(
+        &mut self,
+        name: &'static str,
+        labels: Labels,
+        max_active: usize,
+        now_ms: i64,
+        init: impl FnOnce() -> Value,
+    ) -> Option<&mut Series> {
+        let mut key = Key { name, labels };
+        if !self.series.contains_key(&key) && max_active > 0 && self.series.len() >= max_active {
+            // Past the limit, updates go to one overflow series per metric (as in Tempo), so
+            // totals stay right and memory stays bounded.
+            self.refused += 1;
+            key = Key {
+                name,
+                labels: vec![("metric_overflow".into(), "true".into())],
+            };
+        }
+        let series = self.series.entry(key).or_insert_with(|| Series {
+            value: init(),
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            reported: false,
+            exemplar: None,
+        });
+        series.updated_ms = now_ms;
+        Some(series)
+    }
+
+    pub fn add(&mut self, name: &'static str, labels: Labels, by: f64, max_active: usize, now_ms: i64) {
+        if let Some(s) = self.entry(name, labels, max_active, now_ms, || Value::Counter(0.0))
+            && let Value::Counter(v) = &mut s.value
+        {
+            *v += by;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe(
+        &mut self,
+        name: &'static str,
+        labels: Labels,
+        bounds: &Arc<[f64]>,
+        value: f64,
+        exemplar: Option<String>,
+        max_active: usize,
+        now_ms: i64,
+    ) {
+        let init = || Value::Histogram {
+            bounds: bounds.clone(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        };
+        let Some(s) = self.entry(name, labels, max_active, now_ms, init) else {
+            return;
+        };
+        if let Value::Histogram {
+            bounds,
+            counts,
+            sum,
+            count,
+        } = &mut s.value
+        {
+            let bucket = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
+            counts[bucket] += 1;
+            *sum += value;
+            *count += 1;
+        }
+        if let Some(trace_id) = exemplar {
+            s.exemplar = Some((trace_id, value, now_ms));
+        }
+    }
+
+    /// Drops series not updated since `stale_before_ms`.
+    pub fn drop_stale(&mut self, stale_before_ms: i64) {
+        self.series.retain(|_, s| s.updated_ms >= stale_before_ms);
+    }
+
+    /// Every series as remote-write time series at `now_ms`, `external` labels added.
+    pub fn collect(&mut self, now_ms: i64, external: &Labels, exemplars: bool) -> Vec<TimeSeries> {
+        let mut out = Vec::new();
+        for (key, s) in &mut self.series {
+            let first = !s.reported && s.created_ms < now_ms;
+            s.reported = true;
+            let samples = |v: f64| {
+                let mut samples = Vec::with_capacity(2);
+                if first {
+                    samples.push(Sample {
+                        value: 0.0,
+                        timestamp: s.created_ms.min(now_ms - 1),
+                    });
+                }
+                samples.push(Sample {
+                    value: v,
+                    timestamp: now_ms,
+                });
+                samples
+            };
+            match &s.value {
+                Value::Counter(v) => out.push(series(key.name, &key.labels, None, external, samples(*v))),
+                Value::Histogram {
+                    bounds,
+                    counts,
+                    sum,
+                    count,
+                } => {
+                    let exemplar_bucket = s
+                        .exemplar
+                        .as_ref()
+                        .filter(|_| exemplars)
+                        .map(|(_, v, _)| bounds.iter().position(|b| v <= b).unwrap_or(bounds.len()));
+                    let mut cumulative = 0u64;
+                    for (i, c) in counts.iter().enumerate() {
+                        cumulative += c;
+                        let le = bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| format_bound(*b));
+                        let mut ts = series(
+                            bucket_name(key.name),
+                            &key.labels,
+                            Some(&le),
+                            external,
+                            samples(cumulative as f64),
+                        );
+                        if exemplar_bucket == Some(i)
+                            && let Some((trace_id, value, at)) = &s.exemplar
+                        {
+                            ts.exemplars.push(Exemplar {
+                                labels: vec![Label {
+                                    name: "traceID".into(),
+                                    value: trace_id.clone(),
+                                }],
+                                value: *value,
+                                timestamp: *at,
+                            });
+                        }
+                        out.push(ts);
+                    }
+                    // Tempo starts `_count` and `_bucket` at 0, not `_sum`.
+                    let mut sum_series = series(sum_name(key.name), &key.labels, None, external, samples(*sum));
+                    if first {
+                        sum_series.samples.remove(0);
+                    }
+                    out.push(sum_series);
+                    out.push(series(
+                        count_name(key.name),
+                        &key.labels,
+                        None,
+                        external,
+                        samples(*count as f64),
+                    ));
+                }
+            }
+        }
+        out
+    }
+}
+
+fn bucket_name(name: &'static str) -> String {
+    format!("{name}_bucket")
+}
+
+fn sum_name(name: &'static str) -> String {
+    format!("{name}_sum")
+}
+
+fn count_name(name: &'static str) -> String {
+    format!("{name}_count")
+}
+
+/// Bucket bounds as Prometheus writes them (`0.002`, `1`, `16.384`).
+fn format_bound(b: f64) -> String {
+    let s = format!("{b}");
+    s.strip_suffix(".0").map(str::to_string).unwrap_or(s)
+}
+
+fn series(
+    name: impl Into<String>,
+    labels: &Labels,
+    le: Option<&str>,
+    external: &Labels,
+    samples: Vec<Sample>,
+) -> TimeSeries {
+    let mut all: Vec<Label> = Vec::with_capacity(labels.len() + external.len() + 2);
+    all.push(Label {
+        name: "__name__".into(),
+        value: name.into(),
+    });
+    for (k, v) in labels.iter().chain(external) {
+        all.push(Label {
+            name: k.clone(),
+            value: v.clone(),
+        });
+    }
+    if let Some(le) = le {
+        all.push(Label {
+            name: "le".into(),
+            value: le.to_string(),
+        });
+    }
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    all.dedup_by(|later, earlier| later.name == earlier.name);
+    TimeSeries {
+        labels: all,
+        samples,
+        exemplars: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_histograms_limits_and_staleness() {
+        let mut r = Registry::default();
+        let l = |v: &str| vec![("service".to_string(), v.to_string())];
+        r.add("calls_total", l("a"), 1.0, 2, 1_000);
+        r.add("calls_total", l("a"), 2.0, 2, 1_500);
+        let bounds: Arc<[f64]> = Arc::from(vec![0.1, 1.0]);
+        r.observe("latency", l("a"), &bounds, 0.5, Some("abc".into()), 2, 1_500);
+        r.add("calls_total", l("b"), 1.0, 2, 1_500);
+        assert_eq!(
+            (r.active(), r.refused),
+            (3, 1),
+            "the third series went to the overflow series"
+        );
+        let out = r.collect(2_000, &vec![("cluster".into(), "eu".into())], true);
+        let find = |name: &str, le: Option<&str>| {
+            out.iter()
+                .find(|t| {
+                    t.labels.iter().any(|l| l.name == "__name__" && l.value == name)
+                        && le.is_none_or(|le| t.labels.iter().any(|l| l.name == "le" && l.value == le))
+                })
+                .unwrap()
+        };
+        let calls = find("calls_total", None);
+        assert_eq!(
+            calls.samples.iter().map(|s| s.value).collect::<Vec<_>>(),
+            vec![0.0, 3.0]
+        );
+        assert!(calls.labels.iter().any(|l| l.name == "cluster" && l.value == "eu"));
+        assert_eq!(find("latency_bucket", Some("0.1")).samples.last().unwrap().value, 0.0);
+        let one = find("latency_bucket", Some("1"));
+        assert_eq!(one.samples.last().unwrap().value, 1.0);
+        assert_eq!(one.exemplars[0].labels[0].value, "abc");
+        assert_eq!(one.exemplars[0].labels[0].name, "traceID");
+        let overflow = out
+            .iter()
+            .find(|t| {
+                t.labels
+                    .iter()
+                    .any(|l| l.name == "metric_overflow" && l.value == "true")
+            })
+            .unwrap();
+        assert_eq!(overflow.samples.last().unwrap().value, 1.0);
+        assert_eq!(find("latency_bucket", Some("+Inf")).samples.last().unwrap().value, 1.0);
+        let sum = find("latency_sum", None);
+        assert_eq!(
+            (sum.samples.len(), sum.samples[0].value),
+            (1, 0.5),
+            "no initial 0 on _sum"
+        );
+        let again = r.collect(3_000, &Vec::new(), false);
+        assert!(again.iter().all(|t| t.samples.len() == 1), "the 0 sample is sent once");
+        r.drop_stale(1_600);
+        assert_eq!(r.active(), 0);
+    }
+}

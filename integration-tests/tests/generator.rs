@@ -1,0 +1,287 @@
+//! The metrics generator's span metrics (issue 11, first part) remote-written to a real
+//! Prometheus (Debian's package, started here with the remote-write receiver), which then
+//! answers the RED-table queries Grafana's Tempo data source sends. Sampling is set to keep
+//! nothing, so the test also shows span metrics count every span before sampling drops it.
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::{Legato, Ports, config_yaml, free_port, span_count_v2};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::Resource;
+
+struct Prometheus {
+    child: Child,
+    port: u16,
+}
+
+impl Prometheus {
+    fn start(dir: &std::path::Path) -> Self {
+        let port = free_port();
+        let config = dir.join("prometheus.yml");
+        std::fs::write(&config, "global:\n  scrape_interval: 1m\n").unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("tsdb").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--web.enable-remote-write-receiver")
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (installed by ci/setup.sh)");
+        let me = Self { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            let ok = Command::new("curl")
+                .args(["-sf", "-o", "/dev/null", &format!("http://127.0.0.1:{port}/-/ready")])
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return me;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("prometheus did not become ready");
+    }
+
+    async fn query(&self, client: &reqwest::Client, q: &str) -> Vec<serde_json::Value> {
+        let body: serde_json::Value = client
+            .post(format!("http://127.0.0.1:{}/api/v1/query", self.port))
+            .form(&[("query", q)])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(body["status"], "success", "{q}: {body}");
+        body["data"]["result"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends `n` requests of frontend (server span `GET /checkout`, one in five failing) calling
+/// checkout (client span, then a server span `PlaceOrder` in another service).
+fn send_traffic(legato: &Legato, n: usize) -> Vec<[u8; 16]> {
+    let provider = |service: &str| {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(legato.otlp_grpc_url())
+            .build()
+            .unwrap();
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_resource(Resource::builder().with_service_name(service.to_string()).build())
+            .build()
+    };
+    let (frontend, checkout) = (provider("frontend"), provider("checkout"));
+    let (ft, ct) = (frontend.tracer("test"), checkout.tracer("test"));
+    let mut ids = Vec::new();
+    for i in 0..n {
+        let mut root = ft.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&ft);
+        ids.push(root.span_context().trace_id().to_bytes());
+        if i % 5 == 0 {
+            root.set_status(Status::error("boom"));
+        }
+        let cx = opentelemetry::Context::current_with_span(root);
+        let client = ft
+            .span_builder("checkout.PlaceOrder")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&ft, &cx);
+        let ccx = cx.with_span(client);
+        let mut server = ct
+            .span_builder("PlaceOrder")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&ct, &ccx);
+        server.set_attribute(KeyValue::new("app.order.items", 3i64));
+        server.end();
+        ccx.span().end();
+        cx.span().end();
+    }
+    for p in [frontend, checkout] {
+        p.force_flush().unwrap();
+        p.shutdown().unwrap();
+    }
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_metrics_reach_prometheus_and_answer_grafanas_red_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let ports = Ports::free();
+    let extra = format!(
+        "metrics_generator:\n  registry:\n    collection_interval: 1s\n    external_labels:\n      cluster: test\n  storage:\n    remote_write:\n      - url: http://127.0.0.1:{}/api/v1/write\noverrides:\n  defaults:\n    metrics_generator:\n      processors: [span-metrics]\n    sampling:\n      probabilistic:\n        sampling_percentage: 0\n",
+        prometheus.port
+    );
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    let ids = send_traffic(&legato, 10);
+    let client = reqwest::Client::new();
+
+    // Every span is counted, though sampling stored none of them.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let counts = loop {
+        let r = prometheus
+            .query(
+                &client,
+                "sum by (service, span_name, span_kind) (traces_spanmetrics_calls_total)",
+            )
+            .await;
+        let total: f64 = r
+            .iter()
+            .map(|s| s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+            .sum();
+        if total >= 30.0 || Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let count = |service: &str, name: &str, kind: &str| {
+        counts
+            .iter()
+            .find(|s| {
+                s["metric"]["service"] == service
+                    && s["metric"]["span_name"] == name
+                    && s["metric"]["span_kind"] == kind
+            })
+            .map(|s| s["value"][1].as_str().unwrap().parse::<f64>().unwrap())
+    };
+    assert_eq!(
+        count("frontend", "GET /checkout", "SPAN_KIND_SERVER"),
+        Some(10.0),
+        "{counts:?}"
+    );
+    assert_eq!(count("frontend", "checkout.PlaceOrder", "SPAN_KIND_CLIENT"), Some(10.0));
+    assert_eq!(count("checkout", "PlaceOrder", "SPAN_KIND_SERVER"), Some(10.0));
+    assert_eq!(
+        span_count_v2(&client, &legato, &ids[0]).await,
+        0,
+        "sampling kept nothing"
+    );
+
+    // Grafana's RED table queries, as it sends them.
+    let rate = prometheus
+        .query(
+            &client,
+            r#"topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}[5m])) by (span_name))"#,
+        )
+        .await;
+    let names: Vec<&str> = rate
+        .iter()
+        .map(|s| s["metric"]["span_name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"GET /checkout") && names.contains(&"PlaceOrder"),
+        "{rate:?}"
+    );
+    let errors = prometheus
+        .query(
+            &client,
+            r#"topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"}[5m])) by (span_name))"#,
+        )
+        .await;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0]["metric"]["span_name"], "GET /checkout");
+    let p90 = prometheus
+        .query(
+            &client,
+            r#"histogram_quantile(.9, sum(rate(traces_spanmetrics_latency_bucket{span_name="GET /checkout"}[5m])) by (le))"#,
+        )
+        .await;
+    let p90: f64 = p90[0]["value"][1].as_str().unwrap().parse().unwrap();
+    assert!(
+        p90 > 0.0 && p90 <= 0.002,
+        "fast in-process spans land in the first bucket: {p90}"
+    );
+    // Tempo's labels on every series: the generator's instance and the external labels.
+    let labelled = prometheus
+        .query(
+            &client,
+            r#"traces_spanmetrics_size_total{cluster="test", __metrics_gen_instance!=""}"#,
+        )
+        .await;
+    assert_eq!(labelled.len(), 4, "one per service, span name, kind and status");
+
+    // Exemplars carry the trace id under Tempo's label name.
+    let exemplars: serde_json::Value = client
+        .get(format!("http://127.0.0.1:{}/api/v1/query_exemplars", prometheus.port))
+        .query(&[
+            ("query", "traces_spanmetrics_latency_bucket"),
+            ("start", "0"),
+            ("end", "4102444800"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let trace_ids: Vec<String> = exemplars["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|s| s["exemplars"].as_array().unwrap().iter())
+        .map(|e| e["labels"]["traceID"].as_str().unwrap().to_string())
+        .collect();
+    assert!(!trace_ids.is_empty(), "{exemplars}");
+    let known: Vec<String> = ids
+        .iter()
+        .map(|id| hex::encode(id).trim_start_matches('0').to_string())
+        .collect();
+    assert!(trace_ids.iter().all(|t| known.contains(t)), "{trace_ids:?}");
+
+    let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
+    assert!(
+        metrics.contains("legato_generator_spans_observed_total{tenant=\"single-tenant\"} 30"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("legato_generator_remote_write_requests_total{result=\"ok\"}"));
+}
+
+/// With Prometheus down, ingest goes on, remote writes are retried with backoff from a
+/// bounded queue, and /metrics shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_down_never_blocks_ingest() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let closed = free_port();
+    let extra = format!(
+        "metrics_generator:\n  registry:\n    collection_interval: 200ms\n  storage:\n    remote_write:\n      - url: http://127.0.0.1:{closed}/api/v1/write\noverrides:\n  defaults:\n    metrics_generator:\n      processors: [span-metrics]\n"
+    );
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    let ids = send_traffic(&legato, 3);
+    let client = reqwest::Client::new();
+    assert_eq!(span_count_v2(&client, &legato, &ids[0]).await, 3, "ingest unaffected");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
+        let retries = metrics
+            .lines()
+            .find(|l| l.starts_with("legato_generator_remote_write_requests_total{result=\"retry\"}"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        let queued = metrics
+            .lines()
+            .find(|l| l.starts_with("legato_generator_remote_write_queue_length "))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0);
+        if retries >= 2.0 && queued >= 1.0 {
+            assert!(queued <= 64.0, "bounded queue: {queued}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no retries counted:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
