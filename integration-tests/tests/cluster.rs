@@ -278,7 +278,8 @@ async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
     wait_for_active_ingesters(&client, &distributor, 1).await;
     wait_for_active_ingesters(&client, &frontend, 1).await;
     for seed in 0..3 {
-        let (req, _) = otlp_request_at(seed, 2, now_ns());
+        // A minute ago: every span starts before the metrics query's end (now).
+        let (req, _) = otlp_request_at(seed, 2, now_ns() - 60_000_000_000);
         let resp = client
             .post(distributor.otlp_http_url())
             .header("content-type", "application/x-protobuf")

@@ -70,20 +70,23 @@ impl Drop for Prometheus {
     }
 }
 
+/// An OpenTelemetry SDK tracer provider for `service`, exporting to Legato over gRPC.
+fn sdk_provider(legato: &Legato, service: &str) -> opentelemetry_sdk::trace::SdkTracerProvider {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(legato.otlp_grpc_url())
+        .build()
+        .unwrap();
+    opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(Resource::builder().with_service_name(service.to_string()).build())
+        .build()
+}
+
 /// Sends `n` requests of frontend (server span `GET /checkout`, one in five failing) calling
 /// checkout (client span, then a server span `PlaceOrder` in another service).
 fn send_traffic(legato: &Legato, n: usize) -> Vec<[u8; 16]> {
-    let provider = |service: &str| {
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(legato.otlp_grpc_url())
-            .build()
-            .unwrap();
-        opentelemetry_sdk::trace::SdkTracerProvider::builder()
-            .with_batch_exporter(exporter)
-            .with_resource(Resource::builder().with_service_name(service.to_string()).build())
-            .build()
-    };
+    let provider = |service: &str| sdk_provider(legato, service);
     let (frontend, checkout) = (provider("frontend"), provider("checkout"));
     let (ft, ct) = (frontend.tracer("test"), checkout.tracer("test"));
     let mut ids = Vec::new();
@@ -284,4 +287,177 @@ async fn prometheus_down_never_blocks_ingest() {
         assert!(Instant::now() < deadline, "no retries counted:\n{metrics}");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// frontend (root server span, one in five failing) → checkout (client/server pair);
+/// checkout → a database (`db.name`), → shipping over a queue (producer/consumer), → an
+/// uninstrumented payment gateway (`peer.service`).
+fn send_topology(legato: &Legato, n: usize) {
+    let provider = |service: &str| sdk_provider(legato, service);
+    let providers = [provider("frontend"), provider("checkout"), provider("shipping")];
+    let [ft, ct, st] = [&providers[0], &providers[1], &providers[2]].map(|p| p.tracer("test"));
+    for i in 0..n {
+        let mut root = ft.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&ft);
+        if i % 5 == 0 {
+            root.set_status(Status::error("boom"));
+        }
+        let cx = opentelemetry::Context::current_with_span(root);
+        let call = ft
+            .span_builder("checkout.PlaceOrder")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&ft, &cx);
+        let call_cx = cx.with_span(call);
+        let server = ct
+            .span_builder("PlaceOrder")
+            .with_kind(SpanKind::Server)
+            .start_with_context(&ct, &call_cx);
+        let server_cx = call_cx.with_span(server);
+        let mut db = ct
+            .span_builder("SELECT orders")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&ct, &server_cx);
+        db.set_attribute(KeyValue::new("db.system", "postgresql"));
+        db.set_attribute(KeyValue::new("db.name", "orders"));
+        db.end();
+        let publish = ct
+            .span_builder("orders publish")
+            .with_kind(SpanKind::Producer)
+            .start_with_context(&ct, &server_cx);
+        let publish_cx = server_cx.with_span(publish);
+        st.span_builder("orders process")
+            .with_kind(SpanKind::Consumer)
+            .start_with_context(&st, &publish_cx)
+            .end();
+        publish_cx.span().end();
+        let mut charge = ct
+            .span_builder("charge")
+            .with_kind(SpanKind::Client)
+            .start_with_context(&ct, &server_cx);
+        charge.set_attribute(KeyValue::new("peer.service", "payment-gateway"));
+        charge.end();
+        server_cx.span().end();
+        call_cx.span().end();
+        cx.span().end();
+    }
+    for p in providers {
+        p.force_flush().unwrap();
+        p.shutdown().unwrap();
+    }
+}
+
+/// Issue 11: the service graph of a small topology, remote-written to a real Prometheus and
+/// read back with the queries Grafana's service map sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_graph_edges_answer_grafanas_service_map_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let prometheus = Prometheus::start(dir.path());
+    let ports = Ports::free();
+    let extra = format!(
+        "metrics_generator:\n  registry:\n    collection_interval: 1s\n  processor:\n    service_graphs:\n      wait: 1s\n  storage:\n    remote_write:\n      - url: http://127.0.0.1:{}/api/v1/write\noverrides:\n  defaults:\n    metrics_generator:\n      processors: [service-graphs, span-metrics]\n",
+        prometheus.port
+    );
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    send_topology(&legato, 10);
+    let client = reqwest::Client::new();
+    let edges = |r: &[serde_json::Value]| {
+        let mut e: Vec<(String, String, String, f64)> = r
+            .iter()
+            .map(|s| {
+                let m = &s["metric"];
+                let label = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+                (
+                    label("client"),
+                    label("server"),
+                    label("connection_type"),
+                    s["value"][1].as_str().unwrap().parse().unwrap(),
+                )
+            })
+            .collect();
+        e.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        e
+    };
+    let want = vec![
+        (
+            "checkout".to_string(),
+            "orders".to_string(),
+            "database".to_string(),
+            10.0,
+        ),
+        ("checkout".into(), "payment-gateway".into(), "virtual_node".into(), 10.0),
+        ("checkout".into(), "shipping".into(), "messaging_system".into(), 10.0),
+        ("frontend".into(), "checkout".into(), String::new(), 10.0),
+        ("user".into(), "frontend".into(), "virtual_node".into(), 10.0),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = prometheus
+            .query(
+                &client,
+                "sum by (client, server, connection_type) (traces_service_graph_request_total)",
+            )
+            .await;
+        let got = edges(&r);
+        if got == want {
+            break;
+        }
+        assert!(Instant::now() < deadline, "edges {got:?}, want {want:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let failed = prometheus
+        .query(
+            &client,
+            "sum by (client, server) (traces_service_graph_request_failed_total)",
+        )
+        .await;
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert_eq!(
+        (
+            failed[0]["metric"]["client"].as_str(),
+            failed[0]["metric"]["server"].as_str()
+        ),
+        (Some("user"), Some("frontend"))
+    );
+    assert_eq!(failed[0]["value"][1], "2");
+
+    // Grafana's service-map queries (instant, $__range = 1h).
+    for q in [
+        "sum by (client, server) (rate(traces_service_graph_request_total[3600s]))",
+        "sum by (client, server) (rate(traces_service_graph_request_server_seconds_sum[3600s]))",
+        "sum by (client, server) (rate(traces_service_graph_request_server_seconds_bucket[3600s]))",
+    ] {
+        // A series' `_sum` starts without a 0 sample (as in Tempo): `rate()` sees an edge
+        // born at the last collection only after the next one.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let r = prometheus.query(&client, q).await;
+            let pairs: std::collections::BTreeSet<(String, String)> = r
+                .iter()
+                .map(|s| {
+                    (
+                        s["metric"]["client"].as_str().unwrap().to_string(),
+                        s["metric"]["server"].as_str().unwrap().to_string(),
+                    )
+                })
+                .collect();
+            if pairs.len() == 5 {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{q}: {r:?}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    let labels = prometheus
+        .query(
+            &client,
+            "group by (client, connection_type, server) (traces_service_graph_request_total)",
+        )
+        .await;
+    assert_eq!(labels.len(), 5);
+    let p90 = prometheus
+        .query(
+            &client,
+            r#"histogram_quantile(0.9, sum(rate(traces_service_graph_request_server_seconds_bucket{server="checkout"}[5m])) by (le, client, server))"#,
+        )
+        .await;
+    assert_eq!(p90.len(), 1, "{p90:?}");
 }

@@ -73,6 +73,7 @@ impl Default for RemoteWriteConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessorConfig {
     pub span_metrics: SpanMetricsConfig,
+    pub service_graphs: crate::servicegraphs::ServiceGraphsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -133,6 +134,8 @@ impl GeneratorConfig {
                 ));
             }
         }
+        crate::servicegraphs::ServiceGraphs::new(self.processor.service_graphs.clone())
+            .validate(&format!("{key}.processor.service_graphs"))?;
         let buckets = &self.processor.span_metrics.histogram_buckets;
         if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!(

@@ -3,14 +3,16 @@
 //! per-tenant registry bounded by `max_active_series`, and remote-writes them to Prometheus
 //! every `collection_interval` from a bounded queue with backoff, never blocking ingest.
 //!
-//! Built so far: the `span-metrics` processor and remote write. Not yet: `service-graphs`,
-//! the `metrics-generator` role of microservices mode, per-block aggregates and the
-//! `/prometheus` API (issue 11).
+//! Built so far: the `span-metrics` and `service-graphs` processors and remote write. Not
+//! yet: the `metrics-generator` role of microservices mode (routing by trace id, so both
+//! halves of a call meet), per-block aggregates and the `/prometheus` API (issue 11).
 
+mod attrs;
 pub mod config;
 pub mod metrics;
 pub mod registry;
 pub mod remote_write;
+pub mod servicegraphs;
 pub mod spanmetrics;
 
 use std::collections::{HashMap, VecDeque};
@@ -38,11 +40,19 @@ pub type ProcessorsLookup = Arc<dyn Fn(&TenantId) -> Vec<String> + Send + Sync>;
 const MAX_QUEUED: usize = 64;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 
+/// A tenant's series and the service-graph half edges waiting for their other half.
+#[derive(Default)]
+struct TenantState {
+    registry: Registry,
+    pending: servicegraphs::Pending,
+}
+
 pub struct Generator {
     cfg: GeneratorConfig,
     span_metrics: spanmetrics::SpanMetrics,
+    service_graphs: servicegraphs::ServiceGraphs,
     processors: ProcessorsLookup,
-    tenants: Mutex<HashMap<TenantId, Registry>>,
+    tenants: Mutex<HashMap<TenantId, TenantState>>,
     external: Labels,
     metrics: GeneratorMetrics,
 }
@@ -68,6 +78,7 @@ impl Generator {
         external.extend(registry.external_labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         Self {
             span_metrics,
+            service_graphs: servicegraphs::ServiceGraphs::new(cfg.processor.service_graphs.clone()),
             processors,
             tenants: Mutex::default(),
             external,
@@ -80,14 +91,30 @@ impl Generator {
     pub fn collect(&self, exemplars: bool) -> Vec<(TenantId, remote_write::WriteRequest)> {
         let now = now_ms();
         let stale_before = now - self.cfg.registry.stale_duration.as_millis() as i64;
+        let max_active = self.cfg.registry.max_active_series;
         let mut tenants = self.tenants.lock();
         tenants
             .iter_mut()
-            .map(|(tenant, registry)| {
-                registry.drop_stale(stale_before);
+            .map(|(tenant, state)| {
                 let labels = TenantLabels {
                     tenant: tenant.to_string(),
                 };
+                // Half edges past `wait` become virtual-node edges (or are forgotten).
+                let (dropped, expired) = (state.pending.dropped, state.pending.expired);
+                self.service_graphs
+                    .expire(&mut state.pending, &mut state.registry, max_active, now);
+                self.metrics
+                    .service_graph_expired
+                    .get_or_create(&labels)
+                    .inc_by(state.pending.expired - expired);
+                self.metrics
+                    .service_graph_dropped
+                    .get_or_create(&labels)
+                    .inc_by(state.pending.dropped - dropped);
+                state.pending.dropped = 0;
+                state.pending.expired = 0;
+                let registry = &mut state.registry;
+                registry.drop_stale(stale_before);
                 self.metrics
                     .active_series
                     .get_or_create(&labels)
@@ -120,8 +147,14 @@ impl Generator {
                 _ = cancel.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            // Collected once per interval (a series' first 0 sample goes to every endpoint).
+            let collected = self.collect(true);
             for (i, endpoint) in endpoints.iter().enumerate() {
-                for (tenant, request) in self.collect(endpoint.send_exemplars) {
+                for (tenant, request) in &collected {
+                    let mut request = request.clone();
+                    if !endpoint.send_exemplars {
+                        request.timeseries.iter_mut().for_each(|t| t.exemplars.clear());
+                    }
                     let Ok(body) = remote_write::encode(&request) else {
                         continue;
                     };
@@ -129,7 +162,7 @@ impl Generator {
                         queues[i].pop_front();
                         self.count("dropped_queue_full");
                     }
-                    queues[i].push_back((tenant, body));
+                    queues[i].push_back((tenant.clone(), body));
                 }
                 self.metrics
                     .queue_length
@@ -177,24 +210,44 @@ impl SpanObserver for Generator {
     /// Counts the export's spans for tenants with `span-metrics` on. Runs on the push path:
     /// the work is a decode and a few map updates per span, never IO.
     fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]) {
-        if !(self.processors)(tenant).iter().any(|p| p == SPAN_METRICS) {
+        let processors = (self.processors)(tenant);
+        let span_metrics = processors.iter().any(|p| p == SPAN_METRICS);
+        let service_graphs = processors.iter().any(|p| p == SERVICE_GRAPHS);
+        if !span_metrics && !service_graphs {
             return;
         }
         let now = now_ms();
         let max_active = self.cfg.registry.max_active_series;
         let mut tenants = self.tenants.lock();
-        let registry = tenants.entry(tenant.clone()).or_default();
-        let refused_before = registry.refused;
+        let state = tenants.entry(tenant.clone()).or_default();
+        let refused_before = state.registry.refused;
         let mut spans = 0u64;
         for seg in traces {
             let Ok(trace) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) else {
                 continue;
             };
+            let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
+                continue;
+            };
             let trace_id = hex_id(&seg.id);
             spans += u64::from(seg.spans);
-            self.span_metrics
-                .observe(registry, &trace.resource_spans, &trace_id, max_active, now);
+            if span_metrics {
+                self.span_metrics
+                    .observe(&mut state.registry, &trace.resource_spans, &trace_id, max_active, now);
+            }
+            if service_graphs {
+                self.service_graphs.observe(
+                    &mut state.pending,
+                    &mut state.registry,
+                    id,
+                    &trace_id,
+                    &trace.resource_spans,
+                    max_active,
+                    now,
+                );
+            }
         }
+        let registry = &state.registry;
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };

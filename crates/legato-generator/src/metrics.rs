@@ -23,6 +23,8 @@ pub struct GeneratorMetrics {
     pub series_refused: Family<TenantLabels, Counter>,
     pub remote_write_requests: Family<ResultLabels, Counter>,
     pub queue_length: Gauge,
+    pub service_graph_dropped: Family<TenantLabels, Counter>,
+    pub service_graph_expired: Family<TenantLabels, Counter>,
 }
 
 impl GeneratorMetrics {
@@ -46,6 +48,16 @@ impl GeneratorMetrics {
             "legato_generator_remote_write_requests",
             "Remote-write requests by result: ok, retry (failed, kept), dropped_rejected (4xx), dropped_queue_full",
             self.remote_write_requests.clone(),
+        );
+        registry.register(
+            "legato_generator_service_graph_dropped_spans",
+            "Client or server spans not held for pairing because metrics_generator.processor.service_graphs.max_items were waiting",
+            self.service_graph_dropped.clone(),
+        );
+        registry.register(
+            "legato_generator_service_graph_expired_edges",
+            "Half edges that found no other half within wait and named no peer (no edge emitted)",
+            self.service_graph_expired.clone(),
         );
         registry.register(
             "legato_generator_remote_write_queue_length",

@@ -135,14 +135,17 @@ impl Registry {
     pub fn collect(&mut self, now_ms: i64, external: &Labels, exemplars: bool) -> Vec<TimeSeries> {
         let mut out = Vec::new();
         for (key, s) in &mut self.series {
-            let first = !s.reported && s.created_ms < now_ms;
+            // A new series' first report starts with a 0 one second before the current minute
+            // (as Tempo does), so `rate()` and `increase()` see its first increments.
+            let first = !s.reported;
+            let zero_at = s.created_ms.min(now_ms - now_ms.rem_euclid(60_000) - 1_000);
             s.reported = true;
             let samples = |v: f64| {
                 let mut samples = Vec::with_capacity(2);
                 if first {
                     samples.push(Sample {
                         value: 0.0,
-                        timestamp: s.created_ms.min(now_ms - 1),
+                        timestamp: zero_at,
                     });
                 }
                 samples.push(Sample {

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use legato_proto::common::{KeyValue, any_value};
+use legato_proto::common::KeyValue;
+
+use crate::attrs::{any_attr, string_attr};
 use legato_proto::trace::{ResourceSpans, Span};
 use prost::Message;
 
@@ -144,34 +146,10 @@ fn truncate(mut s: String, max: usize) -> String {
     s
 }
 
-fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
-
 /// The exemplar's `traceID`: lowercase hex without leading zeros; none for an all-zero id.
 fn exemplar_id(hex: &str) -> Option<String> {
     let trimmed = hex.trim_start_matches('0');
     (!trimmed.is_empty()).then(|| trimmed.to_string())
-}
-
-/// Any scalar attribute as a label value.
-fn any_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            any_value::Value::IntValue(i) => Some(i.to_string()),
-            any_value::Value::DoubleValue(d) => Some(d.to_string()),
-            any_value::Value::BoolValue(b) => Some(b.to_string()),
-            _ => None,
-        })
 }
 
 #[cfg(test)]

@@ -607,12 +607,9 @@ impl Config {
         for (key, o) in lists {
             for p in &o.processors {
                 match p.as_str() {
-                    legato_generator::SPAN_METRICS => any = true,
-                    legato_generator::SERVICE_GRAPHS => bail!(
-                        "invalid configuration at {key}.metrics_generator.processors: {p:?} is not built yet (span-metrics is)"
-                    ),
+                    legato_generator::SPAN_METRICS | legato_generator::SERVICE_GRAPHS => any = true,
                     other => bail!(
-                        "invalid configuration at {key}.metrics_generator.processors: unknown processor {other:?} (known: span-metrics)"
+                        "invalid configuration at {key}.metrics_generator.processors: unknown processor {other:?} (known: span-metrics, service-graphs)"
                     ),
                 }
             }

@@ -67,12 +67,17 @@ impl TlsServerConfig {
         let certs = read_certs(&self.cert_file, &format!("{key}.cert_file"))?;
         let private_key = PrivateKeyDer::from_pem_file(&self.key_file)
             .with_context(|| format!("{key}.key_file: no PEM private key in {}", self.key_file.display()))?;
-        let builder = rustls::ServerConfig::builder();
+        // The provider is named, not taken from the process default, so which crypto features
+        // other crates turn on in rustls cannot change or break it.
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .with_context(|| format!("{key}: TLS protocol versions"))?;
         let builder = match self.client_auth(key)? {
             ClientAuth::None => builder.with_no_client_auth(),
             auth => {
                 let roots = root_store(&self.client_ca_file, &format!("{key}.client_ca_file"))?;
-                let verifier = rustls::server::WebPkiClientVerifier::builder(Arc::new(roots));
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
                 let verifier = match auth {
                     ClientAuth::IfGiven => verifier.allow_unauthenticated(),
                     _ => verifier,
