@@ -216,31 +216,33 @@ impl SpanObserver for Generator {
         if !span_metrics && !service_graphs {
             return;
         }
+        // Decode before taking the lock: concurrent pushes only queue for the map updates.
+        let mut spans = 0u64;
+        let decoded: Vec<([u8; 16], String, legato_proto::tempopb::Trace)> = traces
+            .iter()
+            .filter_map(|seg| {
+                let trace = legato_proto::tempopb::Trace::decode(seg.data.as_ref()).ok()?;
+                let id = <[u8; 16]>::try_from(seg.id.as_ref()).ok()?;
+                spans += u64::from(seg.spans);
+                Some((id, hex_id(&seg.id), trace))
+            })
+            .collect();
         let now = now_ms();
         let max_active = self.cfg.registry.max_active_series;
         let mut tenants = self.tenants.lock();
         let state = tenants.entry(tenant.clone()).or_default();
         let refused_before = state.registry.refused;
-        let mut spans = 0u64;
-        for seg in traces {
-            let Ok(trace) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) else {
-                continue;
-            };
-            let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
-                continue;
-            };
-            let trace_id = hex_id(&seg.id);
-            spans += u64::from(seg.spans);
+        for (id, trace_id, trace) in &decoded {
             if span_metrics {
                 self.span_metrics
-                    .observe(&mut state.registry, &trace.resource_spans, &trace_id, max_active, now);
+                    .observe(&mut state.registry, &trace.resource_spans, trace_id, max_active, now);
             }
             if service_graphs {
                 self.service_graphs.observe(
                     &mut state.pending,
                     &mut state.registry,
-                    id,
-                    &trace_id,
+                    *id,
+                    trace_id,
                     &trace.resource_spans,
                     max_active,
                     now,
