@@ -15,6 +15,8 @@
 #                   gets ~4 blocks/s (~7,500 spans each, about one row group): 130+ blocks
 #   S3_QUERY=20s    measured trace-by-id phase
 #   S3_WARMUP=10s   trace-by-id warm-up pass before it (fills the bloom and footer caches)
+#   GENERATOR=off   `on`: the metrics generator's span-metrics and service-graphs processors run
+#                   for the tenant (no remote write), to measure what they cost ingest
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-60s}
@@ -30,6 +32,9 @@ CONNECTIONS=${CONNECTIONS:-16}
 POOL=${POOL:-256}
 RSS_RATE=${RSS_RATE:-28000}
 PARTS=${PARTS:-local rss s3}
+GENERATOR=${GENERATOR:-off}
+PROCESSORS=""
+[[ "$GENERATOR" == on ]] && PROCESSORS=", metrics_generator: {processors: [span-metrics, service-graphs]}"
 part() { [[ " $PARTS " == *" $1 "* ]]; }
 cargo build --release -q -p legato -p legato-bench
 LEGATO=${LEGATO:-target/release/legato}  # LEGATO=path compares another build
@@ -52,7 +57,7 @@ storage:
   trace:
     wal: {path: $WORK/$name/wal}
 $storage
-overrides: {defaults: {ingestion: {rate_limit_bytes: 0}}}
+overrides: {defaults: {ingestion: {rate_limit_bytes: 0}$PROCESSORS}}
 # The compactor is held off: these figures are the write and read paths; the S3 run needs its
 # 100+ small blocks to stay uncompacted.
 compactor: {compaction: {compaction_cycle: 24h}}
