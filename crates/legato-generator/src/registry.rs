@@ -2,8 +2,9 @@
 //! bounded per tenant (`max_active_series`), dropped when stale, collected into remote-write
 //! time series.
 
-use std::collections::HashMap;
 use std::sync::Arc;
+
+use hashbrown::{Equivalent, HashMap};
 
 use crate::remote_write::{Exemplar, Label, Sample, TimeSeries};
 
@@ -14,6 +15,20 @@ pub type Labels = Vec<(String, String)>;
 struct Key {
     name: &'static str,
     labels: Labels,
+}
+
+/// A borrowed `Key` for lookups: hashes the same (a `Vec` hashes as its slice), so an update
+/// of an existing series allocates nothing.
+#[derive(Hash)]
+struct KeyRef<'a> {
+    name: &'static str,
+    labels: &'a [(String, String)],
+}
+
+impl Equivalent<Key> for KeyRef<'_> {
+    fn equivalent(&self, key: &Key) -> bool {
+        self.name == key.name && self.labels == key.labels.as_slice()
+    }
 }
 
 #[derive(Debug)]
@@ -55,33 +70,43 @@ impl Registry {
     fn entry(
         &mut self,
         name: &'static str,
-        labels: Labels,
+        labels: &[(String, String)],
         max_active: usize,
         now_ms: i64,
         init: impl FnOnce() -> Value,
     ) -> Option<&mut Series> {
-        let mut key = Key { name, labels };
-        if !self.series.contains_key(&key) && max_active > 0 && self.series.len() >= max_active {
+        let found = self.series.contains_key(&KeyRef { name, labels });
+        let key = if found {
+            None
+        } else if max_active > 0 && self.series.len() >= max_active {
             // Past the limit, updates go to one overflow series per metric (as in Tempo), so
             // totals stay right and memory stays bounded.
             self.refused += 1;
-            key = Key {
+            Some(Key {
                 name,
                 labels: vec![("metric_overflow".into(), "true".into())],
-            };
-        }
-        let series = self.series.entry(key).or_insert_with(|| Series {
-            value: init(),
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            reported: false,
-            exemplar: None,
-        });
+            })
+        } else {
+            Some(Key {
+                name,
+                labels: labels.to_vec(),
+            })
+        };
+        let series = match key {
+            None => self.series.get_mut(&KeyRef { name, labels })?,
+            Some(key) => self.series.entry(key).or_insert_with(|| Series {
+                value: init(),
+                created_ms: now_ms,
+                updated_ms: now_ms,
+                reported: false,
+                exemplar: None,
+            }),
+        };
         series.updated_ms = now_ms;
         Some(series)
     }
 
-    pub fn add(&mut self, name: &'static str, labels: Labels, by: f64, max_active: usize, now_ms: i64) {
+    pub fn add(&mut self, name: &'static str, labels: &[(String, String)], by: f64, max_active: usize, now_ms: i64) {
         if let Some(s) = self.entry(name, labels, max_active, now_ms, || Value::Counter(0.0))
             && let Value::Counter(v) = &mut s.value
         {
@@ -93,7 +118,7 @@ impl Registry {
     pub fn observe(
         &mut self,
         name: &'static str,
-        labels: Labels,
+        labels: &[(String, String)],
         bounds: &Arc<[f64]>,
         value: f64,
         exemplar: Option<String>,
@@ -271,11 +296,11 @@ mod tests {
     fn counters_histograms_limits_and_staleness() {
         let mut r = Registry::default();
         let l = |v: &str| vec![("service".to_string(), v.to_string())];
-        r.add("calls_total", l("a"), 1.0, 2, 1_000);
-        r.add("calls_total", l("a"), 2.0, 2, 1_500);
+        r.add("calls_total", &l("a"), 1.0, 2, 1_000);
+        r.add("calls_total", &l("a"), 2.0, 2, 1_500);
         let bounds: Arc<[f64]> = Arc::from(vec![0.1, 1.0]);
-        r.observe("latency", l("a"), &bounds, 0.5, Some("abc".into()), 2, 1_500);
-        r.add("calls_total", l("b"), 1.0, 2, 1_500);
+        r.observe("latency", &l("a"), &bounds, 0.5, Some("abc".into()), 2, 1_500);
+        r.add("calls_total", &l("b"), 1.0, 2, 1_500);
         assert_eq!(
             (r.active(), r.refused),
             (3, 1),

@@ -307,13 +307,13 @@ impl ServiceGraphs {
         }
         labels.sort();
         let exemplar = Some(trace_hex.trim_start_matches('0').to_string()).filter(|t| !t.is_empty());
-        registry.add(REQUESTS, labels.clone(), 1.0, max_active, now_ms);
+        registry.add(REQUESTS, &labels, 1.0, max_active, now_ms);
         if failed {
-            registry.add(FAILED, labels.clone(), 1.0, max_active, now_ms);
+            registry.add(FAILED, &labels, 1.0, max_active, now_ms);
         }
         registry.observe(
             SERVER_SECONDS,
-            labels.clone(),
+            &labels,
             &self.bounds,
             server.seconds,
             exemplar.clone(),
@@ -322,7 +322,7 @@ impl ServiceGraphs {
         );
         registry.observe(
             CLIENT_SECONDS,
-            labels,
+            &labels,
             &self.bounds,
             client.seconds,
             exemplar,

@@ -67,11 +67,11 @@ impl SpanMetrics {
             for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
                 let labels = self.labels(&service, span, resource);
                 let seconds = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9;
-                registry.add(CALLS, labels.clone(), 1.0, max_active, now_ms);
-                registry.add(SIZE, labels.clone(), span.encoded_len() as f64, max_active, now_ms);
+                registry.add(CALLS, &labels, 1.0, max_active, now_ms);
+                registry.add(SIZE, &labels, span.encoded_len() as f64, max_active, now_ms);
                 registry.observe(
                     LATENCY,
-                    labels,
+                    &labels,
                     &self.bounds,
                     seconds,
                     exemplar_id(trace_id),
