@@ -311,6 +311,7 @@ mod tests {
             out.iter()
                 .find(|t| {
                     t.labels.iter().any(|l| l.name == "__name__" && l.value == name)
+                        && t.labels.iter().any(|l| l.name == "service" && l.value == "a")
                         && le.is_none_or(|le| t.labels.iter().any(|l| l.name == "le" && l.value == le))
                 })
                 .unwrap()
