@@ -2,16 +2,7 @@
 
 use legato_proto::common::{KeyValue, any_value};
 
-/// A string attribute's value.
-pub(crate) fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
-}
+pub(crate) use legato_proto::span_view::string_attr;
 
 /// Any scalar attribute as a label value.
 pub(crate) fn any_attr(attrs: &[KeyValue], key: &str) -> Option<String> {

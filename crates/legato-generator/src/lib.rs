@@ -224,7 +224,7 @@ impl SpanObserver for Generator {
                 let trace = legato_proto::tempopb::Trace::decode(seg.data.as_ref()).ok()?;
                 let id = <[u8; 16]>::try_from(seg.id.as_ref()).ok()?;
                 spans += u64::from(seg.spans);
-                Some((id, hex_id(&seg.id), trace))
+                Some((id, legato_model::TraceId(id).to_hex(), trace))
             })
             .collect();
         let now = now_ms();
@@ -268,8 +268,4 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "legato".into())
-}
-
-fn hex_id(id: &[u8]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -9,6 +9,17 @@ use prost::Message;
 use crate::common::{AnyValue, KeyValue, any_value::Value};
 use crate::trace::ResourceSpans;
 
+/// The value of the string attribute `key`, if `attrs` has one.
+pub fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
+    attrs
+        .iter()
+        .find(|kv| kv.key == key)
+        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+            Value::StringValue(s) => Some(s.clone()),
+            _ => None,
+        })
+}
+
 pub fn attr_value(v: &AnyValue) -> Option<AttrValue> {
     Some(match v.value.as_ref()? {
         Value::StringValue(s) => AttrValue::Str(s.clone()),

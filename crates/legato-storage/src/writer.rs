@@ -287,7 +287,7 @@ fn encode_groups(trace: &TraceInput) -> Vec<ResourceGroup> {
             let service = rs
                 .resource
                 .as_ref()
-                .and_then(|r| string_attr(&r.attributes, "service.name"))
+                .and_then(|r| legato_proto::span_view::string_attr(&r.attributes, "service.name"))
                 .unwrap_or_default();
             let scopes = rs
                 .scope_spans
@@ -304,16 +304,6 @@ fn encode_groups(trace: &TraceInput) -> Vec<ResourceGroup> {
             (header.encode_to_vec(), service, scopes)
         })
         .collect()
-}
-
-fn string_attr(attrs: &[KeyValue], key: &str) -> Option<String> {
-    attrs
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
-            any_value::Value::StringValue(s) => Some(s.clone()),
-            _ => None,
-        })
 }
 
 #[derive(Default)]

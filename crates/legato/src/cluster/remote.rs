@@ -208,7 +208,7 @@ impl RemoteIngesters {
                 }
             }
         }
-        if failed.is_empty() || (failed.len() < self.replication_factor.max(1) && failed.len() < total) {
+        if !may_miss_data(failed.len(), total, self.replication_factor) {
             return Ok(ok);
         }
         let why = format!(
@@ -335,6 +335,12 @@ async fn combine_replicas(responses: Vec<legato_proto::internal::RecentTracesRes
     .unwrap_or_default()
 }
 
+/// Whether `failed` of `asked` ingesters not answering may leave traces out: every trace is
+/// on `replication_factor` ingesters, so fewer failures than that lose nothing unless all fail.
+fn may_miss_data(failed: usize, asked: usize, replication_factor: usize) -> bool {
+    failed > 0 && (failed >= replication_factor.max(1) || failed == asked)
+}
+
 /// The query frontend: a trace lookup or search becomes one job per ingester (recent data)
 /// plus block shards spread over the queriers, run in parallel and merged.
 pub struct ClusterFanout {
@@ -433,7 +439,7 @@ impl ClusterFanout {
                 Err(e) if is_ingester => {
                     tracing::warn!(ingester = %addr, error = %e.message(), "ingester query job failed");
                     ingester_failures += 1;
-                    if ingester_failures >= self.replication_factor.max(1) || ingester_failures == ingester_jobs {
+                    if may_miss_data(ingester_failures, ingester_jobs, self.replication_factor) {
                         return Err(QueryError::Job(format!(
                             "{ingester_failures} ingesters failed to answer (replication factor {}); last: {addr}: {}",
                             self.replication_factor,
