@@ -172,28 +172,51 @@ async fn replicated_blocks() -> (TenantId, Querier) {
     )
 }
 
+/// `{ }` over all time, limit 20, every span of each hit.
+async fn search_all(
+    querier: &Querier,
+    tenant: &TenantId,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<legato_querier::SearchOutcome, legato_querier::QueryError> {
+    let query = legato_traceql::parse("{ }").unwrap();
+    let request = legato_querier::SearchRequest {
+        plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+        query_text: "{ }".into(),
+        start_ns: None,
+        end_ns: None,
+        limit: 20,
+        spss: 0,
+        progress: None,
+        cancel,
+    };
+    querier.search(tenant, request).await
+}
+
+/// `{ } | count_over_time()` over the first minute, in one step.
+async fn count_spans(
+    querier: &Querier,
+    tenant: &TenantId,
+    cancel: tokio_util::sync::CancellationToken,
+) -> Result<(Vec<legato_traceql::metrics::Series>, legato_querier::SearchOutcome), legato_querier::QueryError> {
+    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
+    let stage = query.metrics.take().unwrap();
+    let request = legato_querier::MetricsRequest {
+        plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
+        stage,
+        start_ns: 0,
+        end_ns: 60_000_000_000,
+        step_ns: 60_000_000_000,
+        max_exemplars: 0,
+        max_series: 0,
+        cancel,
+    };
+    querier.metrics(tenant, request).await
+}
+
 #[tokio::test]
 async fn metrics_count_replicated_blocks_once() {
     let (tenant, querier) = replicated_blocks().await;
-    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
-    let stage = query.metrics.take().unwrap();
-    let plan = Arc::new(legato_traceql::eval::Plan::new(query).unwrap());
-    let (series, _) = querier
-        .metrics(
-            &tenant,
-            legato_querier::MetricsRequest {
-                plan,
-                stage,
-                start_ns: 0,
-                end_ns: 60_000_000_000,
-                step_ns: 60_000_000_000,
-                max_exemplars: 0,
-                max_series: 0,
-                cancel: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let (series, _) = count_spans(&querier, &tenant, Default::default()).await.unwrap();
     let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
     assert_eq!(total, 5.0, "{series:?}");
 }
@@ -201,23 +224,7 @@ async fn metrics_count_replicated_blocks_once() {
 #[tokio::test]
 async fn search_counts_replicated_blocks_once() {
     let (tenant, querier) = replicated_blocks().await;
-    let query = legato_traceql::parse("{ }").unwrap();
-    let outcome = querier
-        .search(
-            &tenant,
-            legato_querier::SearchRequest {
-                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
-                query_text: "{ }".into(),
-                start_ns: None,
-                end_ns: None,
-                limit: 20,
-                spss: 0,
-                progress: None,
-                cancel: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let outcome = search_all(&querier, &tenant, Default::default()).await.unwrap();
     assert_eq!(outcome.traces.len(), 1);
     let hit = &outcome.traces[0];
     let spans: u32 = hit.service_stats.values().map(|s| s.span_count).sum();
@@ -232,43 +239,12 @@ async fn cancelled_queries_scan_nothing() {
     let (tenant, querier) = replicated_blocks().await;
     let cancel = tokio_util::sync::CancellationToken::new();
     cancel.cancel();
-    let query = legato_traceql::parse("{ }").unwrap();
-    let search = querier
-        .search(
-            &tenant,
-            legato_querier::SearchRequest {
-                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
-                query_text: "{ }".into(),
-                start_ns: None,
-                end_ns: None,
-                limit: 20,
-                spss: 0,
-                progress: None,
-                cancel: cancel.clone(),
-            },
-        )
-        .await;
+    let search = search_all(&querier, &tenant, cancel.clone()).await;
     assert!(
         matches!(search, Err(legato_querier::QueryError::Cancelled)),
         "{search:?}"
     );
-    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
-    let stage = query.metrics.take().unwrap();
-    let metrics = querier
-        .metrics(
-            &tenant,
-            legato_querier::MetricsRequest {
-                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
-                stage,
-                start_ns: 0,
-                end_ns: 60_000_000_000,
-                step_ns: 60_000_000_000,
-                max_exemplars: 0,
-                max_series: 0,
-                cancel,
-            },
-        )
-        .await;
+    let metrics = count_spans(&querier, &tenant, cancel).await;
     assert!(matches!(metrics, Err(legato_querier::QueryError::Cancelled)));
 }
 
@@ -305,45 +281,12 @@ async fn a_corrupt_block_is_skipped_and_counted() {
     let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
     let querier = Querier::new(Vec::new(), reader, blocklist, metrics.clone());
 
-    let query = legato_traceql::parse("{ }").unwrap();
-    let outcome = querier
-        .search(
-            &tenant,
-            legato_querier::SearchRequest {
-                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
-                query_text: "{ }".into(),
-                start_ns: None,
-                end_ns: None,
-                limit: 20,
-                spss: 0,
-                progress: None,
-                cancel: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let outcome = search_all(&querier, &tenant, Default::default()).await.unwrap();
     let mut found: Vec<u8> = outcome.traces.iter().map(|t| t.trace_id[0]).collect();
     found.sort_unstable();
     assert_eq!(found, vec![1, 3]);
 
-    let mut query = legato_traceql::parse("{ } | count_over_time()").unwrap();
-    let stage = query.metrics.take().unwrap();
-    let (series, outcome) = querier
-        .metrics(
-            &tenant,
-            legato_querier::MetricsRequest {
-                plan: Arc::new(legato_traceql::eval::Plan::new(query).unwrap()),
-                stage,
-                start_ns: 0,
-                end_ns: 60_000_000_000,
-                step_ns: 60_000_000_000,
-                max_exemplars: 0,
-                max_series: 0,
-                cancel: Default::default(),
-            },
-        )
-        .await
-        .unwrap();
+    let (series, outcome) = count_spans(&querier, &tenant, Default::default()).await.unwrap();
     let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
     assert_eq!(total, 4.0);
     let missing = outcome.missing_data.unwrap();
