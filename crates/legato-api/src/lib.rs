@@ -125,7 +125,10 @@ pub(crate) async fn bounded_query<T>(
     let cancel = tokio_util::sync::CancellationToken::new();
     let _cancel_on_drop = cancel.clone().drop_guard();
     match tokio::time::timeout(state.query_timeout, run(cancel)).await {
-        Ok(result) => result.map_err(|e| ApiError::Internal(e.to_string())),
+        Ok(result) => result.map_err(|e| match e {
+            legato_querier::QueryError::Limit(m) => ApiError::BadRequest(m),
+            e => ApiError::Internal(e.to_string()),
+        }),
         Err(_) => Err(ApiError::Timeout {
             after: state.query_timeout,
             key: "querier.search.query_timeout",

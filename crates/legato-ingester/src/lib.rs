@@ -586,8 +586,9 @@ impl legato_proto::push::RecentTraces for Ingester {
                 held.into_iter()
                     .filter(|(_, segments)| !segments.is_empty())
                     .all(|(id, segments)| {
+                        let bytes = segments.iter().map(|s| s.len() as u64).sum();
                         let batches: Vec<ResourceSpans> = decode_segments(&segments);
-                        visit(legato_proto::span_view::trace_data(id.0, &batches))
+                        visit(legato_proto::span_view::trace_data(id.0, &batches), bytes)
                     })
             })
             .await

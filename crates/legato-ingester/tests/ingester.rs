@@ -482,7 +482,7 @@ async fn scanning_held_traces_visits_each_once_and_stops_when_asked() {
     let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let visit: legato_proto::push::RecentVisitor = {
         let seen = seen.clone();
-        Arc::new(move |t: legato_model::span::TraceData| {
+        Arc::new(move |t: legato_model::span::TraceData, _bytes| {
             seen.lock().push((t.trace_id[0], t.spans.len()));
             true
         })
@@ -501,7 +501,7 @@ async fn scanning_held_traces_visits_each_once_and_stops_when_asked() {
     let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let visit: legato_proto::push::RecentVisitor = {
         let calls = calls.clone();
-        Arc::new(move |_| calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2)
+        Arc::new(move |_, _| calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < 2)
     };
     ing.scan_recent(&TenantId::single(), visit).await.unwrap();
     assert_eq!(

@@ -135,5 +135,6 @@ pub trait SpanObserver: Send + Sync + 'static {
     fn observe(&self, tenant: &legato_model::TenantId, traces: &[TraceSegment]);
 }
 
-/// Receives recent traces one at a time; returns false to stop.
-pub type RecentVisitor = std::sync::Arc<dyn Fn(legato_model::span::TraceData) -> bool + Send + Sync>;
+/// Receives recent traces one at a time, with the bytes they take where they are held
+/// (encoded); returns false to stop.
+pub type RecentVisitor = std::sync::Arc<dyn Fn(legato_model::span::TraceData, u64) -> bool + Send + Sync>;

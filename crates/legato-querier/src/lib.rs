@@ -72,6 +72,9 @@ pub enum QueryError {
     Job(String),
     #[error("query cancelled: the client went away or the query timeout passed")]
     Cancelled,
+    /// A per-query limit was reached; the message names the limit and its key.
+    #[error("{0}")]
+    Limit(String),
     #[error("reading block {block} failed: {source}")]
     Block {
         block: String,
@@ -92,6 +95,8 @@ pub struct Querier {
     blocklist: Arc<Blocklist>,
     metrics: QuerierMetrics,
     fanout: Option<Arc<dyn Fanout>>,
+    /// `querier.search.max_recent_bytes`: held (ingester) data one query may read; 0 = no limit.
+    max_recent_bytes: u64,
     /// Tag summaries of blocks, computed on first use.
     tag_cache:
         parking_lot::Mutex<std::collections::HashMap<legato_model::BlockId, Arc<legato_traceql::tags::TagSummary>>>,
@@ -110,8 +115,15 @@ impl Querier {
             blocklist,
             metrics,
             fanout: None,
+            max_recent_bytes: 0,
             tag_cache: Default::default(),
         }
+    }
+
+    /// Bounds the bytes of held (ingester) data one search, metrics or tag query may read.
+    pub fn with_max_recent_bytes(mut self, max: u64) -> Self {
+        self.max_recent_bytes = max;
+        self
     }
 
     /// Runs trace lookups and searches through `fanout` instead of locally.
@@ -168,16 +180,24 @@ impl Querier {
                 }
             })
             .buffer_unordered(BLOCK_CONCURRENCY);
+        // An unreadable block (corrupt, or failing after the store's retries) is skipped,
+        // logged and counted like in search; but "not found" is only answered when every
+        // candidate block was read, so a lookup never turns a read error into a 404.
+        let mut unreadable = None;
         while let Some((meta, found)) = results.next().await {
             match found {
                 Ok(batches) => parts.extend(batches),
                 Err(source) => {
-                    return Err(QueryError::Block {
-                        block: meta.block_id.to_string(),
-                        source,
-                    });
+                    tracing::error!(block = %meta.block_id, error = %source, "skipping a block that cannot be read");
+                    self.metrics.blocks_skipped.inc();
+                    unreadable.get_or_insert((meta.block_id.to_string(), source));
                 }
             }
+        }
+        if parts.is_empty()
+            && let Some((block, source)) = unreadable
+        {
+            return Err(QueryError::Block { block, source });
         }
         let batches = combine(parts);
         self.metrics

@@ -168,21 +168,24 @@ impl Querier {
             recent_spans: AtomicU64::new(0),
         });
         let req = Arc::new(req);
+        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         for source in self.recent.iter().filter(|_| scope.recent) {
             if req.cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
             let visit: legato_proto::push::RecentVisitor = {
-                let (collector, plan, req) = (collector.clone(), plan.clone(), req.clone());
-                Arc::new(move |trace: TraceData| {
+                let (collector, plan, req, budget) = (collector.clone(), plan.clone(), req.clone(), budget.clone());
+                Arc::new(move |trace: TraceData, bytes| {
                     collector
                         .recent_spans
                         .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
-                    !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
+                    budget.take(bytes) && !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
                 })
             };
-            // Search has no partial status: data that could not be read fails the search.
+            // Search has no partial status: data that could not be read fails the search,
+            // and so does reaching the limit on held data.
             source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+            budget.check()?;
         }
         let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
         blocks.retain(|b| scope.covers(b));
@@ -264,14 +267,19 @@ impl Querier {
                 Some(s) => summary.merge(&s),
                 None => {
                     let scanned = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
+                    let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
                     let visit: legato_proto::push::RecentVisitor = {
-                        let (scanned, filter) = (scanned.clone(), filter.clone());
-                        Arc::new(move |trace: TraceData| {
+                        let (scanned, filter, budget) = (scanned.clone(), filter.clone(), budget.clone());
+                        Arc::new(move |trace: TraceData, bytes| {
+                            if !budget.take(bytes) {
+                                return false;
+                            }
                             add_tags(&mut scanned.lock(), &trace, filter.as_deref());
                             true
                         })
                     };
                     source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+                    budget.check()?;
                     summary.merge(&scanned.lock());
                 }
             }
@@ -453,13 +461,18 @@ impl Querier {
         // merges them) must count once: a copy with the same trace id and span ids is skipped.
         let seen: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
         let mut missing = Vec::new();
+        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         for source in &self.recent {
             if cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
             let visit: legato_proto::push::RecentVisitor = {
                 let (eval, inspected, seen, cancel) = (eval.clone(), inspected.clone(), seen.clone(), cancel.clone());
-                Arc::new(move |trace: TraceData| {
+                let budget = budget.clone();
+                Arc::new(move |trace: TraceData, bytes| {
+                    if !budget.take(bytes) {
+                        return false;
+                    }
                     inspected.fetch_add(1, Ordering::Relaxed);
                     if seen.lock().insert(copy_fingerprint(&trace)) {
                         eval.lock().observe(&trace);
@@ -467,9 +480,14 @@ impl Querier {
                     !cancel.is_cancelled()
                 })
             };
-            // Metrics answer partial (Tempo's status and message) when recent data is missing.
+            // Metrics answer partial (Tempo's status and message) when recent data is missing
+            // or the limit on held data stopped the scan.
             if let Err(why) = source.scan_recent(tenant, visit).await {
                 missing.push(why);
+            }
+            if let Err(limit) = budget.check() {
+                missing.push(limit.to_string());
+                break;
             }
         }
         let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
@@ -529,6 +547,37 @@ impl Querier {
             missing_data: (!missing.is_empty()).then(|| missing.join("; ")),
         };
         Ok((series, outcome))
+    }
+}
+
+/// Counts the held (ingester) bytes one query reads against `querier.search.max_recent_bytes`.
+struct RecentBudget {
+    max: u64,
+    used: AtomicU64,
+}
+
+impl RecentBudget {
+    fn new(max: u64) -> Self {
+        Self {
+            max,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes `bytes` from the budget; false once it is spent (the scan should stop).
+    fn take(&self, bytes: u64) -> bool {
+        self.max == 0 || self.used.fetch_add(bytes, Ordering::Relaxed) + bytes <= self.max
+    }
+
+    /// The limit error once the budget was overdrawn.
+    fn check(&self) -> Result<(), QueryError> {
+        if self.max == 0 || self.used.load(Ordering::Relaxed) <= self.max {
+            return Ok(());
+        }
+        Err(QueryError::Limit(format!(
+            "the query would read more than {} bytes of recent (ingester) data, the limit set by querier.search.max_recent_bytes; narrow the query or its time range",
+            self.max
+        )))
     }
 }
 

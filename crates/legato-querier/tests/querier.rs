@@ -258,16 +258,23 @@ async fn a_corrupt_block_is_skipped_and_counted() {
     let blocklist = Arc::new(Blocklist::default());
     let mut corrupt = None;
     for trace in [1u8, 2, 3] {
-        let block = encode_block(
-            &tenant,
-            BlockId::random(),
-            vec![TraceInput {
-                id: TraceId([trace; 16]),
-                batches: vec![batch(trace, 1..3)],
-            }],
-            0,
-        )
-        .unwrap();
+        let mut traces = vec![TraceInput {
+            id: TraceId([trace; 16]),
+            batches: vec![batch(trace, 1..3)],
+        }];
+        if trace == 3 {
+            // Trace 4 has spans in the corrupt block and here.
+            traces.push(TraceInput {
+                id: TraceId([4; 16]),
+                batches: vec![batch(4, 5..6)],
+            });
+        } else if trace == 2 {
+            traces.push(TraceInput {
+                id: TraceId([4; 16]),
+                batches: vec![batch(4, 1..3)],
+            });
+        }
+        let block = encode_block(&tenant, BlockId::random(), traces, 0).unwrap();
         write_block(&store, &block).await.unwrap();
         if trace == 2 {
             let path = legato_storage::BlockPaths::new(&tenant, block.meta.block_id).data();
@@ -284,12 +291,80 @@ async fn a_corrupt_block_is_skipped_and_counted() {
     let outcome = search_all(&querier, &tenant, Default::default()).await.unwrap();
     let mut found: Vec<u8> = outcome.traces.iter().map(|t| t.trace_id[0]).collect();
     found.sort_unstable();
-    assert_eq!(found, vec![1, 3]);
+    assert_eq!(found, vec![1, 3, 4]);
 
     let (series, outcome) = count_spans(&querier, &tenant, Default::default()).await.unwrap();
     let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
-    assert_eq!(total, 4.0);
+    assert_eq!(total, 5.0);
     let missing = outcome.missing_data.unwrap();
     assert!(missing.contains(&corrupt.unwrap().to_string()), "{missing}");
     assert_eq!(metrics.blocks_skipped.get(), 2);
+
+    // Trace-by-id: the readable parts answer, and a trace only the unreadable block holds is an
+    // error naming that block, never "not found".
+    let partly = querier
+        .find_trace(&tenant, &TraceId([4; 16]), None, None)
+        .await
+        .unwrap();
+    assert_eq!(legato_proto::span_count(&partly.batches), 1);
+    let only_there = querier.find_trace(&tenant, &TraceId([2; 16]), None, None).await;
+    match only_there {
+        Err(legato_querier::QueryError::Block { block, .. }) => assert_eq!(block, corrupt.unwrap().to_string()),
+        other => panic!("expected a block error, got {other:?}"),
+    }
+    assert_eq!(metrics.blocks_skipped.get(), 4);
+}
+
+/// Held traces, each `bytes` big where it is held, visited like an ingester does.
+struct Held {
+    traces: u8,
+    bytes: u64,
+}
+
+#[async_trait::async_trait]
+impl RecentTraces for Held {
+    async fn find_trace(&self, _: &TenantId, _: &TraceId) -> Vec<ResourceSpans> {
+        Vec::new()
+    }
+
+    async fn scan_recent(&self, _: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
+        for n in 1..=self.traces {
+            let trace = legato_proto::span_view::trace_data([n; 16], &[batch(n, 1..3)]);
+            if !visit(trace, self.bytes) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn held_querier(traces: u8, bytes: u64, max_recent_bytes: u64) -> Querier {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let recent: Arc<dyn RecentTraces> = Arc::new(Held { traces, bytes });
+    Querier::new(vec![recent], reader, Arc::default(), QuerierMetrics::default())
+        .with_max_recent_bytes(max_recent_bytes)
+}
+
+/// Issue 10: `querier.search.max_recent_bytes` bounds the held data one query reads: search
+/// fails naming the key, metrics answer partial naming it; under the limit nothing changes.
+#[tokio::test]
+async fn queries_over_the_recent_bytes_limit_say_so() {
+    let tenant = TenantId::single();
+    let over = held_querier(10, 1000, 2500);
+    match search_all(&over, &tenant, Default::default()).await {
+        Err(legato_querier::QueryError::Limit(m)) => assert!(m.contains("querier.search.max_recent_bytes"), "{m}"),
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+    let (_, outcome) = count_spans(&over, &tenant, Default::default()).await.unwrap();
+    let missing = outcome.missing_data.unwrap();
+    assert!(missing.contains("querier.search.max_recent_bytes"), "{missing}");
+
+    let under = held_querier(10, 1000, 10_000);
+    let outcome = search_all(&under, &tenant, Default::default()).await.unwrap();
+    assert_eq!(outcome.traces.len(), 10);
+    let (series, outcome) = count_spans(&under, &tenant, Default::default()).await.unwrap();
+    assert_eq!(outcome.missing_data, None);
+    let total: f64 = series.iter().flat_map(|s| s.samples.iter().map(|(_, v)| v)).sum();
+    assert_eq!(total, 20.0);
 }

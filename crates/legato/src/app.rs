@@ -182,7 +182,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
         _ => late.clone(),
     };
-    let mut querier = Querier::new(vec![recent], reader, blocklist.clone(), querier_metrics);
+    let mut querier = Querier::new(vec![recent], reader, blocklist.clone(), querier_metrics)
+        .with_max_recent_bytes(cfg.querier.search.max_recent_bytes.0);
     if let Some(cluster) = cluster.as_ref().filter(|_| !roles.ingester && !roles.querier) {
         querier = querier.with_fanout(Arc::new(ClusterFanout {
             cluster: cluster.clone(),

@@ -150,12 +150,17 @@ pub struct QuerierSearchConfig {
     /// stop (as in Tempo, where it covers the same queries).
     #[serde(with = "legato_storage::config_durations")]
     pub query_timeout: std::time::Duration,
+    /// Most bytes of recent (ingester-held, encoded) data one search, metrics or tag query
+    /// may read; over it search and tags answer 400 and metrics answer partial, naming this
+    /// key. 0 = no limit.
+    pub max_recent_bytes: ByteSize,
 }
 
 impl Default for QuerierSearchConfig {
     fn default() -> Self {
         Self {
             query_timeout: std::time::Duration::from_secs(30),
+            max_recent_bytes: ByteSize(0),
         }
     }
 }

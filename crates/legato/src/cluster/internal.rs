@@ -193,7 +193,11 @@ impl QueryJobs for QueryJobsService {
             .querier
             .search_scoped(&tenant, req, scope_from_wire(r.scope))
             .await
-            .map_err(|e| Status::internal(e.to_string()))?;
+            .map_err(|e| match e {
+                // The frontend answers a limit as the client's error, not as a failed ingester.
+                legato_querier::QueryError::Limit(m) => Status::failed_precondition(m),
+                e => Status::internal(e.to_string()),
+            })?;
         let json = serde_json::to_vec(&outcome).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(SearchJobResponse { outcome: json.into() }))
     }

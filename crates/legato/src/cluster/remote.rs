@@ -302,8 +302,8 @@ impl RecentTraces for RemoteIngesters {
             Ok(all) => (all, None),
             Err((some, why)) => (some, Some(why)),
         };
-        for trace in combine_replicas(responses).await {
-            if !visit(trace) {
+        for (trace, bytes) in combine_replicas(responses).await {
+            if !visit(trace, bytes) {
                 break;
             }
         }
@@ -311,24 +311,30 @@ impl RecentTraces for RemoteIngesters {
     }
 }
 
-/// Held traces from several ingesters, each trace's replicated copies combined into one.
-async fn combine_replicas(responses: Vec<legato_proto::internal::RecentTracesResponse>) -> Vec<TraceData> {
+/// Held traces from several ingesters, each trace's replicated copies combined into one,
+/// with the bytes all its copies took.
+async fn combine_replicas(responses: Vec<legato_proto::internal::RecentTracesResponse>) -> Vec<(TraceData, u64)> {
     tokio::task::spawn_blocking(move || {
         // Replicas hold the same spans: gather every copy per trace, then deduplicate.
-        let mut by_trace: HashMap<[u8; 16], Vec<ResourceSpans>> = HashMap::new();
+        let mut by_trace: HashMap<[u8; 16], (Vec<ResourceSpans>, u64)> = HashMap::new();
         for resp in responses {
             for seg in resp.traces {
                 let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
                     continue;
                 };
                 if let Ok(t) = legato_proto::tempopb::Trace::decode(seg.data.as_ref()) {
-                    by_trace.entry(id).or_default().extend(t.resource_spans);
+                    let (parts, bytes) = by_trace.entry(id).or_default();
+                    parts.extend(t.resource_spans);
+                    *bytes += seg.data.len() as u64;
                 }
             }
         }
         by_trace
             .into_iter()
-            .map(|(id, parts)| legato_proto::span_view::trace_data(id, &legato_proto::combine::combine(parts)))
+            .map(|(id, (parts, bytes))| {
+                let trace = legato_proto::span_view::trace_data(id, &legato_proto::combine::combine(parts));
+                (trace, bytes)
+            })
             .collect()
     })
     .await
@@ -436,6 +442,9 @@ impl ClusterFanout {
         while let Some((is_ingester, addr, result)) = jobs.next().await {
             match result {
                 Ok(v) => on_result(v),
+                Err(e) if e.code() == tonic::Code::FailedPrecondition => {
+                    return Err(QueryError::Limit(e.message().to_string()));
+                }
                 Err(e) if is_ingester => {
                     tracing::warn!(ingester = %addr, error = %e.message(), "ingester query job failed");
                     ingester_failures += 1;
