@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data demo-cluster demo-cluster-down fuzz-blocks
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench clean-data demo-cluster demo-cluster-down fuzz-blocks fuzz
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -59,6 +59,22 @@ demo-cluster-down:
 ## Reads many damaged copies of a block (bit flips, truncation, garbage): errors, never a panic.
 fuzz-blocks:
 	LEGATO_FUZZ_CASES=$${CASES:-20000} $(CARGO) nextest run -p legato-querier -E 'test(mutated)' --no-capture
+
+## cargo-fuzz targets (fuzz/, a workspace of its own; docs/fuzzing.md): otlp_wire, otlp_json,
+## traceql_parse, block_reader. `make fuzz TARGET=otlp_wire SECS=1800`; TARGET=all (the default)
+## runs each in turn. Stable Rust: no sanitizer (-s none). Not part of `make test`.
+FUZZ_TARGETS := otlp_wire otlp_json traceql_parse block_reader
+TARGET ?= all
+SECS ?= 1800
+FUZZ_TARGET_DIR ?= fuzz/target
+fuzz:
+	@command -v cargo-fuzz >/dev/null || nice -n 19 $(CARGO) install cargo-fuzz
+	@for t in $(if $(filter all,$(TARGET)),$(FUZZ_TARGETS),$(TARGET)); do \
+		bash fuzz/seed.sh $$t || exit 1; \
+		dict=; [ -f fuzz/dicts/$$t.dict ] && dict=-dict=fuzz/dicts/$$t.dict; \
+		nice -n 19 $(CARGO) fuzz run -s none --target-dir $(FUZZ_TARGET_DIR) $$t fuzz/corpus/$$t -- \
+			-max_total_time=$(SECS) -rss_limit_mb=2048 -print_final_stats=1 $$dict || exit 1; \
+	done
 
 fmt:
 	$(CARGO) fmt --all

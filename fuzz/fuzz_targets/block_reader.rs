@@ -1,0 +1,97 @@
+//! The block reader over a damaged `data.parquet` (or `bloom`): every read gives spans or an
+//! `Err`, never a panic or an abort.
+//!
+//! `BlockReader::find_trace` and `scan_traces_with` catch panics (`guarded` in
+//! legato-storage's reader.rs) and turn them into `Error::Corrupt`. libfuzzer-sys installs a
+//! panic hook that aborts before any unwinding, so a panic underneath that guard still stops
+//! the run here and is reported as a crash.
+//!
+//! Input: the bytes of `data.parquet`, read with the fixture block's meta and bloom; or
+//! `BLOOM` followed by the bytes of `bloom`, read with the fixture's data file.
+#![no_main]
+
+use std::sync::{Arc, LazyLock};
+
+use bytes::Bytes;
+use legato_model::TraceId;
+use legato_storage::metrics::StorageMetrics;
+use legato_storage::object_store::memory::InMemory;
+use legato_storage::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use legato_storage::{BlockMeta, BlockPaths, BlockReader, ScanOptions};
+use libfuzzer_sys::fuzz_target;
+
+macro_rules! fixture {
+    ($file:literal) => {
+        include_bytes!(concat!(
+            "../../crates/legato-storage/tests/fixtures/legato-v1/single-tenant/",
+            "4f1c8a52-6d3e-4b7a-9c0f-2e8d5a1b3c7e/",
+            $file
+        ))
+    };
+}
+
+const DATA: &[u8] = fixture!("data.parquet");
+const BLOOM: &[u8] = fixture!("bloom");
+const META: &[u8] = fixture!("meta.json");
+
+struct Fixture {
+    rt: tokio::runtime::Runtime,
+    meta: BlockMeta,
+    traces: Vec<TraceId>,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let rt = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+    let meta: BlockMeta = serde_json::from_slice(META).expect("fixture meta.json");
+    let traces = rt.block_on(async {
+        let reader = BlockReader::new(store(&meta, DATA, BLOOM).await, StorageMetrics::default());
+        let mut ids = Vec::new();
+        reader
+            .scan_traces(&meta, |t| {
+                ids.push(TraceId(t.trace_id));
+                true
+            })
+            .await
+            .expect("fixture block reads");
+        ids
+    });
+    assert!(!traces.is_empty(), "fixture block has traces");
+    Fixture { rt, meta, traces }
+});
+
+async fn store(meta: &BlockMeta, data: &[u8], bloom: &[u8]) -> Arc<dyn ObjectStore> {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let paths = BlockPaths::new(&meta.tenant_id, meta.block_id);
+    for (path, bytes) in [(paths.data(), data), (paths.bloom(), bloom)] {
+        store
+            .put(&path, PutPayload::from(Bytes::copy_from_slice(bytes)))
+            .await
+            .expect("in-memory put");
+    }
+    store
+}
+
+fuzz_target!(|input: &[u8]| {
+    let f = &*FIXTURE;
+    let (data, bloom) = match input.strip_prefix(b"BLOOM") {
+        Some(bloom) => (DATA, bloom),
+        None => (input, BLOOM),
+    };
+    let mut meta = f.meta.clone();
+    meta.data_size = data.len() as u64;
+    meta.bloom_size = bloom.len() as u64;
+    let trace = f.traces[input.len() % f.traces.len()];
+    f.rt.block_on(async {
+        let reader = BlockReader::new(store(&meta, data, bloom).await, StorageMetrics::default());
+        let _ = reader.find_trace(&meta, &trace).await;
+        let _ = reader.scan_traces(&meta, |_| true).await;
+        // A projected scan reads fewer columns: another path through the footer and pages.
+        let fewer = ScanOptions {
+            required: Vec::new(),
+            attrs: false,
+            extras: false,
+            resource: false,
+        };
+        let _ = reader.scan_traces_with(&meta, &fewer, |_| true).await;
+    });
+});
