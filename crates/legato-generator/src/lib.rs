@@ -3,13 +3,15 @@
 //! per-tenant registry bounded by `max_active_series`, and remote-writes them to Prometheus
 //! every `collection_interval` from a bounded queue with backoff, never blocking ingest.
 //!
-//! Built so far: the `span-metrics` and `service-graphs` processors and remote write. Not
-//! yet: the `metrics-generator` role of microservices mode (routing by trace id, so both
-//! halves of a call meet), per-block aggregates and the `/prometheus` API (issue 11).
+//! Every collection also goes to the series [`history`] in the bucket, which [`promql`]
+//! evaluates for Legato's own `/prometheus` API. Not yet: the `metrics-generator` role of
+//! microservices mode (routing by trace id, so both halves of a call meet).
 
 mod attrs;
 pub mod config;
+pub mod history;
 pub mod metrics;
+pub mod promql;
 pub mod registry;
 pub mod remote_write;
 pub mod servicegraphs;
@@ -55,6 +57,7 @@ pub struct Generator {
     tenants: Mutex<HashMap<TenantId, TenantState>>,
     external: Labels,
     metrics: GeneratorMetrics,
+    history: Option<Arc<history::History>>,
 }
 
 fn now_ms() -> i64 {
@@ -83,7 +86,37 @@ impl Generator {
             tenants: Mutex::default(),
             external,
             metrics,
+            history: None,
             cfg,
+        }
+    }
+
+    /// Keeps every collection in `history` too (what `/prometheus` answers from).
+    pub fn with_history(mut self, history: Arc<history::History>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    /// Adds one collection to the history and writes its finished minutes (all, at shutdown).
+    async fn keep_history(&self, collected: &[(TenantId, remote_write::WriteRequest)], now: i64, all: bool) {
+        let Some(history) = &self.history else {
+            return;
+        };
+        for (tenant, request) in collected {
+            history.record(tenant, now, &request.timeseries);
+        }
+        let stats = history.flush(now, all).await;
+        for (result, n) in [
+            ("ok", stats.files_written),
+            ("error", stats.write_errors),
+            ("dropped", stats.minutes_dropped),
+        ] {
+            if n > 0 {
+                self.metrics
+                    .history_writes
+                    .get_or_create(&ResultLabels { result: result.into() })
+                    .inc_by(n);
+            }
         }
     }
 
@@ -130,7 +163,7 @@ impl Generator {
 
     /// Collects and remote-writes every `collection_interval` until cancelled.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
-        if self.cfg.storage.remote_write.is_empty() {
+        if self.cfg.storage.remote_write.is_empty() && self.history.is_none() {
             return;
         }
         let client = reqwest::Client::builder()
@@ -144,11 +177,17 @@ impl Generator {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = cancel.cancelled() => return,
+                _ = cancel.cancelled() => {
+                    // What was counted since the last collection is kept for the next start.
+                    let collected = self.collect(false);
+                    self.keep_history(&collected, now_ms(), true).await;
+                    return;
+                }
                 _ = tick.tick() => {}
             }
             // Collected once per interval (a series' first 0 sample goes to every endpoint).
             let collected = self.collect(true);
+            self.keep_history(&collected, now_ms(), false).await;
             for (i, endpoint) in endpoints.iter().enumerate() {
                 for (tenant, request) in &collected {
                     let mut request = request.clone();

@@ -25,6 +25,8 @@ pub struct GeneratorMetrics {
     pub queue_length: Gauge,
     pub service_graph_dropped: Family<TenantLabels, Counter>,
     pub service_graph_expired: Family<TenantLabels, Counter>,
+    /// History (`/prometheus`) writes: ok, error (kept for retry), dropped (after a long outage).
+    pub history_writes: Family<ResultLabels, Counter>,
 }
 
 impl GeneratorMetrics {
@@ -58,6 +60,11 @@ impl GeneratorMetrics {
             "legato_generator_service_graph_expired_edges",
             "Half edges that found no other half within wait and named no peer (no edge emitted)",
             self.service_graph_expired.clone(),
+        );
+        registry.register(
+            "legato_generator_history_writes",
+            "Minutes of series history written to the bucket by result: ok, error (kept and retried), dropped (unwritten too long)",
+            self.history_writes.clone(),
         );
         registry.register(
             "legato_generator_remote_write_queue_length",
