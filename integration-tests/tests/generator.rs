@@ -345,8 +345,44 @@ fn send_topology(legato: &Legato, n: usize) {
     }
 }
 
+/// A PromQL query to Legato's own Prometheus API, as Grafana's Prometheus data source sends
+/// it (form POST): the result list.
+async fn legato_query(client: &reqwest::Client, legato: &Legato, q: &str) -> Vec<serde_json::Value> {
+    let body: serde_json::Value = client
+        .post(legato.url("/prometheus/api/v1/query"))
+        .form(&[("query", q)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["status"], "success", "{q}: {body}");
+    body["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+/// Result series by their labels (`__name__` left out), with values.
+fn by_labels(result: &[serde_json::Value]) -> std::collections::BTreeMap<String, f64> {
+    result
+        .iter()
+        .map(|s| {
+            let mut labels: Vec<String> = s["metric"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .filter(|(k, _)| *k != "__name__")
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap()))
+                .collect();
+            labels.sort();
+            (labels.join(","), s["value"][1].as_str().unwrap().parse().unwrap())
+        })
+        .collect()
+}
+
 /// Issue 11: the service graph of a small topology, remote-written to a real Prometheus and
-/// read back with the queries Grafana's service map sends.
+/// read back with the queries Grafana's service map sends; then the same queries through
+/// Legato's own `/prometheus` API (no Prometheus needed), which must agree, before and after
+/// a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn service_graph_edges_answer_grafanas_service_map_queries() {
     let dir = tempfile::tempdir().unwrap();
@@ -356,7 +392,7 @@ async fn service_graph_edges_answer_grafanas_service_map_queries() {
         "metrics_generator:\n  registry:\n    collection_interval: 1s\n  processor:\n    service_graphs:\n      wait: 1s\n  storage:\n    remote_write:\n      - url: http://127.0.0.1:{}/api/v1/write\noverrides:\n  defaults:\n    metrics_generator:\n      processors: [service-graphs, span-metrics]\n",
         prometheus.port
     );
-    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    let mut legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
     send_topology(&legato, 10);
     let client = reqwest::Client::new();
     let edges = |r: &[serde_json::Value]| {
@@ -460,4 +496,156 @@ async fn service_graph_edges_answer_grafanas_service_map_queries() {
         )
         .await;
     assert_eq!(p90.len(), 1, "{p90:?}");
+
+    // Legato's own /prometheus: exact counts per edge (no extrapolation).
+    let exact = "sum by (client, server, connection_type) (increase(traces_service_graph_request_total[1h]))";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = edges(&legato_query(&client, &legato, exact).await);
+        if got == want {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "legato /prometheus edges {got:?}, want {want:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Grafana's service-map queries: the same series as Prometheus gives.
+    let metrics = [
+        "traces_service_graph_request_server_seconds_sum",
+        "traces_service_graph_request_total",
+        "traces_service_graph_request_failed_total",
+        "traces_service_graph_request_server_seconds_bucket",
+    ];
+    for m in metrics {
+        for q in [
+            format!("sum by (client, server) (rate({m}[3600s]))"),
+            format!("group by (client, connection_type, server) ({m})"),
+        ] {
+            let ours: Vec<String> = by_labels(&legato_query(&client, &legato, &q).await)
+                .into_keys()
+                .collect();
+            let theirs: Vec<String> = by_labels(&prometheus.query(&client, &q).await).into_keys().collect();
+            assert_eq!(ours, theirs, "{q}");
+            assert!(!ours.is_empty(), "{q}");
+        }
+    }
+    // Request, failed and latency totals: Legato's increase over the hour is the counter's value.
+    for m in [
+        "traces_service_graph_request_total",
+        "traces_service_graph_request_failed_total",
+        "traces_service_graph_request_server_seconds_sum",
+        "traces_service_graph_request_client_seconds_sum",
+        "traces_spanmetrics_calls_total",
+        "traces_spanmetrics_latency_sum",
+    ] {
+        let ours = by_labels(
+            &legato_query(
+                &client,
+                &legato,
+                &format!("sum by (client, server, span_name) (increase({m}[1h]))"),
+            )
+            .await,
+        );
+        let theirs = by_labels(
+            &prometheus
+                .query(&client, &format!("sum by (client, server, span_name) ({m})"))
+                .await,
+        );
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{m}"
+        );
+        for (k, v) in &ours {
+            assert!(
+                (v - theirs[k]).abs() < 1e-9,
+                "{m} {k}: legato {v}, prometheus {}",
+                theirs[k]
+            );
+        }
+    }
+    // Node links and the RED table.
+    let p90 = legato_query(
+        &client,
+        &legato,
+        r#"histogram_quantile(0.9, sum(rate(traces_service_graph_request_server_seconds_bucket{server="checkout"}[5m])) by (le, client, server))"#,
+    )
+    .await;
+    assert_eq!(p90.len(), 1, "{p90:?}");
+    for q in [
+        r#"topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER"}[3600s])) by (span_name))"#,
+        r#"topk(5, sum(rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"}[3600s])) by (span_name))"#,
+        r#"histogram_quantile(.9, sum(rate(traces_spanmetrics_latency_bucket{span_name="GET /checkout"}[3600s])) by (le))"#,
+    ] {
+        let ours = by_labels(&legato_query(&client, &legato, q).await);
+        let theirs = by_labels(&prometheus.query(&client, q).await);
+        assert_eq!(
+            ours.keys().collect::<Vec<_>>(),
+            theirs.keys().collect::<Vec<_>>(),
+            "{q}"
+        );
+        assert!(!ours.is_empty(), "{q}");
+    }
+    // The "is it collected?" probe, label values, build info, and a clear refusal.
+    let names = integration_tests::get_json(
+        &client,
+        &legato.url("/prometheus/api/v1/labels?match[]=%7B__name__%3D~%22traces_service_graph_request_total%7Ctraces_service_graph_request_failed_total%22%7D"),
+    )
+    .await;
+    assert!(
+        names["data"].as_array().unwrap().iter().any(|n| n == "connection_type"),
+        "{names}"
+    );
+    let servers = integration_tests::get_json(&client, &legato.url("/prometheus/api/v1/label/server/values")).await;
+    assert_eq!(servers["data"].as_array().unwrap().len(), 5, "{servers}");
+    let info = integration_tests::get_json(&client, &legato.url("/prometheus/api/v1/status/buildinfo")).await;
+    assert_eq!(info["status"], "success");
+    let refused = client
+        .post(legato.url("/prometheus/api/v1/query"))
+        .form(&[("query", "predict_linear(traces_service_graph_request_total[5m], 60)")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 400);
+    let body: serde_json::Value = refused.json().await.unwrap();
+    assert_eq!(body["errorType"], "bad_data");
+    assert!(body["error"].as_str().unwrap().contains("predict_linear"), "{body}");
+    let end = unix_now();
+    let range: serde_json::Value = client
+        .get(legato.url("/prometheus/api/v1/query_range"))
+        .query(&[
+            ("query", "sum(rate(traces_service_graph_request_total[1m]))"),
+            ("start", &(end - 600).to_string()),
+            ("end", &end.to_string()),
+            ("step", "60"),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(range["data"]["resultType"], "matrix", "{range}");
+    // Steps before the traffic have no samples; the last step (at `end`) has the rate.
+    let values = range["data"]["result"][0]["values"].as_array().unwrap();
+    let (last_t, last_v) = (
+        values.last().unwrap()[0].as_u64().unwrap(),
+        values.last().unwrap()[1].as_str().unwrap(),
+    );
+    assert_eq!(last_t, end, "{range}");
+    assert!(last_v.parse::<f64>().unwrap() > 0.0, "{range}");
+
+    // Restart: the map of the last hour is still there.
+    assert!(legato.terminate().success());
+    legato.spawn();
+    assert_eq!(edges(&legato_query(&client, &legato, exact).await), want);
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }

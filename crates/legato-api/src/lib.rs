@@ -10,6 +10,7 @@ pub mod metrics;
 mod metrics_query;
 mod otlp_grpc;
 mod otlp_http;
+mod prometheus;
 mod query;
 mod search;
 mod streaming;
@@ -82,6 +83,11 @@ pub struct AppState {
     /// Running queries per tenant, against that limit.
     pub tenant_queries:
         parking_lot::Mutex<std::collections::HashMap<legato_model::TenantId, std::sync::Arc<tokio::sync::Semaphore>>>,
+    /// The metrics generator's series history, which `/prometheus` answers from.
+    pub history: Option<Arc<legato_generator::history::History>>,
+    /// How long a generator series stays present after its last increase
+    /// (`metrics_generator.registry.stale_duration`).
+    pub promql_presence: std::time::Duration,
 }
 
 /// Runs a query with a cancellation token that fires when the query timeout passes or when
@@ -159,6 +165,33 @@ pub fn http_api(state: SharedState) -> Router {
         .route("/metrics", get(query::metrics))
         .route("/status/config", get(query::status_config))
         .route("/flush", post(query::flush).get(query::post_only))
+        .route(
+            "/prometheus/api/v1/query",
+            get(prometheus::query).post(prometheus::query),
+        )
+        .route(
+            "/prometheus/api/v1/query_range",
+            get(prometheus::query_range).post(prometheus::query_range),
+        )
+        .route(
+            "/prometheus/api/v1/series",
+            get(prometheus::series).post(prometheus::series),
+        )
+        .route(
+            "/prometheus/api/v1/labels",
+            get(prometheus::labels).post(prometheus::labels),
+        )
+        .route("/prometheus/api/v1/label/{name}/values", get(prometheus::label_values))
+        .route("/prometheus/api/v1/status/buildinfo", get(prometheus::buildinfo))
+        .route("/prometheus/api/v1/metadata", get(prometheus::empty_object))
+        .route(
+            "/prometheus/api/v1/query_exemplars",
+            get(prometheus::empty_list).post(prometheus::empty_list),
+        )
+        .route(
+            "/prometheus/api/v1/{*rest}",
+            get(prometheus::not_found).post(prometheus::not_found),
+        )
         .with_state(state.clone())
         // gRPC StreamingQuerier over HTTP/2 cleartext on the same port, as Grafana dials it.
         .merge(tonic::service::Routes::new(streaming_service(state.clone())).into_axum_router())

@@ -308,6 +308,21 @@ impl History {
         Ok(chunk)
     }
 
+    /// Tenants with history in the bucket.
+    pub async fn tenants(&self) -> Result<Vec<TenantId>, String> {
+        let root = Path::from(PREFIX);
+        let listing = self
+            .store
+            .list_with_delimiter(Some(&root))
+            .await
+            .map_err(|e| format!("listing {root}: {e}"))?;
+        Ok(listing
+            .common_prefixes
+            .iter()
+            .filter_map(|p| p.filename().and_then(|t| TenantId::new(t).ok()))
+            .collect())
+    }
+
     /// The compactor's part, for the tenants it keeps house for: merges each finished hour
     /// (older than `now - 1h`) that has several files into one, and deletes hours older than
     /// `retention`.

@@ -23,6 +23,9 @@ use serde_json::{Value as Json, json};
 
 use crate::history::{History, Points, SeriesLabels};
 
+/// A `match[]` series selector.
+pub type Selector = VectorSelector;
+
 /// Why a query was refused or failed, as Prometheus's API names it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PromError {

@@ -206,12 +206,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         None => late.clone(),
     };
     // The metrics generator sees every accepted span before sampling.
+    // The generator's series history in the bucket: written by the generator, read by the
+    // `/prometheus` API wherever queries are served, merged by the compactor.
+    let history = Arc::new(legato_generator::history::History::new(store.clone()));
     let generator = cfg.generator_enabled()?.then(|| {
-        Arc::new(legato_generator::Generator::new(
-            cfg.metrics_generator.clone(),
-            cfg.processors_lookup(),
-            generator_metrics,
-        ))
+        Arc::new(
+            legato_generator::Generator::new(
+                cfg.metrics_generator.clone(),
+                cfg.processors_lookup(),
+                generator_metrics,
+            )
+            .with_history(history.clone()),
+        )
     });
     let mut distributor = Distributor::new(
         sink,
@@ -241,15 +247,16 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         auth: cfg.auth.load()?,
         max_concurrent_queries_per_tenant: cfg.query_frontend.max_concurrent_queries_per_tenant,
         tenant_queries: parking_lot::Mutex::default(),
+        history: Some(history.clone()),
+        promql_presence: cfg.metrics_generator.registry.stale_duration,
     });
 
     tracing::info!(target = %cfg.target, http = %http_addr, grpc = %grpc_addr,
         backend = ?cfg.storage.trace.backend, replication_factor = rf, "legato listening");
 
     let cancel = CancellationToken::new();
-    if let Some(generator) = &generator {
-        tokio::spawn(generator.clone().run(cancel.clone()));
-    }
+    // Awaited at shutdown: its last collection is written to the history.
+    let generator_task = generator.as_ref().map(|g| tokio::spawn(g.clone().run(cancel.clone())));
     let servers_stop = CancellationToken::new();
     let mut servers = tokio::task::JoinSet::new();
     let grpc_limit = otlp.grpc.max_recv_msg_size_mib << 20;
@@ -421,7 +428,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                     blocklist: blocklist.clone(),
                     clock: clock.clone(),
                     retention: cfg.retention_lookup()?,
-                    owns,
+                    owns: owns.clone(),
                     metrics: compactor_metrics,
                 },
                 cfg.compactor.compaction.clone(),
@@ -429,6 +436,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .with_upload_part_size(cfg.storage.trace.upload_part_size()),
         );
         tokio::spawn(compactor.run(cancel.clone()));
+        tokio::spawn(compact_history(
+            history.clone(),
+            owns.clone(),
+            cfg.retention_lookup()?,
+            cfg.compactor.compaction.block_retention,
+            cancel.clone(),
+        ));
     }
     if let Some(cluster) = &cluster {
         cluster.set_state(MemberState::Active).await;
@@ -454,6 +468,9 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         tokio::time::sleep(cfg.memberlist.gossip_interval * 5).await;
     }
     cancel.cancel();
+    if let Some(task) = generator_task {
+        task.await.context("metrics generator task")?;
+    }
     if let Some(task) = ingester_task {
         task.await.context("ingester task")?;
     }
@@ -464,6 +481,43 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Every 10 minutes, for the tenants whose housekeeping this compactor owns: merges each
+/// finished hour of generator history into one file and deletes hours past retention.
+async fn compact_history(
+    history: Arc<legato_generator::history::History>,
+    owns: legato_compactor::Ownership,
+    retention: legato_compactor::RetentionLookup,
+    default_retention: Duration,
+    cancel: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(600));
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let tenants = match history.tenants().await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "listing generator history failed");
+                continue;
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        for tenant in tenants {
+            if !owns(&legato_compactor::index_key(&tenant)) {
+                continue;
+            }
+            let keep = retention(&tenant).unwrap_or(default_retention);
+            if let Err(e) = history.compact(&tenant, now, keep).await {
+                tracing::warn!(%tenant, error = %e, "merging generator history failed");
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -1,0 +1,344 @@
+//! `/prometheus/api/v1/*`: a Prometheus-compatible API over the metrics generator's series
+//! history, so a Grafana *Prometheus* data source pointed at `http://legato:3200/prometheus`
+//! draws the service map and the RED table with no Prometheus. GET and form POST, as the
+//! Prometheus data source sends them; Prometheus's JSON shapes and error format.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use legato_generator::history::History;
+use legato_generator::promql::{self, PromError, Settings};
+use legato_model::TenantId;
+use serde_json::{Value as Json, json};
+
+use crate::{SharedState, tenant};
+
+/// Most points per series of a range query (Prometheus's limit and message).
+const MAX_POINTS: i64 = 11_000;
+/// `series`, `labels` and `label values` without `start` look back this far.
+const DEFAULT_METADATA_RANGE_MS: i64 = 24 * 3_600_000;
+
+type Params = Vec<(String, String)>;
+
+/// Prometheus's error answer: `{"status":"error","errorType":...,"error":...}`.
+fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"status": "error", "errorType": kind, "error": message.into()}).to_string(),
+    )
+        .into_response()
+}
+
+fn bad_data(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad_data", message)
+}
+
+fn from_prom(e: PromError) -> Response {
+    match e {
+        PromError::BadData(m) => bad_data(m),
+        PromError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+    }
+}
+
+fn success(data: Json) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"status": "success", "data": data}).to_string(),
+    )
+        .into_response()
+}
+
+/// Parameters from the query string and, for a form POST, the body.
+fn params(query: Option<String>, headers: &HeaderMap, body: &Bytes) -> Params {
+    let mut out: Params = form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if is_form {
+        out.extend(form_urlencoded::parse(body).into_owned());
+    }
+    out
+}
+
+fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .filter(|v| !v.is_empty())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix seconds (float) or RFC 3339, as Prometheus takes them.
+fn parse_time(name: &str, text: &str) -> Result<i64, Response> {
+    if let Ok(secs) = text.parse::<f64>()
+        && secs.is_finite()
+    {
+        return Ok((secs * 1000.0).round() as i64);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as i64)
+        .ok_or_else(|| {
+            bad_data(format!(
+                "invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp"
+            ))
+        })
+}
+
+/// Float seconds or a duration (`15s`, `1m`).
+fn parse_step(text: &str) -> Result<i64, Response> {
+    let ms = match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() => (secs * 1000.0).round() as i64,
+        _ => humantime::parse_duration(text)
+            .map(|d| d.as_millis() as i64)
+            .map_err(|_| {
+                bad_data(format!(
+                    "invalid parameter \"step\": cannot parse \"{text}\" to a valid duration"
+                ))
+            })?,
+    };
+    if ms <= 0 {
+        return Err(bad_data(
+            "invalid parameter \"step\": zero or negative query resolution step widths are not accepted. Try a positive integer",
+        ));
+    }
+    Ok(ms)
+}
+
+struct Ctx {
+    history: std::sync::Arc<History>,
+    tenant: TenantId,
+    settings: Settings,
+    timeout: Duration,
+}
+
+fn ctx(state: &SharedState, headers: &HeaderMap) -> Result<Ctx, Response> {
+    let Some(history) = state.history.clone() else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            "unavailable",
+            "this process keeps no metrics-generator history (the /prometheus API runs where queries are served)",
+        ));
+    };
+    let tenant = tenant::from_headers(state.multitenancy_enabled, headers).map_err(IntoResponse::into_response)?;
+    Ok(Ctx {
+        history,
+        tenant,
+        settings: Settings {
+            presence_ms: state.promql_presence.as_millis() as i64,
+        },
+        timeout: state.query_timeout,
+    })
+}
+
+async fn timed<T>(ctx: &Ctx, run: impl Future<Output = Result<T, PromError>>) -> Result<T, Response> {
+    match tokio::time::timeout(ctx.timeout, run).await {
+        Ok(r) => r.map_err(from_prom),
+        Err(_) => Err(error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("query timed out after {:?} (querier.search.query_timeout)", ctx.timeout),
+        )),
+    }
+}
+
+pub(crate) async fn query(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    let result = async {
+        let ctx = ctx(&state, &headers)?;
+        let text =
+            param(&p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": query must not be empty"))?;
+        let t = match param(&p, "time") {
+            Some(v) => parse_time("time", v)?,
+            None => now_ms(),
+        };
+        let value = timed(&ctx, promql::instant(&ctx.history, &ctx.tenant, text, t, ctx.settings)).await?;
+        Ok::<_, Response>(success(promql::instant_json(&value, t)))
+    };
+    result.await.unwrap_or_else(|e| e)
+}
+
+pub(crate) async fn query_range(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    let result = async {
+        let ctx = ctx(&state, &headers)?;
+        let text =
+            param(&p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": query must not be empty"))?;
+        let start = parse_time(
+            "start",
+            param(&p, "start").ok_or_else(|| bad_data("invalid parameter \"start\": missing"))?,
+        )?;
+        let end = parse_time(
+            "end",
+            param(&p, "end").ok_or_else(|| bad_data("invalid parameter \"end\": missing"))?,
+        )?;
+        let step = parse_step(param(&p, "step").ok_or_else(|| bad_data("invalid parameter \"step\": missing"))?)?;
+        if end < start {
+            return Err(bad_data(
+                "invalid parameter \"end\": end timestamp must not be before start time",
+            ));
+        }
+        if (end - start) / step > MAX_POINTS {
+            return Err(bad_data(
+                "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query resolution (?step=XX)",
+            ));
+        }
+        let series = timed(
+            &ctx,
+            promql::range(&ctx.history, &ctx.tenant, text, start, end, step, ctx.settings),
+        )
+        .await?;
+        Ok(success(promql::matrix_json(&series)))
+    };
+    result.await.unwrap_or_else(|e| e)
+}
+
+/// `match[]`, `start` and `end` of the metadata endpoints.
+fn metadata_scope(p: &Params) -> Result<(Vec<promql::Selector>, i64, i64), Response> {
+    let matches: Vec<String> = p
+        .iter()
+        .filter(|(k, _)| k == "match[]")
+        .map(|(_, v)| v.clone())
+        .collect();
+    let selectors = promql::parse_selectors(&matches).map_err(from_prom)?;
+    let end = match param(p, "end") {
+        Some(v) => parse_time("end", v)?,
+        None => now_ms(),
+    };
+    let start = match param(p, "start") {
+        Some(v) => parse_time("start", v)?,
+        None => end - DEFAULT_METADATA_RANGE_MS,
+    };
+    Ok((selectors, start, end))
+}
+
+async fn matching_series(
+    state: &SharedState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<Vec<legato_generator::history::SeriesLabels>, Response> {
+    let ctx = ctx(state, headers)?;
+    let (selectors, start, end) = metadata_scope(p)?;
+    timed(&ctx, promql::series(&ctx.history, &ctx.tenant, &selectors, start, end)).await
+}
+
+pub(crate) async fn series(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    if !p.iter().any(|(k, _)| k == "match[]") {
+        return bad_data("no match[] parameter provided");
+    }
+    match matching_series(&state, &headers, &p).await {
+        Ok(found) => success(Json::Array(
+            found
+                .iter()
+                .map(|labels| {
+                    Json::Object(
+                        labels
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                            .collect(),
+                    )
+                })
+                .collect(),
+        )),
+        Err(e) => e,
+    }
+}
+
+pub(crate) async fn labels(
+    State(state): State<SharedState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    match matching_series(&state, &headers, &p).await {
+        Ok(found) => {
+            let names: std::collections::BTreeSet<&String> = found.iter().flatten().map(|(k, _)| k).collect();
+            success(json!(names))
+        }
+        Err(e) => e,
+    }
+}
+
+pub(crate) async fn label_values(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    let p = params(q, &headers, &body);
+    match matching_series(&state, &headers, &p).await {
+        Ok(found) => {
+            let values: std::collections::BTreeSet<&String> = found
+                .iter()
+                .flatten()
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v)
+                .collect();
+            success(json!(values))
+        }
+        Err(e) => e,
+    }
+}
+
+pub(crate) async fn buildinfo() -> Response {
+    // A Prometheus version Grafana enables its current features for; `legato` names us.
+    success(json!({
+        "version": "2.53.0",
+        "revision": concat!("legato-", env!("CARGO_PKG_VERSION")),
+        "branch": "",
+        "buildUser": "",
+        "buildDate": "",
+        "goVersion": "",
+    }))
+}
+
+/// `metadata` and `query_exemplars`: Grafana asks; nothing to tell.
+pub(crate) async fn empty_object() -> Response {
+    success(json!({}))
+}
+
+pub(crate) async fn empty_list() -> Response {
+    success(json!([]))
+}
+
+/// Anything else under `/prometheus/api/v1`.
+pub(crate) async fn not_found() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        "this Prometheus API endpoint is not served by Legato (see docs/prometheus-api.md)",
+    )
+}
