@@ -33,15 +33,40 @@ fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
-fn bad_data(message: impl Into<String>) -> Response {
-    error(StatusCode::BAD_REQUEST, "bad_data", message)
+/// Why a request failed, answered in Prometheus's error format.
+enum Fail {
+    Prom(PromError),
+    Timeout(Duration),
+    NoHistory,
+    Api(crate::ApiError),
 }
 
-fn from_prom(e: PromError) -> Response {
-    match e {
-        PromError::BadData(m) => bad_data(m),
-        PromError::Unavailable(m) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+impl IntoResponse for Fail {
+    fn into_response(self) -> Response {
+        match self {
+            Fail::Prom(PromError::BadData(m)) => error(StatusCode::BAD_REQUEST, "bad_data", m),
+            Fail::Prom(PromError::Unavailable(m)) => error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            Fail::Timeout(after) => error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("query timed out after {after:?} (querier.search.query_timeout)"),
+            ),
+            Fail::NoHistory => error(
+                StatusCode::NOT_FOUND,
+                "unavailable",
+                "this process keeps no metrics-generator history (the /prometheus API runs where queries are served)",
+            ),
+            Fail::Api(e) => e.into_response(),
+        }
     }
+}
+
+fn bad_data(message: impl Into<String>) -> Fail {
+    Fail::Prom(PromError::BadData(message.into()))
+}
+
+fn from_prom(e: PromError) -> Fail {
+    Fail::Prom(e)
 }
 
 fn success(data: Json) -> Response {
@@ -83,7 +108,7 @@ fn now_ms() -> i64 {
 }
 
 /// Unix seconds (float) or RFC 3339, as Prometheus takes them.
-fn parse_time(name: &str, text: &str) -> Result<i64, Response> {
+fn parse_time(name: &str, text: &str) -> Result<i64, Fail> {
     if let Ok(secs) = text.parse::<f64>()
         && secs.is_finite()
     {
@@ -101,7 +126,7 @@ fn parse_time(name: &str, text: &str) -> Result<i64, Response> {
 }
 
 /// Float seconds or a duration (`15s`, `1m`).
-fn parse_step(text: &str) -> Result<i64, Response> {
+fn parse_step(text: &str) -> Result<i64, Fail> {
     let ms = match text.parse::<f64>() {
         Ok(secs) if secs.is_finite() => (secs * 1000.0).round() as i64,
         _ => humantime::parse_duration(text)
@@ -127,15 +152,11 @@ struct Ctx {
     timeout: Duration,
 }
 
-fn ctx(state: &SharedState, headers: &HeaderMap) -> Result<Ctx, Response> {
+fn ctx(state: &SharedState, headers: &HeaderMap) -> Result<Ctx, Fail> {
     let Some(history) = state.history.clone() else {
-        return Err(error(
-            StatusCode::NOT_FOUND,
-            "unavailable",
-            "this process keeps no metrics-generator history (the /prometheus API runs where queries are served)",
-        ));
+        return Err(Fail::NoHistory);
     };
-    let tenant = tenant::from_headers(state.multitenancy_enabled, headers).map_err(IntoResponse::into_response)?;
+    let tenant = tenant::from_headers(state.multitenancy_enabled, headers).map_err(Fail::Api)?;
     Ok(Ctx {
         history,
         tenant,
@@ -146,14 +167,10 @@ fn ctx(state: &SharedState, headers: &HeaderMap) -> Result<Ctx, Response> {
     })
 }
 
-async fn timed<T>(ctx: &Ctx, run: impl Future<Output = Result<T, PromError>>) -> Result<T, Response> {
+async fn timed<T>(ctx: &Ctx, run: impl Future<Output = Result<T, PromError>>) -> Result<T, Fail> {
     match tokio::time::timeout(ctx.timeout, run).await {
         Ok(r) => r.map_err(from_prom),
-        Err(_) => Err(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            format!("query timed out after {:?} (querier.search.query_timeout)", ctx.timeout),
-        )),
+        Err(_) => Err(Fail::Timeout(ctx.timeout)),
     }
 }
 
@@ -173,9 +190,9 @@ pub(crate) async fn query(
             None => now_ms(),
         };
         let value = timed(&ctx, promql::instant(&ctx.history, &ctx.tenant, text, t, ctx.settings)).await?;
-        Ok::<_, Response>(success(promql::instant_json(&value, t)))
+        Ok::<_, Fail>(success(promql::instant_json(&value, t)))
     };
-    result.await.unwrap_or_else(|e| e)
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 pub(crate) async fn query_range(
@@ -215,11 +232,11 @@ pub(crate) async fn query_range(
         .await?;
         Ok(success(promql::matrix_json(&series)))
     };
-    result.await.unwrap_or_else(|e| e)
+    result.await.unwrap_or_else(IntoResponse::into_response)
 }
 
 /// `match[]`, `start` and `end` of the metadata endpoints.
-fn metadata_scope(p: &Params) -> Result<(Vec<promql::Selector>, i64, i64), Response> {
+fn metadata_scope(p: &Params) -> Result<(Vec<promql::Selector>, i64, i64), Fail> {
     let matches: Vec<String> = p
         .iter()
         .filter(|(k, _)| k == "match[]")
@@ -241,7 +258,7 @@ async fn matching_series(
     state: &SharedState,
     headers: &HeaderMap,
     p: &Params,
-) -> Result<Vec<legato_generator::history::SeriesLabels>, Response> {
+) -> Result<Vec<legato_generator::history::SeriesLabels>, Fail> {
     let ctx = ctx(state, headers)?;
     let (selectors, start, end) = metadata_scope(p)?;
     timed(&ctx, promql::series(&ctx.history, &ctx.tenant, &selectors, start, end)).await
@@ -255,7 +272,7 @@ pub(crate) async fn series(
 ) -> Response {
     let p = params(q, &headers, &body);
     if !p.iter().any(|(k, _)| k == "match[]") {
-        return bad_data("no match[] parameter provided");
+        return bad_data("no match[] parameter provided").into_response();
     }
     match matching_series(&state, &headers, &p).await {
         Ok(found) => success(Json::Array(
@@ -271,7 +288,7 @@ pub(crate) async fn series(
                 })
                 .collect(),
         )),
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -287,7 +304,7 @@ pub(crate) async fn labels(
             let names: std::collections::BTreeSet<&String> = found.iter().flatten().map(|(k, _)| k).collect();
             success(json!(names))
         }
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -309,7 +326,7 @@ pub(crate) async fn label_values(
                 .collect();
             success(json!(values))
         }
-        Err(e) => e,
+        Err(e) => e.into_response(),
     }
 }
 
