@@ -106,13 +106,17 @@ class Checker:
 
 # ---------------------------------------------------------------------------------- compose
 
+def _authority(endpoint: str) -> str:
+    """host:port of an endpoint or URL (scheme and path left out)."""
+    return str(endpoint).split("://", 1)[-1].split("/", 1)[0]
+
+
 def port_of(endpoint: str) -> int:
-    return int(str(endpoint).rsplit(":", 1)[1].strip("/"))
+    return int(_authority(endpoint).rsplit(":", 1)[1])
 
 
 def host_of(endpoint: str) -> str:
-    text = str(endpoint).split("://", 1)[-1]
-    return text.rsplit(":", 1)[0]
+    return _authority(endpoint).rsplit(":", 1)[0]
 
 
 def compose_schema() -> dict:
@@ -234,9 +238,28 @@ def check_compose(c: Checker) -> None:
     for src in provisioned:
         if (REPO / src).is_file():
             ds = yaml.safe_load((REPO / src).read_text())["datasources"]
-            for d in ds:
-                ok = d["type"] == "tempo" and host_of(d["url"]) == "legato" and port_of(d["url"]) == legato_http
-                c.expect(ok, f"grafana data source {d['name']} -> {d['url']} is Legato's HTTP API")
+            check_datasources(c, ds, "legato", legato_http)
+
+
+def check_datasources(c, ds: list, host: str, port: int) -> None:
+    """Tempo data sources on Legato's HTTP API; Prometheus ones on its /prometheus API, and
+    every service-map data source uid names one of those."""
+    by_uid = {d.get("uid"): d for d in ds}
+    for d in ds:
+        url = d["url"]
+        on_legato = host_of(url) == host and port_of(url) == port
+        if d["type"] == "tempo":
+            c.expect(on_legato, f"grafana data source {d['name']} -> {url} is Legato's HTTP API")
+            uid = d.get("jsonData", {}).get("serviceMap", {}).get("datasourceUid")
+            if uid is not None:
+                target = by_uid.get(uid, {})
+                c.expect(target.get("type") == "prometheus",
+                         f"the service map of {d['name']} reads Prometheus data source {uid}")
+        elif d["type"] == "prometheus":
+            c.expect(on_legato and url.rstrip("/").endswith("/prometheus"),
+                     f"grafana data source {d['name']} -> {url} is Legato's /prometheus API")
+        else:
+            c.expect(False, f"grafana data source {d['name']} has a known type", d["type"])
 
 
 def expand_env(text: str, env: dict[str, str]) -> str:
@@ -303,6 +326,18 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
     secrets = by_kind.get("Secret", {})
     accounts = by_kind.get("ServiceAccount", {})
     workloads = {**by_kind.get("Deployment", {}), **by_kind.get("StatefulSet", {})}
+
+    # Grafana's data sources point at the Service that answers queries, and its http port.
+    for cname, cm in configmaps.items():
+        if not cname.endswith("-grafana-datasources"):
+            continue
+        for key, text in cm["data"].items():
+            ds = yaml.safe_load(text)["datasources"]
+            host = host_of(ds[0]["url"])
+            svc = by_kind.get("Service", {}).get(host.split(".", 1)[0])
+            ports = [p["port"] for p in (svc or {}).get("spec", {}).get("ports", []) if p.get("name") == "http"]
+            if c.expect(bool(ports), f"{cname}/{key}: {host} is a rendered Service with an http port"):
+                check_datasources(c, ds, host, ports[0])
 
     seen_targets = set()
     for wname, w in workloads.items():
