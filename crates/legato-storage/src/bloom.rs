@@ -10,6 +10,10 @@ pub struct TraceBloom(Bloom<[u8; 16]>);
 /// per span) and keeps lookups at about one read up to several hundred blocks.
 const FALSE_POSITIVE_RATE: f64 = 0.001;
 
+/// Most hash functions a filter read back may use: `build` uses about 10 at
+/// `FALSE_POSITIVE_RATE` (7 in blocks written at 1%).
+const MAX_HASHES: u32 = 64;
+
 impl TraceBloom {
     pub fn build<'a>(ids: impl ExactSizeIterator<Item = &'a TraceId>) -> Self {
         let count = ids.len().max(1);
@@ -21,8 +25,13 @@ impl TraceBloom {
         Self(bloom)
     }
 
+    /// A filter read back from a block's `bloom` file, or None if the file is not one `build`
+    /// could have written: an empty bitmap (a lookup would divide by zero and panic) or more
+    /// hash functions than `MAX_HASHES` (each lookup runs all of them; a damaged header can
+    /// claim 2^32).
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Bloom::from_slice(bytes).ok().map(Self)
+        let bloom = Bloom::from_slice(bytes).ok()?;
+        (bloom.len() >= 8 && bloom.number_of_hash_functions() <= MAX_HASHES).then_some(Self(bloom))
     }
 
     pub fn to_bytes(&self) -> Vec<u8> {
