@@ -79,7 +79,7 @@ def request():
              span(t2, b"\x03" * 8, None, "other", 1_700_000_001_000_000_000, 1_700_000_002_000_000_000)]
     scope = ln(1, ln(1, "lib") + ln(2, "1.0") + ln(3, kv("scope.attr", "x")))
     ss = scope + b"".join(ln(2, s) for s in spans) + ln(3, "https://opentelemetry.io/schemas/1.21.0")
-    resource = ln(1, kv("service.name", "frontend") + ln(1, kv("host.name", "h1")))
+    resource = ln(1, ln(1, kv("service.name", "frontend")) + ln(1, kv("host.name", "h1")))
     rs = resource + ln(2, ss) + ln(3, "https://opentelemetry.io/schemas/1.21.0")
     return ln(1, rs) + ln(1, ln(1, ln(1, kv("service.name", "backend"))) + ln(2, ln(2, spans[2])))
 
