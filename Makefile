@@ -62,7 +62,8 @@ fuzz-blocks:
 
 ## cargo-fuzz targets (fuzz/, a workspace of its own; docs/fuzzing.md): otlp_wire, otlp_json,
 ## traceql_parse, block_reader. `make fuzz TARGET=otlp_wire SECS=1800`; TARGET=all (the default)
-## runs each in turn. Stable Rust: no sanitizer (-s none). Not part of `make test`.
+## runs each in turn. Stable Rust: no sanitizer (-s none). An input that takes 60 s is a
+## finding too. Not part of `make test`.
 FUZZ_TARGETS := otlp_wire otlp_json traceql_parse block_reader
 TARGET ?= all
 SECS ?= 1800
@@ -73,7 +74,7 @@ fuzz:
 		bash fuzz/seed.sh $$t || exit 1; \
 		dict=; [ -f fuzz/dicts/$$t.dict ] && dict=-dict=fuzz/dicts/$$t.dict; \
 		nice -n 19 $(CARGO) fuzz run -s none --target-dir $(FUZZ_TARGET_DIR) $$t fuzz/corpus/$$t -- \
-			-max_total_time=$(SECS) -rss_limit_mb=2048 -print_final_stats=1 $$dict || exit 1; \
+			-max_total_time=$(SECS) -rss_limit_mb=2048 -timeout=60 -print_final_stats=1 $$dict || exit 1; \
 	done
 
 fmt:
