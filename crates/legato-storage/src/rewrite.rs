@@ -13,7 +13,7 @@ use legato_model::{BlockId, TraceId};
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream};
 
-use crate::reader::{BlockReader, column, rows_to_otlp};
+use crate::reader::{BlockReader, column, guarded, rows_to_otlp};
 use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceInput, schema};
 
 /// Rows per decoded batch.
@@ -30,8 +30,14 @@ struct State {
 
 impl BlockReader {
     /// Every trace of the block, in ascending trace-id order, each once with all its spans
-    /// (resources, scopes, attributes, events and links as stored).
+    /// (resources, scopes, attributes, events and links as stored). A panic while decoding a
+    /// damaged block (inside `parquet`, found by fuzzing) is an `Error::Corrupt`, as in the
+    /// other reads (`guarded`).
     pub async fn trace_stream(&self, meta: &BlockMeta) -> Result<BoxStream<'static, Result<TraceInput>>> {
+        guarded(meta.block_id, self.trace_stream_unguarded(meta)).await
+    }
+
+    async fn trace_stream_unguarded(&self, meta: &BlockMeta) -> Result<BoxStream<'static, Result<TraceInput>>> {
         if meta.encoding != ENCODING_V1 {
             return Err(Error::UnknownEncoding {
                 block: meta.block_id,
@@ -51,7 +57,7 @@ impl BlockReader {
             ready: VecDeque::new(),
             done: false,
         };
-        Ok(futures::stream::try_unfold(state, next_trace).boxed())
+        Ok(futures::stream::try_unfold(state, move |st| guarded(block, next_trace(st))).boxed())
     }
 }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::StreamExt;
 use legato_model::TraceId;
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::object_store::memory::InMemory;
@@ -87,6 +88,7 @@ async fn damaged_data_files_from_fuzzing_read_as_errors_not_panics() {
             resource: false,
         };
         errors += usize::from(reader.scan_traces_with(&meta, &fewer, |_| true).await.is_err());
+        errors += usize::from(drain(&reader, &meta).await.is_err());
         assert!(
             errors > 0,
             "{}: every read succeeded on a damaged block",
@@ -95,6 +97,30 @@ async fn damaged_data_files_from_fuzzing_read_as_errors_not_panics() {
         cases += 1;
     }
     assert!(cases > 0, "no inputs in {FOUND}");
+}
+
+/// Reads the whole block through `trace_stream` (the compactor's read): the traces, or the
+/// first error.
+async fn drain(reader: &BlockReader, meta: &BlockMeta) -> Result<usize, Error> {
+    let mut traces = reader.trace_stream(meta).await?;
+    let mut n = 0;
+    while let Some(trace) = traces.next().await {
+        trace?;
+        n += 1;
+    }
+    Ok(n)
+}
+
+#[tokio::test]
+async fn compactor_stream_of_a_damaged_block_ends_in_an_error_not_a_panic() {
+    // Found by the fuzzer: parquet panics decoding this file, and `trace_stream` (the
+    // compactor's read) was not guarded, so the panic reached the caller.
+    let data = std::fs::read(Path::new(FOUND).join("parquet-fixed-len-byte-array-index.parquet")).unwrap();
+    let mut meta = fixture_meta();
+    meta.data_size = data.len() as u64;
+    let reader = reader(&meta, &data, &fixture("bloom")).await;
+    let err = drain(&reader, &meta).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err}");
 }
 
 #[test]
