@@ -1,14 +1,15 @@
 //! The block reader over a damaged `data.parquet` (or `bloom`): every read gives spans or an
 //! `Err`, never a panic or an abort.
 //!
-//! `BlockReader::find_trace` and `scan_traces_with` catch panics (`guarded` in
-//! legato-storage's reader.rs) and turn them into `Error::Corrupt`. libfuzzer-sys installs a
-//! panic hook that aborts before any unwinding, so a panic underneath that guard still stops
-//! the run here and is reported as a crash. One exception: a panic raised inside the `parquet`
-//! crate itself (a bug there, not in Legato, that `guarded` already turns into an error) is
-//! printed once per source location and then left to unwind into `guarded`, so the run goes on
-//! looking for Legato's own panics. `LEGATO_FUZZ_STRICT=1` aborts on those too (for
-//! `-minimize_crash`).
+//! Reads through `find_trace`, `scan_traces`, `scan_traces_with` and `trace_stream` (the
+//! compactor's). They catch panics (`guarded` in legato-storage's reader.rs) and turn them
+//! into `Error::Corrupt`. libfuzzer-sys installs a panic hook that aborts before any
+//! unwinding, so a panic underneath that guard still stops the run here and is reported as a
+//! crash. One exception: a panic raised inside the `parquet` crate itself (a bug there, not in
+//! Legato) is printed once per source location, its input kept, and then left to unwind: into
+//! `guarded`, which makes it an error, or, if a read is not guarded, out of this function,
+//! which libfuzzer-sys reports as a crash. So the run goes on looking for Legato's own panics.
+//! `LEGATO_FUZZ_STRICT=1` aborts on parquet's too (for `-minimize_crash`).
 //!
 //! Input: the bytes of `data.parquet`, read with the fixture block's meta and bloom; or
 //! `BLOOM` followed by the bytes of `bloom`, read with the fixture's data file.
@@ -18,6 +19,7 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, LazyLock, Mutex};
 
 use bytes::Bytes;
+use futures::StreamExt;
 use legato_model::TraceId;
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::object_store::memory::InMemory;
@@ -58,7 +60,7 @@ static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
                 .map(|mut seen| seen.insert(at.clone()))
                 .unwrap_or(false)
             {
-                eprintln!("block_reader: parquet panicked at {at} (caught by guarded): {info}");
+                eprintln!("block_reader: parquet panicked at {at}: {info}");
                 keep_input(&at);
             }
         }));
@@ -163,5 +165,9 @@ fuzz_target!(|input: &[u8]| {
             resource: false,
         };
         let _ = reader.scan_traces_with(&meta, &fewer, |_| true).await;
+        // The compactor's read: every trace at full fidelity, streamed.
+        if let Ok(mut traces) = reader.trace_stream(&meta).await {
+            while let Some(Ok(_)) = traces.next().await {}
+        }
     });
 });
