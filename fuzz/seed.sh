@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fills fuzz/corpus/<target> with the seed inputs of one fuzz target (copied, never moved):
+# Fills fuzz/corpus/<target> with the seed inputs of one fuzz target (copied over, never moved):
 # the committed seeds under fuzz/seeds/<target>, the TraceQL conformance corpus (one file per
 # query) and the legato-storage fixture block. Usage: fuzz/seed.sh <target>
 set -euo pipefail
@@ -9,7 +9,7 @@ target="$1"
 out="$here/corpus/$target"
 mkdir -p "$out"
 if [ -d "$here/seeds/$target" ]; then
-  find "$here/seeds/$target" -type f ! -name '*.py' -exec cp -n {} "$out/" \;
+  find "$here/seeds/$target" -type f ! -name '*.py' -exec cp {} "$out/" \;
 fi
 case "$target" in
   traceql_parse)
