@@ -2,6 +2,7 @@
 //! and Tempo's HTTP API), so it can drive Legato or any other Tempo-compatible backend.
 
 mod pool;
+mod servicemap;
 mod traffic;
 
 use std::io::{IsTerminal, Write};
@@ -36,6 +37,10 @@ enum Command {
     Query(QueryArgs),
     /// Stored bytes per span of the blocks under a local directory.
     Blocks(BlocksArgs),
+    /// Writes hours of metrics-generator history for a demo topology into a local bucket.
+    History(servicemap::HistoryArgs),
+    /// Grafana's service-map and RED queries against `/prometheus`, with latencies.
+    ServiceMap(servicemap::ServiceMapArgs),
 }
 
 #[derive(Parser)]
@@ -111,6 +116,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Ingest(args) => ingest(args).await,
         Command::Query(args) => query(args).await,
         Command::Blocks(args) => blocks(args),
+        Command::History(args) => servicemap::write_history(args).await,
+        Command::ServiceMap(args) => servicemap::service_map(args).await,
     }
 }
 

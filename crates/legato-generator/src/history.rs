@@ -4,7 +4,7 @@
 //! At every collection the increase of each series since the previous collection is added
 //! to the bucket of the current minute (one point per series and minute, stamped with the
 //! time of the latest collection in it). Finished minutes are written to the object store as
-//! one small JSON file per tenant, minute and process under
+//! one small gzipped JSON file per tenant, minute and process under
 //! `legato@generator/<tenant>/<hour>/` (`@` is not allowed in tenant ids, so block listings
 //! never see these files); the compactor merges each finished hour into one file and
 //! deletes hours past the tenant's block retention.
@@ -34,8 +34,8 @@ const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
 /// Finished minutes kept in memory while the store fails; older ones are dropped (counted).
 const MAX_UNWRITTEN_MINUTES: usize = 120;
-/// Parsed files kept for reads.
-const MAX_CACHED_FILES: usize = 8_192;
+/// Parsed files kept for reads, by their estimated size in memory; the oldest go first.
+const MAX_CACHED_BYTES: usize = 256 << 20;
 
 /// A series' labels, sorted by name, `__name__` included.
 pub type SeriesLabels = Vec<(String, String)>;
@@ -43,26 +43,103 @@ pub type SeriesLabels = Vec<(String, String)>;
 /// One series' points: (Unix ms, increase since the previous point).
 pub type Points = Vec<(i64, f64)>;
 
-/// One history file: series, and points that refer to them by index.
+/// One history file (JSON, gzip): each series with its points.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct Chunk {
-    series: Vec<SeriesLabels>,
-    /// (series index, Unix ms, increase).
-    points: Vec<(u32, i64, f64)>,
+    series: Vec<(SeriesLabels, Points)>,
     /// File names (in the same hour folder) this merged file replaces.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     replaces: Vec<String>,
+    /// Series positions by metric name (built when read).
+    #[serde(skip)]
+    by_name: HashMap<String, Vec<usize>>,
+}
+
+/// A minute's series, one chunk per family.
+type FamilyChunks = Vec<(&'static str, Chunk)>;
+
+/// Files hold one family of series each, so a service-map query never decodes span metrics.
+fn family(metric: &str) -> &'static str {
+    if metric.starts_with("traces_service_graph") {
+        "service_graph"
+    } else if metric.starts_with("traces_spanmetrics") {
+        "spanmetrics"
+    } else {
+        "other"
+    }
+}
+
+fn metric_name(labels: &SeriesLabels) -> &str {
+    labels
+        .binary_search_by(|(k, _)| k.as_str().cmp("__name__"))
+        .map(|i| labels[i].1.as_str())
+        .unwrap_or("")
+}
+
+/// The family a history file holds, from its name (`<...>.<family>.json.gz`).
+fn file_family(name: &str) -> &str {
+    name.strip_suffix(".json.gz")
+        .and_then(|n| n.rsplit_once('.'))
+        .map_or("", |(_, f)| f)
 }
 
 impl Chunk {
     fn from_series(series: impl IntoIterator<Item = (SeriesLabels, Points)>) -> Self {
-        let mut chunk = Chunk::default();
-        for (labels, points) in series {
-            let index = chunk.series.len() as u32;
-            chunk.series.push(labels);
-            chunk.points.extend(points.into_iter().map(|(t, v)| (index, t, v)));
+        Chunk {
+            series: series.into_iter().collect(),
+            ..Default::default()
         }
-        chunk
+    }
+
+    fn index(mut self) -> Self {
+        let mut by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, (labels, _)) in self.series.iter().enumerate() {
+            by_name.entry(metric_name(labels).to_string()).or_default().push(i);
+        }
+        self.by_name = by_name;
+        self
+    }
+
+    /// The series named `name` (all when `None`).
+    fn named<'a>(&'a self, name: Option<&str>) -> Box<dyn Iterator<Item = &'a (SeriesLabels, Points)> + 'a> {
+        match name {
+            None => Box::new(self.series.iter()),
+            Some(n) => Box::new(
+                self.by_name
+                    .get(n)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| self.series.get(*i)),
+            ),
+        }
+    }
+
+    /// Roughly what the chunk takes in memory.
+    fn approx_bytes(&self) -> usize {
+        self.series
+            .iter()
+            .map(|(labels, points)| {
+                72 + points.len() * 16 + labels.iter().map(|(k, v)| 48 + k.len() + v.len()).sum::<usize>()
+            })
+            .sum()
+    }
+
+    fn encode(&self) -> Result<Vec<u8>, String> {
+        use std::io::Write;
+        // Whole buffers in and out: flate2 is slow when fed or drained a few bytes at a time.
+        let json = serde_json::to_vec(self).map_err(|e| e.to_string())?;
+        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 8), flate2::Compression::fast());
+        gz.write_all(&json).map_err(|e| e.to_string())?;
+        gz.finish().map_err(|e| e.to_string())
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Self, String> {
+        use std::io::Read;
+        let mut json = Vec::with_capacity(bytes.len() * 8);
+        flate2::read::GzDecoder::new(bytes)
+            .read_to_end(&mut json)
+            .map_err(|e| e.to_string())?;
+        serde_json::from_slice(&json).map_err(|e| e.to_string())
     }
 }
 
@@ -89,7 +166,45 @@ pub struct History {
     open: Mutex<HashMap<TenantId, TenantOpen>>,
     /// Held for writing while minutes move from memory to the store, for reading by reads.
     gate: tokio::sync::RwLock<()>,
-    cache: Mutex<HashMap<Path, Arc<Chunk>>>,
+    cache: Mutex<Cache>,
+    loading: tokio::sync::Mutex<()>,
+}
+
+/// Parsed history files, bounded by their estimated size in memory (first in, first out).
+#[derive(Default)]
+struct Cache {
+    files: HashMap<Path, (Arc<Chunk>, usize)>,
+    order: std::collections::VecDeque<Path>,
+    bytes: usize,
+}
+
+impl Cache {
+    fn get(&self, path: &Path) -> Option<Arc<Chunk>> {
+        self.files.get(path).map(|(c, _)| c.clone())
+    }
+
+    fn insert(&mut self, path: Path, chunk: Arc<Chunk>) {
+        let size = chunk.approx_bytes();
+        if size > MAX_CACHED_BYTES || self.files.contains_key(&path) {
+            return;
+        }
+        while self.bytes + size > MAX_CACHED_BYTES {
+            let Some(oldest) = self.order.pop_front() else {
+                break;
+            };
+            self.remove(&oldest);
+        }
+        self.bytes += size;
+        self.order.push_back(path.clone());
+        self.files.insert(path, (chunk, size));
+    }
+
+    fn remove(&mut self, path: &Path) {
+        if let Some((_, size)) = self.files.remove(path) {
+            self.bytes -= size;
+            self.order.retain(|p| p != path);
+        }
+    }
 }
 
 fn minute_of(ms: i64) -> i64 {
@@ -117,6 +232,7 @@ impl History {
             open: Mutex::default(),
             gate: tokio::sync::RwLock::new(()),
             cache: Mutex::default(),
+            loading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -159,7 +275,8 @@ impl History {
         let mut stats = FlushStats::default();
         let _gate = self.gate.write().await;
         let current = minute_of(now_ms);
-        let ready: Vec<(TenantId, i64, Chunk)> = {
+        // One file per tenant, minute and family; a minute leaves memory once all are written.
+        let ready: Vec<(TenantId, i64, FamilyChunks)> = {
             let open = self.open.lock();
             open.iter()
                 .flat_map(|(tenant, state)| {
@@ -168,29 +285,40 @@ impl History {
                         .iter()
                         .filter(|(m, _)| all || **m < current)
                         .map(|(m, series)| {
-                            let chunk = Chunk::from_series(
-                                series.iter().map(|(labels, (t, v))| (labels.clone(), vec![(*t, *v)])),
-                            );
-                            (tenant.clone(), *m, chunk)
+                            let mut families: BTreeMap<&'static str, Vec<(SeriesLabels, Points)>> = BTreeMap::new();
+                            for (labels, (t, v)) in series {
+                                families
+                                    .entry(family(metric_name(labels)))
+                                    .or_default()
+                                    .push((labels.clone(), vec![(*t, *v)]));
+                            }
+                            let chunks = families.into_iter().map(|(f, s)| (f, Chunk::from_series(s))).collect();
+                            (tenant.clone(), *m, chunks)
                         })
                         .collect::<Vec<_>>()
                 })
                 .collect()
         };
-        for (tenant, minute, chunk) in ready {
-            let path = Path::from(format!(
-                "{}/{}-{}.json",
-                hour_dir(&tenant, hour_of(minute)),
-                minute / 1000,
-                self.instance
-            ));
-            let written = match serde_json::to_vec(&chunk) {
-                Ok(body) => self.store.put(&path, PutPayload::from(body)).await.map(|_| ()),
-                Err(e) => {
-                    tracing::error!(error = %e, "encoding generator history");
-                    Ok(())
+        for (tenant, minute, chunks) in ready {
+            let mut written = Ok(());
+            for (family, chunk) in chunks {
+                let path = Path::from(format!(
+                    "{}/{}-{}.{family}.json.gz",
+                    hour_dir(&tenant, hour_of(minute)),
+                    minute / 1000,
+                    self.instance
+                ));
+                written = match chunk.encode() {
+                    Ok(body) => self.store.put(&path, PutPayload::from(body)).await.map(|_| ()),
+                    Err(e) => {
+                        tracing::error!(error = %e, "encoding generator history");
+                        Ok(())
+                    }
+                };
+                if written.is_err() {
+                    break;
                 }
-            };
+            }
             match written {
                 Ok(()) => {
                     stats.files_written += 1;
@@ -198,7 +326,6 @@ impl History {
                     if let Some(state) = open.get_mut(&tenant) {
                         state.minutes.remove(&minute);
                     }
-                    self.cache.lock().insert(path, Arc::new(chunk));
                 }
                 Err(e) => {
                     stats.write_errors += 1;
@@ -217,27 +344,26 @@ impl History {
         stats
     }
 
-    /// Every series with points in `[from_ms, to_ms]`, for which `keep` holds.
+    /// Every series with points in `[from_ms, to_ms]` (only those named `name`, when given)
+    /// for which `keep` holds.
     pub async fn read(
         &self,
         tenant: &TenantId,
         from_ms: i64,
         to_ms: i64,
+        name: Option<&str>,
         keep: &(dyn Fn(&SeriesLabels) -> bool + Sync),
     ) -> Result<Vec<(SeriesLabels, Points)>, String> {
         let _gate = self.gate.read().await;
         let mut out: HashMap<SeriesLabels, Points> = HashMap::new();
-        let mut add = |labels: &SeriesLabels, t: i64, v: f64| {
-            if t >= from_ms && t <= to_ms && keep(labels) {
-                out.entry(labels.clone()).or_default().push((t, v));
-            }
-        };
+        let wanted = name.map(family);
         let mut hour = hour_of(from_ms);
         while hour <= to_ms {
-            for chunk in self.hour_chunks(tenant, hour).await? {
-                for (i, t, v) in &chunk.points {
-                    if let Some(labels) = chunk.series.get(*i as usize) {
-                        add(labels, *t, *v);
+            for chunk in self.hour_chunks(tenant, hour, wanted).await? {
+                for (labels, points) in chunk.named(name) {
+                    if points.iter().any(|(t, _)| *t >= from_ms && *t <= to_ms) && keep(labels) {
+                        let into = out.entry(labels.clone()).or_default();
+                        into.extend(points.iter().filter(|(t, _)| *t >= from_ms && *t <= to_ms));
                     }
                 }
             }
@@ -246,7 +372,10 @@ impl History {
         if let Some(state) = self.open.lock().get(tenant) {
             for series in state.minutes.values() {
                 for (labels, (t, v)) in series {
-                    add(labels, *t, *v);
+                    let named = name.is_none_or(|n| metric_name(labels) == n);
+                    if *t >= from_ms && *t <= to_ms && named && keep(labels) {
+                        out.entry(labels.clone()).or_default().push((*t, *v));
+                    }
                 }
             }
         }
@@ -257,8 +386,14 @@ impl History {
         Ok(out)
     }
 
-    /// The files of one hour folder that count: merged files, and files none replaces.
-    async fn hour_chunks(&self, tenant: &TenantId, hour_ms: i64) -> Result<Vec<Arc<Chunk>>, String> {
+    /// The files of one hour folder (of one family, when given) that count: merged files,
+    /// and files none replaces.
+    async fn hour_chunks(
+        &self,
+        tenant: &TenantId,
+        hour_ms: i64,
+        family: Option<&str>,
+    ) -> Result<Vec<Arc<Chunk>>, String> {
         let dir = hour_dir(tenant, hour_ms);
         let files: Vec<Path> = self
             .store
@@ -270,6 +405,9 @@ impl History {
         let mut chunks = Vec::with_capacity(files.len());
         for path in files {
             let name = path.filename().unwrap_or_default().to_string();
+            if family.is_some_and(|f| file_family(&name) != f) {
+                continue;
+            }
             chunks.push((name, self.chunk(&path).await?));
         }
         let replaced: HashSet<&String> = chunks.iter().flat_map(|(_, c)| &c.replaces).collect();
@@ -284,6 +422,12 @@ impl History {
         if let Some(c) = self.cache.lock().get(path) {
             return Ok(c.clone());
         }
+        // One load at a time: concurrent queries over the same range (Grafana sends a map's
+        // queries together) wait for it and then find the file cached.
+        let _loading = self.loading.lock().await;
+        if let Some(c) = self.cache.lock().get(path) {
+            return Ok(c.clone());
+        }
         let bytes = self
             .store
             .get(path)
@@ -292,7 +436,10 @@ impl History {
             .bytes()
             .await
             .map_err(|e| format!("reading {path}: {e}"))?;
-        let chunk: Arc<Chunk> = match serde_json::from_slice(&bytes) {
+        let decoded = tokio::task::spawn_blocking(move || Chunk::decode(&bytes).map(Chunk::index))
+            .await
+            .map_err(|e| e.to_string())?;
+        let chunk: Arc<Chunk> = match decoded {
             Ok(c) => Arc::new(c),
             Err(e) => {
                 // A damaged file is skipped (and logged), never fails every read.
@@ -300,11 +447,7 @@ impl History {
                 Arc::default()
             }
         };
-        let mut cache = self.cache.lock();
-        if cache.len() >= MAX_CACHED_FILES {
-            cache.clear();
-        }
-        cache.insert(path.clone(), chunk.clone());
+        self.cache.lock().insert(path.clone(), chunk.clone());
         Ok(chunk)
     }
 
@@ -369,13 +512,18 @@ impl History {
             let (gone, live): (Vec<_>, Vec<_>) = named
                 .into_iter()
                 .partition(|(p, _)| replaced.contains(p.filename().unwrap_or_default()));
-            if live.len() > 1 {
+            let mut by_family: BTreeMap<String, Vec<(Path, Arc<Chunk>)>> = BTreeMap::new();
+            for (p, c) in live {
+                by_family
+                    .entry(file_family(p.filename().unwrap_or_default()).to_string())
+                    .or_default()
+                    .push((p, c));
+            }
+            for (family, live) in by_family.into_iter().filter(|(_, l)| l.len() > 1) {
                 let mut series: HashMap<SeriesLabels, Points> = HashMap::new();
                 for (_, chunk) in &live {
-                    for (i, t, v) in &chunk.points {
-                        if let Some(labels) = chunk.series.get(*i as usize) {
-                            series.entry(labels.clone()).or_default().push((*t, *v));
-                        }
+                    for (labels, points) in &chunk.series {
+                        series.entry(labels.clone()).or_default().extend(points);
                     }
                 }
                 let mut merged = Chunk::from_series(series);
@@ -383,8 +531,11 @@ impl History {
                     .iter()
                     .map(|(p, _)| p.filename().unwrap_or_default().to_string())
                     .collect();
-                let path = Path::from(format!("{hour_path}/merged-{:016x}.json", rand_u64()));
-                let body = serde_json::to_vec(&merged).map_err(|e| e.to_string())?;
+                for points in merged.series.iter_mut().map(|(_, p)| p) {
+                    points.sort_by_key(|(t, _)| *t);
+                }
+                let path = Path::from(format!("{hour_path}/merged-{:016x}.{family}.json.gz", rand_u64()));
+                let body = merged.encode()?;
                 self.store
                     .put(&path, PutPayload::from(body))
                     .await
@@ -457,12 +608,15 @@ mod tests {
             &[ts("calls_total", "a", 10.0), ts("calls_total", "b", 1.0)],
         );
         let all = |_: &SeriesLabels| true;
-        let read = h.read(&tenant, t0, t0 + HOUR_MS, &all).await.unwrap();
+        let read = h.read(&tenant, t0, t0 + HOUR_MS, None, &all).await.unwrap();
         assert_eq!(total(&read), 11.0, "{read:?}");
         // The finished minute is written; the current one stays in memory; nothing doubles.
         let stats = h.flush(t0 + 62_000, false).await;
         assert_eq!(stats.files_written, 1);
-        assert_eq!(total(&h.read(&tenant, t0, t0 + HOUR_MS, &all).await.unwrap()), 11.0);
+        assert_eq!(
+            total(&h.read(&tenant, t0, t0 + HOUR_MS, None, &all).await.unwrap()),
+            11.0
+        );
         h.flush(t0 + 62_000, true).await;
 
         // A new process (counters from 0) reads what the old one wrote, and adds its own.
@@ -470,7 +624,10 @@ mod tests {
         h2.record(&tenant, t0 + 125_000, &[ts("calls_total", "a", 2.0)]);
         h2.flush(t0 + 200_000, false).await;
         let only_a = |l: &SeriesLabels| l.iter().any(|(k, v)| k == "server" && v == "a");
-        let read = h2.read(&tenant, t0, t0 + HOUR_MS, &only_a).await.unwrap();
+        let read = h2
+            .read(&tenant, t0, t0 + HOUR_MS, Some("calls_total"), &only_a)
+            .await
+            .unwrap();
         assert_eq!(total(&read), 12.0);
         assert_eq!(read[0].1.len(), 3, "one point per minute: {read:?}");
 
@@ -483,13 +640,22 @@ mod tests {
         let files: Vec<_> = store.list(Some(&hour_dir(&tenant, t0))).try_collect().await.unwrap();
         assert_eq!(files.len(), 1);
         let fresh = History::new(store.clone());
-        assert_eq!(total(&fresh.read(&tenant, t0, t0 + HOUR_MS, &all).await.unwrap()), 13.0);
+        assert_eq!(
+            total(&fresh.read(&tenant, t0, t0 + HOUR_MS, None, &all).await.unwrap()),
+            13.0
+        );
         // Retention deletes the hour.
         fresh
             .compact(&tenant, t0 + 30 * HOUR_MS, Duration::from_secs(86_400))
             .await
             .unwrap();
         let fresh = History::new(store);
-        assert!(fresh.read(&tenant, t0, t0 + HOUR_MS, &all).await.unwrap().is_empty());
+        assert!(
+            fresh
+                .read(&tenant, t0, t0 + HOUR_MS, None, &all)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }

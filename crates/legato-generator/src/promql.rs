@@ -188,6 +188,17 @@ fn is_set_op(op: &str) -> bool {
     matches!(op, "or" | "and" | "unless")
 }
 
+/// The metric a selector names (`x{...}` or `{__name__="x"}`), if exactly one.
+fn selector_name(vs: &VectorSelector) -> Option<&str> {
+    vs.name.as_deref().or_else(|| {
+        vs.matchers
+            .matchers
+            .iter()
+            .find(|m| m.name == "__name__" && matches!(m.op, promql_parser::label::MatchOp::Equal))
+            .map(|m| m.value.as_str())
+    })
+}
+
 /// Whether a series' labels satisfy a selector (a missing label is "").
 pub fn selector_matches(vs: &VectorSelector, labels: &SeriesLabels) -> bool {
     if let Some(name) = &vs.name
@@ -253,7 +264,9 @@ impl Data {
             // Long enough back for the widest range and for presence.
             let from = start - range.max(0) - settings.presence_ms;
             let series = history
-                .read(tenant, from, end, &|labels| selector_matches(&vs, labels))
+                .read(tenant, from, end, selector_name(&vs), &|labels| {
+                    selector_matches(&vs, labels)
+                })
                 .await
                 .map_err(PromError::Unavailable)?;
             let loaded: Vec<Loaded> = series.into_iter().map(|(l, p)| Loaded::new(l, p)).collect();
@@ -763,7 +776,7 @@ pub async fn series(
     end_ms: i64,
 ) -> Result<Vec<SeriesLabels>, PromError> {
     let found = history
-        .read(tenant, start_ms, end_ms, &|labels| {
+        .read(tenant, start_ms, end_ms, None, &|labels| {
             selectors.is_empty() || selectors.iter().any(|vs| selector_matches(vs, labels))
         })
         .await
