@@ -7,7 +7,6 @@
 //! evaluates for Legato's own `/prometheus` API. Not yet: the `metrics-generator` role of
 //! microservices mode (routing by trace id, so both halves of a call meet).
 
-mod attrs;
 pub mod config;
 pub mod history;
 pub mod metrics;
@@ -24,7 +23,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use legato_model::TenantId;
 use legato_proto::push::{SpanObserver, TraceSegment};
 use parking_lot::Mutex;
-use prost::Message;
 use tokio_util::sync::CancellationToken;
 
 pub use config::GeneratorConfig;
@@ -47,6 +45,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(60);
 struct TenantState {
     registry: Registry,
     pending: servicegraphs::Pending,
+    /// The label set being built for a span, kept to reuse its strings.
+    scratch: Labels,
 }
 
 pub struct Generator {
@@ -255,37 +255,38 @@ impl SpanObserver for Generator {
         if !span_metrics && !service_graphs {
             return;
         }
-        // Decode before taking the lock: concurrent pushes only queue for the map updates.
-        let mut spans = 0u64;
-        let decoded: Vec<([u8; 16], String, legato_proto::tempopb::Trace)> = traces
-            .iter()
-            .filter_map(|seg| {
-                let trace = legato_proto::tempopb::Trace::decode(seg.data.as_ref()).ok()?;
-                let id = <[u8; 16]>::try_from(seg.id.as_ref()).ok()?;
-                spans += u64::from(seg.spans);
-                Some((id, legato_model::TraceId(id).to_hex(), trace))
-            })
-            .collect();
         let now = now_ms();
         let max_active = self.cfg.registry.max_active_series;
+        let mut spans = 0u64;
         let mut tenants = self.tenants.lock();
         let state = tenants.entry(tenant.clone()).or_default();
         let refused_before = state.registry.refused;
-        for (id, trace_id, trace) in &decoded {
-            if span_metrics {
-                self.span_metrics
-                    .observe(&mut state.registry, &trace.resource_spans, trace_id, max_active, now);
-            }
-            if service_graphs {
-                self.service_graphs.observe(
-                    &mut state.pending,
-                    &mut state.registry,
-                    *id,
-                    trace_id,
-                    &trace.resource_spans,
-                    max_active,
-                    now,
-                );
+        // The few fields each processor needs are read from the encoded trace, in place: no
+        // decode, and no allocation for a span of a series that exists.
+        for seg in traces {
+            let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
+                continue;
+            };
+            spans += u64::from(seg.spans);
+            let hex = legato_model::TraceId(id).to_hex();
+            let exemplar = Some(hex.trim_start_matches('0')).filter(|t| !t.is_empty());
+            let TenantState {
+                registry,
+                pending,
+                scratch,
+            } = &mut *state;
+            let walked = legato_proto::span_wire::for_each_span(&seg.data, |resource, span| {
+                if span_metrics {
+                    self.span_metrics
+                        .observe(registry, scratch, resource, span, exemplar, max_active, now);
+                }
+                if service_graphs {
+                    self.service_graphs
+                        .observe(pending, registry, id, resource, span, max_active, now);
+                }
+            });
+            if let Err(e) = walked {
+                tracing::debug!(error = %e, "metrics generator skipped an undecodable trace");
             }
         }
         let registry = &state.registry;

@@ -121,7 +121,7 @@ impl Registry {
         labels: &[(String, String)],
         bounds: &Arc<[f64]>,
         value: f64,
-        exemplar: Option<String>,
+        exemplar: Option<&str>,
         max_active: usize,
         now_ms: i64,
     ) {
@@ -147,7 +147,15 @@ impl Registry {
             *count += 1;
         }
         if let Some(trace_id) = exemplar {
-            s.exemplar = Some((trace_id, value, now_ms));
+            // The latest span's trace; its id string is reused, not reallocated.
+            match &mut s.exemplar {
+                Some((id, v, at)) => {
+                    id.clear();
+                    id.push_str(trace_id);
+                    (*v, *at) = (value, now_ms);
+                }
+                None => s.exemplar = Some((trace_id.to_string(), value, now_ms)),
+            }
         }
     }
 
@@ -299,7 +307,7 @@ mod tests {
         r.add("calls_total", &l("a"), 1.0, 2, 1_000);
         r.add("calls_total", &l("a"), 2.0, 2, 1_500);
         let bounds: Arc<[f64]> = Arc::from(vec![0.1, 1.0]);
-        r.observe("latency", &l("a"), &bounds, 0.5, Some("abc".into()), 2, 1_500);
+        r.observe("latency", &l("a"), &bounds, 0.5, Some("abc"), 2, 1_500);
         r.add("calls_total", &l("b"), 1.0, 2, 1_500);
         assert_eq!(
             (r.active(), r.refused),

@@ -5,17 +5,16 @@
 //! `wait` becomes a `virtual_node` edge when it names its peer (or, for a root server span, an
 //! edge from `user`).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use legato_proto::common::KeyValue;
+use hashbrown::HashMap;
+use legato_proto::span_wire::{Attrs, ResourceRef, SpanRef};
 use legato_proto::trace::span::SpanKind;
 use legato_proto::trace::status::StatusCode;
-use legato_proto::trace::{ResourceSpans, Span};
 use serde::{Deserialize, Serialize};
 
-use crate::attrs::{any_attr, string_attr};
 use crate::registry::{Labels, Registry};
 
 pub const REQUESTS: &str = "traces_service_graph_request_total";
@@ -67,7 +66,7 @@ struct Side {
     peer: Option<String>,
     /// Server side: the span has no parent.
     root: bool,
-    trace_id: String,
+    trace_id: [u8; 16],
 }
 
 #[derive(Debug, Default)]
@@ -78,7 +77,15 @@ struct Edge {
 }
 
 /// Trace id and the client span's id: the two halves of a call share it.
-type EdgeKey = ([u8; 16], Vec<u8>);
+type EdgeKey = ([u8; 16], [u8; 8]);
+
+/// A span id as a key part (ids of another length are zero-padded or cut).
+fn span_key(id: &[u8]) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    let n = id.len().min(8);
+    k[..n].copy_from_slice(&id[..n]);
+    k
+}
 
 /// One tenant's half edges.
 #[derive(Debug, Default)]
@@ -116,82 +123,78 @@ impl ServiceGraphs {
         Ok(())
     }
 
-    /// Records the spans of one trace's batches; completed edges go to `registry` at once.
+    /// Records one span of a trace; completed edges go to `registry` at once.
     #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         pending: &mut Pending,
         registry: &mut Registry,
         trace_id: [u8; 16],
-        trace_hex: &str,
-        batches: &[ResourceSpans],
+        resource: &ResourceRef<'_>,
+        span: &SpanRef<'_>,
         max_active: usize,
         now_ms: i64,
     ) {
-        for rs in batches {
-            let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let Some(service) = string_attr(resource, "service.name").filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
-                let side = Side {
-                    service: service.clone(),
-                    seconds: span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9,
-                    failed: span.status.as_ref().is_some_and(|s| s.code == StatusCode::Error as i32),
-                    peer: self.first_attr(&span.attributes, &self.cfg.peer_attributes),
-                    root: span.parent_span_id.is_empty(),
-                    trace_id: trace_hex.to_string(),
+        let kind = SpanKind::try_from(span.kind).unwrap_or(SpanKind::Unspecified);
+        let client = match kind {
+            SpanKind::Client | SpanKind::Producer => true,
+            SpanKind::Server | SpanKind::Consumer => false,
+            _ => return,
+        };
+        if resource.service_name.is_empty() {
+            return;
+        }
+        let side = Side {
+            service: resource.service_name.to_string(),
+            seconds: span.seconds(),
+            failed: span.status_code == StatusCode::Error as i32,
+            peer: first_attr(&span.attributes, &self.cfg.peer_attributes),
+            root: span.parent_span_id.is_empty(),
+            trace_id,
+        };
+        if client {
+            if let Some(db) = self.database_peer(resource, span) {
+                // A database call is an edge at once: nobody answers it with a span.
+                let server = Side {
+                    service: db,
+                    seconds: side.seconds,
+                    ..Side::default()
                 };
-                match kind {
-                    SpanKind::Client | SpanKind::Producer => {
-                        if let Some(db) = self.database_peer(resource, span) {
-                            // A database call is an edge at once: nobody answers it with a span.
-                            let server = Side {
-                                service: db,
-                                seconds: side.seconds,
-                                ..Side::default()
-                            };
-                            self.emit(
-                                registry,
-                                &side,
-                                &server,
-                                "database",
-                                side.failed,
-                                &side.trace_id,
-                                max_active,
-                                now_ms,
-                            );
-                            continue;
-                        }
-                        let key = (trace_id, span.span_id.clone());
-                        self.half(
-                            pending,
-                            registry,
-                            key,
-                            side,
-                            true,
-                            kind == SpanKind::Producer,
-                            max_active,
-                            now_ms,
-                        );
-                    }
-                    SpanKind::Server | SpanKind::Consumer => {
-                        let key = (trace_id, span.parent_span_id.clone());
-                        self.half(
-                            pending,
-                            registry,
-                            key,
-                            side,
-                            false,
-                            kind == SpanKind::Consumer,
-                            max_active,
-                            now_ms,
-                        );
-                    }
-                    _ => {}
-                }
+                self.emit(
+                    registry,
+                    &side,
+                    &server,
+                    "database",
+                    side.failed,
+                    trace_id,
+                    max_active,
+                    now_ms,
+                );
+                return;
             }
+            let key = (trace_id, span_key(span.span_id));
+            self.half(
+                pending,
+                registry,
+                key,
+                side,
+                true,
+                kind == SpanKind::Producer,
+                max_active,
+                now_ms,
+            );
+        } else {
+            let key = (trace_id, span_key(span.parent_span_id));
+            self.half(
+                pending,
+                registry,
+                key,
+                side,
+                false,
+                kind == SpanKind::Consumer,
+                max_active,
+                now_ms,
+            );
         }
     }
 
@@ -212,8 +215,8 @@ impl ServiceGraphs {
             return;
         }
         let expires_ms = now_ms + self.cfg.wait.as_millis() as i64;
-        let edge = pending.edges.entry(key.clone()).or_insert_with(|| {
-            pending.order.push_back((expires_ms, key.clone()));
+        let edge = pending.edges.entry(key).or_insert_with(|| {
+            pending.order.push_back((expires_ms, key));
             Edge::default()
         });
         edge.messaging |= messaging;
@@ -225,7 +228,7 @@ impl ServiceGraphs {
         if let (Some(c), Some(s)) = (&edge.client, &edge.server) {
             let kind = if edge.messaging { "messaging_system" } else { "" };
             let failed = c.failed || s.failed;
-            self.emit(registry, c, s, kind, failed, &c.trace_id, max_active, now_ms);
+            self.emit(registry, c, s, kind, failed, c.trace_id, max_active, now_ms);
             pending.edges.remove(&key);
         }
     }
@@ -279,7 +282,7 @@ impl ServiceGraphs {
                 &server,
                 "virtual_node",
                 observed.failed,
-                &observed.trace_id,
+                observed.trace_id,
                 max_active,
                 now_ms,
             );
@@ -294,7 +297,7 @@ impl ServiceGraphs {
         server: &Side,
         connection_type: &str,
         failed: bool,
-        trace_hex: &str,
+        trace_id: [u8; 16],
         max_active: usize,
         now_ms: i64,
     ) {
@@ -306,7 +309,8 @@ impl ServiceGraphs {
             labels.push(("connection_type".into(), connection_type.into()));
         }
         labels.sort();
-        let exemplar = Some(trace_hex.trim_start_matches('0').to_string()).filter(|t| !t.is_empty());
+        let hex = legato_model::TraceId(trace_id).to_hex();
+        let exemplar = Some(hex.trim_start_matches('0')).filter(|t| !t.is_empty());
         registry.add(REQUESTS, &labels, 1.0, max_active, now_ms);
         if failed {
             registry.add(FAILED, &labels, 1.0, max_active, now_ms);
@@ -316,7 +320,7 @@ impl ServiceGraphs {
             &labels,
             &self.bounds,
             server.seconds,
-            exemplar.clone(),
+            exemplar,
             max_active,
             now_ms,
         );
@@ -334,25 +338,26 @@ impl ServiceGraphs {
     /// The server name of a database call: `peer.service`, `server.address`,
     /// `network.peer.address[:port]`, else the database attribute found; `None` when the span
     /// has none of `database_name_attributes` (resource first, then span).
-    fn database_peer(&self, resource: &[KeyValue], span: &Span) -> Option<String> {
-        let db = self
-            .first_attr(resource, &self.cfg.database_name_attributes)
-            .or_else(|| self.first_attr(&span.attributes, &self.cfg.database_name_attributes))?;
-        if let Some(p) =
-            string_attr(&span.attributes, "peer.service").or_else(|| string_attr(&span.attributes, "server.address"))
-        {
-            return Some(p);
+    fn database_peer(&self, resource: &ResourceRef<'_>, span: &SpanRef<'_>) -> Option<String> {
+        let db = first_attr(&resource.attributes, &self.cfg.database_name_attributes)
+            .or_else(|| first_attr(&span.attributes, &self.cfg.database_name_attributes))?;
+        let attrs = &span.attributes;
+        if let Some(p) = attrs.str("peer.service").or_else(|| attrs.str("server.address")) {
+            return Some(p.to_string());
         }
-        if let Some(addr) = string_attr(&span.attributes, "network.peer.address") {
-            return Some(match any_attr(&span.attributes, "network.peer.port") {
+        if let Some(addr) = attrs.str("network.peer.address") {
+            return Some(match attrs.get("network.peer.port").and_then(|p| p.label()) {
                 Some(port) => format!("{addr}:{port}"),
-                None => addr,
+                None => addr.to_string(),
             });
         }
         Some(db)
     }
+}
 
-    fn first_attr(&self, attrs: &[KeyValue], keys: &[String]) -> Option<String> {
-        keys.iter().find_map(|k| any_attr(attrs, k).filter(|v| !v.is_empty()))
-    }
+/// The first of `keys` that `attrs` has with a non-empty value, as a label.
+fn first_attr(attrs: &Attrs<'_>, keys: &[String]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| attrs.get(k).and_then(|v| v.label()).filter(|v| !v.is_empty()))
+        .map(|v| v.into_owned())
 }

@@ -4,11 +4,7 @@
 
 use std::sync::Arc;
 
-use legato_proto::common::KeyValue;
-
-use crate::attrs::{any_attr, string_attr};
-use legato_proto::trace::{ResourceSpans, Span};
-use prost::Message;
+use legato_proto::span_wire::{ResourceRef, SpanRef};
 
 use crate::config::SpanMetricsConfig;
 use crate::registry::{Labels, Registry};
@@ -53,75 +49,86 @@ impl SpanMetrics {
     }
 
     /// Counts every span of `batches` into `registry`.
+    /// Counts one span: its call, size and latency series. `scratch` holds the label set
+    /// between calls so that a span of an existing series allocates nothing.
+    #[allow(clippy::too_many_arguments)]
     pub fn observe(
         &self,
         registry: &mut Registry,
-        batches: &[ResourceSpans],
-        trace_id: &str,
+        scratch: &mut Labels,
+        resource: &ResourceRef<'_>,
+        span: &SpanRef<'_>,
+        exemplar: Option<&str>,
         max_active: usize,
         now_ms: i64,
     ) {
-        for rs in batches {
-            let resource: &[KeyValue] = rs.resource.as_ref().map_or(&[], |r| &r.attributes);
-            let service = string_attr(resource, "service.name").unwrap_or_default();
-            for span in rs.scope_spans.iter().flat_map(|ss| &ss.spans) {
-                let labels = self.labels(&service, span, resource);
-                let seconds = span.end_time_unix_nano.saturating_sub(span.start_time_unix_nano) as f64 / 1e9;
-                registry.add(CALLS, &labels, 1.0, max_active, now_ms);
-                registry.add(SIZE, &labels, span.encoded_len() as f64, max_active, now_ms);
-                registry.observe(
-                    LATENCY,
-                    &labels,
-                    &self.bounds,
-                    seconds,
-                    exemplar_id(trace_id),
-                    max_active,
-                    now_ms,
-                );
-            }
-        }
+        self.labels(scratch, resource, span);
+        registry.add(CALLS, scratch, 1.0, max_active, now_ms);
+        registry.add(SIZE, scratch, span.encoded_len as f64, max_active, now_ms);
+        registry.observe(
+            LATENCY,
+            scratch,
+            &self.bounds,
+            span.seconds(),
+            exemplar,
+            max_active,
+            now_ms,
+        );
     }
 
-    fn labels(&self, service: &str, span: &Span, resource: &[KeyValue]) -> Labels {
+    /// Fills `labels` (sorted by name, empty values left out), reusing its strings.
+    fn labels(&self, labels: &mut Labels, resource: &ResourceRef<'_>, span: &SpanRef<'_>) {
         let intrinsic = self.cfg.intrinsic_dimensions;
-        let mut labels: Labels = Vec::with_capacity(5 + self.dimensions.len());
-        let truncate = |v: String| truncate(v, self.max_label_value_length);
+        let max = self.max_label_value_length;
+        let mut n = 0;
+        let mut set = |name: &str, value: &str| {
+            if value.is_empty() {
+                return;
+            }
+            let value = truncate_str(value, max);
+            match labels.get_mut(n) {
+                Some((k, v)) => {
+                    if k != name {
+                        k.clear();
+                        k.push_str(name);
+                    }
+                    v.clear();
+                    v.push_str(value);
+                }
+                None => labels.push((name.to_string(), value.to_string())),
+            }
+            n += 1;
+        };
         if intrinsic.service {
-            labels.push(("service".into(), truncate(service.to_string())));
+            set("service", resource.service_name);
         }
         if intrinsic.span_name {
-            labels.push(("span_name".into(), truncate(span.name.clone())));
+            set("span_name", span.name);
         }
         if intrinsic.span_kind {
             let kind = legato_proto::trace::span::SpanKind::try_from(span.kind)
                 .unwrap_or(legato_proto::trace::span::SpanKind::Unspecified);
-            labels.push(("span_kind".into(), kind.as_str_name().to_string()));
+            set("span_kind", kind.as_str_name());
         }
-        let status = span.status.as_ref();
         if intrinsic.status_code {
-            let code = status
-                .and_then(|s| legato_proto::trace::status::StatusCode::try_from(s.code).ok())
+            let code = legato_proto::trace::status::StatusCode::try_from(span.status_code)
                 .unwrap_or(legato_proto::trace::status::StatusCode::Unset);
-            labels.push(("status_code".into(), code.as_str_name().to_string()));
+            set("status_code", code.as_str_name());
         }
         if intrinsic.status_message {
-            labels.push((
-                "status_message".into(),
-                truncate(status.map(|s| s.message.clone()).unwrap_or_default()),
-            ));
+            set("status_message", span.status_message);
         }
-        // Resource attributes first, then the span's, as in Tempo.
         for (attr, label) in &self.dimensions {
-            let value = any_attr(resource, attr)
-                .or_else(|| any_attr(&span.attributes, attr))
-                .unwrap_or_default();
-            labels.push((label.clone(), truncate(value)));
+            let value = resource
+                .attributes
+                .get(attr)
+                .or_else(|| span.attributes.get(attr))
+                .and_then(|v| v.label());
+            set(label, value.as_deref().unwrap_or_default());
         }
-        // Empty values are no label at all (Tempo drops them).
-        labels.retain(|(_, v)| !v.is_empty());
-        labels.sort();
+        labels.truncate(n);
+        labels.sort_unstable();
         labels.dedup_by(|later, earlier| later.0 == earlier.0);
-        labels
     }
 }
 
@@ -136,20 +143,21 @@ pub fn label_name(attr: &str, max_len: usize) -> String {
 }
 
 fn truncate(mut s: String, max: usize) -> String {
-    if max > 0 && s.len() > max {
-        let mut end = max;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
+    let end = truncate_str(&s, max).len();
+    s.truncate(end);
     s
 }
 
-/// The exemplar's `traceID`: lowercase hex without leading zeros; none for an all-zero id.
-fn exemplar_id(hex: &str) -> Option<String> {
-    let trimmed = hex.trim_start_matches('0');
-    (!trimmed.is_empty()).then(|| trimmed.to_string())
+/// `s` cut to at most `max` bytes (0 = no limit) at a character boundary.
+pub(crate) fn truncate_str(s: &str, max: usize) -> &str {
+    if max == 0 || s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 #[cfg(test)]

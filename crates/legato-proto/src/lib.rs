@@ -9,6 +9,7 @@ pub mod combine;
 pub mod otlp_json;
 pub mod push;
 pub mod span_view;
+pub mod span_wire;
 pub mod tempo_json;
 pub mod tempopb;
 pub mod wire;

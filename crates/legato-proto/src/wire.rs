@@ -252,27 +252,27 @@ fn put_len_prefix(out: &mut Vec<u8>, field: u8, len: usize) {
 // --- reading ---------------------------------------------------------------------------
 
 #[derive(Clone, Copy)]
-enum Value<'a> {
-    Varint,
-    Fixed64,
-    Fixed32,
+pub(crate) enum Value<'a> {
+    Varint(u64),
+    Fixed64(u64),
+    Fixed32(#[allow(dead_code)] u32),
     Len(&'a [u8]),
 }
 
-struct Field<'a> {
-    number: u32,
-    value: Value<'a>,
+pub(crate) struct Field<'a> {
+    pub(crate) number: u32,
+    pub(crate) value: Value<'a>,
     /// The whole field: tag, length and payload.
     raw: &'a [u8],
 }
 
-struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Self { buf, pos: 0 }
     }
 
@@ -302,7 +302,7 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
-    fn next_field(&mut self) -> Result<Option<Field<'a>>, WireError> {
+    pub(crate) fn next_field(&mut self) -> Result<Option<Field<'a>>, WireError> {
         if self.pos >= self.buf.len() {
             return Ok(None);
         }
@@ -313,21 +313,18 @@ impl<'a> Reader<'a> {
             return Err(WireError("invalid field number 0".into()));
         }
         let value = match key & 7 {
-            0 => {
-                self.varint()?;
-                Value::Varint
-            }
+            0 => Value::Varint(self.varint()?),
             1 => {
-                self.take(8)?;
-                Value::Fixed64
+                let b = self.take(8)?;
+                Value::Fixed64(u64::from_le_bytes(b.try_into().unwrap_or_default()))
             }
             2 => {
                 let len = usize::try_from(self.varint()?).map_err(|_| WireError("length too large".into()))?;
                 Value::Len(self.take(len)?)
             }
             5 => {
-                self.take(4)?;
-                Value::Fixed32
+                let b = self.take(4)?;
+                Value::Fixed32(u32::from_le_bytes(b.try_into().unwrap_or_default()))
             }
             t => return Err(WireError(format!("unsupported wire type {t} for field {number}"))),
         };
@@ -373,9 +370,9 @@ fn check_message(buf: &[u8], name: &'static str, schema: Schema, depth: usize) -
 fn check_field(number: u32, value: Value<'_>, schema: Schema, depth: usize) -> Result<(), WireError> {
     match (schema(number), value) {
         (Kind::Unknown, _)
-        | (Kind::Varint, Value::Varint)
-        | (Kind::Fixed64, Value::Fixed64)
-        | (Kind::Fixed32, Value::Fixed32)
+        | (Kind::Varint, Value::Varint(_))
+        | (Kind::Fixed64, Value::Fixed64(_))
+        | (Kind::Fixed32, Value::Fixed32(_))
         | (Kind::Bytes, Value::Len(_)) => Ok(()),
         (Kind::Str, Value::Len(b)) => std::str::from_utf8(b)
             .map(|_| ())

@@ -1,0 +1,288 @@
+//! Borrowed reads of the few fields of each span that the metrics generator needs, straight
+//! from an encoded `tempopb.Trace` (what the distributor hands on per trace), without
+//! decoding whole spans: no allocation per span or attribute. Attribute lookups walk the
+//! encoded list each time, which is cheap for the handful a processor asks for.
+
+use std::borrow::Cow;
+
+use crate::wire::{Reader, Value, WireError};
+
+/// A scalar attribute value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AnyRef<'a> {
+    Str(&'a str),
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    /// Arrays, maps and bytes.
+    Other,
+}
+
+impl<'a> AnyRef<'a> {
+    /// The value as a label: strings as they are, numbers and booleans printed; `None` for
+    /// arrays, maps and bytes.
+    pub fn label(&self) -> Option<Cow<'a, str>> {
+        match *self {
+            AnyRef::Str(s) => Some(Cow::Borrowed(s)),
+            AnyRef::Bool(b) => Some(Cow::Owned(b.to_string())),
+            AnyRef::Int(i) => Some(Cow::Owned(i.to_string())),
+            AnyRef::Double(d) => Some(Cow::Owned(d.to_string())),
+            AnyRef::Other => None,
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&'a str> {
+        match *self {
+            AnyRef::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// The attributes (`repeated KeyValue` at field `field`) of an encoded message.
+#[derive(Debug, Clone, Copy)]
+pub struct Attrs<'a> {
+    msg: &'a [u8],
+    field: u32,
+}
+
+impl<'a> Attrs<'a> {
+    pub const EMPTY: Attrs<'static> = Attrs { msg: &[], field: 0 };
+
+    /// The first attribute named `key`.
+    pub fn get(&self, key: &str) -> Option<AnyRef<'a>> {
+        let mut r = Reader::new(self.msg);
+        while let Ok(Some(f)) = r.next_field() {
+            if f.number != self.field {
+                continue;
+            }
+            let Value::Len(kv) = f.value else { continue };
+            if let Some(v) = key_value(kv, key) {
+                return Some(v);
+            }
+        }
+        None
+    }
+
+    /// A string attribute.
+    pub fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(|v| v.as_str())
+    }
+}
+
+/// The value of a `KeyValue` if its key is `key`.
+fn key_value<'a>(kv: &'a [u8], key: &str) -> Option<AnyRef<'a>> {
+    let mut r = Reader::new(kv);
+    let (mut k, mut v): (Option<&[u8]>, Option<&[u8]>) = (None, None);
+    while let Ok(Some(f)) = r.next_field() {
+        match (f.number, f.value) {
+            (1, Value::Len(b)) => {
+                if b != key.as_bytes() {
+                    return None;
+                }
+                k = Some(b);
+            }
+            (2, Value::Len(b)) => v = Some(b),
+            _ => {}
+        }
+    }
+    k?;
+    Some(v.map_or(AnyRef::Other, any_value))
+}
+
+fn any_value(buf: &[u8]) -> AnyRef<'_> {
+    let mut r = Reader::new(buf);
+    let mut out = AnyRef::Other;
+    while let Ok(Some(f)) = r.next_field() {
+        out = match (f.number, f.value) {
+            (1, Value::Len(b)) => std::str::from_utf8(b).map_or(AnyRef::Other, AnyRef::Str),
+            (2, Value::Varint(b)) => AnyRef::Bool(b != 0),
+            (3, Value::Varint(i)) => AnyRef::Int(i as i64),
+            (4, Value::Fixed64(d)) => AnyRef::Double(f64::from_bits(d)),
+            _ => AnyRef::Other,
+        };
+    }
+    out
+}
+
+/// What the generator reads of one span.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanRef<'a> {
+    pub span_id: &'a [u8],
+    pub parent_span_id: &'a [u8],
+    pub name: &'a str,
+    /// `SpanKind` number.
+    pub kind: i32,
+    pub start_unix_nano: u64,
+    pub end_unix_nano: u64,
+    /// `StatusCode` number.
+    pub status_code: i32,
+    pub status_message: &'a str,
+    pub attributes: Attrs<'a>,
+    /// The span's encoded size (what Tempo's `traces_spanmetrics_size_total` counts).
+    pub encoded_len: usize,
+}
+
+impl SpanRef<'_> {
+    pub fn seconds(&self) -> f64 {
+        self.end_unix_nano.saturating_sub(self.start_unix_nano) as f64 / 1e9
+    }
+}
+
+/// A span's resource: its attributes, and `service.name` read once.
+#[derive(Debug, Clone, Copy)]
+pub struct ResourceRef<'a> {
+    pub attributes: Attrs<'a>,
+    /// `service.name`, "" when missing.
+    pub service_name: &'a str,
+}
+
+/// Calls `f` with each span of an encoded `tempopb.Trace` and its resource.
+pub fn for_each_span<'a>(trace: &'a [u8], mut f: impl FnMut(&ResourceRef<'a>, &SpanRef<'a>)) -> Result<(), WireError> {
+    let mut r = Reader::new(trace);
+    while let Some(batch) = r.next_field()? {
+        let (1, Value::Len(rs)) = (batch.number, batch.value) else {
+            continue;
+        };
+        let mut resource = Attrs::EMPTY;
+        let mut scopes = Vec::new();
+        let mut rr = Reader::new(rs);
+        while let Some(field) = rr.next_field()? {
+            match (field.number, field.value) {
+                (1, Value::Len(res)) => resource = Attrs { msg: res, field: 1 },
+                (2, Value::Len(ss)) => scopes.push(ss),
+                _ => {}
+            }
+        }
+        let resource = ResourceRef {
+            service_name: resource.str("service.name").unwrap_or_default(),
+            attributes: resource,
+        };
+        for ss in scopes {
+            let mut sr = Reader::new(ss);
+            while let Some(field) = sr.next_field()? {
+                if let (2, Value::Len(span)) = (field.number, field.value) {
+                    f(&resource, &span_ref(span)?);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn span_ref(buf: &[u8]) -> Result<SpanRef<'_>, WireError> {
+    let mut span = SpanRef {
+        span_id: &[],
+        parent_span_id: &[],
+        name: "",
+        kind: 0,
+        start_unix_nano: 0,
+        end_unix_nano: 0,
+        status_code: 0,
+        status_message: "",
+        attributes: Attrs { msg: buf, field: 9 },
+        encoded_len: buf.len(),
+    };
+    let mut r = Reader::new(buf);
+    while let Some(field) = r.next_field()? {
+        match (field.number, field.value) {
+            (2, Value::Len(b)) => span.span_id = b,
+            (4, Value::Len(b)) => span.parent_span_id = b,
+            (5, Value::Len(b)) => span.name = std::str::from_utf8(b).unwrap_or_default(),
+            (6, Value::Varint(k)) => span.kind = k as i32,
+            (7, Value::Fixed64(t)) => span.start_unix_nano = t,
+            (8, Value::Fixed64(t)) => span.end_unix_nano = t,
+            (15, Value::Len(status)) => {
+                let mut s = Reader::new(status);
+                while let Some(f) = s.next_field()? {
+                    match (f.number, f.value) {
+                        (2, Value::Len(m)) => span.status_message = std::str::from_utf8(m).unwrap_or_default(),
+                        (3, Value::Varint(c)) => span.status_code = c as i32,
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(span)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::common::{AnyValue, KeyValue, any_value};
+    use crate::resource::Resource;
+    use crate::trace::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    fn kv(key: &str, v: any_value::Value) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reads_what_prost_decodes() {
+        let span = Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            parent_span_id: vec![3; 8],
+            name: "GET /cart".into(),
+            kind: 2,
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_501_000,
+            attributes: vec![
+                kv("http.status_code", any_value::Value::IntValue(503)),
+                kv("peer.service", any_value::Value::StringValue("cart".into())),
+                kv("ratio", any_value::Value::DoubleValue(0.5)),
+                kv("cached", any_value::Value::BoolValue(true)),
+            ],
+            status: Some(Status {
+                message: "boom".into(),
+                code: 2,
+            }),
+            ..Default::default()
+        };
+        let trace = crate::tempopb::Trace {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![kv("service.name", any_value::Value::StringValue("frontend".into()))],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![span.clone(), span.clone()],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let bytes = trace.encode_to_vec();
+        let mut seen = 0;
+        for_each_span(&bytes, |resource, s| {
+            seen += 1;
+            assert_eq!(resource.service_name, "frontend");
+            assert_eq!(resource.attributes.str("service.name"), Some("frontend"));
+            assert_eq!(
+                (s.name, s.kind, s.status_code, s.status_message),
+                ("GET /cart", 2, 2, "boom")
+            );
+            assert_eq!((s.span_id, s.parent_span_id), (&[2u8; 8][..], &[3u8; 8][..]));
+            assert!((s.seconds() - 0.0025).abs() < 1e-12);
+            assert_eq!(s.encoded_len, span.encoded_len());
+            assert_eq!(s.attributes.get("http.status_code"), Some(AnyRef::Int(503)));
+            assert_eq!(s.attributes.str("peer.service"), Some("cart"));
+            assert_eq!(
+                s.attributes.get("ratio").and_then(|v| v.label()).as_deref(),
+                Some("0.5")
+            );
+            assert_eq!(s.attributes.get("cached"), Some(AnyRef::Bool(true)));
+            assert_eq!(s.attributes.get("missing"), None);
+        })
+        .unwrap();
+        assert_eq!(seen, 2);
+        assert!(for_each_span(&bytes[..bytes.len() - 3], |_, _| {}).is_err());
+    }
+}
