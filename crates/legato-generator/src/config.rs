@@ -85,12 +85,58 @@ pub struct SpanMetricsConfig {
     pub intrinsic_dimensions: IntrinsicDimensions,
     /// Latency histogram buckets, seconds.
     pub histogram_buckets: Vec<f64>,
+    /// Which spans are counted (Tempo's `filter_policies`): none = all.
+    pub filter_policies: Vec<FilterPolicy>,
+}
+
+/// One `filter_policies` entry, as in Tempo: `include`, `include_any` and `exclude` matches.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterPolicy {
+    pub include: Option<PolicyMatch>,
+    pub include_any: Option<PolicyMatch>,
+    pub exclude: Option<PolicyMatch>,
+}
+
+/// Attributes that must all match: `span.x`, `resource.x`, or the intrinsics `kind`, `name`,
+/// `status` (with enum names such as `SPAN_KIND_SERVER`, `STATUS_CODE_ERROR`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PolicyMatch {
+    pub match_type: MatchType,
+    pub attributes: Vec<MatchAttribute>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum MatchType {
+    #[default]
+    Strict,
+    Regex,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MatchAttribute {
+    pub key: String,
+    pub value: FilterValue,
+}
+
+/// A typed value: strict matches compare type and value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum FilterValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
 }
 
 impl Default for SpanMetricsConfig {
     fn default() -> Self {
         Self {
             dimensions: Vec::new(),
+            filter_policies: Vec::new(),
             intrinsic_dimensions: IntrinsicDimensions::default(),
             // 2 ms doubling 14 times, up to about 16 s.
             histogram_buckets: (0..14).map(|i| 0.002 * f64::from(1u32 << i)).collect(),
@@ -136,6 +182,8 @@ impl GeneratorConfig {
         }
         crate::servicegraphs::ServiceGraphs::new(self.processor.service_graphs.clone())
             .validate(&format!("{key}.processor.service_graphs"))?;
+        crate::spanmetrics::Filter::new(&self.processor.span_metrics.filter_policies)
+            .map_err(|e| format!("{key}.processor.span_metrics.filter_policies: {e}"))?;
         let buckets = &self.processor.span_metrics.histogram_buckets;
         if buckets.is_empty() || buckets.windows(2).any(|w| w[0] >= w[1]) {
             return Err(format!(

@@ -257,7 +257,7 @@ impl SpanObserver for Generator {
         }
         let now = now_ms();
         let max_active = self.cfg.registry.max_active_series;
-        let mut spans = 0u64;
+        let (mut spans, mut filtered) = (0u64, 0u64);
         let mut tenants = self.tenants.lock();
         let state = tenants.entry(tenant.clone()).or_default();
         let refused_before = state.registry.refused;
@@ -276,9 +276,12 @@ impl SpanObserver for Generator {
                 scratch,
             } = &mut *state;
             let walked = legato_proto::span_wire::for_each_span(&seg.data, |resource, span| {
-                if span_metrics {
-                    self.span_metrics
-                        .observe(registry, scratch, resource, span, exemplar, max_active, now);
+                if span_metrics
+                    && !self
+                        .span_metrics
+                        .observe(registry, scratch, resource, span, exemplar, max_active, now)
+                {
+                    filtered += 1;
                 }
                 if service_graphs {
                     self.service_graphs
@@ -294,6 +297,12 @@ impl SpanObserver for Generator {
             tenant: tenant.to_string(),
         };
         self.metrics.spans_observed.get_or_create(&labels).inc_by(spans);
+        if filtered > 0 {
+            self.metrics
+                .span_metrics_filtered
+                .get_or_create(&labels)
+                .inc_by(filtered);
+        }
         let refused = registry.refused - refused_before;
         if refused > 0 {
             self.metrics.series_refused.get_or_create(&labels).inc_by(refused);

@@ -19,6 +19,8 @@ pub struct ResultLabels {
 #[derive(Clone, Debug, Default)]
 pub struct GeneratorMetrics {
     pub spans_observed: Family<TenantLabels, Counter>,
+    /// Spans span metrics did not count because of `filter_policies`.
+    pub span_metrics_filtered: Family<TenantLabels, Counter>,
     pub active_series: Family<TenantLabels, Gauge>,
     pub series_refused: Family<TenantLabels, Counter>,
     pub remote_write_requests: Family<ResultLabels, Counter>,
@@ -35,6 +37,11 @@ impl GeneratorMetrics {
             "legato_generator_spans_observed",
             "Spans counted by the metrics generator (before sampling)",
             self.spans_observed.clone(),
+        );
+        registry.register(
+            "legato_generator_span_metrics_filtered_spans",
+            "Spans span metrics left out because of metrics_generator.processor.span_metrics.filter_policies",
+            self.span_metrics_filtered.clone(),
         );
         registry.register(
             "legato_generator_active_series",

@@ -37,6 +37,13 @@ pub struct ServiceGraphsConfig {
     pub peer_attributes: Vec<String>,
     /// Attributes that make a client span a database call.
     pub database_name_attributes: Vec<String>,
+    /// Resource or span attributes added as labels: one label per attribute from the side
+    /// that completed the edge, or `client_<attr>` and `server_<attr>` with
+    /// `enable_client_server_prefix`.
+    pub dimensions: Vec<String>,
+    pub enable_client_server_prefix: bool,
+    /// Virtual-node edges carry `virtual_node="client"` or `"server"` (the side that has no span).
+    pub enable_virtual_node_label: bool,
 }
 
 impl Default for ServiceGraphsConfig {
@@ -52,6 +59,9 @@ impl Default for ServiceGraphsConfig {
                 "db.system".into(),
                 "db.system.name".into(),
             ],
+            dimensions: Vec::new(),
+            enable_client_server_prefix: false,
+            enable_virtual_node_label: false,
         }
     }
 }
@@ -67,6 +77,8 @@ struct Side {
     /// Server side: the span has no parent.
     root: bool,
     trace_id: [u8; 16],
+    /// Values of the configured `dimensions` (resource first, then span), in their order.
+    dimensions: Vec<Option<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +86,18 @@ struct Edge {
     client: Option<Side>,
     server: Option<Side>,
     messaging: bool,
+}
+
+/// What an emitted edge is besides its two sides.
+#[derive(Clone, Copy)]
+struct EdgeInfo<'a> {
+    connection_type: &'a str,
+    failed: bool,
+    trace_id: [u8; 16],
+    /// The side whose dimensions win for unprefixed labels (the one that completed the edge).
+    last_client: bool,
+    /// `virtual_node` label value, when enabled and the edge is virtual.
+    virtual_node: Option<&'a str>,
 }
 
 /// Trace id and the client span's id: the two halves of a call share it.
@@ -151,6 +175,15 @@ impl ServiceGraphs {
             peer: first_attr(&span.attributes, &self.cfg.peer_attributes),
             root: span.parent_span_id.is_empty(),
             trace_id,
+            dimensions: self
+                .cfg
+                .dimensions
+                .iter()
+                .map(|d| {
+                    first_attr(&resource.attributes, std::slice::from_ref(d))
+                        .or_else(|| first_attr(&span.attributes, std::slice::from_ref(d)))
+                })
+                .collect(),
         };
         if client {
             if let Some(db) = self.database_peer(resource, span) {
@@ -160,16 +193,14 @@ impl ServiceGraphs {
                     seconds: side.seconds,
                     ..Side::default()
                 };
-                self.emit(
-                    registry,
-                    &side,
-                    &server,
-                    "database",
-                    side.failed,
+                let info = EdgeInfo {
+                    connection_type: "database",
+                    failed: side.failed,
                     trace_id,
-                    max_active,
-                    now_ms,
-                );
+                    last_client: true,
+                    virtual_node: None,
+                };
+                self.emit(registry, &side, &server, info, max_active, now_ms);
                 return;
             }
             let key = (trace_id, span_key(span.span_id));
@@ -226,9 +257,14 @@ impl ServiceGraphs {
             edge.server = Some(side);
         }
         if let (Some(c), Some(s)) = (&edge.client, &edge.server) {
-            let kind = if edge.messaging { "messaging_system" } else { "" };
-            let failed = c.failed || s.failed;
-            self.emit(registry, c, s, kind, failed, c.trace_id, max_active, now_ms);
+            let info = EdgeInfo {
+                connection_type: if edge.messaging { "messaging_system" } else { "" },
+                failed: c.failed || s.failed,
+                trace_id: c.trace_id,
+                last_client: client,
+                virtual_node: None,
+            };
+            self.emit(registry, c, s, info, max_active, now_ms);
             pending.edges.remove(&key);
         }
     }
@@ -248,7 +284,8 @@ impl ServiceGraphs {
             };
             // A root server span was called by its peer (or a user); a client span called the
             // peer it names. Anything else cannot be drawn.
-            let (client, server, observed) = match (edge.client, edge.server) {
+            let virtual_label = self.cfg.enable_virtual_node_label;
+            let (client, server, observed, missing) = match (edge.client, edge.server) {
                 (None, Some(server)) if server.root => {
                     let name = server.peer.clone().unwrap_or_else(|| "user".into());
                     (
@@ -258,6 +295,7 @@ impl ServiceGraphs {
                         },
                         server.clone(),
                         server,
+                        "client",
                     )
                 }
                 (Some(client), None) if client.peer.is_some() => {
@@ -269,6 +307,7 @@ impl ServiceGraphs {
                             ..Side::default()
                         },
                         client,
+                        "server",
                     )
                 }
                 _ => {
@@ -276,16 +315,14 @@ impl ServiceGraphs {
                     continue;
                 }
             };
-            self.emit(
-                registry,
-                &client,
-                &server,
-                "virtual_node",
-                observed.failed,
-                observed.trace_id,
-                max_active,
-                now_ms,
-            );
+            let info = EdgeInfo {
+                connection_type: "virtual_node",
+                failed: observed.failed,
+                trace_id: observed.trace_id,
+                last_client: missing == "server",
+                virtual_node: virtual_label.then_some(missing),
+            };
+            self.emit(registry, &client, &server, info, max_active, now_ms);
         }
     }
 
@@ -295,9 +332,7 @@ impl ServiceGraphs {
         registry: &mut Registry,
         client: &Side,
         server: &Side,
-        connection_type: &str,
-        failed: bool,
-        trace_id: [u8; 16],
+        info: EdgeInfo<'_>,
         max_active: usize,
         now_ms: i64,
     ) {
@@ -305,11 +340,36 @@ impl ServiceGraphs {
             ("client".into(), client.service.clone()),
             ("server".into(), server.service.clone()),
         ];
-        if !connection_type.is_empty() {
-            labels.push(("connection_type".into(), connection_type.into()));
+        if !info.connection_type.is_empty() {
+            labels.push(("connection_type".into(), info.connection_type.into()));
+        }
+        let max_name = usize::MAX;
+        for (i, dim) in self.cfg.dimensions.iter().enumerate() {
+            let value = |side: &Side| side.dimensions.get(i).cloned().flatten();
+            if self.cfg.enable_client_server_prefix {
+                for (prefix, side) in [("client", client), ("server", server)] {
+                    if let Some(v) = value(side) {
+                        labels.push((crate::spanmetrics::label_name(&format!("{prefix}_{dim}"), max_name), v));
+                    }
+                }
+            } else {
+                let (last, other) = if info.last_client {
+                    (client, server)
+                } else {
+                    (server, client)
+                };
+                if let Some(v) = value(last).or_else(|| value(other)) {
+                    labels.push((crate::spanmetrics::label_name(dim, max_name), v));
+                }
+            }
+        }
+        if let Some(v) = info.virtual_node {
+            labels.push(("virtual_node".into(), v.into()));
         }
         labels.sort();
-        let hex = legato_model::TraceId(trace_id).to_hex();
+        labels.dedup_by(|later, earlier| later.0 == earlier.0);
+        let failed = info.failed;
+        let hex = legato_model::TraceId(info.trace_id).to_hex();
         let exemplar = Some(hex.trim_start_matches('0')).filter(|t| !t.is_empty());
         registry.add(REQUESTS, &labels, 1.0, max_active, now_ms);
         if failed {
@@ -360,4 +420,151 @@ fn first_attr(attrs: &Attrs<'_>, keys: &[String]) -> Option<String> {
     keys.iter()
         .find_map(|k| attrs.get(k).and_then(|v| v.label()).filter(|v| !v.is_empty()))
         .map(|v| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use legato_proto::common::{AnyValue, KeyValue, any_value};
+    use legato_proto::resource::Resource;
+    use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    fn kv(key: &str, value: &str) -> KeyValue {
+        KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn batch(service: &str, env: &str, span: Span) -> ResourceSpans {
+        ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service), kv("deployment.environment", env)],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    /// One frontend → checkout call, plus a client span to an uninstrumented peer: the series'
+    /// label sets under the given configuration.
+    fn label_sets(cfg: ServiceGraphsConfig) -> Vec<Vec<(String, String)>> {
+        let client = Span {
+            span_id: vec![1; 8],
+            parent_span_id: vec![9; 8],
+            kind: 3,
+            attributes: vec![kv("http.method", "GET")],
+            ..Default::default()
+        };
+        let server = Span {
+            span_id: vec![2; 8],
+            parent_span_id: vec![1; 8],
+            kind: 2,
+            attributes: vec![kv("http.method", "POST")],
+            ..Default::default()
+        };
+        let to_peer = Span {
+            span_id: vec![3; 8],
+            parent_span_id: vec![9; 8],
+            kind: 3,
+            attributes: vec![kv("peer.service", "payment-gateway")],
+            ..Default::default()
+        };
+        let trace = legato_proto::tempopb::Trace {
+            resource_spans: vec![
+                batch("frontend", "prod", client),
+                batch("checkout", "canary", server),
+                batch("frontend", "prod", to_peer),
+            ],
+        };
+        let bytes = trace.encode_to_vec();
+        let sg = ServiceGraphs::new(cfg);
+        let (mut pending, mut registry) = (Pending::default(), Registry::default());
+        legato_proto::span_wire::for_each_span(&bytes, |r, s| {
+            sg.observe(&mut pending, &mut registry, [7; 16], r, s, 0, 1_000);
+        })
+        .unwrap();
+        sg.expire(&mut pending, &mut registry, 0, 1_000_000);
+        let mut sets: Vec<Vec<(String, String)>> = registry
+            .collect(1_000_000, &Vec::new(), false)
+            .into_iter()
+            .filter(|t| t.labels.iter().any(|l| l.name == "__name__" && l.value == REQUESTS))
+            .map(|t| {
+                t.labels
+                    .into_iter()
+                    .filter(|l| l.name != "__name__")
+                    .map(|l| (l.name, l.value))
+                    .collect()
+            })
+            .collect();
+        sets.sort();
+        sets
+    }
+
+    fn set(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    fn sorted(mut sets: Vec<Vec<(String, String)>>) -> Vec<Vec<(String, String)>> {
+        sets.sort();
+        sets
+    }
+
+    #[test]
+    fn dimensions_prefixes_and_virtual_node_labels() {
+        let plain = label_sets(ServiceGraphsConfig {
+            dimensions: vec!["deployment.environment".into(), "http.method".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            plain,
+            sorted(vec![
+                // The server completed the edge: its values win.
+                set(&[
+                    ("client", "frontend"),
+                    ("deployment_environment", "canary"),
+                    ("http_method", "POST"),
+                    ("server", "checkout")
+                ]),
+                set(&[
+                    ("client", "frontend"),
+                    ("connection_type", "virtual_node"),
+                    ("deployment_environment", "prod"),
+                    ("server", "payment-gateway")
+                ]),
+            ])
+        );
+        let prefixed = label_sets(ServiceGraphsConfig {
+            dimensions: vec!["deployment.environment".into()],
+            enable_client_server_prefix: true,
+            enable_virtual_node_label: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            prefixed,
+            sorted(vec![
+                set(&[
+                    ("client", "frontend"),
+                    ("client_deployment_environment", "prod"),
+                    ("server", "checkout"),
+                    ("server_deployment_environment", "canary")
+                ]),
+                set(&[
+                    ("client", "frontend"),
+                    ("client_deployment_environment", "prod"),
+                    ("connection_type", "virtual_node"),
+                    ("server", "payment-gateway"),
+                    ("virtual_node", "server"),
+                ]),
+            ])
+        );
+    }
 }
