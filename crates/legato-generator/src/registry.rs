@@ -75,32 +75,37 @@ impl Registry {
         now_ms: i64,
         init: impl FnOnce() -> Value,
     ) -> Option<&mut Series> {
-        let found = self.series.contains_key(&KeyRef { name, labels });
-        let key = if found {
-            None
-        } else if max_active > 0 && self.series.len() >= max_active {
+        // One lookup for an existing series (the common case), one insert for a new one.
+        let full = max_active > 0 && self.series.len() >= max_active;
+        let new_series = |init: Value| Series {
+            value: init,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+            reported: false,
+            exemplar: None,
+        };
+        let series = if !full {
+            match self.series.entry_ref(&KeyRef { name, labels }) {
+                hashbrown::hash_map::EntryRef::Occupied(o) => o.into_mut(),
+                hashbrown::hash_map::EntryRef::Vacant(v) => {
+                    let key = Key {
+                        name,
+                        labels: labels.to_vec(),
+                    };
+                    v.insert_with_key(key, new_series(init()))
+                }
+            }
+        } else if self.series.contains_key(&KeyRef { name, labels }) {
+            self.series.get_mut(&KeyRef { name, labels })?
+        } else {
             // Past the limit, updates go to one overflow series per metric (as in Tempo), so
             // totals stay right and memory stays bounded.
             self.refused += 1;
-            Some(Key {
+            let key = Key {
                 name,
                 labels: vec![("metric_overflow".into(), "true".into())],
-            })
-        } else {
-            Some(Key {
-                name,
-                labels: labels.to_vec(),
-            })
-        };
-        let series = match key {
-            None => self.series.get_mut(&KeyRef { name, labels })?,
-            Some(key) => self.series.entry(key).or_insert_with(|| Series {
-                value: init(),
-                created_ms: now_ms,
-                updated_ms: now_ms,
-                reported: false,
-                exemplar: None,
-            }),
+            };
+            self.series.entry(key).or_insert_with(|| new_series(init()))
         };
         series.updated_ms = now_ms;
         Some(series)

@@ -39,29 +39,22 @@ impl<'a> AnyRef<'a> {
     }
 }
 
-/// The attributes (`repeated KeyValue` at field `field`) of an encoded message.
+/// A span's or resource's attributes: keys and encoded values, listed once per span; a
+/// lookup compares keys and decodes only the value asked for.
 #[derive(Debug, Clone, Copy)]
 pub struct Attrs<'a> {
-    msg: &'a [u8],
-    field: u32,
+    list: &'a [(&'a [u8], &'a [u8])],
 }
 
 impl<'a> Attrs<'a> {
-    pub const EMPTY: Attrs<'static> = Attrs { msg: &[], field: 0 };
+    pub const EMPTY: Attrs<'static> = Attrs { list: &[] };
 
     /// The first attribute named `key`.
     pub fn get(&self, key: &str) -> Option<AnyRef<'a>> {
-        let mut r = Reader::new(self.msg);
-        while let Ok(Some(f)) = r.next_field() {
-            if f.number != self.field {
-                continue;
-            }
-            let Value::Len(kv) = f.value else { continue };
-            if let Some(v) = key_value(kv, key) {
-                return Some(v);
-            }
-        }
-        None
+        self.list
+            .iter()
+            .find(|(k, _)| *k == key.as_bytes())
+            .map(|(_, v)| any_value(v))
     }
 
     /// A string attribute.
@@ -70,24 +63,19 @@ impl<'a> Attrs<'a> {
     }
 }
 
-/// The value of a `KeyValue` if its key is `key`.
-fn key_value<'a>(kv: &'a [u8], key: &str) -> Option<AnyRef<'a>> {
+/// Adds a `KeyValue`'s key and encoded value to `into`.
+fn push_key_value<'a>(kv: &'a [u8], into: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<(), WireError> {
     let mut r = Reader::new(kv);
-    let (mut k, mut v): (Option<&[u8]>, Option<&[u8]>) = (None, None);
-    while let Ok(Some(f)) = r.next_field() {
+    let (mut k, mut v): (&[u8], &[u8]) = (&[], &[]);
+    while let Some(f) = r.next_field()? {
         match (f.number, f.value) {
-            (1, Value::Len(b)) => {
-                if b != key.as_bytes() {
-                    return None;
-                }
-                k = Some(b);
-            }
-            (2, Value::Len(b)) => v = Some(b),
+            (1, Value::Len(b)) => k = b,
+            (2, Value::Len(b)) => v = b,
             _ => {}
         }
     }
-    k?;
-    Some(v.map_or(AnyRef::Other, any_value))
+    into.push((k, v));
+    Ok(())
 }
 
 fn any_value(buf: &[u8]) -> AnyRef<'_> {
@@ -137,32 +125,46 @@ pub struct ResourceRef<'a> {
     pub service_name: &'a str,
 }
 
-/// Calls `f` with each span of an encoded `tempopb.Trace` and its resource.
-pub fn for_each_span<'a>(trace: &'a [u8], mut f: impl FnMut(&ResourceRef<'a>, &SpanRef<'a>)) -> Result<(), WireError> {
+/// Calls `f` with each span of an encoded `tempopb.Trace` and its resource. Each message is
+/// walked once; attribute lists live in two buffers reused across spans.
+pub fn for_each_span(trace: &[u8], mut f: impl FnMut(&ResourceRef<'_>, &SpanRef<'_>)) -> Result<(), WireError> {
+    let mut resource_attrs = Vec::new();
+    let mut span_attrs = Vec::new();
     let mut r = Reader::new(trace);
     while let Some(batch) = r.next_field()? {
         let (1, Value::Len(rs)) = (batch.number, batch.value) else {
             continue;
         };
-        let mut resource = Attrs::EMPTY;
+        resource_attrs.clear();
         let mut scopes = Vec::new();
         let mut rr = Reader::new(rs);
         while let Some(field) = rr.next_field()? {
             match (field.number, field.value) {
-                (1, Value::Len(res)) => resource = Attrs { msg: res, field: 1 },
+                (1, Value::Len(res)) => {
+                    let mut a = Reader::new(res);
+                    while let Some(kv) = a.next_field()? {
+                        if let (1, Value::Len(kv)) = (kv.number, kv.value) {
+                            push_key_value(kv, &mut resource_attrs)?;
+                        }
+                    }
+                }
                 (2, Value::Len(ss)) => scopes.push(ss),
                 _ => {}
             }
         }
+        let attributes = Attrs { list: &resource_attrs };
         let resource = ResourceRef {
-            service_name: resource.str("service.name").unwrap_or_default(),
-            attributes: resource,
+            service_name: attributes.str("service.name").unwrap_or_default(),
+            attributes,
         };
         for ss in scopes {
             let mut sr = Reader::new(ss);
             while let Some(field) = sr.next_field()? {
                 if let (2, Value::Len(span)) = (field.number, field.value) {
-                    f(&resource, &span_ref(span)?);
+                    span_attrs.clear();
+                    let mut fields = span_fields(span, &mut span_attrs)?;
+                    fields.attributes = Attrs { list: &span_attrs };
+                    f(&resource, &fields);
                 }
             }
         }
@@ -170,7 +172,8 @@ pub fn for_each_span<'a>(trace: &'a [u8], mut f: impl FnMut(&ResourceRef<'a>, &S
     Ok(())
 }
 
-fn span_ref(buf: &[u8]) -> Result<SpanRef<'_>, WireError> {
+/// One walk over a span: its fields, and its attributes into `attrs`.
+fn span_fields<'a>(buf: &'a [u8], attrs: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SpanRef<'a>, WireError> {
     let mut span = SpanRef {
         span_id: &[],
         parent_span_id: &[],
@@ -180,7 +183,7 @@ fn span_ref(buf: &[u8]) -> Result<SpanRef<'_>, WireError> {
         end_unix_nano: 0,
         status_code: 0,
         status_message: "",
-        attributes: Attrs { msg: buf, field: 9 },
+        attributes: Attrs::EMPTY,
         encoded_len: buf.len(),
     };
     let mut r = Reader::new(buf);
@@ -192,6 +195,7 @@ fn span_ref(buf: &[u8]) -> Result<SpanRef<'_>, WireError> {
             (6, Value::Varint(k)) => span.kind = k as i32,
             (7, Value::Fixed64(t)) => span.start_unix_nano = t,
             (8, Value::Fixed64(t)) => span.end_unix_nano = t,
+            (9, Value::Len(kv)) => push_key_value(kv, attrs)?,
             (15, Value::Len(status)) => {
                 let mut s = Reader::new(status);
                 while let Some(f) = s.next_field()? {
