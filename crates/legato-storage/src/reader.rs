@@ -172,9 +172,33 @@ impl BlockReader {
                 block: meta.block_id,
                 source,
             })?;
+        check_schema(meta.block_id, footer.schema())?;
         self.footers.lock().insert(meta.block_id, footer.clone());
         Ok(footer)
     }
+}
+
+/// The columns are decoded with the types the file declares, and the row decoders downcast
+/// them to the v1 types (a panic on a mismatch), so a footer that declares another type for a
+/// v1 column (a damaged one, found by fuzzing) is a `Corrupt` block.
+fn check_schema(block: BlockId, file: &arrow_schema::Schema) -> Result<()> {
+    let v1 = schema::schema_v1();
+    for field in file.fields() {
+        if let Ok(expected) = v1.field_with_name(field.name())
+            && expected.data_type() != field.data_type()
+        {
+            return Err(Error::Corrupt {
+                block,
+                message: format!(
+                    "column {} is {} in the file, {} in {ENCODING_V1}",
+                    field.name(),
+                    field.data_type(),
+                    expected.data_type()
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Runs one block's read so that a panic inside it (the Parquet decoder asserts on some

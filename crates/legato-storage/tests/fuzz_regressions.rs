@@ -152,3 +152,18 @@ fn bloom_with_the_hash_count_build_uses_still_reads() {
     assert_eq!(u32::from_le_bytes(bloom[K_NUM].try_into().unwrap()), 7);
     assert!(TraceBloom::from_bytes(&bloom).is_some());
 }
+
+#[tokio::test]
+async fn a_footer_that_declares_another_column_type_is_corrupt() {
+    // Found by the fuzzer: a damaged footer declared another type for a v1 column, and the
+    // scan's row decoder downcast the column and panicked (in Legato's code, under `guarded`).
+    let data = std::fs::read(Path::new(FOUND).join("legato-column-type-not-v1.parquet")).unwrap();
+    let mut meta = fixture_meta();
+    meta.data_size = data.len() as u64;
+    let reader = reader(&meta, &data, &fixture("bloom")).await;
+    let err = reader.scan_traces(&meta, |_| true).await.unwrap_err();
+    let Error::Corrupt { message, .. } = &err else {
+        panic!("{err}");
+    };
+    assert!(message.contains("in legato-v1"), "{message}");
+}
