@@ -49,17 +49,7 @@ impl Prometheus {
     }
 
     async fn query(&self, client: &reqwest::Client, q: &str) -> Vec<serde_json::Value> {
-        let body: serde_json::Value = client
-            .post(format!("http://127.0.0.1:{}/api/v1/query", self.port))
-            .form(&[("query", q)])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(body["status"], "success", "{q}: {body}");
-        body["data"]["result"].as_array().cloned().unwrap_or_default()
+        instant_query(client, &format!("http://127.0.0.1:{}/api/v1/query", self.port), q).await
     }
 }
 
@@ -348,8 +338,13 @@ fn send_topology(legato: &Legato, n: usize) {
 /// A PromQL query to Legato's own Prometheus API, as Grafana's Prometheus data source sends
 /// it (form POST): the result list.
 async fn legato_query(client: &reqwest::Client, legato: &Legato, q: &str) -> Vec<serde_json::Value> {
+    instant_query(client, &legato.url("/prometheus/api/v1/query"), q).await
+}
+
+/// An instant PromQL query POSTed as a form to `url`: the result list.
+async fn instant_query(client: &reqwest::Client, url: &str, q: &str) -> Vec<serde_json::Value> {
     let body: serde_json::Value = client
-        .post(legato.url("/prometheus/api/v1/query"))
+        .post(url)
         .form(&[("query", q)])
         .send()
         .await

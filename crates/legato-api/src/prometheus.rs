@@ -100,6 +100,11 @@ fn param<'a>(params: &'a Params, name: &str) -> Option<&'a str> {
         .filter(|v| !v.is_empty())
 }
 
+/// A parameter that must be there and not empty.
+fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, Fail> {
+    param(params, name).ok_or_else(|| bad_data(format!("invalid parameter \"{name}\": missing or empty")))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -183,8 +188,7 @@ pub(crate) async fn query(
     let p = params(q, &headers, &body);
     let result = async {
         let ctx = ctx(&state, &headers)?;
-        let text =
-            param(&p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": query must not be empty"))?;
+        let text = required(&p, "query")?;
         let t = match param(&p, "time") {
             Some(v) => parse_time("time", v)?,
             None => now_ms(),
@@ -204,17 +208,10 @@ pub(crate) async fn query_range(
     let p = params(q, &headers, &body);
     let result = async {
         let ctx = ctx(&state, &headers)?;
-        let text =
-            param(&p, "query").ok_or_else(|| bad_data("invalid parameter \"query\": query must not be empty"))?;
-        let start = parse_time(
-            "start",
-            param(&p, "start").ok_or_else(|| bad_data("invalid parameter \"start\": missing"))?,
-        )?;
-        let end = parse_time(
-            "end",
-            param(&p, "end").ok_or_else(|| bad_data("invalid parameter \"end\": missing"))?,
-        )?;
-        let step = parse_step(param(&p, "step").ok_or_else(|| bad_data("invalid parameter \"step\": missing"))?)?;
+        let text = required(&p, "query")?;
+        let start = parse_time("start", required(&p, "start")?)?;
+        let end = parse_time("end", required(&p, "end")?)?;
+        let step = parse_step(required(&p, "step")?)?;
         if end < start {
             return Err(bad_data(
                 "invalid parameter \"end\": end timestamp must not be before start time",

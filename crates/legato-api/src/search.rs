@@ -420,8 +420,8 @@ async fn summary(state: &SharedState, tenant: &TenantId, params: &Params) -> Res
     ready(state)?;
     let (start, end) = time_range(params, None)?;
     let filter = tag_filter(params);
-    crate::bounded_query(state, tenant, async |_cancel| {
-        state.querier.tags(tenant, filter, start, end).await
+    crate::bounded_query(state, tenant, async |cancel| {
+        state.querier.tags(tenant, filter, start, end, cancel).await
     })
     .await
 }

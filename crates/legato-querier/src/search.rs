@@ -251,9 +251,13 @@ impl Querier {
         filter: Option<Arc<Plan>>,
         start_ns: Option<u64>,
         end_ns: Option<u64>,
+        cancel: tokio_util::sync::CancellationToken,
     ) -> Result<TagSummary, QueryError> {
         let mut summary = TagSummary::default();
         for source in &self.recent {
+            if cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
             // Tag answers have no partial status: data that could not be read fails them.
             let kept = match filter {
                 None => source
@@ -298,6 +302,9 @@ impl Querier {
             }
         }
         for meta in to_scan {
+            if cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
             // Blocks carry a summary written at flush time; older ones are scanned once.
             if filter.is_none()
                 && let Some(stored) = self
@@ -327,14 +334,24 @@ impl Querier {
                 .scan_blocks(
                     vec![meta.clone()],
                     Arc::new(options),
-                    move |trace: TraceData| {
-                        add_tags(&mut sink.lock(), &trace, f.as_deref());
-                        true
+                    {
+                        let cancel = cancel.clone();
+                        // A scan stops at the next trace once the query is cancelled.
+                        move |trace: TraceData| {
+                            add_tags(&mut sink.lock(), &trace, f.as_deref());
+                            !cancel.is_cancelled()
+                        }
                     },
-                    || false,
+                    {
+                        let cancel = cancel.clone();
+                        move || cancel.is_cancelled()
+                    },
                     |_| {},
                 )
                 .await?;
+            if cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
             let s = std::mem::take(&mut *block_summary.lock());
             summary.merge(&s);
             // A block that could not be read is tried again next time, not cached as empty.

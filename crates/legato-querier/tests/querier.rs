@@ -135,7 +135,10 @@ async fn tag_summaries_come_from_tags_json_or_a_scan() {
 
     let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
     let querier = Querier::new(vec![], reader, blocklist, QuerierMetrics::default());
-    let summary = querier.tags(&tenant, None, None, None).await.unwrap();
+    let summary = querier
+        .tags(&tenant, None, None, None, Default::default())
+        .await
+        .unwrap();
     let field = FieldExpr::Attribute(Attribute {
         scope: AttributeScope::Span,
         parent: false,
@@ -244,8 +247,10 @@ async fn cancelled_queries_scan_nothing() {
         matches!(search, Err(legato_querier::QueryError::Cancelled)),
         "{search:?}"
     );
-    let metrics = count_spans(&querier, &tenant, cancel).await;
+    let metrics = count_spans(&querier, &tenant, cancel.clone()).await;
     assert!(matches!(metrics, Err(legato_querier::QueryError::Cancelled)));
+    let tags = querier.tags(&tenant, None, None, None, cancel).await;
+    assert!(matches!(tags, Err(legato_querier::QueryError::Cancelled)));
 }
 
 /// Issue 10: a corrupt block is skipped, logged and counted; search answers from the others,
