@@ -451,6 +451,20 @@ impl History {
         Ok(chunk)
     }
 
+    /// Reads the service-graph files of the last `hours` of every tenant into the cache, so
+    /// the first service map after a start does not wait for them.
+    pub async fn warm(&self, now_ms: i64, hours: i64) -> Result<usize, String> {
+        let mut files = 0;
+        for tenant in self.tenants().await? {
+            let mut hour = hour_of(now_ms - hours * HOUR_MS);
+            while hour <= now_ms {
+                files += self.hour_chunks(&tenant, hour, Some("service_graph")).await?.len();
+                hour += HOUR_MS;
+            }
+        }
+        Ok(files)
+    }
+
     /// Tenants with history in the bucket.
     pub async fn tenants(&self) -> Result<Vec<TenantId>, String> {
         let root = Path::from(PREFIX);

@@ -207,8 +207,21 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     };
     // The metrics generator sees every accepted span before sampling.
     // The generator's series history in the bucket: written by the generator, read by the
-    // `/prometheus` API wherever queries are served, merged by the compactor.
+    // `/prometheus` API wherever queries are served, merged by the compactor. The last day's
+    // service graphs are read in the background, so the first service map is quick.
     let history = Arc::new(legato_generator::history::History::new(store.clone()));
+    if roles.querier || cfg.target == "query-frontend" {
+        let history = history.clone();
+        tokio::spawn(async move {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            match history.warm(now, 24).await {
+                Ok(files) => tracing::debug!(files, "generator history warmed"),
+                Err(e) => tracing::warn!(error = %e, "reading generator history at start failed"),
+            }
+        });
+    }
     let generator = cfg.generator_enabled()?.then(|| {
         Arc::new(
             legato_generator::Generator::new(
