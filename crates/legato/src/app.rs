@@ -205,7 +205,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         }),
         None => late.clone(),
     };
-    // The metrics generator sees every accepted span before sampling.
     // The generator's series history in the bucket: written by the generator, read by the
     // `/prometheus` API wherever queries are served, merged by the compactor. The last day's
     // service graphs are read in the background, so the first service map is quick.
@@ -222,6 +221,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
         });
     }
+    // The metrics generator sees every accepted span before sampling.
     let generator = cfg.generator_enabled()?.then(|| {
         Arc::new(
             legato_generator::Generator::new(
