@@ -3,13 +3,14 @@
 //! draws the service map and the RED table with no Prometheus. GET and form POST, as the
 //! Prometheus data source sends them; Prometheus's JSON shapes and error format.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use legato_generator::history::History;
+use legato_generator::now_ms;
 use legato_generator::promql::{self, PromError, Settings};
 use legato_model::TenantId;
 use serde_json::{Value as Json, json};
@@ -105,13 +106,6 @@ fn required<'a>(params: &'a Params, name: &str) -> Result<&'a str, Fail> {
     param(params, name).ok_or_else(|| bad_data(format!("invalid parameter \"{name}\": missing or empty")))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// Unix seconds (float) or RFC 3339, as Prometheus takes them.
 fn parse_time(name: &str, text: &str) -> Result<i64, Fail> {
     if let Ok(secs) = text.parse::<f64>()
@@ -128,6 +122,11 @@ fn parse_time(name: &str, text: &str) -> Result<i64, Fail> {
                 "invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp"
             ))
         })
+}
+
+/// An optional time parameter, or `default` when it is absent.
+fn time_or(params: &Params, name: &str, default: impl FnOnce() -> i64) -> Result<i64, Fail> {
+    param(params, name).map_or_else(|| Ok(default()), |v| parse_time(name, v))
 }
 
 /// Float seconds or a duration (`15s`, `1m`).
@@ -189,10 +188,7 @@ pub(crate) async fn query(
     let result = async {
         let ctx = ctx(&state, &headers)?;
         let text = required(&p, "query")?;
-        let t = match param(&p, "time") {
-            Some(v) => parse_time("time", v)?,
-            None => now_ms(),
-        };
+        let t = time_or(&p, "time", now_ms)?;
         let value = timed(&ctx, promql::instant(&ctx.history, &ctx.tenant, text, t, ctx.settings)).await?;
         Ok::<_, Fail>(success(promql::instant_json(&value, t)))
     };
@@ -240,14 +236,8 @@ fn metadata_scope(p: &Params) -> Result<(Vec<promql::Selector>, i64, i64), Fail>
         .map(|(_, v)| v.clone())
         .collect();
     let selectors = promql::parse_selectors(&matches).map_err(from_prom)?;
-    let end = match param(p, "end") {
-        Some(v) => parse_time("end", v)?,
-        None => now_ms(),
-    };
-    let start = match param(p, "start") {
-        Some(v) => parse_time("start", v)?,
-        None => end - DEFAULT_METADATA_RANGE_MS,
-    };
+    let end = time_or(p, "end", now_ms)?;
+    let start = time_or(p, "start", || end - DEFAULT_METADATA_RANGE_MS)?;
     Ok((selectors, start, end))
 }
 
@@ -272,19 +262,7 @@ pub(crate) async fn series(
         return bad_data("no match[] parameter provided").into_response();
     }
     match matching_series(&state, &headers, &p).await {
-        Ok(found) => success(Json::Array(
-            found
-                .iter()
-                .map(|labels| {
-                    Json::Object(
-                        labels
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Json::String(v.clone())))
-                            .collect(),
-                    )
-                })
-                .collect(),
-        )),
+        Ok(found) => success(Json::Array(found.iter().map(promql::metric_json).collect())),
         Err(e) => e.into_response(),
     }
 }

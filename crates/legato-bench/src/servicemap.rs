@@ -6,11 +6,12 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Parser;
 use legato_generator::history::History;
+use legato_generator::now_ms;
 use legato_generator::remote_write::{Label, Sample, TimeSeries};
 use legato_model::TenantId;
 use legato_storage::object_store::ObjectStore;
@@ -178,13 +179,6 @@ fn collection(minutes: f64) -> Vec<TimeSeries> {
         }
     }
     out
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Writes `hours` of history ending now, one collection per minute, merged per hour.

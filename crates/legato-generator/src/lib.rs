@@ -60,7 +60,8 @@ pub struct Generator {
     history: Option<Arc<history::History>>,
 }
 
-fn now_ms() -> i64 {
+/// Now, in Unix milliseconds (the generator's and its history's clock).
+pub fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)

@@ -710,7 +710,8 @@ fn time_json(ms: i64) -> Json {
     }
 }
 
-fn metric_json(labels: &SeriesLabels) -> Json {
+/// A series' labels as Prometheus's `metric` object.
+pub fn metric_json(labels: &SeriesLabels) -> Json {
     Json::Object(
         labels
             .iter()

@@ -212,10 +212,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     if roles.querier || cfg.target == "query-frontend" {
         let history = history.clone();
         tokio::spawn(async move {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as i64);
-            match history.warm(now, 24).await {
+            match history.warm(legato_generator::now_ms(), 24).await {
                 Ok(files) => tracing::debug!(files, "generator history warmed"),
                 Err(e) => tracing::warn!(error = %e, "reading generator history at start failed"),
             }
@@ -518,9 +515,7 @@ async fn compact_history(
                 continue;
             }
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = legato_generator::now_ms();
         for tenant in tenants {
             if !owns(&legato_compactor::index_key(&tenant)) {
                 continue;
