@@ -73,6 +73,32 @@ fn sdk_provider(legato: &Legato, service: &str) -> opentelemetry_sdk::trace::Sdk
         .build()
 }
 
+/// Request `i` of frontend (root server span `GET /checkout`, one in five failing) calling
+/// checkout (client span `checkout.PlaceOrder`, then server span `PlaceOrder`): the contexts of
+/// the root, the call and the server span, none of them ended.
+fn place_order(
+    ft: &opentelemetry_sdk::trace::SdkTracer,
+    ct: &opentelemetry_sdk::trace::SdkTracer,
+    i: usize,
+) -> [opentelemetry::Context; 3] {
+    let mut root = ft.span_builder("GET /checkout").with_kind(SpanKind::Server).start(ft);
+    if i.is_multiple_of(5) {
+        root.set_status(Status::error("boom"));
+    }
+    let root_cx = opentelemetry::Context::current_with_span(root);
+    let call = ft
+        .span_builder("checkout.PlaceOrder")
+        .with_kind(SpanKind::Client)
+        .start_with_context(ft, &root_cx);
+    let call_cx = root_cx.with_span(call);
+    let server = ct
+        .span_builder("PlaceOrder")
+        .with_kind(SpanKind::Server)
+        .start_with_context(ct, &call_cx);
+    let server_cx = call_cx.with_span(server);
+    [root_cx, call_cx, server_cx]
+}
+
 /// Sends `n` requests of frontend (server span `GET /checkout`, one in five failing) calling
 /// checkout (client span, then a server span `PlaceOrder` in another service).
 fn send_traffic(legato: &Legato, n: usize) -> Vec<[u8; 16]> {
@@ -81,25 +107,12 @@ fn send_traffic(legato: &Legato, n: usize) -> Vec<[u8; 16]> {
     let (ft, ct) = (frontend.tracer("test"), checkout.tracer("test"));
     let mut ids = Vec::new();
     for i in 0..n {
-        let mut root = ft.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&ft);
-        ids.push(root.span_context().trace_id().to_bytes());
-        if i % 5 == 0 {
-            root.set_status(Status::error("boom"));
+        let [root, call, server] = place_order(&ft, &ct, i);
+        ids.push(root.span().span_context().trace_id().to_bytes());
+        server.span().set_attribute(KeyValue::new("app.order.items", 3i64));
+        for cx in [server, call, root] {
+            cx.span().end();
         }
-        let cx = opentelemetry::Context::current_with_span(root);
-        let client = ft
-            .span_builder("checkout.PlaceOrder")
-            .with_kind(SpanKind::Client)
-            .start_with_context(&ft, &cx);
-        let ccx = cx.with_span(client);
-        let mut server = ct
-            .span_builder("PlaceOrder")
-            .with_kind(SpanKind::Server)
-            .start_with_context(&ct, &ccx);
-        server.set_attribute(KeyValue::new("app.order.items", 3i64));
-        server.end();
-        ccx.span().end();
-        cx.span().end();
     }
     for p in [frontend, checkout] {
         p.force_flush().unwrap();
@@ -287,21 +300,7 @@ fn send_topology(legato: &Legato, n: usize) {
     let providers = [provider("frontend"), provider("checkout"), provider("shipping")];
     let [ft, ct, st] = [&providers[0], &providers[1], &providers[2]].map(|p| p.tracer("test"));
     for i in 0..n {
-        let mut root = ft.span_builder("GET /checkout").with_kind(SpanKind::Server).start(&ft);
-        if i % 5 == 0 {
-            root.set_status(Status::error("boom"));
-        }
-        let cx = opentelemetry::Context::current_with_span(root);
-        let call = ft
-            .span_builder("checkout.PlaceOrder")
-            .with_kind(SpanKind::Client)
-            .start_with_context(&ft, &cx);
-        let call_cx = cx.with_span(call);
-        let server = ct
-            .span_builder("PlaceOrder")
-            .with_kind(SpanKind::Server)
-            .start_with_context(&ct, &call_cx);
-        let server_cx = call_cx.with_span(server);
+        let [cx, call_cx, server_cx] = place_order(&ft, &ct, i);
         let mut db = ct
             .span_builder("SELECT orders")
             .with_kind(SpanKind::Client)
