@@ -173,13 +173,13 @@ impl Querier {
             if req.cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
-            let visit: legato_proto::push::RecentVisitor = {
-                let (collector, plan, req, budget) = (collector.clone(), plan.clone(), req.clone(), budget.clone());
-                Arc::new(move |trace: TraceData, bytes| {
+            let visit = {
+                let (collector, plan, req) = (collector.clone(), plan.clone(), req.clone());
+                budget.visitor(move |trace: TraceData| {
                     collector
                         .recent_spans
                         .fetch_add(trace.spans.len() as u64, Ordering::Relaxed);
-                    budget.take(bytes) && !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
+                    !req.cancel.is_cancelled() && collector.offer(&plan, &trace, &req)
                 })
             };
             // Search has no partial status: data that could not be read fails the search,
@@ -254,6 +254,7 @@ impl Querier {
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<TagSummary, QueryError> {
         let mut summary = TagSummary::default();
+        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         for source in &self.recent {
             if cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
@@ -271,13 +272,9 @@ impl Querier {
                 Some(s) => summary.merge(&s),
                 None => {
                     let scanned = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
-                    let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
-                    let visit: legato_proto::push::RecentVisitor = {
-                        let (scanned, filter, budget) = (scanned.clone(), filter.clone(), budget.clone());
-                        Arc::new(move |trace: TraceData, bytes| {
-                            if !budget.take(bytes) {
-                                return false;
-                            }
+                    let visit = {
+                        let (scanned, filter) = (scanned.clone(), filter.clone());
+                        budget.visitor(move |trace: TraceData| {
                             add_tags(&mut scanned.lock(), &trace, filter.as_deref());
                             true
                         })
@@ -483,13 +480,9 @@ impl Querier {
             if cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
-            let visit: legato_proto::push::RecentVisitor = {
+            let visit = {
                 let (eval, inspected, seen, cancel) = (eval.clone(), inspected.clone(), seen.clone(), cancel.clone());
-                let budget = budget.clone();
-                Arc::new(move |trace: TraceData, bytes| {
-                    if !budget.take(bytes) {
-                        return false;
-                    }
+                budget.visitor(move |trace: TraceData| {
                     inspected.fetch_add(1, Ordering::Relaxed);
                     if seen.lock().insert(copy_fingerprint(&trace)) {
                         eval.lock().observe(&trace);
@@ -584,6 +577,16 @@ impl RecentBudget {
     /// Takes `bytes` from the budget; false once it is spent (the scan should stop).
     fn take(&self, bytes: u64) -> bool {
         self.max == 0 || self.used.fetch_add(bytes, Ordering::Relaxed) + bytes <= self.max
+    }
+
+    /// A visitor of held traces that stops the scan once the budget is spent and otherwise
+    /// hands each trace to `visit`.
+    fn visitor(
+        self: &Arc<Self>,
+        visit: impl Fn(TraceData) -> bool + Send + Sync + 'static,
+    ) -> legato_proto::push::RecentVisitor {
+        let budget = self.clone();
+        Arc::new(move |trace: TraceData, bytes| budget.take(bytes) && visit(trace))
     }
 
     /// The limit error once the budget was overdrawn.
