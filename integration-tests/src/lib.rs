@@ -24,11 +24,25 @@ pub fn legato_bin() -> PathBuf {
     target.join("debug/legato")
 }
 
+/// A loopback port nothing listens on, for a process a test starts.
+///
+/// Picked at random below Linux's ephemeral range (32768–60999): a port the kernel handed
+/// out for `127.0.0.1:0` is free only until the next outgoing connection of any process
+/// takes it as its source port, which made start-ups fail with "Address already in use"
+/// when tests ran in parallel. Ports already handed out by this process are not reused.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use rand::Rng;
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut rng = rand::rng();
+    for _ in 0..10_000 {
+        let port = rng.random_range(15_000..32_000);
+        if !given.contains(&port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free loopback port in 15000..32000")
 }
 
 /// Ports of one Legato process.

@@ -8,10 +8,9 @@
 
 mod support;
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use legato_model::{BlockId, Clock, TenantId};
 use legato_proto::combine::combine;
@@ -23,26 +22,6 @@ use tokio::net::{TcpListener, TcpStream};
 
 const BUCKET: &str = "traces";
 
-struct S3Server {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// One HTTP/1.1 exchange on a fresh connection; returns the raw response.
 async fn exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut conn = TcpStream::connect(("127.0.0.1", port)).await?;
@@ -50,32 +29,6 @@ async fn exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut response = Vec::new();
     conn.read_to_end(&mut response).await?;
     Ok(response)
-}
-
-async fn start_s3() -> S3Server {
-    let program = std::env::var("LEGATO_S3_SERVER").unwrap_or_else(|_| "moto_server".into());
-    let port = free_port();
-    let child = Command::new(&program)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {program}: {e}; install it with `pip install 'moto[server]'` (ci/setup.sh does)")
-        });
-    let server = S3Server { child, port };
-    let create =
-        format!("PUT /{BUCKET} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = exchange(port, create.as_bytes()).await
-            && response.starts_with(b"HTTP/1.1 200")
-        {
-            return server;
-        }
-        assert!(Instant::now() < deadline, "{program} did not start");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// What the proxy did.
@@ -295,7 +248,7 @@ async fn exercise(store: &Arc<dyn ObjectStore>, faults: &Faults, tenant: &Tenant
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flaky_s3_is_absorbed_by_retries_and_otherwise_fails_clearly() {
-    let s3 = start_s3().await;
+    let s3 = integration_tests::S3Server::start(BUCKET).await;
     let mut injected = [0u64; 3];
     for (retries, tenant) in [(10, "retried"), (0, "unretried")] {
         let faults = Arc::new(Faults {
