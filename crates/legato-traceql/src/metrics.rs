@@ -20,7 +20,7 @@ pub struct Series {
     pub exemplars: Vec<Exemplar>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exemplar {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
@@ -62,6 +62,69 @@ type SeriesMap = HashMap<Vec<(String, ValueKey)>, (Vec<(String, Value)>, Acc)>;
 /// A hashable stand-in for a label value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct ValueKey(String);
+
+/// What one part of the data contributed to a metrics query, before `finish`: the job of
+/// one ingester or one block shard, sent to the query frontend, which merges the parts of
+/// every job into one `MetricsEval` (`merge`). Only steps with spans are listed.
+#[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MetricsPartial {
+    pub series: Vec<PartialSeries>,
+    /// Some label set was left out because of the series limit.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialSeries {
+    pub labels: Vec<(String, Value)>,
+    pub steps: Vec<PartialStep>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialStep {
+    pub step: u32,
+    pub count: f64,
+    pub sum: f64,
+    /// Absent when no span of the step had a value.
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Power-of-two bucket and count.
+    pub buckets: Vec<(i32, f64)>,
+}
+
+fn label_key(labels: &[(String, Value)]) -> Vec<(String, ValueKey)> {
+    labels
+        .iter()
+        .map(|(k, v)| (k.clone(), ValueKey(format!("{v:?}"))))
+        .collect()
+}
+
+fn nan_to_none(v: f64) -> Option<f64> {
+    (!v.is_nan()).then_some(v)
+}
+
+/// The smaller (`pick_min`) or larger of two values where NaN means "none yet".
+fn extreme(a: f64, b: f64, pick_min: bool) -> f64 {
+    match (a.is_nan(), b.is_nan()) {
+        (true, _) => b,
+        (_, true) => a,
+        _ if pick_min => a.min(b),
+        _ => a.max(b),
+    }
+}
+
+impl Acc {
+    fn new(steps: usize) -> Self {
+        Self {
+            count: vec![0.0; steps],
+            sum: vec![0.0; steps],
+            min: vec![f64::NAN; steps],
+            max: vec![f64::NAN; steps],
+            buckets: vec![HashMap::new(); steps],
+            exemplars: Vec::new(),
+        }
+    }
+}
 
 impl MetricsEval {
     pub fn new(
@@ -129,42 +192,19 @@ impl MetricsEval {
             if needs_value && measured.is_none() {
                 continue;
             }
-            let key: Vec<(String, ValueKey)> = labels
-                .iter()
-                .map(|(k, v)| (k.clone(), ValueKey(format!("{v:?}"))))
-                .collect();
+            let key = label_key(&labels);
             if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
                 self.truncated = true;
                 continue;
             }
             let steps = self.steps;
-            let (_, acc) = self.series.entry(key).or_insert_with(|| {
-                (
-                    labels,
-                    Acc {
-                        count: vec![0.0; steps],
-                        sum: vec![0.0; steps],
-                        min: vec![f64::NAN; steps],
-                        max: vec![f64::NAN; steps],
-                        buckets: vec![HashMap::new(); steps],
-                        exemplars: Vec::new(),
-                    },
-                )
-            });
+            let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
             acc.count[step] += 1.0;
             let value = measured.map(|(v, _)| v).unwrap_or(1.0);
             if let Some((v, raw)) = measured {
                 acc.sum[step] += v;
-                acc.min[step] = if acc.min[step].is_nan() {
-                    v
-                } else {
-                    acc.min[step].min(v)
-                };
-                acc.max[step] = if acc.max[step].is_nan() {
-                    v
-                } else {
-                    acc.max[step].max(v)
-                };
+                acc.min[step] = extreme(acc.min[step], v, true);
+                acc.max[step] = extreme(acc.max[step], v, false);
                 let bucket_of = raw.map(|ns| ns as f64).unwrap_or(v);
                 *acc.buckets[step].entry(log2_bucket(bucket_of)).or_default() += 1.0;
             }
@@ -176,6 +216,72 @@ impl MetricsEval {
                     value,
                 });
                 self.exemplar_count += 1;
+            }
+        }
+    }
+
+    /// What was accumulated so far, for merging elsewhere (`merge`).
+    pub fn into_partial(self) -> MetricsPartial {
+        let series = self
+            .series
+            .into_values()
+            .map(|(labels, acc)| PartialSeries {
+                labels,
+                steps: (0..self.steps)
+                    .filter(|&i| acc.count[i] > 0.0)
+                    .map(|i| {
+                        let mut buckets: Vec<(i32, f64)> = acc.buckets[i].iter().map(|(b, n)| (*b, *n)).collect();
+                        buckets.sort_unstable_by_key(|(b, _)| *b);
+                        PartialStep {
+                            step: i as u32,
+                            count: acc.count[i],
+                            sum: acc.sum[i],
+                            min: nan_to_none(acc.min[i]),
+                            max: nan_to_none(acc.max[i]),
+                            buckets,
+                        }
+                    })
+                    .collect(),
+                exemplars: acc.exemplars,
+            })
+            .collect();
+        MetricsPartial {
+            series,
+            truncated: self.truncated,
+        }
+    }
+
+    /// Adds what another evaluator of the same query over other data accumulated (the
+    /// parts must not overlap: each span counted once is the caller's business). The series
+    /// limit and the exemplar limit hold across parts.
+    pub fn merge(&mut self, part: MetricsPartial) {
+        self.truncated |= part.truncated;
+        let steps = self.steps;
+        for s in part.series {
+            let key = label_key(&s.labels);
+            if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
+                self.truncated = true;
+                continue;
+            }
+            let (_, acc) = self.series.entry(key).or_insert_with(|| (s.labels, Acc::new(steps)));
+            for st in s.steps {
+                let i = st.step as usize;
+                if i >= steps {
+                    continue;
+                }
+                acc.count[i] += st.count;
+                acc.sum[i] += st.sum;
+                acc.min[i] = extreme(acc.min[i], st.min.unwrap_or(f64::NAN), true);
+                acc.max[i] = extreme(acc.max[i], st.max.unwrap_or(f64::NAN), false);
+                for (b, n) in st.buckets {
+                    *acc.buckets[i].entry(b).or_default() += n;
+                }
+            }
+            for e in s.exemplars {
+                if self.exemplar_count < self.max_exemplars && acc.exemplars.iter().all(|x| x.trace_id != e.trace_id) {
+                    acc.exemplars.push(e);
+                    self.exemplar_count += 1;
+                }
             }
         }
     }

@@ -6,7 +6,7 @@ use legato_model::span::AttrValue;
 
 use crate::ast::{CmpOp, Static};
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Value {
     Nil,
     Bool(bool),

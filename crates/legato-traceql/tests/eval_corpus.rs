@@ -142,3 +142,61 @@ fn every_accepted_corpus_query_plans_and_runs() {
     }
     assert!(planned > 300, "{planned}");
 }
+
+/// A metrics query evaluated in parts (one ingester's traces here, a block shard's there) and
+/// merged through `MetricsPartial`'s JSON, as the query frontend does, gives the answer of
+/// one evaluator that saw everything.
+#[test]
+fn metrics_parts_merge_to_the_whole_answer() {
+    use legato_traceql::metrics::{MetricsEval, MetricsPartial};
+    // Six traces at different times with the fixture's shape, ids and services varied.
+    let traces: Vec<TraceData> = (0..6u8)
+        .map(|i| {
+            let mut t = trace();
+            t.trace_id = [i + 1; 16];
+            for s in &mut t.spans {
+                s.start_unix_nano += u64::from(i) * 3_000_000_000;
+                s.end_unix_nano += u64::from(i) * 3_000_000_000 + u64::from(i) * 7_000_000;
+            }
+            t
+        })
+        .collect();
+    let queries = [
+        "{ } | rate() by (resource.service.name)",
+        "{ } | count_over_time()",
+        "{ status = error } | count_over_time() by (name)",
+        "{ } | sum_over_time(duration) by (kind)",
+        "{ } | avg_over_time(duration)",
+        "{ } | min_over_time(duration) by (resource.service.name)",
+        "{ } | max_over_time(duration)",
+        "{ } | quantile_over_time(duration, .5, .9, .99) by (resource.service.name)",
+        "{ } | histogram_over_time(duration)",
+        "{ } | count_over_time() by (name) | topk(2)",
+    ];
+    for q in queries {
+        let query = parse(q).unwrap();
+        let stage = query.metrics.clone().unwrap();
+        let plan = Arc::new(Plan::new(query).unwrap());
+        let new = || MetricsEval::new(plan.clone(), stage.clone(), 0, 20_000_000_000, 2_000_000_000, 100);
+        let mut whole = new();
+        traces.iter().for_each(|t| whole.observe(t));
+        let mut merged = new();
+        for part in traces.chunks(4) {
+            let mut e = new();
+            part.iter().for_each(|t| e.observe(t));
+            let json = serde_json::to_vec(&e.into_partial()).unwrap();
+            merged.merge(serde_json::from_slice::<MetricsPartial>(&json).unwrap());
+        }
+        let (whole, merged) = (whole.finish(), merged.finish());
+        assert!(!whole.is_empty(), "{q}");
+        // Sums may differ in the last bit: floating-point addition in another order.
+        assert_eq!(merged.len(), whole.len(), "{q}");
+        for (m, w) in merged.iter().zip(&whole) {
+            assert_eq!((&m.labels, &m.exemplars), (&w.labels, &w.exemplars), "{q}");
+            assert_eq!(m.samples.len(), w.samples.len(), "{q}: {m:?} vs {w:?}");
+            for ((mt, mv), (wt, wv)) in m.samples.iter().zip(&w.samples) {
+                assert!(mt == wt && (mv - wv).abs() <= 1e-9 * wv.abs().max(1.0), "{q}: {m:?} vs {w:?}");
+            }
+        }
+    }
+}
