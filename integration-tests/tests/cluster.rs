@@ -226,6 +226,20 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     }
     let n = check_all("after flush").await;
 
+    // TraceQL metrics through the frontend count every acknowledged span once: ingesters
+    // and queriers evaluate where the data is (three replicas, level-0 and compacted blocks)
+    // and the frontend merges their results.
+    let acked_spans: usize = acked.lock().values().sum();
+    let counted = get_json(
+        &client,
+        &frontend
+            .legato
+            .url("/api/metrics/query?q=%7B%7D%20%7C%20count_over_time()&since=1h"),
+    )
+    .await;
+    assert!(counted.get("status").is_none(), "{counted}");
+    assert_eq!(counted["series"][0]["value"], acked_spans as f64, "{counted}");
+
     // Search through the frontend finds each trace once.
     let search = get_json(
         &client,

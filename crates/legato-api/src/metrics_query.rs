@@ -207,6 +207,7 @@ pub(crate) async fn run(
             max_exemplars: if instant { 0 } else { exemplars },
             cancel,
             max_series: state.max_response_series,
+            query_text: q.to_string(),
         };
         state.querier.metrics(tenant, request).await
     })

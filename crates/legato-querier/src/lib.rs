@@ -10,7 +10,9 @@ mod search;
 
 pub use prefilter::scan_options;
 
-pub use search::{MetricsRequest, SearchOutcome, SearchRequest, SearchSnapshot};
+pub use search::{
+    CopyKey, MetricsRequest, MetricsScope, Pieces, SearchOutcome, SearchRequest, SearchSnapshot, overlap_groups,
+};
 
 /// Which part of the data a query job covers: block shard `shard` of `shards` (blocks are
 /// assigned by id), and whether to include recent data (what ingesters hold).
@@ -48,6 +50,12 @@ pub trait Fanout: Send + Sync + 'static {
     ) -> Result<FoundTrace, QueryError>;
 
     async fn search(&self, tenant: &TenantId, req: SearchRequest) -> Result<SearchOutcome, QueryError>;
+
+    async fn metrics(
+        &self,
+        tenant: &TenantId,
+        req: MetricsRequest,
+    ) -> Result<(Vec<legato_traceql::metrics::Series>, SearchOutcome), QueryError>;
 }
 
 use std::sync::Arc;

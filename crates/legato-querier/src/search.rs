@@ -26,6 +26,8 @@ pub struct MetricsRequest {
     pub cancel: tokio_util::sync::CancellationToken,
     /// Most series in the answer (0 = no limit); see `SearchOutcome::series_truncated`.
     pub max_series: usize,
+    /// The query as written, for jobs run on other nodes.
+    pub query_text: String,
 }
 
 /// A search as the API hands it over.
@@ -447,13 +449,140 @@ struct ScanTotals {
     skipped: Vec<String>,
 }
 
+/// Which pieces of possibly replicated data a metrics job counts. A piece is a copy of (part
+/// of) a trace: its id and the fingerprint of its span ids.
+#[derive(Clone, Default)]
+pub enum Pieces {
+    /// Every piece, each distinct one once.
+    #[default]
+    All,
+    /// Only these (the pieces the frontend gave this ingester to count).
+    Only(Arc<HashSet<CopyKey>>),
+    /// All but these (pieces the ingesters count).
+    Skip(Arc<HashSet<CopyKey>>),
+}
+
+impl Pieces {
+    fn counts(&self, key: &CopyKey) -> bool {
+        match self {
+            Self::All => true,
+            Self::Only(set) => set.contains(key),
+            Self::Skip(set) => !set.contains(key),
+        }
+    }
+}
+
+/// The part of the data one metrics job covers.
+#[derive(Clone)]
+pub struct MetricsScope {
+    /// Recent data, and the block shard when `blocks` is `None`.
+    pub scope: JobScope,
+    /// Exactly these blocks (as the frontend lists them) instead of a shard.
+    pub blocks: Option<Vec<Arc<BlockMeta>>>,
+    pub pieces: Pieces,
+}
+
+impl MetricsScope {
+    pub const ALL: MetricsScope = MetricsScope {
+        scope: JobScope::ALL,
+        blocks: None,
+        pieces: Pieces::All,
+    };
+}
+
+/// Blocks in groups whose time ranges overlap (sorted by start). Replicated copies of a trace
+/// (each ingester flushes its own, and compaction merges them only over time) are only in
+/// blocks whose ranges overlap, so deduplicating within a group counts each copy once, with
+/// memory bounded by one group's traces.
+pub fn overlap_groups(mut blocks: Vec<Arc<BlockMeta>>) -> Vec<Vec<Arc<BlockMeta>>> {
+    blocks.sort_by_key(|b| (b.start_time_unix_nano, b.end_time_unix_nano));
+    let mut groups: Vec<Vec<Arc<BlockMeta>>> = Vec::new();
+    let mut group_end = 0u64;
+    for b in blocks {
+        match groups.last_mut() {
+            Some(group) if b.start_time_unix_nano <= group_end => {
+                group_end = group_end.max(b.end_time_unix_nano);
+                group.push(b);
+            }
+            _ => {
+                group_end = b.end_time_unix_nano;
+                groups.push(vec![b]);
+            }
+        }
+    }
+    groups
+}
+
 impl Querier {
-    /// Evaluates a TraceQL metrics query over `[start, end)` in steps.
+    /// Evaluates a TraceQL metrics query over `[start, end)` in steps. With a fan-out
+    /// configured (query frontend), jobs on the ingesters and queriers evaluate it where the
+    /// data is and return partial results, merged there.
     pub async fn metrics(
         &self,
         tenant: &TenantId,
         req: MetricsRequest,
     ) -> Result<(Vec<legato_traceql::metrics::Series>, SearchOutcome), QueryError> {
+        if let Some(fanout) = &self.fanout {
+            return fanout.metrics(tenant, req).await;
+        }
+        let (eval, outcome) = self.metrics_eval(tenant, req, MetricsScope::ALL).await?;
+        Ok((eval.finish(), outcome))
+    }
+
+    /// One job of a fanned-out metrics query: what `scope` contributes, unfinished.
+    pub async fn metrics_scoped(
+        &self,
+        tenant: &TenantId,
+        req: MetricsRequest,
+        scope: MetricsScope,
+    ) -> Result<(legato_traceql::metrics::MetricsPartial, SearchOutcome), QueryError> {
+        let (eval, outcome) = self.metrics_eval(tenant, req, scope).await?;
+        Ok((eval.into_partial(), outcome))
+    }
+
+    /// The pieces (see `Pieces`) of the traces this node holds (an ingester's data not yet
+    /// in blocks) with a span starting in `[start_ns, end_ns)`: the frontend gives each piece
+    /// to one ingester to count. Blocks are left to the queriers, which see them once they
+    /// have polled the bucket.
+    pub async fn held_pieces(
+        &self,
+        tenant: &TenantId,
+        start_ns: u64,
+        end_ns: u64,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<Vec<CopyKey>, QueryError> {
+        let keys: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
+        for source in &self.recent {
+            let visit = {
+                let (keys, cancel) = (keys.clone(), cancel.clone());
+                budget.visitor(move |trace: TraceData| {
+                    if trace
+                        .spans
+                        .iter()
+                        .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
+                    {
+                        keys.lock().insert(copy_fingerprint(&trace));
+                    }
+                    !cancel.is_cancelled()
+                })
+            };
+            source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+            budget.check()?;
+        }
+        if cancel.is_cancelled() {
+            return Err(QueryError::Cancelled);
+        }
+        let keys = std::mem::take(&mut *keys.lock());
+        Ok(keys.into_iter().collect())
+    }
+
+    async fn metrics_eval(
+        &self,
+        tenant: &TenantId,
+        req: MetricsRequest,
+        mscope: MetricsScope,
+    ) -> Result<(legato_traceql::metrics::MetricsEval, SearchOutcome), QueryError> {
         use legato_traceql::metrics::MetricsEval;
         let MetricsRequest {
             plan,
@@ -464,27 +593,34 @@ impl Querier {
             max_exemplars,
             max_series,
             cancel,
+            query_text: _,
         } = req;
+        let MetricsScope { scope, blocks, pieces } = mscope;
         let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
         let eval = Arc::new(parking_lot::Mutex::new(
             MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),
         ));
         let inspected = Arc::new(AtomicU64::new(0));
-        // Replicated copies (ingesters' level-0 blocks and live data, before compaction
-        // merges them) must count once: a copy with the same trace id and span ids is skipped.
-        let seen: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+        // Replicated copies (ingesters' live data and the blocks each flushes, until
+        // compaction merges them) must count once: a copy with the same trace id and span ids
+        // as one already counted is skipped, and so is one `pieces` leaves to another job.
+        // Held data is remembered for the whole query, blocks' copies per overlap group.
+        let seen_held: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
         let mut missing = Vec::new();
         let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
-        for source in &self.recent {
+        for source in self.recent.iter().filter(|_| scope.recent) {
             if cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
             }
             let visit = {
-                let (eval, inspected, seen, cancel) = (eval.clone(), inspected.clone(), seen.clone(), cancel.clone());
+                let (eval, inspected, seen, pieces) =
+                    (eval.clone(), inspected.clone(), seen_held.clone(), pieces.clone());
+                let cancel = cancel.clone();
                 budget.visitor(move |trace: TraceData| {
                     inspected.fetch_add(1, Ordering::Relaxed);
-                    if seen.lock().insert(copy_fingerprint(&trace)) {
+                    let key = copy_fingerprint(&trace);
+                    if pieces.counts(&key) && seen.lock().insert(key) {
                         eval.lock().observe(&trace);
                     }
                     !cancel.is_cancelled()
@@ -500,24 +636,33 @@ impl Querier {
                 break;
             }
         }
-        let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
-        let total_blocks = blocks.len() as u32;
-        let (level0, compacted): (Vec<_>, Vec<_>) = blocks.into_iter().partition(|b| b.compaction_level == 0);
+        let in_range = match blocks {
+            Some(given) => given,
+            None => {
+                let mut mine = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
+                mine.retain(|b| scope.covers(b));
+                mine
+            }
+        };
+        let total_blocks = in_range.len() as u32;
         let mut totals = ScanTotals::default();
-        for (blocks, dedupe) in [(compacted, false), (level0, true)] {
+        for group in overlap_groups(in_range) {
+            let seen_group: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
             let part = self
                 .scan_blocks(
-                    blocks,
+                    group,
                     options.clone(),
                     {
-                        let (eval, inspected, seen) = (eval.clone(), inspected.clone(), seen.clone());
-                        let cancel = cancel.clone();
+                        let (eval, inspected, pieces) = (eval.clone(), inspected.clone(), pieces.clone());
+                        let (seen_held, seen_group, cancel) = (seen_held.clone(), seen_group.clone(), cancel.clone());
                         move |trace: TraceData| {
                             if cancel.is_cancelled() {
                                 return false;
                             }
                             inspected.fetch_add(1, Ordering::Relaxed);
-                            if !dedupe || seen.lock().insert(copy_fingerprint(&trace)) {
+                            let key = copy_fingerprint(&trace);
+                            if pieces.counts(&key) && !seen_held.lock().contains(&key) && seen_group.lock().insert(key)
+                            {
                                 eval.lock().observe(&trace);
                             }
                             true
@@ -543,8 +688,6 @@ impl Querier {
             source: legato_storage::Error::Join("evaluator still shared".into()),
         })?;
         let eval = eval.into_inner();
-        let series_truncated = eval.truncated();
-        let series = eval.finish();
         let outcome = SearchOutcome {
             traces: Vec::new(),
             inspected_traces: inspected.load(Ordering::Relaxed),
@@ -553,10 +696,10 @@ impl Querier {
             total_blocks,
             completed_jobs: totals.completed + 1,
             total_jobs: total_blocks + 1,
-            series_truncated,
+            series_truncated: eval.truncated(),
             missing_data: (!missing.is_empty()).then(|| missing.join("; ")),
         };
-        Ok((series, outcome))
+        Ok((eval, outcome))
     }
 }
 
@@ -602,7 +745,7 @@ impl RecentBudget {
 }
 
 /// A trace id and the fingerprint of a set of its span ids.
-type CopyKey = ([u8; 16], u64);
+pub type CopyKey = ([u8; 16], u64);
 
 /// Identifies one copy of (part of) a trace: its id and its set of span ids.
 fn copy_fingerprint(trace: &TraceData) -> CopyKey {

@@ -212,6 +212,7 @@ async fn count_spans(
         max_exemplars: 0,
         max_series: 0,
         cancel,
+        query_text: "{ } | count_over_time()".into(),
     };
     querier.metrics(tenant, request).await
 }

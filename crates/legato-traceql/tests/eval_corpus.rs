@@ -195,7 +195,10 @@ fn metrics_parts_merge_to_the_whole_answer() {
             assert_eq!((&m.labels, &m.exemplars), (&w.labels, &w.exemplars), "{q}");
             assert_eq!(m.samples.len(), w.samples.len(), "{q}: {m:?} vs {w:?}");
             for ((mt, mv), (wt, wv)) in m.samples.iter().zip(&w.samples) {
-                assert!(mt == wt && (mv - wv).abs() <= 1e-9 * wv.abs().max(1.0), "{q}: {m:?} vs {w:?}");
+                assert!(
+                    mt == wt && (mv - wv).abs() <= 1e-9 * wv.abs().max(1.0),
+                    "{q}: {m:?} vs {w:?}"
+                );
             }
         }
     }

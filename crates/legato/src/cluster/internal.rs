@@ -8,8 +8,8 @@ use legato_model::{TenantId, TraceId};
 use legato_proto::internal::ingester_server::{Ingester as IngesterRpc, IngesterServer};
 use legato_proto::internal::query_jobs_server::{QueryJobs, QueryJobsServer};
 use legato_proto::internal::{
-    FindTraceRequest, FindTraceResponse, JobScope as WireScope, PushResponse, RecentTracesResponse, Rejection,
-    SearchJobRequest, SearchJobResponse, TagSummaryResponse, TenantRequest,
+    FindTraceRequest, FindTraceResponse, JobScope as WireScope, MetricsJobRequest, MetricsJobResponse, PushResponse,
+    RecentTracesResponse, Rejection, SearchJobRequest, SearchJobResponse, TagSummaryResponse, TenantRequest,
 };
 use legato_proto::push::{PushError, PushRequest, PushSink, RecentTraces, TraceSegment};
 use legato_querier::{JobScope, Querier, SearchRequest};
@@ -193,12 +193,88 @@ impl QueryJobs for QueryJobsService {
             .querier
             .search_scoped(&tenant, req, scope_from_wire(r.scope))
             .await
-            .map_err(|e| match e {
-                // The frontend answers a limit as the client's error, not as a failed ingester.
-                legato_querier::QueryError::Limit(m) => Status::failed_precondition(m),
-                e => Status::internal(e.to_string()),
-            })?;
+            .map_err(job_status)?;
         let json = serde_json::to_vec(&outcome).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(SearchJobResponse { outcome: json.into() }))
+    }
+
+    async fn metrics(&self, request: Request<MetricsJobRequest>) -> Result<Response<MetricsJobResponse>, Status> {
+        use legato_proto::internal::metrics_job_request::Mode;
+        use legato_querier::{MetricsScope, Pieces};
+        let r = request.into_inner();
+        let tenant = tenant(&r.tenant)?;
+        let mut query = legato_traceql::parse(&r.query).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let stage = query
+            .metrics
+            .take()
+            .ok_or_else(|| Status::invalid_argument("not a TraceQL metrics query"))?;
+        let plan = legato_traceql::eval::Plan::new(query).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        // Dropped with this handler when the frontend goes away: the job's scans stop.
+        let _cancel_on_drop = cancel.clone().drop_guard();
+        let mode = r.mode();
+        if mode == Mode::List {
+            let keys = self
+                .querier
+                .held_pieces(&tenant, r.start_ns, r.end_ns, cancel)
+                .await
+                .map_err(job_status)?;
+            return Ok(Response::new(MetricsJobResponse {
+                pieces: super::metrics_fanout::encode_pieces(&keys),
+                ..Default::default()
+            }));
+        }
+        let listed: std::collections::HashSet<_> = super::metrics_fanout::decode_pieces(&r.pieces)
+            .map_err(Status::invalid_argument)?
+            .into_iter()
+            .collect();
+        let pieces = match mode {
+            Mode::All | Mode::List => Pieces::All,
+            Mode::Only => Pieces::Only(Arc::new(listed)),
+            Mode::Skip => Pieces::Skip(Arc::new(listed)),
+        };
+        let blocks = match r.blocks.is_empty() {
+            true => None,
+            false => Some(
+                serde_json::from_slice::<Vec<Arc<legato_storage::BlockMeta>>>(&r.blocks)
+                    .map_err(|e| Status::invalid_argument(format!("bad block list: {e}")))?,
+            ),
+        };
+        let req = legato_querier::MetricsRequest {
+            plan: Arc::new(plan),
+            stage,
+            start_ns: r.start_ns,
+            end_ns: r.end_ns,
+            step_ns: r.step_ns,
+            max_exemplars: r.max_exemplars as usize,
+            max_series: r.max_series as usize,
+            cancel,
+            query_text: r.query,
+        };
+        let scope = MetricsScope {
+            scope: scope_from_wire(r.scope),
+            blocks,
+            pieces,
+        };
+        let (partial, outcome) = self
+            .querier
+            .metrics_scoped(&tenant, req, scope)
+            .await
+            .map_err(job_status)?;
+        let internal = |e: serde_json::Error| Status::internal(e.to_string());
+        Ok(Response::new(MetricsJobResponse {
+            partial: serde_json::to_vec(&partial).map_err(internal)?.into(),
+            outcome: serde_json::to_vec(&outcome).map_err(internal)?.into(),
+            pieces: Bytes::new(),
+        }))
+    }
+}
+
+/// A query job's error for the frontend: a limit is the client's error (FAILED_PRECONDITION),
+/// anything else a failed job.
+fn job_status(e: legato_querier::QueryError) -> Status {
+    match e {
+        legato_querier::QueryError::Limit(m) => Status::failed_precondition(m),
+        e => Status::internal(e.to_string()),
     }
 }

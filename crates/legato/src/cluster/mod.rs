@@ -1,3 +1,4 @@
 pub mod internal;
+mod metrics_fanout;
 pub mod remote;
 pub mod ring_page;

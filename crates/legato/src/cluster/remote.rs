@@ -223,7 +223,7 @@ impl RemoteIngesters {
 
 /// gRPC addresses of every live ingester, leaving ones included (they answer reads until
 /// they have flushed).
-fn ingester_addrs(cluster: &Cluster) -> Vec<String> {
+pub(super) fn ingester_addrs(cluster: &Cluster) -> Vec<String> {
     cluster
         .members_with(Role::Ingester)
         .into_iter()
@@ -341,9 +341,35 @@ async fn combine_replicas(responses: Vec<legato_proto::internal::RecentTracesRes
     .unwrap_or_default()
 }
 
+/// Runs a block job on the querier at `first` (modulo their number); a job that fails is
+/// retried on the next ones, up to `max_retries` times. Returns the last querier asked.
+pub(super) async fn on_a_querier<T, F, Fut>(
+    queriers: &[String],
+    first: usize,
+    max_retries: usize,
+    call: F,
+) -> (String, Result<T, tonic::Status>)
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tonic::Status>>,
+{
+    let mut attempt = 0;
+    loop {
+        let addr = queriers[(first + attempt) % queriers.len()].clone();
+        match call(addr.clone()).await {
+            Ok(v) => return (addr, Ok(v)),
+            Err(e) if attempt < max_retries.min(queriers.len().saturating_sub(1).max(1)) => {
+                tracing::warn!(querier = %addr, error = %e.message(), "query job failed; retrying elsewhere");
+                attempt += 1;
+            }
+            Err(e) => return (addr, Err(e)),
+        }
+    }
+}
+
 /// Whether `failed` of `asked` ingesters not answering may leave traces out: every trace is
 /// on `replication_factor` ingesters, so fewer failures than that lose nothing unless all fail.
-fn may_miss_data(failed: usize, asked: usize, replication_factor: usize) -> bool {
+pub(super) fn may_miss_data(failed: usize, asked: usize, replication_factor: usize) -> bool {
     failed > 0 && (failed >= replication_factor.max(1) || failed == asked)
 }
 
@@ -362,7 +388,7 @@ pub struct ClusterFanout {
 }
 
 /// Target blocks per block job.
-const BLOCKS_PER_JOB: usize = 4;
+pub(super) const BLOCKS_PER_JOB: usize = 4;
 
 enum Target {
     Ingester(String),
@@ -370,15 +396,19 @@ enum Target {
 }
 
 impl ClusterFanout {
-    fn plan(&self, tenant: &TenantId) -> Result<(Vec<Target>, Vec<String>), QueryError> {
-        let ingesters = ingester_addrs(&self.cluster);
-        let queriers: Vec<String> = self
-            .cluster
+    /// gRPC addresses of the active queriers.
+    pub(super) fn queriers(&self) -> Vec<String> {
+        self.cluster
             .members_with(Role::Querier)
             .into_iter()
             .filter(|m| m.state == MemberState::Active)
             .map(|m| m.grpc_addr)
-            .collect();
+            .collect()
+    }
+
+    fn plan(&self, tenant: &TenantId) -> Result<(Vec<Target>, Vec<String>), QueryError> {
+        let ingesters = ingester_addrs(&self.cluster);
+        let queriers = self.queriers();
         let blocks = self.blocklist.blocks(tenant).len();
         let shards = (blocks.div_ceil(BLOCKS_PER_JOB).max(queriers.len()) as u32).clamp(1, self.query_shards.max(1));
         if queriers.is_empty() && blocks > 0 {
@@ -422,18 +452,8 @@ impl ClusterFanout {
                         recent: false,
                         blocks: true,
                     };
-                    let mut attempt = 0;
-                    loop {
-                        let addr = queriers[(start + i + attempt) % queriers.len()].clone();
-                        match call(addr.clone(), scope).await {
-                            Ok(v) => return (false, addr, Ok(v)),
-                            Err(e) if attempt < max_retries.min(queriers.len().saturating_sub(1).max(1)) => {
-                                tracing::warn!(querier = %addr, shard, error = %e.message(), "query job failed; retrying elsewhere");
-                                attempt += 1;
-                            }
-                            Err(e) => return (false, addr, Err(e)),
-                        }
-                    }
+                    let (addr, r) = on_a_querier(queriers, start + i, max_retries, |addr| call(addr, scope)).await;
+                    (false, addr, r)
                 }
             }
         }))
@@ -566,5 +586,13 @@ impl Fanout for ClusterFanout {
         total.traces = traces;
         total.total_jobs = total.completed_jobs;
         Ok(total)
+    }
+
+    async fn metrics(
+        &self,
+        tenant: &TenantId,
+        req: legato_querier::MetricsRequest,
+    ) -> Result<(Vec<legato_traceql::metrics::Series>, SearchOutcome), QueryError> {
+        self.metrics_jobs(tenant, req).await
     }
 }
