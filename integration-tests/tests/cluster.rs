@@ -308,6 +308,23 @@ async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
     assert_eq!(complete["series"][0]["value"], 6.0, "{complete}");
     assert!(complete.get("status").is_none(), "{complete}");
 
+    // A filtered tag query is evaluated by the ingester, which returns a summary.
+    let values = |filter: &'static str| {
+        let request = client
+            .get(frontend.url("/api/v2/search/tag/resource.service.name/values"))
+            .query(&[("q", filter)]);
+        async move {
+            let resp = request.send().await.unwrap();
+            assert_eq!(resp.status(), 200);
+            resp.json::<serde_json::Value>().await.unwrap()["tagValues"].clone()
+        }
+    };
+    assert_eq!(
+        values(r#"{ name = "span-1" }"#).await,
+        serde_json::json!([{"type": "string", "value": "it-service"}])
+    );
+    assert_eq!(values(r#"{ name = "no-such-span" }"#).await, serde_json::json!([]));
+
     ingester.kill9();
     let partial = get_json(&client, &metrics_url).await;
     assert_eq!(partial["status"], "PARTIAL", "{partial}");

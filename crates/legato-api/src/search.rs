@@ -404,7 +404,7 @@ fn respond<T: Message>(
 }
 
 /// A lenient `q` for tag endpoints: unparsable or non-filter queries are ignored, as in Tempo.
-fn tag_filter(params: &Params) -> Option<Arc<Plan>> {
+fn tag_filter(params: &Params) -> Option<legato_querier::TagFilter> {
     let q = param(params, "q")?;
     let query = legato_traceql::parse(q).ok()?;
     if query.metrics.is_some() {
@@ -413,7 +413,10 @@ fn tag_filter(params: &Params) -> Option<Arc<Plan>> {
     if matches!(&query.pipeline.head, SpansetExpr::Filter(FieldExpr::Static(_))) && query.pipeline.stages.is_empty() {
         return None;
     }
-    Plan::new(query).ok().map(Arc::new)
+    Plan::new(query).ok().map(|plan| legato_querier::TagFilter {
+        plan: Arc::new(plan),
+        text: q.to_string(),
+    })
 }
 
 async fn summary(state: &SharedState, tenant: &TenantId, params: &Params) -> Result<TagSummary, ApiError> {

@@ -550,8 +550,11 @@ impl legato_proto::push::RecentTraces for Ingester {
     /// request the flush loop keeps summarising new data for `TAG_INTEREST`, so the next
     /// request finds little left to do; while nobody asks for tags, ingest pays nothing for
     /// them. Values of traces that have since moved to blocks stay in it (blocks' own
-    /// summaries hold them anyway).
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
+    /// summaries hold them anyway). With a filter there is no summary: callers scan.
+    async fn recent_tag_summary(&self, tenant: &TenantId, filter: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+        if filter.is_some() {
+            return Ok(None);
+        }
         let now = self.clock.now_nanos();
         let until = now.saturating_add(TAG_INTEREST.as_nanos() as u64);
         let previous = self

@@ -275,13 +275,21 @@ async fn tag_summaries_are_made_on_demand_and_incrementally() {
     ing.tick().await;
     assert_eq!(summarised(), 0);
 
-    let first = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
+    let first = ing
+        .recent_tag_summary(&TenantId::single(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(first), vec!["s1"]);
     assert_eq!(summarised(), 1);
     // A request sees data pushed just before it, without waiting for the flush loop, and
     // summarises only what is new.
     ing.push(push_req(vec![segment(1, 2), segment(2, 3)])).await.unwrap();
-    let second = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
+    let second = ing
+        .recent_tag_summary(&TenantId::single(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(second), vec!["s1", "s2", "s3"]);
     assert_eq!(summarised(), 3);
 
@@ -295,7 +303,11 @@ async fn tag_summaries_are_made_on_demand_and_incrementally() {
     ing.tick().await;
     assert_eq!(summarised(), 4);
     // The next request starts over from what is held (all five segments are).
-    let third = ing.recent_tag_summary(&TenantId::single()).await.unwrap().unwrap();
+    let third = ing
+        .recent_tag_summary(&TenantId::single(), None)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(names(third), vec!["s1", "s2", "s3", "s4", "s5"]);
     assert_eq!(summarised(), 4 + 5);
 }

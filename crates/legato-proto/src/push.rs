@@ -112,11 +112,16 @@ pub trait RecentTraces: Send + Sync + 'static {
         id: &legato_model::TraceId,
     ) -> Vec<crate::trace::ResourceSpans>;
 
-    /// A summary of the tag names and values held for `tenant`, in the `tags.json` format
-    /// blocks carry (see `legato_traceql::tags::TagSummary::to_json`). `Ok(None)` when the
-    /// source keeps none (callers then scan it); `Err` names what could not be read, so an
-    /// answer without it is never silently smaller.
-    async fn recent_tag_summary(&self, _tenant: &legato_model::TenantId) -> Result<Option<Vec<u8>>, String> {
+    /// A summary of the tag names and values held for `tenant` (of the spans the TraceQL
+    /// `filter` matches, when given), in the `tags.json` format blocks carry (see
+    /// `legato_traceql::tags::TagSummary::to_json`). `Ok(None)` when the source keeps none
+    /// (callers then scan it); `Err` names what could not be read, so an answer without it
+    /// is never silently smaller.
+    async fn recent_tag_summary(
+        &self,
+        _tenant: &legato_model::TenantId,
+        _filter: Option<&str>,
+    ) -> Result<Option<Vec<u8>>, String> {
         Ok(None)
     }
 

@@ -11,7 +11,8 @@ mod search;
 pub use prefilter::scan_options;
 
 pub use search::{
-    CopyKey, MetricsRequest, MetricsScope, Pieces, SearchOutcome, SearchRequest, SearchSnapshot, overlap_groups,
+    CopyKey, MetricsRequest, MetricsScope, Pieces, SearchOutcome, SearchRequest, SearchSnapshot, TagFilter,
+    overlap_groups,
 };
 
 /// Which part of the data a query job covers: block shard `shard` of `shards` (blocks are

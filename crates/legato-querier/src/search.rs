@@ -48,6 +48,13 @@ pub struct SearchRequest {
     pub cancel: tokio_util::sync::CancellationToken,
 }
 
+/// A tag query's TraceQL filter: the plan, and the query as written for other nodes.
+#[derive(Clone)]
+pub struct TagFilter {
+    pub plan: Arc<Plan>,
+    pub text: String,
+}
+
 /// Results so far of a running search.
 #[derive(Debug, Clone, Default)]
 pub struct SearchSnapshot {
@@ -250,43 +257,13 @@ impl Querier {
     pub async fn tags(
         &self,
         tenant: &TenantId,
-        filter: Option<Arc<Plan>>,
+        filter: Option<TagFilter>,
         start_ns: Option<u64>,
         end_ns: Option<u64>,
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<TagSummary, QueryError> {
-        let mut summary = TagSummary::default();
-        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
-        for source in &self.recent {
-            if cancel.is_cancelled() {
-                return Err(QueryError::Cancelled);
-            }
-            // Tag answers have no partial status: data that could not be read fails them.
-            let kept = match filter {
-                None => source
-                    .recent_tag_summary(tenant)
-                    .await
-                    .map_err(QueryError::Job)?
-                    .and_then(|b| TagSummary::from_json(&b)),
-                Some(_) => None,
-            };
-            match kept {
-                Some(s) => summary.merge(&s),
-                None => {
-                    let scanned = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
-                    let visit = {
-                        let (scanned, filter) = (scanned.clone(), filter.clone());
-                        budget.visitor(move |trace: TraceData| {
-                            add_tags(&mut scanned.lock(), &trace, filter.as_deref());
-                            true
-                        })
-                    };
-                    source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
-                    budget.check()?;
-                    summary.merge(&scanned.lock());
-                }
-            }
-        }
+        let mut summary = self.held_tags(tenant, filter.as_ref(), cancel.clone()).await?;
+        let filter = filter.map(|f| f.plan);
         let blocks = self.blocks_in_range(tenant, start_ns, end_ns);
         let mut to_scan = Vec::new();
         for b in blocks {
@@ -356,6 +333,48 @@ impl Querier {
             // A block that could not be read is tried again next time, not cached as empty.
             if filter.is_none() && scanned.skipped.is_empty() {
                 self.tag_cache.lock().insert(meta.block_id, Arc::new(s));
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Tag names and values of the data held outside blocks (ingesters), all or those of
+    /// the spans `filter` matches. Where the data lives on another node, that node evaluates
+    /// the filter and returns its summary.
+    pub async fn held_tags(
+        &self,
+        tenant: &TenantId,
+        filter: Option<&TagFilter>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<TagSummary, QueryError> {
+        let mut summary = TagSummary::default();
+        let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
+        for source in &self.recent {
+            if cancel.is_cancelled() {
+                return Err(QueryError::Cancelled);
+            }
+            // Tag answers have no partial status: data that could not be read fails them.
+            let kept = source
+                .recent_tag_summary(tenant, filter.map(|f| f.text.as_str()))
+                .await
+                .map_err(QueryError::Job)?
+                .and_then(|b| TagSummary::from_json(&b));
+            match kept {
+                Some(s) => summary.merge(&s),
+                None => {
+                    let scanned = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
+                    let visit = {
+                        let (scanned, plan) = (scanned.clone(), filter.map(|f| f.plan.clone()));
+                        let cancel = cancel.clone();
+                        budget.visitor(move |trace: TraceData| {
+                            add_tags(&mut scanned.lock(), &trace, plan.as_deref());
+                            !cancel.is_cancelled()
+                        })
+                    };
+                    source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+                    budget.check()?;
+                    summary.merge(&scanned.lock());
+                }
             }
         }
         Ok(summary)

@@ -55,9 +55,9 @@ impl RecentTraces for LateIngester {
         self.0.get().map(|i| i.find_trace(tenant, id)).unwrap_or_default()
     }
 
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
+    async fn recent_tag_summary(&self, tenant: &TenantId, filter: Option<&str>) -> Result<Option<Vec<u8>>, String> {
         match self.0.get() {
-            Some(i) => RecentTraces::recent_tag_summary(i.as_ref(), tenant).await,
+            Some(i) => RecentTraces::recent_tag_summary(i.as_ref(), tenant, filter).await,
             None => Err(REPLAYING.into()),
         }
     }
@@ -333,8 +333,13 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             (!main_port || cfg.target == "all").then(|| legato_api::trace_service(state.clone(), grpc_limit));
         // The gRPC port serves Grafana's StreamingQuerier and, between roles, the internal RPCs.
         let streaming = main_port.then(|| legato_api::streaming_service(state.clone()));
-        let ingester_rpc = (main_port && cluster.is_some() && roles.ingester)
-            .then(|| IngesterService { ingester: late.clone() }.server());
+        let ingester_rpc = (main_port && cluster.is_some() && roles.ingester).then(|| {
+            IngesterService {
+                ingester: late.clone(),
+                querier: querier.clone(),
+            }
+            .server()
+        });
         let jobs_rpc = (main_port && cluster.is_some() && (roles.ingester || roles.querier)).then(|| {
             QueryJobsService {
                 querier: querier.clone(),

@@ -60,6 +60,8 @@ fn nonzero(v: u64) -> Option<u64> {
 
 pub struct IngesterService {
     pub ingester: Arc<LateIngester>,
+    /// This node's querier, whose recent data is the ingester: filtered tag summaries.
+    pub querier: Arc<Querier>,
 }
 
 impl IngesterService {
@@ -115,12 +117,36 @@ impl IngesterRpc for IngesterService {
         &self,
         request: Request<TenantRequest>,
     ) -> Result<Response<TagSummaryResponse>, Status> {
-        let tenant = tenant(&request.into_inner().tenant)?;
-        let summary = self
-            .ingester
-            .recent_tag_summary(&tenant)
-            .await
-            .map_err(Status::unavailable)?;
+        let r = request.into_inner();
+        let tenant = tenant(&r.tenant)?;
+        let summary = match r.filter.as_str() {
+            "" => self
+                .ingester
+                .recent_tag_summary(&tenant, None)
+                .await
+                .map_err(Status::unavailable)?,
+            text => {
+                // The filter is evaluated here, against the traces this ingester holds.
+                let query = legato_traceql::parse(text).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let plan =
+                    legato_traceql::eval::Plan::new(query).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                let filter = legato_querier::TagFilter {
+                    plan: Arc::new(plan),
+                    text: text.to_string(),
+                };
+                let cancel = tokio_util::sync::CancellationToken::new();
+                let _cancel_on_drop = cancel.clone().drop_guard();
+                let summary = self
+                    .querier
+                    .held_tags(&tenant, Some(&filter), cancel)
+                    .await
+                    .map_err(|e| match e {
+                        legato_querier::QueryError::Limit(m) => Status::failed_precondition(m),
+                        e => Status::unavailable(e.to_string()),
+                    })?;
+                Some(summary.to_json())
+            }
+        };
         Ok(Response::new(TagSummaryResponse {
             present: summary.is_some(),
             summary: summary.map(Bytes::from).unwrap_or_default(),

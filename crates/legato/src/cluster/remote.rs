@@ -257,10 +257,13 @@ impl RecentTraces for RemoteIngesters {
             .collect()
     }
 
-    async fn recent_tag_summary(&self, tenant: &TenantId) -> Result<Option<Vec<u8>>, String> {
+    /// Each ingester summarises its data (with a filter: the spans it matches) and sends the
+    /// summary, not its traces.
+    async fn recent_tag_summary(&self, tenant: &TenantId, filter: Option<&str>) -> Result<Option<Vec<u8>>, String> {
         let calls = self.addrs().into_iter().map(|addr| {
             let req = TenantRequest {
                 tenant: tenant.as_str().to_string(),
+                filter: filter.unwrap_or_default().to_string(),
             };
             let client = self.clients.ingester(&addr);
             async move {
@@ -291,6 +294,7 @@ impl RecentTraces for RemoteIngesters {
         let calls = self.addrs().into_iter().map(|addr| {
             let req = TenantRequest {
                 tenant: tenant.as_str().to_string(),
+                filter: String::new(),
             };
             let client = self.clients.ingester(&addr);
             async move {
