@@ -9,13 +9,6 @@ use std::sync::Arc;
 use legato_model::TenantId;
 use serde::{Deserialize, Serialize};
 
-/// `overrides.*.sampling` (tail sampling is not built yet: its block is refused at start-up).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct SamplingOverrides {
-    pub probabilistic: Option<ProbabilisticSampling>,
-}
-
 /// `sampling.probabilistic`: the share of traces kept, in percent.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -23,40 +16,11 @@ pub struct ProbabilisticSampling {
     pub sampling_percentage: f64,
 }
 
-impl SamplingOverrides {
-    /// `key` names the block in the message.
-    pub fn validate(&self, key: &str) -> Result<(), String> {
-        match self.probabilistic {
-            Some(p) if !(0.0..=100.0).contains(&p.sampling_percentage) => Err(format!(
-                "{key}.probabilistic.sampling_percentage must be between 0 and 100, got {}",
-                p.sampling_percentage
-            )),
-            _ => Ok(()),
-        }
-    }
-
-    /// The share kept, 0..=1; `None` keeps everything.
-    pub fn ratio(&self) -> Option<f64> {
-        self.probabilistic
-            .map(|p| p.sampling_percentage / 100.0)
-            .filter(|r| *r < 1.0)
-    }
-}
-
 /// The sampling ratio of a tenant (`None` = keep all).
 pub type SamplingLookup = Arc<dyn Fn(&TenantId) -> Option<f64> + Send + Sync>;
 
 /// Whether a trace is kept at `ratio`, as OpenTelemetry's `TraceIdRatioBased` decides.
-pub fn keep(trace_id: &[u8], ratio: f64) -> bool {
-    if ratio >= 1.0 {
-        return true;
-    }
-    let Some(low) = trace_id.get(8..16).and_then(|b| <[u8; 8]>::try_from(b).ok()) else {
-        return true;
-    };
-    let upper_bound = (ratio.max(0.0) * (1u64 << 63) as f64) as u64;
-    (u64::from_be_bytes(low) >> 1) < upper_bound
-}
+pub use legato_model::ratio_keeps as keep;
 
 pub use legato_proto::push::SpanObserver;
 

@@ -17,6 +17,7 @@
 mod config;
 pub mod metrics;
 mod state;
+pub mod tail;
 pub mod wal;
 
 use legato_traceql::tags::TagSummary;
@@ -61,6 +62,8 @@ pub struct Ingester {
     /// `concurrent_flushes` resolved once (counting cores reads cgroup files).
     flush_parallelism: usize,
     cut_requested: Notify,
+    /// Tail sampling per tenant (`overrides.*.sampling.tail_sampling`).
+    tail: Option<tail::TailLookup>,
 }
 
 /// A live trace whose data goes back this many WAL segments is re-logged into the current
@@ -99,6 +102,8 @@ pub struct IngesterDeps {
     pub metrics: IngesterMetrics,
     pub storage_metrics: StorageMetrics,
     pub clock: Arc<dyn Clock>,
+    /// Tail sampling per tenant; `None` keeps every trace.
+    pub tail: Option<tail::TailLookup>,
 }
 
 impl Ingester {
@@ -150,6 +155,7 @@ impl Ingester {
             tag_summaries: tokio::sync::Mutex::default(),
             tags_wanted_until: std::sync::atomic::AtomicU64::new(0),
             cut_requested: Notify::new(),
+            tail: deps.tail,
         });
         Ok((ingester, stats))
     }
@@ -159,6 +165,30 @@ impl Ingester {
     pub async fn push(&self, mut request: PushRequest) -> Result<PushOutcome, PushError> {
         let tenant = TenantId::new(&request.tenant).map_err(|e| PushError::Unavailable(e.to_string()))?;
         let now = self.clock.now_nanos();
+        if let Some(sampler) = self.tail_sampler(&tenant) {
+            // Spans of a trace already decided follow the decision: a dropped trace's late
+            // spans are acknowledged and not written.
+            let mut late = [0u64; 2];
+            request.traces.retain(|seg| {
+                let decided = <[u8; 16]>::try_from(seg.id.as_ref())
+                    .ok()
+                    .and_then(|id| sampler.decided(&id));
+                if let Some(keep) = decided {
+                    late[usize::from(keep)] += u64::from(seg.spans.max(1));
+                }
+                decided != Some(false)
+            });
+            for (keep, spans) in late.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+                let labels = metrics::DecisionLabels {
+                    tenant: tenant.to_string(),
+                    decision: if keep == 1 { "sampled" } else { "not_sampled" }.into(),
+                };
+                self.metrics.tail_late_spans.get_or_create(&labels).inc_by(spans);
+            }
+            if request.traces.is_empty() {
+                return Ok(PushOutcome::default());
+            }
+        }
         let (pending, outcome, cut_needed) = {
             let mut st = self.state.lock();
             let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
@@ -229,6 +259,7 @@ impl Ingester {
             self.refresh_tag_summaries().await;
         }
         self.cut_idle();
+        self.decide_tail(false).await;
         if self.head_due() {
             self.cut_and_flush(false).await;
         } else if self.state.lock().has_completing() {
@@ -247,8 +278,72 @@ impl Ingester {
         let now = self.clock.now_nanos();
         let idle = self.cfg.trace_idle_period.as_nanos() as u64;
         let mut st = self.state.lock();
-        st.cut_idle(now, idle);
+        st.cut_idle(now, idle, &|tenant| self.tail_sampler(tenant).is_some());
         self.metrics.live_traces.set(st.live_trace_count() as i64);
+    }
+
+    fn tail_sampler(&self, tenant: &TenantId) -> Option<Arc<tail::TailSampler>> {
+        self.tail.as_ref().and_then(|lookup| lookup(tenant))
+    }
+
+    /// Tail sampling: decides the traces that are due (their first span arrived
+    /// `decision_wait` ago, or early: past `num_traces`, under memory pressure, or every one
+    /// at `shutdown`), off the push lock, then moves kept ones to the head block and drops
+    /// the rest.
+    async fn decide_tail(&self, shutdown: bool) {
+        if self.tail.is_none() {
+            return;
+        }
+        let now = self.clock.now_nanos();
+        let due = {
+            let st = self.state.lock();
+            // Three quarters of the memory limit: decide the older half of undecided traces.
+            let pressure = st.buffered_bytes > self.cfg.max_buffered_bytes.0 / 4 * 3;
+            let reason = match (shutdown, pressure) {
+                (true, _) => "shutdown",
+                (false, true) => "memory",
+                (false, false) => "num_traces",
+            };
+            let mut due = Vec::new();
+            for tenant in st.tenant_ids() {
+                let Some(sampler) = self.tail_sampler(&tenant) else {
+                    continue;
+                };
+                let cap = match pressure {
+                    true => sampler.num_traces.min(st.live_count(&tenant) / 2),
+                    false => sampler.num_traces,
+                };
+                for (id, segments, early) in st.due_for_decision(&tenant, now, sampler.decision_wait_ns, cap, shutdown)
+                {
+                    due.push((tenant.clone(), sampler.clone(), id, segments, early.then_some(reason)));
+                }
+            }
+            due
+        };
+        if due.is_empty() {
+            return;
+        }
+        let metrics = self.metrics.clone();
+        let now_s = now / 1_000_000_000;
+        let decided = tokio::task::spawn_blocking(move || {
+            due.into_iter()
+                .map(|(tenant, sampler, id, segments, early)| {
+                    let keep = decide_one(&sampler, &tenant, id, &segments, early, now_s, &metrics);
+                    (tenant, id, keep)
+                })
+                .collect::<Vec<_>>()
+        })
+        .await;
+        match decided {
+            Ok(decided) => {
+                let mut st = self.state.lock();
+                st.settle(&decided, now);
+                self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
+                self.metrics.live_traces.set(st.live_trace_count() as i64);
+            }
+            // The traces stay live and are decided at the next tick.
+            Err(e) => tracing::error!(error = %e, "tail sampling decisions failed"),
+        }
     }
 
     fn head_due(&self) -> bool {
@@ -261,6 +356,9 @@ impl Ingester {
     }
 
     async fn cut_and_flush(&self, everything: bool) {
+        if everything {
+            self.decide_tail(true).await;
+        }
         let guard = self.flush_lock.lock().await;
         let Some(cut) = self.cut_head(everything) else {
             drop(guard);
@@ -290,7 +388,7 @@ impl Ingester {
     fn cut_head(&self, everything: bool) -> Option<Cut> {
         let mut st = self.state.lock();
         if everything {
-            st.cut_idle(u64::MAX, 0);
+            st.cut_idle(u64::MAX, 0, &|_| false);
         }
         if st.head_bytes == 0 {
             return None;
@@ -518,6 +616,58 @@ pub fn add_otlp_tags(summary: &mut TagSummary, batches: &[ResourceSpans]) {
 }
 
 /// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).
+/// Decides one trace (or follows the decision already made for it) and counts it.
+fn decide_one(
+    sampler: &tail::TailSampler,
+    tenant: &TenantId,
+    id: TraceId,
+    segments: &[Bytes],
+    early: Option<&str>,
+    now_s: u64,
+    metrics: &IngesterMetrics,
+) -> bool {
+    if let Some(keep) = sampler.decided(&id.0) {
+        // Late spans of a decided trace (counted when they arrived).
+        return keep;
+    }
+    let tenant_label = tenant.to_string();
+    if let Some(reason) = early {
+        let labels = metrics::ReasonLabels {
+            tenant: tenant_label.clone(),
+            reason: reason.into(),
+        };
+        metrics.tail_early.get_or_create(&labels).inc();
+        if reason == "shutdown" && sampler.drop_pending_on_shutdown {
+            return false;
+        }
+    }
+    let batches = decode_segments(segments);
+    let data = legato_proto::span_view::trace_data(id.0, &batches);
+    let verdict = sampler.decide(&tail::TraceView {
+        data: &data,
+        batches: &batches,
+        now_s,
+    });
+    for (policy, decision) in &verdict.policies {
+        let labels = metrics::PolicyLabels {
+            tenant: tenant_label.clone(),
+            policy: policy.clone(),
+            decision: decision.as_str().into(),
+        };
+        metrics.tail_policy_decisions.get_or_create(&labels).inc();
+    }
+    let labels = metrics::DecisionLabels {
+        tenant: tenant_label,
+        decision: if verdict.keep { "sampled" } else { "not_sampled" }.into(),
+    };
+    metrics.tail_traces.get_or_create(&labels).inc();
+    metrics
+        .tail_spans
+        .get_or_create(&labels)
+        .inc_by(data.spans.len() as u64);
+    verdict.keep
+}
+
 fn decode_segments(segments: &[Bytes]) -> Vec<ResourceSpans> {
     segments
         .iter()

@@ -18,6 +18,19 @@ pub struct OpLabels {
     pub op: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub tenant: String,
+    pub decision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyLabels {
+    pub tenant: String,
+    pub policy: String,
+    pub decision: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct IngesterMetrics {
     pub wal_errors: Family<OpLabels, Counter>,
@@ -31,6 +44,11 @@ pub struct IngesterMetrics {
     pub blocks_cut: Counter,
     pub tag_summary_segments: Counter,
     pub rejected_spans: Family<ReasonLabels, Counter>,
+    pub tail_policy_decisions: Family<PolicyLabels, Counter>,
+    pub tail_traces: Family<DecisionLabels, Counter>,
+    pub tail_spans: Family<DecisionLabels, Counter>,
+    pub tail_early: Family<ReasonLabels, Counter>,
+    pub tail_late_spans: Family<DecisionLabels, Counter>,
 }
 
 impl Default for IngesterMetrics {
@@ -47,6 +65,11 @@ impl Default for IngesterMetrics {
             blocks_cut: Counter::default(),
             tag_summary_segments: Counter::default(),
             rejected_spans: Family::default(),
+            tail_policy_decisions: Family::default(),
+            tail_traces: Family::default(),
+            tail_spans: Family::default(),
+            tail_early: Family::default(),
+            tail_late_spans: Family::default(),
         }
     }
 }
@@ -107,6 +130,31 @@ impl IngesterMetrics {
             "legato_ingester_rejected_spans",
             "Spans refused at push time, by reason",
             self.rejected_spans.clone(),
+        );
+        registry.register(
+            "legato_ingester_tail_sampling_policy_decisions",
+            "Tail sampling: what each policy said about each trace decided (sampled, not_sampled, inverted_sampled, inverted_not_sampled, dropped)",
+            self.tail_policy_decisions.clone(),
+        );
+        registry.register(
+            "legato_ingester_tail_sampling_traces",
+            "Tail sampling: traces decided, by final decision (sampled, not_sampled)",
+            self.tail_traces.clone(),
+        );
+        registry.register(
+            "legato_ingester_tail_sampling_spans",
+            "Tail sampling: spans of the traces decided, by final decision (sampled, not_sampled)",
+            self.tail_spans.clone(),
+        );
+        registry.register(
+            "legato_ingester_tail_sampling_early_decisions",
+            "Tail sampling: traces decided before decision_wait, by reason (num_traces, memory, shutdown)",
+            self.tail_early.clone(),
+        );
+        registry.register(
+            "legato_ingester_tail_sampling_late_spans",
+            "Tail sampling: spans that arrived after their trace was decided, by the decision they followed",
+            self.tail_late_spans.clone(),
         );
     }
 }

@@ -17,6 +17,8 @@ const MIN_SPLIT_BYTES: u64 = 8 << 20;
 struct Live {
     segments: Segments,
     bytes: u64,
+    /// When the trace's first span arrived (tail sampling's `decision_wait` starts here).
+    first_append: u64,
     last_append: u64,
     /// The oldest WAL segment holding this trace's data.
     first_seq: u64,
@@ -70,6 +72,7 @@ impl State {
         let live = t.live.entry(id).or_insert_with(|| Live {
             segments: Vec::new(),
             bytes: 0,
+            first_append: now,
             last_append: now,
             first_seq: seq,
         });
@@ -161,6 +164,11 @@ impl State {
         PushOutcome { rejected }
     }
 
+    /// Live traces of one tenant.
+    pub fn live_count(&self, tenant: &TenantId) -> usize {
+        self.tenants.get(tenant).map_or(0, |t| t.live.len())
+    }
+
     pub fn live_trace_count(&self) -> usize {
         self.tenants.values().map(|t| t.live.len()).sum()
     }
@@ -232,23 +240,42 @@ impl State {
         out.into_iter().collect()
     }
 
-    /// Moves traces idle since before `now - idle` into the head block.
-    pub fn cut_idle(&mut self, now: u64, idle: u64) {
+    /// Moves traces idle since before `now - idle` into the head block, except those of
+    /// tenants `sampled_later` names (tail sampling decides when they move).
+    pub fn cut_idle(&mut self, now: u64, idle: u64, sampled_later: &dyn Fn(&TenantId) -> bool) {
+        let mut moved = Vec::new();
+        for (tenant, t) in &self.tenants {
+            if sampled_later(tenant) {
+                continue;
+            }
+            moved.extend(
+                t.live
+                    .iter()
+                    .filter(|(_, l)| now.saturating_sub(l.last_append) >= idle)
+                    .map(|(id, _)| (tenant.clone(), *id, true)),
+            );
+        }
+        self.settle(&moved, now);
+    }
+
+    /// Moves decided traces out of the live set: kept ones (`true`) into the head block, the
+    /// rest dropped (tail sampling). Spans that arrived since the decision go with them.
+    pub fn settle(&mut self, decided: &[(TenantId, TraceId, bool)], now: u64) {
         let mut moved = 0u64;
         let mut min_seq = self.head_min_seq;
-        for t in self.tenants.values_mut() {
-            let idle_ids: Vec<TraceId> = t
-                .live
-                .iter()
-                .filter(|(_, l)| now.saturating_sub(l.last_append) >= idle)
-                .map(|(id, _)| *id)
-                .collect();
-            for id in idle_ids {
-                if let Some(live) = t.live.remove(&id) {
-                    moved += live.bytes;
-                    min_seq = Some(min_seq.map_or(live.first_seq, |m| m.min(live.first_seq)));
-                    t.head.entry(id).or_default().extend(live.segments);
-                }
+        for (tenant, id, keep) in decided {
+            let Some(t) = self.tenants.get_mut(tenant) else {
+                continue;
+            };
+            let Some(live) = t.live.remove(id) else {
+                continue;
+            };
+            if *keep {
+                moved += live.bytes;
+                min_seq = Some(min_seq.map_or(live.first_seq, |m| m.min(live.first_seq)));
+                t.head.entry(*id).or_default().extend(live.segments);
+            } else {
+                self.buffered_bytes = self.buffered_bytes.saturating_sub(live.bytes);
             }
         }
         self.head_min_seq = min_seq;
@@ -256,6 +283,33 @@ impl State {
             self.head_bytes += moved;
             self.head_since.get_or_insert(now.min(u64::MAX - 1));
         }
+    }
+
+    /// Live traces of a tail-sampled tenant that are due for a decision, oldest first, with
+    /// their segments: those whose first span arrived `wait` ago, then (early) the oldest past
+    /// `max_traces` held, or `all` of them. Each comes with whether it is early.
+    pub fn due_for_decision(
+        &self,
+        tenant: &TenantId,
+        now: u64,
+        wait: u64,
+        max_traces: usize,
+        all: bool,
+    ) -> Vec<(TraceId, Segments, bool)> {
+        let Some(t) = self.tenants.get(tenant) else {
+            return Vec::new();
+        };
+        let mut by_age: Vec<(&TraceId, &Live)> = t.live.iter().collect();
+        by_age.sort_unstable_by_key(|(id, l)| (l.first_append, **id));
+        let excess = by_age.len().saturating_sub(max_traces);
+        by_age
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, (id, l))| {
+                let ripe = now.saturating_sub(l.first_append) >= wait;
+                (ripe || all || i < excess).then(|| (*id, l.segments.clone(), !ripe))
+            })
+            .collect()
     }
 
     /// Live traces whose data goes back to before WAL segment `before`, as WAL records (one

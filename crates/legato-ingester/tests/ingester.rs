@@ -54,6 +54,7 @@ impl Harness {
             metrics: self.metrics.clone(),
             storage_metrics: StorageMetrics::default(),
             clock: self.clock.clone(),
+            tail: None,
         };
         Ingester::open(cfg, limits, wal, deps).unwrap().0
     }

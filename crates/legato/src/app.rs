@@ -377,6 +377,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             metrics: ingester_metrics,
             storage_metrics,
             clock: clock.clone(),
+            tail: cfg.tail_sampling_lookup()?,
         };
         let (ingester_cfg, limits) = (cfg.ingester.clone(), cfg.ingest_limits());
         let (ingester, stats) =

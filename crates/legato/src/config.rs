@@ -325,7 +325,7 @@ pub struct OverridesConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct PerTenantOverride {
     pub compaction: CompactionOverrides,
-    pub sampling: legato_distributor::sampling::SamplingOverrides,
+    pub sampling: SamplingOverrides,
     pub metrics_generator: GeneratorOverrides,
 }
 
@@ -342,8 +342,42 @@ pub struct TenantOverrides {
     pub ingestion: IngestionLimits,
     pub global: GlobalLimits,
     pub compaction: CompactionOverrides,
-    pub sampling: legato_distributor::sampling::SamplingOverrides,
+    pub sampling: SamplingOverrides,
     pub metrics_generator: GeneratorOverrides,
+}
+
+/// `overrides.*.sampling`: probabilistic sampling at the distributor, tail sampling in the
+/// ingester (the Collector's `tail_sampling` block, unchanged).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SamplingOverrides {
+    pub probabilistic: Option<legato_distributor::sampling::ProbabilisticSampling>,
+    pub tail_sampling: Option<legato_ingester::tail::TailSamplingConfig>,
+}
+
+impl SamplingOverrides {
+    /// `key` names the block in the message.
+    pub fn validate(&self, key: &str) -> Result<(), String> {
+        if let Some(p) = self.probabilistic
+            && !(0.0..=100.0).contains(&p.sampling_percentage)
+        {
+            return Err(format!(
+                "{key}.probabilistic.sampling_percentage must be between 0 and 100, got {}",
+                p.sampling_percentage
+            ));
+        }
+        if let Some(tail) = &self.tail_sampling {
+            legato_ingester::tail::TailSampler::new(tail, &format!("{key}.tail_sampling"))?;
+        }
+        Ok(())
+    }
+
+    /// The share kept, 0..=1; `None` keeps everything.
+    pub fn ratio(&self) -> Option<f64> {
+        self.probabilistic
+            .map(|p| p.sampling_percentage / 100.0)
+            .filter(|r| *r < 1.0)
+    }
 }
 
 /// `overrides.*.compaction`.
@@ -581,6 +615,35 @@ impl Config {
                 .map_or(&default, |o| &o.sampling)
                 .ratio()
         }))
+    }
+
+    /// Tail sampling per tenant: its override's `tail_sampling`, else the defaults'. Each
+    /// tenant gets its own sampler (rate windows and decision caches), made on first use.
+    /// `None` when no tenant has tail sampling.
+    pub fn tail_sampling_lookup(&self) -> anyhow::Result<Option<legato_ingester::tail::TailLookup>> {
+        use legato_ingester::tail::{TailSampler, TailSamplingConfig};
+        let per_tenant = self.per_tenant_overrides()?;
+        let default = self.overrides.defaults.sampling.tail_sampling.clone();
+        let configs: std::collections::BTreeMap<String, TailSamplingConfig> = per_tenant
+            .into_iter()
+            .filter_map(|(tenant, o)| o.sampling.tail_sampling.map(|t| (tenant, t)))
+            .collect();
+        if default.is_none() && configs.is_empty() {
+            return Ok(None);
+        }
+        let samplers: parking_lot::Mutex<std::collections::HashMap<legato_model::TenantId, Arc<TailSampler>>> =
+            Default::default();
+        Ok(Some(Arc::new(move |tenant: &legato_model::TenantId| {
+            let cfg = configs.get(tenant.as_str()).or(default.as_ref())?;
+            let mut samplers = samplers.lock();
+            if let Some(s) = samplers.get(tenant) {
+                return Some(s.clone());
+            }
+            // Validated at start-up; a failure here cannot happen, and keeps every trace.
+            let sampler = Arc::new(TailSampler::new(cfg, "tail_sampling").ok()?);
+            samplers.insert(tenant.clone(), sampler.clone());
+            Some(sampler)
+        })))
     }
 
     /// Processors per tenant: its override's list when it has one, else the defaults'.

@@ -1,0 +1,206 @@
+//! `overrides.*.sampling.tail_sampling`: the OpenTelemetry Collector's `tail_sampling`
+//! processor configuration, key for key, so a Collector block can be pasted unchanged.
+
+use std::time::Duration;
+
+use legato_storage::config_durations as dur;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TailSamplingConfig {
+    /// How long after a trace's first span the decision is made (Collector default 30s).
+    #[serde(default = "default_decision_wait", with = "dur")]
+    pub decision_wait: Duration,
+    /// Undecided traces held per tenant; past it the oldest are decided early.
+    #[serde(default = "default_num_traces")]
+    pub num_traces: usize,
+    /// A sizing hint in the Collector; accepted, and used to size the decision caches.
+    #[serde(default)]
+    pub expected_new_traces_per_sec: u64,
+    #[serde(default)]
+    pub decision_cache: DecisionCacheConfig,
+    /// Stop at the first policy that samples.
+    #[serde(default)]
+    pub sample_on_first_match: bool,
+    /// At shutdown (and `/flush`), drop undecided traces instead of deciding them early.
+    #[serde(default)]
+    pub drop_pending_traces_on_shutdown: bool,
+    pub policies: Vec<PolicyConfig>,
+}
+
+fn default_decision_wait() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_num_traces() -> usize {
+    50_000
+}
+
+/// Decisions remembered for spans that arrive after them. Unset sizes default to
+/// `num_traces` (the Collector's default is off; Legato keeps late spans with their trace).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionCacheConfig {
+    pub sampled_cache_size: Option<usize>,
+    pub non_sampled_cache_size: Option<usize>,
+}
+
+/// One policy: `name`, `type` and the block named after the type.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyConfig {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency: Option<LatencyConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub numeric_attribute: Option<NumericAttributeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probabilistic: Option<ProbabilisticConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<StatusCodeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub string_attribute: Option<StringAttributeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boolean_attribute: Option<BooleanAttributeConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_state: Option<TraceStateConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limiting: Option<RateLimitingConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span_count: Option<SpanCountConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub and: Option<AndConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop: Option<DropConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub composite: Option<CompositeConfig>,
+    /// Legato: a TraceQL filter the trace must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceql: Option<TraceqlConfig>,
+    /// Collector policy types Legato does not evaluate: they parse, and start-up stops naming
+    /// them (so the message is about the type, not about an unknown key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ottl_condition: Option<serde_yaml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_limiting: Option<serde_yaml::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_flags: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyConfig {
+    pub threshold_ms: i64,
+    #[serde(default)]
+    pub upper_threshold_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NumericAttributeConfig {
+    pub key: String,
+    #[serde(default)]
+    pub min_value: Option<i64>,
+    #[serde(default)]
+    pub max_value: Option<i64>,
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProbabilisticConfig {
+    pub sampling_percentage: f64,
+    #[serde(default)]
+    pub hash_salt: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StatusCodeConfig {
+    pub status_codes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct StringAttributeConfig {
+    pub key: String,
+    pub values: Vec<String>,
+    #[serde(default)]
+    pub enabled_regex_matching: bool,
+    /// The Collector's regex-result cache size; accepted (Legato's regexes need none).
+    #[serde(default)]
+    pub cache_max_size: usize,
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BooleanAttributeConfig {
+    pub key: String,
+    pub value: bool,
+    #[serde(default)]
+    pub invert_match: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceStateConfig {
+    pub key: String,
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitingConfig {
+    pub spans_per_second: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SpanCountConfig {
+    #[serde(default)]
+    pub min_spans: u64,
+    /// 0 = no upper bound.
+    #[serde(default)]
+    pub max_spans: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AndConfig {
+    pub and_sub_policy: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DropConfig {
+    pub drop_sub_policy: Vec<PolicyConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CompositeConfig {
+    pub max_total_spans_per_second: u64,
+    pub policy_order: Vec<String>,
+    pub composite_sub_policy: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub rate_allocation: Vec<RateAllocation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RateAllocation {
+    pub policy: String,
+    pub percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TraceqlConfig {
+    pub query: String,
+}
