@@ -324,11 +324,10 @@ impl Ingester {
             return;
         }
         let metrics = self.metrics.clone();
-        let now_s = now / 1_000_000_000;
         let decided = tokio::task::spawn_blocking(move || {
             due.into_iter()
                 .map(|(tenant, sampler, id, segments, early)| {
-                    let keep = decide_one(&sampler, &tenant, id, &segments, early, now_s, &metrics);
+                    let keep = decide_one(&sampler, &tenant, id, &segments, early, now, &metrics);
                     (tenant, id, keep)
                 })
                 .collect::<Vec<_>>()
@@ -623,7 +622,7 @@ fn decide_one(
     id: TraceId,
     segments: &[Bytes],
     early: Option<&str>,
-    now_s: u64,
+    now_ns: u64,
     metrics: &IngesterMetrics,
 ) -> bool {
     if let Some(keep) = sampler.decided(&id.0) {
@@ -646,7 +645,8 @@ fn decide_one(
     let verdict = sampler.decide(&tail::TraceView {
         data: &data,
         batches: &batches,
-        now_s,
+        bytes: segments.iter().map(|s| s.len() as u64).sum(),
+        now_ns,
     });
     for (policy, decision) in &verdict.policies {
         let labels = metrics::PolicyLabels {

@@ -6,6 +6,49 @@ use std::time::Duration;
 use legato_storage::config_durations as dur;
 use serde::{Deserialize, Serialize};
 
+/// Integers as YAML 1.1 (the Collector's parser) writes them too: `100_000`.
+mod int {
+    use serde::{Deserialize, Deserializer};
+
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(i64),
+        Text(String),
+    }
+
+    fn parse<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        match Raw::deserialize(d)? {
+            Raw::Int(i) => Ok(i),
+            Raw::Text(t) => t
+                .replace('_', "")
+                .parse()
+                .map_err(|_| serde::de::Error::custom(format!("expected an integer, got {t:?}"))),
+        }
+    }
+
+    pub fn u64<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+        let v = parse(d)?;
+        u64::try_from(v).map_err(|_| serde::de::Error::custom(format!("expected a non-negative integer, got {v}")))
+    }
+
+    pub fn usize<'de, D: Deserializer<'de>>(d: D) -> Result<usize, D::Error> {
+        u64(d).map(|v| v as usize)
+    }
+
+    pub fn i64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+        parse(d)
+    }
+
+    pub fn opt_usize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        usize(d).map(Some)
+    }
+
+    pub fn opt_i64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+        parse(d).map(Some)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TailSamplingConfig {
@@ -13,10 +56,10 @@ pub struct TailSamplingConfig {
     #[serde(default = "default_decision_wait", with = "dur")]
     pub decision_wait: Duration,
     /// Undecided traces held per tenant; past it the oldest are decided early.
-    #[serde(default = "default_num_traces")]
+    #[serde(default = "default_num_traces", deserialize_with = "int::usize")]
     pub num_traces: usize,
     /// A sizing hint in the Collector; accepted, and used to size the decision caches.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::u64")]
     pub expected_new_traces_per_sec: u64,
     #[serde(default)]
     pub decision_cache: DecisionCacheConfig,
@@ -42,7 +85,9 @@ fn default_num_traces() -> usize {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct DecisionCacheConfig {
+    #[serde(default, deserialize_with = "int::opt_usize")]
     pub sampled_cache_size: Option<usize>,
+    #[serde(default, deserialize_with = "int::opt_usize")]
     pub non_sampled_cache_size: Option<usize>,
 }
 
@@ -80,21 +125,22 @@ pub struct PolicyConfig {
     /// Legato: a TraceQL filter the trace must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceql: Option<TraceqlConfig>,
-    /// Collector policy types Legato does not evaluate: they parse, and start-up stops naming
-    /// them (so the message is about the type, not about an unknown key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ottl_condition: Option<serde_yaml::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub bytes_limiting: Option<serde_yaml::Value>,
+    pub bytes_limiting: Option<BytesLimitingConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_flags: Option<serde_yaml::Value>,
+    /// The Collector's OTTL conditions, which Legato does not evaluate: the block parses, and
+    /// start-up stops naming the type (so the message is about it, not about an unknown key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ottl_condition: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
+    #[serde(deserialize_with = "int::i64")]
     pub threshold_ms: i64,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::i64")]
     pub upper_threshold_ms: i64,
 }
 
@@ -102,9 +148,9 @@ pub struct LatencyConfig {
 #[serde(deny_unknown_fields)]
 pub struct NumericAttributeConfig {
     pub key: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt_i64")]
     pub min_value: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::opt_i64")]
     pub max_value: Option<i64>,
     #[serde(default)]
     pub invert_match: bool,
@@ -132,7 +178,7 @@ pub struct StringAttributeConfig {
     #[serde(default)]
     pub enabled_regex_matching: bool,
     /// The Collector's regex-result cache size; accepted (Legato's regexes need none).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::usize")]
     pub cache_max_size: usize,
     #[serde(default)]
     pub invert_match: bool,
@@ -157,16 +203,27 @@ pub struct TraceStateConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RateLimitingConfig {
+    #[serde(deserialize_with = "int::u64")]
     pub spans_per_second: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
+pub struct BytesLimitingConfig {
+    #[serde(deserialize_with = "int::u64")]
+    pub bytes_per_second: u64,
+    /// Default: twice `bytes_per_second`.
+    #[serde(default, deserialize_with = "int::u64")]
+    pub burst_capacity: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
 pub struct SpanCountConfig {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::u64")]
     pub min_spans: u64,
     /// 0 = no upper bound.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "int::u64")]
     pub max_spans: u64,
 }
 
@@ -185,6 +242,7 @@ pub struct DropConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CompositeConfig {
+    #[serde(deserialize_with = "int::u64")]
     pub max_total_spans_per_second: u64,
     pub policy_order: Vec<String>,
     pub composite_sub_policy: Vec<PolicyConfig>,

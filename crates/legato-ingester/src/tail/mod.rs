@@ -51,8 +51,16 @@ impl Decision {
 pub struct TraceView<'a> {
     pub data: &'a TraceData,
     pub batches: &'a [ResourceSpans],
-    /// Unix seconds of the decision (rate limits count per second).
-    pub now_s: u64,
+    /// Encoded bytes of the trace, for `bytes_limiting`.
+    pub bytes: u64,
+    /// Clock nanoseconds of the decision (rate limits count per second).
+    pub now_ns: u64,
+}
+
+/// A token bucket of bytes, for `bytes_limiting`.
+struct Bucket {
+    tokens: f64,
+    at_ns: u64,
 }
 
 /// Spans taken in the current second, for `rate_limiting` and `composite`.
@@ -114,6 +122,12 @@ enum Rule {
         spans_per_second: u64,
         window: Mutex<Window>,
     },
+    BytesLimit {
+        per_second: f64,
+        burst: f64,
+        bucket: Mutex<Option<Bucket>>,
+    },
+    TraceFlags,
     SpanCount {
         min: u64,
         max: u64,
@@ -130,7 +144,7 @@ pub struct Policy {
     rule: Rule,
 }
 
-const TYPES: &str = "always_sample, latency, numeric_attribute, probabilistic, status_code, string_attribute, boolean_attribute, trace_state, rate_limiting, span_count, and, drop, composite, traceql";
+const TYPES: &str = "always_sample, latency, numeric_attribute, probabilistic, status_code, string_attribute, boolean_attribute, trace_state, trace_flags, rate_limiting, bytes_limiting, span_count, and, drop, composite, traceql";
 
 impl Policy {
     /// Compiles a policy; `key` names it in errors (`...policies[2]`).
@@ -292,13 +306,26 @@ impl Policy {
                         .map_err(|e| format!("{key}: traceql.query {:?}: {e}", c.query))?,
                 )
             }
+            "bytes_limiting" => {
+                let c = cfg.bytes_limiting.as_ref().ok_or_else(|| missing("bytes_limiting"))?;
+                if c.bytes_per_second == 0 {
+                    return Err(format!("{key}: bytes_limiting.bytes_per_second must be greater than 0"));
+                }
+                let burst = match c.burst_capacity {
+                    0 => 2 * c.bytes_per_second,
+                    b => b,
+                };
+                Rule::BytesLimit {
+                    per_second: c.bytes_per_second as f64,
+                    burst: burst as f64,
+                    bucket: Mutex::new(None),
+                }
+            }
+            "trace_flags" => Rule::TraceFlags,
             "ottl_condition" => {
                 return Err(format!(
                     "{key}: policy type ottl_condition is not supported by Legato; write the condition as a `traceql` policy (type: traceql, traceql: {{query: ...}})"
                 ));
-            }
-            "bytes_limiting" | "trace_flags" => {
-                return Err(format!("{key}: policy type {} is not supported by Legato", cfg.kind));
             }
             other => return Err(format!("{key}: unknown policy type {other:?}; known: {TYPES}")),
         };
@@ -367,7 +394,35 @@ impl Policy {
             } => verdict(
                 window
                     .lock()
-                    .take(t.now_s, t.data.spans.len() as u64, *spans_per_second),
+                    .take(t.now_ns / 1_000_000_000, t.data.spans.len() as u64, *spans_per_second),
+            ),
+            Rule::BytesLimit {
+                per_second,
+                burst,
+                bucket,
+            } => {
+                let mut bucket = bucket.lock();
+                let b = bucket.get_or_insert(Bucket {
+                    tokens: *burst,
+                    at_ns: t.now_ns,
+                });
+                let elapsed = t.now_ns.saturating_sub(b.at_ns) as f64 / 1e9;
+                b.tokens = (b.tokens + elapsed * per_second).min(*burst);
+                b.at_ns = b.at_ns.max(t.now_ns);
+                let cost = t.bytes as f64;
+                let fits = b.tokens >= cost;
+                if fits {
+                    b.tokens -= cost;
+                }
+                verdict(fits)
+            }
+            // The W3C sampled flag, in the low byte of OTLP's span flags.
+            Rule::TraceFlags => verdict(
+                t.batches
+                    .iter()
+                    .flat_map(|rs| &rs.scope_spans)
+                    .flat_map(|ss| &ss.spans)
+                    .any(|s| s.flags & 0x01 != 0),
             ),
             Rule::SpanCount { min, max } => {
                 let n = t.data.spans.len() as u64;
@@ -380,9 +435,10 @@ impl Policy {
             },
             Rule::Composite(subs) => {
                 let spans = t.data.spans.len() as u64;
-                let kept = subs.iter().any(|(p, limit, window)| {
-                    p.evaluate(t) == Decision::Sampled && window.lock().take(t.now_s, spans, *limit)
-                });
+                let second = t.now_ns / 1_000_000_000;
+                let kept = subs
+                    .iter()
+                    .any(|(p, limit, window)| p.evaluate(t).samples() && window.lock().take(second, spans, *limit));
                 verdict(kept)
             }
             Rule::TraceQl(plan) => verdict(!plan.eval(t.data).is_empty()),
@@ -562,8 +618,9 @@ impl TailSampler {
         })
     }
 
-    /// Decides a trace and remembers the decision for late spans. Any drop or inverted
-    /// non-match wins; otherwise any sample keeps the trace.
+    /// Decides a trace and remembers the decision for late spans, as the Collector combines
+    /// policies: a drop or an inverted match drops it; otherwise a sample keeps it, and so
+    /// does an inverted non-match when no policy said "not sampled".
     pub fn decide(&self, t: &TraceView<'_>) -> Verdict {
         let mut said = Vec::with_capacity(self.policies.len());
         for p in &self.policies {
@@ -576,7 +633,9 @@ impl TailSampler {
         let vetoed = said
             .iter()
             .any(|(_, d)| matches!(d, Decision::Dropped | Decision::InvertNotSampled));
-        let keep = !vetoed && said.iter().any(|(_, d)| d.samples());
+        let has = |want: Decision| said.iter().any(|(_, d)| *d == want);
+        let keep = !vetoed
+            && (has(Decision::Sampled) || (has(Decision::InvertSampled) && !has(Decision::NotSampled)));
         self.remember(t.data.trace_id, keep);
         Verdict { keep, policies: said }
     }
