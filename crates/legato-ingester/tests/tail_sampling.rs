@@ -129,9 +129,13 @@ fn leaf_policies_decide_as_documented() {
         kv("debug", Value::BoolValue(true)),
     ];
     let rich = trace(4, "payments", vec![tagged]);
-    let p = policy("{name: n, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, max_value: 599}}");
+    let p = policy(
+        "{name: n, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, max_value: 599}}",
+    );
     assert_eq!((eval(&p, &rich), eval(&p, &quick)), (Sampled, NotSampled));
-    let p = policy("{name: n, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, invert_match: true}}");
+    let p = policy(
+        "{name: n, type: numeric_attribute, numeric_attribute: {key: http.status_code, min_value: 500, invert_match: true}}",
+    );
     assert_eq!((eval(&p, &rich), eval(&p, &quick)), (InvertNotSampled, InvertSampled));
     let p = policy("{name: t, type: string_attribute, string_attribute: {key: team, values: [payments]}}");
     assert_eq!((eval(&p, &rich), eval(&p, &quick)), (Sampled, NotSampled));
@@ -157,7 +161,9 @@ fn leaf_policies_decide_as_documented() {
     assert_eq!((eval(&p, &stated), eval(&p, &quick)), (Sampled, NotSampled));
 
     // TraceQL, Legato's own.
-    let p = policy(r#"{name: q, type: traceql, traceql: {query: '{ resource.team = "payments" && span.http.status_code >= 500 }'}}"#);
+    let p = policy(
+        r#"{name: q, type: traceql, traceql: {query: '{ resource.team = "payments" && span.http.status_code >= 500 }'}}"#,
+    );
     assert_eq!((eval(&p, &rich), eval(&p, &quick)), (Sampled, NotSampled));
 }
 
@@ -271,7 +277,9 @@ fn the_collectors_example_configuration_is_accepted_as_pasted() {
         .err()
         .unwrap();
     assert!(
-        err.contains("policies[12] (name \"test-policy-13\")") && err.contains("ottl_condition") && err.contains("traceql"),
+        err.contains("policies[12] (name \"test-policy-13\")")
+            && err.contains("ottl_condition")
+            && err.contains("traceql"),
         "{err}"
     );
     let mut without_ottl = cfg.clone();
@@ -288,7 +296,10 @@ fn bad_policies_are_named() {
         }
     };
     let e = err("policies: [{name: x, type: sometimes}]");
-    assert!(e.contains("tail_sampling.policies[0] (name \"x\"): unknown policy type \"sometimes\""), "{e}");
+    assert!(
+        e.contains("tail_sampling.policies[0] (name \"x\"): unknown policy type \"sometimes\""),
+        "{e}"
+    );
     let e = err("policies: [{name: x, type: latency, latency: {threshold: 5}}]");
     assert!(e.contains("unknown field `threshold`"), "{e}");
     let e = err("policies: [{name: x, type: latency}]");

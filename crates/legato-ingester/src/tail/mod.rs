@@ -634,8 +634,7 @@ impl TailSampler {
             .iter()
             .any(|(_, d)| matches!(d, Decision::Dropped | Decision::InvertNotSampled));
         let has = |want: Decision| said.iter().any(|(_, d)| *d == want);
-        let keep = !vetoed
-            && (has(Decision::Sampled) || (has(Decision::InvertSampled) && !has(Decision::NotSampled)));
+        let keep = !vetoed && (has(Decision::Sampled) || (has(Decision::InvertSampled) && !has(Decision::NotSampled)));
         self.remember(t.data.trace_id, keep);
         Verdict { keep, policies: said }
     }
