@@ -103,3 +103,60 @@ compactor:
     // Tenants' indexes are written by the compactor.
     assert!(dir.path().join("blocks/short/index.json.gz").exists());
 }
+
+/// Issue 12: retention by policy in the single binary. An error trace and a normal trace in
+/// the same block, both past the tenant's 1h `block_retention`: the compactor rewrites the
+/// block, so the error trace (kept 24h by `{ status = error }`) stays readable, whole, and the
+/// normal one goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_policies_keep_error_traces_after_the_rest_of_their_block_expired() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let extra = "overrides:
+  defaults:
+    compaction:
+      block_retention: 1h
+      retention_policies:
+        - query: '{ status = error }'
+          retention: 24h
+compactor:
+  compaction:
+    compaction_cycle: 500ms
+    compacted_block_retention: 2s
+";
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, extra));
+    let client = reqwest::Client::new();
+    let three_hours_ago = now_ns() - 3 * 3600 * 1_000_000_000;
+    let (mut failed, error_id) = otlp_request_at(10, 3, three_hours_ago);
+    failed.resource_spans[0].scope_spans[0].spans[2].status = Some(legato_proto::trace::Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    let (normal, normal_id) = otlp_request_at(11, 3, three_hours_ago);
+    for req in [failed, normal] {
+        assert_eq!(integration_tests::post_otlp(&client, &legato, &req).await.0, 200);
+    }
+    flush(&client, &legato).await;
+
+    // The compactor rewrites the block (its log names what it kept and dropped).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !legato.log_text().contains("traces=1 dropped=1") {
+        assert!(
+            Instant::now() < deadline,
+            "the block was not rewritten; log:\n{}",
+            legato.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(status(&client, &legato, "single-tenant", &normal_id).await, 404);
+    assert_eq!(
+        integration_tests::span_count_v2(&client, &legato, &error_id).await,
+        3,
+        "the error trace is kept whole"
+    );
+    let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
+    assert!(
+        metrics.contains("legato_compactor_blocks_filtered_total 1"),
+        "{metrics}"
+    );
+}

@@ -27,6 +27,28 @@ pub type RetentionLookup = Arc<dyn Fn(&TenantId) -> Option<Duration> + Send + Sy
 /// single compactor owns everything.
 pub type Ownership = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
+/// Retention by policy: traces matching a TraceQL filter are kept for longer than the
+/// tenant's `block_retention` (`overrides.*.compaction.retention_policies`).
+#[derive(Clone)]
+pub struct RetentionPolicy {
+    /// The filter as written (it names the policy in block metas).
+    pub query: String,
+    pub plan: Arc<legato_traceql::eval::Plan>,
+    pub retention: Duration,
+}
+
+impl std::fmt::Debug for RetentionPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetentionPolicy")
+            .field("query", &self.query)
+            .field("retention", &self.retention)
+            .finish()
+    }
+}
+
+/// A tenant's retention policies (empty = none).
+pub type RetentionPoliciesLookup = Arc<dyn Fn(&TenantId) -> Vec<RetentionPolicy> + Send + Sync>;
+
 /// A lookup with no per-tenant overrides.
 pub fn no_retention_overrides() -> RetentionLookup {
     Arc::new(|_| None)
@@ -64,6 +86,8 @@ pub struct CycleStats {
     pub blocks_written: usize,
     pub spans_deduped: u64,
     pub blocks_expired: usize,
+    /// Expired blocks rewritten with the traces their retention policies keep.
+    pub blocks_filtered: usize,
     pub blocks_deleted: usize,
     pub orphans_deleted: usize,
     pub markers_repaired: usize,
@@ -98,6 +122,7 @@ pub struct Compactor {
     known: Mutex<HashMap<TenantId, TenantListing>>,
     /// Part size of the streamed upload of an output's data file.
     part_size: usize,
+    retention_policies: RetentionPoliciesLookup,
 }
 
 impl Compactor {
@@ -113,7 +138,14 @@ impl Compactor {
             metrics: deps.metrics,
             known: Mutex::default(),
             part_size: DEFAULT_PART_SIZE,
+            retention_policies: Arc::new(|_| Vec::new()),
         }
+    }
+
+    /// Keeps traces matching a tenant's retention policies past its `block_retention`.
+    pub fn with_retention_policies(mut self, lookup: RetentionPoliciesLookup) -> Self {
+        self.retention_policies = lookup;
+        self
     }
 
     /// Uploads outputs in parts of `bytes` (`storage.trace.s3.part_size`; S3 needs at least
@@ -249,7 +281,33 @@ impl Compactor {
             .filter(|m| m.end_time_unix_nano < cutoff)
             .collect();
         expired.sort_by_key(|m| m.block_id);
+        let policies = (self.retention_policies)(tenant);
         for meta in expired {
+            // Policies whose retention the block has not outlived keep their traces.
+            let wanted: Vec<&RetentionPolicy> = policies
+                .iter()
+                .filter(|p| meta.end_time_unix_nano >= now.saturating_sub(nanos(p.retention)))
+                .collect();
+            if !wanted.is_empty() {
+                let key = policy_key(&wanted);
+                if meta.retention_filter.as_deref() == Some(key.as_str()) {
+                    continue;
+                }
+                match self.filter_block(tenant, listing, &meta, &wanted, key).await {
+                    Ok(kept) if kept > 0 => {
+                        stats.blocks_filtered += 1;
+                        continue;
+                    }
+                    // Nothing matched: the block just expires.
+                    Ok(_) => {}
+                    Err(e) => {
+                        // Never expire what a policy may keep: try again next cycle.
+                        tracing::warn!(%tenant, block = %meta.block_id, error = %e, "retention by policy failed to rewrite a block; it is kept");
+                        self.metrics.job_errors.inc();
+                        continue;
+                    }
+                }
+            }
             self.mark(listing, &meta, now).await?;
             stats.blocks_expired += 1;
             self.metrics.blocks_expired.inc();
@@ -286,6 +344,61 @@ impl Compactor {
             tracing::info!(%tenant, block = %id, "abandoned block directory deleted");
         }
         Ok(())
+    }
+
+    /// Rewrites an expired block keeping only the traces `policies` match, with the crash
+    /// safety of a compaction job (the output names the input in `replaces` before the input
+    /// is marked). Returns the traces kept; with none, nothing is committed.
+    async fn filter_block(
+        &self,
+        tenant: &TenantId,
+        listing: &mut TenantListing,
+        input: &Arc<BlockMeta>,
+        policies: &[&RetentionPolicy],
+        key: String,
+    ) -> Result<u64> {
+        let plans: Vec<Arc<legato_traceql::eval::Plan>> = policies.iter().map(|p| p.plan.clone()).collect();
+        let keep: crate::job::Keep = Arc::new(move |trace| plans.iter().any(|p| !p.eval(trace).is_empty()));
+        let job = Job {
+            tenant: tenant.clone(),
+            window: 0,
+            level: input.compaction_level,
+            blocks: vec![input.clone()],
+        };
+        let output = BlockId::random();
+        let (mut written, kept) = crate::job::filter_block(
+            &self.reader,
+            &self.store,
+            &job,
+            output,
+            self.clock.now_nanos(),
+            self.part_size,
+            keep,
+        )
+        .await?;
+        if kept == 0 {
+            // Its uploaded data file is an orphan, deleted after the grace period.
+            return Ok(0);
+        }
+        written.meta.retention_filter = Some(key);
+        if read_compacted_marker(&self.store, tenant, input.block_id)
+            .await?
+            .is_some()
+        {
+            return Err(Error::InputGone {
+                tenant: tenant.clone(),
+                block: input.block_id,
+            });
+        }
+        commit_block(&self.store, &written).await?;
+        listing.metas.insert(output, Arc::new(written.meta.clone()));
+        self.blocklist.add(written.meta.clone());
+        self.metrics.blocks_written.inc();
+        self.metrics.blocks_filtered.inc();
+        tracing::info!(%tenant, input = %input.block_id, output = %output, traces = kept,
+            dropped = input.total_traces.saturating_sub(kept), "block past retention rewritten with the traces its retention policies keep");
+        self.mark(listing, input, self.clock.now_nanos()).await?;
+        Ok(kept)
     }
 
     /// Writes a compacted marker and records it in the listing and the blocklist.
@@ -351,6 +464,16 @@ impl Compactor {
             max_bytes: self.config.max_block_bytes.0,
         }
     }
+}
+
+/// Names the set of policies a rewritten block was filtered with.
+fn policy_key(policies: &[&RetentionPolicy]) -> String {
+    let mut parts: Vec<String> = policies
+        .iter()
+        .map(|p| format!("{} for {}s", p.query, p.retention.as_secs()))
+        .collect();
+    parts.sort();
+    parts.join(" | ")
 }
 
 fn nanos(d: Duration) -> u64 {

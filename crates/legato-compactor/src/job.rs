@@ -30,6 +30,50 @@ pub(crate) async fn merge_job(
     now_nanos: u64,
     part_size: usize,
 ) -> Result<SealedBlock> {
+    let (mut sealed, _) = rewrite(reader, store, job, output, now_nanos, part_size, None).await?;
+    sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0) + 1;
+    // Blocks that retention by policy rewrote alike stay marked as such once merged.
+    let filters: std::collections::HashSet<&Option<String>> = job.blocks.iter().map(|b| &b.retention_filter).collect();
+    if filters.len() == 1 {
+        sealed.meta.retention_filter = job.blocks[0].retention_filter.clone();
+    }
+    sealed.tags = merged_tags(reader, &job.blocks).await;
+    Ok(sealed)
+}
+
+/// Which traces a rewrite keeps (retention by policy).
+pub(crate) type Keep = Arc<dyn Fn(&legato_model::span::TraceData) -> bool + Send + Sync>;
+
+/// Rewrites one block keeping only the traces `keep` accepts, at the same compaction level,
+/// as a block that `replaces` it. Returns the sealed output (not committed) and how many
+/// traces it holds; its tags are those of the kept traces.
+pub(crate) async fn filter_block(
+    reader: &BlockReader,
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    output: BlockId,
+    now_nanos: u64,
+    part_size: usize,
+    keep: Keep,
+) -> Result<(SealedBlock, u64)> {
+    let (mut sealed, tags) = rewrite(reader, store, job, output, now_nanos, part_size, Some(keep)).await?;
+    sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0);
+    sealed.tags = tags.map(|t| Bytes::from(t.to_json()));
+    let traces = sealed.meta.total_traces;
+    Ok((sealed, traces))
+}
+
+/// Merges the inputs of `job` into block `output` (only the traces `keep` accepts, when
+/// given, with their tag summary).
+async fn rewrite(
+    reader: &BlockReader,
+    store: &Arc<dyn ObjectStore>,
+    job: &Job,
+    output: BlockId,
+    now_nanos: u64,
+    part_size: usize,
+    keep: Option<Keep>,
+) -> Result<(SealedBlock, Option<TagSummary>)> {
     let mut inputs: Vec<TraceRx> = Vec::with_capacity(job.blocks.len());
     for meta in &job.blocks {
         let mut stream = reader.trace_stream(meta).await?;
@@ -46,26 +90,38 @@ pub(crate) async fn merge_job(
         inputs.push(rx);
     }
     let tenant = job.tenant.clone();
-    let level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0) + 1;
     let replaces: Vec<BlockId> = job.blocks.iter().map(|b| b.block_id).collect();
     let (mut writer, upload) = start_block_upload(store, &tenant, output, part_size)?;
-    let encoded = tokio::task::spawn_blocking(move || -> legato_storage::Result<SealedBlock> {
-        let pushed = merge(inputs, |trace| writer.push(&trace).map_err(Error::from));
-        match pushed {
+    let mut tags = keep.as_ref().map(|_| TagSummary::default());
+    let tags_out = tokio::task::spawn_blocking(move || -> (legato_storage::Result<SealedBlock>, Option<TagSummary>) {
+        let pushed = merge(inputs, |trace| {
+            if let Some(keep) = &keep {
+                let data = legato_proto::span_view::trace_data(trace.id.0, &trace.batches);
+                if !keep(&data) {
+                    return Ok(());
+                }
+                if let Some(tags) = tags.as_mut() {
+                    tags.add_trace(&data, None);
+                }
+            }
+            writer.push(&trace).map_err(Error::from)
+        });
+        let sealed = match pushed {
             Ok(()) => seal_streamed(writer, now_nanos),
             // An input that failed to read: report it, not the encoder's state.
             Err(Error::Storage(e)) => Err(e),
             Err(other) => Err(legato_storage::Error::Join(other.to_string())),
-        }
+        };
+        (sealed, tags)
     })
-    .await
-    .map_err(|e| legato_storage::Error::Join(e.to_string()))
-    .and_then(|sealed| sealed);
+    .await;
+    let (encoded, tags) = match tags_out {
+        Ok((sealed, tags)) => (sealed, tags),
+        Err(e) => (Err(legato_storage::Error::Join(e.to_string())), None),
+    };
     let mut sealed = upload.conclude(encoded).await?;
-    sealed.meta.compaction_level = level;
     sealed.meta.replaces = replaces;
-    sealed.tags = merged_tags(reader, &job.blocks).await;
-    Ok(sealed)
+    Ok((sealed, tags))
 }
 
 /// Pulls from every input in trace-id order and hands each trace once to `push`, with the

@@ -18,7 +18,8 @@ mod metrics;
 mod plan;
 
 pub use compactor::{
-    Compactor, CompactorDeps, CycleStats, Ownership, RetentionLookup, no_retention_overrides, owns_everything,
+    Compactor, CompactorDeps, CycleStats, Ownership, RetentionLookup, RetentionPoliciesLookup, RetentionPolicy,
+    no_retention_overrides, owns_everything,
 };
 pub use config::{CompactionConfig, CompactorConfig};
 pub use error::{Error, Result};

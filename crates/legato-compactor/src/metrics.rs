@@ -17,6 +17,7 @@ pub struct CompactorMetrics {
     pub spans_written: Counter,
     pub spans_deduped: Counter,
     pub blocks_expired: Counter,
+    pub blocks_filtered: Counter,
     pub blocks_deleted: Counter,
     pub orphans_deleted: Counter,
     pub markers_repaired: Counter,
@@ -36,6 +37,7 @@ impl Default for CompactorMetrics {
             spans_written: Counter::default(),
             spans_deduped: Counter::default(),
             blocks_expired: Counter::default(),
+            blocks_filtered: Counter::default(),
             blocks_deleted: Counter::default(),
             orphans_deleted: Counter::default(),
             markers_repaired: Counter::default(),
@@ -83,6 +85,11 @@ impl CompactorMetrics {
                 "legato_compactor_blocks_expired",
                 "Blocks marked compacted by retention",
                 &self.blocks_expired,
+            ),
+            (
+                "legato_compactor_blocks_filtered",
+                "Blocks past block_retention rewritten with only the traces their retention policies keep",
+                &self.blocks_filtered,
             ),
             (
                 "legato_compactor_blocks_deleted",

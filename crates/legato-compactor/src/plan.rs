@@ -129,6 +129,7 @@ mod tests {
             compaction_level: level,
             created_at_unix_nano: 0,
             replaces: Vec::new(),
+            retention_filter: None,
         })
     }
 

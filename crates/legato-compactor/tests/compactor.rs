@@ -235,6 +235,74 @@ async fn retention_marks_only_expired_blocks_and_deletes_after_the_grace_period(
     assert_eq!(setup.fresh_blocklist().await.blocks(&long).len(), 2);
 }
 
+/// Issue 12: retention by policy. Error traces (`{ status = error }`, 30 days) outlive the
+/// normal traces of the same block (the default 14 days); the block is rewritten once, with
+/// the crash safety of a compaction, and expires when the policy's retention has passed.
+#[tokio::test]
+async fn retention_policies_keep_matching_traces_past_block_retention() {
+    let (_dir, store) = local_store();
+    let mut setup = Setup::new(store.clone());
+    let query = "{ status = error }".to_string();
+    let plan = Arc::new(legato_traceql::eval::Plan::new(legato_traceql::parse(&query).unwrap()).unwrap());
+    setup.retention_policies = Arc::new(move |_: &TenantId| {
+        vec![legato_compactor::RetentionPolicy {
+            query: query.clone(),
+            plan: plan.clone(),
+            retention: Duration::from_secs(30 * 24 * 3600),
+        }]
+    });
+    let tenant = TenantId::single();
+    let now = setup.clock.now_nanos();
+    let traces: Vec<_> = (0..20)
+        .map(|n| {
+            let mut t = trace(n, 3, now - MINUTE);
+            if n % 4 == 0 {
+                t.batches[0].scope_spans[0].spans[1].status = Some(legato_proto::trace::Status {
+                    code: 2,
+                    ..Default::default()
+                });
+            }
+            t
+        })
+        .collect();
+    let input = put_block(&store, &tenant, traces).await;
+    let compactor = setup.compactor();
+    assert_eq!(
+        compactor.run_cycle().await.unwrap().blocks_filtered,
+        0,
+        "not expired yet"
+    );
+
+    // Past the 14-day block retention: only the five error traces stay, whole.
+    setup.clock.advance(15 * 24 * HOUR);
+    let stats = compactor.run_cycle().await.unwrap();
+    assert_eq!((stats.blocks_filtered, stats.blocks_expired), (1, 0), "{stats:?}");
+    let list = setup.fresh_blocklist().await;
+    let blocks = list.blocks(&tenant);
+    assert_eq!(blocks.len(), 1);
+    assert_ne!(blocks[0].block_id, input.block_id);
+    assert_eq!((blocks[0].total_traces, blocks[0].total_spans), (5, 15));
+    assert_eq!(blocks[0].replaces, vec![input.block_id]);
+    assert_each_once(&visible_copies(&store, &blocks).await, (0..20).filter(|n| n % 4 == 0));
+    let tags = BlockReader::new(store.clone(), StorageMetrics::default())
+        .read_tags(&blocks[0])
+        .await
+        .unwrap()
+        .expect("the rewritten block has a tag summary");
+    assert!(!tags.is_empty());
+
+    // Later cycles leave the rewritten block alone.
+    setup.clock.advance(24 * HOUR);
+    let stats = compactor.run_cycle().await.unwrap();
+    assert_eq!((stats.blocks_filtered, stats.blocks_expired), (0, 0), "{stats:?}");
+
+    // Past the policy's 30 days the rest goes too.
+    setup.clock.advance(15 * 24 * HOUR);
+    let stats = compactor.run_cycle().await.unwrap();
+    assert_eq!((stats.blocks_filtered, stats.blocks_expired), (0, 1), "{stats:?}");
+    assert!(setup.fresh_blocklist().await.blocks(&tenant).is_empty());
+}
+
 #[tokio::test]
 async fn the_tenant_index_is_written_and_a_fresh_blocklist_polls_from_it() {
     let faulty = FaultyStore::new(Arc::new(InMemory::new()));

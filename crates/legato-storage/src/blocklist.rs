@@ -300,6 +300,7 @@ mod tests {
             compaction_level: 0,
             created_at_unix_nano: 0,
             replaces: Vec::new(),
+            retention_filter: None,
         }
     }
 

@@ -31,6 +31,11 @@ pub struct BlockMeta {
     /// empty) in blocks written by ingesters and in blocks older than the field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replaces: Vec<BlockId>,
+    /// Set on a block that retention by policy rewrote: the policies (TraceQL filters) whose
+    /// traces it kept past the tenant's `block_retention`, so it is not rewritten again until
+    /// one of them expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_filter: Option<String>,
 }
 
 impl BlockMeta {

@@ -234,6 +234,7 @@ impl<W: Write + Send> BlockWriter<W> {
             compaction_level: 0,
             created_at_unix_nano,
             replaces: Vec::new(),
+            retention_filter: None,
         };
         let sealed = SealedBlock {
             meta,

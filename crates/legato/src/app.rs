@@ -449,7 +449,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 },
                 cfg.compactor.compaction.clone(),
             )
-            .with_upload_part_size(cfg.storage.trace.upload_part_size()),
+            .with_upload_part_size(cfg.storage.trace.upload_part_size())
+            .with_retention_policies(cfg.retention_policies_lookup()?),
         );
         tokio::spawn(compactor.run(cancel.clone()));
         tokio::spawn(compact_history(

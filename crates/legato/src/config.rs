@@ -387,6 +387,48 @@ pub struct CompactionOverrides {
     /// Blocks of the tenant older than this are deleted; unset = `compactor.compaction.block_retention`.
     #[serde(with = "opt_duration")]
     pub block_retention: Option<std::time::Duration>,
+    /// Retention by policy: traces matching a TraceQL filter kept longer than
+    /// `block_retention` (the longest matching policy wins); the rest of an expired block is
+    /// deleted. Per tenant, a non-empty list replaces the defaults'.
+    pub retention_policies: Vec<RetentionPolicyConfig>,
+}
+
+/// One `retention_policies` entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionPolicyConfig {
+    /// A TraceQL filter, e.g. `{ status = error }`.
+    pub query: String,
+    #[serde(with = "legato_storage::config_durations")]
+    pub retention: std::time::Duration,
+}
+
+impl RetentionPolicyConfig {
+    fn compile(&self, key: &str) -> Result<legato_compactor::RetentionPolicy, String> {
+        let query = legato_traceql::parse(&self.query).map_err(|e| format!("{key}.query {:?}: {e}", self.query))?;
+        if query.metrics.is_some() {
+            return Err(format!("{key}.query must be a TraceQL filter, not a metrics query"));
+        }
+        if self.retention.is_zero() {
+            return Err(format!("{key}.retention must be greater than 0"));
+        }
+        let plan = legato_traceql::eval::Plan::new(query).map_err(|e| format!("{key}.query {:?}: {e}", self.query))?;
+        Ok(legato_compactor::RetentionPolicy {
+            query: self.query.clone(),
+            plan: Arc::new(plan),
+            retention: self.retention,
+        })
+    }
+}
+
+impl CompactionOverrides {
+    fn compiled_policies(&self, key: &str) -> Result<Vec<legato_compactor::RetentionPolicy>, String> {
+        self.retention_policies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.compile(&format!("{key}.compaction.retention_policies[{i}]")))
+            .collect()
+    }
 }
 
 /// The per-tenant override file.
@@ -566,7 +608,15 @@ impl Config {
             o.sampling
                 .validate(&format!("overrides.{tenant}.sampling"))
                 .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
+            o.compaction
+                .compiled_policies(&format!("overrides.{tenant}"))
+                .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
         }
+        self.overrides
+            .defaults
+            .compaction
+            .compiled_policies("overrides.defaults")
+            .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
         self.ingester
             .validate()
             .map_err(|e| anyhow::anyhow!("invalid configuration at {e}"))?;
@@ -600,6 +650,22 @@ impl Config {
                 .get(tenant.as_str())
                 .and_then(|o| o.compaction.block_retention)
                 .or(default)
+        }))
+    }
+
+    /// Retention policies per tenant: its override's list when it has one, else the
+    /// defaults' (validated at start-up).
+    pub fn retention_policies_lookup(&self) -> anyhow::Result<legato_compactor::RetentionPoliciesLookup> {
+        let compile = |o: &CompactionOverrides, key: &str| o.compiled_policies(key).map_err(|e| anyhow::anyhow!(e));
+        let default = compile(&self.overrides.defaults.compaction, "overrides.defaults")?;
+        let mut per_tenant = std::collections::HashMap::new();
+        for (tenant, o) in self.per_tenant_overrides()? {
+            if !o.compaction.retention_policies.is_empty() {
+                per_tenant.insert(tenant.clone(), compile(&o.compaction, &format!("overrides.{tenant}"))?);
+            }
+        }
+        Ok(Arc::new(move |tenant: &legato_model::TenantId| {
+            per_tenant.get(tenant.as_str()).unwrap_or(&default).clone()
         }))
     }
 

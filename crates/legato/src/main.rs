@@ -109,9 +109,11 @@ fn run() -> anyhow::Result<()> {
     }
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},h2=warn,hyper=warn", cfg.server.log_level)));
+    // Colours only on a terminal: log files and container logs get plain text.
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -95,6 +95,7 @@ pub struct Setup {
     pub clock: Arc<ManualClock>,
     pub config: CompactionConfig,
     pub retention: RetentionLookup,
+    pub retention_policies: legato_compactor::RetentionPoliciesLookup,
     pub owns: Ownership,
     /// Part size of the compactor's streamed uploads.
     pub part_size: usize,
@@ -107,6 +108,7 @@ impl Setup {
             clock: clock(),
             config: CompactionConfig::default(),
             retention: no_retention_overrides(),
+            retention_policies: Arc::new(|_| Vec::new()),
             owns: owns_everything(),
             part_size: legato_storage::DEFAULT_PART_SIZE,
         }
@@ -129,7 +131,11 @@ impl Setup {
             owns: self.owns.clone(),
             metrics: CompactorMetrics::default(),
         };
-        Arc::new(Compactor::new(deps, self.config.clone()).with_upload_part_size(self.part_size))
+        Arc::new(
+            Compactor::new(deps, self.config.clone())
+                .with_upload_part_size(self.part_size)
+                .with_retention_policies(self.retention_policies.clone()),
+        )
     }
 
     /// A reader's blocklist, as a querier in another process would poll it.
