@@ -50,7 +50,11 @@ async fn span_count(client: &reqwest::Client, node: &Legato, id: &[u8]) -> Resul
 }
 
 async fn ring_members(client: &reqwest::Client, node: &Legato) -> Vec<(String, String)> {
-    let Ok(resp) = client.get(node.url("/ring?format=json")).send().await else {
+    ring_members_at(client, node, "/ring").await
+}
+
+async fn ring_members_at(client: &reqwest::Client, node: &Legato, ring: &str) -> Vec<(String, String)> {
+    let Ok(resp) = client.get(node.url(&format!("{ring}?format=json"))).send().await else {
         return Vec::new();
     };
     let Ok(json) = resp.json::<serde_json::Value>().await else {
@@ -334,4 +338,161 @@ async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
     assert!(resp.status().is_server_error(), "{}", resp.status());
     let body = resp.text().await.unwrap();
     assert!(body.contains("did not answer"), "{body}");
+}
+
+/// One span of service `service` in trace `trace`, as its own export.
+fn one_span_export(
+    trace: [u8; 16],
+    service: &str,
+    span_id: [u8; 8],
+    parent: Option<[u8; 8]>,
+    kind: i32,
+) -> legato_proto::collector::ExportTraceServiceRequest {
+    use legato_proto::common::{AnyValue, KeyValue, any_value};
+    use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+    let start = now_ns() - 2_000_000_000;
+    legato_proto::collector::ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(legato_proto::resource::Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue(service.into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace.to_vec(),
+                    span_id: span_id.to_vec(),
+                    parent_span_id: parent.map(|p| p.to_vec()).unwrap_or_default(),
+                    name: "call".into(),
+                    kind,
+                    start_time_unix_nano: start,
+                    end_time_unix_nano: start + 5_000_000,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// Issue 11: the `metrics-generator` role. The client span of each call goes through one
+/// distributor and the server span through another; distributors send each trace to the
+/// generator that owns its id, so every pair meets there and becomes a service-graph edge
+/// (with a generator in each distributor, as before the role, none would pair).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_generator_role_pairs_spans_that_came_through_different_distributors() {
+    let s3 = S3Server::start("traces").await;
+    let root = tempfile::tempdir().unwrap();
+    let seed_port = free_udp_port();
+    let extra = "metrics_generator:
+  registry:
+    collection_interval: 500ms
+  processor:
+    service_graphs:
+      wait: 30s
+overrides:
+  defaults:
+    metrics_generator:
+      processors: [service-graphs]
+";
+    let start = |target: &str, name: &str, gossip: u16| {
+        let dir = root.path().join(name);
+        let ports = Ports::free();
+        let gossip = Gossip {
+            port: gossip,
+            seed: seed_port,
+        };
+        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra)
+            .replace("replication_factor: 3", "replication_factor: 1");
+        Legato::start(&dir, ports, &yaml)
+    };
+    let _ingester = start("ingester", "ingester-0", seed_port);
+    let generator = start("metrics-generator", "generator-0", free_udp_port());
+    let distributors = [
+        start("distributor", "distributor-a", free_udp_port()),
+        start("distributor", "distributor-b", free_udp_port()),
+    ];
+    let client = reqwest::Client::new();
+    for d in &distributors {
+        wait_for_active_ingesters(&client, d, 1).await;
+    }
+    // Both distributors know the generator (gossip) before the first span.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for d in &distributors {
+        while !ring_members_at(&client, d, "/metrics-generator/ring")
+            .await
+            .iter()
+            .any(|(name, state)| name == "generator-0" && state == "ACTIVE")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "distributors never saw the generator: {:?} {:?}",
+                ring_members_at(&client, d, "/memberlist").await,
+                get_text(&client, &d.url("/metrics-generator/ring?format=json")).await
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    let post = |d: &Legato, req: legato_proto::collector::ExportTraceServiceRequest| {
+        let request = client
+            .post(d.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec());
+        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
+    };
+    for i in 0..10u8 {
+        let trace = [i + 1; 16];
+        let (client_span, server_span) = ([i + 1, 1, 0, 0, 0, 0, 0, 1], [i + 1, 2, 0, 0, 0, 0, 0, 2]);
+        post(
+            &distributors[0],
+            one_span_export(trace, "frontend", client_span, None, 3),
+        )
+        .await;
+        post(
+            &distributors[1],
+            one_span_export(trace, "checkout", server_span, Some(client_span), 2),
+        )
+        .await;
+    }
+
+    let query = "sum(traces_service_graph_request_total{client=\"frontend\",server=\"checkout\"})";
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = client
+            .get(generator.url("/prometheus/api/v1/query"))
+            .query(&[("query", query)])
+            .send()
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap();
+        let value = answer["data"]["result"][0]["value"][1]
+            .as_str()
+            .unwrap_or("0")
+            .to_string();
+        if value == "10" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the generator paired {value} of 10 calls: {answer}; generator log:\n{}",
+            generator.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    for d in &distributors {
+        let metrics = get_text(&client, &d.url("/metrics")).await;
+        assert!(
+            metrics.contains("legato_generator_forwarded_spans_total{result=\"ok\"} 10"),
+            "{metrics}"
+        );
+    }
 }

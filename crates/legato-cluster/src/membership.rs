@@ -28,15 +28,17 @@ pub enum Role {
     Querier,
     QueryFrontend,
     Compactor,
+    MetricsGenerator,
 }
 
 impl Role {
-    pub const ALL: [Role; 5] = [
+    pub const ALL: [Role; 6] = [
         Role::Distributor,
         Role::Ingester,
         Role::Querier,
         Role::QueryFrontend,
         Role::Compactor,
+        Role::MetricsGenerator,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +48,7 @@ impl Role {
             Role::Querier => "querier",
             Role::QueryFrontend => "query-frontend",
             Role::Compactor => "compactor",
+            Role::MetricsGenerator => "metrics-generator",
         }
     }
 

@@ -29,10 +29,18 @@ pub struct GeneratorMetrics {
     pub service_graph_expired: Family<TenantLabels, Counter>,
     /// History (`/prometheus`) writes: ok, error (kept for retry), dropped (after a long outage).
     pub history_writes: Family<ResultLabels, Counter>,
+    /// Microservices mode, on distributors: spans sent to the generator owning their trace,
+    /// by result (ok, dropped_queue_full, dropped_unavailable).
+    pub forwarded_spans: Family<ResultLabels, Counter>,
 }
 
 impl GeneratorMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "legato_generator_forwarded_spans",
+            "Distributors in microservices mode: spans sent to the metrics generator owning their trace id, by result (ok, dropped_queue_full, dropped_unavailable); never blocks ingest",
+            self.forwarded_spans.clone(),
+        );
         registry.register(
             "legato_generator_spans_observed",
             "Spans counted by the metrics generator (before sampling)",

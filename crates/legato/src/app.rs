@@ -224,7 +224,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             legato_generator::Generator::new(
                 cfg.metrics_generator.clone(),
                 cfg.processors_lookup(),
-                generator_metrics,
+                generator_metrics.clone(),
             )
             .with_history(history.clone()),
         )
@@ -236,8 +236,18 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         distributor_metrics,
     )
     .with_sampling(cfg.sampling_lookup()?);
-    if let Some(generator) = &generator {
-        distributor = distributor.with_observer(generator.clone());
+    match (&cluster, &generator) {
+        // Microservices mode: each trace's spans go to the generator that owns its id.
+        (Some(cluster), _) if roles.distributor => {
+            distributor = distributor.with_observer(crate::cluster::generators::GeneratorRouter::start(
+                cluster.clone(),
+                clients.clone(),
+                generator.clone(),
+                generator_metrics.clone(),
+            ));
+        }
+        (_, Some(generator)) => distributor = distributor.with_observer(generator.clone()),
+        _ => {}
     }
     let distributor = Arc::new(distributor);
     let otlp = &cfg.distributor.receivers.otlp.protocols;
@@ -346,6 +356,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             }
             .server()
         });
+        let generator_rpc = (main_port && cfg.target == "metrics-generator")
+            .then(|| generator.clone())
+            .flatten()
+            .map(|generator| crate::cluster::generators::GeneratorService { generator }.server());
         let mut builder = tonic::transport::Server::builder();
         if tls.enabled() {
             builder = builder.tls_config(crate::tls::tonic_server(tls, key)?)?;
@@ -356,6 +370,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
                 .add_optional_service(streaming)
                 .add_optional_service(ingester_rpc)
                 .add_optional_service(jobs_rpc)
+                .add_optional_service(generator_rpc)
                 .serve_with_incoming_shutdown(
                     // See the HTTP servers: no Nagle on responses.
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

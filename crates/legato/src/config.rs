@@ -481,6 +481,7 @@ pub const TARGETS: &[&str] = &[
     "querier",
     "query-frontend",
     "compactor",
+    "metrics-generator",
 ];
 
 impl Config {
@@ -748,8 +749,9 @@ impl Config {
                 }
             }
         }
-        if any && self.microservices() && self.target != "distributor" {
-            // It runs in the distributor (every span passes there); other roles ignore it.
+        if any && self.microservices() && !matches!(self.target.as_str(), "distributor" | "metrics-generator") {
+            // It runs in metrics generators, which distributors send each trace to by trace
+            // id (in the distributor itself while the cluster has none); other roles ignore it.
             return Ok(false);
         }
         Ok(any)

@@ -1,3 +1,4 @@
+pub mod generators;
 pub mod internal;
 mod metrics_fanout;
 pub mod remote;

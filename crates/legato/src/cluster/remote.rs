@@ -68,6 +68,17 @@ impl Clients {
             .max_encoding_message_size(MAX_MESSAGE_BYTES))
     }
 
+    pub fn generator(
+        &self,
+        addr: &str,
+    ) -> Result<legato_proto::internal::metrics_generator_client::MetricsGeneratorClient<Channel>, tonic::Status> {
+        Ok(
+            legato_proto::internal::metrics_generator_client::MetricsGeneratorClient::new(self.channel(addr)?)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+        )
+    }
+
     pub fn jobs(&self, addr: &str) -> Result<QueryJobsClient<Channel>, tonic::Status> {
         Ok(QueryJobsClient::new(self.channel(addr)?)
             .max_decoding_message_size(MAX_MESSAGE_BYTES)

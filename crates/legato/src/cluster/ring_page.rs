@@ -25,6 +25,10 @@ pub fn router(cluster: Arc<Cluster>, replication_factor: usize) -> Router {
         .route("/ring", get(|s, q, h| page(s, q, h, Role::Ingester)))
         .route("/ingester/ring", get(|s, q, h| page(s, q, h, Role::Ingester)))
         .route("/compactor/ring", get(|s, q, h| page(s, q, h, Role::Compactor)))
+        .route(
+            "/metrics-generator/ring",
+            get(|s, q, h| page(s, q, h, Role::MetricsGenerator)),
+        )
         .route("/memberlist", get(|s, q, h| page(s, q, h, Role::Querier)))
         .with_state(state)
 }
