@@ -42,9 +42,10 @@ RELEASE = "legato"
 
 # (name, values file relative to the chart or None for defaults, expected targets)
 SCENARIOS = [
-    ("microservices (default values)", None, {"distributor", "ingester", "querier", "query-frontend", "compactor"}),
+    ("microservices (default values)", None,
+     {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
     ("microservices, IRSA + HPA + ServiceMonitor", "ci/full-values.yaml",
-     {"distributor", "ingester", "querier", "query-frontend", "compactor"}),
+     {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
     ("single binary, local storage", "ci/single-binary-values.yaml", {"all"}),
     ("single binary, S3 keys from a Secret", "ci/s3-secret-values.yaml", {"all"}),
 ]
