@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts Legato in microservices mode on this machine: an S3 server (moto_server), 1
-# distributor, 3 ingesters (replication factor 3), 2 queriers, 1 query frontend and 1
-# compactor, each its own process with its own config, gossiping on loopback.
+# distributor, 3 ingesters (replication factor 3), 2 queriers, 1 query frontend, 1
+# compactor and 1 metrics generator, each its own process with its own config, gossiping on loopback.
 #   deploy/demo-cluster.sh up     start (builds the binary if needed), print the endpoints
 #   deploy/demo-cluster.sh down   stop everything and delete the demo's data
 #   deploy/demo-cluster.sh status show which processes run
@@ -13,7 +13,8 @@ S3_PORT=${LEGATO_DEMO_S3_PORT:-9900}
 BASE=${LEGATO_DEMO_BASE_PORT:-13200}   # node i: HTTP BASE+i, gRPC BASE+100+i, gossip BASE+200+i
 
 nodes=(distributor:distributor ingester-0:ingester ingester-1:ingester ingester-2:ingester
-       querier-0:querier querier-1:querier query-frontend:query-frontend compactor:compactor)
+       querier-0:querier querier-1:querier query-frontend:query-frontend compactor:compactor
+       metrics-generator:metrics-generator)
 
 config() { # name target index
   local name=$1 target=$2 i=$3
