@@ -269,8 +269,7 @@ impl SpanObserver for Generator {
                 continue;
             };
             spans += u64::from(seg.spans);
-            let hex = legato_model::TraceId(id).to_hex();
-            let exemplar = Some(hex.trim_start_matches('0')).filter(|t| !t.is_empty());
+            let exemplar = Some(id).filter(|id| *id != [0; 16]);
             let TenantState {
                 registry,
                 pending,

@@ -51,7 +51,8 @@ struct Series {
     created_ms: i64,
     updated_ms: i64,
     reported: bool,
-    exemplar: Option<(String, f64, i64)>,
+    /// The latest observation's trace id (hex-encoded only when collected), value and time.
+    exemplar: Option<([u8; 16], f64, i64)>,
 }
 
 /// One tenant's series.
@@ -126,7 +127,7 @@ impl Registry {
         labels: &[(String, String)],
         bounds: &Arc<[f64]>,
         value: f64,
-        exemplar: Option<&str>,
+        exemplar: Option<[u8; 16]>,
         max_active: usize,
         now_ms: i64,
     ) {
@@ -152,15 +153,7 @@ impl Registry {
             *count += 1;
         }
         if let Some(trace_id) = exemplar {
-            // The latest span's trace; its id string is reused, not reallocated.
-            match &mut s.exemplar {
-                Some((id, v, at)) => {
-                    id.clear();
-                    id.push_str(trace_id);
-                    (*v, *at) = (value, now_ms);
-                }
-                None => s.exemplar = Some((trace_id.to_string(), value, now_ms)),
-            }
+            s.exemplar = Some((trace_id, value, now_ms));
         }
     }
 
@@ -222,7 +215,7 @@ impl Registry {
                             ts.exemplars.push(Exemplar {
                                 labels: vec![Label {
                                     name: "traceID".into(),
-                                    value: trace_id.clone(),
+                                    value: exemplar_id(trace_id),
                                 }],
                                 value: *value,
                                 timestamp: *at,
@@ -301,6 +294,15 @@ fn series(
     }
 }
 
+/// A trace id as exemplars carry it: hex without leading zeros (as Tempo writes it).
+fn exemplar_id(id: &[u8; 16]) -> String {
+    let hex = legato_model::TraceId(*id).to_hex();
+    match hex.trim_start_matches('0') {
+        "" => "0".to_string(),
+        trimmed => trimmed.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,7 +314,9 @@ mod tests {
         r.add("calls_total", &l("a"), 1.0, 2, 1_000);
         r.add("calls_total", &l("a"), 2.0, 2, 1_500);
         let bounds: Arc<[f64]> = Arc::from(vec![0.1, 1.0]);
-        r.observe("latency", &l("a"), &bounds, 0.5, Some("abc"), 2, 1_500);
+        let mut abc = [0u8; 16];
+        abc[14..].copy_from_slice(&[0x0a, 0xbc]);
+        r.observe("latency", &l("a"), &bounds, 0.5, Some(abc), 2, 1_500);
         r.add("calls_total", &l("b"), 1.0, 2, 1_500);
         assert_eq!(
             (r.active(), r.refused),

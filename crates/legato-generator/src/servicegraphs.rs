@@ -369,8 +369,7 @@ impl ServiceGraphs {
         labels.sort();
         labels.dedup_by(|later, earlier| later.0 == earlier.0);
         let failed = info.failed;
-        let hex = legato_model::TraceId(info.trace_id).to_hex();
-        let exemplar = Some(hex.trim_start_matches('0')).filter(|t| !t.is_empty());
+        let exemplar = Some(info.trace_id).filter(|id| *id != [0; 16]);
         registry.add(REQUESTS, &labels, 1.0, max_active, now_ms);
         if failed {
             registry.add(FAILED, &labels, 1.0, max_active, now_ms);

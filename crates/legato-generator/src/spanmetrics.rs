@@ -62,7 +62,7 @@ impl SpanMetrics {
         scratch: &mut Labels,
         resource: &ResourceRef<'_>,
         span: &SpanRef<'_>,
-        exemplar: Option<&str>,
+        exemplar: Option<[u8; 16]>,
         max_active: usize,
         now_ms: i64,
     ) -> bool {
