@@ -559,10 +559,10 @@ impl Querier {
         Ok((eval.into_partial(), outcome))
     }
 
-    /// The pieces (see `Pieces`) of the traces this node holds (an ingester's data not yet
-    /// in blocks) with a span starting in `[start_ns, end_ns)`: the frontend gives each piece
-    /// to one ingester to count. Blocks are left to the queriers, which see them once they
-    /// have polled the bucket.
+    /// The pieces (see `Pieces`) this node holds outside the bucket listing (an ingester's
+    /// traces, and the blocks it flushed recently, which queriers may not have polled yet)
+    /// with a span starting in `[start_ns, end_ns)`: the frontend gives each piece to one
+    /// ingester to count, and has the queriers skip it.
     pub async fn held_pieces(
         &self,
         tenant: &TenantId,
@@ -589,8 +589,37 @@ impl Querier {
             source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
             budget.check()?;
         }
+        let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
+        let scanned = self
+            .scan_blocks(
+                blocks,
+                Arc::new(legato_storage::ScanOptions::full()),
+                {
+                    let (keys, cancel) = (keys.clone(), cancel.clone());
+                    move |trace: TraceData| {
+                        if trace
+                            .spans
+                            .iter()
+                            .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
+                        {
+                            keys.lock().insert(copy_fingerprint(&trace));
+                        }
+                        !cancel.is_cancelled()
+                    }
+                },
+                {
+                    let cancel = cancel.clone();
+                    move || cancel.is_cancelled()
+                },
+                |_| {},
+            )
+            .await?;
         if cancel.is_cancelled() {
             return Err(QueryError::Cancelled);
+        }
+        if let Some(why) = scanned.skipped.first() {
+            // A piece left out here would be counted by nobody.
+            return Err(QueryError::Job(why.clone()));
         }
         let keys = std::mem::take(&mut *keys.lock());
         Ok(keys.into_iter().collect())
