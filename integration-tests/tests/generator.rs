@@ -175,7 +175,20 @@ async fn span_metrics_reach_prometheus_and_answer_grafanas_red_queries() {
         "sampling kept nothing"
     );
 
-    // Grafana's RED table queries, as it sends them.
+    // Grafana's RED table queries, as it sends them. `rate` needs two samples of a series:
+    // wait until Prometheus has the second one of the error series too.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while prometheus
+        .query(
+            &client,
+            r#"rate(traces_spanmetrics_calls_total{span_kind="SPAN_KIND_SERVER", status_code="STATUS_CODE_ERROR"}[5m]) > 0"#,
+        )
+        .await
+        .is_empty()
+        && Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
     let rate = prometheus
         .query(
             &client,

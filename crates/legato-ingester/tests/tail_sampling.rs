@@ -272,19 +272,74 @@ fn the_collectors_example_configuration_is_accepted_as_pasted() {
     let cfg: TailSamplingConfig = serde_yaml::from_str(text).unwrap();
     assert_eq!(cfg.policies.len(), 16);
     assert_eq!(cfg.decision_cache.sampled_cache_size, Some(100_000));
-    // Every policy but the OTTL one compiles; that one is refused, naming it and the way out.
-    let err = TailSampler::new(&cfg, "overrides.defaults.sampling.tail_sampling")
-        .err()
-        .unwrap();
-    assert!(
-        err.contains("policies[12] (name \"test-policy-13\")")
-            && err.contains("ottl_condition")
-            && err.contains("traceql"),
-        "{err}"
+    // Every policy compiles, the OTTL one translated to TraceQL.
+    TailSampler::new(&cfg, "overrides.defaults.sampling.tail_sampling").unwrap();
+}
+
+#[test]
+fn ottl_conditions_are_translated_to_traceql() {
+    use legato_ingester::tail::ottl::{Context, condition, query};
+    let cases = [
+        (
+            r#"attributes["http.route"] == "/health""#,
+            r#"span.http.route = "/health""#,
+        ),
+        (
+            r#"resource.attributes["service.name"] != "cart""#,
+            r#"resource.service.name != "cart""#,
+        ),
+        (
+            r#"attributes["http.status_code"] >= 500 and kind == SPAN_KIND_SERVER"#,
+            r#"(span.http.status_code >= 500 && kind = server)"#,
+        ),
+        (
+            r#"status.code == STATUS_CODE_ERROR or not (name == "ping")"#,
+            r#"(status = error || !((name = "ping")))"#,
+        ),
+        (
+            r#"IsMatch(attributes["url.path"], "^/api")"#,
+            r#"span.url.path =~ ".*(?:^/api).*""#,
+        ),
+        (r#"attributes["odd key"] == true"#, r#"span."odd key" = true"#),
+    ];
+    for (ottl, traceql) in cases {
+        assert_eq!(condition(ottl, Context::Span).unwrap(), traceql, "{ottl}");
+        legato_traceql::parse(&format!("{{ {traceql} }}")).unwrap_or_else(|e| panic!("{traceql}: {e}"));
+    }
+    assert_eq!(
+        condition(r#"name == "exception""#, Context::SpanEvent).unwrap(),
+        r#"event:name = "exception""#
     );
-    let mut without_ottl = cfg.clone();
-    without_ottl.policies.retain(|p| p.kind != "ottl_condition");
-    TailSampler::new(&without_ottl, "tail_sampling").unwrap();
+    let q = query(
+        &[r#"attributes["a"] == "x""#.into()],
+        &[r#"attributes["b"] == 1"#.into()],
+    )
+    .unwrap();
+    assert_eq!(q, r#"{ span.a = "x" } || { event.b = 1 }"#);
+    // What is outside the subset is named.
+    let e = condition(r#"Len(attributes["a"]) > 3"#, Context::Span).unwrap_err();
+    assert!(
+        e.contains("expected a comparison") || e.contains("not supported"),
+        "{e}"
+    );
+    let e = condition(r#"span.trace_id == "x""#, Context::Span).unwrap_err();
+    assert!(e.contains("path span.trace_id is not supported"), "{e}");
+
+    // The policy decides by the translated filter.
+    let p = policy(
+        r#"{name: o, type: ottl_condition, ottl_condition: {error_mode: ignore, span: ['attributes["team"] == "payments"', 'status.code == STATUS_CODE_ERROR']}}"#,
+    );
+    let mut failing = s(1, 0, 1);
+    failing.status = 2;
+    assert_eq!(eval(&p, &trace(1, "a", vec![failing])), Sampled);
+    assert_eq!(eval(&p, &trace(2, "a", vec![s(1, 0, 1)])), NotSampled);
+    // `team` is a resource attribute here, not a span attribute: OTTL's span context would
+    // not match it either.
+    assert_eq!(eval(&p, &trace(3, "payments", vec![s(1, 0, 1)])), NotSampled);
+    let p = policy(
+        r#"{name: o, type: ottl_condition, ottl_condition: {span: ['resource.attributes["team"] == "payments"']}}"#,
+    );
+    assert_eq!(eval(&p, &trace(3, "payments", vec![s(1, 0, 1)])), Sampled);
 }
 
 #[test]

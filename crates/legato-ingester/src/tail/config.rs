@@ -129,10 +129,10 @@ pub struct PolicyConfig {
     pub bytes_limiting: Option<BytesLimitingConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace_flags: Option<serde_yaml::Value>,
-    /// The Collector's OTTL conditions, which Legato does not evaluate: the block parses, and
-    /// start-up stops naming the type (so the message is about it, not about an unknown key).
+    /// The Collector's OTTL conditions: the common subset is translated to TraceQL (see
+    /// `tail::ottl`); anything else stops start-up naming the condition.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ottl_condition: Option<serde_yaml::Value>,
+    pub ottl_condition: Option<OttlConditionConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -255,6 +255,19 @@ pub struct CompositeConfig {
 pub struct RateAllocation {
     pub policy: String,
     pub percent: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OttlConditionConfig {
+    /// `ignore`, `silent` or `propagate`: accepted (a translated condition cannot fail at
+    /// run time).
+    #[serde(default)]
+    pub error_mode: String,
+    #[serde(default)]
+    pub span: Vec<String>,
+    #[serde(default)]
+    pub spanevent: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

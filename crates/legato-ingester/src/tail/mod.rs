@@ -7,6 +7,7 @@
 //! alike except under rate limits.
 
 pub mod config;
+pub mod ottl;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
@@ -144,7 +145,7 @@ pub struct Policy {
     rule: Rule,
 }
 
-const TYPES: &str = "always_sample, latency, numeric_attribute, probabilistic, status_code, string_attribute, boolean_attribute, trace_state, trace_flags, rate_limiting, bytes_limiting, span_count, and, drop, composite, traceql";
+const TYPES: &str = "always_sample, latency, numeric_attribute, probabilistic, status_code, string_attribute, boolean_attribute, trace_state, trace_flags, rate_limiting, bytes_limiting, span_count, ottl_condition, and, drop, composite, traceql";
 
 impl Policy {
     /// Compiles a policy; `key` names it in errors (`...policies[2]`).
@@ -323,9 +324,23 @@ impl Policy {
             }
             "trace_flags" => Rule::TraceFlags,
             "ottl_condition" => {
-                return Err(format!(
-                    "{key}: policy type ottl_condition is not supported by Legato; write the condition as a `traceql` policy (type: traceql, traceql: {{query: ...}})"
-                ));
+                let c = cfg.ottl_condition.as_ref().ok_or_else(|| missing("ottl_condition"))?;
+                if !matches!(c.error_mode.as_str(), "" | "ignore" | "silent" | "propagate") {
+                    return Err(format!(
+                        "{key}: ottl_condition.error_mode must be ignore, silent or propagate, got {:?}",
+                        c.error_mode
+                    ));
+                }
+                let text = ottl::query(&c.span, &c.spanevent).map_err(|e| {
+                    format!("{key}: ottl_condition: {e}; Legato translates a subset of OTTL to TraceQL (see docs/sampling.md), or write a `traceql` policy")
+                })?;
+                let query = legato_traceql::parse(&text).map_err(|e| {
+                    format!("{key}: ottl_condition, as TraceQL {text:?}: {e}; write a `traceql` policy")
+                })?;
+                Rule::TraceQl(
+                    legato_traceql::eval::Plan::new(query)
+                        .map_err(|e| format!("{key}: ottl_condition, as TraceQL {text:?}: {e}"))?,
+                )
             }
             other => return Err(format!("{key}: unknown policy type {other:?}; known: {TYPES}")),
         };
