@@ -89,6 +89,9 @@ struct QueryArgs {
     duration: Duration,
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Look every id up once, then stop (instead of random picks for `--duration`).
+    #[arg(long)]
+    all: bool,
     #[arg(long)]
     tenant: Option<String>,
     /// A file of TraceQL queries (one per line, `#` comments) to run after the lookups.
@@ -445,11 +448,22 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         );
         let base = args.http.trim_end_matches('/').to_string();
         let tenant = args.tenant.clone();
+        let (all, concurrency) = (args.all, args.concurrency.max(1));
         tasks.push(tokio::spawn(async move {
             let mut k = worker * 7919;
-            while Instant::now() < deadline {
-                k = (k * 1_103_515_245 + 12_345) % (1 << 31);
-                let (id, expected) = &ids[k % ids.len()];
+            let mut next = worker;
+            loop {
+                let (id, expected) = if all {
+                    let Some(entry) = ids.get(next) else { break };
+                    next += concurrency;
+                    entry
+                } else {
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                    k = (k * 1_103_515_245 + 12_345) % (1 << 31);
+                    &ids[k % ids.len()]
+                };
                 let t0 = Instant::now();
                 let mut req = client
                     .get(format!("{base}/api/v2/traces/{id}"))
