@@ -34,13 +34,51 @@ impl Equivalent<Key> for KeyRef<'_> {
 #[derive(Debug)]
 enum Value {
     Counter(f64),
-    Histogram {
-        bounds: Arc<[f64]>,
-        /// Per bucket (not cumulative), plus one for +Inf.
-        counts: Vec<u64>,
-        sum: f64,
-        count: u64,
+    Histogram(Histogram),
+    /// Span metrics' three series of one label set (calls, size, latency), kept in one entry
+    /// so a span costs one lookup; collected as the three families.
+    SpanMetrics {
+        calls: f64,
+        size: f64,
+        latency: Histogram,
     },
+}
+
+#[derive(Debug)]
+struct Histogram {
+    bounds: Arc<[f64]>,
+    /// Per bucket (not cumulative), plus one for +Inf.
+    counts: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &Arc<[f64]>) -> Self {
+        Self {
+            bounds: bounds.clone(),
+            counts: vec![0; bounds.len() + 1],
+            sum: 0.0,
+            count: 0,
+        }
+    }
+
+    fn observe(&mut self, value: f64) {
+        let bucket = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        self.counts[bucket] += 1;
+        self.sum += value;
+        self.count += 1;
+    }
+}
+
+impl Value {
+    /// The series it stands for, against `max_active_series`.
+    fn weight(&self) -> usize {
+        match self {
+            Value::SpanMetrics { .. } => 3,
+            _ => 1,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -59,13 +97,15 @@ struct Series {
 #[derive(Debug, Default)]
 pub struct Registry {
     series: HashMap<Key, Series>,
+    /// Series held (a span-metrics entry holds three).
+    active: usize,
     /// Updates refused because the tenant was at `max_active_series`.
     pub refused: u64,
 }
 
 impl Registry {
     pub fn active(&self) -> usize {
-        self.series.len()
+        self.active
     }
 
     fn entry(
@@ -77,13 +117,17 @@ impl Registry {
         init: impl FnOnce() -> Value,
     ) -> Option<&mut Series> {
         // One lookup for an existing series (the common case), one insert for a new one.
-        let full = max_active > 0 && self.series.len() >= max_active;
-        let new_series = |init: Value| Series {
-            value: init,
-            created_ms: now_ms,
-            updated_ms: now_ms,
-            reported: false,
-            exemplar: None,
+        let full = max_active > 0 && self.active >= max_active;
+        let active = &mut self.active;
+        let mut new_series = |init: Value| {
+            *active += init.weight();
+            Series {
+                value: init,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+                reported: false,
+                exemplar: None,
+            }
         };
         let series = if !full {
             match self.series.entry_ref(&KeyRef { name, labels }) {
@@ -131,35 +175,63 @@ impl Registry {
         max_active: usize,
         now_ms: i64,
     ) {
-        let init = || Value::Histogram {
-            bounds: bounds.clone(),
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-            count: 0,
-        };
+        let init = || Value::Histogram(Histogram::new(bounds));
         let Some(s) = self.entry(name, labels, max_active, now_ms, init) else {
             return;
         };
-        if let Value::Histogram {
-            bounds,
-            counts,
-            sum,
-            count,
-        } = &mut s.value
-        {
-            let bucket = bounds.iter().position(|b| value <= *b).unwrap_or(bounds.len());
-            counts[bucket] += 1;
-            *sum += value;
-            *count += 1;
+        if let Value::Histogram(h) = &mut s.value {
+            h.observe(value);
         }
         if let Some(trace_id) = exemplar {
             s.exemplar = Some((trace_id, value, now_ms));
         }
     }
 
+    /// One span for span metrics: its call, its size and its latency, in one lookup.
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe_span(
+        &mut self,
+        labels: &[(String, String)],
+        size: f64,
+        bounds: &Arc<[f64]>,
+        seconds: f64,
+        exemplar: Option<[u8; 16]>,
+        max_active: usize,
+        now_ms: i64,
+    ) {
+        let init = || Value::SpanMetrics {
+            calls: 0.0,
+            size: 0.0,
+            latency: Histogram::new(bounds),
+        };
+        let Some(s) = self.entry(crate::spanmetrics::CALLS, labels, max_active, now_ms, init) else {
+            return;
+        };
+        if let Value::SpanMetrics {
+            calls,
+            size: bytes,
+            latency,
+        } = &mut s.value
+        {
+            *calls += 1.0;
+            *bytes += size;
+            latency.observe(seconds);
+        }
+        if let Some(trace_id) = exemplar {
+            s.exemplar = Some((trace_id, seconds, now_ms));
+        }
+    }
+
     /// Drops series not updated since `stale_before_ms`.
     pub fn drop_stale(&mut self, stale_before_ms: i64) {
-        self.series.retain(|_, s| s.updated_ms >= stale_before_ms);
+        let active = &mut self.active;
+        self.series.retain(|_, s| {
+            let keep = s.updated_ms >= stale_before_ms;
+            if !keep {
+                *active -= s.value.weight();
+            }
+            keep
+        });
     }
 
     /// Every series as remote-write time series at `now_ms`, `external` labels added.
@@ -185,62 +257,62 @@ impl Registry {
                 });
                 samples
             };
+            let exemplar = s.exemplar.as_ref().filter(|_| exemplars);
             match &s.value {
                 Value::Counter(v) => out.push(series(key.name, &key.labels, None, external, samples(*v))),
-                Value::Histogram {
-                    bounds,
-                    counts,
-                    sum,
-                    count,
-                } => {
-                    let exemplar_bucket = s
-                        .exemplar
-                        .as_ref()
-                        .filter(|_| exemplars)
-                        .map(|(_, v, _)| bounds.iter().position(|b| v <= b).unwrap_or(bounds.len()));
-                    let mut cumulative = 0u64;
-                    for (i, c) in counts.iter().enumerate() {
-                        cumulative += c;
-                        let le = bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| format_bound(*b));
-                        let mut ts = series(
-                            bucket_name(key.name),
-                            &key.labels,
-                            Some(&le),
-                            external,
-                            samples(cumulative as f64),
-                        );
-                        if exemplar_bucket == Some(i)
-                            && let Some((trace_id, value, at)) = &s.exemplar
-                        {
-                            ts.exemplars.push(Exemplar {
-                                labels: vec![Label {
-                                    name: "traceID".into(),
-                                    value: exemplar_id(trace_id),
-                                }],
-                                value: *value,
-                                timestamp: *at,
-                            });
-                        }
-                        out.push(ts);
-                    }
-                    // Tempo starts `_count` and `_bucket` at 0, not `_sum`.
-                    let mut sum_series = series(sum_name(key.name), &key.labels, None, external, samples(*sum));
-                    if first {
-                        sum_series.samples.remove(0);
-                    }
-                    out.push(sum_series);
-                    out.push(series(
-                        count_name(key.name),
-                        &key.labels,
-                        None,
-                        external,
-                        samples(*count as f64),
-                    ));
+                Value::Histogram(h) => histogram(&mut out, key.name, &key.labels, h, exemplar, first, external, &samples),
+                Value::SpanMetrics { calls, size, latency } => {
+                    use crate::spanmetrics::{CALLS, LATENCY, SIZE};
+                    out.push(series(CALLS, &key.labels, None, external, samples(*calls)));
+                    out.push(series(SIZE, &key.labels, None, external, samples(*size)));
+                    histogram(&mut out, LATENCY, &key.labels, latency, exemplar, first, external, &samples);
                 }
             }
         }
         out
     }
+}
+
+/// A histogram's `_bucket` (cumulative, with the exemplar on the bucket holding its value),
+/// `_sum` and `_count` series.
+#[allow(clippy::too_many_arguments)]
+fn histogram(
+    out: &mut Vec<TimeSeries>,
+    name: &'static str,
+    labels: &Labels,
+    h: &Histogram,
+    exemplar: Option<&([u8; 16], f64, i64)>,
+    first: bool,
+    external: &Labels,
+    samples: &dyn Fn(f64) -> Vec<Sample>,
+) {
+    let exemplar_bucket = exemplar.map(|(_, v, _)| h.bounds.iter().position(|b| v <= b).unwrap_or(h.bounds.len()));
+    let mut cumulative = 0u64;
+    for (i, c) in h.counts.iter().enumerate() {
+        cumulative += c;
+        let le = h.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| format_bound(*b));
+        let mut ts = series(bucket_name(name), labels, Some(&le), external, samples(cumulative as f64));
+        if exemplar_bucket == Some(i)
+            && let Some((trace_id, value, at)) = exemplar
+        {
+            ts.exemplars.push(Exemplar {
+                labels: vec![Label {
+                    name: "traceID".into(),
+                    value: exemplar_id(trace_id),
+                }],
+                value: *value,
+                timestamp: *at,
+            });
+        }
+        out.push(ts);
+    }
+    // Tempo starts `_count` and `_bucket` at 0, not `_sum`.
+    let mut sum_series = series(sum_name(name), labels, None, external, samples(h.sum));
+    if first {
+        sum_series.samples.remove(0);
+    }
+    out.push(sum_series);
+    out.push(series(count_name(name), labels, None, external, samples(h.count as f64)));
 }
 
 fn bucket_name(name: &'static str) -> String {

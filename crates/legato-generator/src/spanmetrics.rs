@@ -70,11 +70,9 @@ impl SpanMetrics {
             return false;
         }
         self.labels(scratch, resource, span);
-        registry.add(CALLS, scratch, 1.0, max_active, now_ms);
-        registry.add(SIZE, scratch, span.encoded_len as f64, max_active, now_ms);
-        registry.observe(
-            LATENCY,
+        registry.observe_span(
             scratch,
+            span.encoded_len as f64,
             &self.bounds,
             span.seconds(),
             exemplar,
