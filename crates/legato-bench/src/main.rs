@@ -70,6 +70,10 @@ struct IngestArgs {
     /// Traces per export request (a Collector batch).
     #[arg(long, default_value_t = 40)]
     traces_per_batch: usize,
+    /// The data set: `demo` (as rich as OpenTelemetry-demo traffic) or `legacy` (the first
+    /// benchmark's leaner spans, for comparison with earlier figures).
+    #[arg(long, value_enum, default_value = "legacy")]
+    data: traffic::Data,
     /// Where to write the ids of the traces sent (`hex span_count` per line).
     #[arg(long, default_value = "trace-ids.txt")]
     trace_ids: PathBuf,
@@ -258,8 +262,9 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     for worker in 0..args.connections.max(1) {
         let seed = args.seed.wrapping_mul(1000).wrapping_add(worker as u64);
         let pool_size = args.pool;
+        let data = args.data;
         workers.push(tokio::task::spawn_blocking(move || {
-            let mut generator = traffic::Generator::new(seed);
+            let mut generator = traffic::Generator::with_data(seed, data);
             let prepared: Vec<pool::Prepared> = (0..pool_size)
                 .map(|i| {
                     let base = now_ns();

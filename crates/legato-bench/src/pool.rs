@@ -112,7 +112,7 @@ mod tests {
 
     #[test]
     fn instantiated_requests_carry_fresh_ids_and_decode() {
-        let mut g = crate::traffic::Generator::new(7);
+        let mut g = crate::traffic::Generator::with_data(7, crate::traffic::Data::Legacy);
         let traces: Vec<GeneratedTrace> = (0..5).map(|k| g.trace(1_000 + k)).collect();
         let req = crate::traffic::batch(&g, &traces);
         let p = Prepared::new(&req, &traces);
