@@ -8,6 +8,7 @@
 #
 #   DURATION=30s  CONNECTIONS=16  POOL=256  DATA=demo (or legacy)  VARIANTS="5s 30s"
 #   SETTLE=25s    wait after ingest for flushes and compaction before measuring blocks
+#   INGESTER="max_buffered_bytes: 256MiB"  extra ingester keys (flow style)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-30s}
@@ -16,6 +17,7 @@ POOL=${POOL:-256}
 DATA=${DATA:-demo}
 VARIANTS=${VARIANTS:-5s 30s}
 SETTLE=${SETTLE:-25}
+INGESTER=${INGESTER:+, $INGESTER}
 cargo build --release -q -p legato -p legato-bench
 LEGATO=${LEGATO:-target/release/legato}
 BENCH=target/release/legato-bench
@@ -35,7 +37,7 @@ for variant in $VARIANTS; do
   cat > "$dir/legato.yaml" <<YAML
 server: {http_listen_address: 127.0.0.1, http_listen_port: $http, grpc_listen_address: 127.0.0.1, grpc_listen_port: $grpc, log_level: warn}
 distributor: {receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:$otlp"}, http: {endpoint: "127.0.0.1:$otlp_http"}}}}}
-ingester: {max_block_duration: $variant, trace_idle_period: 5s}
+ingester: {max_block_duration: $variant, trace_idle_period: 5s$INGESTER}
 storage:
   trace:
     wal: {path: $dir/wal}
