@@ -218,6 +218,21 @@ def check_compose(c: Checker) -> None:
     if not c.expect((REPO / col_mounts.get(col_cfg_path, "-")).is_file(), f"otel-collector --config={col_cfg_path} is a mounted file"):
         return
     col_cfg = yaml.safe_load((REPO / col_mounts[col_cfg_path]).read_text())
+    # Component types of the Collector version the file is written for (v0.156.0, contrib):
+    # deprecated aliases are refused, so the file stays free of deprecation warnings.
+    known = {
+        "receivers": {"otlp"},
+        "processors": {"batch", "memory_limiter", "resource", "attributes", "k8sattributes"},
+        "exporters": {"otlp_grpc", "otlp_http", "debug"},
+    }
+    deprecated = {"otlp": "otlp_grpc", "otlphttp": "otlp_http"}
+    for kind, types in known.items():
+        for component in col_cfg.get(kind) or {}:
+            ctype = component.split("/", 1)[0]
+            if kind == "exporters" and ctype in deprecated:
+                c.fail(f"collector exporter {component}", f"deprecated alias; use {deprecated[ctype]}")
+            else:
+                c.expect(ctype in types, f"collector {kind[:-1]} {component} is a v0.156 component type", f"known: {sorted(types)}")
     pipe = col_cfg["service"]["pipelines"]["traces"]
     for kind in ("receivers", "processors", "exporters"):
         for item in pipe.get(kind, []):
