@@ -79,6 +79,15 @@ fn range(params: &Params) -> Result<Range, ApiError> {
     Ok(Range { start, end })
 }
 
+/// Whether to add `promLabels` to each series: only for Grafana 10.4–11.3, which read it as
+/// the series name and send the query as `query=`. Tempo 3 removed the field (field 3 of
+/// `TimeSeries` and `InstantSeries` is reserved) and its Go clients (tempo-cli, tempo-vulture),
+/// which send `q=`, refuse unknown fields; newer Grafana sends `q=` and names series from
+/// `labels`.
+fn wants_prom_labels(params: &Params) -> bool {
+    param(params, "q").is_none() && param(params, "query").is_some()
+}
+
 fn prom_labels(labels: &[(String, legato_traceql::value::Value)]) -> String {
     let parts: Vec<String> = labels
         .iter()
@@ -244,7 +253,9 @@ pub async fn query_range(
                     .collect();
                 let mut obj = serde_json::Map::new();
                 obj.insert("labels".into(), labels_json(&s.labels));
-                obj.insert("promLabels".into(), json!(prom_labels(&s.labels)));
+                if wants_prom_labels(&params) {
+                    obj.insert("promLabels".into(), json!(prom_labels(&s.labels)));
+                }
                 obj.insert("samples".into(), Json::Array(samples));
                 if !exemplars.is_empty() {
                     obj.insert("exemplars".into(), Json::Array(exemplars));
@@ -277,7 +288,11 @@ pub async fn query_instant(
             .iter()
             .filter_map(|s| {
                 let value = s.samples.first()?.1;
-                Some(json!({"labels": labels_json(&s.labels), "promLabels": prom_labels(&s.labels), "value": value}))
+                let mut obj = json!({"labels": labels_json(&s.labels), "value": value});
+                if wants_prom_labels(&params) {
+                    obj["promLabels"] = json!(prom_labels(&s.labels));
+                }
+                Some(obj)
             })
             .collect();
         Ok(json_response(&response_json(&state, series, &outcome)))

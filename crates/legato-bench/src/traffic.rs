@@ -171,7 +171,10 @@ impl Generator {
                                 s("k8s.pod.name", pod_name),
                                 s("k8s.node.name", node.clone()),
                                 s("k8s.namespace.name", namespace),
-                                s("k8s.deployment.name", format!("{name}{}", if canary { "-canary" } else { "" })),
+                                s(
+                                    "k8s.deployment.name",
+                                    format!("{name}{}", if canary { "-canary" } else { "" }),
+                                ),
                                 s("host.name", node),
                                 s("cloud.provider", "aws"),
                                 s("cloud.region", "eu-west-1"),
@@ -222,7 +225,11 @@ impl Generator {
         if self.data == Data::Demo {
             // Each service's pod for this trace (the canary gets a tenth of the traffic).
             for svc in 0..SERVICES.len() {
-                let pod = if self.rng.random_bool(0.1) { 2 } else { self.rng.random_range(0..2) };
+                let pod = if self.rng.random_bool(0.1) {
+                    2
+                } else {
+                    self.rng.random_range(0..2)
+                };
                 self.pods[svc] = svc * 3 + pod;
             }
         }
@@ -283,7 +290,10 @@ impl Generator {
                     self.rng.random_range(0..40)
                 ),
             ));
-            attributes.push(s("client.address", format!("10.0.{}.{}", self.rng.random_range(0..8), self.rng.random_range(1..250))));
+            attributes.push(s(
+                "client.address",
+                format!("10.0.{}.{}", self.rng.random_range(0..8), self.rng.random_range(1..250)),
+            ));
             match service {
                 2 => attributes.push(s("app.order.id", uuid_like(&mut self.rng))),
                 3 => attributes.push(s("app.payment.transaction.id", uuid_like(&mut self.rng))),
@@ -349,7 +359,10 @@ impl Generator {
                 out[client_idx].1.end_time_unix_nano = client_end;
                 if self.data == Data::Demo {
                     // gRPC message events, as the gRPC instrumentations record them.
-                    for (k, (kind, at)) in [("SENT", cursor + 20_000), ("RECEIVED", end + 40_000)].into_iter().enumerate() {
+                    for (k, (kind, at)) in [("SENT", cursor + 20_000), ("RECEIVED", end + 40_000)]
+                        .into_iter()
+                        .enumerate()
+                    {
                         out[client_idx].1.events.push(span::Event {
                             time_unix_nano: at,
                             name: "message".into(),
@@ -415,7 +428,10 @@ impl Generator {
                 s("exception.message", "connection reset by peer"),
             ];
             if self.data == Data::Demo {
-                attributes.push(s("exception.stacktrace", stack_trace(SERVICES[service].0, &mut self.rng)));
+                attributes.push(s(
+                    "exception.stacktrace",
+                    stack_trace(SERVICES[service].0, &mut self.rng),
+                ));
             }
             let server = &mut out[server_idx].1;
             server.events.push(span::Event {
@@ -484,15 +500,31 @@ mod tests {
             .flat_map(|s| &s.events)
             .filter(|e| e.attributes.iter().any(|a| a.key == "exception.stacktrace"))
             .count();
-        let messages = all.iter().flat_map(|s| &s.events).filter(|e| e.name == "message").count();
-        let canary = request
-            .resource_spans
+        let messages = all
             .iter()
-            .any(|rs| rs.resource.as_ref().unwrap().attributes.iter().any(|a| a.key == "k8s.namespace.name" && format!("{:?}", a.value).contains("canary")));
+            .flat_map(|s| &s.events)
+            .filter(|e| e.name == "message")
+            .count();
+        let canary = request.resource_spans.iter().any(|rs| {
+            rs.resource
+                .as_ref()
+                .unwrap()
+                .attributes
+                .iter()
+                .any(|a| a.key == "k8s.namespace.name" && format!("{:?}", a.value).contains("canary"))
+        });
         eprintln!("demo data: spans per trace {min}..{max}, mean {mean:.1}; {per_span:.0} bytes of OTLP per span");
-        assert!(min >= 4 && max <= 40 && (9.0..=16.0).contains(&mean), "spans per trace {min}..{max}, mean {mean}");
+        assert!(
+            min >= 4 && max <= 40 && (9.0..=16.0).contains(&mean),
+            "spans per trace {min}..{max}, mean {mean}"
+        );
         assert!((300.0..=700.0).contains(&per_span), "{per_span} bytes per span");
-        assert!(request.resource_spans.iter().all(|rs| rs.resource.as_ref().unwrap().attributes.len() == 14));
+        assert!(
+            request
+                .resource_spans
+                .iter()
+                .all(|rs| rs.resource.as_ref().unwrap().attributes.len() == 14)
+        );
         assert!(stack_traces > 0 && messages > 0 && canary);
     }
 }

@@ -64,7 +64,11 @@ impl Histogram {
     }
 
     fn observe(&mut self, value: f64) {
-        let bucket = self.bounds.iter().position(|b| value <= *b).unwrap_or(self.bounds.len());
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|b| value <= *b)
+            .unwrap_or(self.bounds.len());
         self.counts[bucket] += 1;
         self.sum += value;
         self.count += 1;
@@ -260,12 +264,23 @@ impl Registry {
             let exemplar = s.exemplar.as_ref().filter(|_| exemplars);
             match &s.value {
                 Value::Counter(v) => out.push(series(key.name, &key.labels, None, external, samples(*v))),
-                Value::Histogram(h) => histogram(&mut out, key.name, &key.labels, h, exemplar, first, external, &samples),
+                Value::Histogram(h) => {
+                    histogram(&mut out, key.name, &key.labels, h, exemplar, first, external, &samples)
+                }
                 Value::SpanMetrics { calls, size, latency } => {
                     use crate::spanmetrics::{CALLS, LATENCY, SIZE};
                     out.push(series(CALLS, &key.labels, None, external, samples(*calls)));
                     out.push(series(SIZE, &key.labels, None, external, samples(*size)));
-                    histogram(&mut out, LATENCY, &key.labels, latency, exemplar, first, external, &samples);
+                    histogram(
+                        &mut out,
+                        LATENCY,
+                        &key.labels,
+                        latency,
+                        exemplar,
+                        first,
+                        external,
+                        &samples,
+                    );
                 }
             }
         }
@@ -291,7 +306,13 @@ fn histogram(
     for (i, c) in h.counts.iter().enumerate() {
         cumulative += c;
         let le = h.bounds.get(i).map_or_else(|| "+Inf".to_string(), |b| format_bound(*b));
-        let mut ts = series(bucket_name(name), labels, Some(&le), external, samples(cumulative as f64));
+        let mut ts = series(
+            bucket_name(name),
+            labels,
+            Some(&le),
+            external,
+            samples(cumulative as f64),
+        );
         if exemplar_bucket == Some(i)
             && let Some((trace_id, value, at)) = exemplar
         {
@@ -312,7 +333,13 @@ fn histogram(
         sum_series.samples.remove(0);
     }
     out.push(sum_series);
-    out.push(series(count_name(name), labels, None, external, samples(h.count as f64)));
+    out.push(series(
+        count_name(name),
+        labels,
+        None,
+        external,
+        samples(h.count as f64),
+    ));
 }
 
 fn bucket_name(name: &'static str) -> String {
