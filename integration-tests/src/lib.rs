@@ -1,6 +1,8 @@
 //! Helpers for end-to-end tests that start the real `legato` binary (and a real S3 server)
 //! as separate processes on loopback.
 
+pub mod s3_proxy;
+
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -318,16 +320,29 @@ pub fn otlp_request_at(seed: u64, spans: u64, start_unix_nano: u64) -> (ExportTr
 
 /// Fetches `/api/v2/traces/{id}` as protobuf and returns its span count (0 when absent).
 pub async fn span_count_v2(client: &reqwest::Client, legato: &Legato, trace_id: &[u8]) -> usize {
+    let (status, spans) = trace_by_id_v2(client, legato, trace_id).await;
+    assert_eq!(status, 200);
+    spans
+}
+
+/// Trace-by-id v2 as protobuf: the HTTP status and, on 200, the trace's span count.
+pub async fn trace_by_id_v2(client: &reqwest::Client, legato: &Legato, trace_id: &[u8]) -> (u16, usize) {
     let resp = client
         .get(legato.url(&format!("/api/v2/traces/{}", hex::encode(trace_id))))
         .header("accept", "application/protobuf")
         .send()
         .await
         .expect("query");
-    assert_eq!(resp.status(), 200);
+    let status = resp.status().as_u16();
+    if status != 200 {
+        return (status, 0);
+    }
     let body = resp.bytes().await.expect("body");
     let decoded = TraceByIdResponse::decode(body).expect("TraceByIDResponse");
-    legato_proto::span_count(&decoded.trace.map(|t| t.resource_spans).unwrap_or_default())
+    (
+        status,
+        legato_proto::span_count(&decoded.trace.map(|t| t.resource_spans).unwrap_or_default()),
+    )
 }
 
 /// POSTs an OTLP protobuf request; returns the HTTP status and body.

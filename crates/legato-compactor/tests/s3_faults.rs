@@ -9,142 +9,17 @@
 mod support;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use integration_tests::s3_proxy::{Faults, start_proxy};
 use legato_model::{BlockId, Clock, TenantId};
 use legato_proto::combine::combine;
 use legato_storage::metrics::StorageMetrics;
 use legato_storage::{BlockReader, ObjectStore, StorageBackend, TraceStorageConfig, encode_block, write_block};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 const BUCKET: &str = "traces";
-
-/// One HTTP/1.1 exchange on a fresh connection; returns the raw response.
-async fn exchange(port: u16, request: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut conn = TcpStream::connect(("127.0.0.1", port)).await?;
-    conn.write_all(request).await?;
-    let mut response = Vec::new();
-    conn.read_to_end(&mut response).await?;
-    Ok(response)
-}
-
-/// What the proxy did.
-#[derive(Default)]
-struct ProxyStats {
-    requests: AtomicU64,
-    refused: AtomicU64,
-    lost: AtomicU64,
-    stalled: AtomicU64,
-}
-
-struct Faults {
-    fail_ratio: f64,
-    stall_ratio: f64,
-    stall: Duration,
-    enabled: AtomicBool,
-    stats: ProxyStats,
-    rng: parking_lot::Mutex<u64>,
-}
-
-impl Faults {
-    fn roll(&self) -> f64 {
-        let mut s = self.rng.lock();
-        *s ^= *s << 13;
-        *s ^= *s >> 7;
-        *s ^= *s << 17;
-        (*s >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-fn head_end(buf: &[u8]) -> Option<usize> {
-    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4)
-}
-
-fn content_length(head: &str) -> usize {
-    head.lines()
-        .find_map(|l| {
-            let (name, value) = l.split_once(':')?;
-            name.eq_ignore_ascii_case("content-length")
-                .then(|| value.trim().parse().ok())
-                .flatten()
-        })
-        .unwrap_or(0)
-}
-
-/// The request head with `Connection: close`, so the server ends the response with EOF.
-fn closing(head: &str) -> String {
-    let mut lines: Vec<&str> = head
-        .trim_end_matches("\r\n")
-        .split("\r\n")
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .collect();
-    lines.push("Connection: close");
-    format!("{}\r\n\r\n", lines.join("\r\n"))
-}
-
-const REFUSED: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-const LOST: &[u8] = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
-
-/// Serves one client connection: one request, then close.
-async fn proxy_one(mut client: TcpStream, upstream: u16, faults: Arc<Faults>) -> std::io::Result<()> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 64 << 10];
-    let end = loop {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = head_end(&buf) {
-            break end;
-        }
-    };
-    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-    let body_len = content_length(&head);
-    while buf.len() < end + body_len {
-        let n = client.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    faults.stats.requests.fetch_add(1, Ordering::SeqCst);
-    let on = faults.enabled.load(Ordering::SeqCst);
-    if on && faults.roll() < faults.stall_ratio {
-        faults.stats.stalled.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(faults.stall).await;
-    }
-    let fate = if on { faults.roll() } else { 1.0 };
-    if fate < faults.fail_ratio / 2.0 {
-        faults.stats.refused.fetch_add(1, Ordering::SeqCst);
-        return client.write_all(REFUSED).await;
-    }
-    let mut request = closing(&head).into_bytes();
-    request.extend_from_slice(&buf[end..end + body_len]);
-    let response = exchange(upstream, &request).await?;
-    if fate < faults.fail_ratio {
-        faults.stats.lost.fetch_add(1, Ordering::SeqCst);
-        return client.write_all(LOST).await;
-    }
-    client.write_all(&response).await
-}
-
-async fn start_proxy(upstream: u16, faults: Arc<Faults>) -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((client, _)) = listener.accept().await {
-            let faults = faults.clone();
-            tokio::spawn(async move {
-                let _ = proxy_one(client, upstream, faults).await;
-            });
-        }
-    });
-    port
-}
 
 fn store_config(proxy: u16, retries: usize) -> TraceStorageConfig {
     let mut cfg = TraceStorageConfig {
@@ -251,14 +126,8 @@ async fn a_flaky_s3_is_absorbed_by_retries_and_otherwise_fails_clearly() {
     let s3 = integration_tests::S3Server::start(BUCKET).await;
     let mut injected = [0u64; 3];
     for (retries, tenant) in [(10, "retried"), (0, "unretried")] {
-        let faults = Arc::new(Faults {
-            fail_ratio: 0.2,
-            stall_ratio: 0.03,
-            stall: Duration::from_millis(2500),
-            enabled: AtomicBool::new(true),
-            stats: ProxyStats::default(),
-            rng: parking_lot::Mutex::new(0x5EED_u64 + retries as u64),
-        });
+        let faults = Faults::new(0.2, 0.03, Duration::from_millis(2500));
+        *faults.rng.lock() = 0x5EED_u64 + retries as u64;
         let proxy = start_proxy(s3.port, faults.clone()).await;
         let store = legato_storage::build_object_store(&store_config(proxy, retries)).unwrap();
         let tenant = TenantId::new(tenant).unwrap();
