@@ -381,3 +381,38 @@ async fn post_gzip(
         .await
         .unwrap()
 }
+
+/// Issue 13: under back-pressure (the ingester holds `max_buffered_bytes`) exports are refused
+/// before their body is read or walked: a garbage body gets the same 429 as a valid one (not
+/// 400), so a retry storm costs a header check per export; gRPC gets RESOURCE_EXHAUSTED even
+/// for an undecodable message. Nothing already accepted is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_backpressure_exports_are_refused_before_their_body_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    // Live traces stay live (idle period 1h), so the 64 KiB buffer fills and stays full.
+    let yaml = config_yaml(ports, dir.path(), None, "")
+        .replace("trace_idle_period: 1s", "trace_idle_period: 1h\n  max_block_bytes: 64KiB\n  max_buffered_bytes: 64KiB");
+    let legato = Legato::start(dir.path(), ports, &yaml);
+    let client = reqwest::Client::new();
+    let mut acked = Vec::new();
+    let mut refused = false;
+    for seed in 0..200 {
+        let (req, id) = otlp_request(seed, 20);
+        match post_otlp(&client, &legato, &req).await.0 {
+            200 => acked.push(id),
+            429 => {
+                refused = true;
+                break;
+            }
+            other => panic!("export {seed}: {other}"),
+        }
+    }
+    assert!(refused && !acked.is_empty(), "the buffer never filled ({} acked)", acked.len());
+    let (status, body) = post_otlp_bytes(&client, &legato, b"\xff\xff\xff not protobuf".to_vec()).await;
+    assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(export_undecodable(&legato).await.code(), tonic::Code::ResourceExhausted);
+    for id in &acked {
+        assert_eq!(span_count_v2(&client, &legato, id).await, 20);
+    }
+}

@@ -18,16 +18,41 @@ pub struct OtlpTraceService {
 
 /// The tonic service, accepting gzip and zstd and refusing messages over the limit with
 /// RESOURCE_EXHAUSTED. Tonic itself answers OUT_OF_RANGE past its own limit, so that one is
-/// set to a multiple of ours as a hard guard and ours is checked in the handler.
-pub fn trace_service(state: SharedState, max_message_bytes: usize) -> TraceServiceServer<OtlpTraceService> {
-    TraceServiceServer::new(OtlpTraceService {
-        state,
+/// set to a multiple of ours as a hard guard and ours is checked in the handler. Under
+/// back-pressure exports are refused (RESOURCE_EXHAUSTED) before their message is read.
+pub fn trace_service(
+    state: SharedState,
+    max_message_bytes: usize,
+) -> tonic::service::interceptor::InterceptedService<TraceServiceServer<OtlpTraceService>, Backpressure> {
+    let server = TraceServiceServer::new(OtlpTraceService {
+        state: state.clone(),
         max_message_bytes,
     })
     .accept_compressed(CompressionEncoding::Gzip)
     .accept_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
-    .max_decoding_message_size(max_message_bytes.saturating_mul(4))
+    .max_decoding_message_size(max_message_bytes.saturating_mul(4));
+    tonic::service::interceptor::InterceptedService::new(server, Backpressure(state))
+}
+
+/// Refuses an export while the distributor's sink is surely full, before tonic reads and
+/// decodes the message: a retry storm then costs a header check per export.
+#[derive(Clone)]
+pub struct Backpressure(SharedState);
+
+impl tonic::service::Interceptor for Backpressure {
+    fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        match self.0.distributor.backpressure() {
+            None => Ok(request),
+            Some(e) => {
+                let e = crate::ApiError::from(e);
+                self.0
+                    .metrics
+                    .observe("otlp_grpc_export", e.status().as_u16(), std::time::Instant::now());
+                Err(tonic::Status::from(e))
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]

@@ -65,6 +65,10 @@ async fn handle(
     encoding: Encoding,
 ) -> Result<Response, ApiError> {
     let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
+    // Under back-pressure the export is refused before its body is read or walked.
+    if let Some(e) = state.distributor.backpressure() {
+        return Err(e.into());
+    }
     let limit = state.max_request_bytes;
     let raw = to_bytes(body, limit.saturating_add(1))
         .await

@@ -114,6 +114,12 @@ impl Distributor {
         self
     }
 
+    /// Whether an export now would surely be refused for back-pressure (the receivers answer
+    /// it before reading the body).
+    pub fn backpressure(&self) -> Option<DistributorError> {
+        self.sink.backpressure().map(DistributorError::Push)
+    }
+
     /// Accepts an OTLP export of `wire_bytes` bytes for `tenant`. On success every span not
     /// listed in the outcome is durable. A malformed export is refused whole.
     pub async fn push(

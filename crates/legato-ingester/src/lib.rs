@@ -64,6 +64,9 @@ pub struct Ingester {
     cut_requested: Notify,
     /// Tail sampling per tenant (`overrides.*.sampling.tail_sampling`).
     tail: Option<tail::TailLookup>,
+    /// The size of the last push refused for memory (0 = none): while it still would not fit,
+    /// receivers refuse exports before reading them.
+    backpressured: std::sync::atomic::AtomicU64,
 }
 
 /// A live trace whose data goes back this many WAL segments is re-logged into the current
@@ -156,6 +159,7 @@ impl Ingester {
             tags_wanted_until: std::sync::atomic::AtomicU64::new(0),
             cut_requested: Notify::new(),
             tail: deps.tail,
+            backpressured: std::sync::atomic::AtomicU64::new(0),
         });
         Ok((ingester, stats))
     }
@@ -194,6 +198,8 @@ impl Ingester {
             let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
             let limit = self.cfg.max_buffered_bytes.0;
             if st.buffered_bytes + incoming > limit {
+                self.backpressured
+                    .store(incoming.max(1), std::sync::atomic::Ordering::Relaxed);
                 return Err(PushError::Overloaded {
                     buffered: st.buffered_bytes,
                     limit,
@@ -534,6 +540,27 @@ impl Ingester {
 impl PushSink for Ingester {
     async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
         Ingester::push(self, request).await
+    }
+
+    /// Since a push was refused for memory, as long as that push still would not fit: exports
+    /// like it would be refused too.
+    fn backpressure(&self) -> Option<PushError> {
+        use std::sync::atomic::Ordering;
+        let refused = self.backpressured.load(Ordering::Relaxed);
+        if refused == 0 {
+            return None;
+        }
+        let buffered = self.state.lock().buffered_bytes;
+        let limit = self.cfg.max_buffered_bytes.0;
+        if buffered + refused <= limit {
+            self.backpressured.store(0, Ordering::Relaxed);
+            return None;
+        }
+        Some(PushError::Overloaded {
+            buffered,
+            limit,
+            retry_after: Duration::from_secs(5),
+        })
     }
 }
 

@@ -101,6 +101,12 @@ impl PushError {
 #[async_trait::async_trait]
 pub trait PushSink: Send + Sync + 'static {
     async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError>;
+
+    /// A push now would surely be refused for back-pressure: receivers answer it before
+    /// reading and walking the export, so a retry storm costs little. `None` = try the push.
+    fn backpressure(&self) -> Option<PushError> {
+        None
+    }
 }
 
 /// Recent traces held outside blocks (ingesters), asked by the querier for trace-by-id.

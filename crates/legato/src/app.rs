@@ -45,6 +45,10 @@ impl PushSink for LateIngester {
             None => Err(PushError::Unavailable("replaying the write-ahead log".into())),
         }
     }
+
+    fn backpressure(&self) -> Option<PushError> {
+        self.0.get().and_then(|i| PushSink::backpressure(i.as_ref()))
+    }
 }
 
 const REPLAYING: &str = "the ingester is still replaying its write-ahead log";
@@ -202,6 +206,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             cluster: cluster.clone(),
             clients: clients.clone(),
             replication_factor: rf,
+            overloaded_until: Default::default(),
         }),
         None => late.clone(),
     };

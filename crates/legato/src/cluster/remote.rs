@@ -103,10 +103,37 @@ pub struct RingSink {
     pub cluster: Arc<Cluster>,
     pub clients: Arc<Clients>,
     pub replication_factor: usize,
+    /// Until when (and with what error) pushes are refused without trying: set when a push
+    /// missed its write quorum because ingesters were over their memory limit, for the
+    /// `retry_after` they asked for (at most a second), so a retry storm is answered cheaply.
+    pub overloaded_until: Mutex<Option<(std::time::Instant, PushError)>>,
 }
 
 #[async_trait::async_trait]
 impl PushSink for RingSink {
+    fn backpressure(&self) -> Option<PushError> {
+        let mut until = self.overloaded_until.lock();
+        match until.as_ref() {
+            Some((at, e)) if std::time::Instant::now() < *at => Some(match e {
+                PushError::Overloaded {
+                    buffered,
+                    limit,
+                    retry_after,
+                } => PushError::Overloaded {
+                    buffered: *buffered,
+                    limit: *limit,
+                    retry_after: *retry_after,
+                },
+                other => PushError::Unavailable(other.to_string()),
+            }),
+            Some(_) => {
+                *until = None;
+                None
+            }
+            None => None,
+        }
+    }
+
     async fn push(&self, request: PushRequest) -> Result<PushOutcome, PushError> {
         let ring = self.cluster.ring(Role::Ingester, self.replication_factor);
         if ring.is_empty() {
@@ -176,11 +203,23 @@ impl PushSink for RingSink {
                     buffered,
                     limit,
                     retry_after,
-                }) => PushError::Overloaded {
-                    buffered,
-                    limit,
-                    retry_after,
-                },
+                }) => {
+                    // Refuse without trying for a moment: the ingesters asked for a pause.
+                    let pause = retry_after.min(Duration::from_secs(1));
+                    *self.overloaded_until.lock() = Some((
+                        std::time::Instant::now() + pause,
+                        PushError::Overloaded {
+                            buffered,
+                            limit,
+                            retry_after,
+                        },
+                    ));
+                    PushError::Overloaded {
+                        buffered,
+                        limit,
+                        retry_after,
+                    }
+                }
                 Some(e) => PushError::Unavailable(format!("{why}; {e}")),
                 None => PushError::Unavailable(why),
             });
