@@ -391,8 +391,10 @@ async fn under_backpressure_exports_are_refused_before_their_body_is_read() {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
     // Live traces stay live (idle period 1h), so the 64 KiB buffer fills and stays full.
-    let yaml = config_yaml(ports, dir.path(), None, "")
-        .replace("trace_idle_period: 1s", "trace_idle_period: 1h\n  max_block_bytes: 64KiB\n  max_buffered_bytes: 64KiB");
+    let yaml = config_yaml(ports, dir.path(), None, "").replace(
+        "trace_idle_period: 1s",
+        "trace_idle_period: 1h\n  max_block_bytes: 64KiB\n  max_buffered_bytes: 64KiB",
+    );
     let legato = Legato::start(dir.path(), ports, &yaml);
     let client = reqwest::Client::new();
     let mut acked = Vec::new();
@@ -408,7 +410,11 @@ async fn under_backpressure_exports_are_refused_before_their_body_is_read() {
             other => panic!("export {seed}: {other}"),
         }
     }
-    assert!(refused && !acked.is_empty(), "the buffer never filled ({} acked)", acked.len());
+    assert!(
+        refused && !acked.is_empty(),
+        "the buffer never filled ({} acked)",
+        acked.len()
+    );
     let (status, body) = post_otlp_bytes(&client, &legato, b"\xff\xff\xff not protobuf".to_vec()).await;
     assert_eq!(status, 429, "{}", String::from_utf8_lossy(&body));
     assert_eq!(export_undecodable(&legato).await.code(), tonic::Code::ResourceExhausted);

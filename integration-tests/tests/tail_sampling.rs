@@ -204,3 +204,43 @@ async fn a_kill_during_decision_wait_loses_no_trace_the_policy_keeps() {
         assert_eq!(spans, want, "{kind:?} trace {} after kill -9", root.trace_id());
     }
 }
+
+/// Memory stays bounded by `num_traces`: past it the oldest undecided traces are decided
+/// early (and counted), by the same policies, so error traces are still kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_num_traces_the_oldest_are_decided_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::free();
+    let extra = tail_policy("1h").replace("num_traces: 50000", "num_traces: 5");
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    let provider = provider(&legato);
+    let tracer = provider.tracer("tail-sampling-bound");
+    let mut traces = Vec::new();
+    for i in 0..30 {
+        let kind = if i % 3 == 0 { Kind::Error } else { Kind::Normal };
+        let root = span(&tracer, None, "root", 5, false);
+        span(&tracer, Some(&root), "child", 2, kind == Kind::Error);
+        traces.push((kind, root));
+    }
+    provider.force_flush().unwrap();
+    provider.shutdown().unwrap();
+    // decision_wait is an hour: only the num_traces bound decides, within a few flush checks.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let client = reqwest::Client::new();
+    let metrics = get_text(&client, &legato.url("/metrics")).await;
+    let early: f64 = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with(
+                "legato_ingester_tail_sampling_early_decisions_total{tenant=\"single-tenant\",reason=\"num_traces\"}",
+            )
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(early >= 25.0, "30 traces, 5 may wait: {early} decided early\n{metrics}");
+    for (kind, root) in traces.iter().filter(|(k, _)| *k == Kind::Error) {
+        let spans = span_count_v2(&client, &legato, &root.trace_id().to_bytes()).await;
+        assert_eq!(spans, 2, "{kind:?} trace {} decided early is kept", root.trace_id());
+    }
+}
