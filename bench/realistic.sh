@@ -11,6 +11,8 @@
 #   INGESTER="max_buffered_bytes: 256MiB"  extra ingester keys (flow style)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 DURATION=${DURATION:-30s}
 CONNECTIONS=${CONNECTIONS:-16}
 POOL=${POOL:-256}
@@ -24,10 +26,6 @@ BENCH=target/release/legato-bench
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d$1)"; }
-cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
-peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
 
 printf '%-10s %-6s %10s %9s %8s %9s %9s %9s %9s %7s\n' data blocks "spans/s" "MB/s" "CPU-s/M" "RSS MiB" "B/span" "p50 ms" "p99 ms" wrong
 for variant in $VARIANTS; do

@@ -19,6 +19,8 @@
 #                   for the tenant (no remote write), to measure what they cost ingest
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 DURATION=${DURATION:-60s}
 S3_DURATION=${S3_DURATION:-35s}
 S3_RATE=${S3_RATE:-30000}
@@ -42,7 +44,6 @@ BENCH=target/release/legato-bench
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 # start_legato NAME STORAGE_YAML BLOCK_BYTES [INGESTER_YAML] -> sets PID HTTP OTLP
 start_legato() {
@@ -68,9 +69,6 @@ YAML
   echo "legato did not start"; cat "$WORK/$name/legato.log"; exit 1
 }
 
-cpu_seconds() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
-peak_rss_mib() { awk '/VmHWM/ {printf "%.0f", $2 / 1024}' "/proc/$1/status"; }
-json_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d$1)"; }
 
 # --- local disk -------------------------------------------------------------------------
 if part local; then

@@ -8,6 +8,8 @@
 #   DECISION_WAIT=5s  tail policy's decision_wait; SLOW_MS=150  its latency threshold
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 DURATION=${DURATION:-20s}
 RATE=${RATE:-20000}
 DECISION_WAIT=${DECISION_WAIT:-5s}
@@ -18,8 +20,6 @@ BENCH=target/release/legato-bench
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d$1)"; }
 
 # run LABEL SAMPLING_YAML: ingest, let decisions and flushes happen, measure the blocks.
 RUN=0

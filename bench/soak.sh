@@ -12,6 +12,8 @@
 # Needs root (mount -t tmpfs); without it the disk-full faults are skipped, the kills stay.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/common.sh
+source bench/common.sh
 SOAK_DURATION=${SOAK_DURATION:-10m}
 RATE=${RATE:-5000}
 WAL_DISK=${WAL_DISK:-64m}
@@ -34,8 +36,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-json_field() { python3 -c "import json,sys; d=json.loads(sys.stdin.read().strip().splitlines()[-1]); print(d$1)"; }
 HTTP=$(port); GRPC=$(port); OTLP=$(port); OTLP_HTTP=$(port)
 cat > "$WORK/legato.yaml" <<YAML
 server: {http_listen_address: 127.0.0.1, http_listen_port: $HTTP, grpc_listen_address: 127.0.0.1, grpc_listen_port: $GRPC, log_level: info}

@@ -508,3 +508,14 @@ pub async fn get_text(client: &reqwest::Client, url: &str) -> String {
     let resp = client.get(url).send().await.expect("GET");
     resp.text().await.expect("text body")
 }
+
+/// The value of the sample whose line starts with `series` (a name with its labels, as
+/// Prometheus's text format writes it) in a `/metrics` page; 0 when absent.
+pub fn metric_value(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}

@@ -260,12 +260,7 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
 
     // Compaction ran during the load and merged the ingesters' replicated blocks.
     let metrics = get_text(&client, &compactor.legato.url("/metrics")).await;
-    let jobs: f64 = metrics
-        .lines()
-        .find(|l| l.starts_with("legato_compactor_jobs_total "))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let jobs = integration_tests::metric_value(&metrics, "legato_compactor_jobs_total");
     assert!(jobs >= 1.0, "no compaction job ran:\n{metrics}");
     drop(victim_legato);
 }

@@ -185,13 +185,7 @@ async fn the_binary_over_a_flaky_s3_loses_nothing_and_answers_or_fails_clearly()
     let deadline = Instant::now() + Duration::from_secs(40);
     loop {
         let metrics = integration_tests::get_text(&client, &legato.url("/metrics")).await;
-        let jobs: f64 = metrics
-            .lines()
-            .find(|l| l.starts_with("legato_compactor_jobs_total "))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        if jobs >= 1.0 {
+        if integration_tests::metric_value(&metrics, "legato_compactor_jobs_total") >= 1.0 {
             break;
         }
         assert!(

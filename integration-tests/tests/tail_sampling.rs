@@ -131,14 +131,7 @@ async fn errors_slow_and_five_percent_are_kept_whole() {
     // Span metrics saw every span (3 per trace) before sampling; the ingester counted its
     // decisions per policy and the late spans it dropped.
     let metrics = get_text(&client, &legato.url("/metrics")).await;
-    let value = |prefix: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(prefix))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
-    };
+    let value = |series: &str| integration_tests::metric_value(&metrics, series);
     assert_eq!(
         value("legato_generator_spans_observed_total{tenant=\"single-tenant\"}"),
         (traces.len() * 3) as f64
@@ -228,16 +221,10 @@ async fn past_num_traces_the_oldest_are_decided_early() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let client = reqwest::Client::new();
     let metrics = get_text(&client, &legato.url("/metrics")).await;
-    let early: f64 = metrics
-        .lines()
-        .find(|l| {
-            l.starts_with(
-                "legato_ingester_tail_sampling_early_decisions_total{tenant=\"single-tenant\",reason=\"num_traces\"}",
-            )
-        })
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
+    let early = integration_tests::metric_value(
+        &metrics,
+        "legato_ingester_tail_sampling_early_decisions_total{tenant=\"single-tenant\",reason=\"num_traces\"}",
+    );
     assert!(early >= 25.0, "30 traces, 5 may wait: {early} decided early\n{metrics}");
     for (kind, root) in traces.iter().filter(|(k, _)| *k == Kind::Error) {
         let spans = span_count_v2(&client, &legato, &root.trace_id().to_bytes()).await;
