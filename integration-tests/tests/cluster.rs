@@ -491,3 +491,97 @@ overrides:
         );
     }
 }
+
+/// Issue 12: tail sampling in microservices mode. Three ingesters (replication factor 3) each
+/// decide the traces they hold with the same policies (errors, slow); every replica decides
+/// alike, so kept traces read back whole through the frontend and dropped ones are gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replica_decides_tail_sampling_alike() {
+    let s3 = S3Server::start("traces").await;
+    let root = tempfile::tempdir().unwrap();
+    let seed_port = free_udp_port();
+    let extra = "overrides:
+  defaults:
+    sampling:
+      tail_sampling:
+        decision_wait: 2s
+        policies:
+          - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
+          - {name: slow, type: latency, latency: {threshold_ms: 500}}
+";
+    let start = |target: &str, name: &str, gossip: u16| {
+        let dir = root.path().join(name);
+        let ports = Ports::free();
+        let gossip = Gossip {
+            port: gossip,
+            seed: seed_port,
+        };
+        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra);
+        Legato::start(&dir, ports, &yaml)
+    };
+    let ingesters: Vec<Legato> = (0..3)
+        .map(|i| {
+            start(
+                "ingester",
+                &format!("ingester-{i}"),
+                if i == 0 { seed_port } else { free_udp_port() },
+            )
+        })
+        .collect();
+    let _querier = start("querier", "querier-0", free_udp_port());
+    let frontend = start("query-frontend", "frontend", free_udp_port());
+    let distributor = start("distributor", "distributor", free_udp_port());
+    let client = reqwest::Client::new();
+    wait_for_active_ingesters(&client, &distributor, 3).await;
+    wait_for_active_ingesters(&client, &frontend, 3).await;
+
+    let mut sent = Vec::new();
+    for seed in 0..30u64 {
+        let (mut req, id) = otlp_request_at(seed, 3, now_ns() - 5_000_000_000);
+        let kind = seed % 3; // 0: error, 1: slow, 2: neither
+        let spans = &mut req.resource_spans[0].scope_spans[0].spans;
+        match kind {
+            0 => {
+                spans[1].status = Some(legato_proto::trace::Status {
+                    code: 2,
+                    message: "boom".into(),
+                })
+            }
+            1 => spans[0].end_time_unix_nano = spans[0].start_time_unix_nano + 900_000_000,
+            _ => {}
+        }
+        let resp = client
+            .post(distributor.otlp_http_url())
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        sent.push((id, kind != 2));
+    }
+    // decision_wait (2 s) plus a few flush checks.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    for (id, kept) in &sent {
+        let spans = span_count(&client, &frontend, id).await.unwrap();
+        assert_eq!(
+            spans,
+            if *kept { 3 } else { 0 },
+            "trace {} (kept: {kept})",
+            hex::encode(id)
+        );
+    }
+    // Each replica decided all 30 traces, 20 kept: the same decisions everywhere.
+    for ingester in &ingesters {
+        let metrics = get_text(&client, &ingester.url("/metrics")).await;
+        let decided = |decision: &str| {
+            integration_tests::metric_value(
+                &metrics,
+                &format!(
+                    "legato_ingester_tail_sampling_traces_total{{tenant=\"single-tenant\",decision=\"{decision}\"}}"
+                ),
+            )
+        };
+        assert_eq!((decided("sampled"), decided("not_sampled")), (20.0, 10.0), "{metrics}");
+    }
+}
