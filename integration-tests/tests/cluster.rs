@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use integration_tests::{
-    Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, get_json, get_text, otlp_request_at,
+    Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, get_json, get_text, otlp_request_at, post_otlp,
 };
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
@@ -293,14 +293,7 @@ async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
     for seed in 0..3 {
         // A minute ago: every span starts before the metrics query's end (now).
         let (req, _) = otlp_request_at(seed, 2, now_ns() - 60_000_000_000);
-        let resp = client
-            .post(distributor.otlp_http_url())
-            .header("content-type", "application/x-protobuf")
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(post_otlp(&client, &distributor, &req).await.0, 200);
     }
     let metrics_url = frontend.url("/api/metrics/query?q=%7B%7D%20%7C%20count_over_time()&since=1h");
     let complete = get_json(&client, &metrics_url).await;
@@ -435,26 +428,13 @@ overrides:
         }
     }
 
-    let post = |d: &Legato, req: legato_proto::collector::ExportTraceServiceRequest| {
-        let request = client
-            .post(d.otlp_http_url())
-            .header("content-type", "application/x-protobuf")
-            .body(req.encode_to_vec());
-        async move { assert_eq!(request.send().await.unwrap().status(), 200) }
-    };
     for i in 0..10u8 {
         let trace = [i + 1; 16];
         let (client_span, server_span) = ([i + 1, 1, 0, 0, 0, 0, 0, 1], [i + 1, 2, 0, 0, 0, 0, 0, 2]);
-        post(
-            &distributors[0],
-            one_span_export(trace, "frontend", client_span, None, 3),
-        )
-        .await;
-        post(
-            &distributors[1],
-            one_span_export(trace, "checkout", server_span, Some(client_span), 2),
-        )
-        .await;
+        let client_export = one_span_export(trace, "frontend", client_span, None, 3);
+        let server_export = one_span_export(trace, "checkout", server_span, Some(client_span), 2);
+        assert_eq!(post_otlp(&client, &distributors[0], &client_export).await.0, 200);
+        assert_eq!(post_otlp(&client, &distributors[1], &server_export).await.0, 200);
     }
 
     let query = "sum(traces_service_graph_request_total{client=\"frontend\",server=\"checkout\"})";
@@ -550,14 +530,7 @@ async fn every_replica_decides_tail_sampling_alike() {
             1 => spans[0].end_time_unix_nano = spans[0].start_time_unix_nano + 900_000_000,
             _ => {}
         }
-        let resp = client
-            .post(distributor.otlp_http_url())
-            .header("content-type", "application/x-protobuf")
-            .body(req.encode_to_vec())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
+        assert_eq!(post_otlp(&client, &distributor, &req).await.0, 200);
         sent.push((id, kind != 2));
     }
     // decision_wait (2 s) plus a few flush checks.

@@ -75,7 +75,7 @@ pub struct PushOutcome {
 }
 
 /// A push that was not accepted at all. Every variant is safe to retry.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum PushError {
     #[error("ingester is over its memory limit ({buffered} bytes buffered, limit {limit}); retry later")]
     Overloaded {

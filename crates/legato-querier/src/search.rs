@@ -571,22 +571,26 @@ impl Querier {
         cancel: tokio_util::sync::CancellationToken,
     ) -> Result<Vec<CopyKey>, QueryError> {
         let keys: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+        // Held traces and recently flushed blocks alike: a piece with a span in range is listed.
+        let record = {
+            let (keys, cancel) = (keys.clone(), cancel.clone());
+            move |trace: TraceData| {
+                if trace
+                    .spans
+                    .iter()
+                    .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
+                {
+                    keys.lock().insert(copy_fingerprint(&trace));
+                }
+                !cancel.is_cancelled()
+            }
+        };
         let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         for source in &self.recent {
-            let visit = {
-                let (keys, cancel) = (keys.clone(), cancel.clone());
-                budget.visitor(move |trace: TraceData| {
-                    if trace
-                        .spans
-                        .iter()
-                        .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
-                    {
-                        keys.lock().insert(copy_fingerprint(&trace));
-                    }
-                    !cancel.is_cancelled()
-                })
-            };
-            source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+            source
+                .scan_recent(tenant, budget.visitor(record.clone()))
+                .await
+                .map_err(QueryError::Job)?;
             budget.check()?;
         }
         let blocks = self.blocks_in_range(tenant, Some(start_ns), Some(end_ns));
@@ -594,19 +598,7 @@ impl Querier {
             .scan_blocks(
                 blocks,
                 Arc::new(legato_storage::ScanOptions::full()),
-                {
-                    let (keys, cancel) = (keys.clone(), cancel.clone());
-                    move |trace: TraceData| {
-                        if trace
-                            .spans
-                            .iter()
-                            .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
-                        {
-                            keys.lock().insert(copy_fingerprint(&trace));
-                        }
-                        !cancel.is_cancelled()
-                    }
-                },
+                record,
                 {
                     let cancel = cancel.clone();
                     move || cancel.is_cancelled()

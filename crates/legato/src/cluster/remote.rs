@@ -114,18 +114,7 @@ impl PushSink for RingSink {
     fn backpressure(&self) -> Option<PushError> {
         let mut until = self.overloaded_until.lock();
         match until.as_ref() {
-            Some((at, e)) if std::time::Instant::now() < *at => Some(match e {
-                PushError::Overloaded {
-                    buffered,
-                    limit,
-                    retry_after,
-                } => PushError::Overloaded {
-                    buffered: *buffered,
-                    limit: *limit,
-                    retry_after: *retry_after,
-                },
-                other => PushError::Unavailable(other.to_string()),
-            }),
+            Some((at, e)) if std::time::Instant::now() < *at => Some(e.clone()),
             Some(_) => {
                 *until = None;
                 None
@@ -199,26 +188,11 @@ impl PushSink for RingSink {
                 ring.replication_factor().min(ring.members().len())
             );
             return Err(match failure {
-                Some(PushError::Overloaded {
-                    buffered,
-                    limit,
-                    retry_after,
-                }) => {
+                Some(e @ PushError::Overloaded { .. }) => {
                     // Refuse without trying for a moment: the ingesters asked for a pause.
-                    let pause = retry_after.min(Duration::from_secs(1));
-                    *self.overloaded_until.lock() = Some((
-                        std::time::Instant::now() + pause,
-                        PushError::Overloaded {
-                            buffered,
-                            limit,
-                            retry_after,
-                        },
-                    ));
-                    PushError::Overloaded {
-                        buffered,
-                        limit,
-                        retry_after,
-                    }
+                    let pause = e.retry_after().min(Duration::from_secs(1));
+                    *self.overloaded_until.lock() = Some((std::time::Instant::now() + pause, e.clone()));
+                    e
                 }
                 Some(e) => PushError::Unavailable(format!("{why}; {e}")),
                 None => PushError::Unavailable(why),
