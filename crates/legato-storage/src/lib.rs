@@ -16,6 +16,7 @@ mod compacted;
 mod config;
 mod error;
 pub mod fault;
+mod inspect;
 mod instrumented;
 mod listing;
 mod meta;
@@ -36,6 +37,7 @@ pub use compacted::{delete_block, read_compacted_marker, write_compacted_marker}
 pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
+pub use inspect::{BlockLayout, ColumnLayout, RowGroupLayout, Verification};
 pub use instrumented::{InstrumentedStore, OpLabels, RequestCounters, instrument};
 pub use listing::{TenantListing, list_tenant, read_block_meta};
 pub use meta::{BlockMeta, CompactedBlockMeta, ENCODING_V1};
