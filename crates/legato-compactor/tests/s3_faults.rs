@@ -34,11 +34,11 @@ fn store_config(proxy: u16, retries: usize) -> TraceStorageConfig {
     s3.secret_key = "test".into();
     s3.insecure = true;
     s3.forcepathstyle = true;
-    s3.timeout = Duration::from_millis(1500);
-    s3.max_retries = retries;
-    s3.min_backoff = Duration::from_millis(5);
-    s3.max_backoff = Duration::from_millis(50);
-    s3.retry_timeout = Duration::from_secs(60);
+    s3.client.timeout = Duration::from_millis(1500);
+    s3.client.max_retries = retries;
+    s3.client.min_backoff = Duration::from_millis(5);
+    s3.client.max_backoff = Duration::from_millis(50);
+    s3.client.retry_timeout = Duration::from_secs(60);
     cfg.validate().unwrap();
     cfg
 }

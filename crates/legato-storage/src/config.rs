@@ -3,13 +3,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use legato_model::ByteSize;
+use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::prefix::PrefixStore;
-use object_store::{BackoffConfig, ClientConfigKey, ObjectStore, RetryConfig};
 use serde::{Deserialize, Serialize};
 
+use crate::azure::AzureConfig;
+use crate::client::{ClientConfig, S3_PART_SIZES, check_part_size, under_prefix};
+use crate::gcs::GcsConfig;
 use crate::{Error, Result};
 
 /// `storage.trace`: where blocks and the WAL live (Tempo's key names).
@@ -20,6 +22,8 @@ pub struct TraceStorageConfig {
     pub wal: WalConfig,
     pub local: LocalConfig,
     pub s3: S3Config,
+    pub gcs: GcsConfig,
+    pub azure: AzureConfig,
     /// How often queriers list the bucket for blocks written by other processes.
     #[serde(with = "humantime_serde_compat")]
     pub blocklist_poll: Duration,
@@ -36,6 +40,8 @@ impl Default for TraceStorageConfig {
             wal: WalConfig::default(),
             local: LocalConfig::default(),
             s3: S3Config::default(),
+            gcs: GcsConfig::default(),
+            azure: AzureConfig::default(),
             blocklist_poll: Duration::from_secs(300),
             blocklist_poll_stale_tenant_index: crate::DEFAULT_STALE_TENANT_INDEX,
         }
@@ -47,6 +53,10 @@ impl Default for TraceStorageConfig {
 pub enum StorageBackend {
     Local,
     S3,
+    /// Google Cloud Storage.
+    Gcs,
+    /// Azure Blob Storage.
+    Azure,
     /// In-process memory; for tests and throwaway runs.
     Memory,
 }
@@ -94,24 +104,10 @@ pub struct S3Config {
     /// Part size of multipart uploads (Tempo's key; `0` = the default, 16 MiB). The compactor
     /// streams its output in parts of this size, so its memory per upload is a few parts.
     pub part_size: ByteSize,
-    /// One request, from connecting to the end of the response body (*Legato*; Tempo has no
-    /// S3 timeout key). A stalled request is abandoned after this and retried if it is safe.
-    #[serde(with = "humantime_serde_compat")]
-    pub timeout: Duration,
-    /// Establishing a connection (*Legato*).
-    #[serde(with = "humantime_serde_compat")]
-    pub connect_timeout: Duration,
-    /// Retries of a request that failed with a 5xx, 429, a connection error or (for requests
-    /// that are safe to repeat) a timeout; 0 disables retries. Tempo has this key for GCS only.
-    pub max_retries: usize,
-    /// First backoff between retries; it doubles (with jitter) up to `max_backoff` (*Legato*).
-    #[serde(with = "humantime_serde_compat")]
-    pub min_backoff: Duration,
-    #[serde(with = "humantime_serde_compat")]
-    pub max_backoff: Duration,
-    /// No retry starts later than this after the first attempt (*Legato*).
-    #[serde(with = "humantime_serde_compat")]
-    pub retry_timeout: Duration,
+    /// Timeouts and retries (*Legato*; Tempo has no such S3 keys): `timeout`,
+    /// `connect_timeout`, `max_retries`, `min_backoff`, `max_backoff`, `retry_timeout`.
+    #[serde(flatten)]
+    pub client: ClientConfig,
 }
 
 impl Default for S3Config {
@@ -126,93 +122,80 @@ impl Default for S3Config {
             forcepathstyle: false,
             prefix: String::new(),
             part_size: ByteSize(crate::DEFAULT_PART_SIZE as u64),
-            timeout: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(5),
-            max_retries: 5,
-            min_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(10),
-            retry_timeout: Duration::from_secs(120),
+            client: ClientConfig::default(),
         }
     }
 }
 
 impl S3Config {
-    /// Checks timeouts and the retry policy; the message names the key.
+    /// Checks the part size, timeouts and the retry policy; the message names the key.
     fn validate(&self) -> Result<()> {
-        let positive = [
-            ("timeout", self.timeout),
-            ("connect_timeout", self.connect_timeout),
-            ("min_backoff", self.min_backoff),
-            ("max_backoff", self.max_backoff),
-            ("retry_timeout", self.retry_timeout),
-        ];
-        if let Some((key, _)) = positive.iter().find(|(_, d)| d.is_zero()) {
-            return Err(Error::Config(format!("storage.trace.s3.{key} must be greater than 0")));
-        }
-        let part = self.part_size.0;
-        if part != 0 && !(MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part) {
-            return Err(Error::Config(format!(
-                "storage.trace.s3.part_size must be between 5MiB and 5GiB (S3's limits) or 0 for the default, got {}",
-                self.part_size
-            )));
-        }
-        if self.min_backoff > self.max_backoff {
-            return Err(Error::Config(format!(
-                "storage.trace.s3.min_backoff ({}) must not exceed storage.trace.s3.max_backoff ({})",
-                humantime::format_duration(self.min_backoff),
-                humantime::format_duration(self.max_backoff)
-            )));
-        }
-        Ok(())
-    }
-
-    /// The request and connect timeouts as object_store client settings. Set key by key: a
-    /// whole `ClientOptions` would replace what `with_allow_http` and the `AWS_*` environment set.
-    fn client_settings(&self) -> [(AmazonS3ConfigKey, String); 2] {
-        let text = |d: Duration| humantime::format_duration(d).to_string();
-        [
-            (AmazonS3ConfigKey::Client(ClientConfigKey::Timeout), text(self.timeout)),
-            (
-                AmazonS3ConfigKey::Client(ClientConfigKey::ConnectTimeout),
-                text(self.connect_timeout),
-            ),
-        ]
+        check_part_size("storage.trace.s3.part_size", self.part_size, S3_PART_SIZES, "S3's")?;
+        self.client.validate("s3")
     }
 
     /// object_store's retry policy: exponential backoff with jitter, doubling.
-    pub fn retry_config(&self) -> RetryConfig {
-        RetryConfig {
-            backoff: BackoffConfig {
-                init_backoff: self.min_backoff,
-                max_backoff: self.max_backoff,
-                base: 2.0,
-            },
-            max_retries: self.max_retries,
-            retry_timeout: self.retry_timeout,
+    pub fn retry_config(&self) -> object_store::RetryConfig {
+        self.client.retry_config()
+    }
+
+    fn build(&self) -> Result<Arc<dyn ObjectStore>> {
+        let mut builder = AmazonS3Builder::from_env()
+            .with_bucket_name(&self.bucket)
+            .with_allow_http(self.insecure)
+            .with_virtual_hosted_style_request(!self.forcepathstyle && self.endpoint.is_empty())
+            .with_retry(self.client.retry_config());
+        for (key, value) in self.client.client_settings() {
+            builder = builder.with_config(AmazonS3ConfigKey::Client(key), value);
         }
+        if !self.region.is_empty() {
+            builder = builder.with_region(&self.region);
+        } else if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
+            builder = builder.with_region("us-east-1");
+        }
+        if !self.endpoint.is_empty() {
+            let scheme = if self.insecure { "http" } else { "https" };
+            let url = if self.endpoint.contains("://") {
+                self.endpoint.clone()
+            } else {
+                format!("{scheme}://{}", self.endpoint)
+            };
+            builder = builder.with_endpoint(url);
+        }
+        if !self.access_key.is_empty() {
+            builder = builder
+                .with_access_key_id(&self.access_key)
+                .with_secret_access_key(&self.secret_key);
+        }
+        let store = builder
+            .build()
+            .map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
+        Ok(under_prefix(store, &self.prefix))
     }
 }
 
-/// S3's bounds on the size of a part (but the last) of a multipart upload.
-const MIN_PART_SIZE: u64 = 5 << 20;
-const MAX_PART_SIZE: u64 = 5 << 30;
-
 impl TraceStorageConfig {
-    /// Part size for streamed uploads: `storage.trace.s3.part_size` with the S3 backend, the
-    /// default otherwise.
+    /// Part size for streamed uploads: the chosen backend's key (`storage.trace.s3.part_size`,
+    /// `gcs.chunk_buffer_size`, `azure.buffer_size`), the default otherwise.
     pub fn upload_part_size(&self) -> usize {
-        match self.backend {
-            StorageBackend::S3 if self.s3.part_size.0 != 0 => {
-                usize::try_from(self.s3.part_size.0).unwrap_or(crate::DEFAULT_PART_SIZE)
-            }
-            _ => crate::DEFAULT_PART_SIZE,
-        }
+        let bytes = match self.backend {
+            StorageBackend::S3 if self.s3.part_size.0 != 0 => self.s3.part_size.0,
+            StorageBackend::Gcs => self.gcs.part_size(),
+            StorageBackend::Azure => self.azure.part_size(),
+            _ => return crate::DEFAULT_PART_SIZE,
+        };
+        usize::try_from(bytes).unwrap_or(crate::DEFAULT_PART_SIZE)
     }
 
     /// Checks the settings the chosen backend needs; the message names the key.
     pub fn validate(&self) -> Result<()> {
         if self.wal.path.as_os_str().is_empty() {
             return Err(Error::Config("storage.trace.wal.path must not be empty".into()));
+        }
+        if self.blocklist_poll.is_zero() {
+            return Err(Error::Config(
+                "storage.trace.blocklist_poll must be greater than 0".into(),
+            ));
         }
         match self.backend {
             StorageBackend::Local if self.local.path.as_os_str().is_empty() => Err(Error::Config(
@@ -221,17 +204,32 @@ impl TraceStorageConfig {
             StorageBackend::S3 if self.s3.bucket.is_empty() => Err(Error::Config(
                 "storage.trace.s3.bucket is required with backend s3".into(),
             )),
-            _ if self.blocklist_poll.is_zero() => Err(Error::Config(
-                "storage.trace.blocklist_poll must be greater than 0".into(),
-            )),
             StorageBackend::S3 => self.s3.validate(),
-            _ => Ok(()),
+            StorageBackend::Gcs => self.gcs.validate(),
+            StorageBackend::Azure => self.azure.validate(),
+            StorageBackend::Local | StorageBackend::Memory => Ok(()),
         }
+    }
+
+    /// Keys of the chosen backend that are set but that Legato accepts without honouring
+    /// (Tempo's hedged requests, GCS object metadata), as `storage.trace.<backend>.<key>`.
+    pub fn ignored_keys(&self) -> Vec<String> {
+        let (section, keys) = match self.backend {
+            StorageBackend::Gcs => ("gcs", self.gcs.ignored_keys()),
+            StorageBackend::Azure => ("azure", self.azure.ignored_keys()),
+            _ => return Vec::new(),
+        };
+        keys.into_iter()
+            .map(|key| format!("storage.trace.{section}.{key}"))
+            .collect()
     }
 }
 
 /// Builds the object store for blocks. Local paths are created if missing.
 pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStore>> {
+    for key in cfg.ignored_keys() {
+        tracing::warn!(%key, "accepted for Tempo compatibility but not honoured by Legato");
+    }
     match cfg.backend {
         StorageBackend::Memory => Ok(Arc::new(InMemory::new())),
         StorageBackend::Local => {
@@ -241,44 +239,9 @@ pub fn build_object_store(cfg: &TraceStorageConfig) -> Result<Arc<dyn ObjectStor
                 .map_err(|e| Error::store(cfg.local.path.display(), e))?;
             Ok(Arc::new(fs))
         }
-        StorageBackend::S3 => {
-            let s3 = &cfg.s3;
-            let mut builder = AmazonS3Builder::from_env()
-                .with_bucket_name(&s3.bucket)
-                .with_allow_http(s3.insecure)
-                .with_virtual_hosted_style_request(!s3.forcepathstyle && s3.endpoint.is_empty())
-                .with_retry(s3.retry_config());
-            for (key, value) in s3.client_settings() {
-                builder = builder.with_config(key, value);
-            }
-            if !s3.region.is_empty() {
-                builder = builder.with_region(&s3.region);
-            } else if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() {
-                builder = builder.with_region("us-east-1");
-            }
-            if !s3.endpoint.is_empty() {
-                let scheme = if s3.insecure { "http" } else { "https" };
-                let url = if s3.endpoint.contains("://") {
-                    s3.endpoint.clone()
-                } else {
-                    format!("{scheme}://{}", s3.endpoint)
-                };
-                builder = builder.with_endpoint(url);
-            }
-            if !s3.access_key.is_empty() {
-                builder = builder
-                    .with_access_key_id(&s3.access_key)
-                    .with_secret_access_key(&s3.secret_key);
-            }
-            let store = builder
-                .build()
-                .map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
-            if s3.prefix.is_empty() {
-                Ok(Arc::new(store))
-            } else {
-                Ok(Arc::new(PrefixStore::new(store, s3.prefix.trim_matches('/'))))
-            }
-        }
+        StorageBackend::S3 => cfg.s3.build(),
+        StorageBackend::Gcs => cfg.gcs.build(),
+        StorageBackend::Azure => cfg.azure.build(),
     }
 }
 

@@ -10,12 +10,15 @@
 //! (the block is hidden, and deleted later) and `<tenant>/index.json.gz` (the tenant index).
 //! Planning and running compactions is the compactor crate's business, not this one's.
 
+mod azure;
 mod blocklist;
 mod bloom;
+mod client;
 mod compacted;
 mod config;
 mod error;
 pub mod fault;
+mod gcs;
 mod inspect;
 mod instrumented;
 mod listing;
@@ -31,12 +34,15 @@ mod tenant_index;
 mod upload;
 mod writer;
 
+pub use azure::{AzureConfig, DEFAULT_AZURE_BUFFER_SIZE, DEFAULT_AZURE_ENDPOINT_SUFFIX};
 pub use blocklist::{Blocklist, DEFAULT_STALE_TENANT_INDEX, PollStats};
 pub use bloom::TraceBloom;
+pub use client::ClientConfig;
 pub use compacted::{delete_block, read_compacted_marker, write_compacted_marker};
 pub use config::humantime_serde_compat as config_durations;
 pub use config::{S3Config, StorageBackend, TraceStorageConfig, build_object_store};
 pub use error::{Error, Result};
+pub use gcs::{DEFAULT_GCS_CHUNK_BUFFER_SIZE, GcsConfig};
 pub use inspect::{BlockLayout, ColumnLayout, RowGroupLayout, Verification};
 pub use instrumented::{InstrumentedStore, OpLabels, RequestCounters, instrument};
 pub use listing::{TenantListing, list_tenant, read_block_meta};

@@ -782,8 +782,11 @@ impl Config {
     /// The effective config as YAML with secrets masked, for `/status/config`.
     pub fn masked_yaml(&self) -> String {
         let mut shown = self.clone();
-        if !shown.storage.trace.s3.secret_key.is_empty() {
-            shown.storage.trace.s3.secret_key = "********".into();
+        let trace = &mut shown.storage.trace;
+        for secret in [&mut trace.s3.secret_key, &mut trace.azure.storage_account_key] {
+            if !secret.is_empty() {
+                *secret = "********".into();
+            }
         }
         serde_yaml::to_string(&shown).unwrap_or_else(|e| format!("# could not render config: {e}\n"))
     }
@@ -874,12 +877,70 @@ storage:
             .unwrap_err()
             .to_string();
         assert!(err.contains("storage.trace.backend"), "{err}");
-        let cfg = Config::from_yaml("storage:\n  trace:\n    backend: s3\n").unwrap();
+        for (backend, key) in [
+            ("s3", "storage.trace.s3.bucket"),
+            ("gcs", "storage.trace.gcs.bucket_name"),
+            ("azure", "storage.trace.azure.container_name"),
+        ] {
+            let cfg = Config::from_yaml(&format!("storage:\n  trace:\n    backend: {backend}\n")).unwrap();
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{backend}: {err}");
+        }
+        let cfg =
+            Config::from_yaml("storage:\n  trace:\n    backend: azure\n    azure:\n      container_name: c\n").unwrap();
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT").is_none() {
+            let err = cfg.validate().unwrap_err().to_string();
+            assert!(err.contains("storage.trace.azure.storage_account_name"), "{err}");
+        }
+        let err = Config::from_yaml("storage:\n  trace:\n    gcs:\n      bucket: b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("storage.trace.gcs") && err.contains("bucket"), "{err}");
+    }
+
+    #[test]
+    fn gcs_and_azure_take_tempos_keys_and_mask_the_account_key() {
+        let cfg = Config::from_yaml(
+            r#"
+storage:
+  trace:
+    backend: azure
+    gcs:
+      bucket_name: traces
+      prefix: legato
+      endpoint: https://storage.googleapis.com/storage/v1/
+      insecure: false
+      chunk_buffer_size: 10485760
+      hedge_requests_at: 500ms
+      hedge_requests_up_to: 3
+      object_cache_control: no-cache
+      object_metadata: {team: tracing}
+      service_account: /etc/gcs/key.json
+      max_retries: 3
+    azure:
+      container_name: traces
+      prefix: legato
+      storage_account_name: acct
+      storage_account_key: dG9wc2VjcmV0
+      endpoint_suffix: blob.core.windows.net
+      max_buffers: 4
+      buffer_size: 3MiB
+      hedge_requests_at: 1s
+      hedge_requests_up_to: 2
+      timeout: 10s
+"#,
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let trace = &cfg.storage.trace;
+        assert_eq!(trace.gcs.client.max_retries, 3);
+        assert_eq!(trace.azure.client.timeout, std::time::Duration::from_secs(10));
+        assert_eq!(trace.upload_part_size(), 3 << 20);
+        assert_eq!(trace.ignored_keys(), vec!["storage.trace.azure.hedge_requests_at"]);
+        let shown = cfg.masked_yaml();
         assert!(
-            cfg.validate()
-                .unwrap_err()
-                .to_string()
-                .contains("storage.trace.s3.bucket")
+            !shown.contains("dG9wc2VjcmV0") && shown.contains("storage_account_key"),
+            "{shown}"
         );
     }
 
