@@ -135,10 +135,20 @@ impl Distributor {
             .bytes_received
             .get_or_create(&labels)
             .inc_by(wire_bytes as u64);
-        // Checks every field and groups spans by trace, leaving out spans with invalid ids.
-        let split = match export {
-            Export::Request(body) => wire::split_request(body)?,
-            Export::ResourceSpans(parts) => wire::split_resource_spans(parts)?,
+        // Checks every field and groups spans by trace, leaving out spans with invalid ids;
+        // for an observer that reads spans (the metrics generator), keeps what it reads.
+        let reading = self.observer.as_ref().filter(|o| o.reads_spans(tenant));
+        let (split, read) = match (export, reading) {
+            (Export::Request(body), None) => (wire::split_request(body)?, None),
+            (Export::ResourceSpans(parts), None) => (wire::split_resource_spans(parts)?, None),
+            (Export::Request(body), Some(_)) => {
+                let (split, read) = wire::split_request_reading(body)?;
+                (split, Some(read))
+            }
+            (Export::ResourceSpans(parts), Some(_)) => {
+                let (split, read) = wire::split_resource_spans_reading(parts)?;
+                (split, Some(read))
+            }
         };
         let total_spans = split.spans;
         self.metrics.spans_received.get_or_create(&labels).inc_by(total_spans);
@@ -157,8 +167,10 @@ impl Distributor {
             });
         }
         let (mut traces, mut rejected) = (split.traces, split.rejected);
-        if let Some(observer) = &self.observer {
-            observer.observe(tenant, &traces);
+        match (&self.observer, read) {
+            (Some(observer), Some(read)) => observer.observe_read(tenant, &read),
+            (Some(observer), None) => observer.observe(tenant, &traces),
+            (None, _) => {}
         }
         if let Some(ratio) = self.sampling.as_ref().and_then(|lookup| lookup(tenant)) {
             let before: u64 = traces.iter().map(|t| u64::from(t.spans)).sum();

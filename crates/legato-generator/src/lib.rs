@@ -22,6 +22,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use legato_model::TenantId;
 use legato_proto::push::{SpanObserver, TraceSegment};
+use legato_proto::span_wire::{ResourceRef, SpanRef};
+use legato_proto::wire::ReadSpans;
 use parking_lot::Mutex;
 use tokio_util::sync::CancellationToken;
 
@@ -246,53 +248,53 @@ impl Generator {
     }
 }
 
-impl SpanObserver for Generator {
-    /// Counts the export's spans for tenants with `span-metrics` on. Runs on the push path:
-    /// the work is a decode and a few map updates per span, never IO.
-    fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]) {
+/// Calls its argument with each span to count: trace id, resource, span.
+type SpanVisit<'v> = &'v mut dyn FnMut(&[u8; 16], &ResourceRef<'_>, &SpanRef<'_>);
+
+impl Generator {
+    /// Which of span metrics and service graphs `tenant` has on.
+    fn processors_on(&self, tenant: &TenantId) -> (bool, bool) {
         let processors = (self.processors)(tenant);
-        let span_metrics = processors.iter().any(|p| p == SPAN_METRICS);
-        let service_graphs = processors.iter().any(|p| p == SERVICE_GRAPHS);
+        (
+            processors.iter().any(|p| p == SPAN_METRICS),
+            processors.iter().any(|p| p == SERVICE_GRAPHS),
+        )
+    }
+
+    /// Counts `spans` spans of `tenant`, which `each` shows one by one. Runs on the push
+    /// path: a few map updates per span, never IO.
+    fn count_spans(&self, tenant: &TenantId, spans: u64, each: impl FnOnce(SpanVisit<'_>)) {
+        let (span_metrics, service_graphs) = self.processors_on(tenant);
         if !span_metrics && !service_graphs {
             return;
         }
         let now = now_ms();
         let max_active = self.cfg.registry.max_active_series;
-        let (mut spans, mut filtered) = (0u64, 0u64);
+        let mut filtered = 0u64;
         let mut tenants = self.tenants.lock();
         let state = tenants.entry(tenant.clone()).or_default();
         let refused_before = state.registry.refused;
-        // The few fields each processor needs are read from the encoded trace, in place: no
-        // decode, and no allocation for a span of a series that exists.
-        for seg in traces {
-            let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
-                continue;
-            };
-            spans += u64::from(seg.spans);
-            let exemplar = Some(id).filter(|id| *id != [0; 16]);
-            let TenantState {
-                registry,
-                pending,
-                scratch,
-            } = &mut *state;
-            let walked = legato_proto::span_wire::for_each_span(&seg.data, |resource, span| {
-                if span_metrics
-                    && !self
-                        .span_metrics
-                        .observe(registry, scratch, resource, span, exemplar, max_active, now)
-                {
-                    filtered += 1;
-                }
-                if service_graphs {
-                    self.service_graphs
-                        .observe(pending, registry, id, resource, span, max_active, now);
-                }
-            });
-            if let Err(e) = walked {
-                tracing::debug!(error = %e, "metrics generator skipped an undecodable trace");
+        let TenantState {
+            registry,
+            pending,
+            scratch,
+        } = &mut *state;
+        each(&mut |id, resource, span| {
+            let exemplar = Some(*id).filter(|id| *id != [0; 16]);
+            if span_metrics
+                && !self
+                    .span_metrics
+                    .observe(registry, scratch, resource, span, exemplar, max_active, now)
+            {
+                filtered += 1;
             }
-        }
-        let registry = &state.registry;
+            if service_graphs {
+                self.service_graphs
+                    .observe(pending, registry, *id, resource, span, max_active, now);
+            }
+        });
+        let refused = state.registry.refused - refused_before;
+        drop(tenants);
         let labels = TenantLabels {
             tenant: tenant.to_string(),
         };
@@ -303,10 +305,40 @@ impl SpanObserver for Generator {
                 .get_or_create(&labels)
                 .inc_by(filtered);
         }
-        let refused = registry.refused - refused_before;
         if refused > 0 {
             self.metrics.series_refused.get_or_create(&labels).inc_by(refused);
         }
+    }
+}
+
+impl SpanObserver for Generator {
+    /// Counts the spans of encoded traces (forwarded by a distributor in microservices
+    /// mode), reading the few fields each processor needs in place: no decode, and no
+    /// allocation for a span of a series that exists.
+    fn observe(&self, tenant: &TenantId, traces: &[TraceSegment]) {
+        let spans = traces.iter().map(|seg| u64::from(seg.spans)).sum();
+        self.count_spans(tenant, spans, |visit| {
+            for seg in traces {
+                let Ok(id) = <[u8; 16]>::try_from(seg.id.as_ref()) else {
+                    continue;
+                };
+                let walked = legato_proto::span_wire::for_each_span(&seg.data, |resource, span| {
+                    visit(&id, resource, span);
+                });
+                if let Err(e) = walked {
+                    tracing::debug!(error = %e, "metrics generator skipped an undecodable trace");
+                }
+            }
+        });
+    }
+
+    fn reads_spans(&self, tenant: &TenantId) -> bool {
+        self.processors_on(tenant) != (false, false)
+    }
+
+    /// Counts the spans the distributor's walk read (single-binary mode): no second walk.
+    fn observe_read(&self, tenant: &TenantId, spans: &ReadSpans<'_>) {
+        self.count_spans(tenant, spans.len() as u64, |visit| spans.for_each(visit));
     }
 }
 
@@ -317,4 +349,134 @@ fn hostname() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "legato".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::servicegraphs::tests::kv;
+    use legato_proto::collector::ExportTraceServiceRequest;
+    use legato_proto::common::KeyValue;
+    use legato_proto::resource::Resource;
+    use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    /// Calls between services, a database call and errors, over interleaved traces and
+    /// resources, plus a span with an invalid trace id.
+    fn export() -> Vec<u8> {
+        let resource = |service: &str, spans: Vec<Span>| ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", service), kv("k8s.pod.name", "pod-1")],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let span = |trace: u8, id: u8, parent: u8, kind: i32, error: bool, attrs: Vec<KeyValue>| Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![id; 8],
+            parent_span_id: if parent == 0 { Vec::new() } else { vec![parent; 8] },
+            name: format!("op-{kind}"),
+            kind,
+            start_time_unix_nano: 1_000_000,
+            end_time_unix_nano: 1_000_000 + u64::from(id) * 7_000_000,
+            attributes: attrs,
+            status: Some(Status {
+                code: if error { 2 } else { 0 },
+                message: if error { "boom".into() } else { String::new() },
+            }),
+            ..Default::default()
+        };
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![
+                resource(
+                    "frontend",
+                    vec![
+                        span(1, 1, 0, 2, false, vec![]),
+                        span(1, 2, 1, 3, false, vec![kv("http.method", "GET")]),
+                        span(2, 1, 0, 2, false, vec![]),
+                        span(2, 2, 1, 3, true, vec![]),
+                        span(0, 9, 0, 3, false, vec![]),
+                    ],
+                ),
+                resource(
+                    "checkout",
+                    vec![
+                        span(2, 3, 2, 2, true, vec![]),
+                        span(1, 3, 2, 2, false, vec![]),
+                        span(
+                            1,
+                            4,
+                            3,
+                            3,
+                            false,
+                            vec![kv("db.system", "postgresql"), kv("db.name", "orders")],
+                        ),
+                    ],
+                ),
+            ],
+        };
+        request.encode_to_vec()
+    }
+
+    fn generator() -> Generator {
+        let processors: ProcessorsLookup = Arc::new(|_: &TenantId| vec![SPAN_METRICS.into(), SERVICE_GRAPHS.into()]);
+        Generator::new(GeneratorConfig::default(), processors, GeneratorMetrics::default())
+    }
+
+    /// Series as comparable text: labels, sample values and how many exemplars (collection
+    /// timestamps differ, and which trace an exemplar names depends on span order).
+    fn series(generator: &Generator) -> Vec<String> {
+        let mut out: Vec<String> = generator
+            .collect(true)
+            .into_iter()
+            .flat_map(|(_, request)| request.timeseries)
+            .map(|t| {
+                let labels: Vec<String> = t.labels.iter().map(|l| format!("{}={}", l.name, l.value)).collect();
+                let values: Vec<f64> = t.samples.iter().map(|s| s.value).collect();
+                format!("{labels:?} {values:?} {}", t.exemplars.len())
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Issue 11: in single-binary mode the generator counts the spans the distributor's walk
+    /// read; the series are exactly those it makes from the encoded traces.
+    #[test]
+    fn spans_read_by_the_distributor_make_the_same_series_as_the_segments() {
+        let tenant = TenantId::single();
+        let body = export();
+        let from_segments = generator();
+        assert!(from_segments.reads_spans(&tenant));
+        let split = legato_proto::wire::split_request(&body).unwrap();
+        from_segments.observe(&tenant, &split.traces);
+        let from_walk = generator();
+        let (_, read) = legato_proto::wire::split_request_reading(&body).unwrap();
+        assert_eq!(read.len(), 7, "the span with an invalid trace id is not read");
+        from_walk.observe_read(&tenant, &read);
+        let expected = series(&from_segments);
+        assert!(
+            expected.iter().any(|s| s.contains("traces_service_graph_request_total")
+                && s.contains("client=frontend")
+                && s.contains("server=checkout")),
+            "{expected:#?}"
+        );
+        assert!(
+            expected
+                .iter()
+                .any(|s| s.contains("server=postgresql") || s.contains("server=orders")),
+            "{expected:#?}"
+        );
+        let got = series(&from_walk);
+        let missing: Vec<&String> = expected.iter().filter(|s| !got.contains(s)).collect();
+        let extra: Vec<&String> = got.iter().filter(|s| !expected.contains(s)).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "missing {missing:#?}\nextra {extra:#?}"
+        );
+    }
 }

@@ -422,14 +422,15 @@ fn first_attr(attrs: &Attrs<'_>, keys: &[String]) -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use legato_proto::common::{AnyValue, KeyValue, any_value};
     use legato_proto::resource::Resource;
     use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
     use prost::Message;
 
-    fn kv(key: &str, value: &str) -> KeyValue {
+    /// A string attribute.
+    pub(crate) fn kv(key: &str, value: &str) -> KeyValue {
         KeyValue {
             key: key.into(),
             value: Some(AnyValue {

@@ -144,6 +144,17 @@ pub trait RecentTraces: Send + Sync + 'static {
 /// generator (service graphs, span metrics) attaches, so it counts all traffic.
 pub trait SpanObserver: Send + Sync + 'static {
     fn observe(&self, tenant: &legato_model::TenantId, traces: &[TraceSegment]);
+
+    /// Whether this observer reads the fields of `tenant`'s spans and would rather have them
+    /// as the distributor's walk read them ([`SpanObserver::observe_read`]) than walk each
+    /// trace again.
+    fn reads_spans(&self, _tenant: &legato_model::TenantId) -> bool {
+        false
+    }
+
+    /// The export's accepted spans as the distributor's walk read them; called instead of
+    /// `observe` when `reads_spans` said so.
+    fn observe_read(&self, _tenant: &legato_model::TenantId, _spans: &crate::wire::ReadSpans<'_>) {}
 }
 
 /// Receives recent traces one at a time, with the bytes they take where they are held

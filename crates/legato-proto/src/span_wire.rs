@@ -49,6 +49,10 @@ pub struct Attrs<'a> {
 impl<'a> Attrs<'a> {
     pub const EMPTY: Attrs<'static> = Attrs { list: &[] };
 
+    pub(crate) fn new(list: &'a [(&'a [u8], &'a [u8])]) -> Self {
+        Self { list }
+    }
+
     /// The first attribute named `key`.
     pub fn get(&self, key: &str) -> Option<AnyRef<'a>> {
         self.list
@@ -78,7 +82,7 @@ fn push_key_value<'a>(kv: &'a [u8], into: &mut Vec<(&'a [u8], &'a [u8])>) -> Res
     Ok(())
 }
 
-fn any_value(buf: &[u8]) -> AnyRef<'_> {
+pub(crate) fn any_value(buf: &[u8]) -> AnyRef<'_> {
     let mut r = Reader::new(buf);
     let mut out = AnyRef::Other;
     while let Ok(Some(f)) = r.next_field() {
@@ -112,6 +116,22 @@ pub struct SpanRef<'a> {
 }
 
 impl SpanRef<'_> {
+    /// A span of `encoded_len` bytes with no fields read yet.
+    pub(crate) fn empty(encoded_len: usize) -> Self {
+        SpanRef {
+            span_id: &[],
+            parent_span_id: &[],
+            name: "",
+            kind: 0,
+            start_unix_nano: 0,
+            end_unix_nano: 0,
+            status_code: 0,
+            status_message: "",
+            attributes: Attrs::EMPTY,
+            encoded_len,
+        }
+    }
+
     pub fn seconds(&self) -> f64 {
         self.end_unix_nano.saturating_sub(self.start_unix_nano) as f64 / 1e9
     }
@@ -174,18 +194,7 @@ pub fn for_each_span(trace: &[u8], mut f: impl FnMut(&ResourceRef<'_>, &SpanRef<
 
 /// One walk over a span: its fields, and its attributes into `attrs`.
 fn span_fields<'a>(buf: &'a [u8], attrs: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SpanRef<'a>, WireError> {
-    let mut span = SpanRef {
-        span_id: &[],
-        parent_span_id: &[],
-        name: "",
-        kind: 0,
-        start_unix_nano: 0,
-        end_unix_nano: 0,
-        status_code: 0,
-        status_message: "",
-        attributes: Attrs::EMPTY,
-        encoded_len: buf.len(),
-    };
+    let mut span = SpanRef::empty(buf.len());
     let mut r = Reader::new(buf);
     while let Some(field) = r.next_field()? {
         match (field.number, field.value) {

@@ -16,11 +16,13 @@
 //! schema URLs, unknown fields) byte for byte, with only the spans of that trace inside.
 
 use std::collections::HashMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 use legato_model::{SpanId, TraceId};
 
 use crate::push::{RejectReason, Rejection, TraceSegment};
+use crate::span_wire::{Attrs, ResourceRef, SpanRef, any_value};
 
 /// An export that is not well-formed OTLP protobuf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -40,6 +42,28 @@ pub struct Split {
 
 /// Splits an encoded `ExportTraceServiceRequest`.
 pub fn split_request(body: &[u8]) -> Result<Split, WireError> {
+    Ok(walk_request(body, Walk::default())?.0)
+}
+
+/// Splits the encoded `ResourceSpans` messages of an export.
+pub fn split_resource_spans<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<Split, WireError> {
+    Ok(walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), Walk::default())?.0)
+}
+
+/// [`split_request`], also keeping what the walk read of each accepted span for an observer
+/// (the metrics generator), so that it need not walk the export a second time.
+pub fn split_request_reading(body: &[u8]) -> Result<(Split, ReadSpans<'_>), WireError> {
+    let (split, read) = walk_request(body, Walk::reading())?;
+    Ok((split, read.unwrap_or_default()))
+}
+
+/// [`split_resource_spans`], also keeping what the walk read of each accepted span.
+pub fn split_resource_spans_reading<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<(Split, ReadSpans<'_>), WireError> {
+    let (split, read) = walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), Walk::reading())?;
+    Ok((split, read.unwrap_or_default()))
+}
+
+fn walk_request<'a>(body: &'a [u8], walk: Walk<'a>) -> Result<(Split, Option<ReadSpans<'a>>), WireError> {
     let mut resource_spans = Vec::new();
     let mut r = Reader::new(body);
     while let Some(field) = r.next_field()? {
@@ -49,16 +73,55 @@ pub fn split_request(body: &[u8]) -> Result<Split, WireError> {
             _ => {}
         }
     }
-    split_resource_spans(&resource_spans)
+    walk_resource_spans(resource_spans, walk)
 }
 
-/// Splits the encoded `ResourceSpans` messages of an export.
-pub fn split_resource_spans<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<Split, WireError> {
-    let mut walk = Walk::default();
+fn walk_resource_spans<'a>(
+    resource_spans: impl IntoIterator<Item = &'a [u8]>,
+    mut walk: Walk<'a>,
+) -> Result<(Split, Option<ReadSpans<'a>>), WireError> {
     for rs in resource_spans {
-        walk.resource_spans(rs.as_ref())?;
+        walk.resource_spans(rs)?;
     }
     Ok(walk.finish())
+}
+
+/// The fields of each accepted span of an export, and of its resource, as the distributor's
+/// walk read them (borrowed from the export's bytes).
+#[derive(Debug, Default)]
+pub struct ReadSpans<'a> {
+    /// Per `ResourceSpans` of the export: its attributes (a range of `attrs`) and
+    /// `service.name`.
+    resources: Vec<(Range<usize>, &'a str)>,
+    attrs: Vec<(&'a [u8], &'a [u8])>,
+    /// Trace id, resource index, the span (attributes left empty) and its attributes.
+    spans: Vec<([u8; 16], usize, SpanRef<'a>, Range<usize>)>,
+}
+
+impl ReadSpans<'_> {
+    pub fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty()
+    }
+
+    /// Calls `f` with each span, its trace id and its resource, in export order.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8; 16], &ResourceRef<'_>, &SpanRef<'_>)) {
+        for (trace_id, rs, span, attrs) in &self.spans {
+            let (resource_attrs, service_name) = &self.resources[*rs];
+            let resource = ResourceRef {
+                attributes: Attrs::new(&self.attrs[resource_attrs.clone()]),
+                service_name,
+            };
+            let span = SpanRef {
+                attributes: Attrs::new(&self.attrs[attrs.clone()]),
+                ..*span
+            };
+            f(trace_id, &resource, &span);
+        }
+    }
 }
 
 /// Spans of one trace under one (resource spans, scope spans) pair of the export.
@@ -79,18 +142,35 @@ struct Walk<'a> {
     spans: u64,
     bad_trace: (u64, String),
     bad_span: (u64, String),
+    /// What an observer reads of each span, when asked for.
+    read: Option<ReadSpans<'a>>,
 }
 
 impl<'a> Walk<'a> {
+    fn reading() -> Self {
+        Self {
+            read: Some(ReadSpans::default()),
+            ..Self::default()
+        }
+    }
+
     fn resource_spans(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
         let rs = self.rs_fields.len();
         self.rs_fields.push(Vec::new());
+        if let Some(read) = &mut self.read {
+            let at = read.attrs.len();
+            read.resources.push((at..at, ""));
+        }
         let mut scopes = Vec::new();
         let mut r = Reader::new(buf);
         while let Some(field) = r.next_field()? {
             match (field.number, field.value) {
                 (2, Value::Len(b)) => scopes.push(b),
                 (2, _) => return Err(wrong_type("ResourceSpans", 2)),
+                (1, Value::Len(resource)) if self.read.is_some() => {
+                    self.read_resource(resource)?;
+                    self.rs_fields[rs].push(field.raw);
+                }
                 (n, v) => {
                     check_field(n, v, resource_spans_schema, 0)?;
                     self.rs_fields[rs].push(field.raw);
@@ -120,29 +200,73 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
+    /// Checks a `Resource` as `check_field` would, keeping its attributes and service name
+    /// for the observer (the last `resources` entry, pushed by `resource_spans`).
+    fn read_resource(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let Some(read) = &mut self.read else {
+            return Ok(());
+        };
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            let checked = match (field.number, field.value) {
+                (1, Value::Len(kv)) => key_value(kv, 2).map(|kv| read.attrs.push(kv)),
+                (n, v) => check_field(n, v, resource_schema, 1),
+            };
+            checked.map_err(|e| WireError(format!("Resource: {}", e.0)))?;
+        }
+        let end = read.attrs.len();
+        if let Some((attrs, service)) = read.resources.last_mut() {
+            attrs.end = end;
+            *service = read.attrs[attrs.clone()]
+                .iter()
+                .find(|(key, _)| *key == b"service.name")
+                .and_then(|(_, value)| any_value(value).as_str())
+                .unwrap_or_default();
+        }
+        Ok(())
+    }
+
     fn span(&mut self, rs: usize, ss: usize, buf: &'a [u8]) -> Result<(), WireError> {
         self.spans += 1;
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+        let mut read = self.read.as_mut().map(|read| (read, SpanRef::empty(buf.len())));
+        let attrs_from = read.as_ref().map_or(0, |(read, _)| read.attrs.len());
         let mut r = Reader::new(buf);
         while let Some(field) = r.next_field()? {
-            match (field.number, field.value) {
-                (1, Value::Len(b)) => trace_id = b,
-                (2, Value::Len(b)) => span_id = b,
-                (n, v) => check_field(n, v, span_schema, 0)?,
+            match (field.number, field.value, &mut read) {
+                (1, Value::Len(b), _) => trace_id = b,
+                (2, Value::Len(b), _) => span_id = b,
+                (n, v, Some((read, span))) => read_span_field(n, v, span, &mut read.attrs)?,
+                (n, v, None) => check_field(n, v, span_schema, 0)?,
             }
         }
-        let id = match TraceId::from_otlp(trace_id) {
+        let checked = TraceId::from_otlp(trace_id)
+            .map_err(|e| (true, e.to_string()))
+            .and_then(|id| {
+                SpanId::from_otlp(span_id)
+                    .map(|_| id)
+                    .map_err(|e| (false, e.to_string()))
+            });
+        let id = match checked {
             Ok(id) => id,
-            Err(e) => {
-                self.bad_trace.0 += 1;
-                self.bad_trace.1 = e.to_string();
+            Err((bad_trace, message)) => {
+                let bad = if bad_trace {
+                    &mut self.bad_trace
+                } else {
+                    &mut self.bad_span
+                };
+                bad.0 += 1;
+                bad.1 = message;
+                if let Some((read, _)) = read {
+                    read.attrs.truncate(attrs_from);
+                }
                 return Ok(());
             }
         };
-        if let Err(e) = SpanId::from_otlp(span_id) {
-            self.bad_span.0 += 1;
-            self.bad_span.1 = e.to_string();
-            return Ok(());
+        if let Some((read, mut span)) = read {
+            span.span_id = span_id;
+            let attrs = attrs_from..read.attrs.len();
+            read.spans.push((id.0, rs, span, attrs));
         }
         let next = self.traces.len();
         let at = *self.index.entry(id).or_insert(next);
@@ -162,7 +286,8 @@ impl<'a> Walk<'a> {
         Ok(())
     }
 
-    fn finish(self) -> Split {
+    fn finish(mut self) -> (Split, Option<ReadSpans<'a>>) {
+        let read = self.read.take();
         let traces = self
             .traces
             .iter()
@@ -181,11 +306,12 @@ impl<'a> Walk<'a> {
                 rejected.push(Rejection { reason, spans, message });
             }
         }
-        Split {
+        let split = Split {
             traces,
             spans: self.spans,
             rejected,
-        }
+        };
+        (split, read)
     }
 
     /// One trace's groups as an encoded `tempopb.Trace`: consecutive groups of the same
@@ -219,6 +345,57 @@ impl<'a> Walk<'a> {
         debug_assert_eq!(out.len(), total);
         out
     }
+}
+
+/// Checks a span field as `check_field` would, keeping what an observer reads of it.
+fn read_span_field<'a>(
+    number: u32,
+    value: Value<'a>,
+    span: &mut SpanRef<'a>,
+    attrs: &mut Vec<(&'a [u8], &'a [u8])>,
+) -> Result<(), WireError> {
+    match (number, value) {
+        (9, Value::Len(kv)) => attrs.push(key_value(kv, 1)?),
+        (4, Value::Len(b)) => span.parent_span_id = b,
+        (5, Value::Len(b)) => {
+            span.name = std::str::from_utf8(b).map_err(|_| WireError("field 5 is not valid UTF-8".into()))?;
+        }
+        (6, Value::Varint(k)) => span.kind = k as i32,
+        (7, Value::Fixed64(t)) => span.start_unix_nano = t,
+        (8, Value::Fixed64(t)) => span.end_unix_nano = t,
+        (15, Value::Len(status)) => {
+            let mut r = Reader::new(status);
+            while let Some(f) = r.next_field()? {
+                match (f.number, f.value) {
+                    (2, Value::Len(m)) => {
+                        span.status_message = std::str::from_utf8(m)
+                            .map_err(|_| WireError("Status: field 2 is not valid UTF-8".into()))?;
+                    }
+                    (3, Value::Varint(c)) => span.status_code = c as i32,
+                    (n, v) => check_field(n, v, status_schema, 1).map_err(|e| WireError(format!("Status: {}", e.0)))?,
+                }
+            }
+        }
+        (n, v) => check_field(n, v, span_schema, 0)?,
+    }
+    Ok(())
+}
+
+/// Checks a `KeyValue` at `depth` as `check_message` would (with its error messages);
+/// returns its key and encoded value.
+fn key_value(buf: &[u8], depth: usize) -> Result<(&[u8], &[u8]), WireError> {
+    let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
+    let mut r = Reader::new(buf);
+    while let Some(field) = r.next_field()? {
+        check_field(field.number, field.value, key_value_schema, depth)
+            .map_err(|e| WireError(format!("KeyValue: {}", e.0)))?;
+        match (field.number, field.value) {
+            (1, Value::Len(b)) => key = b,
+            (2, Value::Len(b)) => value = b,
+            _ => {}
+        }
+    }
+    Ok((key, value))
 }
 
 fn raw_len(fields: &[&[u8]]) -> usize {

@@ -7,9 +7,10 @@ use legato_proto::collector::ExportTraceServiceRequest;
 use legato_proto::common::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
 use legato_proto::push::RejectReason;
 use legato_proto::resource::Resource;
+use legato_proto::span_wire::{ResourceRef, SpanRef, for_each_span};
 use legato_proto::tempopb;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
-use legato_proto::wire::{split_request, split_resource_spans};
+use legato_proto::wire::{split_request, split_request_reading, split_resource_spans, split_resource_spans_reading};
 use prost::Message;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -260,6 +261,9 @@ fn whatever_is_accepted_decodes() {
             bytes[at] = rng.random();
         }
         let prost_ok = ExportTraceServiceRequest::decode(bytes.as_slice()).is_ok();
+        let verdict = split_request(&bytes).map(|split| split.traces);
+        let reading = split_request_reading(&bytes).map(|(split, _)| split.traces);
+        assert_eq!(verdict, reading, "reading the spans changed what is accepted");
         if let Ok(split) = split_request(&bytes) {
             accepted += 1;
             for seg in &split.traces {
@@ -271,4 +275,73 @@ fn whatever_is_accepted_decodes() {
         }
     }
     assert!(accepted > 100, "only {accepted} corrupted exports were still valid");
+}
+
+/// What an observer reads of a span, owned, for comparing the two ways of reading.
+type Seen = (
+    Vec<u8>,
+    String,
+    Vec<u8>,
+    Vec<u8>,
+    String,
+    i32,
+    u64,
+    u64,
+    i32,
+    String,
+    usize,
+    Vec<String>,
+);
+
+fn seen(trace_id: &[u8], resource: &ResourceRef<'_>, s: &SpanRef<'_>) -> Seen {
+    let attr = |key: &str| format!("{key}={:?}", s.attributes.get(key));
+    (
+        trace_id.to_vec(),
+        resource.service_name.to_string(),
+        s.span_id.to_vec(),
+        s.parent_span_id.to_vec(),
+        s.name.to_string(),
+        s.kind,
+        s.start_unix_nano,
+        s.end_unix_nano,
+        s.status_code,
+        s.status_message.to_string(),
+        s.encoded_len,
+        ["http.method", "status", "ratio", "ok", "raw", "nested", "missing"]
+            .into_iter()
+            .map(attr)
+            .chain([format!("{:?}", resource.attributes.get("service.name"))])
+            .collect(),
+    )
+}
+
+/// The spans the distributor's walk keeps for the metrics generator are exactly what the
+/// generator would read from the segments (issue 11: one walk instead of two).
+#[test]
+fn spans_read_in_the_split_equal_the_spans_read_from_the_segments() {
+    let mut rng = StdRng::seed_from_u64(17);
+    for _ in 0..300 {
+        let req = export(&mut rng);
+        let body = req.encode_to_vec();
+        let (split, read) = split_request_reading(&body).unwrap();
+        assert_eq!(split.traces, split_request(&body).unwrap().traces);
+        let mut from_segments = Vec::new();
+        for seg in &split.traces {
+            for_each_span(&seg.data, |resource, s| from_segments.push(seen(&seg.id, resource, s))).unwrap();
+        }
+        let mut from_walk = Vec::new();
+        read.for_each(|trace_id, resource, s| from_walk.push(seen(trace_id, resource, s)));
+        assert_eq!(read.len(), from_walk.len());
+        from_segments.sort();
+        from_walk.sort();
+        assert_eq!(from_walk, from_segments);
+
+        let parts: Vec<Vec<u8>> = req.resource_spans.iter().map(Message::encode_to_vec).collect();
+        let (again, read_again) = split_resource_spans_reading(&parts).unwrap();
+        assert_eq!(again.traces, split.traces);
+        let mut from_parts = Vec::new();
+        read_again.for_each(|trace_id, resource, s| from_parts.push(seen(trace_id, resource, s)));
+        from_parts.sort();
+        assert_eq!(from_parts, from_walk);
+    }
 }
