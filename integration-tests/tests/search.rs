@@ -762,3 +762,107 @@ async fn grpc_streaming_querier_on_grpc_and_http_ports() {
 fn ids_of(ns: &[u8]) -> BTreeSet<String> {
     ids(ns)
 }
+
+/// Issue 14: trace-by-id v2 with `q` returns only the matching spans (and, as asked, their
+/// descendants and ancestors), marked PARTIAL; without `q` the whole trace; bad `q` is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_by_id_v2_prunes_spans_by_q() {
+    let dir = tempfile::tempdir().unwrap();
+    let legato = Legato::start_default(dir.path());
+    let client = reqwest::Client::new();
+    // A chain of six spans, span-0 → span-1 → ... → span-5; span-2 failed.
+    let (mut request, trace_id) = integration_tests::otlp_request(77, 6);
+    let spans = &mut request.resource_spans[0].scope_spans[0].spans;
+    for i in 1..spans.len() {
+        spans[i].parent_span_id = spans[i - 1].span_id.clone();
+    }
+    spans[2].status = Some(Status {
+        code: 2,
+        message: "boom".into(),
+    });
+    assert_eq!(post_otlp(&client, &legato, &request).await.0, 200);
+    let id = hex::encode(trace_id);
+    let fetch = |params: Vec<(&'static str, &'static str)>| {
+        let url = legato.url(&format!("/api/v2/traces/{id}"));
+        let client = client.clone();
+        async move {
+            let resp = client
+                .get(url)
+                .query(&params)
+                .header("accept", "application/protobuf")
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status().as_u16();
+            let body = resp.bytes().await.unwrap();
+            (status, body)
+        }
+    };
+    let names = |body: &[u8]| -> (Vec<String>, i32, String) {
+        let resp = legato_proto::tempopb::TraceByIdResponse::decode(body).unwrap();
+        let mut names: Vec<String> = resp
+            .trace
+            .unwrap_or_default()
+            .resource_spans
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| s.name.clone())
+            .collect();
+        names.sort();
+        (names, resp.status, resp.message)
+    };
+    let (status, body) = fetch(vec![]).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&body).0.len(), 6);
+    assert_eq!(names(&body).1, 0, "a whole trace is COMPLETE");
+
+    let (status, body) = fetch(vec![("q", "{ status = error }")]).await;
+    assert_eq!(status, 200);
+    let (got, partial, message) = names(&body);
+    assert_eq!(got, ["span-2"]);
+    assert_eq!(partial, 1, "PARTIAL when spans were left out");
+    assert!(message.contains("1 of 6"), "{message}");
+
+    let q = ("q", "{ status = error }");
+    let (_, body) = fetch(vec![q, ("match_depth", "1")]).await;
+    assert_eq!(names(&body).0, ["span-2", "span-3"]);
+    let (_, body) = fetch(vec![
+        q,
+        ("match_depth", "-1"),
+        ("keep_hierarchy", "true"),
+        ("ancestor_depth", "1"),
+    ])
+    .await;
+    assert_eq!(names(&body).0, ["span-1", "span-2", "span-3", "span-4", "span-5"]);
+    let (_, body) = fetch(vec![q, ("keep_hierarchy", "true")]).await;
+    assert_eq!(names(&body).0, ["span-0", "span-1", "span-2"]);
+    let (_, body) = fetch(vec![("q", "{ name = \"span-0\" }"), ("match_depth", "-1")]).await;
+    assert_eq!(names(&body).0.len(), 6);
+    assert_eq!(names(&body).1, 0, "nothing left out: COMPLETE");
+    let (_, body) = fetch(vec![("q", "{ .nothing = 1 }")]).await;
+    assert!(names(&body).0.is_empty());
+
+    // JSON says PARTIAL too.
+    let resp = client
+        .get(legato.url(&format!("/api/v2/traces/{id}")))
+        .query(&[q])
+        .send()
+        .await
+        .unwrap();
+    let json: Json = resp.json().await.unwrap();
+    assert_eq!(json["status"], "PARTIAL", "{json}");
+
+    for (bad, names_it) in [
+        (vec![("q", "{ .a = }")], "invalid TraceQL"),
+        (vec![("q", "{ } | count() > 1")], "one spanset filter"),
+        (vec![("q", "{ trace:rootName = \"x\" }")], "trace:rootName"),
+        (vec![q, ("match_depth", "x")], "match_depth"),
+        (vec![q, ("keep_hierarchy", "maybe")], "keep_hierarchy"),
+    ] {
+        let (status, body) = fetch(bad).await;
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, 400, "{text}");
+        assert!(text.contains(names_it), "{text}");
+    }
+}

@@ -15,6 +15,7 @@ mod query;
 mod search;
 mod streaming;
 mod tenant;
+mod trace_filter;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};

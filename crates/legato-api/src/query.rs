@@ -8,9 +8,10 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use legato_model::TraceId;
 use legato_proto::tempo_json;
-use legato_proto::tempopb::{Trace, TraceByIdMetrics, TraceByIdResponse};
+use legato_proto::tempopb::{PARTIAL_STATUS_PARTIAL, Trace, TraceByIdMetrics, TraceByIdResponse};
 use prost::Message;
 
+use crate::trace_filter::SpanFilter;
 use crate::{ApiError, READY, STOPPING, SharedState, tenant};
 
 const PROTOBUF: &str = "application/protobuf";
@@ -132,19 +133,29 @@ pub async fn trace_v2(
 ) -> Response {
     let started = Instant::now();
     let result = async {
+        let filter = SpanFilter::from_params(&params)?;
         let found = lookup(&state, &headers, &id, &params).await?;
         let inspected_bytes = found.batches.iter().map(|b| b.encoded_len() as u64).sum();
+        let (batches, message) = match filter {
+            Some(filter) if !found.batches.is_empty() => {
+                let trace_id = TraceId::parse_hex(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+                let filtered = filter.apply(trace_id.0, found.batches);
+                let message = filtered.message();
+                (filtered.batches, message)
+            }
+            _ => (found.batches, None),
+        };
         let resp = TraceByIdResponse {
             trace: Some(Trace {
-                resource_spans: found.batches,
+                resource_spans: batches,
             }),
             metrics: Some(TraceByIdMetrics {
                 inspected_bytes,
                 backend_reads: found.blocks_inspected,
                 backend_bytes: 0,
             }),
-            status: 0,
-            message: String::new(),
+            status: if message.is_some() { PARTIAL_STATUS_PARTIAL } else { 0 },
+            message: message.unwrap_or_default(),
         };
         if wants_protobuf(&headers) {
             return Ok(protobuf(resp.encode_to_vec()));

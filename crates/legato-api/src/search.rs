@@ -115,7 +115,7 @@ fn bounded(params: &Params, key: &str, default: usize, max: usize, zero_ok: bool
     Ok(n)
 }
 
-fn parse_query(q: &str) -> Result<TraceQl, ApiError> {
+pub(crate) fn parse_query(q: &str) -> Result<TraceQl, ApiError> {
     if q.len() > MAX_QUERY_BYTES {
         return Err(ApiError::BadRequest(format!(
             "TraceQL expression exceeds the configured maximum size of {MAX_QUERY_BYTES} bytes"
@@ -124,7 +124,7 @@ fn parse_query(q: &str) -> Result<TraceQl, ApiError> {
     legato_traceql::parse(q).map_err(|e| ApiError::BadRequest(format!("invalid TraceQL query: {e}")))
 }
 
-fn plan(query: TraceQl) -> Result<Arc<Plan>, ApiError> {
+pub(crate) fn plan(query: TraceQl) -> Result<Arc<Plan>, ApiError> {
     Plan::new(query)
         .map(Arc::new)
         .map_err(|e| ApiError::BadRequest(format!("invalid TraceQL query: {e}")))
