@@ -6,6 +6,13 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: String,
+    pub revision: String,
+    pub target: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct EndpointLabels {
     pub endpoint: String,
     pub status: u16,
@@ -20,6 +27,8 @@ pub struct ApiMetrics {
     pub request_seconds: Family<EndpointLabels, Histogram>,
     /// Requests refused for missing or wrong credentials.
     pub auth_failures: prometheus_client::metrics::counter::Counter,
+    /// One series at 1 naming this process's version and target (role).
+    pub build_info: Family<BuildLabels, prometheus_client::metrics::gauge::Gauge>,
 }
 
 impl Default for ApiMetrics {
@@ -27,12 +36,18 @@ impl Default for ApiMetrics {
         Self {
             request_seconds: Family::new_with_constructor(histogram),
             auth_failures: prometheus_client::metrics::counter::Counter::default(),
+            build_info: Family::default(),
         }
     }
 }
 
 impl ApiMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "legato_build_info",
+            "Always 1: the version, revision and target (role) of this process",
+            self.build_info.clone(),
+        );
         registry.register(
             "legato_api_auth_failures",
             "Requests refused for missing, invalid or wrong-tenant credentials",
@@ -43,6 +58,16 @@ impl ApiMetrics {
             "Request latency by endpoint and status",
             self.request_seconds.clone(),
         );
+    }
+
+    /// Sets `legato_build_info` for a process running `target`.
+    pub fn set_build_info(&self, target: &str) {
+        let labels = BuildLabels {
+            version: env!("CARGO_PKG_VERSION").into(),
+            revision: option_env!("LEGATO_GIT_REVISION").unwrap_or("unknown").into(),
+            target: target.into(),
+        };
+        self.build_info.get_or_create(&labels).set(1);
     }
 
     pub fn observe(&self, endpoint: &str, status: u16, started: std::time::Instant) {

@@ -16,6 +16,13 @@ pub struct ResultLabels {
     pub result: String,
 }
 
+/// The `result` values of `legato_generator_remote_write_requests`.
+pub const REMOTE_WRITE_RESULTS: [&str; 4] = ["ok", "retry", "dropped_rejected", "dropped_queue_full"];
+/// The `result` values of `legato_generator_history_writes`.
+pub const HISTORY_RESULTS: [&str; 3] = ["ok", "error", "dropped"];
+/// The `result` values of `legato_generator_forwarded_spans`.
+pub const FORWARD_RESULTS: [&str; 3] = ["ok", "dropped_queue_full", "dropped_unavailable"];
+
 #[derive(Clone, Debug, Default)]
 pub struct GeneratorMetrics {
     pub spans_observed: Family<TenantLabels, Counter>,
@@ -36,6 +43,21 @@ pub struct GeneratorMetrics {
 
 impl GeneratorMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        // Process-wide results are exported from the start (at 0), so an alert's
+        // `increase()` sees the first failure instead of a new series.
+        for (family, results) in [
+            (&self.remote_write_requests, &REMOTE_WRITE_RESULTS[..]),
+            (&self.history_writes, &HISTORY_RESULTS[..]),
+            (&self.forwarded_spans, &FORWARD_RESULTS[..]),
+        ] {
+            for result in results {
+                family
+                    .get_or_create(&ResultLabels {
+                        result: (*result).into(),
+                    })
+                    .inc_by(0);
+            }
+        }
         registry.register(
             "legato_generator_forwarded_spans",
             "Distributors in microservices mode: spans sent to the metrics generator owning their trace id, by result (ok, dropped_queue_full, dropped_unavailable); never blocks ingest",

@@ -143,6 +143,9 @@ impl Ingester {
             "WAL replayed"
         );
         deps.metrics.buffered_bytes.set(state.buffered_bytes as i64);
+        deps.metrics
+            .buffered_bytes_limit
+            .set(i64::try_from(cfg.max_buffered_bytes.0).unwrap_or(i64::MAX));
         let ingester = Arc::new(Self {
             flush_parallelism: cfg.flush_parallelism(),
             cfg,

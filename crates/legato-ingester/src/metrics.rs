@@ -31,6 +31,9 @@ pub struct PolicyLabels {
     pub decision: String,
 }
 
+/// The `op` values of `legato_ingester_wal_errors`.
+pub const WAL_OPS: [&str; 4] = ["write", "fsync", "create", "dir_fsync"];
+
 #[derive(Clone, Debug)]
 pub struct IngesterMetrics {
     pub wal_errors: Family<OpLabels, Counter>,
@@ -40,6 +43,8 @@ pub struct IngesterMetrics {
     pub wal_bytes: Counter,
     pub live_traces: Gauge,
     pub buffered_bytes: Gauge,
+    /// `ingester.max_buffered_bytes`, so alerts can compare `buffered_bytes` with it.
+    pub buffered_bytes_limit: Gauge,
     pub flush_failures: Counter,
     pub blocks_cut: Counter,
     pub tag_summary_segments: Counter,
@@ -61,6 +66,7 @@ impl Default for IngesterMetrics {
             wal_bytes: Counter::default(),
             live_traces: Gauge::default(),
             buffered_bytes: Gauge::default(),
+            buffered_bytes_limit: Gauge::default(),
             flush_failures: Counter::default(),
             blocks_cut: Counter::default(),
             tag_summary_segments: Counter::default(),
@@ -76,6 +82,11 @@ impl Default for IngesterMetrics {
 
 impl IngesterMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        // Every op is exported from the start (at 0), so the first failure is an increase
+        // that `increase()` and `rate()` see, not a new series.
+        for op in WAL_OPS {
+            self.wal_errors.get_or_create(&OpLabels { op: op.into() }).inc_by(0);
+        }
         registry.register(
             "legato_ingester_wal_errors",
             "WAL file operations that failed, by operation (write, fsync, create, dir_fsync)",
@@ -110,6 +121,11 @@ impl IngesterMetrics {
             "legato_ingester_buffered_bytes",
             "Encoded span bytes held in memory, not yet in a block",
             self.buffered_bytes.clone(),
+        );
+        registry.register(
+            "legato_ingester_buffered_bytes_limit",
+            "ingester.max_buffered_bytes: past it exports are refused with 429 / RESOURCE_EXHAUSTED",
+            self.buffered_bytes_limit.clone(),
         );
         registry.register(
             "legato_ingester_flush_failures",

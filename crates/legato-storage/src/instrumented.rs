@@ -45,6 +45,23 @@ pub struct OpLabels {
     pub op: String,
 }
 
+/// Every `op` the wrapper counts (see the module documentation).
+pub const OPS: [&str; 13] = [
+    "get",
+    "get_range",
+    "head",
+    "put",
+    "put_multipart",
+    "put_part",
+    "complete_multipart",
+    "abort_multipart",
+    "list",
+    "list_with_delimiter",
+    "delete",
+    "copy",
+    "rename",
+];
+
 /// Requests by operation.
 pub type RequestCounters = Family<OpLabels, Counter>;
 
@@ -301,6 +318,20 @@ mod tests {
         ] {
             assert_eq!(requests(&metrics, op), n, "op {op}");
         }
+        // Every op counted is one whose errors are exported from the start.
+        let mut text = String::new();
+        let mut registry = prometheus_client::registry::Registry::default();
+        metrics.register(&mut registry);
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        let counted: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("legato_storage_object_store_requests_total{op=\""))
+            .filter_map(|l| l.split('"').next())
+            .collect();
+        assert_eq!(counted.len(), 10, "{text}");
+        for op in counted {
+            assert!(OPS.contains(&op), "{op} is not in OPS");
+        }
     }
 
     #[tokio::test]
@@ -324,6 +355,14 @@ mod tests {
             text.contains("legato_storage_object_store_request_seconds_count{op=\"get\"} 1"),
             "{text}"
         );
-        assert!(text.contains("legato_storage_object_store_errors_total"), "{text}");
+        assert!(
+            text.contains("legato_storage_object_store_errors_total{op=\"get_range\"} 1"),
+            "{text}"
+        );
+        // Ops that never failed are exported at 0, so alerts see their first failure.
+        assert!(
+            text.contains("legato_storage_object_store_errors_total{op=\"rename\"} 0"),
+            "{text}"
+        );
     }
 }

@@ -5,7 +5,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::instrumented::{RequestCounters, RequestSeconds};
+use crate::instrumented::{OPS, OpLabels, RequestCounters, RequestSeconds};
 
 #[derive(Debug, Clone)]
 pub struct StorageMetrics {
@@ -44,6 +44,13 @@ impl Default for StorageMetrics {
 
 impl StorageMetrics {
     pub fn register(&self, registry: &mut Registry) {
+        // Errors of every op are exported from the start (at 0), so an alert's `increase()`
+        // sees the first failure instead of a new series.
+        for op in OPS {
+            self.object_store_errors
+                .get_or_create(&OpLabels { op: op.into() })
+                .inc_by(0);
+        }
         registry.register(
             "legato_storage_blocks_flushed",
             "Blocks written to object storage",

@@ -138,6 +138,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     distributor_metrics.register(&mut registry);
     querier_metrics.register(&mut registry);
     api_metrics.register(&mut registry);
+    api_metrics.set_build_info(&cfg.target);
     let generator_metrics = legato_generator::metrics::GeneratorMetrics::default();
     generator_metrics.register(&mut registry);
 
