@@ -1,7 +1,10 @@
 //! `legato`: the single binary. Flags follow Tempo: `-config.file=PATH`, `-target=all`,
-//! `-config.expand-env`. With no config file it runs single-binary on `./data`.
+//! `-config.expand-env`. With no config file it runs single-binary on `./data`. A first
+//! argument naming a CLI subcommand (`legato trace ID`, `legato blocks list`...) runs the
+//! command line instead (see `cli`).
 
 mod app;
+mod cli;
 mod cluster;
 mod config;
 mod tls;
@@ -23,7 +26,8 @@ struct Flags {
     verify: bool,
 }
 
-const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all|distributor|ingester|querier|query-frontend|compactor] [-config.expand-env] [-config.verify]";
+const USAGE: &str = "usage: legato [-config.file=PATH] [-target=all|distributor|ingester|querier|query-frontend|compactor] [-config.expand-env] [-config.verify]
+       legato trace|search|tags|values|metrics|blocks ... (command line; legato help)";
 
 fn parse_flags() -> anyhow::Result<Option<Flags>> {
     let mut flags = Flags {
@@ -68,6 +72,10 @@ fn parse_flags() -> anyhow::Result<Option<Flags>> {
 }
 
 fn main() -> std::process::ExitCode {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if cli::is_subcommand(args.get(1).map(std::ffi::OsString::as_os_str)) {
+        return cli::main(args);
+    }
     match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
