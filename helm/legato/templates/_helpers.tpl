@@ -380,3 +380,20 @@ spec:
 {{- include "legato.hpa" . }}
 {{- end }}
 {{- end -}}
+
+{{/*
+The alert rules of alerts/legato-alerts.yaml as YAML, with prometheusRule.runbookBaseUrl put
+before each runbook_url (docs/operations.md#<alert>).
+*/}}
+{{- define "legato.alertRules" -}}
+{{- $rules := .Files.Get "alerts/legato-alerts.yaml" | fromYaml }}
+{{- $base := .Values.prometheusRule.runbookBaseUrl }}
+{{- if $base }}
+{{- range $rules.groups }}
+{{- range .rules }}
+{{- $_ := set .annotations "runbook_url" (printf "%s%s" $base .annotations.runbook_url) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- toYaml $rules }}
+{{- end }}
