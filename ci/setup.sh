@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: a real S3-compatible server
-# (moto_server from PyPI moto[server]), a real Prometheus (Debian's package, for the metrics
+# (moto_server from PyPI moto[server]), Azurite (Azure Blob Storage emulator, npm), a real Prometheus (Debian's package, for the metrics
 # generator's remote write) and cargo-nextest. Idempotent.
 set -euo pipefail
 
@@ -21,9 +21,15 @@ if [ ! -d integration-tests/traceql/node_modules/@grafana/lezer-traceql ]; then
   echo "ci/setup.sh: installing @grafana/lezer-traceql (npm ci)"
   npm ci --prefix integration-tests/traceql --no-audit --no-fund --loglevel=error
 fi
+# Azurite, the Azure Blob Storage emulator the azure backend's tests run against (npm, pinned in
+# integration-tests/emulators/package-lock.json).
+if [ ! -x integration-tests/emulators/node_modules/.bin/azurite-blob ]; then
+  echo "ci/setup.sh: installing azurite (npm ci)"
+  npm ci --prefix integration-tests/emulators --no-audit --no-fund --loglevel=error
+fi
 # A real Prometheus for the metrics generator's remote-write test (Debian's package).
 if ! command -v prometheus >/dev/null 2>&1; then
-  echo "ci/setup.sh: installing prometheus (apt-get) for the remote-write test"
+  echo "ci/setup.sh: installing prometheus (apt-get) for the remote-write test and promtool (deploy-check)"
   if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus; } >/dev/null 2>&1; then
     echo "ci/setup.sh: could not install prometheus with apt-get" >&2
     exit 1

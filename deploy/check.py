@@ -5,12 +5,20 @@ chart in helm/legato. Run by `make deploy-check` (part of `make test`) through d
 - compose: the Compose spec JSON schema (the copy bundled in PyPI check-jsonschema), then what
   `docker compose config` would also refuse or what would break at run time: images, mounted
   files, host ports, depends_on, volumes; the Collector's pipeline and its exporter target; the
-  Grafana data source URL; the Legato config accepted by the real binary.
+  Grafana data source URLs and dashboards provider; Prometheus scraping Legato with the chart's
+  alert rules; the Legato config accepted by the real binary.
+- dashboards (helm/legato/dashboards) and alerts (helm/legato/alerts): valid JSON, unique uids
+  and titles, every panel and query on the ${datasource} variable, counters only under
+  rate()/increase(); every alert with a severity, summary, description and a runbook_url that is
+  a heading of docs/operations.md; `promtool check rules` and `promtool test rules
+  deploy/legato-alerts.test.yaml` when promtool is installed. (That every metric they use is
+  in /metrics is integration-tests/tests/dashboards.rs.)
 - helm: for each values scenario, `helm lint --strict` and `helm template` with Helm's own Go
   engine (PyPI helm-python-sdk), every manifest against the Kubernetes JSON schemas (PyPI
   kubernetes-validate, strict: unknown fields fail), cross-references between the manifests,
   and each workload's config from the ConfigMap run through `legato -config.verify` with the
-  args and env of that workload's container.
+  args and env of that workload's container; the dashboards ConfigMap and the PrometheusRule
+  (or rules ConfigMap) carry the chart's files unchanged.
 
 Prints one line per check and exits 1 if any failed.
 """
@@ -21,6 +29,7 @@ import argparse
 import importlib.resources
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +44,10 @@ import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 CHART = REPO / "helm" / "legato"
+DASHBOARDS = CHART / "dashboards"
+ALERTS = CHART / "alerts" / "legato-alerts.yaml"
+ALERT_TESTS = REPO / "deploy" / "legato-alerts.test.yaml"
+OPERATIONS = REPO / "docs" / "operations.md"
 COMPOSE = REPO / "docker-compose.yml"
 KUBE_VERSIONS = ["1.25.0", "1.33.0"]  # the chart's minimum and a current EKS version
 NAMESPACE = "tracing"
@@ -44,7 +57,7 @@ RELEASE = "legato"
 SCENARIOS = [
     ("microservices (default values)", None,
      {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
-    ("microservices, IRSA + HPA + ServiceMonitor", "ci/full-values.yaml",
+    ("microservices, IRSA + HPA + ServiceMonitor + PrometheusRule", "ci/full-values.yaml",
      {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
     ("single binary, local storage", "ci/single-binary-values.yaml", {"all"}),
     ("single binary, S3 keys from a Secret", "ci/s3-secret-values.yaml", {"all"}),
@@ -247,30 +260,77 @@ def check_compose(c: Checker) -> None:
     c.expect(host_of(gen_target) == "otel-collector" and port_of(gen_target) == col_grpc,
              f"telemetrygen sends to {gen_target}, the collector's OTLP/gRPC receiver")
 
-    # Grafana: the provisioned data source is Tempo on Legato's HTTP port.
+    # Prometheus: scrapes Legato's /metrics and loads the chart's alert rules.
+    prometheus = check_compose_prometheus(c, services, legato_http)
+
+    # Grafana: the provisioned data source is Tempo on Legato's HTTP port; the dashboards are
+    # the chart's.
     graf = services["grafana"]
     provisioned = [src for src, tgt in bind_mounts(graf) if "provisioning/datasources" in tgt]
     c.expect(bool(provisioned), "grafana mounts a data source provisioning file")
     for src in provisioned:
         if (REPO / src).is_file():
             ds = yaml.safe_load((REPO / src).read_text())["datasources"]
-            check_datasources(c, ds, "legato", legato_http)
+            check_datasources(c, ds, "legato", legato_http, prometheus)
+    check_compose_dashboards(c, graf)
 
 
-def check_datasources(c, ds: list, host: str, port: int) -> None:
-    """Tempo data sources on Legato's HTTP API; Prometheus ones on its /prometheus API, and
-    every service-map data source uid names one of those."""
+def check_compose_prometheus(c: Checker, services: dict, legato_http: int) -> tuple[str, int] | None:
+    """The Prometheus service scrapes Legato and evaluates the chart's alert rules; returns
+    its (host, port) for Grafana's data source."""
+    prom = services.get("prometheus")
+    if not c.expect(prom is not None, "compose has a prometheus service (Legato's own metrics)"):
+        return None
+    mounts = {tgt: src for src, tgt in bind_mounts(prom)}
+    cfg_src = mounts.get("/etc/prometheus/prometheus.yml")
+    if not c.expect(cfg_src is not None and (REPO / cfg_src).is_file(),
+                    "prometheus mounts its config at /etc/prometheus/prometheus.yml"):
+        return None
+    cfg = yaml.safe_load((REPO / cfg_src).read_text())
+    targets = [t for job in cfg.get("scrape_configs", []) for sc in job.get("static_configs", []) for t in sc.get("targets", [])]
+    c.expect(f"legato:{legato_http}" in targets, f"prometheus scrapes legato:{legato_http}/metrics", f"targets {targets}")
+    rules = cfg.get("rule_files", [])
+    c.expect(bool(rules), "prometheus loads rule files")
+    for rule_file in rules:
+        src = mounts.get(rule_file)
+        c.expect(src is not None and (REPO / src).resolve() == ALERTS.resolve(),
+                 f"prometheus rule file {rule_file} is the chart's {ALERTS.relative_to(REPO)}", f"mounted from {src}")
+    port = next((int(p.split("/")[0]) for p in host_ports(prom)), 9090)
+    return ("prometheus", port)
+
+
+def check_compose_dashboards(c: Checker, graf: dict) -> None:
+    """A dashboards provider whose path is the chart's dashboards directory, mounted."""
+    mounts = {tgt: src for src, tgt in bind_mounts(graf)}
+    providers = [src for tgt, src in mounts.items() if "provisioning/dashboards" in tgt]
+    if not c.expect(len(providers) == 1 and (REPO / providers[0]).is_file(), "grafana mounts a dashboards provider file"):
+        return
+    for provider in yaml.safe_load((REPO / providers[0]).read_text())["providers"]:
+        path = provider.get("options", {}).get("path")
+        src = mounts.get(path)
+        c.expect(provider.get("type") == "file" and src is not None and (REPO / src).resolve() == DASHBOARDS.resolve(),
+                 f"grafana dashboards provider {provider.get('name')} reads {path}, the chart's {DASHBOARDS.relative_to(REPO)}",
+                 f"mounted from {src}")
+
+
+def check_datasources(c, ds: list, host: str, port: int, prometheus: tuple[str, int] | None = None) -> None:
+    """Tempo data sources on Legato's HTTP API; Prometheus ones on its /prometheus API (or on
+    `prometheus`, the server that scrapes Legato's /metrics), and every service-map data
+    source uid names one of Legato's."""
     by_uid = {d.get("uid"): d for d in ds}
     for d in ds:
         url = d["url"]
         on_legato = host_of(url) == host and port_of(url) == port
+        if d["type"] == "prometheus" and prometheus and (host_of(url), port_of(url)) == prometheus:
+            c.ok(f"grafana data source {d['name']} -> {url} is the Prometheus scraping Legato")
+            continue
         if d["type"] == "tempo":
             c.expect(on_legato, f"grafana data source {d['name']} -> {url} is Legato's HTTP API")
             uid = d.get("jsonData", {}).get("serviceMap", {}).get("datasourceUid")
             if uid is not None:
                 target = by_uid.get(uid, {})
-                c.expect(target.get("type") == "prometheus",
-                         f"the service map of {d['name']} reads Prometheus data source {uid}")
+                c.expect(target.get("type") == "prometheus" and str(target.get("url", "")).rstrip("/").endswith("/prometheus"),
+                         f"the service map of {d['name']} reads Legato's Prometheus API (data source {uid})")
         elif d["type"] == "prometheus":
             c.expect(on_legato and url.rstrip("/").endswith("/prometheus"),
                      f"grafana data source {d['name']} -> {url} is Legato's /prometheus API")
@@ -294,7 +354,157 @@ def expand_env(text: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
+# ---------------------------------------------------------------------- dashboards and alerts
+
+TEMPLATE_DS = {"type": "prometheus", "uid": "${datasource}"}
+SEVERITIES = {"critical", "warning", "info"}
+# A selector of a legato metric, with its matchers and whether a range follows.
+SELECTOR = re.compile(r"\b(legato_\w+)\s*(\{[^}]*\})?\s*(\[)?")
+
+
+def walk_panels(panels: list):
+    for p in panels:
+        yield p
+        yield from walk_panels(p.get("panels", []))
+
+
+def counter_misuse(expr: str) -> list[str]:
+    """Counter and histogram series used without a range (so not under rate() or increase()),
+    and _bucket series outside histogram_quantile."""
+    out = []
+    for m in SELECTOR.finditer(expr):
+        name, ranged = m.group(1), m.group(3)
+        if name.endswith(("_total", "_bucket", "_count", "_sum")) and not ranged:
+            out.append(f"{name} without a range (rate/increase)")
+        if name.endswith("_bucket") and "histogram_quantile" not in expr:
+            out.append(f"{name} outside histogram_quantile")
+    return out
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def check_dashboards(c: Checker) -> None:
+    c.section(f"dashboards: {DASHBOARDS.relative_to(REPO)}")
+    files = sorted(DASHBOARDS.glob("*.json"))
+    c.expect(bool(files), "there are dashboards")
+    uids: dict[str, str] = {}
+    titles: dict[str, str] = {}
+    for path in files:
+        name = path.name
+        try:
+            d = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            c.fail(f"{name} is JSON", str(e))
+            continue
+        uid, title = d.get("uid"), d.get("title")
+        c.expect(bool(uid) and uid not in uids, f"{name}: uid {uid} is unique", f"also in {uids.get(uid)}")
+        c.expect(bool(title) and title not in titles, f"{name}: title {title!r} is unique", f"also in {titles.get(title)}")
+        uids[uid], titles[title] = name, name
+        c.expect(isinstance(d.get("schemaVersion"), int) and d["schemaVersion"] >= 36, f"{name}: schemaVersion {d.get('schemaVersion')}")
+        c.expect("id" not in d or d["id"] is None, f"{name}: no fixed numeric id (Grafana assigns one)")
+        variables = {v["name"]: v for v in d.get("templating", {}).get("list", [])}
+        ds_var = variables.get("datasource", {})
+        c.expect(ds_var.get("type") == "datasource" and ds_var.get("query") == "prometheus",
+                 f"{name}: a $datasource variable choosing a Prometheus data source")
+        for v in variables.values():
+            if v.get("type") == "query":
+                c.expect(v.get("datasource") == TEMPLATE_DS, f"{name}: variable {v['name']} queries ${{datasource}}", f"got {v.get('datasource')}")
+        ids: set = set()
+        queries = 0
+        for p in walk_panels(d.get("panels", [])):
+            what = f"{name}: panel {p.get('title')!r}"
+            c.expect(p.get("id") not in ids, f"{what}: id {p.get('id')} is unique")
+            ids.add(p.get("id"))
+            grid = p.get("gridPos", {})
+            c.expect(grid.get("x", 0) + grid.get("w", 0) <= 24, f"{what}: fits in 24 columns")
+            if p.get("type") == "row":
+                continue
+            c.expect(p.get("datasource") == TEMPLATE_DS, f"{what}: data source is ${{datasource}}", f"got {p.get('datasource')}")
+            targets = p.get("targets", [])
+            c.expect(bool(targets), f"{what}: has queries")
+            refs = [t.get("refId") for t in targets]
+            c.expect(len(set(refs)) == len(refs), f"{what}: refIds {refs} are unique")
+            for t in targets:
+                queries += 1
+                c.expect(t.get("datasource") == TEMPLATE_DS, f"{what} {t.get('refId')}: data source is ${{datasource}}")
+                misuse = counter_misuse(t.get("expr", ""))
+                c.expect(bool(t.get("expr")) and not misuse, f"{what} {t.get('refId')}: PromQL over counters uses rate/increase", "; ".join(misuse) or "no expr")
+        c.ok(f"{name}: {len(ids)} panels, {queries} queries", always=True)
+
+
+def check_alerts(c: Checker) -> None:
+    c.section(f"alerts: {ALERTS.relative_to(REPO)}")
+    doc = yaml.safe_load(ALERTS.read_text())
+    headings = re.findall(r"^#+\s+(.+?)\s*$", OPERATIONS.read_text(), re.M)
+    anchors = {github_anchor(h) for h in headings}
+    names: set = set()
+    for group in doc.get("groups", []):
+        for rule in group.get("rules", []):
+            alert = rule.get("alert")
+            c.expect(bool(alert) and alert not in names, f"alert {alert}: name is unique")
+            names.add(alert)
+            c.expect(rule.get("labels", {}).get("severity") in SEVERITIES, f"alert {alert}: severity is one of {sorted(SEVERITIES)}")
+            ann = rule.get("annotations", {})
+            c.expect(bool(ann.get("summary")) and bool(ann.get("description")), f"alert {alert}: summary and description")
+            url = ann.get("runbook_url", "")
+            path, _, anchor = url.partition("#")
+            c.expect(path == "docs/operations.md" and anchor in anchors,
+                     f"alert {alert}: runbook_url {url} is a heading of docs/operations.md")
+            misuse = counter_misuse(rule.get("expr", ""))
+            c.expect(not misuse, f"alert {alert}: counters under rate/increase", "; ".join(misuse))
+    c.ok(f"{len(names)} alerts in {len(doc.get('groups', []))} groups", always=True)
+    promtool = shutil.which("promtool")
+    if not promtool:
+        print("  skip  promtool not installed (ci/setup.sh installs Debian's prometheus package)")
+        return
+    for args in (["check", "rules", str(ALERTS)], ["test", "rules", str(ALERT_TESTS)]):
+        proc = subprocess.run([promtool, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+        shown = " ".join(a.replace(f"{REPO}/", "") for a in args)
+        c.expect(proc.returncode == 0, f"promtool {shown}", (proc.stdout + proc.stderr).strip()[-2000:])
+
+
+def expected_rules(values: dict) -> dict:
+    """The chart's alert rules with prometheusRule.runbookBaseUrl applied."""
+    rules = yaml.safe_load(ALERTS.read_text())
+    base = values.get("prometheusRule", {}).get("runbookBaseUrl", "")
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            rule["annotations"]["runbook_url"] = base + rule["annotations"]["runbook_url"]
+    return rules
+
+
+def check_prometheusrule(c: Checker, rule: dict, values: dict) -> None:
+    """No Kubernetes schema for the CRD here: the rules are the chart's file, and promtool
+    accepts them as rendered."""
+    name = f"PrometheusRule/{rule['metadata']['name']}"
+    c.expect(rule["apiVersion"] == "monitoring.coreos.com/v1", f"{name}: monitoring.coreos.com/v1")
+    c.expect(rule.get("spec") == expected_rules(values), f"{name}: spec is {ALERTS.relative_to(REPO)} (runbookBaseUrl applied)")
+    check_rendered_rules(c, name, rule.get("spec", {}))
+
+
+def check_rendered_rules(c: Checker, what: str, rules: dict) -> None:
+    promtool = shutil.which("promtool")
+    if not promtool:
+        return
+    path = c.tmp / f"rules-{c.passed + len(c.failed)}.yaml"
+    path.write_text(yaml.safe_dump(rules))
+    proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True, timeout=60)
+    c.expect(proc.returncode == 0, f"{what}: promtool check rules", (proc.stdout + proc.stderr).strip()[-2000:])
+
+
 # ------------------------------------------------------------------------------------- helm
+
+def merged(base: dict, over: dict) -> dict:
+    """Values as Helm merges them: `over` wins, maps are merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
 
 def pod_matches(selector: dict, labels: dict) -> bool:
     return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
@@ -326,6 +536,9 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
         if d["kind"] == "ServiceMonitor":
             check_servicemonitor(c, d, docs)
             continue
+        if d["kind"] == "PrometheusRule":
+            check_prometheusrule(c, d, values)
+            continue
         try:
             for v in KUBE_VERSIONS:
                 kubernetes_validate.validate(d, v, strict=True)
@@ -354,6 +567,30 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
             ports = [p["port"] for p in (svc or {}).get("spec", {}).get("ports", []) if p.get("name") == "http"]
             if c.expect(bool(ports), f"{cname}/{key}: {host} is a rendered Service with an http port"):
                 check_datasources(c, ds, host, ports[0])
+
+    # Dashboards and alert rules are the chart's files, as they are.
+    chart_values = merged(yaml.safe_load((CHART / "values.yaml").read_text()), values)
+    dashboards = configmaps.get(f"{RELEASE}-dashboards")
+    if chart_values.get("dashboards", {}).get("enabled"):
+        files = {p.name: p.read_text() for p in DASHBOARDS.glob("*.json")}
+        c.expect(dashboards is not None and dashboards.get("data") == files,
+                 f"ConfigMap/{RELEASE}-dashboards holds {DASHBOARDS.relative_to(REPO)}/*.json unchanged")
+        labels = (dashboards or {}).get("metadata", {}).get("labels", {})
+        c.expect(labels.get("grafana_dashboard") == "1", f"ConfigMap/{RELEASE}-dashboards has the Grafana sidecar label")
+    else:
+        c.expect(dashboards is None, "dashboards.enabled false: no dashboards ConfigMap")
+    rule_values = chart_values.get("prometheusRule", {})
+    c.expect(("PrometheusRule" in by_kind) == bool(rule_values.get("enabled")),
+             f"PrometheusRule rendered exactly when prometheusRule.enabled ({bool(rule_values.get('enabled'))})")
+    rules_cm = configmaps.get(f"{RELEASE}-alert-rules")
+    if rule_values.get("configMap", {}).get("enabled"):
+        text = (rules_cm or {}).get("data", {}).get("legato-alerts.yaml", "")
+        ok = rules_cm is not None and yaml.safe_load(text) == expected_rules(chart_values)
+        c.expect(ok, f"ConfigMap/{RELEASE}-alert-rules holds {ALERTS.relative_to(REPO)}")
+        if ok:
+            check_rendered_rules(c, f"ConfigMap/{RELEASE}-alert-rules", yaml.safe_load(text))
+    else:
+        c.expect(rules_cm is None, "prometheusRule.configMap.enabled false: no alert rules ConfigMap")
 
     seen_targets = set()
     for wname, w in workloads.items():
@@ -471,6 +708,8 @@ def main() -> int:
     c.expect(proc.returncode != 0 and "trace_idle_periodd" in proc.stderr + proc.stdout,
              "legato -config.verify refuses an unknown key and names it", f"exit {proc.returncode}")
 
+    check_dashboards(c)
+    check_alerts(c)
     check_compose(c)
     for name, values_file, targets in SCENARIOS:
         check_scenario(c, name, values_file, targets)
