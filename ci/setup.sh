@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: a real S3-compatible server
-# (moto_server from PyPI moto[server]), Azurite (Azure Blob Storage emulator, npm), a real Prometheus (Debian's package, for the metrics
-# generator's remote write) and cargo-nextest. Idempotent.
+# (moto_server from PyPI moto[server]), Azurite (an Azure Blob Storage emulator, npm), a real
+# Prometheus (Debian's package, for the metrics generator's remote write) and cargo-nextest.
+# Idempotent.
 set -euo pipefail
 
 if ! command -v moto_server >/dev/null 2>&1; then

@@ -1,6 +1,7 @@
-//! Helpers for end-to-end tests that start the real `legato` binary (and a real S3 server)
-//! as separate processes on loopback.
+//! Helpers for end-to-end tests that start the real `legato` binary (and real S3, GCS and
+//! Azure servers or emulators) as separate processes on loopback.
 
+pub mod emulators;
 pub mod s3_proxy;
 
 use std::net::TcpListener;
@@ -407,6 +408,14 @@ impl S3Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The `storage.trace` YAML fragment (indented for `config_yaml`) for `bucket`.
+    pub fn storage_yaml(&self, bucket: &str, prefix: &str) -> String {
+        format!(
+            "    backend: s3\n    s3:\n      bucket: {bucket}\n      endpoint: 127.0.0.1:{}\n      region: us-east-1\n      access_key: test\n      secret_key: test\n      insecure: true\n      forcepathstyle: true\n      prefix: \"{prefix}\"\n",
+            self.port
+        )
+    }
+
     /// An object_store client for the bucket, to inspect what Legato wrote.
     pub fn store(&self, bucket: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
         let s3 = object_store::aws::AmazonS3Builder::new()
@@ -427,6 +436,19 @@ impl Drop for S3Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The object store Legato builds from a `storage.trace` YAML fragment (as `config_yaml`
+/// takes it, indented 4 spaces): the same client, prefix and settings the binary would use.
+pub fn store_from_yaml(storage_trace: &str) -> std::sync::Arc<dyn object_store::ObjectStore> {
+    let dedented: String = storage_trace
+        .lines()
+        .map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l)))
+        .collect();
+    let cfg: legato_storage::TraceStorageConfig =
+        serde_yaml::from_str(&dedented).unwrap_or_else(|e| panic!("storage.trace {dedented}: {e}"));
+    cfg.validate().expect("valid storage.trace");
+    legato_storage::build_object_store(&cfg).expect("object store")
 }
 
 /// A node's gossip port and the seed it joins through.

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use legato_model::ByteSize;
-use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
-use object_store::{ClientConfigKey, ObjectStore};
+use object_store::gcp::{GcpCredential, GcpSigningCredential, GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::{ClientConfigKey, ObjectStore, StaticCredentialProvider};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ClientConfig, S3_PART_SIZES, check_part_size, under_prefix};
@@ -128,11 +128,21 @@ impl GcsConfig {
             builder = builder.with_service_account_path(&self.service_account);
         }
         if self.insecure {
-            // No token is fetched or sent, so nothing reaches for the metadata server either.
-            builder = builder.with_skip_signature(true).with_config(
-                GoogleConfigKey::Client(ClientConfigKey::AllowInvalidCertificates),
-                "true",
-            );
+            // Requests carry no token, and none is ever fetched: object_store's own
+            // `skip_signature` still asks the metadata server for one before a PUT.
+            let token = GcpCredential { bearer: String::new() };
+            let signer = GcpSigningCredential {
+                email: String::new(),
+                private_key: None,
+            };
+            builder = builder
+                .with_skip_signature(true)
+                .with_credentials(Arc::new(StaticCredentialProvider::new(token)))
+                .with_signing_credentials(Arc::new(StaticCredentialProvider::new(signer)))
+                .with_config(
+                    GoogleConfigKey::Client(ClientConfigKey::AllowInvalidCertificates),
+                    "true",
+                );
         }
         let store = builder
             .build()

@@ -232,6 +232,10 @@ async fn server_errors_are_retried_max_retries_times() {
             1,
             "{backend}: max_retries 0 disables retries"
         );
+        // Uploads go straight to the server too, with no credential lookup first (for insecure
+        // GCS that would be the cloud's metadata server).
+        let err = store.put(&Path::from("t/b/bloom"), "x".into()).await.unwrap_err();
+        assert_eq!(requests.load(Ordering::SeqCst), 2, "{backend}: {err}");
     }
 }
 
