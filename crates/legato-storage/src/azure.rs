@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use legato_model::ByteSize;
 use object_store::ObjectStore;
-use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::azure::{AzureAccessKey, AzureConfigKey, MicrosoftAzureBuilder};
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ClientConfig, check_part_size, under_prefix};
@@ -115,6 +115,11 @@ impl AzureConfig {
             return Err(Error::Config(
                 "storage.trace.azure.storage_account_key must be empty with use_managed_identity, user_assigned_id or use_federated_token"
                     .into(),
+            ));
+        }
+        if !self.storage_account_key.is_empty() && AzureAccessKey::try_new(&self.storage_account_key).is_err() {
+            return Err(Error::Config(
+                "storage.trace.azure.storage_account_key is not a storage account key (base64)".into(),
             ));
         }
         // Azure allows 50,000 blocks per blob: below 1 MiB a large compacted block could not fit.

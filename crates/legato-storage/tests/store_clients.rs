@@ -141,6 +141,11 @@ fn gcs_and_azure_nonsense_is_refused_naming_the_key() {
             "  storage_account_key: a2V5\n  user_assigned_id: id\n",
             "storage.trace.azure.storage_account_key",
         ),
+        (
+            azure,
+            "  storage_account_key: not base64!\n",
+            "storage.trace.azure.storage_account_key",
+        ),
     ] {
         let err = parse(&format!("{base}{extra}")).validate().unwrap_err().to_string();
         assert!(err.contains(key), "{extra}: {err}");
