@@ -61,6 +61,10 @@ SCENARIOS = [
      {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
     ("single binary, local storage", "ci/single-binary-values.yaml", {"all"}),
     ("single binary, S3 keys from a Secret", "ci/s3-secret-values.yaml", {"all"}),
+    ("microservices on GCS, key from a mounted Secret", "ci/gcs-values.yaml",
+     {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
+    ("microservices on Azure, shared key from the chart's Secret", "ci/azure-values.yaml",
+     {"distributor", "ingester", "querier", "query-frontend", "compactor", "metrics-generator"}),
 ]
 
 
@@ -634,6 +638,16 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
             s3 = cfg["storage"]["trace"].get("s3", {})
             c.expect(not s3.get("access_key") and not s3.get("secret_key") and not env,
                      f"{wname}: IRSA service account, no static S3 keys (AWS default credential chain)")
+        trace = cfg["storage"]["trace"]
+        key_file = trace.get("gcs", {}).get("service_account") if trace["backend"] == "gcs" else None
+        if key_file:
+            mounts = {m["name"]: m["mountPath"] for m in ctr["volumeMounts"]}
+            secret_vols = {v["name"] for v in spec["volumes"] if "secret" in v}
+            c.expect(any(n in secret_vols and os.path.dirname(key_file) == p for n, p in mounts.items()),
+                     f"{wname}: GCS key {key_file} is in a mounted Secret volume", f"mounts {mounts}")
+        if trace["backend"] == "azure" and not trace["azure"].get("use_managed_identity") \
+                and not trace["azure"].get("use_federated_token") and not trace["azure"].get("user_assigned_id"):
+            c.expect("AZURE_STORAGE_KEY" in env, f"{wname}: Azure shared key from a Secret (AZURE_STORAGE_KEY)")
         rf = cfg.get("ingester", {}).get("lifecycler", {}).get("ring", {}).get("replication_factor")
         if target == "all":
             c.expect(rf == 1, f"{wname}: single binary has replication factor 1", f"got {rf}")

@@ -57,6 +57,20 @@ app.kubernetes.io/component: {{ .component }}
 {{- end -}}
 {{- end -}}
 
+{{/* The Azure shared key: from the chart's Secret or an existing one; empty means an identity. */}}
+{{- define "legato.azureSecretName" -}}
+{{- if eq .Values.storage.backend "azure" -}}
+{{- if .Values.storage.azure.existingSecret -}}
+{{- .Values.storage.azure.existingSecret -}}
+{{- else if .Values.storage.azure.storageAccountKey -}}
+{{- printf "%s-azure" (include "legato.fullname" .) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where a GCS service-account key Secret is mounted. */}}
+{{- define "legato.gcsKeyDir" -}}/etc/legato-gcs{{- end -}}
+
 {{- define "legato.gossipJoin" -}}
 {{- printf "%s-gossip-ring.%s.svc.%s:%v" (include "legato.fullname" .) .Release.Namespace .Values.clusterDomain .Values.ports.memberlist -}}
 {{- end -}}
@@ -68,11 +82,11 @@ and mode; .Values.config is merged over them.
 {{- define "legato.baseConfig" -}}
 {{- $single := .Values.singleBinary.enabled -}}
 {{- $s3 := .Values.storage.s3 -}}
-{{- if and (not $single) (ne .Values.storage.backend "s3") -}}
-{{- fail "storage.backend must be s3 in microservices mode (every role reads the same bucket); local is for singleBinary.enabled" -}}
+{{- if and (not $single) (eq .Values.storage.backend "local") -}}
+{{- fail "storage.backend must be s3, gcs or azure in microservices mode (every role reads the same bucket); local is for singleBinary.enabled" -}}
 {{- end -}}
-{{- if not (has .Values.storage.backend (list "s3" "local")) -}}
-{{- fail "storage.backend must be s3 or local" -}}
+{{- if not (has .Values.storage.backend (list "s3" "gcs" "azure" "local")) -}}
+{{- fail "storage.backend must be s3, gcs, azure or local" -}}
 {{- end -}}
 multitenancy_enabled: {{ .Values.multitenancy }}
 server:
@@ -107,6 +121,26 @@ storage:
 {{- if eq .Values.storage.backend "local" }}
     local:
       path: {{ printf "%s/blocks" .Values.storage.dataPath }}
+{{- else if eq .Values.storage.backend "gcs" }}
+{{- $gcs := .Values.storage.gcs }}
+    gcs:
+      bucket_name: {{ required "storage.gcs.bucketName is required with storage.backend gcs" $gcs.bucketName | quote }}
+      prefix: {{ $gcs.prefix | quote }}
+      endpoint: {{ $gcs.endpoint | quote }}
+      insecure: {{ $gcs.insecure }}
+{{- if $gcs.existingSecret }}
+      service_account: {{ printf "%s/%s" (include "legato.gcsKeyDir" .) $gcs.existingSecretKey | quote }}
+{{- end }}
+{{- else if eq .Values.storage.backend "azure" }}
+{{- $azure := .Values.storage.azure }}
+    azure:
+      container_name: {{ required "storage.azure.containerName is required with storage.backend azure" $azure.containerName | quote }}
+      storage_account_name: {{ required "storage.azure.storageAccountName is required with storage.backend azure" $azure.storageAccountName | quote }}
+      prefix: {{ $azure.prefix | quote }}
+      endpoint_suffix: {{ $azure.endpointSuffix | quote }}
+      use_managed_identity: {{ $azure.useManagedIdentity }}
+      user_assigned_id: {{ $azure.userAssignedId | quote }}
+      use_federated_token: {{ $azure.useFederatedToken }}
 {{- else }}
     s3:
       bucket: {{ required "storage.s3.bucket is required with storage.backend s3" $s3.bucket | quote }}
@@ -171,8 +205,17 @@ spec:
         - {{ . }}
         {{- end }}
       {{- $secret := include "legato.s3SecretName" $root }}
-      {{- if or $secret $v.extraEnv }}
+      {{- $azureSecret := include "legato.azureSecretName" $root }}
+      {{- if or $secret $azureSecret $v.extraEnv }}
       env:
+        {{- if $azureSecret }}
+        # Read by Legato (as by Tempo) when storage_account_key is empty.
+        - name: AZURE_STORAGE_KEY
+          valueFrom:
+            secretKeyRef:
+              name: {{ $azureSecret }}
+              key: {{ $root.Values.storage.azure.existingSecretAccountKeyKey }}
+        {{- end }}
         {{- if $secret }}
         - name: S3_ACCESS_KEY
           valueFrom:
@@ -244,6 +287,11 @@ spec:
           mountPath: {{ $root.Values.storage.dataPath }}
         - name: tmp
           mountPath: /tmp
+        {{- if and (eq $root.Values.storage.backend "gcs") $root.Values.storage.gcs.existingSecret }}
+        - name: gcs-key
+          mountPath: {{ include "legato.gcsKeyDir" $root }}
+          readOnly: true
+        {{- end }}
   {{- with $v.nodeSelector }}
   nodeSelector:
     {{- toYaml . | nindent 4 }}
@@ -272,6 +320,11 @@ spec:
         name: {{ include "legato.fullname" $root }}-config
     - name: tmp
       emptyDir: {}
+    {{- if and (eq $root.Values.storage.backend "gcs") $root.Values.storage.gcs.existingSecret }}
+    - name: gcs-key
+      secret:
+        secretName: {{ $root.Values.storage.gcs.existingSecret }}
+    {{- end }}
     {{- if not .persistent }}
     - name: data
       emptyDir: {}
