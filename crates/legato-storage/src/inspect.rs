@@ -277,32 +277,8 @@ mod tests {
 
     use super::*;
     use crate::metrics::StorageMetrics;
-    use crate::{TraceInput, encode_block, write_block};
-    use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
-
-    fn trace(n: u8) -> TraceInput {
-        let id = [n; 16];
-        let spans = (0..2u8)
-            .map(|i| Span {
-                trace_id: id.to_vec(),
-                span_id: vec![n, i + 1, 0, 0, 0, 0, 0, 1],
-                name: format!("op-{i}"),
-                start_time_unix_nano: 1_700_000_000_000_000_000 + u64::from(i),
-                end_time_unix_nano: 1_700_000_000_000_000_100,
-                ..Default::default()
-            })
-            .collect();
-        TraceInput {
-            id: TraceId(id),
-            batches: vec![ResourceSpans {
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-    }
+    use crate::reader::tests::trace;
+    use crate::{encode_block, write_block};
 
     async fn one_block(store: &Arc<dyn ObjectStore>) -> BlockMeta {
         let traces = (1..=3).map(trace).collect();
@@ -319,10 +295,10 @@ mod tests {
         let mut seen = 0;
         let ok = reader.verify(&meta, |n| seen += n).await;
         assert_eq!(ok.problems, Vec::<String>::new());
-        assert_eq!((ok.traces, ok.spans, seen), (3, 6, 6));
+        assert_eq!((ok.traces, ok.spans, seen), (3, 18, 18));
 
         let layout = reader.layout(&meta).await.unwrap();
-        assert_eq!(layout.rows, 6);
+        assert_eq!(layout.rows, 18);
         assert_eq!(layout.row_groups.len(), meta.row_groups as usize);
         assert_eq!(layout.columns[0].name, "trace_id");
 

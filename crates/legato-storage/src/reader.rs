@@ -425,13 +425,14 @@ fn optional_string(array: &arrow_array::StringArray, row: usize) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::{TraceInput, encode_block, write_block};
     use legato_model::TenantId;
     use object_store::memory::InMemory;
 
-    fn trace(n: u32) -> TraceInput {
+    /// A trace of six spans whose id ends in `n` (other tests build blocks from it too).
+    pub(crate) fn trace(n: u32) -> TraceInput {
         let mut id = [9u8; 16];
         id[12..].copy_from_slice(&n.to_be_bytes());
         let spans = (0..6u8)
