@@ -8,7 +8,7 @@ use object_store::ObjectStore;
 use object_store::azure::{AzureAccessKey, AzureConfigKey, MicrosoftAzureBuilder};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientConfig, check_part_size, under_prefix};
+use crate::client::{ClientConfig, built, check_part_size};
 use crate::config::humantime_serde_compat;
 use crate::{Error, Result};
 
@@ -205,10 +205,7 @@ impl AzureConfig {
             Credential::SharedKey(key) => builder.with_access_key(key),
             Credential::FromEnvironment => builder,
         };
-        let store = builder
-            .build()
-            .map_err(|e| Error::Config(format!("storage.trace.azure: {e}")))?;
-        Ok(under_prefix(store, &self.prefix))
+        built(builder.build(), "azure", &self.prefix)
     }
 }
 

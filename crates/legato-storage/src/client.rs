@@ -101,13 +101,19 @@ impl ClientConfig {
     }
 }
 
-/// `store`, under `prefix` when one is set (Tempo's `prefix` keys; surrounding slashes ignored).
-pub fn under_prefix(store: impl ObjectStore, prefix: &str) -> Arc<dyn ObjectStore> {
+/// What a builder of `storage.trace.<section>` built, under `prefix` when one is set (Tempo's
+/// `prefix` keys; surrounding slashes ignored); a builder's error names the section.
+pub fn built(
+    store: object_store::Result<impl ObjectStore>,
+    section: &str,
+    prefix: &str,
+) -> Result<Arc<dyn ObjectStore>> {
+    let store = store.map_err(|e| Error::Config(format!("storage.trace.{section}: {e}")))?;
     let prefix = prefix.trim_matches('/');
     if prefix.is_empty() {
-        Arc::new(store)
+        Ok(Arc::new(store))
     } else {
-        Arc::new(PrefixStore::new(store, prefix))
+        Ok(Arc::new(PrefixStore::new(store, prefix)))
     }
 }
 

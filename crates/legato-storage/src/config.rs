@@ -10,7 +10,7 @@ use object_store::memory::InMemory;
 use serde::{Deserialize, Serialize};
 
 use crate::azure::AzureConfig;
-use crate::client::{ClientConfig, S3_PART_SIZES, check_part_size, under_prefix};
+use crate::client::{ClientConfig, S3_PART_SIZES, built, check_part_size};
 use crate::gcs::GcsConfig;
 use crate::{Error, Result};
 
@@ -167,10 +167,7 @@ impl S3Config {
                 .with_access_key_id(&self.access_key)
                 .with_secret_access_key(&self.secret_key);
         }
-        let store = builder
-            .build()
-            .map_err(|e| Error::Config(format!("storage.trace.s3: {e}")))?;
-        Ok(under_prefix(store, &self.prefix))
+        built(builder.build(), "s3", &self.prefix)
     }
 }
 

@@ -9,7 +9,7 @@ use object_store::gcp::{GcpCredential, GcpSigningCredential, GoogleCloudStorageB
 use object_store::{ClientConfigKey, ObjectStore, StaticCredentialProvider};
 use serde::{Deserialize, Serialize};
 
-use crate::client::{ClientConfig, S3_PART_SIZES, check_part_size, under_prefix};
+use crate::client::{ClientConfig, S3_PART_SIZES, built, check_part_size};
 use crate::config::humantime_serde_compat;
 use crate::{Error, Result};
 
@@ -144,10 +144,7 @@ impl GcsConfig {
                     "true",
                 );
         }
-        let store = builder
-            .build()
-            .map_err(|e| Error::Config(format!("storage.trace.gcs: {e}")))?;
-        Ok(under_prefix(store, &self.prefix))
+        built(builder.build(), "gcs", &self.prefix)
     }
 }
 
