@@ -1,6 +1,7 @@
 //! `legato-bench`: a load generator and query driver that speaks only public protocols (OTLP
 //! and Tempo's HTTP API), so it can drive Legato or any other Tempo-compatible backend.
 
+mod encode;
 mod pool;
 mod servicemap;
 mod traffic;
@@ -18,6 +19,10 @@ use legato_proto::collector::trace_service_client::TraceServiceClient;
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
 use tokio::sync::Mutex;
+
+/// The allocator Legato runs with, so `encode` measures the encoder as Legato runs it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
@@ -41,6 +46,8 @@ enum Command {
     History(servicemap::HistoryArgs),
     /// Grafana's service-map and RED queries against `/prometheus`, with latencies.
     ServiceMap(servicemap::ServiceMapArgs),
+    /// The block encoder alone on one thread: decode + encode spans per CPU second.
+    Encode(encode::EncodeArgs),
 }
 
 #[derive(Parser)]
@@ -125,6 +132,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Blocks(args) => blocks(args),
         Command::History(args) => servicemap::write_history(args).await,
         Command::ServiceMap(args) => servicemap::service_map(args).await,
+        Command::Encode(args) => encode::encode(args),
     }
 }
 

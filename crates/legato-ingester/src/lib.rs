@@ -509,22 +509,9 @@ impl Ingester {
         let traces = block.traces.clone();
         let now = self.clock.now_nanos();
         let started = std::time::Instant::now();
-        let written = tokio::task::spawn_blocking(move || {
-            // Decode one trace at a time: memory holds one row group of decoded spans.
-            let mut writer = BlockWriter::new(&tenant, block_id)?;
-            // Tag names and values for autocomplete, so queriers need not scan the block.
-            let mut tags = legato_traceql::tags::TagSummary::default();
-            for (id, segments) in traces.iter() {
-                let batches: Vec<ResourceSpans> = decode_segments(segments);
-                add_otlp_tags(&mut tags, &batches);
-                writer.push(&TraceInput { id: *id, batches })?;
-            }
-            let mut written = writer.finish(now)?;
-            written.tags = Some(bytes::Bytes::from(tags.to_json()));
-            Ok::<_, legato_storage::Error>(written)
-        })
-        .await
-        .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
+        let written = tokio::task::spawn_blocking(move || encode_flushed_block(&tenant, block_id, &traces, now))
+            .await
+            .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
         let encoded = started.elapsed();
         write_block(&self.store, &written).await?;
         self.storage_metrics.blocks_flushed.inc();
@@ -565,6 +552,29 @@ impl PushSink for Ingester {
             retry_after: Duration::from_secs(5),
         })
     }
+}
+
+/// Encodes a block of held traces (each as the encoded segments it was pushed in, in trace-id
+/// order) with its tag summary: what a flush does before uploading. CPU-heavy: call from a
+/// blocking thread. Public for `legato-bench encode`, which measures it alone.
+pub fn encode_flushed_block(
+    tenant: &TenantId,
+    block_id: BlockId,
+    traces: &[(TraceId, Vec<Bytes>)],
+    now: u64,
+) -> legato_storage::Result<legato_storage::WrittenBlock> {
+    // Decode one trace at a time: memory holds one row group of decoded spans.
+    let mut writer = BlockWriter::new(tenant, block_id)?;
+    // Tag names and values for autocomplete, so queriers need not scan the block.
+    let mut tags = legato_traceql::tags::TagSummary::default();
+    for (id, segments) in traces {
+        let batches: Vec<ResourceSpans> = decode_segments(segments);
+        add_otlp_tags(&mut tags, &batches);
+        writer.push(&TraceInput { id: *id, batches })?;
+    }
+    let mut written = writer.finish(now)?;
+    written.tags = Some(Bytes::from(tags.to_json()));
+    Ok(written)
 }
 
 /// Adds a trace's tag names and values straight from its OTLP batches: the same as
