@@ -27,11 +27,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use legato_model::{BlockId, Clock, TenantId, TraceId};
 use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink};
+use legato_proto::span_wire::WireTrace;
 use legato_proto::tempopb;
 use legato_proto::trace::ResourceSpans;
 use legato_storage::ObjectStore;
 use legato_storage::metrics::StorageMetrics;
-use legato_storage::{BlockWriter, Blocklist, TraceInput, write_block};
+use legato_storage::{BlockWriter, Blocklist, write_block};
 use parking_lot::Mutex;
 use prost::Message;
 use tokio::sync::Notify;
@@ -487,14 +488,23 @@ impl Ingester {
             *seen = current;
             return;
         }
-        let mut taken = std::mem::take(summary);
+        let taken = std::mem::take(summary);
         let summarised = fresh.iter().map(|(_, segs)| segs.len() as u64).sum();
         self.metrics.tag_summary_segments.inc_by(summarised);
         let updated = tokio::task::spawn_blocking(move || {
+            let mut tags = WireTags {
+                summary: taken,
+                ..WireTags::default()
+            };
+            let mut wire = WireTrace::default();
             for (_, segments) in &fresh {
-                add_otlp_tags(&mut taken, &decode_segments(segments));
+                wire.clear();
+                // Held segments were checked at ingest; one that is not readable adds nothing.
+                if segments.iter().all(|segment| wire.read(segment).is_ok()) {
+                    tags.add(&wire);
+                }
             }
-            taken
+            tags.summary
         })
         .await
         .unwrap_or_default();
@@ -555,106 +565,113 @@ impl PushSink for Ingester {
 }
 
 /// Encodes a block of held traces (each as the encoded segments it was pushed in, in trace-id
-/// order) with its tag summary: what a flush does before uploading. CPU-heavy: call from a
-/// blocking thread. Public for `legato-bench encode`, which measures it alone.
+/// order) with its tag summary: what a flush does before uploading. The segments are read in
+/// place (`WireTrace`), never decoded into OTLP structs. CPU-heavy: call from a blocking
+/// thread. Public for `legato-bench encode`, which measures it alone.
 pub fn encode_flushed_block(
     tenant: &TenantId,
     block_id: BlockId,
     traces: &[(TraceId, Vec<Bytes>)],
     now: u64,
 ) -> legato_storage::Result<legato_storage::WrittenBlock> {
-    // Decode one trace at a time: memory holds one row group of decoded spans.
+    // Memory holds one row group of spans and one trace's tables.
     let mut writer = BlockWriter::new(tenant, block_id)?;
     // Tag names and values for autocomplete, so queriers need not scan the block.
-    let mut tags = legato_traceql::tags::TagSummary::default();
+    let mut tags = WireTags::default();
+    let mut wire = WireTrace::default();
     for (id, segments) in traces {
-        let batches: Vec<ResourceSpans> = decode_segments(segments);
-        add_otlp_tags(&mut tags, &batches);
-        writer.push(&TraceInput { id: *id, batches })?;
+        wire.clear();
+        for segment in segments {
+            writer.read_wire(&mut wire, segment)?;
+        }
+        tags.add(&wire);
+        writer.push_wire(*id, &wire)?;
     }
     let mut written = writer.finish(now)?;
-    written.tags = Some(Bytes::from(tags.to_json()));
+    written.tags = Some(Bytes::from(tags.summary.to_json()));
     Ok(written)
 }
 
-/// Adds a trace's tag names and values straight from its OTLP batches: the same as
-/// `TagSummary::add_trace(&span_view::trace_data(..), None)`, without building the query
-/// view of every span (which cost as much as decoding the segments in ingest profiles).
-pub fn add_otlp_tags(summary: &mut TagSummary, batches: &[ResourceSpans]) {
-    use legato_proto::common::{KeyValue, any_value};
-    fn service_name(rs: &ResourceSpans) -> &str {
-        rs.resource
-            .as_ref()
-            .and_then(|r| {
-                r.attributes
-                    .iter()
-                    .find(|kv| kv.key == "service.name" && kv.value.is_some())
-            })
-            .and_then(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
-                _ => None,
-            })
-            .unwrap_or_default()
-    }
-    fn add_kvs(summary: &mut TagSummary, scope: &'static str, kvs: &[KeyValue]) {
-        for kv in kvs {
-            match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
-                Some(any_value::Value::StringValue(s)) => summary.add_str(scope, &kv.key, s),
-                Some(_) => {
-                    if let Some(v) = kv.value.as_ref().and_then(legato_proto::span_view::attr_value) {
-                        summary.add(scope, &kv.key, &v);
-                    }
+/// A tag summary built from traces read in place. A resource's or scope's attributes are
+/// added once per distinct encoding, not once per trace: spans of one pod share them.
+#[derive(Default)]
+pub struct WireTags<'a> {
+    pub summary: TagSummary,
+    seen: std::collections::HashSet<Vec<&'a [u8]>>,
+}
+
+impl<'a> WireTags<'a> {
+    /// Adds a trace's tag names and values: the same as `TagSummary::add_trace` of its query
+    /// view, without building it.
+    pub fn add(&mut self, trace: &WireTrace<'a>) {
+        let summary = &mut self.summary;
+        let root = trace
+            .spans
+            .iter()
+            .filter(|s| s.span.parent_span_id.is_empty())
+            .reduce(|r, s| {
+                if s.span.start_unix_nano < r.span.start_unix_nano {
+                    s
+                } else {
+                    r
                 }
-                None => {}
+            });
+        if let Some(r) = root {
+            summary.add_str("intrinsic", "rootName", r.span.name);
+            let resource = &trace.resources[trace.scopes[r.scope].resource];
+            summary.add_str("intrinsic", "rootServiceName", resource.service_name);
+        }
+        let mut used = vec![false; trace.scopes.len()];
+        for span in &trace.spans {
+            used[span.scope] = true;
+            summary.add_str("intrinsic", "name", span.span.name);
+            if !span.span.status_message.is_empty() {
+                summary.add_str("intrinsic", "statusMessage", span.span.status_message);
+            }
+            add_wire_attrs(summary, "span", trace.span_attrs(span));
+            for event in &trace.events[span.events.clone()] {
+                summary.add_str("intrinsic", "event:name", event.name);
+                add_wire_attrs(summary, "event", trace.event_attrs(event));
+            }
+            for link in &trace.links[span.links.clone()] {
+                add_wire_attrs(summary, "link", trace.link_attrs(link));
             }
         }
-    }
-    let mut root: Option<(&legato_proto::trace::Span, &str)> = None;
-    for rs in batches {
-        for ss in &rs.scope_spans {
-            for s in &ss.spans {
-                if s.parent_span_id.is_empty()
-                    && root.is_none_or(|(r, _)| s.start_time_unix_nano < r.start_time_unix_nano)
-                {
-                    root = Some((s, service_name(rs)));
-                }
+        for (scope, _) in trace.scopes.iter().zip(&used).filter(|(_, used)| **used) {
+            let resource = &trace.resources[scope.resource];
+            if self.seen.insert(trace.resource_header(resource).to_vec()) {
+                add_wire_attrs(summary, "resource", trace.resource_attrs(resource));
             }
-        }
-    }
-    if let Some((r, service)) = root {
-        summary.add_str("intrinsic", "rootName", &r.name);
-        summary.add_str("intrinsic", "rootServiceName", service);
-    }
-    for rs in batches {
-        for ss in rs.scope_spans.iter().filter(|ss| !ss.spans.is_empty()) {
-            if let Some(resource) = &rs.resource {
-                add_kvs(summary, "resource", &resource.attributes);
-            }
-            if let Some(scope) = &ss.scope {
-                add_kvs(summary, "instrumentation", &scope.attributes);
+            if self.seen.insert(trace.scope_header(scope).to_vec()) {
+                add_wire_attrs(summary, "instrumentation", trace.scope_attrs(scope));
                 if !scope.name.is_empty() {
-                    summary.add_str("intrinsic", "instrumentation:name", &scope.name);
-                }
-            }
-            for s in &ss.spans {
-                summary.add_str("intrinsic", "name", &s.name);
-                if let Some(status) = s.status.as_ref().filter(|st| !st.message.is_empty()) {
-                    summary.add_str("intrinsic", "statusMessage", &status.message);
-                }
-                add_kvs(summary, "span", &s.attributes);
-                for e in &s.events {
-                    summary.add_str("intrinsic", "event:name", &e.name);
-                    add_kvs(summary, "event", &e.attributes);
-                }
-                for l in &s.links {
-                    add_kvs(summary, "link", &l.attributes);
+                    summary.add_str("intrinsic", "instrumentation:name", scope.name);
                 }
             }
         }
     }
 }
 
-/// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).
+fn add_wire_attrs(summary: &mut TagSummary, scope: &'static str, attrs: legato_proto::span_wire::Attrs<'_>) {
+    use legato_model::span::AttrValue;
+    use legato_proto::span_wire::AnyRef;
+    for (key, value, raw) in attrs.iter() {
+        match value {
+            AnyRef::Str(v) => summary.add_str(scope, key, v),
+            AnyRef::Int(i) => summary.add(scope, key, &AttrValue::Int(i)),
+            AnyRef::Double(d) => summary.add(scope, key, &AttrValue::Float(d)),
+            AnyRef::Bool(b) => summary.add(scope, key, &AttrValue::Bool(b)),
+            // Arrays, maps and bytes (rare): decoded as the query view decodes them.
+            AnyRef::Other => {
+                let value = legato_proto::common::AnyValue::decode(raw).ok();
+                if let Some(v) = value.as_ref().and_then(legato_proto::span_view::attr_value) {
+                    summary.add(scope, key, &v);
+                }
+            }
+        }
+    }
+}
+
 /// Decides one trace (or follows the decision already made for it) and counts it.
 fn decide_one(
     sampler: &tail::TailSampler,
@@ -708,6 +725,7 @@ fn decide_one(
     verdict.keep
 }
 
+/// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).
 fn decode_segments(segments: &[Bytes]) -> Vec<ResourceSpans> {
     segments
         .iter()

@@ -1,11 +1,13 @@
-//! The ingester's tag summaries, built straight from OTLP, must equal what the query view
-//! (`span_view::trace_data` + `TagSummary::add_trace`) gives, for every kind of value.
+//! The ingester's tag summaries, built from encoded traces read in place (`WireTags`), must
+//! equal what the query view (`span_view::trace_data` + `TagSummary::add_trace`) gives, for
+//! every kind of value.
 #![allow(clippy::unwrap_used)]
 
 use legato_proto::common::{AnyValue, ArrayValue, InstrumentationScope, KeyValue, KeyValueList, any_value::Value};
 use legato_proto::resource::Resource;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status, span};
 use legato_traceql::tags::TagSummary;
+use prost::Message;
 
 fn kv(key: &str, value: Option<Value>) -> KeyValue {
     KeyValue {
@@ -120,10 +122,26 @@ fn batches() -> Vec<ResourceSpans> {
 }
 
 #[test]
-fn tags_from_otlp_equal_tags_from_the_query_view() {
+fn tags_from_encoded_traces_equal_tags_from_the_query_view() {
     let batches = batches();
-    let mut direct = TagSummary::default();
-    legato_ingester::add_otlp_tags(&mut direct, &batches);
+    // As the ingester holds the trace: two segments.
+    let (first, second) = batches.split_at(1);
+    let encode = |batches: &[ResourceSpans]| {
+        legato_proto::tempopb::Trace {
+            resource_spans: batches.to_vec(),
+        }
+        .encode_to_vec()
+    };
+    let segments = [encode(first), encode(second)];
+    let mut wire = legato_proto::span_wire::WireTrace::default();
+    for segment in &segments {
+        wire.read(segment).unwrap();
+    }
+    let mut tags = legato_ingester::WireTags::default();
+    tags.add(&wire);
+    // A second trace from the same resources adds its spans' values, not the resources again.
+    tags.add(&wire);
+    let direct = tags.summary;
     let mut via_view = TagSummary::default();
     via_view.add_trace(&legato_proto::span_view::trace_data([9; 16], &batches), None);
     assert_eq!(direct, via_view);

@@ -4,6 +4,7 @@
 //! encoded list each time, which is cheap for the handful a processor asks for.
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use crate::wire::{Reader, Value, WireError};
 
@@ -64,6 +65,22 @@ impl<'a> Attrs<'a> {
     /// A string attribute.
     pub fn str(&self, key: &str) -> Option<&'a str> {
         self.get(key).and_then(|v| v.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// Each attribute: key, value (scalars read; arrays, maps and bytes as `Other`) and the
+    /// encoded `AnyValue`.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a str, AnyRef<'a>, &'a [u8])> + 'a {
+        self.list
+            .iter()
+            .map(|(k, v)| (std::str::from_utf8(k).unwrap_or_default(), any_value(v), *v))
     }
 }
 
@@ -219,6 +236,297 @@ fn span_fields<'a>(buf: &'a [u8], attrs: &mut Vec<(&'a [u8], &'a [u8])>) -> Resu
         }
     }
     Ok(span)
+}
+
+/// A trace read from its encoded `tempopb.Trace` segments for storing it: every field a block
+/// keeps, borrowed from the segments' bytes, in flat tables reused from trace to trace. What a
+/// flush encodes and summarises instead of decoding segments into OTLP structs.
+#[derive(Debug, Default)]
+pub struct WireTrace<'a> {
+    pub resources: Vec<WireResource<'a>>,
+    pub scopes: Vec<WireScope<'a>>,
+    pub spans: Vec<WireSpan<'a>>,
+    pub events: Vec<WireEvent<'a>>,
+    /// Attribute lists of links, as ranges of the attribute table.
+    pub links: Vec<Range<usize>>,
+    attrs: Vec<(&'a [u8], &'a [u8])>,
+    raw: Vec<&'a [u8]>,
+    /// A span's events and links (field number, message), read after its attributes.
+    pending: Vec<(u32, &'a [u8])>,
+}
+
+/// A `ResourceSpans` of a segment.
+#[derive(Debug, Clone)]
+pub struct WireResource<'a> {
+    /// Its fields other than the scope spans (resource, schema URL), as raw fields.
+    header: Range<usize>,
+    attrs: Range<usize>,
+    /// `service.name`, "" when missing.
+    pub service_name: &'a str,
+}
+
+/// A `ScopeSpans` of a segment.
+#[derive(Debug, Clone)]
+pub struct WireScope<'a> {
+    /// Index in `WireTrace::resources`.
+    pub resource: usize,
+    /// Its fields other than the spans (scope, schema URL), as raw fields.
+    header: Range<usize>,
+    /// `InstrumentationScope.name`.
+    pub name: &'a str,
+    attrs: Range<usize>,
+}
+
+/// A span of a segment.
+#[derive(Debug, Clone)]
+pub struct WireSpan<'a> {
+    /// Index in `WireTrace::scopes`.
+    pub scope: usize,
+    /// Its fields; `attributes` is empty here: see `WireTrace::span_attrs`.
+    pub span: SpanRef<'a>,
+    attrs: Range<usize>,
+    pub trace_state: &'a str,
+    pub flags: u32,
+    /// Dropped counts, events and links (fields 10-14) as raw fields.
+    extras: Range<usize>,
+    /// Whether it has events or links, or dropped anything.
+    pub has_extras: bool,
+    /// Ranges of `WireTrace::events` and `WireTrace::links`.
+    pub events: Range<usize>,
+    pub links: Range<usize>,
+}
+
+/// A span event.
+#[derive(Debug, Clone)]
+pub struct WireEvent<'a> {
+    pub name: &'a str,
+    attrs: Range<usize>,
+}
+
+impl<'a> WireTrace<'a> {
+    /// Empties the tables, keeping their memory.
+    pub fn clear(&mut self) {
+        self.resources.clear();
+        self.scopes.clear();
+        self.spans.clear();
+        self.events.clear();
+        self.links.clear();
+        self.attrs.clear();
+        self.raw.clear();
+        self.pending.clear();
+    }
+
+    /// Adds the spans of one encoded `tempopb.Trace`.
+    pub fn read(&mut self, trace: &'a [u8]) -> Result<(), WireError> {
+        let mut r = Reader::new(trace);
+        while let Some(field) = r.next_field()? {
+            if let (1, Value::Len(rs)) = (field.number, field.value) {
+                self.resource_spans(rs)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn resource_spans(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let index = self.resources.len();
+        let (header_from, attrs_from) = (self.raw.len(), self.attrs.len());
+        let mut scopes = Vec::new();
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (2, Value::Len(ss)) => scopes.push(ss),
+                (1, Value::Len(resource)) => {
+                    self.raw.push(field.raw);
+                    let mut a = Reader::new(resource);
+                    while let Some(kv) = a.next_field()? {
+                        if let (1, Value::Len(kv)) = (kv.number, kv.value) {
+                            push_key_value(kv, &mut self.attrs)?;
+                        }
+                    }
+                }
+                _ => self.raw.push(field.raw),
+            }
+        }
+        let attrs = attrs_from..self.attrs.len();
+        let service_name = self.attrs[attrs.clone()]
+            .iter()
+            .find(|(key, _)| *key == b"service.name")
+            .and_then(|(_, value)| any_value(value).as_str())
+            .unwrap_or_default();
+        self.resources.push(WireResource {
+            header: header_from..self.raw.len(),
+            attrs,
+            service_name,
+        });
+        for ss in scopes {
+            self.scope_spans(index, ss)?;
+        }
+        Ok(())
+    }
+
+    fn scope_spans(&mut self, resource: usize, buf: &'a [u8]) -> Result<(), WireError> {
+        let index = self.scopes.len();
+        let (header_from, attrs_from) = (self.raw.len(), self.attrs.len());
+        let mut name = "";
+        let mut spans = Vec::new();
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (2, Value::Len(span)) => spans.push(span),
+                (1, Value::Len(scope)) => {
+                    self.raw.push(field.raw);
+                    let mut s = Reader::new(scope);
+                    while let Some(f) = s.next_field()? {
+                        match (f.number, f.value) {
+                            (1, Value::Len(n)) => name = std::str::from_utf8(n).unwrap_or_default(),
+                            (3, Value::Len(kv)) => push_key_value(kv, &mut self.attrs)?,
+                            _ => {}
+                        }
+                    }
+                }
+                _ => self.raw.push(field.raw),
+            }
+        }
+        self.scopes.push(WireScope {
+            resource,
+            header: header_from..self.raw.len(),
+            name,
+            attrs: attrs_from..self.attrs.len(),
+        });
+        for span in spans {
+            self.span(index, span)?;
+        }
+        Ok(())
+    }
+
+    fn span(&mut self, scope: usize, buf: &'a [u8]) -> Result<(), WireError> {
+        let mut span = SpanRef::empty(buf.len());
+        let (attrs_from, raw_from) = (self.attrs.len(), self.raw.len());
+        let (events_from, links_from) = (self.events.len(), self.links.len());
+        let (mut trace_state, mut flags, mut dropped) = ("", 0u32, false);
+        let mut r = Reader::new(buf);
+        while let Some(field) = r.next_field()? {
+            match (field.number, field.value) {
+                (2, Value::Len(b)) => span.span_id = b,
+                (3, Value::Len(b)) => trace_state = std::str::from_utf8(b).unwrap_or_default(),
+                (4, Value::Len(b)) => span.parent_span_id = b,
+                (5, Value::Len(b)) => span.name = std::str::from_utf8(b).unwrap_or_default(),
+                (6, Value::Varint(k)) => span.kind = k as i32,
+                (7, Value::Fixed64(t)) => span.start_unix_nano = t,
+                (8, Value::Fixed64(t)) => span.end_unix_nano = t,
+                (9, Value::Len(kv)) => push_key_value(kv, &mut self.attrs)?,
+                (10 | 12 | 14, Value::Varint(n)) => {
+                    dropped |= n > 0;
+                    self.raw.push(field.raw);
+                }
+                (n @ (11 | 13), Value::Len(message)) => {
+                    self.raw.push(field.raw);
+                    self.pending.push((n, message));
+                }
+                (15, Value::Len(status)) => {
+                    let mut s = Reader::new(status);
+                    while let Some(f) = s.next_field()? {
+                        match (f.number, f.value) {
+                            (2, Value::Len(m)) => span.status_message = std::str::from_utf8(m).unwrap_or_default(),
+                            (3, Value::Varint(c)) => span.status_code = c as i32,
+                            _ => {}
+                        }
+                    }
+                }
+                (16, Value::Fixed32(f)) => flags = f,
+                _ => {}
+            }
+        }
+        // The span's attributes are one run of the table; its events' and links' follow.
+        let attrs = attrs_from..self.attrs.len();
+        let mut pending = std::mem::take(&mut self.pending);
+        for (number, message) in pending.drain(..) {
+            if number == 11 {
+                self.event(message)?;
+            } else {
+                self.link(message)?;
+            }
+        }
+        self.pending = pending;
+        let (events, links) = (events_from..self.events.len(), links_from..self.links.len());
+        self.spans.push(WireSpan {
+            scope,
+            span,
+            attrs,
+            trace_state,
+            flags,
+            extras: raw_from..self.raw.len(),
+            has_extras: dropped || !events.is_empty() || !links.is_empty(),
+            events,
+            links,
+        });
+        Ok(())
+    }
+
+    fn event(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let (mut name, from) = ("", self.attrs.len());
+        let mut r = Reader::new(buf);
+        while let Some(f) = r.next_field()? {
+            match (f.number, f.value) {
+                (2, Value::Len(n)) => name = std::str::from_utf8(n).unwrap_or_default(),
+                (3, Value::Len(kv)) => push_key_value(kv, &mut self.attrs)?,
+                _ => {}
+            }
+        }
+        self.events.push(WireEvent {
+            name,
+            attrs: from..self.attrs.len(),
+        });
+        Ok(())
+    }
+
+    fn link(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let from = self.attrs.len();
+        let mut r = Reader::new(buf);
+        while let Some(f) = r.next_field()? {
+            if let (4, Value::Len(kv)) = (f.number, f.value) {
+                push_key_value(kv, &mut self.attrs)?;
+            }
+        }
+        self.links.push(from..self.attrs.len());
+        Ok(())
+    }
+
+    pub fn resource_attrs(&self, resource: &WireResource<'_>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[resource.attrs.clone()])
+    }
+
+    /// The resource's fields other than its scope spans, as raw fields (in order: an
+    /// encoded `ResourceSpans` with no scope spans, once concatenated).
+    pub fn resource_header(&self, resource: &WireResource<'_>) -> &[&'a [u8]] {
+        &self.raw[resource.header.clone()]
+    }
+
+    pub fn scope_attrs(&self, scope: &WireScope<'_>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[scope.attrs.clone()])
+    }
+
+    /// The scope's fields other than its spans: an encoded `ScopeSpans` with no spans.
+    pub fn scope_header(&self, scope: &WireScope<'_>) -> &[&'a [u8]] {
+        &self.raw[scope.header.clone()]
+    }
+
+    pub fn span_attrs(&self, span: &WireSpan<'_>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[span.attrs.clone()])
+    }
+
+    /// The span's dropped counts, events and links: an encoded `Span` with only those.
+    pub fn span_extras(&self, span: &WireSpan<'_>) -> &[&'a [u8]] {
+        &self.raw[span.extras.clone()]
+    }
+
+    pub fn event_attrs(&self, event: &WireEvent<'_>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[event.attrs.clone()])
+    }
+
+    pub fn link_attrs(&self, link: &Range<usize>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[link.clone()])
+    }
 }
 
 #[cfg(test)]

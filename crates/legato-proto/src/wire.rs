@@ -432,7 +432,7 @@ fn put_len_prefix(out: &mut Vec<u8>, field: u8, len: usize) {
 pub(crate) enum Value<'a> {
     Varint(u64),
     Fixed64(u64),
-    Fixed32(#[allow(dead_code)] u32),
+    Fixed32(u32),
     Len(&'a [u8]),
 }
 
@@ -440,7 +440,7 @@ pub(crate) struct Field<'a> {
     pub(crate) number: u32,
     pub(crate) value: Value<'a>,
     /// The whole field: tag, length and payload.
-    raw: &'a [u8],
+    pub(crate) raw: &'a [u8],
 }
 
 pub(crate) struct Reader<'a> {

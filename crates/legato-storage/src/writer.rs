@@ -15,13 +15,12 @@ use arrow_array::{ArrayRef, ListArray, RecordBatch, StructArray};
 use arrow_buffer::OffsetBuffer;
 use bytes::Bytes;
 use legato_model::{BlockId, TenantId, TraceId};
-use legato_proto::common::{AnyValue, KeyValue, any_value};
-use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
+use legato_proto::span_wire::{AnyRef, WireTrace};
+use legato_proto::trace::ResourceSpans;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, Encoding, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
-use prost::Message;
 
 use crate::schema::{self, attr_fields, attr_item_field};
 use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceBloom};
@@ -54,13 +53,6 @@ pub struct SealedBlock {
 /// dictionaries and zstd work well.
 const ROW_GROUP_SPANS: usize = 8192;
 const PAGE_ROWS: usize = 1024;
-
-struct FlatSpan<'a> {
-    resource: &'a [u8],
-    service: &'a str,
-    scope: &'a [u8],
-    span: &'a Span,
-}
 
 /// Encodes a block from traces in any order (inputs sharing a trace id are merged).
 /// CPU-heavy: call from a blocking thread.
@@ -146,41 +138,49 @@ impl<W: Write + Send> BlockWriter<W> {
 
     /// Adds a trace. Traces must come in ascending id order, each id once.
     pub fn push(&mut self, trace: &TraceInput) -> Result<()> {
-        if self.ids.last().is_some_and(|last| *last >= trace.id) {
+        // One row path for both inputs: the batches as an encoded `tempopb.Trace`.
+        let mut encoded = Vec::new();
+        for rs in &trace.batches {
+            prost::encoding::message::encode(1, rs, &mut encoded);
+        }
+        let mut wire = WireTrace::default();
+        self.read_wire(&mut wire, &encoded)?;
+        self.push_wire(trace.id, &wire)
+    }
+
+    /// Reads an encoded `tempopb.Trace` into `wire`, naming the block if it is malformed.
+    pub fn read_wire<'a>(&self, wire: &mut WireTrace<'a>, encoded: &'a [u8]) -> Result<()> {
+        wire.read(encoded).map_err(|e| Error::Corrupt {
+            block: self.block_id,
+            message: format!("undecodable trace: {e}"),
+        })
+    }
+
+    /// Adds a trace read from its encoded segments (`WireTrace::read`), with no decode into
+    /// OTLP structs. Traces must come in ascending id order, each id once; spans repeated
+    /// (same id and kind) are stored once.
+    pub fn push_wire(&mut self, id: TraceId, trace: &WireTrace<'_>) -> Result<()> {
+        if self.ids.last().is_some_and(|last| *last >= id) {
             return Err(Error::Corrupt {
                 block: self.block_id,
-                message: format!("trace {} pushed out of order", trace.id),
+                message: format!("trace {id} pushed out of order"),
             });
         }
-        let groups = encode_groups(trace);
-        let mut flat: Vec<FlatSpan<'_>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
-        for (rs, (resource, service, scopes)) in trace.batches.iter().zip(&groups) {
-            for (ss, scope) in rs.scope_spans.iter().zip(scopes) {
-                for span in &ss.spans {
-                    if seen.insert((span.span_id.as_slice(), span.kind)) {
-                        flat.push(FlatSpan {
-                            resource,
-                            service,
-                            scope,
-                            span,
-                        });
-                    }
-                }
-            }
-        }
-        if flat.is_empty() {
+        let mut order: Vec<usize> = (0..trace.spans.len())
+            .filter(|&i| seen.insert((trace.spans[i].span.span_id, trace.spans[i].span.kind)))
+            .collect();
+        if order.is_empty() {
             return Ok(());
         }
-        flat.sort_by_key(|f| f.span.start_time_unix_nano);
-        for f in &flat {
-            self.min_start = self.min_start.min(f.span.start_time_unix_nano);
-            self.max_end = self
-                .max_end
-                .max(f.span.end_time_unix_nano.max(f.span.start_time_unix_nano));
+        order.sort_by_key(|&i| trace.spans[i].span.start_unix_nano);
+        for &i in &order {
+            let span = &trace.spans[i].span;
+            self.min_start = self.min_start.min(span.start_unix_nano);
+            self.max_end = self.max_end.max(span.end_unix_nano.max(span.start_unix_nano));
         }
-        self.rows.push_trace(&trace.id, &flat)?;
-        self.ids.push(trace.id);
+        self.rows.push_trace(&id, trace, &order);
+        self.ids.push(id);
         if self.rows.len >= ROW_GROUP_SPANS {
             self.write_rows()?;
         }
@@ -272,41 +272,6 @@ impl<W: Write> Write for CountingSink<W> {
     }
 }
 
-type ResourceGroup = (Vec<u8>, String, Vec<Vec<u8>>);
-
-/// Encoded resource and scope headers of each batch of a trace.
-fn encode_groups(trace: &TraceInput) -> Vec<ResourceGroup> {
-    trace
-        .batches
-        .iter()
-        .map(|rs| {
-            let header = ResourceSpans {
-                resource: rs.resource.clone(),
-                scope_spans: Vec::new(),
-                schema_url: rs.schema_url.clone(),
-            };
-            let service = rs
-                .resource
-                .as_ref()
-                .and_then(|r| legato_proto::span_view::string_attr(&r.attributes, "service.name"))
-                .unwrap_or_default();
-            let scopes = rs
-                .scope_spans
-                .iter()
-                .map(|ss| {
-                    ScopeSpans {
-                        scope: ss.scope.clone(),
-                        spans: Vec::new(),
-                        schema_url: ss.schema_url.clone(),
-                    }
-                    .encode_to_vec()
-                })
-                .collect();
-            (header.encode_to_vec(), service, scopes)
-        })
-        .collect()
-}
-
 #[derive(Default)]
 struct RowBuilder {
     len: usize,
@@ -335,94 +300,115 @@ struct RowBuilder {
     attr_bool: BooleanBuilder,
     attr_raw: BinaryBuilder,
     extras: BinaryBuilder,
+    /// Reused per trace: the encoded headers of its resources and scopes, and a span's extras.
+    headers: Vec<u8>,
+    resource_headers: Vec<std::ops::Range<usize>>,
+    scope_headers: Vec<std::ops::Range<usize>>,
+    scratch: Vec<u8>,
 }
 
 impl RowBuilder {
-    fn push_trace(&mut self, id: &TraceId, spans: &[FlatSpan<'_>]) -> Result<()> {
-        let index: HashMap<&[u8], usize> = spans
+    /// Adds the spans `order` (indices into `trace.spans`) of a trace as rows, in that order.
+    fn push_trace(&mut self, id: &TraceId, trace: &WireTrace<'_>, order: &[usize]) {
+        // Each resource's and scope's header, encoded once per trace.
+        let concat = |into: &mut Vec<u8>, raw: &[&[u8]]| {
+            let from = into.len();
+            raw.iter().for_each(|f| into.extend_from_slice(f));
+            from..into.len()
+        };
+        self.headers.clear();
+        self.resource_headers.clear();
+        self.scope_headers.clear();
+        for r in &trace.resources {
+            let range = concat(&mut self.headers, trace.resource_header(r));
+            self.resource_headers.push(range);
+        }
+        for sc in &trace.scopes {
+            let range = concat(&mut self.headers, trace.scope_header(sc));
+            self.scope_headers.push(range);
+        }
+        // The first span with an id is the one children point to.
+        let index: HashMap<&[u8], usize> = order
             .iter()
             .enumerate()
             .rev()
-            .map(|(i, f)| (f.span.span_id.as_slice(), i))
+            .map(|(row, &i)| (trace.spans[i].span.span_id, row))
             .collect();
-        let parents: Vec<Option<usize>> = spans
+        let parents: Vec<Option<usize>> = order
             .iter()
             .enumerate()
-            .map(|(i, f)| index.get(f.span.parent_span_id.as_slice()).copied().filter(|p| *p != i))
+            .map(|(row, &i)| {
+                index
+                    .get(trace.spans[i].span.parent_span_id)
+                    .copied()
+                    .filter(|p| *p != row)
+            })
             .collect();
         let (left, right) = legato_model::span::nested_set(&parents);
-        for (i, f) in spans.iter().enumerate() {
-            let span = f.span;
+        for (row, &i) in order.iter().enumerate() {
+            let w = &trace.spans[i];
+            let span = &w.span;
+            let scope = &trace.scopes[w.scope];
+            let resource = &trace.resources[scope.resource];
             self.len += 1;
             self.trace_id.extend_from_slice(&id.0);
-            self.span_id.extend_from_slice(&fixed::<8>(&span.span_id));
-            self.parent_index.append_value(parents[i].map_or(-1, |p| p as i32));
-            let orphan_parent = parents[i].is_none() && !span.parent_span_id.is_empty();
+            self.span_id.extend_from_slice(&fixed::<8>(span.span_id));
+            self.parent_index.append_value(parents[row].map_or(-1, |p| p as i32));
+            let orphan_parent = parents[row].is_none() && !span.parent_span_id.is_empty();
             self.parent_span_id
-                .push(orphan_parent.then(|| fixed::<8>(&span.parent_span_id).to_vec()));
-            self.nested_left.append_value(left[i]);
-            self.nested_right.append_value(right[i]);
-            self.name.append_value(&span.name);
+                .push(orphan_parent.then(|| fixed::<8>(span.parent_span_id).to_vec()));
+            self.nested_left.append_value(left[row]);
+            self.nested_right.append_value(right[row]);
+            self.name.append_value(span.name);
             self.kind.append_value(span.kind as i8);
-            self.start.append_value(span.start_time_unix_nano as i64);
+            self.start.append_value(span.start_unix_nano as i64);
             self.duration
-                .append_value(span.end_time_unix_nano.wrapping_sub(span.start_time_unix_nano) as i64);
-            let status = span.status.clone().unwrap_or_default();
-            self.status_code.append_value(status.code as i8);
+                .append_value(span.end_unix_nano.wrapping_sub(span.start_unix_nano) as i64);
+            self.status_code.append_value(span.status_code as i8);
             self.status_message
-                .append_option((!status.message.is_empty()).then_some(status.message.as_str()));
+                .append_option((!span.status_message.is_empty()).then_some(span.status_message));
             self.trace_state
-                .append_option((!span.trace_state.is_empty()).then_some(span.trace_state.as_str()));
-            self.flags.append_value(span.flags);
-            self.service.append_value(f.service);
-            self.resource.append_value(f.resource);
-            self.scope.append_value(f.scope);
-            self.attr_lengths.push(span.attributes.len());
-            for kv in &span.attributes {
-                self.push_attr(kv);
+                .append_option((!w.trace_state.is_empty()).then_some(w.trace_state));
+            self.flags.append_value(w.flags);
+            self.service.append_value(resource.service_name);
+            self.resource
+                .append_value(&self.headers[self.resource_headers[scope.resource].clone()]);
+            self.scope
+                .append_value(&self.headers[self.scope_headers[w.scope].clone()]);
+            let attrs = trace.span_attrs(w);
+            self.attr_lengths.push(attrs.len());
+            for (key, value, raw) in attrs.iter() {
+                self.push_attr(key, value, raw);
             }
-            let has_extras = !span.events.is_empty()
-                || !span.links.is_empty()
-                || span.dropped_attributes_count + span.dropped_events_count + span.dropped_links_count > 0;
-            if has_extras {
-                let extras = Span {
-                    events: span.events.clone(),
-                    links: span.links.clone(),
-                    dropped_attributes_count: span.dropped_attributes_count,
-                    dropped_events_count: span.dropped_events_count,
-                    dropped_links_count: span.dropped_links_count,
-                    ..Default::default()
-                };
-                self.extras.append_value(extras.encode_to_vec());
+            if w.has_extras {
+                self.scratch.clear();
+                trace
+                    .span_extras(w)
+                    .iter()
+                    .for_each(|f| self.scratch.extend_from_slice(f));
+                self.extras.append_value(&self.scratch);
             } else {
                 self.extras.append_null();
             }
         }
-        Ok(())
     }
 
-    fn push_attr(&mut self, kv: &KeyValue) {
-        use any_value::Value as V;
-        self.attr_key.append_value(&kv.key);
-        let value = kv.value.as_ref().and_then(|v| v.value.as_ref());
+    fn push_attr(&mut self, key: &str, value: AnyRef<'_>, raw: &[u8]) {
+        self.attr_key.append_value(key);
         let (s, i, d, b) = match value {
-            Some(V::StringValue(s)) => (Some(s.as_str()), None, None, None),
-            Some(V::IntValue(i)) => (None, Some(*i), None, None),
-            Some(V::DoubleValue(d)) => (None, None, Some(*d), None),
-            Some(V::BoolValue(b)) => (None, None, None, Some(*b)),
-            _ => (None, None, None, None),
+            AnyRef::Str(s) => (Some(s), None, None, None),
+            AnyRef::Int(i) => (None, Some(i), None, None),
+            AnyRef::Double(d) => (None, None, Some(d), None),
+            AnyRef::Bool(b) => (None, None, None, Some(b)),
+            AnyRef::Other => (None, None, None, None),
         };
         self.attr_str.append_option(s);
         self.attr_int.append_option(i);
         self.attr_dbl.append_option(d);
         self.attr_bool.append_option(b);
         match value {
-            Some(V::StringValue(_) | V::IntValue(_) | V::DoubleValue(_) | V::BoolValue(_)) => {
-                self.attr_raw.append_null()
-            }
-            _ => self
-                .attr_raw
-                .append_value(kv.value.clone().unwrap_or(AnyValue { value: None }).encode_to_vec()),
+            AnyRef::Other => self.attr_raw.append_value(raw),
+            _ => self.attr_raw.append_null(),
         }
     }
 
