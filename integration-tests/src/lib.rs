@@ -256,7 +256,8 @@ impl Drop for Legato {
     }
 }
 
-fn kv(key: &str, value: &str) -> KeyValue {
+/// A string attribute.
+pub fn kv(key: &str, value: &str) -> KeyValue {
     KeyValue {
         key: key.into(),
         value: Some(AnyValue {

@@ -6,23 +6,12 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use integration_tests::{Legato, free_port, legato_bin, post_otlp};
+use integration_tests::{Legato, free_port, kv, legato_bin, post_otlp};
 use legato_proto::collector::ExportTraceServiceRequest;
-use legato_proto::common::{AnyValue, KeyValue, any_value};
 use legato_proto::resource::Resource;
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span, Status};
 
 const TRACE_ID: [u8; 16] = [0xc1, 0x1c, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13];
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
-    }
-}
 
 /// A checkout across three services: the frontend's root calls cart (which reads redis) and
 /// payment, whose charge fails.

@@ -628,22 +628,22 @@ impl<'a> WireTags<'a> {
             if !span.span.status_message.is_empty() {
                 summary.add_str("intrinsic", "statusMessage", span.span.status_message);
             }
-            add_wire_attrs(summary, "span", trace.span_attrs(span));
+            add_wire_attrs(summary, "span", trace.attrs(&span.attrs));
             for event in &trace.events[span.events.clone()] {
                 summary.add_str("intrinsic", "event:name", event.name);
-                add_wire_attrs(summary, "event", trace.event_attrs(event));
+                add_wire_attrs(summary, "event", trace.attrs(&event.attrs));
             }
             for link in &trace.links[span.links.clone()] {
-                add_wire_attrs(summary, "link", trace.link_attrs(link));
+                add_wire_attrs(summary, "link", trace.attrs(link));
             }
         }
         for (scope, _) in trace.scopes.iter().zip(&used).filter(|(_, used)| **used) {
             let resource = &trace.resources[scope.resource];
-            if self.seen.insert(trace.resource_header(resource).to_vec()) {
-                add_wire_attrs(summary, "resource", trace.resource_attrs(resource));
+            if self.seen.insert(trace.raw(&resource.header).to_vec()) {
+                add_wire_attrs(summary, "resource", trace.attrs(&resource.attrs));
             }
-            if self.seen.insert(trace.scope_header(scope).to_vec()) {
-                add_wire_attrs(summary, "instrumentation", trace.scope_attrs(scope));
+            if self.seen.insert(trace.raw(&scope.header).to_vec()) {
+                add_wire_attrs(summary, "instrumentation", trace.attrs(&scope.attrs));
                 if !scope.name.is_empty() {
                     summary.add_str("intrinsic", "instrumentation:name", scope.name);
                 }

@@ -259,8 +259,8 @@ pub struct WireTrace<'a> {
 #[derive(Debug, Clone)]
 pub struct WireResource<'a> {
     /// Its fields other than the scope spans (resource, schema URL), as raw fields.
-    header: Range<usize>,
-    attrs: Range<usize>,
+    pub header: Range<usize>,
+    pub attrs: Range<usize>,
     /// `service.name`, "" when missing.
     pub service_name: &'a str,
 }
@@ -271,10 +271,10 @@ pub struct WireScope<'a> {
     /// Index in `WireTrace::resources`.
     pub resource: usize,
     /// Its fields other than the spans (scope, schema URL), as raw fields.
-    header: Range<usize>,
+    pub header: Range<usize>,
     /// `InstrumentationScope.name`.
     pub name: &'a str,
-    attrs: Range<usize>,
+    pub attrs: Range<usize>,
 }
 
 /// A span of a segment.
@@ -284,11 +284,11 @@ pub struct WireSpan<'a> {
     pub scope: usize,
     /// Its fields; `attributes` is empty here: see `WireTrace::span_attrs`.
     pub span: SpanRef<'a>,
-    attrs: Range<usize>,
+    pub attrs: Range<usize>,
     pub trace_state: &'a str,
     pub flags: u32,
     /// Dropped counts, events and links (fields 10-14) as raw fields.
-    extras: Range<usize>,
+    pub extras: Range<usize>,
     /// Whether it has events or links, or dropped anything.
     pub has_extras: bool,
     /// Ranges of `WireTrace::events` and `WireTrace::links`.
@@ -300,7 +300,7 @@ pub struct WireSpan<'a> {
 #[derive(Debug, Clone)]
 pub struct WireEvent<'a> {
     pub name: &'a str,
-    attrs: Range<usize>,
+    pub attrs: Range<usize>,
 }
 
 impl<'a> WireTrace<'a> {
@@ -492,40 +492,16 @@ impl<'a> WireTrace<'a> {
         Ok(())
     }
 
-    pub fn resource_attrs(&self, resource: &WireResource<'_>) -> Attrs<'_> {
-        Attrs::new(&self.attrs[resource.attrs.clone()])
+    /// Attributes by their range (`attrs` of a resource, scope, span or event; a link).
+    pub fn attrs(&self, range: &Range<usize>) -> Attrs<'_> {
+        Attrs::new(&self.attrs[range.clone()])
     }
 
-    /// The resource's fields other than its scope spans, as raw fields (in order: an
-    /// encoded `ResourceSpans` with no scope spans, once concatenated).
-    pub fn resource_header(&self, resource: &WireResource<'_>) -> &[&'a [u8]] {
-        &self.raw[resource.header.clone()]
-    }
-
-    pub fn scope_attrs(&self, scope: &WireScope<'_>) -> Attrs<'_> {
-        Attrs::new(&self.attrs[scope.attrs.clone()])
-    }
-
-    /// The scope's fields other than its spans: an encoded `ScopeSpans` with no spans.
-    pub fn scope_header(&self, scope: &WireScope<'_>) -> &[&'a [u8]] {
-        &self.raw[scope.header.clone()]
-    }
-
-    pub fn span_attrs(&self, span: &WireSpan<'_>) -> Attrs<'_> {
-        Attrs::new(&self.attrs[span.attrs.clone()])
-    }
-
-    /// The span's dropped counts, events and links: an encoded `Span` with only those.
-    pub fn span_extras(&self, span: &WireSpan<'_>) -> &[&'a [u8]] {
-        &self.raw[span.extras.clone()]
-    }
-
-    pub fn event_attrs(&self, event: &WireEvent<'_>) -> Attrs<'_> {
-        Attrs::new(&self.attrs[event.attrs.clone()])
-    }
-
-    pub fn link_attrs(&self, link: &Range<usize>) -> Attrs<'_> {
-        Attrs::new(&self.attrs[link.clone()])
+    /// Raw fields by their range: a resource's or scope's `header` (the message without its
+    /// scope spans or spans), a span's `extras` (a `Span` with only its dropped counts, events
+    /// and links), once concatenated.
+    pub fn raw(&self, range: &Range<usize>) -> &[&'a [u8]] {
+        &self.raw[range.clone()]
     }
 }
 

@@ -320,11 +320,11 @@ impl RowBuilder {
         self.resource_headers.clear();
         self.scope_headers.clear();
         for r in &trace.resources {
-            let range = concat(&mut self.headers, trace.resource_header(r));
+            let range = concat(&mut self.headers, trace.raw(&r.header));
             self.resource_headers.push(range);
         }
         for sc in &trace.scopes {
-            let range = concat(&mut self.headers, trace.scope_header(sc));
+            let range = concat(&mut self.headers, trace.raw(&sc.header));
             self.scope_headers.push(range);
         }
         // The first span with an id is the one children point to.
@@ -375,7 +375,7 @@ impl RowBuilder {
                 .append_value(&self.headers[self.resource_headers[scope.resource].clone()]);
             self.scope
                 .append_value(&self.headers[self.scope_headers[w.scope].clone()]);
-            let attrs = trace.span_attrs(w);
+            let attrs = trace.attrs(&w.attrs);
             self.attr_lengths.push(attrs.len());
             for (key, value, raw) in attrs.iter() {
                 self.push_attr(key, value, raw);
@@ -383,7 +383,7 @@ impl RowBuilder {
             if w.has_extras {
                 self.scratch.clear();
                 trace
-                    .span_extras(w)
+                    .raw(&w.extras)
                     .iter()
                     .for_each(|f| self.scratch.extend_from_slice(f));
                 self.extras.append_value(&self.scratch);
