@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench bench-realistic bench-sampling soak clean-data demo-cluster demo-cluster-down fuzz-blocks fuzz
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench bench-realistic bench-compare bench-sampling soak clean-data demo-cluster demo-cluster-down fuzz-blocks fuzz
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -51,6 +51,10 @@ bench: setup
 ## The benchmark as users run Legato: demo-like data, compactor on, 5 s and 30 s blocks.
 bench-realistic: setup
 	bash bench/realistic.sh
+
+## The same scenario against Legato and a Tempo-compatible PEER (PEER=http://host:3200); one table.
+bench-compare: setup
+	bash bench/compare.sh
 
 ## Soak under faults: WAL disk filled and freed, kill -9 + restart, every acknowledged trace read back.
 soak: setup

@@ -46,7 +46,7 @@ compactor: {compaction: {compaction_cycle: 10s}}
 YAML
   "$LEGATO" -config.file="$dir/legato.yaml" > "$dir/legato.log" 2>&1 &
   pid=$!
-  for _ in $(seq 100); do curl -sf "127.0.0.1:$http/ready" > /dev/null && break; sleep 0.1; done
+  wait_ready "127.0.0.1:$http"
   cpu0=$(cpu_seconds "$pid")
   ingest=$("$BENCH" ingest --otlp-grpc "127.0.0.1:$otlp" --duration "$DURATION" --connections "$CONNECTIONS" \
     --pool "$POOL" --data "$DATA" --trace-ids "$dir/ids.txt" --json 2>/dev/null)

@@ -613,7 +613,7 @@ async fn search_set(
             "search p50 {p50:8.1} ms  {spans:>10} spans inspected  {:>6.2} M spans/s  {traces:>3} traces  {errors} errors  {q}",
             rate / 1e6
         );
-        out.push(serde_json::json!({"query": q, "p50_ms": p50, "inspected_spans": spans, "spans_per_sec": rate, "traces": traces, "errors": errors}));
+        out.push(serde_json::json!({"query": q, "p50_ms": p50, "inspected_spans": spans, "spans_per_sec": rate, "traces": traces, "errors": errors, "latencies_ms": times}));
     }
     Ok(out)
 }
