@@ -138,7 +138,11 @@ fn predicate(f: &FieldExpr) -> Option<RowPredicate> {
                 (FieldExpr::Intrinsic(Intrinsic::Duration), Static::Duration(d)) => {
                     Some(RowPredicate::DurationNanos(cmp(*op), *d))
                 }
-                (FieldExpr::Attribute(a), v) if a.scope == AttributeScope::Span && !a.parent && *op != CmpOp::Neq => {
+                (FieldExpr::Attribute(a), v)
+                    if matches!(a.scope, AttributeScope::Span | AttributeScope::Resource)
+                        && !a.parent
+                        && *op != CmpOp::Neq =>
+                {
                     let test = match v {
                         Static::String(s) => ValueTest::Str(StrTest::Cmp(cmp(*op), s.clone())),
                         Static::Int(i) => ValueTest::Int(cmp(*op), *i),
@@ -146,10 +150,7 @@ fn predicate(f: &FieldExpr) -> Option<RowPredicate> {
                         Static::Bool(b) => ValueTest::Bool(cmp(*op), *b),
                         _ => return None,
                     };
-                    Some(RowPredicate::SpanAttr {
-                        key: a.name.clone(),
-                        test,
-                    })
+                    Some(attr_predicate(a, test))
                 }
                 _ => None,
             }
@@ -167,16 +168,24 @@ fn predicate(f: &FieldExpr) -> Option<RowPredicate> {
                 FieldExpr::Intrinsic(Intrinsic::Name) => {
                     Some(RowPredicate::Name(StrTest::Regex { re, negated: false }))
                 }
-                FieldExpr::Attribute(a) if a.scope == AttributeScope::Span && !a.parent => {
-                    Some(RowPredicate::SpanAttr {
-                        key: a.name.clone(),
-                        test: ValueTest::Str(StrTest::Regex { re, negated: false }),
-                    })
+                FieldExpr::Attribute(a)
+                    if matches!(a.scope, AttributeScope::Span | AttributeScope::Resource) && !a.parent =>
+                {
+                    Some(attr_predicate(a, ValueTest::Str(StrTest::Regex { re, negated: false })))
                 }
                 _ => None,
             }
         }
         _ => None,
+    }
+}
+
+/// A span or resource attribute condition.
+fn attr_predicate(a: &legato_traceql::ast::Attribute, test: ValueTest) -> RowPredicate {
+    let key = a.name.clone();
+    match a.scope {
+        AttributeScope::Resource => RowPredicate::ResourceAttr { key, test },
+        _ => RowPredicate::SpanAttr { key, test },
     }
 }
 

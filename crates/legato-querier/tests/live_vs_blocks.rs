@@ -38,6 +38,11 @@ const QUERIES: &[&str] = &[
     r#"{ resource.service.name =~ "svc-[12]" && duration >= 10ms }"#,
     "{ span.ratio < 0.3 } && { span.flag = false }",
     r#"{ resource.service.name != "svc-0" } | count() > 1"#,
+    r#"{ resource.k8s.namespace.name = "canary" }"#,
+    r#"{ resource.k8s.namespace.name =~ "can.*" && status = error }"#,
+    "{ resource.pod.index >= 1 }",
+    "{ resource.pod.index > 0.5 && kind = server }",
+    r#"{ resource.k8s.namespace.name = "nope" } >> { }"#,
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {
@@ -90,7 +95,14 @@ fn arb_trace() -> impl Strategy<Value = (TraceId, Vec<ResourceSpans>)> {
             let mut batches: Vec<ResourceSpans> = (0..3)
                 .map(|svc| ResourceSpans {
                     resource: Some(Resource {
-                        attributes: vec![kv("service.name", Value::StringValue(format!("svc-{svc}")))],
+                        attributes: vec![
+                            kv("service.name", Value::StringValue(format!("svc-{svc}"))),
+                            kv(
+                                "k8s.namespace.name",
+                                Value::StringValue(if svc == 2 { "canary" } else { "prod" }.into()),
+                            ),
+                            kv("pod.index", Value::IntValue(svc as i64)),
+                        ],
                         ..Default::default()
                     }),
                     scope_spans: vec![ScopeSpans {

@@ -73,6 +73,50 @@ pub enum RowPredicate {
         key: String,
         test: ValueTest,
     },
+    /// A resource attribute with this key whose value passes the test (tested once per
+    /// distinct encoded resource of a batch).
+    ResourceAttr {
+        key: String,
+        test: ValueTest,
+    },
+}
+
+impl ValueTest {
+    /// Whether a value passes; arrays, maps and bytes (`other`) pass, for the evaluator to
+    /// decide on the rebuilt trace.
+    fn test(&self, s: Option<&str>, i: Option<i64>, d: Option<f64>, b: Option<bool>, other: bool) -> bool {
+        other
+            || match self {
+                ValueTest::Str(t) => s.is_some_and(|s| t.test(s)),
+                ValueTest::Int(op, v) => i.is_some_and(|i| op.test(i, *v)) || d.is_some_and(|d| op.test(d, *v as f64)),
+                ValueTest::Float(op, v) => {
+                    d.is_some_and(|d| op.test(d, *v)) || i.is_some_and(|i| op.test(i as f64, *v))
+                }
+                ValueTest::Bool(op, v) => b.is_some_and(|b| op.test(b, *v)),
+            }
+    }
+}
+
+/// Whether an encoded resource header (`ResourceSpans` without its scope spans, as the
+/// `resource` column holds it) has an attribute `key` passing `test`.
+fn resource_has(encoded: &[u8], key: &str, test: &ValueTest) -> bool {
+    use legato_proto::common::any_value::Value as V;
+    use prost::Message;
+    let Ok(header) = legato_proto::trace::ResourceSpans::decode(encoded) else {
+        return true; // undecodable here: let the evaluator see it
+    };
+    let attrs = header.resource.map(|r| r.attributes).unwrap_or_default();
+    attrs
+        .iter()
+        .filter(|kv| kv.key == key)
+        .any(|kv| match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(V::StringValue(s)) => test.test(Some(s), None, None, None, false),
+            Some(V::IntValue(i)) => test.test(None, Some(*i), None, None, false),
+            Some(V::DoubleValue(d)) => test.test(None, None, Some(*d), None, false),
+            Some(V::BoolValue(b)) => test.test(None, None, None, Some(*b), false),
+            Some(_) => true,
+            None => false,
+        })
 }
 
 /// What a scan must decode and which traces it may skip.
@@ -110,6 +154,7 @@ impl ScanOptions {
                 RowPredicate::Kind(..) => schema::KIND,
                 RowPredicate::DurationNanos(..) => schema::DURATION,
                 RowPredicate::SpanAttr { .. } => schema::ATTRS,
+                RowPredicate::ResourceAttr { .. } => schema::RESOURCE,
             };
             if !cols.contains(&col) {
                 cols.push(col);
@@ -137,6 +182,12 @@ impl ScanOptions {
         ];
         if self.resource {
             cols.extend([schema::RESOURCE, schema::SCOPE]);
+        } else if self
+            .required
+            .iter()
+            .any(|p| matches!(p, RowPredicate::ResourceAttr { .. }))
+        {
+            cols.push(schema::RESOURCE);
         }
         if self.attrs || self.required.iter().any(|p| matches!(p, RowPredicate::SpanAttr { .. })) {
             cols.push(schema::ATTRS);
@@ -222,23 +273,39 @@ pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u6
                             continue;
                         }
                         // Arrays and maps live encoded in `raw`: keep the row, the evaluator decides.
-                        let ok = raws.is_valid(e)
-                            || match test {
-                                ValueTest::Str(t) => strs.is_valid(e) && t.test(strs.value(e)),
-                                ValueTest::Int(op, v) => {
-                                    (ints.is_valid(e) && op.test(ints.value(e), *v))
-                                        || (dbls.is_valid(e) && op.test(dbls.value(e), *v as f64))
-                                }
-                                ValueTest::Float(op, v) => {
-                                    (dbls.is_valid(e) && op.test(dbls.value(e), *v))
-                                        || (ints.is_valid(e) && op.test(ints.value(e) as f64, *v))
-                                }
-                                ValueTest::Bool(op, v) => bools.is_valid(e) && op.test(bools.value(e), *v),
-                            };
+                        let valid = |a: &dyn Array| a.is_valid(e);
+                        let ok = test.test(
+                            valid(strs).then(|| strs.value(e)),
+                            valid(ints).then(|| ints.value(e)),
+                            valid(dbls).then(|| dbls.value(e)),
+                            valid(bools).then(|| bools.value(e)),
+                            raws.is_valid(e),
+                        );
                         if ok {
                             mark(row);
                             break;
                         }
+                    }
+                }
+            }
+            RowPredicate::ResourceAttr { key, test } => {
+                let Some(arr) = batch.column_by_name(schema::RESOURCE) else {
+                    continue;
+                };
+                let arr = arr.as_binary::<i32>();
+                // A batch holds few distinct resources (one per pod), each on many rows:
+                // decode and test each distinct encoding once.
+                let mut seen: std::collections::HashMap<&[u8], bool> = std::collections::HashMap::new();
+                let mut last: Option<(&[u8], bool)> = None;
+                for row in 0..arr.len() {
+                    let v = arr.value(row);
+                    let ok = match last {
+                        Some((prev, ok)) if prev == v => ok,
+                        _ => *seen.entry(v).or_insert_with(|| resource_has(v, key, test)),
+                    };
+                    last = Some((v, ok));
+                    if ok {
+                        mark(row);
                     }
                 }
             }
