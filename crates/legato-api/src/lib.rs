@@ -1,4 +1,5 @@
-//! Legato's network surface: Tempo's HTTP query API, OTLP over HTTP and gRPC, `/metrics`,
+//! Legato's network surface: Tempo's HTTP query API, OTLP over HTTP and gRPC, the Zipkin and
+//! Jaeger receivers (translated to OTLP by `legato-receivers`), `/metrics`,
 //! `/ready`, `/status/config`; tenant and body-limit handling; and the one place where errors
 //! become HTTP statuses and gRPC codes.
 //!
@@ -6,6 +7,8 @@
 
 pub mod auth;
 mod error;
+mod ingest;
+pub mod jaeger;
 pub mod metrics;
 mod metrics_query;
 mod otlp_grpc;
@@ -16,6 +19,7 @@ mod search;
 mod streaming;
 mod tenant;
 mod trace_filter;
+mod zipkin;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -27,6 +31,7 @@ use legato_querier::Querier;
 use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
+pub(crate) use ingest::{push_translated, read_ingest_body};
 pub use metrics::ApiMetrics;
 pub use otlp_grpc::trace_service;
 pub use streaming::streaming_service;
@@ -201,8 +206,26 @@ pub fn http_api(state: SharedState) -> Router {
 
 /// OTLP/HTTP receiver (port 4318 by default).
 pub fn otlp_http(state: SharedState) -> Router {
-    Router::new()
-        .route("/v1/traces", post(otlp_http::export))
+    receiver(state, Router::new().route("/v1/traces", post(otlp_http::export)))
+}
+
+/// Zipkin receiver (port 9411 by default).
+pub fn zipkin(state: SharedState) -> Router {
+    let routes = Router::new()
+        .route("/api/v2/spans", post(zipkin::spans_v2))
+        .route("/api/v1/spans", post(zipkin::spans_v1));
+    receiver(state, routes)
+}
+
+/// Jaeger Thrift over HTTP receiver (port 14268 by default).
+pub fn jaeger_thrift_http(state: SharedState) -> Router {
+    receiver(state, Router::new().route("/api/traces", post(jaeger::traces)))
+}
+
+/// A receiver's routes with authentication; bodies are limited by the handlers, which
+/// also check them after decompression.
+fn receiver(state: SharedState, routes: Router<SharedState>) -> Router {
+    routes
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require))
         .with_state(state)

@@ -1,9 +1,7 @@
 //! OTLP/HTTP receiver: `POST /v1/traces` with protobuf or JSON bodies, optionally gzip or
 //! deflate compressed. Replies in the request's encoding; errors are `google.rpc.Status`.
 
-use std::io::Read;
-
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +10,7 @@ use legato_proto::collector::{ExportTracePartialSuccess, ExportTraceServiceRespo
 use legato_proto::otlp_json;
 use prost::Message;
 
-use crate::{ApiError, SharedState, tenant};
+use crate::{ApiError, SharedState, read_ingest_body};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -64,19 +62,7 @@ async fn handle(
     body: Body,
     encoding: Encoding,
 ) -> Result<Response, ApiError> {
-    let tenant = tenant::from_headers(state.multitenancy_enabled, headers)?;
-    // Under back-pressure the export is refused before its body is read or walked.
-    if let Some(e) = state.distributor.backpressure() {
-        return Err(e.into());
-    }
-    let limit = state.max_request_bytes;
-    let raw = to_bytes(body, limit.saturating_add(1))
-        .await
-        .map_err(|_| ApiError::TooLarge { size: limit + 1, limit })?;
-    if raw.len() > limit {
-        return Err(ApiError::TooLarge { size: raw.len(), limit });
-    }
-    let body = decompress(headers, &raw, limit)?;
+    let (tenant, body) = read_ingest_body(state, headers, body).await?;
     // Protobuf goes to the distributor as it came; JSON is decoded, then encoded as protobuf.
     let body = match encoding {
         Encoding::Protobuf => body,
@@ -111,11 +97,7 @@ async fn handle(
 }
 
 fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let (ct, mime) = crate::ingest::content_type(headers);
     match mime.as_str() {
         "application/x-protobuf" | "application/protobuf" => Ok(Encoding::Protobuf),
         "application/json" => Ok(Encoding::Json),
@@ -123,35 +105,6 @@ fn request_encoding(headers: &HeaderMap) -> Result<Encoding, ApiError> {
             "unsupported Content-Type {ct:?}: use application/x-protobuf or application/json"
         ))),
     }
-}
-
-fn decompress(headers: &HeaderMap, raw: &[u8], limit: usize) -> Result<Vec<u8>, ApiError> {
-    let enc = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    let mut out = Vec::new();
-    let read = match enc.as_str() {
-        "" | "identity" => return Ok(raw.to_vec()),
-        "gzip" | "x-gzip" => flate2::read::MultiGzDecoder::new(raw)
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out),
-        "deflate" | "zlib" => flate2::read::ZlibDecoder::new(raw)
-            .take(limit as u64 + 1)
-            .read_to_end(&mut out),
-        other => {
-            return Err(ApiError::UnsupportedMediaType(format!(
-                "unsupported Content-Encoding {other:?}: use gzip, deflate or none"
-            )));
-        }
-    };
-    read.map_err(|e| ApiError::BadRequest(format!("could not decompress {enc} body: {e}")))?;
-    if out.len() > limit {
-        return Err(ApiError::TooLarge { size: out.len(), limit });
-    }
-    Ok(out)
 }
 
 fn error_response(encoding: Encoding, e: ApiError) -> Response {

@@ -25,6 +25,8 @@ use crate::cluster::internal::{IngesterService, QueryJobsService};
 use crate::cluster::remote::{Clients, ClusterFanout, RemoteIngesters, RingSink};
 use crate::cluster::ring_page;
 use crate::config::Config;
+
+mod receivers;
 use legato_cluster::{Cluster, MemberState, NodeInfo, Role};
 
 /// The ingester, once its WAL replay is done. Pushes before that get a retryable refusal.
@@ -292,6 +294,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let server_tls = &cfg.server;
     let receiver_tls = &cfg.distributor.receivers.otlp.protocols;
+    // The Zipkin and Jaeger receivers serve plain HTTP.
+    let no_tls = crate::tls::TlsServerConfig::default();
     let mut routers = vec![(http, http_router, &server_tls.http_tls_config, "server.http_tls_config")];
     let mut grpc_listeners = vec![(grpc, true, &server_tls.grpc_tls_config, "server.grpc_tls_config")];
     if roles.distributor {
@@ -318,6 +322,10 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             &receiver_tls.grpc.tls,
             "distributor.receivers.otlp.protocols.grpc.tls",
         ));
+        let translated = receivers::start(&cfg.distributor.receivers, &state, &mut servers, &servers_stop).await?;
+        for (listener, router, key) in translated {
+            routers.push((listener, router, &no_tls, key));
+        }
     }
     for (listener, router, tls, key) in routers {
         let stop = servers_stop.clone();

@@ -11,6 +11,8 @@ use legato_model::ByteSize;
 use legato_storage::TraceStorageConfig;
 use serde::{Deserialize, Serialize};
 
+pub mod receivers;
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
@@ -248,6 +250,12 @@ pub struct DistributorConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct ReceiversConfig {
     pub otlp: OtlpReceiverConfig,
+    /// On only when the key is present (`zipkin:` alone takes the defaults).
+    #[serde(deserialize_with = "receivers::present", skip_serializing_if = "Option::is_none")]
+    pub zipkin: Option<receivers::ZipkinReceiverConfig>,
+    /// On only when the key is present, with the protocols that are present.
+    #[serde(deserialize_with = "receivers::present", skip_serializing_if = "Option::is_none")]
+    pub jaeger: Option<receivers::JaegerReceiverConfig>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -539,16 +547,23 @@ impl Config {
         if self.server.http_listen_port == self.server.grpc_listen_port {
             bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
         }
-        for (key, endpoint) in [
+        let receivers = &self.distributor.receivers;
+        let translated = receivers::validate(
+            receivers.zipkin.as_ref(),
+            receivers.jaeger.as_ref(),
+            self.multitenancy_enabled || self.auth.credentials_file.is_some(),
+        )?;
+        let otlp = [
             (
                 "distributor.receivers.otlp.protocols.grpc.endpoint",
-                &self.distributor.receivers.otlp.protocols.grpc.endpoint,
+                &receivers.otlp.protocols.grpc.endpoint,
             ),
             (
                 "distributor.receivers.otlp.protocols.http.endpoint",
-                &self.distributor.receivers.otlp.protocols.http.endpoint,
+                &receivers.otlp.protocols.http.endpoint,
             ),
-        ] {
+        ];
+        for (key, endpoint) in otlp.into_iter().chain(translated.iter().map(|(k, e)| (*k, e))) {
             if !endpoint.is_empty()
                 && endpoint
                     .rsplit_once(':')

@@ -1,0 +1,396 @@
+//! Zipkin v2 spans (`POST /api/v2/spans`, JSON or `zipkin.proto3` `ListOfSpans`) as OTLP.
+//!
+//! `localEndpoint.serviceName` becomes the resource's `service.name`; `remoteEndpoint`
+//! becomes `peer.service`, `network.peer.address` and `network.peer.port`; tags are string
+//! attributes; annotations are events (an OpenTelemetry exporter's `{"name": {attributes}}`
+//! value is unpacked); `kind` is the span kind (INTERNAL when absent).
+
+use std::collections::BTreeMap;
+
+use legato_proto::common::{AnyValue, KeyValue, any_value};
+use legato_proto::trace::{Span, span};
+use prost::Message;
+use serde::Deserialize;
+
+use crate::otlp::{self, RequestBuilder, kv, string_value};
+use crate::{ExportTraceServiceRequest, ReceiveError};
+
+/// The service name of spans without a `localEndpoint.serviceName` (the SDKs' fallback).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
+
+/// One span in Zipkin's v2 JSON model; unknown fields are ignored, as Zipkin does.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonSpan {
+    trace_id: Option<String>,
+    id: Option<String>,
+    parent_id: Option<String>,
+    name: Option<String>,
+    kind: Option<String>,
+    timestamp: Option<u64>,
+    duration: Option<u64>,
+    local_endpoint: Option<JsonEndpoint>,
+    remote_endpoint: Option<JsonEndpoint>,
+    annotations: Option<Vec<JsonAnnotation>>,
+    tags: Option<BTreeMap<String, serde_json::Value>>,
+    /// Only in v1: its presence says the client speaks the wrong version.
+    binary_annotations: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct JsonEndpoint {
+    service_name: Option<String>,
+    ipv4: Option<String>,
+    ipv6: Option<String>,
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+struct JsonAnnotation {
+    timestamp: Option<u64>,
+    value: Option<String>,
+}
+
+/// The span in one shape for both encodings.
+struct ZipkinSpan {
+    trace_id: [u8; 16],
+    id: [u8; 8],
+    parent_id: Option<[u8; 8]>,
+    name: String,
+    kind: Option<span::SpanKind>,
+    timestamp_us: u64,
+    duration_us: u64,
+    service: Option<String>,
+    local: Endpoint,
+    remote: Endpoint,
+    annotations: Vec<(u64, String)>,
+    tags: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Endpoint {
+    service: Option<String>,
+    address: Option<String>,
+    port: Option<u16>,
+}
+
+/// A Zipkin v2 JSON array of spans as an OTLP request.
+pub fn from_json(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let spans: Vec<JsonSpan> = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let at = e.path().to_string();
+        ReceiveError::invalid(format!("not a Zipkin v2 JSON span list: at {at}: {}", e.into_inner()))
+    })?;
+    let spans = spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| json_span(s).map_err(|e| ReceiveError::invalid(format!("span {i}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(translate(spans))
+}
+
+fn json_span(s: JsonSpan) -> Result<ZipkinSpan, ReceiveError> {
+    if s.binary_annotations.is_some() {
+        return Err(ReceiveError::invalid(
+            "binaryAnnotations is Zipkin v1, which is not supported: send Zipkin v2 spans",
+        ));
+    }
+    let trace_id = s.trace_id.ok_or_else(|| ReceiveError::invalid("traceId is missing"))?;
+    let id = s.id.ok_or_else(|| ReceiveError::invalid("id is missing"))?;
+    let kind =
+        match s.kind.as_deref() {
+            None => None,
+            Some(k) => Some(otlp::kind_from_name(k).ok_or_else(|| {
+                ReceiveError::invalid(format!("kind {k:?} is not CLIENT, SERVER, PRODUCER or CONSUMER"))
+            })?),
+        };
+    let local = s.local_endpoint.unwrap_or_default();
+    let remote = s.remote_endpoint.unwrap_or_default();
+    let mut annotations = Vec::new();
+    for a in s.annotations.unwrap_or_default() {
+        annotations.push((a.timestamp.unwrap_or(0), a.value.unwrap_or_default()));
+    }
+    let tags = s
+        .tags
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => (k, s),
+            other => (k, other.to_string()),
+        })
+        .collect();
+    Ok(ZipkinSpan {
+        trace_id: otlp::hex_id(&trace_id, "traceId")?,
+        id: otlp::hex_id(&id, "id")?,
+        parent_id: s
+            .parent_id
+            .as_deref()
+            .map(|p| otlp::hex_id(p, "parentId"))
+            .transpose()?,
+        name: s.name.unwrap_or_default(),
+        kind,
+        timestamp_us: s.timestamp.unwrap_or(0),
+        duration_us: s.duration.unwrap_or(0),
+        service: local.service_name.clone(),
+        local: Endpoint {
+            service: local.service_name,
+            address: local.ipv4.or(local.ipv6),
+            port: local.port,
+        },
+        remote: Endpoint {
+            service: remote.service_name,
+            address: remote.ipv4.or(remote.ipv6),
+            port: remote.port,
+        },
+        annotations,
+        tags,
+    })
+}
+
+/// `zipkin.proto3`'s messages (openzipkin/zipkin-api, Apache-2.0), declared here: four
+/// small messages do not call for generated code.
+mod proto {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ListOfSpans {
+        #[prost(message, repeated, tag = "1")]
+        pub spans: Vec<Span>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "2")]
+        pub parent_id: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub id: Vec<u8>,
+        /// 0 unspecified, 1 CLIENT, 2 SERVER, 3 PRODUCER, 4 CONSUMER.
+        #[prost(int32, tag = "4")]
+        pub kind: i32,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(fixed64, tag = "6")]
+        pub timestamp: u64,
+        #[prost(uint64, tag = "7")]
+        pub duration: u64,
+        #[prost(message, optional, tag = "8")]
+        pub local_endpoint: Option<Endpoint>,
+        #[prost(message, optional, tag = "9")]
+        pub remote_endpoint: Option<Endpoint>,
+        #[prost(message, repeated, tag = "10")]
+        pub annotations: Vec<Annotation>,
+        #[prost(btree_map = "string, string", tag = "11")]
+        pub tags: std::collections::BTreeMap<String, String>,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Endpoint {
+        #[prost(string, tag = "1")]
+        pub service_name: String,
+        #[prost(bytes = "vec", tag = "2")]
+        pub ipv4: Vec<u8>,
+        #[prost(bytes = "vec", tag = "3")]
+        pub ipv6: Vec<u8>,
+        #[prost(int32, tag = "4")]
+        pub port: i32,
+    }
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Annotation {
+        #[prost(fixed64, tag = "1")]
+        pub timestamp: u64,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+}
+
+/// A Zipkin v2 protobuf `ListOfSpans` as an OTLP request.
+pub fn from_protobuf(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
+    let list = proto::ListOfSpans::decode(body)
+        .map_err(|e| ReceiveError::invalid(format!("not a Zipkin v2 protobuf ListOfSpans: {e}")))?;
+    let spans = list
+        .spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, s)| proto_span(s).map_err(|e| ReceiveError::invalid(format!("span {i}: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(translate(spans))
+}
+
+fn proto_span(s: proto::Span) -> Result<ZipkinSpan, ReceiveError> {
+    let kind = match s.kind {
+        1 => Some(span::SpanKind::Client),
+        2 => Some(span::SpanKind::Server),
+        3 => Some(span::SpanKind::Producer),
+        4 => Some(span::SpanKind::Consumer),
+        _ => None,
+    };
+    let endpoint = |e: Option<proto::Endpoint>| {
+        let e = e.unwrap_or_default();
+        let address = ip_text(&e.ipv4).or_else(|| ip_text(&e.ipv6));
+        Endpoint {
+            service: (!e.service_name.is_empty()).then_some(e.service_name),
+            address,
+            port: u16::try_from(e.port).ok().filter(|p| *p != 0),
+        }
+    };
+    let local = endpoint(s.local_endpoint);
+    Ok(ZipkinSpan {
+        trace_id: bytes_id(&s.trace_id, "trace_id")?,
+        id: bytes_id(&s.id, "id")?,
+        parent_id: (!s.parent_id.is_empty())
+            .then(|| bytes_id(&s.parent_id, "parent_id"))
+            .transpose()?,
+        name: s.name,
+        kind,
+        timestamp_us: s.timestamp,
+        duration_us: s.duration,
+        service: local.service.clone(),
+        local,
+        remote: endpoint(s.remote_endpoint),
+        annotations: s.annotations.into_iter().map(|a| (a.timestamp, a.value)).collect(),
+        tags: s.tags.into_iter().collect(),
+    })
+}
+
+/// A binary id of up to `N` bytes, right-aligned (an 8-byte trace id is a 64-bit one).
+fn bytes_id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ReceiveError> {
+    if bytes.is_empty() || bytes.len() > N {
+        return Err(ReceiveError::invalid(format!(
+            "{what} has {} bytes, expected 1 to {N}",
+            bytes.len()
+        )));
+    }
+    let mut out = [0u8; N];
+    out[N - bytes.len()..].copy_from_slice(bytes);
+    Ok(out)
+}
+
+fn ip_text(bytes: &[u8]) -> Option<String> {
+    match bytes.len() {
+        4 => Some(std::net::Ipv4Addr::from(<[u8; 4]>::try_from(bytes).ok()?).to_string()),
+        16 => Some(std::net::Ipv6Addr::from(<[u8; 16]>::try_from(bytes).ok()?).to_string()),
+        _ => None,
+    }
+}
+
+fn translate(spans: Vec<ZipkinSpan>) -> ExportTraceServiceRequest {
+    let mut builder = RequestBuilder::default();
+    for s in spans {
+        let service = s.service.clone().unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
+        let mut attributes: Vec<KeyValue> = s.tags.into_iter().map(|(k, v)| kv(k, string_value(v))).collect();
+        // Zipkin's local service is the resource's; a tag repeating it says nothing more.
+        otlp::take(&mut attributes, "service.name");
+        let scope = otlp::take_scope(&mut attributes);
+        let status = otlp::take_status(&mut attributes);
+        endpoint_attributes(
+            &mut attributes,
+            s.local,
+            "network.local.address",
+            "network.local.port",
+            None,
+        );
+        endpoint_attributes(
+            &mut attributes,
+            s.remote,
+            "network.peer.address",
+            "network.peer.port",
+            Some("peer.service"),
+        );
+        let start = otlp::micros_to_nanos(s.timestamp_us);
+        let events = s
+            .annotations
+            .into_iter()
+            .map(|(timestamp, value)| annotation_event(otlp::micros_to_nanos(timestamp), value))
+            .collect();
+        let span = Span {
+            trace_id: s.trace_id.to_vec(),
+            span_id: s.id.to_vec(),
+            parent_span_id: s.parent_id.map(|p| p.to_vec()).unwrap_or_default(),
+            name: s.name,
+            kind: s.kind.unwrap_or(span::SpanKind::Internal) as i32,
+            start_time_unix_nano: start,
+            end_time_unix_nano: start.saturating_add(otlp::micros_to_nanos(s.duration_us)),
+            attributes,
+            events,
+            status,
+            ..Default::default()
+        };
+        builder.push(
+            &service,
+            || vec![kv("service.name", string_value(service.clone()))],
+            scope,
+            span,
+        );
+    }
+    builder.finish()
+}
+
+/// An endpoint's address and port as attributes, and for the remote one its service as
+/// `peer.service` unless a tag already says it.
+fn endpoint_attributes(
+    attributes: &mut Vec<KeyValue>,
+    endpoint: Endpoint,
+    address_key: &str,
+    port_key: &str,
+    service_key: Option<&str>,
+) {
+    if let (Some(key), Some(service)) = (service_key, endpoint.service)
+        && !attributes.iter().any(|a| a.key == key)
+    {
+        attributes.push(kv(key, string_value(service)));
+    }
+    if let Some(address) = endpoint.address {
+        attributes.push(kv(address_key, string_value(address)));
+    }
+    if let Some(port) = endpoint.port {
+        let value = AnyValue {
+            value: Some(any_value::Value::IntValue(i64::from(port))),
+        };
+        attributes.push(kv(port_key, value));
+    }
+}
+
+/// An annotation as an event. OpenTelemetry's Zipkin exporters write an event as
+/// `{"<name>": {<attributes>}}`: that shape is unpacked, any other value is the name.
+fn annotation_event(time_unix_nano: u64, value: String) -> span::Event {
+    let unpacked = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&value)
+        .ok()
+        .filter(|m| m.len() == 1)
+        .and_then(|m| m.into_iter().next())
+        .and_then(|(name, attributes)| match attributes {
+            serde_json::Value::Object(attributes) => Some((name, attributes)),
+            _ => None,
+        });
+    let Some((name, attributes)) = unpacked else {
+        return span::Event {
+            time_unix_nano,
+            name: value,
+            ..Default::default()
+        };
+    };
+    span::Event {
+        time_unix_nano,
+        name,
+        attributes: attributes.into_iter().map(|(k, v)| kv(k, json_value(v))).collect(),
+        ..Default::default()
+    }
+}
+
+fn json_value(v: serde_json::Value) -> AnyValue {
+    let value = match v {
+        serde_json::Value::Bool(b) => any_value::Value::BoolValue(b),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => any_value::Value::IntValue(i),
+            None => any_value::Value::DoubleValue(n.as_f64().unwrap_or(0.0)),
+        },
+        serde_json::Value::String(s) => any_value::Value::StringValue(s),
+        other => any_value::Value::StringValue(other.to_string()),
+    };
+    AnyValue { value: Some(value) }
+}
+
+#[cfg(test)]
+#[path = "zipkin_tests.rs"]
+mod tests;

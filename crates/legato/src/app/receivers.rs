@@ -1,0 +1,65 @@
+//! Starts the Zipkin and Jaeger receivers that `distributor.receivers` names: HTTP ones are
+//! returned as routers for the caller to serve with the others, UDP ones are spawned.
+
+use std::sync::Arc;
+
+use legato_api::SharedState;
+use legato_receivers::jaeger::thrift::AgentProtocol;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::ReceiversConfig;
+
+/// A receiver's HTTP listener, its routes and its config key.
+pub(super) type HttpReceiver = (TcpListener, axum::Router, &'static str);
+
+pub(super) async fn start(
+    receivers: &ReceiversConfig,
+    state: &SharedState,
+    servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
+    stop: &CancellationToken,
+) -> anyhow::Result<Vec<HttpReceiver>> {
+    let mut http = Vec::new();
+    if let Some(zipkin) = &receivers.zipkin {
+        let key = "distributor.receivers.zipkin.endpoint";
+        let listener = super::bind(key, &zipkin.endpoint).await?;
+        tracing::info!(endpoint = %zipkin.endpoint, "Zipkin receiver listening");
+        http.push((listener, legato_api::zipkin(state.clone()), key));
+    }
+    let Some(jaeger) = &receivers.jaeger else {
+        return Ok(http);
+    };
+    let protocols = &jaeger.protocols;
+    if let Some(thrift_http) = &protocols.thrift_http {
+        let key = "distributor.receivers.jaeger.protocols.thrift_http.endpoint";
+        let listener = super::bind(key, &thrift_http.endpoint).await?;
+        tracing::info!(endpoint = %thrift_http.endpoint, "Jaeger thrift_http receiver listening");
+        http.push((listener, legato_api::jaeger_thrift_http(state.clone()), key));
+    }
+    let udp = [
+        (
+            "distributor.receivers.jaeger.protocols.thrift_compact.endpoint",
+            protocols.thrift_compact.as_ref().map(|p| &p.endpoint),
+            AgentProtocol::Compact,
+        ),
+        (
+            "distributor.receivers.jaeger.protocols.thrift_binary.endpoint",
+            protocols.thrift_binary.as_ref().map(|p| &p.endpoint),
+            AgentProtocol::Binary,
+        ),
+    ];
+    for (key, endpoint, protocol) in udp {
+        let Some(endpoint) = endpoint else { continue };
+        let socket = tokio::net::UdpSocket::bind(endpoint.as_str())
+            .await
+            .map_err(|e| anyhow::anyhow!("{key}: cannot listen on {endpoint}/udp: {e}"))?;
+        tracing::info!(%endpoint, ?protocol, "Jaeger agent receiver listening (udp)");
+        let (state, stop) = (state.clone(), stop.clone());
+        servers.spawn(async move {
+            legato_api::jaeger::serve_agent_udp(state, Arc::new(socket), protocol, stop)
+                .await
+                .map_err(anyhow::Error::from)
+        });
+    }
+    Ok(http)
+}

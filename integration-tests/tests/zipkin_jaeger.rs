@@ -1,0 +1,216 @@
+//! The Zipkin and Jaeger receivers end to end: payloads recorded from OpenTelemetry Python's
+//! Zipkin and Jaeger exporters (crates/legato-receivers/fixtures, README there) are sent to
+//! the real binary, and each trace is read back over `/api/v2/traces/<id>` with the span
+//! names, parents, kinds, status, attributes and events the OpenTelemetry conventions give.
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
+
+use std::io::Write;
+use std::time::Duration;
+
+use integration_tests::{Legato, Ports, config_yaml, free_port, free_udp_port};
+use legato_proto::common::any_value::Value;
+use legato_proto::tempopb::TraceByIdResponse;
+use legato_proto::trace::{ResourceSpans, Span, span, status};
+use prost::Message;
+
+const ZIPKIN_JSON: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v2.json");
+const ZIPKIN_JSON_TRACE: &str = "32f1d51d37245e8a1af14242fba42313";
+const ZIPKIN_PROTO: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v2.pb");
+const ZIPKIN_PROTO_TRACE: &str = "4b2704469392ee2246fac706f004b725";
+const JAEGER_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_batch.thrift");
+const JAEGER_THRIFT_TRACE: &str = "2a25dc69a4a91ea5d81af9dc344fda6f";
+const JAEGER_COMPACT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.compact");
+const JAEGER_COMPACT_TRACE: &str = "fcc71bc2aad134bac4edfab161202650";
+
+struct Receivers {
+    zipkin: u16,
+    thrift_http: u16,
+    thrift_compact: u16,
+}
+
+fn start(dir: &std::path::Path) -> (Legato, Receivers) {
+    let receivers = Receivers {
+        zipkin: free_port(),
+        thrift_http: free_port(),
+        thrift_compact: free_udp_port(),
+    };
+    let ports = Ports::free();
+    let yaml = config_yaml(ports, dir, None, "").replacen(
+        "distributor:\n  receivers:\n",
+        &format!(
+            "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n",
+            receivers.zipkin, receivers.thrift_http, receivers.thrift_compact
+        ),
+        1,
+    );
+    (Legato::start(dir, ports, &yaml), receivers)
+}
+
+/// The trace's resource spans, waiting for it to appear (UDP has no answer to wait for).
+async fn read_trace(client: &reqwest::Client, legato: &Legato, trace_id: &str) -> Vec<ResourceSpans> {
+    for _ in 0..50 {
+        let resp = client
+            .get(legato.url(&format!("/api/v2/traces/{trace_id}")))
+            .header("accept", "application/protobuf")
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 200 {
+            let decoded = TraceByIdResponse::decode(resp.bytes().await.unwrap()).unwrap();
+            let batches = decoded.trace.map(|t| t.resource_spans).unwrap_or_default();
+            if legato_proto::span_count(&batches) == 3 {
+                return batches;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("trace {trace_id} was not stored:\n{}", legato.log_text());
+}
+
+fn attr<'a>(attributes: &'a [legato_proto::common::KeyValue], key: &str) -> Option<&'a Value> {
+    attributes
+        .iter()
+        .find(|a| a.key == key)
+        .and_then(|a| a.value.as_ref()?.value.as_ref())
+}
+
+/// The recorded trace (see the fixtures' README) as the conventions map it.
+fn check_trace(batches: &[ResourceSpans], service: &str, typed_tags: bool) {
+    assert_eq!(batches.len(), 1, "one service, one resource");
+    let resource = batches[0].resource.as_ref().unwrap();
+    assert_eq!(
+        attr(&resource.attributes, "service.name"),
+        Some(&Value::StringValue(service.into()))
+    );
+    let scope = batches[0].scope_spans[0].scope.as_ref().unwrap();
+    assert_eq!(scope.name, "recorder");
+    let spans: Vec<&Span> = batches[0].scope_spans.iter().flat_map(|s| &s.spans).collect();
+    let by_name = |n: &str| *spans.iter().find(|s| s.name == n).unwrap();
+    let (root, charge, render) = (by_name("GET /checkout"), by_name("charge"), by_name("render"));
+    assert!(root.parent_span_id.is_empty(), "the root has no parent");
+    assert_eq!(charge.parent_span_id, root.span_id);
+    assert_eq!(render.parent_span_id, root.span_id);
+    assert_eq!(root.kind, span::SpanKind::Server as i32);
+    assert_eq!(charge.kind, span::SpanKind::Client as i32);
+    assert_eq!(render.kind, span::SpanKind::Internal as i32);
+    let failed = charge.status.as_ref().unwrap();
+    assert_eq!(failed.code, status::StatusCode::Error as i32);
+    assert_eq!(failed.message, "declined");
+    assert!(
+        root.status
+            .as_ref()
+            .is_none_or(|s| s.code != status::StatusCode::Error as i32)
+    );
+    assert_eq!(
+        attr(&charge.attributes, "peer.service"),
+        Some(&Value::StringValue("payments".into()))
+    );
+    let retry = if typed_tags {
+        Value::BoolValue(true)
+    } else {
+        Value::StringValue("true".into())
+    };
+    assert_eq!(attr(&charge.attributes, "retry"), Some(&retry));
+    assert!(attr(&charge.attributes, "error").is_none());
+    assert_eq!(charge.events.len(), 1);
+    assert_eq!(charge.events[0].name, "card declined");
+    assert!(charge.end_time_unix_nano > charge.start_time_unix_nano);
+    assert_eq!(charge.start_time_unix_nano % 1_000, 0, "microseconds, as nanoseconds");
+}
+
+fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(body).unwrap();
+    encoder.finish().unwrap()
+}
+
+async fn post(client: &reqwest::Client, url: &str, content_type: &str, body: Vec<u8>, gzipped: bool) -> (u16, String) {
+    let mut request = client.post(url).header("content-type", content_type);
+    if gzipped {
+        request = request.header("content-encoding", "gzip");
+    }
+    let resp = request.body(body).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn zipkin_v2_json_and_protobuf_from_an_otel_exporter_read_back_as_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legato, receivers) = start(dir.path());
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/v2/spans", receivers.zipkin);
+
+    let (code, body) = post(&client, &url, "application/json", gzip(ZIPKIN_JSON), true).await;
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = post(&client, &url, "application/x-protobuf", ZIPKIN_PROTO.to_vec(), false).await;
+    assert_eq!(code, 202, "{body}");
+    check_trace(
+        &read_trace(&client, &legato, ZIPKIN_JSON_TRACE).await,
+        "zipkin-json-shop",
+        false,
+    );
+    check_trace(
+        &read_trace(&client, &legato, ZIPKIN_PROTO_TRACE).await,
+        "zipkin-proto-shop",
+        false,
+    );
+
+    let (code, body) = post(&client, &url, "application/json", b"[{\"traceId\": 7}]".to_vec(), false).await;
+    assert_eq!(code, 400);
+    assert!(body.contains("Zipkin v2 JSON") && body.contains("traceId"), "{body}");
+    let (code, body) = post(
+        &client,
+        &url,
+        "application/json",
+        b"[{\"traceId\":\"1\",\"id\":\"zz\"}]".to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("span 0: id \"zz\""), "{body}");
+    let v1 = format!("http://127.0.0.1:{}/api/v1/spans", receivers.zipkin);
+    let (code, body) = post(&client, &v1, "application/json", b"[]".to_vec(), false).await;
+    assert_eq!(code, 415);
+    assert!(body.contains("Zipkin v1"), "{body}");
+    let (code, body) = post(&client, &url, "text/plain", b"[]".to_vec(), false).await;
+    assert_eq!(code, 415, "{body}");
+}
+
+#[tokio::test]
+async fn jaeger_thrift_over_http_and_the_agents_compact_udp_read_back_as_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legato, receivers) = start(dir.path());
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/traces", receivers.thrift_http);
+
+    let (code, body) = post(&client, &url, "application/x-thrift", JAEGER_THRIFT.to_vec(), false).await;
+    assert_eq!(code, 202, "{body}");
+    check_trace(
+        &read_trace(&client, &legato, JAEGER_THRIFT_TRACE).await,
+        "jaeger-http-shop",
+        true,
+    );
+
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.send_to(JAEGER_COMPACT, ("127.0.0.1", receivers.thrift_compact))
+        .unwrap();
+    check_trace(
+        &read_trace(&client, &legato, JAEGER_COMPACT_TRACE).await,
+        "jaeger-compact-shop",
+        true,
+    );
+
+    let (code, body) = post(
+        &client,
+        &url,
+        "application/x-thrift",
+        JAEGER_THRIFT[..100].to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("not a Jaeger Thrift Batch"), "{body}");
+    let (code, body) = post(&client, &url, "application/json", b"{}".to_vec(), false).await;
+    assert_eq!(code, 415);
+    assert!(body.contains("application/x-thrift"), "{body}");
+}
