@@ -21,11 +21,17 @@ const JAEGER_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtu
 const JAEGER_THRIFT_TRACE: &str = "2a25dc69a4a91ea5d81af9dc344fda6f";
 const JAEGER_COMPACT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.compact");
 const JAEGER_COMPACT_TRACE: &str = "fcc71bc2aad134bac4edfab161202650";
+const JAEGER_BINARY: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.binary");
+const JAEGER_BINARY_TRACE: &str = "0000000000000000d81af9dc344fda6f";
+const JAEGER_GRPC: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_post_spans.pb");
+const JAEGER_GRPC_TRACE: &str = "f989373d2553f42ffc8feb3eff302ba3";
 
 struct Receivers {
     zipkin: u16,
     thrift_http: u16,
     thrift_compact: u16,
+    thrift_binary: u16,
+    grpc: u16,
 }
 
 fn start(dir: &std::path::Path) -> (Legato, Receivers) {
@@ -33,13 +39,15 @@ fn start(dir: &std::path::Path) -> (Legato, Receivers) {
         zipkin: free_port(),
         thrift_http: free_port(),
         thrift_compact: free_udp_port(),
+        thrift_binary: free_udp_port(),
+        grpc: free_port(),
     };
     let ports = Ports::free();
     let yaml = config_yaml(ports, dir, None, "").replacen(
         "distributor:\n  receivers:\n",
         &format!(
-            "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n",
-            receivers.zipkin, receivers.thrift_http, receivers.thrift_compact
+            "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n        thrift_binary:\n          endpoint: 127.0.0.1:{}\n        grpc:\n          endpoint: 127.0.0.1:{}\n",
+            receivers.zipkin, receivers.thrift_http, receivers.thrift_compact, receivers.thrift_binary, receivers.grpc
         ),
         1,
     );
@@ -115,7 +123,10 @@ fn check_trace(batches: &[ResourceSpans], service: &str, typed_tags: bool) {
     assert_eq!(charge.events.len(), 1);
     assert_eq!(charge.events[0].name, "card declined");
     assert!(charge.end_time_unix_nano > charge.start_time_unix_nano);
-    assert_eq!(charge.start_time_unix_nano % 1_000, 0, "microseconds, as nanoseconds");
+    if service != "jaeger-grpc-shop" {
+        // Only Jaeger's protobuf model has nanoseconds.
+        assert_eq!(charge.start_time_unix_nano % 1_000, 0, "microseconds, as nanoseconds");
+    }
 }
 
 fn gzip(body: &[u8]) -> Vec<u8> {
@@ -177,7 +188,7 @@ async fn zipkin_v2_json_and_protobuf_from_an_otel_exporter_read_back_as_otlp() {
 }
 
 #[tokio::test]
-async fn jaeger_thrift_over_http_and_the_agents_compact_udp_read_back_as_otlp() {
+async fn jaeger_thrift_over_http_and_the_agents_udp_protocols_read_back_as_otlp() {
     let dir = tempfile::tempdir().unwrap();
     let (legato, receivers) = start(dir.path());
     let client = reqwest::Client::new();
@@ -200,6 +211,15 @@ async fn jaeger_thrift_over_http_and_the_agents_compact_udp_read_back_as_otlp() 
         true,
     );
 
+    udp.send_to(JAEGER_BINARY, ("127.0.0.1", receivers.thrift_binary))
+        .unwrap();
+    // The HTTP batch with its trace id cut to 64 bits, under another service.
+    check_trace(
+        &read_trace(&client, &legato, JAEGER_BINARY_TRACE).await,
+        "jaeger-binary-shop",
+        true,
+    );
+
     let (code, body) = post(
         &client,
         &url,
@@ -213,4 +233,35 @@ async fn jaeger_thrift_over_http_and_the_agents_compact_udp_read_back_as_otlp() 
     let (code, body) = post(&client, &url, "application/json", b"{}".to_vec(), false).await;
     assert_eq!(code, 415);
     assert!(body.contains("application/x-thrift"), "{body}");
+}
+
+#[tokio::test]
+async fn jaeger_grpc_post_spans_from_an_otel_exporter_reads_back_as_otlp() {
+    use legato_receivers::jaeger::proto::api_v2::PostSpansRequest;
+    use legato_receivers::jaeger::proto::api_v2::collector_service_client::CollectorServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (legato, receivers) = start(dir.path());
+    let http = reqwest::Client::new();
+    let mut client = CollectorServiceClient::connect(format!("http://127.0.0.1:{}", receivers.grpc))
+        .await
+        .unwrap();
+    let request = PostSpansRequest::decode(JAEGER_GRPC).unwrap();
+    client.post_spans(request.clone()).await.unwrap();
+    check_trace(
+        &read_trace(&http, &legato, JAEGER_GRPC_TRACE).await,
+        "jaeger-grpc-shop",
+        true,
+    );
+
+    let mut bad = request;
+    bad.batch.as_mut().unwrap().spans[1].span_id = vec![1, 2, 3, 4, 5, 6, 7, 8, 9];
+    let refused = client.post_spans(bad).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    assert!(
+        refused
+            .message()
+            .contains("span 1: span_id has 9 bytes, expected 1 to 8"),
+        "{refused:?}"
+    );
 }

@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod ingest;
 pub mod jaeger;
+mod jaeger_grpc;
 pub mod metrics;
 mod metrics_query;
 mod otlp_grpc;
@@ -32,6 +33,7 @@ use prometheus_client::registry::Registry;
 
 pub use error::ApiError;
 pub(crate) use ingest::{push_translated, read_ingest_body};
+pub use jaeger_grpc::jaeger_collector_service;
 pub use metrics::ApiMetrics;
 pub use otlp_grpc::trace_service;
 pub use streaming::streaming_service;

@@ -32,13 +32,14 @@ pub fn trace_service(
     .accept_compressed(CompressionEncoding::Zstd)
     .send_compressed(CompressionEncoding::Gzip)
     .max_decoding_message_size(max_message_bytes.saturating_mul(4));
-    tonic::service::interceptor::InterceptedService::new(server, Backpressure(state))
+    tonic::service::interceptor::InterceptedService::new(server, Backpressure(state, "otlp_grpc_export"))
 }
 
 /// Refuses an export while the distributor's sink is surely full, before tonic reads and
-/// decodes the message: a retry storm then costs a header check per export.
+/// decodes the message: a retry storm then costs a header check per export. The refusal is
+/// counted under the endpoint named.
 #[derive(Clone)]
-pub struct Backpressure(SharedState);
+pub struct Backpressure(pub(crate) SharedState, pub(crate) &'static str);
 
 impl tonic::service::Interceptor for Backpressure {
     fn call(&mut self, request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
@@ -48,7 +49,7 @@ impl tonic::service::Interceptor for Backpressure {
                 let e = crate::ApiError::from(e);
                 self.0
                     .metrics
-                    .observe("otlp_grpc_export", e.status().as_u16(), std::time::Instant::now());
+                    .observe(self.1, e.status().as_u16(), std::time::Instant::now());
                 Err(tonic::Status::from(e))
             }
         }
@@ -66,13 +67,7 @@ impl TraceService for OtlpTraceService {
         let result = async {
             let tenant = tenant?;
             let request = request.into_inner();
-            let size = request.encoded_len();
-            if size > self.max_message_bytes {
-                return Err(crate::ApiError::TooLarge {
-                    size,
-                    limit: self.max_message_bytes,
-                });
-            }
+            let size = within_limit(request.encoded_len(), self.max_message_bytes)?;
             let outcome = self
                 .state
                 .distributor
@@ -88,11 +83,29 @@ impl TraceService for OtlpTraceService {
             Ok::<_, crate::ApiError>(ExportTraceServiceResponse { partial_success })
         }
         .await;
-        let code = match &result {
-            Ok(_) => 200,
-            Err(e) => e.status().as_u16(),
-        };
-        self.state.metrics.observe("otlp_grpc_export", code, started);
-        result.map(tonic::Response::new).map_err(tonic::Status::from)
+        answer(&self.state, "otlp_grpc_export", started, result)
     }
+}
+
+/// A message's size, refused (RESOURCE_EXHAUSTED) over `limit`.
+pub(crate) fn within_limit(size: usize, limit: usize) -> Result<usize, crate::ApiError> {
+    if size > limit {
+        return Err(crate::ApiError::TooLarge { size, limit });
+    }
+    Ok(size)
+}
+
+/// A gRPC receiver's answer, counted under `endpoint`.
+pub(crate) fn answer<T>(
+    state: &SharedState,
+    endpoint: &'static str,
+    started: std::time::Instant,
+    result: Result<T, crate::ApiError>,
+) -> Result<tonic::Response<T>, tonic::Status> {
+    let code = match &result {
+        Ok(_) => 200,
+        Err(e) => e.status().as_u16(),
+    };
+    state.metrics.observe(endpoint, code, started);
+    result.map(tonic::Response::new).map_err(tonic::Status::from)
 }

@@ -15,4 +15,7 @@ mod otlp;
 pub mod zipkin;
 
 pub use error::ReceiveError;
+
+/// The service name of spans that name none (the SDKs' fallback).
+pub const UNKNOWN_SERVICE: &str = "unknown_service";
 pub use legato_proto::collector::ExportTraceServiceRequest;

@@ -176,6 +176,19 @@ pub(crate) fn hex_id<const N: usize>(hex_text: &str, what: &str) -> Result<[u8; 
     Ok(out)
 }
 
+/// A binary id of up to `N` bytes, right-aligned (8 bytes of a trace id are a 64-bit id).
+pub(crate) fn bytes_id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ReceiveError> {
+    if bytes.is_empty() || bytes.len() > N {
+        return Err(ReceiveError::invalid(format!(
+            "{what} has {} bytes, expected 1 to {N}",
+            bytes.len()
+        )));
+    }
+    let mut out = [0u8; N];
+    out[N - bytes.len()..].copy_from_slice(bytes);
+    Ok(out)
+}
+
 /// Microseconds since the epoch (Jaeger Thrift, Zipkin) as nanoseconds.
 pub(crate) fn micros_to_nanos(micros: u64) -> u64 {
     micros.saturating_mul(1_000)

@@ -13,10 +13,7 @@ use prost::Message;
 use serde::Deserialize;
 
 use crate::otlp::{self, RequestBuilder, kv, string_value};
-use crate::{ExportTraceServiceRequest, ReceiveError};
-
-/// The service name of spans without a `localEndpoint.serviceName` (the SDKs' fallback).
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
+use crate::{ExportTraceServiceRequest, ReceiveError, UNKNOWN_SERVICE};
 
 /// One span in Zipkin's v2 JSON model; unknown fields are ignored, as Zipkin does.
 #[derive(Deserialize)]
@@ -237,10 +234,10 @@ fn proto_span(s: proto::Span) -> Result<ZipkinSpan, ReceiveError> {
     };
     let local = endpoint(s.local_endpoint);
     Ok(ZipkinSpan {
-        trace_id: bytes_id(&s.trace_id, "trace_id")?,
-        id: bytes_id(&s.id, "id")?,
+        trace_id: otlp::bytes_id(&s.trace_id, "trace_id")?,
+        id: otlp::bytes_id(&s.id, "id")?,
         parent_id: (!s.parent_id.is_empty())
-            .then(|| bytes_id(&s.parent_id, "parent_id"))
+            .then(|| otlp::bytes_id(&s.parent_id, "parent_id"))
             .transpose()?,
         name: s.name,
         kind,
@@ -252,19 +249,6 @@ fn proto_span(s: proto::Span) -> Result<ZipkinSpan, ReceiveError> {
         annotations: s.annotations.into_iter().map(|a| (a.timestamp, a.value)).collect(),
         tags: s.tags.into_iter().collect(),
     })
-}
-
-/// A binary id of up to `N` bytes, right-aligned (an 8-byte trace id is a 64-bit one).
-fn bytes_id<const N: usize>(bytes: &[u8], what: &str) -> Result<[u8; N], ReceiveError> {
-    if bytes.is_empty() || bytes.len() > N {
-        return Err(ReceiveError::invalid(format!(
-            "{what} has {} bytes, expected 1 to {N}",
-            bytes.len()
-        )));
-    }
-    let mut out = [0u8; N];
-    out[N - bytes.len()..].copy_from_slice(bytes);
-    Ok(out)
 }
 
 fn ip_text(bytes: &[u8]) -> Option<String> {

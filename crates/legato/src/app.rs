@@ -322,7 +322,14 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             &receiver_tls.grpc.tls,
             "distributor.receivers.otlp.protocols.grpc.tls",
         ));
-        let translated = receivers::start(&cfg.distributor.receivers, &state, &mut servers, &servers_stop).await?;
+        let translated = receivers::start(
+            &cfg.distributor.receivers,
+            &state,
+            &mut servers,
+            &servers_stop,
+            grpc_limit,
+        )
+        .await?;
         for (listener, router, key) in translated {
             routers.push((listener, router, &no_tls, key));
         }

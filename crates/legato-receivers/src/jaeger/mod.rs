@@ -1,5 +1,5 @@
 //! Jaeger spans as OTLP: Thrift `Batch` over HTTP (`thrift`), the agent's `emitBatch` over
-//! UDP, and the protobuf model of `PostSpans`. Each decoder yields the model below; one
+//! UDP, and the protobuf model of `PostSpans` (`proto`). Each decoder yields the model below; one
 //! translation makes OTLP from it.
 //!
 //! The process's service name and tags become the resource; `span.kind`, `otel.status_code`
@@ -9,6 +9,7 @@
 //! CHILD_OF (then FOLLOWS_FROM) reference in the same trace; the other references are links
 //! with `opentracing.ref_type` = `child_of` | `follows_from`.
 
+pub mod proto;
 pub mod thrift;
 
 use legato_proto::common::{AnyValue, KeyValue, any_value};
@@ -91,11 +92,13 @@ pub fn trace_id(high: i64, low: i64) -> [u8; 16] {
 pub fn to_otlp(batches: impl IntoIterator<Item = Batch>) -> ExportTraceServiceRequest {
     let mut builder = RequestBuilder::default();
     for (b, batch) in batches.into_iter().enumerate() {
-        for (s, mut jaeger_span) in batch.spans.into_iter().enumerate() {
+        for mut jaeger_span in batch.spans {
             let own = jaeger_span.process.take();
-            let key = match own {
-                Some(_) => format!("{b}/{s}"),
-                None => b.to_string(),
+            // Protobuf clients may repeat one process in every span: equal processes are one
+            // resource.
+            let key = match &own {
+                Some(process) => format!("p{process:?}"),
+                None => format!("b{b}"),
             };
             let process = own.as_ref().unwrap_or(&batch.process);
             let mut otlp_span = translate_span(jaeger_span);
@@ -107,7 +110,11 @@ pub fn to_otlp(batches: impl IntoIterator<Item = Batch>) -> ExportTraceServiceRe
 }
 
 fn resource_attributes(process: &Process) -> Vec<KeyValue> {
-    let mut attributes = vec![kv("service.name", string_value(process.service_name.clone()))];
+    let service = match process.service_name.as_str() {
+        "" => crate::UNKNOWN_SERVICE,
+        name => name,
+    };
+    let mut attributes = vec![kv("service.name", string_value(service))];
     attributes.extend(process.tags.iter().filter(|t| t.key != "service.name").map(attribute));
     attributes
 }

@@ -5,8 +5,14 @@ use super::thrift::{AgentProtocol, decode_batch, decode_emit_batch};
 use super::*;
 use crate::otlp::test_util::{attr, spans};
 
-fn check_recorded(batch: Batch, service: &str) {
-    assert_eq!(batch.process.service_name, service);
+/// Checks the recorded trace; returns its trace id.
+fn check_recorded(batch: Batch, batch_service: &str) -> Vec<u8> {
+    assert_eq!(batch.process.service_name, batch_service);
+    let service = match batch.spans[0].process.as_ref() {
+        Some(own) => own.service_name.clone(),
+        None => batch_service.to_string(),
+    };
+    let service = service.as_str();
     let request = to_otlp([batch]);
     assert_eq!(request.resource_spans.len(), 1);
     let resource = request.resource_spans[0].resource.as_ref().unwrap();
@@ -27,7 +33,6 @@ fn check_recorded(batch: Batch, service: &str) {
     assert_eq!(charge.parent_span_id, root.span_id);
     assert_eq!(render.parent_span_id, root.span_id);
     assert_eq!(root.trace_id, charge.trace_id);
-    assert_ne!(root.trace_id[..8], [0; 8], "a 128-bit id keeps its high half");
     let status = charge.status.as_ref().unwrap();
     assert_eq!(
         (status.code, status.message.as_str()),
@@ -55,12 +60,18 @@ fn check_recorded(batch: Batch, service: &str) {
         render.links[0].attributes[0].value.as_ref().unwrap().value,
         Some(Value::StringValue("follows_from".into()))
     );
+    root.trace_id.clone()
 }
 
 #[test]
 fn recorded_collector_thrift_batch_maps_by_the_conventions() {
     let batch = decode_batch(include_bytes!("../../fixtures/jaeger_batch.thrift")).unwrap();
-    check_recorded(batch, "jaeger-http-shop");
+    let trace_id = check_recorded(batch, "jaeger-http-shop");
+    assert_eq!(
+        hex::encode(trace_id),
+        "2a25dc69a4a91ea5d81af9dc344fda6f",
+        "128 bits from high and low"
+    );
 }
 
 #[test]
@@ -68,6 +79,27 @@ fn recorded_agent_compact_emit_batch_maps_by_the_conventions() {
     let datagram = include_bytes!("../../fixtures/jaeger_emit_batch.compact");
     let batch = decode_emit_batch(datagram, AgentProtocol::Compact).unwrap();
     check_recorded(batch, "jaeger-compact-shop");
+}
+
+#[test]
+fn recorded_agent_binary_emit_batch_maps_by_the_conventions() {
+    let datagram = include_bytes!("../../fixtures/jaeger_emit_batch.binary");
+    let batch = decode_emit_batch(datagram, AgentProtocol::Binary).unwrap();
+    let trace_id = check_recorded(batch, "jaeger-binary-shop");
+    assert_eq!(hex::encode(trace_id), "0000000000000000d81af9dc344fda6f", "a 64-bit id");
+}
+
+#[test]
+fn recorded_grpc_post_spans_with_a_process_per_span_maps_to_one_resource() {
+    use prost::Message;
+    let request =
+        proto::api_v2::PostSpansRequest::decode(&include_bytes!("../../fixtures/jaeger_post_spans.pb")[..]).unwrap();
+    let batch = proto::from_proto(request.batch.unwrap()).unwrap();
+    assert!(
+        batch.spans.iter().all(|s| s.process.is_some()),
+        "the exporter puts the process in each span"
+    );
+    check_recorded(batch, "");
 }
 
 #[test]

@@ -1,5 +1,5 @@
 //! Starts the Zipkin and Jaeger receivers that `distributor.receivers` names: HTTP ones are
-//! returned as routers for the caller to serve with the others, UDP ones are spawned.
+//! returned as routers for the caller to serve with the others, gRPC and UDP ones are spawned.
 
 use std::sync::Arc;
 
@@ -18,6 +18,7 @@ pub(super) async fn start(
     state: &SharedState,
     servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     stop: &CancellationToken,
+    max_grpc_message_bytes: usize,
 ) -> anyhow::Result<Vec<HttpReceiver>> {
     let mut http = Vec::new();
     if let Some(zipkin) = &receivers.zipkin {
@@ -35,6 +36,23 @@ pub(super) async fn start(
         let listener = super::bind(key, &thrift_http.endpoint).await?;
         tracing::info!(endpoint = %thrift_http.endpoint, "Jaeger thrift_http receiver listening");
         http.push((listener, legato_api::jaeger_thrift_http(state.clone()), key));
+    }
+    if let Some(grpc) = &protocols.grpc {
+        let key = "distributor.receivers.jaeger.protocols.grpc.endpoint";
+        let listener = super::bind(key, &grpc.endpoint).await?;
+        tracing::info!(endpoint = %grpc.endpoint, "Jaeger grpc receiver listening");
+        let service = legato_api::jaeger_collector_service(state.clone(), max_grpc_message_bytes);
+        let stop = stop.clone();
+        servers.spawn(async move {
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(
+                    tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
+                    stop.cancelled_owned(),
+                )
+                .await
+                .map_err(anyhow::Error::from)
+        });
     }
     let udp = [
         (

@@ -131,11 +131,6 @@ pub(super) fn validate(
             "invalid configuration at distributor.receivers.jaeger.protocols: name at least one of grpc, thrift_http, thrift_compact, thrift_binary"
         );
     }
-    if protocols.grpc.is_some() {
-        bail!(
-            "invalid configuration at distributor.receivers.jaeger.protocols.grpc: Jaeger gRPC is not supported by this build; use thrift_http, thrift_compact or thrift_binary, or OTLP"
-        );
-    }
     let udp = [
         ("thrift_compact", protocols.thrift_compact.is_some()),
         ("thrift_binary", protocols.thrift_binary.is_some()),
@@ -162,7 +157,7 @@ mod tests {
         assert!(!none.masked_yaml().contains("zipkin"), "absent receivers are not shown");
 
         let cfg = Config::from_yaml(
-            "distributor:\n  receivers:\n    zipkin:\n    jaeger:\n      protocols:\n        thrift_http:\n        thrift_compact:\n          endpoint: 127.0.0.1:7000\n",
+            "distributor:\n  receivers:\n    zipkin:\n    jaeger:\n      protocols:\n        thrift_http:\n        grpc:\n        thrift_compact:\n          endpoint: 127.0.0.1:7000\n",
         )
         .unwrap();
         cfg.validate().unwrap();
@@ -171,7 +166,8 @@ mod tests {
         let protocols = &receivers.jaeger.as_ref().unwrap().protocols;
         assert_eq!(protocols.thrift_http.as_ref().unwrap().endpoint, "0.0.0.0:14268");
         assert_eq!(protocols.thrift_compact.as_ref().unwrap().endpoint, "127.0.0.1:7000");
-        assert!(protocols.grpc.is_none() && protocols.thrift_binary.is_none());
+        assert_eq!(protocols.grpc.as_ref().unwrap().endpoint, "0.0.0.0:14250");
+        assert!(protocols.thrift_binary.is_none());
         assert!(cfg.masked_yaml().contains("0.0.0.0:14268"));
     }
 
