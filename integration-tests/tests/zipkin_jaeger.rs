@@ -265,3 +265,51 @@ async fn jaeger_grpc_post_spans_from_an_otel_exporter_reads_back_as_otlp() {
         "{refused:?}"
     );
 }
+
+#[tokio::test]
+async fn zipkin_spans_take_the_tenant_from_x_scope_orgid_like_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let zipkin = free_port();
+    let ports = Ports::free();
+    let yaml = config_yaml(ports, dir.path(), None, "multitenancy_enabled: true\n").replacen(
+        "distributor:\n  receivers:\n",
+        &format!("distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{zipkin}\n"),
+        1,
+    );
+    let legato = Legato::start(dir.path(), ports, &yaml);
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{zipkin}/api/v2/spans");
+
+    let (code, body) = post(&client, &url, "application/json", ZIPKIN_JSON.to_vec(), false).await;
+    assert_eq!(code, 401, "no tenant: {body}");
+    let sent = client
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-scope-orgid", "team-a")
+        .body(ZIPKIN_JSON.to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(sent.status(), 202);
+    let read = |tenant: &'static str| {
+        client
+            .get(legato.url(&format!("/api/v2/traces/{ZIPKIN_JSON_TRACE}")))
+            .header("accept", "application/protobuf")
+            .header("x-scope-orgid", tenant)
+            .send()
+    };
+    let mut spans = 0;
+    for _ in 0..50 {
+        let body = read("team-a").await.unwrap().bytes().await.unwrap();
+        let trace = TraceByIdResponse::decode(body).unwrap().trace.unwrap_or_default();
+        spans = legato_proto::span_count(&trace.resource_spans);
+        if spans == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(spans, 3, "stored for team-a");
+    let other = read("team-b").await.unwrap().bytes().await.unwrap();
+    let other = TraceByIdResponse::decode(other).unwrap().trace.unwrap_or_default();
+    assert_eq!(legato_proto::span_count(&other.resource_spans), 0, "not for team-b");
+}
