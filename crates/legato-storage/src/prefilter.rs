@@ -4,7 +4,7 @@
 //! or events.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int8Type, Int64Type};
+use arrow_array::types::{Float64Type, Int8Type, Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use regex::Regex;
 
@@ -292,7 +292,24 @@ pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u6
                 let Some(arr) = batch.column_by_name(schema::RESOURCE) else {
                     continue;
                 };
-                let arr = arr.as_binary::<i32>();
+                if let Some(dict) = arr.as_dictionary_opt::<Int32Type>() {
+                    // Each distinct resource tested once, then every row by its index.
+                    let Some(values) = dict.values().as_binary_opt::<i32>() else {
+                        continue;
+                    };
+                    let ok: Vec<bool> = (0..values.len())
+                        .map(|v| values.is_valid(v) && resource_has(values.value(v), key, test))
+                        .collect();
+                    for (row, k) in dict.keys().values().iter().enumerate() {
+                        if ok.get(*k as usize).copied().unwrap_or(true) {
+                            mark(row);
+                        }
+                    }
+                    continue;
+                }
+                let Some(arr) = arr.as_binary_opt::<i32>() else {
+                    continue;
+                };
                 // A batch holds few distinct resources (one per pod), each on many rows:
                 // decode and test each distinct encoding once.
                 let mut seen: std::collections::HashMap<&[u8], bool> = std::collections::HashMap::new();

@@ -13,7 +13,7 @@ use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, T
 use legato_proto::common::AnyValue;
 use legato_proto::span_view::{attr_value, attrs};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, RowFilter};
+use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use prost::Message;
 
@@ -22,13 +22,48 @@ use crate::reader::{BlockReader, column};
 use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
 
+/// A binary column read plain or as a dictionary: the bytes of a row either way.
+pub(crate) enum BinaryColumn<'a> {
+    Plain(&'a arrow_array::BinaryArray),
+    Dictionary(
+        &'a arrow_array::DictionaryArray<Int32Type>,
+        &'a arrow_array::BinaryArray,
+    ),
+}
+
+impl<'a> BinaryColumn<'a> {
+    /// `None` when the column has another type.
+    pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
+        if let Some(plain) = array.as_binary_opt::<i32>() {
+            return Some(Self::Plain(plain));
+        }
+        let dict = array.as_dictionary_opt::<Int32Type>()?;
+        Some(Self::Dictionary(dict, dict.values().as_binary_opt::<i32>()?))
+    }
+
+    pub(crate) fn value(&self, row: usize) -> &'a [u8] {
+        match self {
+            Self::Plain(a) => a.value(row),
+            Self::Dictionary(d, values) => values.value(d.keys().value(row) as usize),
+        }
+    }
+
+    /// The row's dictionary index, when read as a dictionary.
+    fn key(&self, row: usize) -> Option<i32> {
+        match self {
+            Self::Plain(_) => None,
+            Self::Dictionary(d, _) => Some(d.keys().value(row)),
+        }
+    }
+}
+
 /// Accumulates the rows of the trace being read.
 #[derive(Default)]
 struct Assembler {
     current: Option<TraceData>,
     /// Parent row offsets within the current trace, resolved when the trace is complete.
     parents: Vec<i32>,
-    origins: HashMap<(Vec<u8>, Vec<u8>), Arc<SpanOrigin>>,
+    origins: HashMap<Vec<u8>, HashMap<Vec<u8>, Arc<SpanOrigin>>>,
 }
 
 impl Assembler {
@@ -45,23 +80,24 @@ impl Assembler {
         Some(trace)
     }
 
-    /// An origin carrying only the service name (when resources are not decoded).
+    /// An origin carrying only the service name (when resources are not decoded), kept
+    /// under the empty resource.
     fn service_origin(&mut self, service: &str) -> Arc<SpanOrigin> {
-        let key = (Vec::new(), service.as_bytes().to_vec());
-        self.origins
-            .entry(key)
-            .or_insert_with(|| {
-                Arc::new(SpanOrigin {
-                    service_name: service.to_string(),
-                    resource: vec![("service.name".to_string(), AttrValue::Str(service.to_string()))],
-                    ..Default::default()
-                })
-            })
-            .clone()
+        let by_service = self.origins.entry(Vec::new()).or_default();
+        if let Some(o) = by_service.get(service.as_bytes()) {
+            return o.clone();
+        }
+        let origin = Arc::new(SpanOrigin {
+            service_name: service.to_string(),
+            resource: vec![("service.name".to_string(), AttrValue::Str(service.to_string()))],
+            ..Default::default()
+        });
+        by_service.insert(service.as_bytes().to_vec(), origin.clone());
+        origin
     }
 
     fn origin(&mut self, block: legato_model::BlockId, resource: &[u8], scope: &[u8]) -> Result<Arc<SpanOrigin>> {
-        if let Some(o) = self.origins.get(&(resource.to_vec(), scope.to_vec())) {
+        if let Some(o) = self.origins.get(resource).and_then(|scopes| scopes.get(scope)) {
             return Ok(o.clone());
         }
         let corrupt = |e: prost::DecodeError| Error::Corrupt {
@@ -90,7 +126,10 @@ impl Assembler {
             scope_version: instrumentation.version,
             scope_attrs: attrs(&instrumentation.attributes),
         });
-        self.origins.insert((resource.to_vec(), scope.to_vec()), origin.clone());
+        self.origins
+            .entry(resource.to_vec())
+            .or_default()
+            .insert(scope.to_vec(), origin.clone());
         Ok(origin)
     }
 }
@@ -140,6 +179,13 @@ impl BlockReader {
             .collect();
         let schema_descr = footer.metadata().file_metadata().schema_descr_ptr();
         let mask = ProjectionMask::roots(&schema_descr, roots);
+        // Resources and scopes come as dictionaries (as stored): a row is an index into a few
+        // distinct values, not a copy of hundreds of bytes, and predicates test each value once.
+        let footer = ArrowReaderMetadata::try_new(
+            footer.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(schema::schema_v1_dictionaries()),
+        )
+        .map_err(perr)?;
         let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
             .with_batch_size(8192)
             .with_projection(mask);
@@ -251,12 +297,12 @@ fn add_rows(
         .resource
         .then(|| batch.column_by_name(schema::RESOURCE))
         .flatten()
-        .map(|c| c.as_binary::<i32>());
+        .and_then(|c| BinaryColumn::new(c.as_ref()));
     let scopes = options
         .resource
         .then(|| batch.column_by_name(schema::SCOPE))
         .flatten()
-        .map(|c| c.as_binary::<i32>());
+        .and_then(|c| BinaryColumn::new(c.as_ref()));
     let extras = options
         .extras
         .then(|| batch.column_by_name(schema::EXTRAS))
@@ -277,6 +323,7 @@ fn add_rows(
         current.as_ref().map(|c| c.as_slice()),
     );
 
+    let mut batch_origins: HashMap<(i32, i32), Arc<SpanOrigin>> = HashMap::new();
     for (row, _) in keep.iter().enumerate().filter(|(_, k)| **k) {
         let trace_id: [u8; 16] = trace_ids
             .value(row)
@@ -321,8 +368,19 @@ fn add_rows(
                 })
                 .collect();
         }
-        let origin = match (resources, scopes) {
-            (Some(r), Some(s)) => asm.origin(block, r.value(row), s.value(row))?,
+        let origin = match (&resources, &scopes) {
+            (Some(r), Some(s)) => match (r.key(row), s.key(row)) {
+                // Rows of a batch share a few dictionary entries: look each pair up once.
+                (Some(rk), Some(sk)) => match batch_origins.get(&(rk, sk)) {
+                    Some(o) => o.clone(),
+                    None => {
+                        let o = asm.origin(block, r.value(row), s.value(row))?;
+                        batch_origins.insert((rk, sk), o.clone());
+                        o
+                    }
+                },
+                _ => asm.origin(block, r.value(row), s.value(row))?,
+            },
             _ => asm.service_origin(services.value(row)),
         };
         let start = starts.value(row) as u64;

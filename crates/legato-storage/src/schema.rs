@@ -68,3 +68,19 @@ pub fn schema_v1() -> SchemaRef {
         Field::new(EXTRAS, DataType::Binary, true),
     ]))
 }
+
+/// `schema_v1` with the resource and scope columns as dictionaries of their encoded values,
+/// for reads that only look at them (scans): Parquet stores them dictionary-encoded, so each
+/// row is an index rather than a copy of the bytes.
+pub fn schema_v1_dictionaries() -> SchemaRef {
+    let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary));
+    let fields: Vec<Field> = schema_v1()
+        .fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            RESOURCE | SCOPE => Field::new(f.name(), dict(), f.is_nullable()),
+            _ => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
