@@ -648,6 +648,8 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
         if trace["backend"] == "azure" and not trace["azure"].get("use_managed_identity") \
                 and not trace["azure"].get("use_federated_token") and not trace["azure"].get("user_assigned_id"):
             c.expect("AZURE_STORAGE_KEY" in env, f"{wname}: Azure shared key from a Secret (AZURE_STORAGE_KEY)")
+        if target in ("distributor", "all"):
+            check_receivers(c, wname, cfg, ctr, chart_values, by_kind.get("Service", {}), labels)
         rf = cfg.get("ingester", {}).get("lifecycler", {}).get("ring", {}).get("replication_factor")
         if target == "all":
             c.expect(rf == 1, f"{wname}: single binary has replication factor 1", f"got {rf}")
@@ -689,6 +691,41 @@ def check_scenario(c: Checker, name: str, values_file: str | None, targets: set[
         sel = pdb["spec"]["selector"]["matchLabels"]
         c.expect(any(pod_matches(sel, w["spec"]["template"]["metadata"]["labels"]) for w in workloads.values()),
                  f"PDB/{pname} selects a workload")
+
+
+# receivers.<value key> → (config path under distributor.receivers, port name, protocol)
+RECEIVERS = {
+    ("zipkin",): (("zipkin",), "zipkin", "TCP"),
+    ("jaeger", "grpc"): (("jaeger", "protocols", "grpc"), "jaeger-grpc", "TCP"),
+    ("jaeger", "thriftHttp"): (("jaeger", "protocols", "thrift_http"), "jaeger-http", "TCP"),
+    ("jaeger", "thriftCompact"): (("jaeger", "protocols", "thrift_compact"), "jaeger-compact", "UDP"),
+    ("jaeger", "thriftBinary"): (("jaeger", "protocols", "thrift_binary"), "jaeger-binary", "UDP"),
+}
+
+
+def check_receivers(c: Checker, wname: str, cfg: dict, ctr: dict, values: dict, services: dict, labels: dict) -> None:
+    """Each enabled Jaeger/Zipkin receiver is in the config, on the container and on the Service
+    selecting it, with its port and protocol; a disabled one is nowhere."""
+    for value_path, (cfg_path, port_name, protocol) in RECEIVERS.items():
+        v = values.get("receivers", {})
+        for k in value_path:
+            v = v.get(k, {})
+        node = cfg["distributor"]["receivers"]
+        for k in cfg_path:
+            node = (node or {}).get(k)
+        what = f"{wname}: receiver {'.'.join(value_path)}"
+        ctr_ports = {p["name"]: p for p in ctr.get("ports", [])}
+        svc_ports = [p for svc in services.values() if pod_matches(svc["spec"].get("selector", {}), labels)
+                     for p in svc["spec"]["ports"] if p.get("targetPort") == port_name]
+        if not v.get("enabled"):
+            c.expect(node is None and port_name not in ctr_ports and not svc_ports, f"{what} off: not configured, no port")
+            continue
+        c.expect(node is not None and port_of(node["endpoint"]) == v["port"], f"{what}: endpoint on port {v['port']}", f"got {node}")
+        p = ctr_ports.get(port_name, {})
+        c.expect(p.get("containerPort") == v["port"] and p.get("protocol") == protocol,
+                 f"{what}: container port {port_name} {v['port']}/{protocol}", f"got {p}")
+        c.expect(any(sp["port"] == v["port"] and sp.get("protocol") == protocol for sp in svc_ports),
+                 f"{what}: a Service exposes {v['port']}/{protocol}", f"got {svc_ports}")
 
 
 def check_servicemonitor(c: Checker, sm: dict, docs: list[dict]) -> None:

@@ -101,6 +101,24 @@ distributor:
           endpoint: "0.0.0.0:{{ .Values.ports.otlpGrpc }}"
         http:
           endpoint: "0.0.0.0:{{ .Values.ports.otlpHttp }}"
+  {{- with .Values.receivers }}
+  {{- if .zipkin.enabled }}
+    zipkin:
+      endpoint: "0.0.0.0:{{ .zipkin.port }}"
+  {{- end }}
+  {{- $j := .jaeger }}
+  {{- if or $j.grpc.enabled $j.thriftHttp.enabled $j.thriftCompact.enabled $j.thriftBinary.enabled }}
+    jaeger:
+      protocols:
+      {{- range $key, $name := dict "grpc" "grpc" "thriftHttp" "thrift_http" "thriftCompact" "thrift_compact" "thriftBinary" "thrift_binary" }}
+      {{- $p := index $j $key }}
+      {{- if $p.enabled }}
+        {{ $name }}:
+          endpoint: "0.0.0.0:{{ $p.port }}"
+      {{- end }}
+      {{- end }}
+  {{- end }}
+  {{- end }}
 {{- if not $single }}
 memberlist:
   bind_port: {{ .Values.ports.memberlist }}
@@ -246,6 +264,11 @@ spec:
         - name: otlp-http
           containerPort: {{ $root.Values.ports.otlpHttp }}
           protocol: TCP
+        {{- range (include "legato.receiverPorts" $root | fromYamlArray) }}
+        - name: {{ .name }}
+          containerPort: {{ .port }}
+          protocol: {{ .protocol }}
+        {{- end }}
         {{- end }}
         {{- if not $root.Values.singleBinary.enabled }}
         - name: gossip-tcp
@@ -429,6 +452,12 @@ spec:
       port: {{ $root.Values.ports.otlpHttp }}
       targetPort: otlp-http
       protocol: TCP
+    {{- range (include "legato.receiverPorts" $root | fromYamlArray) }}
+    - name: {{ .name }}
+      port: {{ .port }}
+      targetPort: {{ .name }}
+      protocol: {{ .protocol }}
+    {{- end }}
     {{- end }}
 {{- include "legato.hpa" . }}
 {{- end }}
@@ -450,3 +479,15 @@ before each runbook_url (docs/operations.md#<alert>).
 {{- end }}
 {{- toYaml $rules }}
 {{- end }}
+
+{{/* The enabled Jaeger and Zipkin receivers' ports, as a YAML list of {name, port, protocol}. */}}
+{{- define "legato.receiverPorts" -}}
+{{- $r := .Values.receivers -}}
+{{- $ports := list -}}
+{{- if $r.zipkin.enabled }}{{ $ports = append $ports (dict "name" "zipkin" "port" $r.zipkin.port "protocol" "TCP") }}{{ end -}}
+{{- if $r.jaeger.grpc.enabled }}{{ $ports = append $ports (dict "name" "jaeger-grpc" "port" $r.jaeger.grpc.port "protocol" "TCP") }}{{ end -}}
+{{- if $r.jaeger.thriftHttp.enabled }}{{ $ports = append $ports (dict "name" "jaeger-http" "port" $r.jaeger.thriftHttp.port "protocol" "TCP") }}{{ end -}}
+{{- if $r.jaeger.thriftCompact.enabled }}{{ $ports = append $ports (dict "name" "jaeger-compact" "port" $r.jaeger.thriftCompact.port "protocol" "UDP") }}{{ end -}}
+{{- if $r.jaeger.thriftBinary.enabled }}{{ $ports = append $ports (dict "name" "jaeger-binary" "port" $r.jaeger.thriftBinary.port "protocol" "UDP") }}{{ end -}}
+{{- toYaml $ports -}}
+{{- end -}}
