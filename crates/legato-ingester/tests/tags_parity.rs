@@ -149,3 +149,56 @@ fn tags_from_encoded_traces_equal_tags_from_the_query_view() {
     assert!(direct.scopes["resource"].contains_key("res.arr"));
     assert!(direct.scopes["intrinsic"].contains_key("statusMessage"));
 }
+
+/// Past `MAX_VALUES_PER_TAG` distinct values a tag is truncated, whichever way the summary is
+/// built: `WireTags` skips values it added before, never a change the summary would make.
+#[test]
+fn truncation_is_the_same_from_encoded_traces() {
+    let spans: Vec<Span> = (0..1500u32)
+        .map(|i| Span {
+            trace_id: vec![9; 16],
+            span_id: (u64::from(i) + 1).to_be_bytes().to_vec(),
+            name: format!("op-{}", i % 7),
+            start_time_unix_nano: u64::from(i),
+            end_time_unix_nano: u64::from(i) + 5,
+            // A fresh value per span, a few repeated ones, and a number.
+            attributes: vec![
+                kv("request.id", Some(Value::StringValue(format!("req-{i}")))),
+                kv("route", Some(Value::StringValue(format!("/r/{}", i % 3)))),
+                kv("n", Some(Value::IntValue(i64::from(i % 5)))),
+            ],
+            ..Default::default()
+        })
+        .collect();
+    let batches = vec![ResourceSpans {
+        resource: Some(Resource {
+            attributes: vec![kv("service.name", Some(Value::StringValue("api".into())))],
+            ..Default::default()
+        }),
+        scope_spans: vec![ScopeSpans {
+            scope: Some(InstrumentationScope {
+                name: "http".into(),
+                ..Default::default()
+            }),
+            spans,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }];
+    let encoded = legato_proto::tempopb::Trace {
+        resource_spans: batches.clone(),
+    }
+    .encode_to_vec();
+    let mut wire = legato_proto::span_wire::WireTrace::default();
+    wire.read(&encoded).unwrap();
+    let mut tags = legato_ingester::WireTags::default();
+    tags.add(&wire);
+    tags.add(&wire);
+    let mut via_view = TagSummary::default();
+    via_view.add_trace(&legato_proto::span_view::trace_data([9; 16], &batches), None);
+    assert_eq!(tags.summary, via_view);
+    let ids = &tags.summary.scopes["span"]["request.id"];
+    assert!(ids.truncated);
+    assert_eq!(ids.values.len(), legato_traceql::tags::MAX_VALUES_PER_TAG);
+    assert!(!tags.summary.scopes["span"]["route"].truncated);
+}
