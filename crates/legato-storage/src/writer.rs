@@ -491,6 +491,10 @@ fn writer_properties(block: BlockId) -> Result<WriterProperties> {
         // nothing (`legato-bench encode --data demo`: 59.1 -> 58.8 B/span without it).
         .set_column_dictionary_enabled(ColumnPath::from(schema::EXTRAS), false)
         .set_column_dictionary_enabled(ColumnPath::from(schema::SPAN_ID), false)
+        // Durations are nearly all distinct; delta-packed they are ~2 B per span smaller than
+        // dictionary-then-plain (`legato-bench encode --data demo`: 59.1 -> 56.8 B/span).
+        .set_column_dictionary_enabled(ColumnPath::from(schema::DURATION), false)
+        .set_column_encoding(ColumnPath::from(schema::DURATION), Encoding::DELTA_BINARY_PACKED)
         .set_column_dictionary_enabled(ColumnPath::from(schema::PARENT_SPAN_ID), false)
         .set_column_dictionary_enabled(ColumnPath::from(schema::START), false)
         .set_column_encoding(ColumnPath::from(schema::START), Encoding::DELTA_BINARY_PACKED)
