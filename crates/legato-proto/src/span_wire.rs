@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::ops::Range;
 
-use crate::wire::{Reader, Value, WireError};
+use crate::wire::{Field, Reader, Value, WireError};
 
 /// A scalar attribute value.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -177,29 +177,21 @@ pub fn for_each_span(trace: &[u8], mut f: impl FnMut(&ResourceRef<'_>, &SpanRef<
         let mut rr = Reader::new(rs);
         while let Some(field) = rr.next_field()? {
             match (field.number, field.value) {
-                (1, Value::Len(res)) => {
-                    let mut a = Reader::new(res);
-                    while let Some(kv) = a.next_field()? {
-                        if let (1, Value::Len(kv)) = (kv.number, kv.value) {
-                            push_key_value(kv, &mut resource_attrs)?;
-                        }
-                    }
-                }
+                (1, Value::Len(res)) => push_resource_attrs(res, &mut resource_attrs)?,
                 (2, Value::Len(ss)) => scopes.push(ss),
                 _ => {}
             }
         }
-        let attributes = Attrs { list: &resource_attrs };
         let resource = ResourceRef {
-            service_name: attributes.str("service.name").unwrap_or_default(),
-            attributes,
+            service_name: service_name(&resource_attrs),
+            attributes: Attrs { list: &resource_attrs },
         };
         for ss in scopes {
             let mut sr = Reader::new(ss);
             while let Some(field) = sr.next_field()? {
                 if let (2, Value::Len(span)) = (field.number, field.value) {
                     span_attrs.clear();
-                    let mut fields = span_fields(span, &mut span_attrs)?;
+                    let mut fields = span_fields(span, &mut span_attrs, |_| {})?;
                     fields.attributes = Attrs { list: &span_attrs };
                     f(&resource, &fields);
                 }
@@ -209,8 +201,13 @@ pub fn for_each_span(trace: &[u8], mut f: impl FnMut(&ResourceRef<'_>, &SpanRef<
     Ok(())
 }
 
-/// One walk over a span: its fields, and its attributes into `attrs`.
-fn span_fields<'a>(buf: &'a [u8], attrs: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<SpanRef<'a>, WireError> {
+/// One walk over a span: its fields, its attributes into `attrs`, and each field `SpanRef`
+/// does not hold (trace state, dropped counts, events, links, flags) to `other`.
+fn span_fields<'a>(
+    buf: &'a [u8],
+    attrs: &mut Vec<(&'a [u8], &'a [u8])>,
+    mut other: impl FnMut(&Field<'a>),
+) -> Result<SpanRef<'a>, WireError> {
     let mut span = SpanRef::empty(buf.len());
     let mut r = Reader::new(buf);
     while let Some(field) = r.next_field()? {
@@ -232,10 +229,30 @@ fn span_fields<'a>(buf: &'a [u8], attrs: &mut Vec<(&'a [u8], &'a [u8])>) -> Resu
                     }
                 }
             }
-            _ => {}
+            _ => other(&field),
         }
     }
     Ok(span)
+}
+
+/// A `Resource`'s attributes into `into`.
+fn push_resource_attrs<'a>(resource: &'a [u8], into: &mut Vec<(&'a [u8], &'a [u8])>) -> Result<(), WireError> {
+    let mut r = Reader::new(resource);
+    while let Some(kv) = r.next_field()? {
+        if let (1, Value::Len(kv)) = (kv.number, kv.value) {
+            push_key_value(kv, into)?;
+        }
+    }
+    Ok(())
+}
+
+/// The `service.name` string attribute of a resource's attributes, "" when missing.
+pub(crate) fn service_name<'a>(attrs: &[(&'a [u8], &'a [u8])]) -> &'a str {
+    attrs
+        .iter()
+        .find(|(key, _)| *key == b"service.name")
+        .and_then(|(_, value)| any_value(value).as_str())
+        .unwrap_or_default()
 }
 
 /// A trace read from its encoded `tempopb.Trace` segments for storing it: every field a block
@@ -337,26 +354,16 @@ impl<'a> WireTrace<'a> {
                 (2, Value::Len(ss)) => scopes.push(ss),
                 (1, Value::Len(resource)) => {
                     self.raw.push(field.raw);
-                    let mut a = Reader::new(resource);
-                    while let Some(kv) = a.next_field()? {
-                        if let (1, Value::Len(kv)) = (kv.number, kv.value) {
-                            push_key_value(kv, &mut self.attrs)?;
-                        }
-                    }
+                    push_resource_attrs(resource, &mut self.attrs)?;
                 }
                 _ => self.raw.push(field.raw),
             }
         }
         let attrs = attrs_from..self.attrs.len();
-        let service_name = self.attrs[attrs.clone()]
-            .iter()
-            .find(|(key, _)| *key == b"service.name")
-            .and_then(|(_, value)| any_value(value).as_str())
-            .unwrap_or_default();
         self.resources.push(WireResource {
             header: header_from..self.raw.len(),
+            service_name: service_name(&self.attrs[attrs.clone()]),
             attrs,
-            service_name,
         });
         for ss in scopes {
             self.scope_spans(index, ss)?;
@@ -400,43 +407,23 @@ impl<'a> WireTrace<'a> {
     }
 
     fn span(&mut self, scope: usize, buf: &'a [u8]) -> Result<(), WireError> {
-        let mut span = SpanRef::empty(buf.len());
         let (attrs_from, raw_from) = (self.attrs.len(), self.raw.len());
         let (events_from, links_from) = (self.events.len(), self.links.len());
         let (mut trace_state, mut flags, mut dropped) = ("", 0u32, false);
-        let mut r = Reader::new(buf);
-        while let Some(field) = r.next_field()? {
-            match (field.number, field.value) {
-                (2, Value::Len(b)) => span.span_id = b,
-                (3, Value::Len(b)) => trace_state = std::str::from_utf8(b).unwrap_or_default(),
-                (4, Value::Len(b)) => span.parent_span_id = b,
-                (5, Value::Len(b)) => span.name = std::str::from_utf8(b).unwrap_or_default(),
-                (6, Value::Varint(k)) => span.kind = k as i32,
-                (7, Value::Fixed64(t)) => span.start_unix_nano = t,
-                (8, Value::Fixed64(t)) => span.end_unix_nano = t,
-                (9, Value::Len(kv)) => push_key_value(kv, &mut self.attrs)?,
-                (10 | 12 | 14, Value::Varint(n)) => {
-                    dropped |= n > 0;
-                    self.raw.push(field.raw);
-                }
-                (n @ (11 | 13), Value::Len(message)) => {
-                    self.raw.push(field.raw);
-                    self.pending.push((n, message));
-                }
-                (15, Value::Len(status)) => {
-                    let mut s = Reader::new(status);
-                    while let Some(f) = s.next_field()? {
-                        match (f.number, f.value) {
-                            (2, Value::Len(m)) => span.status_message = std::str::from_utf8(m).unwrap_or_default(),
-                            (3, Value::Varint(c)) => span.status_code = c as i32,
-                            _ => {}
-                        }
-                    }
-                }
-                (16, Value::Fixed32(f)) => flags = f,
-                _ => {}
+        let (raw, pending) = (&mut self.raw, &mut self.pending);
+        let span = span_fields(buf, &mut self.attrs, |field| match (field.number, field.value) {
+            (3, Value::Len(b)) => trace_state = std::str::from_utf8(b).unwrap_or_default(),
+            (10 | 12 | 14, Value::Varint(n)) => {
+                dropped |= n > 0;
+                raw.push(field.raw);
             }
-        }
+            (n @ (11 | 13), Value::Len(message)) => {
+                raw.push(field.raw);
+                pending.push((n, message));
+            }
+            (16, Value::Fixed32(f)) => flags = f,
+            _ => {}
+        })?;
         // The span's attributes are one run of the table; its events' and links' follow.
         let attrs = attrs_from..self.attrs.len();
         let mut pending = std::mem::take(&mut self.pending);

@@ -22,7 +22,7 @@ use bytes::Bytes;
 use legato_model::{SpanId, TraceId};
 
 use crate::push::{RejectReason, Rejection, TraceSegment};
-use crate::span_wire::{Attrs, ResourceRef, SpanRef, any_value};
+use crate::span_wire::{Attrs, ResourceRef, SpanRef, service_name};
 
 /// An export that is not well-formed OTLP protobuf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -217,11 +217,7 @@ impl<'a> Walk<'a> {
         let end = read.attrs.len();
         if let Some((attrs, service)) = read.resources.last_mut() {
             attrs.end = end;
-            *service = read.attrs[attrs.clone()]
-                .iter()
-                .find(|(key, _)| *key == b"service.name")
-                .and_then(|(_, value)| any_value(value).as_str())
-                .unwrap_or_default();
+            *service = service_name(&read.attrs[attrs.clone()]);
         }
         Ok(())
     }
