@@ -83,11 +83,7 @@ impl SpanFilter {
     pub fn apply(&self, trace_id: [u8; 16], mut batches: Vec<ResourceSpans>) -> Filtered {
         let mut trace = legato_proto::span_view::trace_data(trace_id, &batches);
         trace.link_tree();
-        let total = batches
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum();
+        let total = legato_proto::span_count(&batches);
         let matched: Vec<usize> = self.plan.eval(&trace).into_iter().flat_map(|set| set.spans).collect();
         let parents: Vec<Option<usize>> = trace.spans.iter().map(|s| s.parent).collect();
         let kept: HashSet<[u8; 8]> = self
@@ -103,11 +99,7 @@ impl SpanFilter {
             rs.scope_spans.retain(|ss| !ss.spans.is_empty());
         }
         batches.retain(|rs| !rs.scope_spans.is_empty());
-        let kept = batches
-            .iter()
-            .flat_map(|rs| &rs.scope_spans)
-            .map(|ss| ss.spans.len())
-            .sum();
+        let kept = legato_proto::span_count(&batches);
         Filtered { batches, kept, total }
     }
 
