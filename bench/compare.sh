@@ -72,18 +72,7 @@ PY
 }
 
 http=$(port); grpc=$(port); otlp=$(port); otlp_http=$(port)
-cat > "$WORK/legato.yaml" <<YAML
-server: {http_listen_address: 127.0.0.1, http_listen_port: $http, grpc_listen_address: 127.0.0.1, grpc_listen_port: $grpc, log_level: warn}
-distributor: {receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:$otlp"}, http: {endpoint: "127.0.0.1:$otlp_http"}}}}}
-ingester: {max_block_duration: $MAX_BLOCK_DURATION, trace_idle_period: 5s}
-storage:
-  trace:
-    wal: {path: $WORK/wal}
-    backend: local
-    local: {path: $WORK/blocks}
-overrides: {defaults: {ingestion: {rate_limit_bytes: 0}}}
-compactor: {compaction: {compaction_cycle: 10s}}
-YAML
+realistic_config "$WORK" "$http" "$grpc" "$otlp" "$otlp_http" "$MAX_BLOCK_DURATION"
 target/release/legato -config.file="$WORK/legato.yaml" > "$WORK/legato.log" 2>&1 &
 legato_pid=$!
 wait_ready "127.0.0.1:$http"

@@ -32,18 +32,7 @@ for variant in $VARIANTS; do
   dir="$WORK/$variant"
   mkdir -p "$dir"
   http=$(port); grpc=$(port); otlp=$(port); otlp_http=$(port)
-  cat > "$dir/legato.yaml" <<YAML
-server: {http_listen_address: 127.0.0.1, http_listen_port: $http, grpc_listen_address: 127.0.0.1, grpc_listen_port: $grpc, log_level: warn}
-distributor: {receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:$otlp"}, http: {endpoint: "127.0.0.1:$otlp_http"}}}}}
-ingester: {max_block_duration: $variant, trace_idle_period: 5s$INGESTER}
-storage:
-  trace:
-    wal: {path: $dir/wal}
-    backend: local
-    local: {path: $dir/blocks}
-overrides: {defaults: {ingestion: {rate_limit_bytes: 0}}}
-compactor: {compaction: {compaction_cycle: 10s}}
-YAML
+  realistic_config "$dir" "$http" "$grpc" "$otlp" "$otlp_http" "$variant" "$INGESTER"
   "$LEGATO" -config.file="$dir/legato.yaml" > "$dir/legato.log" 2>&1 &
   pid=$!
   wait_ready "127.0.0.1:$http"
