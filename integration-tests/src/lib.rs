@@ -522,7 +522,17 @@ pub fn free_udp_port() -> u16 {
 
 /// GETs `url` and parses the body as JSON (panics on any failure).
 pub async fn get_json(client: &reqwest::Client, url: &str) -> serde_json::Value {
-    let resp = client.get(url).send().await.expect("GET");
+    get_json_query(client, url, &[("", ""); 0]).await
+}
+
+/// GETs `url` with query parameters `params` and returns the body as JSON (panics on any
+/// failure).
+pub async fn get_json_query<P: serde::Serialize + ?Sized>(
+    client: &reqwest::Client,
+    url: &str,
+    params: &P,
+) -> serde_json::Value {
+    let resp = client.get(url).query(params).send().await.expect("GET");
     resp.json().await.expect("JSON body")
 }
 

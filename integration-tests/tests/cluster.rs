@@ -336,19 +336,12 @@ fn one_span_export(
     parent: Option<[u8; 8]>,
     kind: i32,
 ) -> legato_proto::collector::ExportTraceServiceRequest {
-    use legato_proto::common::{AnyValue, KeyValue, any_value};
     use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
     let start = now_ns() - 2_000_000_000;
     legato_proto::collector::ExportTraceServiceRequest {
         resource_spans: vec![ResourceSpans {
             resource: Some(legato_proto::resource::Resource {
-                attributes: vec![KeyValue {
-                    key: "service.name".into(),
-                    value: Some(AnyValue {
-                        value: Some(any_value::Value::StringValue(service.into())),
-                    }),
-                    ..Default::default()
-                }],
+                attributes: vec![integration_tests::kv("service.name", service)],
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {

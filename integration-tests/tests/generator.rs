@@ -7,7 +7,7 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use integration_tests::{Legato, Ports, config_yaml, free_port, span_count_v2};
+use integration_tests::{Legato, Ports, config_yaml, free_port, get_json_query, span_count_v2};
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig;
@@ -232,19 +232,16 @@ async fn span_metrics_reach_prometheus_and_answer_grafanas_red_queries() {
     assert_eq!(labelled.len(), 4, "one per service, span name, kind and status");
 
     // Exemplars carry the trace id under Tempo's label name.
-    let exemplars: serde_json::Value = client
-        .get(format!("http://127.0.0.1:{}/api/v1/query_exemplars", prometheus.port))
-        .query(&[
+    let exemplars: serde_json::Value = get_json_query(
+        &client,
+        &format!("http://127.0.0.1:{}/api/v1/query_exemplars", prometheus.port),
+        &[
             ("query", "traces_spanmetrics_latency_bucket"),
             ("start", "0"),
             ("end", "4102444800"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     let trace_ids: Vec<String> = exemplars["data"]
         .as_array()
         .unwrap()
@@ -620,20 +617,17 @@ async fn service_graph_edges_answer_grafanas_service_map_queries() {
     assert_eq!(body["errorType"], "bad_data");
     assert!(body["error"].as_str().unwrap().contains("predict_linear"), "{body}");
     let end = unix_now();
-    let range: serde_json::Value = client
-        .get(legato.url("/prometheus/api/v1/query_range"))
-        .query(&[
+    let range: serde_json::Value = get_json_query(
+        &client,
+        &legato.url("/prometheus/api/v1/query_range"),
+        &[
             ("query", "sum(rate(traces_service_graph_request_total[1m]))"),
             ("start", &(end - 600).to_string()),
             ("end", &end.to_string()),
             ("step", "60"),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        ],
+    )
+    .await;
     assert_eq!(range["data"]["resultType"], "matrix", "{range}");
     // Steps before the traffic have no samples; the last step (at `end`) has the rate.
     let values = range["data"]["result"][0]["values"].as_array().unwrap();

@@ -3,7 +3,7 @@
 //! backends, are in `object_stores.rs`.)
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use integration_tests::{Legato, Ports, S3Server, config_yaml, otlp_request, post_otlp, span_count_v2};
+use integration_tests::{Legato, Ports, S3Server, config_yaml, get_json_query, otlp_request, post_otlp, span_count_v2};
 
 /// Issue 10: the binary over an S3 that refuses 10% of requests (503), loses the answer of
 /// another 10% after doing them (500), and stalls 3% past the client's timeout. Ingest, flushes,
@@ -100,15 +100,12 @@ async fn the_binary_over_a_flaky_s3_loses_nothing_and_answers_or_fails_clearly()
             hex::encode(id)
         );
     }
-    let search: serde_json::Value = client
-        .get(legato.url("/api/search"))
-        .query(&[("q", "{}"), ("limit", "1000"), ("spss", "1")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let search: serde_json::Value = get_json_query(
+        &client,
+        &legato.url("/api/search"),
+        &[("q", "{}"), ("limit", "1000"), ("spss", "1")],
+    )
+    .await;
     let mut found: Vec<&str> = search["traces"]
         .as_array()
         .unwrap()

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use integration_tests::{Legato, span_count_v2};
+use integration_tests::{Legato, get_json_query, span_count_v2};
 use legato_proto::tempopb::Trace;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
@@ -168,15 +168,7 @@ async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
         let q = format!(
             "{{ resource.service.name = \"{service}\" && status = error }} >> {{ }} || {{ resource.service.name = \"{service}\" && status = error && kind = client }}"
         );
-        let body: serde_json::Value = client
-            .get(legato.url("/api/search"))
-            .query(&[("q", q.as_str())])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: serde_json::Value = get_json_query(&client, &legato.url("/api/search"), &[("q", q.as_str())]).await;
         let traces = body["traces"].as_array().unwrap();
         assert_eq!(traces.len(), 1, "{service}: {body}");
         assert_eq!(traces[0]["rootServiceName"], service);
@@ -184,18 +176,15 @@ async fn sdk_exports_over_grpc_and_http_are_readable_live_and_from_blocks() {
         let want = hex::encode(ids.iter().find(|(_, s)| *s == service).unwrap().0);
         assert_eq!(traces[0]["traceID"].as_str().unwrap(), want.trim_start_matches('0'));
     }
-    let body: serde_json::Value = client
-        .get(legato.url("/api/search"))
-        .query(&[(
+    let body: serde_json::Value = get_json_query(
+        &client,
+        &legato.url("/api/search"),
+        &[(
             "q",
             r#"{ span.http.response.status_code = 200 && kind = server } | count() = 1"#,
-        )])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        )],
+    )
+    .await;
     assert_eq!(body["traces"].as_array().unwrap().len(), 3, "{body}");
     tokio::time::sleep(Duration::from_millis(10)).await;
 }

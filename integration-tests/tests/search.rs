@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Legato, Ports, config_yaml, get_json, post_otlp};
+use integration_tests::{Legato, Ports, config_yaml, get_json, get_json_query, post_otlp};
 use legato_proto::collector::ExportTraceServiceRequest;
 use legato_proto::common::{AnyValue, KeyValue, any_value::Value};
 use legato_proto::resource::Resource;
@@ -388,15 +388,12 @@ async fn tags_and_tag_values_as_grafana_asks() {
                 .all(|v| v["type"] == "keyword")
         );
         // q narrows values to matching spans.
-        let values: Json = client
-            .get(legato.url("/api/v2/search/tag/span.db.system/values"))
-            .query(&[("q", "{ status = error }")])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let values: Json = get_json_query(
+            &client,
+            &legato.url("/api/v2/search/tag/span.db.system/values"),
+            &[("q", "{ status = error }")],
+        )
+        .await;
         assert_eq!(
             values["tagValues"],
             serde_json::json!([{"type": "string", "value": "mysql"}]),
