@@ -639,10 +639,10 @@ impl<'a> WireTags<'a> {
         }
         for (scope, _) in trace.scopes.iter().zip(&used).filter(|(_, used)| **used) {
             let resource = &trace.resources[scope.resource];
-            if self.seen.insert(trace.raw(&resource.header).to_vec()) {
+            if first_time(&mut self.seen, trace.raw(&resource.header)) {
                 add_wire_attrs(summary, "resource", trace.attrs(&resource.attrs));
             }
-            if self.seen.insert(trace.raw(&scope.header).to_vec()) {
+            if first_time(&mut self.seen, trace.raw(&scope.header)) {
                 add_wire_attrs(summary, "instrumentation", trace.attrs(&scope.attrs));
                 if !scope.name.is_empty() {
                     summary.add_str("intrinsic", "instrumentation:name", scope.name);
@@ -650,6 +650,11 @@ impl<'a> WireTags<'a> {
             }
         }
     }
+}
+
+/// Whether an encoded header is in `seen` for the first time (a copy is kept only then).
+fn first_time<'a>(seen: &mut std::collections::HashSet<Vec<&'a [u8]>>, header: &[&'a [u8]]) -> bool {
+    !seen.contains(header) && seen.insert(header.to_vec())
 }
 
 fn add_wire_attrs(summary: &mut TagSummary, scope: &'static str, attrs: legato_proto::span_wire::Attrs<'_>) {

@@ -292,36 +292,21 @@ pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u6
                 let Some(arr) = batch.column_by_name(schema::RESOURCE) else {
                     continue;
                 };
-                if let Some(dict) = arr.as_dictionary_opt::<Int32Type>() {
-                    // Each distinct resource tested once, then every row by its index.
-                    let Some(values) = dict.values().as_binary_opt::<i32>() else {
-                        continue;
-                    };
-                    let ok: Vec<bool> = (0..values.len())
-                        .map(|v| values.is_valid(v) && resource_has(values.value(v), key, test))
-                        .collect();
-                    for (row, k) in dict.keys().values().iter().enumerate() {
-                        if ok.get(*k as usize).copied().unwrap_or(true) {
-                            mark(row);
-                        }
-                    }
-                    continue;
-                }
-                let Some(arr) = arr.as_binary_opt::<i32>() else {
+                let dictionary = arr
+                    .as_dictionary_opt::<Int32Type>()
+                    .and_then(|d| Some((d, d.values().as_binary_opt::<i32>()?)));
+                // Scans read the column as a dictionary (`schema_v1_dictionaries`); read any
+                // other way, every row stays a candidate and the evaluator decides.
+                let Some((dict, values)) = dictionary else {
+                    (0..batch.num_rows()).for_each(&mut mark);
                     continue;
                 };
-                // A batch holds few distinct resources (one per pod), each on many rows:
-                // decode and test each distinct encoding once.
-                let mut seen: std::collections::HashMap<&[u8], bool> = std::collections::HashMap::new();
-                let mut last: Option<(&[u8], bool)> = None;
-                for row in 0..arr.len() {
-                    let v = arr.value(row);
-                    let ok = match last {
-                        Some((prev, ok)) if prev == v => ok,
-                        _ => *seen.entry(v).or_insert_with(|| resource_has(v, key, test)),
-                    };
-                    last = Some((v, ok));
-                    if ok {
+                // Each distinct resource tested once, then every row by its index.
+                let ok: Vec<bool> = (0..values.len())
+                    .map(|v| values.is_valid(v) && resource_has(values.value(v), key, test))
+                    .collect();
+                for (row, k) in dict.keys().values().iter().enumerate() {
+                    if ok.get(*k as usize).copied().unwrap_or(true) {
                         mark(row);
                     }
                 }
