@@ -50,7 +50,7 @@ async fn lookup(
     headers: &HeaderMap,
     id: &str,
     params: &HashMap<String, String>,
-) -> Result<legato_querier::FoundTrace, ApiError> {
+) -> Result<(TraceId, legato_querier::FoundTrace), ApiError> {
     if state.readiness.state() != READY {
         return Err(ApiError::NotReady);
     }
@@ -66,7 +66,9 @@ async fn lookup(
         after: state.trace_by_id_timeout,
         key: "querier.trace_by_id.query_timeout",
     })?;
-    found.map_err(|e| ApiError::Internal(e.to_string()))
+    found
+        .map(|found| (id, found))
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// Protobuf when the client asks for it, else JSON.
@@ -106,7 +108,7 @@ pub async fn trace_v1(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let found = lookup(&state, &headers, &id, &params).await?;
+        let (_, found) = lookup(&state, &headers, &id, &params).await?;
         if found.batches.is_empty() {
             return Ok(StatusCode::NOT_FOUND.into_response());
         }
@@ -134,11 +136,10 @@ pub async fn trace_v2(
     let started = Instant::now();
     let result = async {
         let filter = SpanFilter::from_params(&params)?;
-        let found = lookup(&state, &headers, &id, &params).await?;
+        let (trace_id, found) = lookup(&state, &headers, &id, &params).await?;
         let inspected_bytes = found.batches.iter().map(|b| b.encoded_len() as u64).sum();
         let (batches, message) = match filter {
             Some(filter) if !found.batches.is_empty() => {
-                let trace_id = TraceId::parse_hex(&id).map_err(|e| ApiError::BadRequest(e.to_string()))?;
                 let filtered = filter.apply(trace_id.0, found.batches);
                 let message = filtered.message();
                 (filtered.batches, message)
