@@ -459,6 +459,50 @@ pub struct Gossip {
     pub seed: u16,
 }
 
+/// Where the nodes of a test cluster live: their directories under `root`, one S3 bucket,
+/// one gossip seed.
+#[derive(Debug, Clone, Copy)]
+pub struct ClusterSite<'a> {
+    pub root: &'a Path,
+    pub s3_port: u16,
+    pub seed_port: u16,
+}
+
+impl ClusterSite<'_> {
+    /// Starts node `name` (in `root/name`) with role `target`, gossiping on `gossip`, from
+    /// `cluster_node_yaml` with `extra`, edited by `edit`.
+    pub fn start(
+        &self,
+        target: &str,
+        name: &str,
+        gossip: u16,
+        extra: &str,
+        edit: impl FnOnce(String) -> String,
+    ) -> (Legato, Ports) {
+        let dir = self.root.join(name);
+        let ports = Ports::free();
+        let gossip = Gossip {
+            port: gossip,
+            seed: self.seed_port,
+        };
+        let yaml = edit(cluster_node_yaml(
+            target,
+            name,
+            ports,
+            gossip,
+            &dir,
+            self.s3_port,
+            extra,
+        ));
+        (Legato::start(&dir, ports, &yaml), ports)
+    }
+}
+
+/// A node config with one replica per trace instead of `cluster_node_yaml`'s three.
+pub fn one_replica(yaml: String) -> String {
+    yaml.replace("replication_factor: 3", "replication_factor: 1")
+}
+
 /// The config of one node of a microservices cluster on loopback: role `target`, gossip on
 /// `gossip_port` seeded by `seeds`, S3 (`s3_port`, bucket `traces`) as the bucket.
 /// `extra` is appended at the top level (it must not repeat `ingester`, `storage` or

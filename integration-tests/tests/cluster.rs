@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use integration_tests::{
-    Gossip, Legato, Ports, S3Server, cluster_node_yaml, free_udp_port, get_json, get_text, otlp_request_at, post_otlp,
+    ClusterSite, Legato, S3Server, free_udp_port, get_json, get_text, one_replica, otlp_request_at, post_otlp,
 };
 use legato_proto::tempopb::TraceByIdResponse;
 use prost::Message;
@@ -95,19 +95,15 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     let s3 = S3Server::start("traces").await;
     let root = tempfile::tempdir().unwrap();
     let seed_port = free_udp_port();
-    let start = |target: &str, name: &str, gossip: u16, extra: &str| {
-        let dir = root.path().join(name);
-        let ports = Ports::free();
-        let gossip = Gossip {
-            port: gossip,
-            seed: seed_port,
-        };
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra);
-        Node {
-            name: name.to_string(),
-            dir: dir.clone(),
-            legato: Legato::start(&dir, ports, &yaml),
-        }
+    let site = ClusterSite {
+        root: root.path(),
+        s3_port: s3.port,
+        seed_port,
+    };
+    let start = |target: &str, name: &str, gossip: u16, extra: &str| Node {
+        name: name.to_string(),
+        dir: root.path().join(name),
+        legato: site.start(target, name, gossip, extra, |yaml| yaml).0,
     };
     let mut ingesters = vec![start("ingester", "ingester-0", seed_port, "")];
     for i in 1..3 {
@@ -273,17 +269,12 @@ async fn an_unreachable_ingester_makes_answers_partial_not_smaller() {
     let s3 = S3Server::start("traces").await;
     let root = tempfile::tempdir().unwrap();
     let seed_port = free_udp_port();
-    let start = |target: &str, name: &str, gossip: u16| {
-        let dir = root.path().join(name);
-        let ports = Ports::free();
-        let gossip = Gossip {
-            port: gossip,
-            seed: seed_port,
-        };
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, "")
-            .replace("replication_factor: 3", "replication_factor: 1");
-        Legato::start(&dir, ports, &yaml)
+    let site = ClusterSite {
+        root: root.path(),
+        s3_port: s3.port,
+        seed_port,
     };
+    let start = |target: &str, name: &str, gossip: u16| site.start(target, name, gossip, "", one_replica).0;
     let mut ingester = start("ingester", "ingester-0", seed_port);
     let frontend = start("query-frontend", "frontend", free_udp_port());
     let distributor = start("distributor", "distributor", free_udp_port());
@@ -382,17 +373,12 @@ overrides:
     metrics_generator:
       processors: [service-graphs]
 ";
-    let start = |target: &str, name: &str, gossip: u16| {
-        let dir = root.path().join(name);
-        let ports = Ports::free();
-        let gossip = Gossip {
-            port: gossip,
-            seed: seed_port,
-        };
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra)
-            .replace("replication_factor: 3", "replication_factor: 1");
-        Legato::start(&dir, ports, &yaml)
+    let site = ClusterSite {
+        root: root.path(),
+        s3_port: s3.port,
+        seed_port,
     };
+    let start = |target: &str, name: &str, gossip: u16| site.start(target, name, gossip, extra, one_replica).0;
     let _ingester = start("ingester", "ingester-0", seed_port);
     let generator = start("metrics-generator", "generator-0", free_udp_port());
     let distributors = [
@@ -482,16 +468,12 @@ async fn every_replica_decides_tail_sampling_alike() {
           - {name: errors, type: status_code, status_code: {status_codes: [ERROR]}}
           - {name: slow, type: latency, latency: {threshold_ms: 500}}
 ";
-    let start = |target: &str, name: &str, gossip: u16| {
-        let dir = root.path().join(name);
-        let ports = Ports::free();
-        let gossip = Gossip {
-            port: gossip,
-            seed: seed_port,
-        };
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, extra);
-        Legato::start(&dir, ports, &yaml)
+    let site = ClusterSite {
+        root: root.path(),
+        s3_port: s3.port,
+        seed_port,
     };
+    let start = |target: &str, name: &str, gossip: u16| site.start(target, name, gossip, extra, |yaml| yaml).0;
     let ingesters: Vec<Legato> = (0..3)
         .map(|i| {
             start(

@@ -179,7 +179,7 @@ async fn every_listener_serves_tls_to_real_clients() {
 /// the query frontend (from the ingester over mTLS).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_talk_to_each_other_over_mutual_tls() {
-    use integration_tests::{Gossip, S3Server, cluster_node_yaml, free_udp_port, otlp_request_at, span_count_v2};
+    use integration_tests::{ClusterSite, S3Server, free_udp_port, one_replica, otlp_request_at, span_count_v2};
     use prost::Message;
     let s3 = S3Server::start("traces").await;
     let root = tempfile::tempdir().unwrap();
@@ -201,17 +201,15 @@ async fn roles_talk_to_each_other_over_mutual_tls() {
         pki.ca.display()
     );
     let seed_port = free_udp_port();
+    let site = ClusterSite {
+        root: root.path(),
+        s3_port: s3.port,
+        seed_port,
+    };
     let start = |target: &str, name: &str, gossip: u16| {
-        let dir = root.path().join(name);
-        let ports = Ports::free();
-        let gossip = Gossip {
-            port: gossip,
-            seed: seed_port,
-        };
-        let yaml = cluster_node_yaml(target, name, ports, gossip, &dir, s3.port, &tls)
-            .replace("replication_factor: 3", "replication_factor: 1")
-            .replace("  log_level: info\n", &format!("  log_level: info\n{server_tls}"));
-        (Legato::start(&dir, ports, &yaml), ports)
+        site.start(target, name, gossip, &tls, |yaml| {
+            one_replica(yaml).replace("  log_level: info\n", &format!("  log_level: info\n{server_tls}"))
+        })
     };
     let (_ingester, _) = start("ingester", "ingester-0", seed_port);
     let (frontend, _) = start("query-frontend", "frontend", free_udp_port());
