@@ -290,15 +290,7 @@ async fn grafana_searches_give_the_same_answers_live_and_from_blocks() {
     let body = search(&client, &legato, "{ }", (range.0 - 100_000, range.0 - 50_000)).await;
     assert!(trace_ids(&body).is_empty());
     // limit caps the result.
-    let body: Json = client
-        .get(legato.url("/api/search"))
-        .query(&[("q", "{ }"), ("limit", "2")])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Json = get_json_query(&client, &legato.url("/api/search"), &[("q", "{ }"), ("limit", "2")]).await;
     assert_eq!(trace_ids(&body).len(), 2);
 }
 
@@ -538,19 +530,16 @@ async fn traceql_metrics_as_grafana_sends_them() {
             );
         }
         // Grafana 10.4–11.3 send `query=` and name series by `promLabels`: they get it.
-        let old_grafana: Json = client
-            .get(legato.url("/api/metrics/query_range"))
-            .query(&[
+        let old_grafana: Json = get_json_query(
+            &client,
+            &legato.url("/api/metrics/query_range"),
+            &[
                 ("query", "{ } | count_over_time() by (resource.service.name)"),
                 ("start", start.as_str()),
                 ("end", end.as_str()),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+            ],
+        )
+        .await;
         let names: Vec<&str> = old_grafana["series"]
             .as_array()
             .unwrap()
