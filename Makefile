@@ -1,7 +1,7 @@
 # Legato: common tasks. `make test` is what CI runs (.ci/run).
 CARGO ?= cargo
 
-.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench bench-realistic bench-compare bench-sampling soak clean-data demo-cluster demo-cluster-down fuzz-blocks fuzz
+.PHONY: run build test ci setup lint fmt check-fmt clippy nextest lezer deploy-check release bench bench-realistic bench-compare bench-search bench-sampling soak clean-data demo-cluster demo-cluster-down fuzz-blocks fuzz
 
 ## Start Legato single-binary on local disk (./data), Tempo's ports.
 run:
@@ -55,6 +55,10 @@ bench-realistic: setup
 ## The same scenario against Legato and a Tempo-compatible PEER (PEER=http://host:3200); one table.
 bench-compare: setup
 	bash bench/compare.sh
+
+## Search and TraceQL metrics over >= 20M spans spread over an hour, 4 clients, live load.
+bench-search: setup
+	bash bench/search-scale.sh
 
 ## Soak under faults: WAL disk filled and freed, kill -9 + restart, every acknowledged trace read back.
 soak: setup

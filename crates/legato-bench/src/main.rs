@@ -84,6 +84,10 @@ struct IngestArgs {
     /// Where to write the ids of the traces sent (`hex span_count` per line).
     #[arg(long, default_value = "trace-ids.txt")]
     trace_ids: PathBuf,
+    /// Spread trace start times evenly over this much of the past (e.g. `1h`), so a short
+    /// run stores data as a long one would for time-ranged queries. 0 = every trace starts now.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    spread: Duration,
     /// Print one JSON object as the last line.
     #[arg(long)]
     json: bool,
@@ -108,9 +112,15 @@ struct QueryArgs {
     /// A file of TraceQL queries (one per line, `#` comments) to run after the lookups.
     #[arg(long)]
     traceql: Option<PathBuf>,
-    /// Runs of each TraceQL query.
+    /// Runs of each TraceQL query, shared among `--concurrency` clients.
     #[arg(long, default_value_t = 5)]
     search_repeats: usize,
+    /// A file of TraceQL metrics queries (one per line) for `/api/metrics/query_range` over
+    /// the last `--metrics-range`, run `--search-repeats` times each like the searches.
+    #[arg(long)]
+    metrics: Option<PathBuf>,
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    metrics_range: Duration,
     #[arg(long)]
     json: bool,
 }
@@ -271,11 +281,12 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let seed = args.seed.wrapping_mul(1000).wrapping_add(worker as u64);
         let pool_size = args.pool;
         let data = args.data;
+        let spread = args.spread;
         workers.push(tokio::task::spawn_blocking(move || {
             let mut generator = traffic::Generator::with_data(seed, data);
             let prepared: Vec<pool::Prepared> = (0..pool_size)
                 .map(|i| {
-                    let base = now_ns();
+                    let base = spread_start(spread, i as u64, pool_size as u64);
                     let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
                         .map(|k| generator.trace(base + (i * per_batch + k) as u64 * 1000))
                         .collect();
@@ -297,6 +308,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
         let counters = counters.clone();
         let ids = ids.clone();
         let tenant = args.tenant.clone();
+        let spread = args.spread;
         tasks.push(tokio::spawn(async move {
             let mut sent = 0u64;
             let mut last_error = None;
@@ -311,7 +323,7 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
                 sent += 1;
                 // Either a fresh request, or a pooled one with new trace ids.
                 let (outgoing, trace_ids) = if prepared.is_empty() {
-                    let base = now_ns();
+                    let base = spread_start(spread, sent, 1009);
                     let traces: Vec<traffic::GeneratedTrace> = (0..per_batch)
                         .map(|k| generator.trace(base + k as u64 * 1000))
                         .collect();
@@ -424,6 +436,12 @@ async fn ingest(args: IngestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The start time of the `i`-th of `n` slots spread evenly over the last `spread`.
+fn spread_start(spread: Duration, i: u64, n: u64) -> u64 {
+    let back = spread.as_nanos() as u64 / n.max(1) * (i % n.max(1));
+    now_ns().saturating_sub(back)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -522,13 +540,17 @@ async fn query(args: QueryArgs) -> anyhow::Result<()> {
         lat.len()
     );
     let searches = match &args.traceql {
-        Some(path) => search_set(&client, &args, path).await?,
+        Some(path) => search_set(&client, &args, path, false).await?,
+        None => Vec::new(),
+    };
+    let metrics = match &args.metrics {
+        Some(path) => search_set(&client, &args, path, true).await?,
         None => Vec::new(),
     };
     if args.json {
         println!(
             "{}",
-            serde_json::json!({"lookups": lat.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": errors, "wrong": wrong, "searches": searches})
+            serde_json::json!({"lookups": lat.len(), "p50_ms": p50, "p90_ms": p90, "p99_ms": p99, "errors": errors, "wrong": wrong, "searches": searches, "metrics": metrics})
         );
     }
     Ok(())
@@ -569,51 +591,92 @@ fn blocks(args: BlocksArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs each TraceQL query of `path` several times; prints latency and scan rate per query.
+/// Runs each TraceQL query of `path` `--search-repeats` times, shared among `--concurrency`
+/// clients; prints latency percentiles and scan rate per query. `metrics` sends them to
+/// `/api/metrics/query_range` over the last `--metrics-range` instead of `/api/search`.
 async fn search_set(
     client: &reqwest::Client,
     args: &QueryArgs,
     path: &std::path::Path,
+    metrics: bool,
 ) -> anyhow::Result<Vec<serde_json::Value>> {
     let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
-    let base = args.http.trim_end_matches('/');
+    let base = args.http.trim_end_matches('/').to_string();
     let mut out = Vec::new();
     for q in text
         .lines()
         .map(str::trim)
         .filter(|l| !l.is_empty() && !l.starts_with('#'))
     {
-        let mut times = Vec::new();
-        let (mut spans, mut traces, mut errors) = (0u64, 0usize, 0u64);
-        for _ in 0..args.search_repeats.max(1) {
-            let t0 = Instant::now();
-            let mut req = client
-                .get(format!("{base}/api/search"))
-                .query(&[("q", q), ("limit", "20")]);
-            if let Some(t) = &args.tenant {
-                req = req.header("x-scope-orgid", t);
-            }
-            match req.send().await {
-                Ok(resp) if resp.status().is_success() => {
-                    let body: serde_json::Value = resp.json().await?;
-                    times.push(t0.elapsed().as_secs_f64() * 1000.0);
-                    spans = body["metrics"]["inspectedSpans"]
+        let repeats = args.search_repeats.max(1);
+        let next = Arc::new(AtomicU64::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..args.concurrency.max(1) {
+            let (client, base, next, q) = (client.clone(), base.clone(), next.clone(), q.to_string());
+            let tenant = args.tenant.clone();
+            let range = args.metrics_range;
+            tasks.push(tokio::spawn(async move {
+                // (latency ms, inspected spans, traces or series) of each answered request; errors.
+                let (mut answered, mut errors) = (Vec::new(), 0u64);
+                while next.fetch_add(1, Ordering::Relaxed) < repeats as u64 {
+                    let t0 = Instant::now();
+                    let mut req = if metrics {
+                        let end = now_ns();
+                        let start = end.saturating_sub(range.as_nanos() as u64);
+                        client.get(format!("{base}/api/metrics/query_range")).query(&[
+                            ("q", q.clone()),
+                            ("start", start.to_string()),
+                            ("end", end.to_string()),
+                        ])
+                    } else {
+                        client
+                            .get(format!("{base}/api/search"))
+                            .query(&[("q", q.as_str()), ("limit", "20")])
+                    };
+                    if let Some(t) = &tenant {
+                        req = req.header("x-scope-orgid", t);
+                    }
+                    let body = match req.send().await {
+                        Ok(resp) if resp.status().is_success() => resp.json::<serde_json::Value>().await.ok(),
+                        _ => None,
+                    };
+                    let Some(body) = body else {
+                        errors += 1;
+                        continue;
+                    };
+                    let ms = t0.elapsed().as_secs_f64() * 1000.0;
+                    let spans = body["metrics"]["inspectedSpans"]
                         .as_str()
                         .and_then(|s| s.parse().ok())
-                        .unwrap_or(0);
-                    traces = body["traces"].as_array().map(|a| a.len()).unwrap_or(0);
+                        .or_else(|| body["metrics"]["inspectedSpans"].as_u64())
+                        .unwrap_or(0u64);
+                    let found = body[if metrics { "series" } else { "traces" }]
+                        .as_array()
+                        .map_or(0, |a| a.len());
+                    answered.push((ms, spans, found));
                 }
-                _ => errors += 1,
-            }
+                (answered, errors)
+            }));
         }
+        let (mut answered, mut errors) = (Vec::new(), 0u64);
+        for t in tasks {
+            let (a, e) = t.await?;
+            answered.extend(a);
+            errors += e;
+        }
+        let mut times: Vec<f64> = answered.iter().map(|a| a.0).collect();
         times.sort_by(|a, b| a.total_cmp(b));
-        let p50 = percentile(&times, 0.5);
+        let (p50, p99) = (percentile(&times, 0.5), percentile(&times, 0.99));
+        let spans = answered.iter().map(|a| a.1).max().unwrap_or(0);
+        let found = answered.last().map_or(0, |a| a.2);
         let rate = if p50 > 0.0 { spans as f64 / (p50 / 1000.0) } else { 0.0 };
+        let what = if metrics { "series" } else { "traces" };
         println!(
-            "search p50 {p50:8.1} ms  {spans:>10} spans inspected  {:>6.2} M spans/s  {traces:>3} traces  {errors} errors  {q}",
+            "{} p50 {p50:8.1} ms  p99 {p99:8.1} ms  {spans:>10} spans inspected  {:>6.2} M spans/s  {found:>3} {what}  {errors} errors  {q}",
+            if metrics { "metrics" } else { "search " },
             rate / 1e6
         );
-        out.push(serde_json::json!({"query": q, "p50_ms": p50, "inspected_spans": spans, "spans_per_sec": rate, "traces": traces, "errors": errors, "latencies_ms": times}));
+        out.push(serde_json::json!({"query": q, "p50_ms": p50, "p99_ms": p99, "inspected_spans": spans, "spans_per_sec": rate, what: found, "errors": errors, "latencies_ms": times}));
     }
     Ok(out)
 }

@@ -210,8 +210,12 @@ impl Compactor {
         let known = self.known.lock().get(tenant).cloned().unwrap_or_default();
         let mut listing = list_tenant(&self.store, tenant, &known.metas, &known.compacted).await?;
         let housekeeper = (self.owns)(&index_key(tenant));
+        // The index is rewritten after housekeeping and after each job, not once at the end
+        // of the cycle: a cycle over much data runs for minutes, and readers that poll the
+        // index in the meantime must see the blocks flushed and compacted since the last one.
         if housekeeper {
             self.housekeeping(tenant, &mut listing, now, stats).await?;
+            self.write_index(tenant, &listing, stats).await?;
         }
         let live: Vec<Arc<BlockMeta>> = listing.live().into_values().collect();
         for job in plan(tenant, &live, &self.limits()) {
@@ -236,14 +240,31 @@ impl Compactor {
                     tracing::warn!(%tenant, job = %job.key(), error = %e, "compaction job failed");
                 }
             }
-        }
-        if housekeeper {
-            let index = listing.to_index(self.clock.now_nanos());
-            write_tenant_index(&self.store, tenant, &index).await?;
-            stats.indexes_written += 1;
-            self.metrics.tenant_indexes_written.inc();
+            if housekeeper {
+                // Listed again first: blocks flushed since the cycle began belong in the
+                // index too, and so does the output of a job whose commit landed but whose
+                // answer was lost. A failure here waits for the next job or cycle.
+                let refreshed = match list_tenant(&self.store, tenant, &listing.metas, &listing.compacted).await {
+                    Ok(fresh) => {
+                        listing = fresh;
+                        self.write_index(tenant, &listing, stats).await
+                    }
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = refreshed {
+                    tracing::warn!(%tenant, error = %e, "tenant index not rewritten after a compaction job");
+                }
+            }
         }
         self.known.lock().insert(tenant.clone(), listing);
+        Ok(())
+    }
+
+    async fn write_index(&self, tenant: &TenantId, listing: &TenantListing, stats: &mut CycleStats) -> Result<()> {
+        let index = listing.to_index(self.clock.now_nanos());
+        write_tenant_index(&self.store, tenant, &index).await?;
+        stats.indexes_written += 1;
+        self.metrics.tenant_indexes_written.inc();
         Ok(())
     }
 

@@ -348,6 +348,59 @@ async fn the_tenant_index_is_written_and_a_fresh_blocklist_polls_from_it() {
     assert_eq!(list.blocks(&tenant).len(), 2);
 }
 
+/// A cycle with several jobs runs for minutes on real data; the index must not wait for its
+/// end. A reader polling the index between two jobs sees the first job's output, and blocks
+/// flushed after the cycle began.
+#[tokio::test]
+async fn the_tenant_index_is_rewritten_after_each_job_of_a_cycle() {
+    let faulty = FaultyStore::new(Arc::new(InMemory::new()));
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let mut setup = Setup::new(store.clone());
+    setup.config = CompactionConfig {
+        max_input_blocks: 3,
+        ..CompactionConfig::default()
+    };
+    let tenant = TenantId::single();
+    let now = setup.clock.now_nanos();
+    // Two time windows of three blocks each: two jobs.
+    for w in 0..2u64 {
+        for b in 0..3u32 {
+            let first = (w as u32) * 100 + b * 10;
+            put_block(
+                &store,
+                &tenant,
+                (first..first + 10)
+                    .map(|n| trace(n, 2, now - (w * 2 + 1) * HOUR))
+                    .collect(),
+            )
+            .await;
+        }
+    }
+    faulty.puts.lock().clear();
+    let stats = setup.compactor().run_cycle().await.unwrap();
+    assert_eq!(stats.jobs_run, 2, "{stats:?}");
+    let puts = faulty.puts.lock().clone();
+    let index_at: Vec<usize> = (0..puts.len())
+        .filter(|&i| puts[i].ends_with("index.json.gz"))
+        .collect();
+    let metas_at: Vec<usize> = (0..puts.len()).filter(|&i| puts[i].ends_with("/meta.json")).collect();
+    assert_eq!(metas_at.len(), 2, "one output per job: {puts:#?}");
+    let second_output = puts[metas_at[1]].trim_end_matches("meta.json");
+    let second_starts = puts.iter().position(|p| p.starts_with(second_output)).unwrap();
+    assert!(
+        index_at.iter().any(|&i| i > metas_at[0] && i < second_starts),
+        "no index between the first job's commit and the second job: {puts:#?}"
+    );
+    assert!(
+        index_at.first() < metas_at.first(),
+        "an index before the first job: {puts:#?}"
+    );
+    // The last index shows exactly the two outputs.
+    let list = Blocklist::new(legato_storage::DEFAULT_STALE_TENANT_INDEX, setup.clock.clone());
+    assert_eq!(list.poll_with_stats(&store).await.unwrap().tenants_from_index, 1);
+    assert_eq!(list.blocks(&tenant).len(), 2);
+}
+
 #[tokio::test]
 async fn compactors_with_disjoint_ownership_never_take_the_same_job() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
@@ -443,8 +496,8 @@ async fn outputs_are_uploaded_in_parts_while_they_are_encoded() {
     assert_eq!(count("put_multipart"), 1);
     assert_eq!(count("put_part"), parts);
     assert_eq!(count("complete_multipart"), 1);
-    // The other PUTs: bloom, meta.json, 4 markers, the tenant index (the inputs have no tags,
-    // so neither has the output); none is the data file.
-    assert_eq!(count("put") - puts_before, 2 + 4 + 1);
+    // The other PUTs: bloom, meta.json, 4 markers, the tenant index before and after the job
+    // (the inputs have no tags, so neither has the output); none is the data file.
+    assert_eq!(count("put") - puts_before, 2 + 4 + 2);
     assert_each_once(&visible_copies(&store, &out).await, 0..8000);
 }

@@ -34,7 +34,9 @@ enum Stage {
     AfterIndex,
 }
 
-fn stage(objects: &[String], inputs: &HashSet<String>, writes: u64) -> Stage {
+/// `indexed`: the block ids the tenant index lists, if there is one. The compactor writes the
+/// index before its job (the cycle's first write) and again after it.
+fn stage(objects: &[String], inputs: &HashSet<String>, writes: u64, indexed: &HashSet<String>) -> Stage {
     let output: Vec<&String> = objects
         .iter()
         .filter(|p| {
@@ -49,7 +51,11 @@ fn stage(objects: &[String], inputs: &HashSet<String>, writes: u64) -> Stage {
         .filter(|p| p.ends_with("/meta.json") && p.split('/').nth(1).is_some_and(|d| inputs.contains(d)))
         .count();
     let has = |file: &str| output.iter().any(|p| p.ends_with(file));
-    if objects.iter().any(|p| p.ends_with("index.json.gz")) {
+    let output_indexed = output
+        .iter()
+        .filter_map(|p| p.split('/').nth(1))
+        .any(|d| indexed.contains(d));
+    if output_indexed && markers == INPUTS as usize {
         Stage::AfterIndex
     } else if markers == INPUTS as usize && input_metas == 0 {
         Stage::AfterMarkingInputs
@@ -59,7 +65,7 @@ fn stage(objects: &[String], inputs: &HashSet<String>, writes: u64) -> Stage {
         Stage::AfterMeta
     } else if has("data.parquet") {
         Stage::AfterData
-    } else if writes > 0 {
+    } else if writes > 1 {
         Stage::DuringData
     } else {
         Stage::BeforeUpload
@@ -137,7 +143,12 @@ async fn crash_at_every_write(make_store: impl Fn() -> (Option<tempfile::TempDir
         let _ = doomed.compactor().run_cycle().await;
         let writes = halt.stats().writes;
         let landed = objects(&inner, tenant.as_str()).await;
-        let at = stage(&landed, &inputs, writes);
+        let indexed: HashSet<String> = legato_storage::read_tenant_index(&inner, &tenant)
+            .await
+            .unwrap()
+            .map(|index| index.meta.iter().map(|m| m.block_id.to_string()).collect())
+            .unwrap_or_default();
+        let at = stage(&landed, &inputs, writes, &indexed);
         covered.insert(at);
         let what = format!("killed after write {n} ({at:?})");
         assert_readable_once(&setup, &inner, &tenant, &what).await;

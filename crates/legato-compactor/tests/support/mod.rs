@@ -187,6 +187,8 @@ pub struct FaultyStore {
     pub lists: AtomicUsize,
     pub fail_puts_ending_with: Mutex<Option<String>>,
     pub lose_puts_ending_with: Mutex<Option<String>>,
+    /// Every object written (single and multipart puts), in order.
+    pub puts: Mutex<Vec<String>>,
 }
 
 impl FaultyStore {
@@ -196,6 +198,7 @@ impl FaultyStore {
             lists: AtomicUsize::new(0),
             fail_puts_ending_with: Mutex::new(None),
             lose_puts_ending_with: Mutex::new(None),
+            puts: Mutex::new(Vec::new()),
         })
     }
 
@@ -236,6 +239,7 @@ impl ObjectStore for FaultyStore {
             });
         }
         let result = self.inner.put_opts(location, payload, opts).await?;
+        self.puts.lock().push(location.to_string());
         if let Some(suffix) = self.lose_puts_ending_with.lock().as_deref()
             && location.as_ref().ends_with(suffix)
         {
@@ -252,6 +256,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.puts.lock().push(location.to_string());
         self.inner.put_multipart_opts(location, opts).await
     }
 
