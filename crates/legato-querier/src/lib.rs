@@ -5,7 +5,7 @@
 //! It does not parse HTTP (api crate) nor write blocks (ingester, compactor).
 
 pub mod metrics;
-mod prefilter;
+pub mod prefilter;
 mod search;
 
 pub use prefilter::scan_options;

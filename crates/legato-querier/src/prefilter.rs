@@ -8,6 +8,7 @@ use legato_traceql::ast::{
     StructuralMode,
 };
 use legato_traceql::eval::all_fields;
+use legato_traceql::tags::{TagSummary, TagValue};
 
 pub fn scan_options(query: &Query, extra_fields: &[FieldExpr]) -> ScanOptions {
     let mut options = ScanOptions::default();
@@ -191,4 +192,58 @@ fn attr_predicate(a: &legato_traceql::ast::Attribute, test: ValueTest) -> RowPre
 
 fn is_service_name(a: &legato_traceql::ast::Attribute) -> bool {
     a.scope == AttributeScope::Resource && !a.parent && a.name == "service.name"
+}
+
+/// Whether a block whose tag summary (`tags.json`) is `summary` may hold a span meeting
+/// `pred`. False only when the summary lists every value the key has in the block (not
+/// truncated) and none passes the test, or when no span of the block has the key: then the
+/// block cannot hold a matching trace and is not read. Conservative everywhere else.
+pub fn summary_admits(summary: &TagSummary, pred: &RowPredicate) -> bool {
+    let (scope, key, test) = match pred {
+        RowPredicate::SpanAttr { key, test } => ("span", key.as_str(), test),
+        RowPredicate::ResourceAttr { key, test } => ("resource", key.as_str(), test),
+        // Both have a column of their own; a span without them still has a value there.
+        RowPredicate::ServiceName(t) => {
+            return values_admit(summary, "resource", "service.name", &|v| str_admits(t, v)).unwrap_or(true);
+        }
+        RowPredicate::Name(t) => {
+            return values_admit(summary, "intrinsic", "name", &|v| str_admits(t, v)).unwrap_or(true);
+        }
+        RowPredicate::Status(..) | RowPredicate::Kind(..) | RowPredicate::DurationNanos(..) => return true,
+    };
+    match summary.scopes.get(scope).and_then(|tags| tags.get(key)) {
+        // No span (or resource) of the block has the key: a row predicate needs it.
+        None => false,
+        Some(_) => values_admit(summary, scope, key, &|v| value_admits(test, v)).unwrap_or(true),
+    }
+}
+
+/// `Some(any value passes)` when the key's values are all known, `None` when they are not.
+fn values_admit(summary: &TagSummary, scope: &str, key: &str, admits: &dyn Fn(&TagValue) -> bool) -> Option<bool> {
+    let set = summary.scopes.get(scope)?.get(key)?;
+    if set.truncated {
+        return None;
+    }
+    Some(set.values.iter().any(admits))
+}
+
+fn str_admits(test: &StrTest, v: &TagValue) -> bool {
+    v.type_name != "string" || test.test(&v.value)
+}
+
+/// Whether a summarised value may pass `test`, as `row_bits` would test the stored value.
+fn value_admits(test: &ValueTest, v: &TagValue) -> bool {
+    let (mut s, mut i, mut d, mut b) = (None, None, None, None);
+    match v.type_name {
+        "string" => s = Some(v.value.as_str()),
+        "int" => i = v.value.parse().ok(),
+        "float" => d = v.value.parse().ok(),
+        "bool" => b = v.value.parse().ok(),
+        _ => return true,
+    }
+    // A number that does not read back is not ruled out.
+    if (v.type_name == "int" && i.is_none()) || (v.type_name == "float" && d.is_none()) {
+        return true;
+    }
+    test.test(s, i, d, b, false)
 }

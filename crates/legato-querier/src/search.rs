@@ -283,16 +283,9 @@ impl Querier {
             }
             // Blocks carry a summary written at flush time; older ones are scanned once.
             if filter.is_none()
-                && let Some(stored) = self
-                    .reader
-                    .read_tags(&meta)
-                    .await
-                    .ok()
-                    .flatten()
-                    .and_then(|b| TagSummary::from_json(&b))
+                && let Some(stored) = self.stored_summary(&meta).await
             {
                 summary.merge(&stored);
-                self.tag_cache.lock().insert(meta.block_id, Arc::new(stored));
                 continue;
             }
             let block_summary = Arc::new(parking_lot::Mutex::new(TagSummary::default()));
@@ -401,6 +394,17 @@ impl Querier {
     ) -> Result<ScanTotals, QueryError> {
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let mut totals = ScanTotals::default();
+        // Blocks whose tag summary rules a required predicate out are not read at all.
+        let mut blocks_to_read = Vec::with_capacity(blocks.len());
+        for meta in blocks {
+            if self.block_may_match(&meta, &options).await {
+                blocks_to_read.push(meta);
+            } else {
+                self.metrics.blocks_pruned.inc();
+                totals.completed += 1;
+            }
+        }
+        let blocks = blocks_to_read;
         let handle = tokio::runtime::Handle::current();
         for chunk in blocks.chunks(parallel) {
             if stop() {
@@ -438,6 +442,32 @@ impl Querier {
             after_chunk(totals.completed);
         }
         Ok(totals)
+    }
+
+    /// The block's tag summary as written with it (`tags.json`), cached; `None` for blocks
+    /// written without one, or when it cannot be read.
+    async fn stored_summary(&self, meta: &BlockMeta) -> Option<Arc<TagSummary>> {
+        if let Some(s) = self.tag_cache.lock().get(&meta.block_id) {
+            return Some(s.clone());
+        }
+        let stored = Arc::new(TagSummary::from_json(&self.reader.read_tags(meta).await.ok()??)?);
+        self.tag_cache.lock().insert(meta.block_id, stored.clone());
+        Some(stored)
+    }
+
+    /// False when the block's tag summary shows that no span of it meets one of the scan's
+    /// required predicates (`prefilter::summary_admits`).
+    async fn block_may_match(&self, meta: &BlockMeta, options: &legato_storage::ScanOptions) -> bool {
+        if options.required.is_empty() {
+            return true;
+        }
+        let Some(summary) = self.stored_summary(meta).await else {
+            return true;
+        };
+        options
+            .required
+            .iter()
+            .all(|p| crate::prefilter::summary_admits(&summary, p))
     }
 
     /// Drops cached summaries of blocks that are gone.

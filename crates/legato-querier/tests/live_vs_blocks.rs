@@ -43,6 +43,10 @@ const QUERIES: &[&str] = &[
     "{ resource.pod.index >= 1 }",
     "{ resource.pod.index > 0.5 && kind = server }",
     r#"{ resource.k8s.namespace.name = "nope" } >> { }"#,
+    r#"{ span.missing = "x" || name = "op-0" }"#,
+    r#"{ span.missing = "x" && name = "op-0" }"#,
+    r#"{ name = "nope" }"#,
+    r#"{ span.http.status_code < 300 && resource.pod.index = 2 }"#,
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {
@@ -191,6 +195,13 @@ proptest! {
             let pruned = through_block(id, batches.clone(), &options);
             let pruned_answer = pruned.map(|t| answer(&plan, &t)).unwrap_or_default();
             prop_assert_eq!(answer(&plan, &live), pruned_answer, "pruned: {}", q);
+            // A block whose tag summary rules a required predicate out is not read at all:
+            // only right when the trace has no match.
+            let mut summary = legato_traceql::tags::TagSummary::default();
+            summary.add_trace(&live, None);
+            if !options.required.iter().all(|p| legato_querier::prefilter::summary_admits(&summary, p)) {
+                prop_assert!(answer(&plan, &live).is_empty(), "block pruned by its tag summary: {}", q);
+            }
         }
     }
 }

@@ -4,10 +4,11 @@
 //! or events.
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int8Type, Int32Type, Int64Type};
+use arrow_array::types::{Int8Type, Int32Type, Int64Type};
 use arrow_array::{Array, RecordBatch};
 use regex::Regex;
 
+use crate::scan::{AttrColumns, StrColumn};
 use crate::schema;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub enum Cmp {
 }
 
 impl Cmp {
-    fn test<T: PartialOrd>(self, a: T, b: T) -> bool {
+    pub fn test<T: PartialOrd>(self, a: T, b: T) -> bool {
         match self {
             Cmp::Eq => a == b,
             Cmp::Neq => a != b,
@@ -44,7 +45,7 @@ pub enum StrTest {
 }
 
 impl StrTest {
-    fn test(&self, s: &str) -> bool {
+    pub fn test(&self, s: &str) -> bool {
         match self {
             StrTest::Cmp(op, v) => op.test(s, v.as_str()),
             StrTest::Regex { re, negated } => re.is_match(s) != *negated,
@@ -84,7 +85,7 @@ pub enum RowPredicate {
 impl ValueTest {
     /// Whether a value passes; arrays, maps and bytes (`other`) pass, for the evaluator to
     /// decide on the rebuilt trace.
-    fn test(&self, s: Option<&str>, i: Option<i64>, d: Option<f64>, b: Option<bool>, other: bool) -> bool {
+    pub fn test(&self, s: Option<&str>, i: Option<i64>, d: Option<f64>, b: Option<bool>, other: bool) -> bool {
         other
             || match self {
                 ValueTest::Str(t) => s.is_some_and(|s| t.test(s)),
@@ -258,29 +259,54 @@ pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u6
                 let Some(arr) = batch.column_by_name(schema::ATTRS) else {
                     continue;
                 };
-                let list = arr.as_list::<i32>();
-                let entries = list.values().as_struct();
-                let keys = entries.column(0).as_string::<i32>();
-                let strs = entries.column(1).as_string::<i32>();
-                let ints = entries.column(2).as_primitive::<Int64Type>();
-                let dbls = entries.column(3).as_primitive::<Float64Type>();
-                let bools = entries.column(4).as_boolean();
-                let raws = entries.column(5).as_binary::<i32>();
-                let offsets = list.value_offsets();
-                for row in 0..list.len() {
-                    for e in offsets[row] as usize..offsets[row + 1] as usize {
-                        if keys.value(e) != key {
+                let Some(a) = AttrColumns::new(arr.as_ref()) else {
+                    (0..batch.num_rows()).for_each(&mut mark);
+                    continue;
+                };
+                // Read as dictionaries (`schema_v1_dictionaries`), each distinct key is compared
+                // once and each distinct string value tested at most once per batch.
+                let key_matches: Option<Vec<bool>> = match &a.keys {
+                    StrColumn::Dictionary(_, values) => {
+                        Some((0..values.len()).map(|v| values.value(v) == key).collect())
+                    }
+                    StrColumn::Plain(_) => None,
+                };
+                let mut str_tested: Vec<u8> = match &a.strs {
+                    StrColumn::Dictionary(_, values) => vec![0; values.len()],
+                    StrColumn::Plain(_) => Vec::new(),
+                };
+                for row in 0..batch.num_rows() {
+                    for e in a.entries(row) {
+                        let is_key = match (&a.keys, &key_matches) {
+                            (StrColumn::Dictionary(d, _), Some(m)) => m[d.keys().value(e) as usize],
+                            (keys, _) => keys.value(e) == key,
+                        };
+                        if !is_key {
                             continue;
                         }
-                        // Arrays and maps live encoded in `raw`: keep the row, the evaluator decides.
-                        let valid = |a: &dyn Array| a.is_valid(e);
-                        let ok = test.test(
-                            valid(strs).then(|| strs.value(e)),
-                            valid(ints).then(|| ints.value(e)),
-                            valid(dbls).then(|| dbls.value(e)),
-                            valid(bools).then(|| bools.value(e)),
-                            raws.is_valid(e),
-                        );
+                        let ok = if a.strs.is_valid(e) {
+                            match &a.strs {
+                                StrColumn::Dictionary(d, values) => {
+                                    let v = d.keys().value(e) as usize;
+                                    if str_tested[v] == 0 {
+                                        let pass = test.test(Some(values.value(v)), None, None, None, false);
+                                        str_tested[v] = if pass { 2 } else { 1 };
+                                    }
+                                    str_tested[v] == 2
+                                }
+                                StrColumn::Plain(s) => test.test(Some(s.value(e)), None, None, None, false),
+                            }
+                        } else {
+                            // Arrays and maps live encoded in `raw`: keep the row, the evaluator decides.
+                            let valid = |arr: &dyn Array| arr.is_valid(e);
+                            test.test(
+                                None,
+                                valid(a.ints).then(|| a.ints.value(e)),
+                                valid(a.dbls).then(|| a.dbls.value(e)),
+                                valid(a.bools).then(|| a.bools.value(e)),
+                                a.raws.is_valid(e),
+                            )
+                        };
                         if ok {
                             mark(row);
                             break;

@@ -57,6 +57,74 @@ impl<'a> BinaryColumn<'a> {
     }
 }
 
+/// A string column read plain or as a dictionary.
+pub(crate) enum StrColumn<'a> {
+    Plain(&'a arrow_array::StringArray),
+    Dictionary(
+        &'a arrow_array::DictionaryArray<Int32Type>,
+        &'a arrow_array::StringArray,
+    ),
+}
+
+impl<'a> StrColumn<'a> {
+    /// `None` when the column has another type.
+    pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
+        if let Some(plain) = array.as_string_opt::<i32>() {
+            return Some(Self::Plain(plain));
+        }
+        let dict = array.as_dictionary_opt::<Int32Type>()?;
+        Some(Self::Dictionary(dict, dict.values().as_string_opt::<i32>()?))
+    }
+
+    pub(crate) fn is_valid(&self, row: usize) -> bool {
+        match self {
+            Self::Plain(a) => a.is_valid(row),
+            Self::Dictionary(d, _) => d.is_valid(row),
+        }
+    }
+
+    pub(crate) fn value(&self, row: usize) -> &'a str {
+        match self {
+            Self::Plain(a) => a.value(row),
+            Self::Dictionary(d, values) => values.value(d.keys().value(row) as usize),
+        }
+    }
+}
+
+/// The columns of the `attrs` list's entries.
+pub(crate) struct AttrColumns<'a> {
+    pub(crate) offsets: &'a [i32],
+    pub(crate) keys: StrColumn<'a>,
+    pub(crate) strs: StrColumn<'a>,
+    pub(crate) ints: &'a arrow_array::Int64Array,
+    pub(crate) dbls: &'a arrow_array::Float64Array,
+    pub(crate) bools: &'a arrow_array::BooleanArray,
+    pub(crate) raws: &'a arrow_array::BinaryArray,
+}
+
+impl<'a> AttrColumns<'a> {
+    /// `None` when the column does not have the schema's shape.
+    pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
+        let list = array.as_list_opt::<i32>()?;
+        let entries = list.values().as_struct_opt()?;
+        let col = |name: &str| entries.column_by_name(name);
+        Some(Self {
+            offsets: list.value_offsets(),
+            keys: StrColumn::new(col("key")?.as_ref())?,
+            strs: StrColumn::new(col("str")?.as_ref())?,
+            ints: col("int")?.as_primitive_opt::<Int64Type>()?,
+            dbls: col("dbl")?.as_primitive_opt::<Float64Type>()?,
+            bools: col("bool")?.as_boolean_opt()?,
+            raws: col("raw")?.as_binary_opt::<i32>()?,
+        })
+    }
+
+    /// The entry range of a row.
+    pub(crate) fn entries(&self, row: usize) -> std::ops::Range<usize> {
+        self.offsets[row] as usize..self.offsets[row + 1] as usize
+    }
+}
+
 /// Accumulates the rows of the trace being read.
 #[derive(Default)]
 struct Assembler {
@@ -308,11 +376,10 @@ fn add_rows(
         .then(|| batch.column_by_name(schema::EXTRAS))
         .flatten()
         .map(|c| c.as_binary::<i32>());
-    let attr_lists = options
-        .attrs
-        .then(|| batch.column_by_name(schema::ATTRS))
-        .flatten()
-        .map(|c| c.as_list::<i32>());
+    let attr_lists = match options.attrs.then(|| batch.column_by_name(schema::ATTRS)).flatten() {
+        Some(c) => Some(AttrColumns::new(c.as_ref()).ok_or_else(|| corrupt("attrs column has another shape".into()))?),
+        None => None,
+    };
 
     let bits = row_bits(batch, &options.required);
     let current = asm.current.as_ref().map(|t| t.trace_id);
@@ -340,7 +407,7 @@ fn add_rows(
                 spans: Vec::new(),
             });
         }
-        let span_attrs = match attr_lists {
+        let span_attrs = match &attr_lists {
             Some(list) => decode_attrs(list, row, &corrupt)?,
             None => Vec::new(),
         };
@@ -421,35 +488,29 @@ fn add_rows(
 }
 
 fn decode_attrs(
-    list: &arrow_array::ListArray,
+    a: &AttrColumns<'_>,
     row: usize,
     corrupt: &impl Fn(String) -> Error,
 ) -> Result<Vec<(String, AttrValue)>> {
-    let values = list.values().as_struct();
-    let (a_key, a_str) = (values.column(0).as_string::<i32>(), values.column(1).as_string::<i32>());
-    let a_int = values.column(2).as_primitive::<Int64Type>();
-    let a_dbl = values.column(3).as_primitive::<Float64Type>();
-    let a_bool = values.column(4).as_boolean();
-    let a_raw = values.column(5).as_binary::<i32>();
-    let offsets = list.value_offsets();
-    let mut out = Vec::with_capacity((offsets[row + 1] - offsets[row]) as usize);
-    for a in offsets[row] as usize..offsets[row + 1] as usize {
-        let value = if !a_str.is_null(a) {
-            AttrValue::Str(a_str.value(a).to_string())
-        } else if !a_int.is_null(a) {
-            AttrValue::Int(a_int.value(a))
-        } else if !a_dbl.is_null(a) {
-            AttrValue::Float(a_dbl.value(a))
-        } else if !a_bool.is_null(a) {
-            AttrValue::Bool(a_bool.value(a))
+    let entries = a.entries(row);
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let value = if a.strs.is_valid(e) {
+            AttrValue::Str(a.strs.value(e).to_string())
+        } else if !a.ints.is_null(e) {
+            AttrValue::Int(a.ints.value(e))
+        } else if !a.dbls.is_null(e) {
+            AttrValue::Float(a.dbls.value(e))
+        } else if !a.bools.is_null(e) {
+            AttrValue::Bool(a.bools.value(e))
         } else {
-            let any = AnyValue::decode(a_raw.value(a)).map_err(|e| corrupt(e.to_string()))?;
+            let any = AnyValue::decode(a.raws.value(e)).map_err(|err| corrupt(err.to_string()))?;
             match attr_value(&any) {
                 Some(v) => v,
                 None => continue,
             }
         };
-        out.push((a_key.value(a).to_string(), value));
+        out.push((a.keys.value(e).to_string(), value));
     }
     Ok(out)
 }

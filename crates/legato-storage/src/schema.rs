@@ -69,16 +69,25 @@ pub fn schema_v1() -> SchemaRef {
     ]))
 }
 
-/// `schema_v1` with the resource and scope columns as dictionaries of their encoded values,
-/// for reads that only look at them (scans): Parquet stores them dictionary-encoded, so each
-/// row is an index rather than a copy of the bytes.
+/// `schema_v1` with the resource and scope columns, and span attribute keys and string values,
+/// as dictionaries, for scans: Parquet stores them dictionary-encoded, so each row is an index
+/// rather than a copy of the bytes, and predicates test each distinct value once.
 pub fn schema_v1_dictionaries() -> SchemaRef {
-    let dict = || DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Binary));
+    let dict = |values: DataType| DataType::Dictionary(Box::new(DataType::Int32), Box::new(values));
+    let attr_fields: Fields = attr_fields()
+        .iter()
+        .map(|f| match f.name().as_str() {
+            "key" | "str" => Arc::new(Field::new(f.name(), dict(DataType::Utf8), f.is_nullable())),
+            _ => f.clone(),
+        })
+        .collect();
+    let attrs_item = Arc::new(Field::new("item", DataType::Struct(attr_fields), false));
     let fields: Vec<Field> = schema_v1()
         .fields()
         .iter()
         .map(|f| match f.name().as_str() {
-            RESOURCE | SCOPE => Field::new(f.name(), dict(), f.is_nullable()),
+            RESOURCE | SCOPE => Field::new(f.name(), dict(DataType::Binary), f.is_nullable()),
+            ATTRS => Field::new(f.name(), DataType::List(attrs_item.clone()), f.is_nullable()),
             _ => f.as_ref().clone(),
         })
         .collect();
