@@ -791,16 +791,27 @@ impl legato_proto::push::RecentTraces for Ingester {
     /// list ids and to take one chunk's segments (reference-counted, not copied), and only one
     /// chunk is decoded at a time, off the runtime threads.
     async fn scan_recent(&self, tenant: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
+        self.scan_recent_filtered(tenant, None, visit).await
+    }
+
+    /// Traces the prefilter refuses are not decoded (it reads the segments in place).
+    async fn scan_recent_filtered(
+        &self,
+        tenant: &TenantId,
+        prefilter: Option<legato_proto::push::RecentPrefilter>,
+        visit: legato_proto::push::RecentVisitor,
+    ) -> Result<(), String> {
         let ids = self.state.lock().trace_ids(tenant);
         for chunk in ids.chunks(RECENT_SCAN_CHUNK) {
             let held: Vec<(TraceId, Segments)> = {
                 let st = self.state.lock();
                 chunk.iter().map(|id| (*id, st.segments_of(tenant, id))).collect()
             };
-            let visit = visit.clone();
+            let (visit, prefilter) = (visit.clone(), prefilter.clone());
             let go_on = tokio::task::spawn_blocking(move || {
                 held.into_iter()
                     .filter(|(_, segments)| !segments.is_empty())
+                    .filter(|(_, segments)| prefilter.as_ref().is_none_or(|p| p(segments)))
                     .all(|(id, segments)| {
                         let bytes = segments.iter().map(|s| s.len() as u64).sum();
                         let batches: Vec<ResourceSpans> = decode_segments(&segments);

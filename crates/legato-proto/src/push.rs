@@ -138,6 +138,19 @@ pub trait RecentTraces: Send + Sync + 'static {
     async fn scan_recent(&self, _tenant: &legato_model::TenantId, _visit: RecentVisitor) -> Result<(), String> {
         Ok(())
     }
+
+    /// `scan_recent`, visiting only traces whose encoded segments `prefilter` accepts (a
+    /// necessary condition of a match, tested before decoding). Sources that cannot test
+    /// the encoded form visit every trace.
+    async fn scan_recent_filtered(
+        &self,
+        tenant: &legato_model::TenantId,
+        prefilter: Option<RecentPrefilter>,
+        visit: RecentVisitor,
+    ) -> Result<(), String> {
+        let _ = prefilter;
+        self.scan_recent(tenant, visit).await
+    }
 }
 
 /// Sees every accepted span of an export before sampling drops any: where the metrics
@@ -160,3 +173,6 @@ pub trait SpanObserver: Send + Sync + 'static {
 /// Receives recent traces one at a time, with the bytes they take where they are held
 /// (encoded); returns false to stop.
 pub type RecentVisitor = std::sync::Arc<dyn Fn(legato_model::span::TraceData, u64) -> bool + Send + Sync>;
+
+/// Tests a held trace's encoded `tempopb.Trace` segments; false = it cannot match, skip it.
+pub type RecentPrefilter = std::sync::Arc<dyn Fn(&[bytes::Bytes]) -> bool + Send + Sync>;

@@ -62,6 +62,14 @@ impl<'a> Attrs<'a> {
             .map(|(_, v)| any_value(v))
     }
 
+    /// Every attribute named `key` (a list may repeat a key).
+    pub fn all<'k>(&self, key: &'k str) -> impl Iterator<Item = AnyRef<'a>> + use<'a, 'k> {
+        self.list
+            .iter()
+            .filter(move |(k, _)| *k == key.as_bytes())
+            .map(|(_, v)| any_value(v))
+    }
+
     /// A string attribute.
     pub fn str(&self, key: &str) -> Option<&'a str> {
         self.get(key).and_then(|v| v.as_str())

@@ -247,3 +247,70 @@ fn value_admits(test: &ValueTest, v: &TagValue) -> bool {
     }
     test.test(s, i, d, b, false)
 }
+
+/// A prefilter for held (ingester) traces from a scan's required predicates: reads the
+/// encoded segments in place and accepts a trace only when every predicate is met by one of
+/// its spans, as block scans decide per row (`legato_storage::prefilter::row_bits`). `None`
+/// when there is nothing to test.
+pub fn recent_prefilter(required: &[RowPredicate]) -> Option<legato_proto::push::RecentPrefilter> {
+    if required.is_empty() || required.len() > 64 {
+        return None;
+    }
+    let required = required.to_vec();
+    let all = if required.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << required.len()) - 1
+    };
+    Some(std::sync::Arc::new(move |segments: &[bytes::Bytes]| {
+        let mut met = 0u64;
+        for segment in segments {
+            let walked = legato_proto::span_wire::for_each_span(segment, |resource, span| {
+                for (i, p) in required.iter().enumerate() {
+                    if met & (1 << i) == 0 && span_meets(p, resource, span) {
+                        met |= 1 << i;
+                    }
+                }
+            });
+            // Unreadable here: let the decoder and evaluator see it.
+            if walked.is_err() {
+                return true;
+            }
+            if met == all {
+                return true;
+            }
+        }
+        false
+    }))
+}
+
+fn span_meets(
+    pred: &RowPredicate,
+    resource: &legato_proto::span_wire::ResourceRef<'_>,
+    span: &legato_proto::span_wire::SpanRef<'_>,
+) -> bool {
+    use legato_proto::span_wire::AnyRef;
+    let any_passes = |mut values: Box<dyn Iterator<Item = AnyRef<'_>> + '_>, test: &ValueTest| {
+        values.any(|v| match v {
+            AnyRef::Str(s) => test.test(Some(s), None, None, None, false),
+            AnyRef::Int(i) => test.test(None, Some(i), None, None, false),
+            AnyRef::Double(d) => test.test(None, None, Some(d), None, false),
+            AnyRef::Bool(b) => test.test(None, None, None, Some(b), false),
+            // Arrays, maps and bytes: the evaluator decides.
+            AnyRef::Other => true,
+        })
+    };
+    match pred {
+        RowPredicate::ServiceName(t) => t.test(resource.service_name),
+        RowPredicate::Name(t) => t.test(span.name),
+        RowPredicate::Status(op, code) => op.test(span.status_code as i8, *code),
+        RowPredicate::Kind(op, kind) => op.test(span.kind as i8, *kind),
+        RowPredicate::DurationNanos(op, nanos) => {
+            // As stored: end - start, negative clamped to zero.
+            let d = (span.end_unix_nano.wrapping_sub(span.start_unix_nano) as i64).max(0);
+            op.test(d, *nanos)
+        }
+        RowPredicate::SpanAttr { key, test } => any_passes(Box::new(span.attributes.all(key)), test),
+        RowPredicate::ResourceAttr { key, test } => any_passes(Box::new(resource.attributes.all(key)), test),
+    }
+}

@@ -178,6 +178,8 @@ impl Querier {
         });
         let req = Arc::new(req);
         let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
+        let options = Arc::new(crate::prefilter::scan_options(&plan.query, &[]));
+        let prefilter = crate::prefilter::recent_prefilter(&options.required);
         for source in self.recent.iter().filter(|_| scope.recent) {
             if req.cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
@@ -193,7 +195,10 @@ impl Querier {
             };
             // Search has no partial status: data that could not be read fails the search,
             // and so does reaching the limit on held data.
-            source.scan_recent(tenant, visit).await.map_err(QueryError::Job)?;
+            source
+                .scan_recent_filtered(tenant, prefilter.clone(), visit)
+                .await
+                .map_err(QueryError::Job)?;
             budget.check()?;
         }
         let mut blocks = self.blocks_in_range(tenant, req.start_ns, req.end_ns);
@@ -211,7 +216,6 @@ impl Querier {
             }
         };
         report(0);
-        let options = Arc::new(crate::prefilter::scan_options(&plan.query, &[]));
         let results = self
             .scan_blocks(
                 blocks,
@@ -668,6 +672,7 @@ impl Querier {
         let MetricsScope { scope, blocks, pieces } = mscope;
         let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
+        let prefilter = crate::prefilter::recent_prefilter(&options.required);
         let eval = Arc::new(parking_lot::Mutex::new(
             MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),
         ));
@@ -698,7 +703,7 @@ impl Querier {
             };
             // Metrics answer partial (Tempo's status and message) when recent data is missing
             // or the limit on held data stopped the scan.
-            if let Err(why) = source.scan_recent(tenant, visit).await {
+            if let Err(why) = source.scan_recent_filtered(tenant, prefilter.clone(), visit).await {
                 missing.push(why);
             }
             if let Err(limit) = budget.check() {

@@ -202,6 +202,16 @@ proptest! {
             if !options.required.iter().all(|p| legato_querier::prefilter::summary_admits(&summary, p)) {
                 prop_assert!(answer(&plan, &live).is_empty(), "block pruned by its tag summary: {}", q);
             }
+            // Held by an ingester, the trace is skipped before decoding only when it has no
+            // match; and a name no span has always skips it.
+            if let Some(prefilter) = legato_querier::prefilter::recent_prefilter(&options.required) {
+                let encoded = prost::Message::encode_to_vec(&legato_proto::tempopb::Trace { resource_spans: batches.clone() });
+                let accepted = prefilter(&[bytes::Bytes::from(encoded)]);
+                if !accepted {
+                    prop_assert!(answer(&plan, &live).is_empty(), "held trace skipped by the prefilter: {}", q);
+                }
+                prop_assert!(!(*q == r#"{ name = "nope" }"# && accepted), "{}", q);
+            }
         }
     }
 }

@@ -69,8 +69,17 @@ impl RecentTraces for LateIngester {
     }
 
     async fn scan_recent(&self, tenant: &TenantId, visit: legato_proto::push::RecentVisitor) -> Result<(), String> {
+        self.scan_recent_filtered(tenant, None, visit).await
+    }
+
+    async fn scan_recent_filtered(
+        &self,
+        tenant: &TenantId,
+        prefilter: Option<legato_proto::push::RecentPrefilter>,
+        visit: legato_proto::push::RecentVisitor,
+    ) -> Result<(), String> {
         match self.0.get() {
-            Some(i) => RecentTraces::scan_recent(i.as_ref(), tenant, visit).await,
+            Some(i) => RecentTraces::scan_recent_filtered(i.as_ref(), tenant, prefilter, visit).await,
             None => Err(REPLAYING.into()),
         }
     }
