@@ -147,6 +147,20 @@ pub enum ArithOp {
     Pow,
 }
 
+impl ArithOp {
+    /// The operator as written: `+`, `-`, `*`, `/`, `%`, `^`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithOp::Add => "+",
+            ArithOp::Sub => "-",
+            ArithOp::Mul => "*",
+            ArithOp::Div => "/",
+            ArithOp::Mod => "%",
+            ArithOp::Pow => "^",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     Eq,
@@ -256,8 +270,8 @@ pub enum Intrinsic {
     NestedSetParent,
 }
 
-/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, followed by optional
-/// second-stage operations.
+/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, or arithmetic between
+/// parenthesised metrics queries, followed by optional second-stage operations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsStage {
     pub op: MetricsOp,
@@ -266,8 +280,24 @@ pub struct MetricsStage {
     /// Quantiles of `quantile_over_time`.
     pub quantiles: Vec<f64>,
     pub by: Vec<FieldExpr>,
-    /// `| topk(5)`, `| bottomk(3)`, `| > 10`.
+    /// The two sides of `(A) / (B)`; set exactly when `op` is `MetricsOp::Binary`.
+    pub binary: Option<Box<MetricsBinary>>,
+    /// `| topk(5)`, `| bottomk(3)`, `| > 10`, `* 100`, in the order they apply.
     pub second_stage: Vec<SecondStage>,
+}
+
+impl MetricsStage {
+    /// A stage with only a function: no field, quantiles, grouping or second stages.
+    pub fn new(op: MetricsOp) -> Self {
+        Self {
+            op,
+            field: None,
+            quantiles: Vec::new(),
+            by: Vec::new(),
+            binary: None,
+            second_stage: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +310,27 @@ pub enum MetricsOp {
     MaxOverTime,
     QuantileOverTime,
     HistogramOverTime,
+    /// Arithmetic between two metrics queries (`MetricsStage::binary`).
+    Binary,
+}
+
+/// `lhs op rhs` between metrics queries. Series are matched on identical label sets (the
+/// `__name__` label aside); an ungrouped side applies to every series of the other side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsBinary {
+    /// `Add`, `Sub`, `Mul` or `Div`.
+    pub op: ArithOp,
+    pub lhs: MetricsQuery,
+    pub rhs: MetricsQuery,
+}
+
+/// A metrics query with its own pipeline: one side of metrics arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsQuery {
+    /// For an arithmetic node, the union of both sides' pipelines (`(a) || (b)`), so that
+    /// whoever reads data for the whole query reads what either side needs.
+    pub pipeline: Pipeline,
+    pub stage: MetricsStage,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,5 +343,13 @@ pub enum SecondStage {
     Filter {
         op: CmpOp,
         value: f64,
+    },
+    /// `(...) * 100`, `1 - (...)`: every point becomes `point op value` (or `value op point`
+    /// when `scalar_on_left`). `op` is `Add`, `Sub`, `Mul` or `Div`; dividing by zero gives
+    /// no point, as in Tempo.
+    Arith {
+        op: ArithOp,
+        value: f64,
+        scalar_on_left: bool,
     },
 }

@@ -1,7 +1,9 @@
 //! TraceQL metrics: `rate`, `count_over_time`, `sum/avg/min/max_over_time`,
-//! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps.
+//! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps;
+//! arithmetic between metrics queries (`binary.rs`).
 //! Quantiles and histograms use power-of-two buckets, as Tempo does, so numbers match.
 
+mod binary;
 mod functions;
 mod stages;
 
@@ -57,6 +59,8 @@ pub struct MetricsEval {
     max_series: usize,
     /// Some label set was not kept because of `max_series`.
     truncated: bool,
+    /// Arithmetic: each side is evaluated on its own, `series` stays empty.
+    sides: Option<Box<[MetricsEval; 2]>>,
 }
 
 /// The steps of a query: `[start, end)` cut every `step_ns`.
@@ -95,6 +99,9 @@ pub struct MetricsPartial {
     pub series: Vec<PartialSeries>,
     /// Some label set was left out because of the series limit.
     pub truncated: bool,
+    /// Arithmetic: the parts of the left and the right side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<MetricsPartial>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -167,6 +174,13 @@ impl MetricsEval {
             step_ns,
             steps,
         };
+        let sides = stage.binary.as_ref().map(|b| {
+            let side = |q: &crate::ast::MetricsQuery| {
+                let plan = Arc::new(plan.sub(q.pipeline.clone()));
+                MetricsEval::new(plan, q.stage.clone(), start_ns, end_ns, step_ns, max_exemplars)
+            };
+            Box::new([side(&b.lhs), side(&b.rhs)])
+        });
         Self {
             plan,
             stage,
@@ -176,6 +190,7 @@ impl MetricsEval {
             series: HashMap::new(),
             max_series: 0,
             truncated: false,
+            sides,
         }
     }
 
@@ -183,16 +198,28 @@ impl MetricsEval {
     /// sets a `by (...)` produces; the series kept are counted exactly.
     pub fn with_max_series(mut self, max: usize) -> Self {
         self.max_series = max;
+        if let Some(sides) = self.sides.take() {
+            let [l, r] = *sides;
+            self.sides = Some(Box::new([l.with_max_series(max), r.with_max_series(max)]));
+        }
         self
     }
 
     /// Whether some series were left out because of the series limit.
     pub fn truncated(&self) -> bool {
         self.truncated
+            || self
+                .sides
+                .as_ref()
+                .is_some_and(|s| s.iter().any(MetricsEval::truncated))
     }
 
     /// Adds the matching spans of one trace.
     pub fn observe(&mut self, trace: &TraceData) {
+        if let Some(sides) = &mut self.sides {
+            sides.iter_mut().for_each(|side| side.observe(trace));
+            return;
+        }
         let mut spans: Vec<usize> = self.plan.eval(trace).into_iter().flat_map(|s| s.spans).collect();
         spans.sort_unstable();
         spans.dedup();
@@ -249,6 +276,10 @@ impl MetricsEval {
     /// What was accumulated so far, for merging elsewhere (`merge`).
     pub fn into_partial(self) -> MetricsPartial {
         let steps = self.grid.steps;
+        let sides = match self.sides {
+            Some(sides) => sides.into_iter().map(MetricsEval::into_partial).collect(),
+            None => Vec::new(),
+        };
         let series = self
             .series
             .into_values()
@@ -275,6 +306,7 @@ impl MetricsEval {
         MetricsPartial {
             series,
             truncated: self.truncated,
+            sides,
         }
     }
 
@@ -283,6 +315,11 @@ impl MetricsEval {
     /// limit and the exemplar limit hold across parts.
     pub fn merge(&mut self, part: MetricsPartial) {
         self.truncated |= part.truncated;
+        if let Some(sides) = &mut self.sides {
+            for (side, p) in sides.iter_mut().zip(part.sides) {
+                side.merge(p);
+            }
+        }
         let steps = self.grid.steps;
         for s in part.series {
             let key = label_key(&s.labels);
@@ -316,14 +353,23 @@ impl MetricsEval {
     /// The series, second-stage operations applied.
     pub fn finish(self) -> Vec<Series> {
         let grid = self.grid;
-        stages::to_series(self.finish_dense(), &grid)
+        stages::to_series(self.finish_dense(false), &grid)
     }
 
     /// The series with one value per step (NaN = none), second stages applied, in label
-    /// order.
-    fn finish_dense(self) -> Vec<Dense> {
+    /// order. With `zero_fill`, count-like series (`rate`, `count_over_time`,
+    /// `histogram_over_time`) have 0 rather than no value at steps without spans, as Tempo's
+    /// series have: arithmetic then sees `0 / x` as 0, not as a missing point.
+    fn finish_dense(self, zero_fill: bool) -> Vec<Dense> {
         let grid = self.grid;
-        let mut out = functions::series(&self.stage, &grid, self.series);
+        let mut out = match self.sides {
+            Some(sides) => {
+                let [l, r] = *sides;
+                let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
+                binary::combine(op, l.finish_dense(true), r.finish_dense(true))
+            }
+            None => functions::series(&self.stage, &grid, self.series, zero_fill),
+        };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
         out.sort_by_cached_key(|s| format!("{:?}", s.labels));
         for stage in &self.stage.second_stage {
@@ -343,6 +389,7 @@ pub fn op_name(op: MetricsOp) -> &'static str {
         MetricsOp::MaxOverTime => "max_over_time",
         MetricsOp::QuantileOverTime => "quantile_over_time",
         MetricsOp::HistogramOverTime => "histogram_over_time",
+        MetricsOp::Binary => "binary",
     }
 }
 

@@ -6,14 +6,14 @@ use crate::ast::{FieldExpr, Intrinsic, MetricsOp, MetricsStage};
 use crate::value::Value;
 
 /// The series of a single metrics function from its accumulators.
-pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap) -> Vec<Dense> {
+pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap, zero_fill: bool) -> Vec<Dense> {
     let step_secs = grid.step_ns as f64 / 1e9;
     let op = stage.op;
     let is_duration = stage
         .field
         .as_ref()
         .is_some_and(|f| matches!(f, FieldExpr::Intrinsic(Intrinsic::Duration | Intrinsic::TraceDuration)));
-    let empty = f64::NAN;
+    let empty = if zero_fill { 0.0 } else { f64::NAN };
     let mut out: Vec<Dense> = Vec::new();
     for (_, (labels, acc)) in series {
         let base_labels = if labels.is_empty() {

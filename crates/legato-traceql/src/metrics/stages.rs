@@ -1,8 +1,8 @@
 //! Series with one value per step, and the second stages that work on them: `topk`,
-//! `bottomk` and comparisons.
+//! `bottomk`, comparisons and arithmetic with a number.
 
 use super::{Exemplar, Grid, Series};
-use crate::ast::SecondStage;
+use crate::ast::{ArithOp, SecondStage};
 use crate::value::Value;
 
 /// A series with one value per step; NaN = no value.
@@ -32,6 +32,19 @@ pub(crate) fn to_series(dense: Vec<Dense>, grid: &Grid) -> Vec<Series> {
         .collect()
 }
 
+/// `lhs op rhs` as Tempo computes it between points: dividing by zero gives NaN (no point),
+/// and NaN on either side stays NaN.
+pub(crate) fn arith(op: ArithOp, lhs: f64, rhs: f64) -> f64 {
+    match op {
+        ArithOp::Add => lhs + rhs,
+        ArithOp::Sub => lhs - rhs,
+        ArithOp::Mul => lhs * rhs,
+        ArithOp::Div if rhs == 0.0 => f64::NAN,
+        ArithOp::Div => lhs / rhs,
+        ArithOp::Mod | ArithOp::Pow => f64::NAN,
+    }
+}
+
 /// Applies one second stage; series left without any value are dropped.
 pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
     match stage {
@@ -58,6 +71,20 @@ pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
                 for (i, _) in at.into_iter().skip(*k as usize) {
                     series[i].values[step] = f64::NAN;
                 }
+            }
+        }
+        SecondStage::Arith {
+            op,
+            value,
+            scalar_on_left,
+        } => {
+            let apply = |v: f64| match scalar_on_left {
+                true => arith(*op, *value, v),
+                false => arith(*op, v, *value),
+            };
+            for s in &mut series {
+                s.values.iter_mut().for_each(|v| *v = apply(*v));
+                s.exemplars.iter_mut().for_each(|e| e.value = apply(e.value));
             }
         }
     }

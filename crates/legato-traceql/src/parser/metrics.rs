@@ -3,7 +3,7 @@
 use super::field::ListKind;
 use super::lexer::Tok;
 use super::{PResult, ParseError, Parser};
-use crate::ast::{AggregateOp, ArithOp, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage, Static};
+use crate::ast::{AggregateOp, ArithOp, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage};
 
 const LVL_ADD: u8 = 1;
 const LVL_MUL: u8 = 2;
@@ -165,14 +165,13 @@ impl Parser<'_> {
             _ => String::new(),
         };
         self.expect(&Tok::LParen, &format!("'(' after '{name}'"))?;
-        let mut field = None;
-        let mut quantiles = Vec::new();
+        let mut stage = MetricsStage::new(op);
         match op {
             MetricsOp::Rate | MetricsOp::CountOverTime => {
                 self.expect(&Tok::RParen, &format!("')': {name}() takes no arguments"))?;
             }
             MetricsOp::QuantileOverTime => {
-                field = Some(self.attribute_or_intrinsic(&name)?);
+                stage.field = Some(self.attribute_or_intrinsic(&name)?);
                 if *self.peek() != Tok::Comma {
                     return Err(self.unexpected(&format!(
                         "',' and at least one quantile, e.g. {name}(duration, .5, .99)"
@@ -189,28 +188,19 @@ impl Parser<'_> {
                         return Err(ParseError::at(pos, format!("quantile {q} is not between 0 and 1")));
                     }
                     self.advance();
-                    quantiles.push(q);
+                    stage.quantiles.push(q);
                 }
                 self.expect(&Tok::RParen, &format!("',' or ')' to close '{name}('"))?;
             }
             _ => {
-                field = Some(self.attribute_or_intrinsic(&name)?);
+                stage.field = Some(self.attribute_or_intrinsic(&name)?);
                 self.expect(&Tok::RParen, &format!("')': {name}() takes one attribute or intrinsic"))?;
             }
         }
-        let by = if self.is_ident("by") {
+        if self.is_ident("by") {
             self.advance();
-            self.field_list("by", ListKind::Attributes)?
-        } else {
-            Vec::new()
-        };
-        let mut stage = MetricsStage {
-            op,
-            field,
-            quantiles,
-            by,
-            second_stage: Vec::new(),
-        };
+            stage.by = self.field_list("by", ListKind::Attributes)?;
+        }
         self.second_stages(&mut stage)?;
         Ok(stage)
     }
@@ -222,15 +212,13 @@ impl Parser<'_> {
             if let Some(op) = super::cmp_op(self.peek()) {
                 let op_tok = self.advance();
                 let expected = format!("a number or duration after '{}'", &self.src[op_tok.start..op_tok.end]);
-                if !matches!(self.peek(), Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub) {
+                if !matches!(
+                    self.peek(),
+                    Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub | Tok::LParen
+                ) {
                     return Err(self.unexpected(&expected));
                 }
-                let value = match self.static_literal(&expected)? {
-                    Static::Int(i) => i as f64,
-                    Static::Float(f) => f,
-                    Static::Duration(ns) => ns as f64 / 1e9,
-                    _ => return Err(ParseError::at(op_tok.pos, format!("expected {expected}"))),
-                };
+                let value = self.metrics_constant(&expected)?;
                 stage.second_stage.push(SecondStage::Filter { op, value });
                 continue;
             }
