@@ -270,8 +270,9 @@ pub enum Intrinsic {
     NestedSetParent,
 }
 
-/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, or arithmetic between
-/// parenthesised metrics queries, followed by optional second-stage operations.
+/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, `| compare({...})`, or
+/// arithmetic between parenthesised metrics queries, followed by optional second-stage
+/// operations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsStage {
     pub op: MetricsOp,
@@ -280,6 +281,8 @@ pub struct MetricsStage {
     /// Quantiles of `quantile_over_time`.
     pub quantiles: Vec<f64>,
     pub by: Vec<FieldExpr>,
+    /// The arguments of `compare(...)`; set exactly when `op` is `MetricsOp::Compare`.
+    pub compare: Option<Compare>,
     /// The two sides of `(A) / (B)`; set exactly when `op` is `MetricsOp::Binary`.
     pub binary: Option<Box<MetricsBinary>>,
     /// `| topk(5)`, `| bottomk(3)`, `| > 10`, `* 100`, in the order they apply.
@@ -294,6 +297,7 @@ impl MetricsStage {
             field: None,
             quantiles: Vec::new(),
             by: Vec::new(),
+            compare: None,
             binary: None,
             second_stage: Vec::new(),
         }
@@ -310,8 +314,23 @@ pub enum MetricsOp {
     MaxOverTime,
     QuantileOverTime,
     HistogramOverTime,
+    /// `compare({selection}, topN, start, end)`.
+    Compare,
     /// Arithmetic between two metrics queries (`MetricsStage::binary`).
     Binary,
+}
+
+/// `compare({ selection }, top_n, start, end)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    /// The inside of the `{ ... }` filter: matching spans are the selection, the others the
+    /// baseline.
+    pub selection: FieldExpr,
+    /// Values kept per attribute and group (1..=1000, default 10).
+    pub top_n: u32,
+    /// Selection window in unix nanoseconds, `start < span start <= end`; both 0 = no window.
+    pub start_ns: u64,
+    pub end_ns: u64,
 }
 
 /// `lhs op rhs` between metrics queries. Series are matched on identical label sets (the

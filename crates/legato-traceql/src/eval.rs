@@ -7,8 +7,8 @@ use legato_model::span::{AttrValue, SpanData, TraceData};
 use regex::Regex;
 
 use crate::ast::{
-    AggregateOp, ArithOp, Attribute, AttributeScope, FieldExpr, Intrinsic, MetricsStage, Pipeline, Query, ScalarExpr,
-    SpansetExpr, Stage, Static, StructuralMode, StructuralOp,
+    AggregateOp, ArithOp, Attribute, AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Pipeline, Query,
+    ScalarExpr, SpansetExpr, Stage, Static, StructuralMode, StructuralOp,
 };
 use crate::value::Value;
 
@@ -44,8 +44,8 @@ impl Plan {
         Self::build(query, &HashMap::new())
     }
 
-    /// A plan for another pipeline of the same query (a side of metrics arithmetic),
-    /// sharing the regexes compiled here. The parser has checked
+    /// A plan for another pipeline of the same query (a side of metrics arithmetic, the
+    /// selection of `compare()`), sharing the regexes compiled here. The parser has checked
     /// every regex, so compiling the others cannot fail; if one still did, it would match
     /// nothing, as a regex missing from a plan does.
     pub(crate) fn sub(&self, pipeline: Pipeline) -> Self {
@@ -634,7 +634,9 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
 }
 
 /// Every field a metrics stage reads besides its query's pipeline: the measured field and
-/// `by(...)`, and for arithmetic every field of either side (pipelines included).
+/// `by(...)`, `compare()`'s selection filter, and for arithmetic every field of either side
+/// (pipelines included). `compare()` also reads every attribute: see
+/// [`reads_every_attribute`].
 pub fn metrics_fields(stage: &MetricsStage) -> Vec<FieldExpr> {
     let mut out: Vec<FieldExpr> = Vec::new();
     let mut add = |e: &FieldExpr| -> Result<(), PlanError> {
@@ -645,6 +647,9 @@ pub fn metrics_fields(stage: &MetricsStage) -> Vec<FieldExpr> {
     };
     for f in stage.field.iter().chain(&stage.by) {
         let _ = walk_field(f, &mut add);
+    }
+    if let Some(c) = &stage.compare {
+        let _ = walk_field(&c.selection, &mut add);
     }
     if let Some(b) = &stage.binary {
         for side in [&b.lhs, &b.rhs] {
@@ -659,4 +664,15 @@ pub fn metrics_fields(stage: &MetricsStage) -> Vec<FieldExpr> {
         }
     }
     out
+}
+
+/// Whether a metrics stage reads every span, resource and instrumentation attribute of the
+/// spans it counts (`compare()`, alone or on a side of arithmetic), so that column
+/// projection must keep them all.
+pub fn reads_every_attribute(stage: &MetricsStage) -> bool {
+    stage.op == MetricsOp::Compare
+        || stage
+            .binary
+            .as_ref()
+            .is_some_and(|b| reads_every_attribute(&b.lhs.stage) || reads_every_attribute(&b.rhs.stage))
 }

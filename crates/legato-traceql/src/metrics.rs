@@ -1,9 +1,10 @@
 //! TraceQL metrics: `rate`, `count_over_time`, `sum/avg/min/max_over_time`,
 //! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps;
-//! arithmetic between metrics queries (`binary.rs`).
+//! `compare()` (`compare.rs`) and arithmetic between metrics queries (`binary.rs`).
 //! Quantiles and histograms use power-of-two buckets, as Tempo does, so numbers match.
 
 mod binary;
+mod compare;
 mod functions;
 mod stages;
 
@@ -12,10 +13,11 @@ use std::sync::Arc;
 
 use legato_model::span::TraceData;
 
-use crate::ast::{MetricsOp, MetricsStage};
+use crate::ast::{MetricsOp, MetricsStage, SpansetExpr};
 use crate::eval::{Plan, field_label};
 use crate::value::Value;
 
+pub use compare::{CompareAttr, ComparePartial};
 use stages::Dense;
 
 /// One output series.
@@ -59,6 +61,8 @@ pub struct MetricsEval {
     max_series: usize,
     /// Some label set was not kept because of `max_series`.
     truncated: bool,
+    /// `compare()` counts here instead of in `series`.
+    compare: Option<Box<compare::CompareAcc>>,
     /// Arithmetic: each side is evaluated on its own, `series` stays empty.
     sides: Option<Box<[MetricsEval; 2]>>,
 }
@@ -99,6 +103,9 @@ pub struct MetricsPartial {
     pub series: Vec<PartialSeries>,
     /// Some label set was left out because of the series limit.
     pub truncated: bool,
+    /// `compare()`'s counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<ComparePartial>,
     /// Arithmetic: the parts of the left and the right side.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub sides: Vec<MetricsPartial>,
@@ -174,6 +181,13 @@ impl MetricsEval {
             step_ns,
             steps,
         };
+        let compare = stage.compare.as_ref().map(|c| {
+            let selection = plan.sub(crate::ast::Pipeline {
+                head: SpansetExpr::Filter(c.selection.clone()),
+                stages: Vec::new(),
+            });
+            Box::new(compare::CompareAcc::new(c, selection))
+        });
         let sides = stage.binary.as_ref().map(|b| {
             let side = |q: &crate::ast::MetricsQuery| {
                 let plan = Arc::new(plan.sub(q.pipeline.clone()));
@@ -190,6 +204,7 @@ impl MetricsEval {
             series: HashMap::new(),
             max_series: 0,
             truncated: false,
+            compare,
             sides,
         }
     }
@@ -198,6 +213,9 @@ impl MetricsEval {
     /// sets a `by (...)` produces; the series kept are counted exactly.
     pub fn with_max_series(mut self, max: usize) -> Self {
         self.max_series = max;
+        if let Some(c) = &mut self.compare {
+            c.max_series = max;
+        }
         if let Some(sides) = self.sides.take() {
             let [l, r] = *sides;
             self.sides = Some(Box::new([l.with_max_series(max), r.with_max_series(max)]));
@@ -208,6 +226,7 @@ impl MetricsEval {
     /// Whether some series were left out because of the series limit.
     pub fn truncated(&self) -> bool {
         self.truncated
+            || self.compare.as_ref().is_some_and(|c| c.truncated)
             || self
                 .sides
                 .as_ref()
@@ -223,6 +242,10 @@ impl MetricsEval {
         let mut spans: Vec<usize> = self.plan.eval(trace).into_iter().flat_map(|s| s.spans).collect();
         spans.sort_unstable();
         spans.dedup();
+        if let Some(c) = &mut self.compare {
+            c.observe(&self.grid, trace, &spans);
+            return;
+        }
         for i in spans {
             let s = &trace.spans[i];
             let Some(step) = self.grid.step_of(s.start_unix_nano) else {
@@ -276,6 +299,7 @@ impl MetricsEval {
     /// What was accumulated so far, for merging elsewhere (`merge`).
     pub fn into_partial(self) -> MetricsPartial {
         let steps = self.grid.steps;
+        let compare = self.compare.map(|c| c.into_partial());
         let sides = match self.sides {
             Some(sides) => sides.into_iter().map(MetricsEval::into_partial).collect(),
             None => Vec::new(),
@@ -306,6 +330,7 @@ impl MetricsEval {
         MetricsPartial {
             series,
             truncated: self.truncated,
+            compare,
             sides,
         }
     }
@@ -319,6 +344,9 @@ impl MetricsEval {
             for (side, p) in sides.iter_mut().zip(part.sides) {
                 side.merge(p);
             }
+        }
+        if let (Some(c), Some(p)) = (&mut self.compare, part.compare) {
+            c.merge(p, self.grid.steps);
         }
         let steps = self.grid.steps;
         for s in part.series {
@@ -353,6 +381,9 @@ impl MetricsEval {
     /// The series, second-stage operations applied.
     pub fn finish(self) -> Vec<Series> {
         let grid = self.grid;
+        if let Some(c) = self.compare {
+            return c.finish(&grid);
+        }
         stages::to_series(self.finish_dense(false), &grid)
     }
 
@@ -362,13 +393,14 @@ impl MetricsEval {
     /// series have: arithmetic then sees `0 / x` as 0, not as a missing point.
     fn finish_dense(self, zero_fill: bool) -> Vec<Dense> {
         let grid = self.grid;
-        let mut out = match self.sides {
-            Some(sides) => {
+        let mut out = match (self.sides, self.compare) {
+            (Some(sides), _) => {
                 let [l, r] = *sides;
                 let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
                 binary::combine(op, l.finish_dense(true), r.finish_dense(true))
             }
-            None => functions::series(&self.stage, &grid, self.series, zero_fill),
+            (None, Some(c)) => c.finish_dense(&grid),
+            (None, None) => functions::series(&self.stage, &grid, self.series, zero_fill),
         };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
         out.sort_by_cached_key(|s| format!("{:?}", s.labels));
@@ -389,6 +421,7 @@ pub fn op_name(op: MetricsOp) -> &'static str {
         MetricsOp::MaxOverTime => "max_over_time",
         MetricsOp::QuantileOverTime => "quantile_over_time",
         MetricsOp::HistogramOverTime => "histogram_over_time",
+        MetricsOp::Compare => "compare",
         MetricsOp::Binary => "binary",
     }
 }

@@ -1,4 +1,4 @@
-//! Arithmetic between metrics queries against hand-computed series, and the
+//! `compare()` and arithmetic between metrics queries against hand-computed series, and the
 //! frontend path: parts evaluated apart, sent as `MetricsPartial` JSON and merged, give the
 //! answer of one evaluator that saw everything.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use legato_model::span::{AttrValue, SpanData, SpanOrigin, TraceData};
-use legato_traceql::eval::{Plan, metrics_fields};
+use legato_traceql::eval::{Plan, metrics_fields, reads_every_attribute};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
 use legato_traceql::parse;
 use legato_traceql::value::Value;
@@ -105,6 +105,124 @@ fn samples(series: &[Series], labels: &[(String, Value)]) -> Vec<(i64, f64)> {
     }
 }
 
+fn cmp_series(meta: &str, attr: &str, value: Value) -> Vec<(String, Value)> {
+    vec![("__meta_type".into(), Value::Str(meta.into())), (attr.into(), value)]
+}
+
+fn s(v: &str) -> Value {
+    Value::Str(v.into())
+}
+
+#[test]
+fn compare_counts_every_attribute_per_group_and_step() {
+    let out = run("{ } | compare({ status = error }, 2)");
+    let at = |meta: &str, attr: &str, v: Value| samples(&out, &cmp_series(meta, attr, v));
+    // Baseline: GET /cart at 1 s and 11 s, HGET at 13 s; zeros are reported.
+    assert_eq!(at("baseline", "name", s("GET /cart")), vec![(0, 1.0), (10_000, 1.0)]);
+    assert_eq!(at("baseline", "name", s("HGET")), vec![(0, 0.0), (10_000, 1.0)]);
+    assert_eq!(at("baseline_total", "name", s("nil")), vec![(0, 1.0), (10_000, 2.0)]);
+    assert_eq!(
+        at("baseline", "resource.service.name", s("cart")),
+        vec![(0, 0.0), (10_000, 1.0)]
+    );
+    assert_eq!(at("baseline", "kind", Value::Kind(1)), vec![(0, 0.0), (10_000, 1.0)]);
+    assert_eq!(
+        at("baseline", "rootServiceName", s("frontend")),
+        vec![(0, 1.0), (10_000, 2.0)]
+    );
+    // HGET has no http.method: the total counts only the spans that have it.
+    assert_eq!(
+        at("baseline_total", "span.http.method", s("nil")),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+    // Selection: the two GetCart spans.
+    assert_eq!(
+        at("selection", "status", Value::Status(2)),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+    assert_eq!(
+        at("selection", "span.http.method", s("GET")),
+        vec![(0, 1.0), (10_000, 0.0)]
+    );
+    assert_eq!(
+        at("selection", "span.http.method", s("POST")),
+        vec![(0, 0.0), (10_000, 1.0)]
+    );
+    assert_eq!(
+        at("selection", "span:childCount", Value::Int(0)),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+    assert_eq!(
+        at("selection", "rootName", s("GET /cart")),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+    assert_eq!(
+        at("selection", "instrumentation:name", s("lib")),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+
+    // The baseline's span:childCount has three values (1, 2, 0), one each: more than
+    // topN = 2, so the two first in value order are kept and the attribute is flagged.
+    let child_counts: Vec<&Value> = out
+        .iter()
+        .filter(|x| x.labels[0].1 == s("baseline") && x.labels[1].0 == "span:childCount")
+        .map(|x| &x.labels[1].1)
+        .collect();
+    assert_eq!(child_counts, vec![&Value::Int(0), &Value::Int(1)]);
+    let errors: Vec<&Series> = out.iter().filter(|x| x.labels[0].0 == "__meta_error").collect();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(
+        errors[0].labels,
+        str_labels(&[("__meta_error", "__too_many_values__"), ("span:childCount", "nil")])
+    );
+    assert!(errors[0].samples.is_empty());
+
+    // Which attributes are compared: trace-level, resource, instrumentation, span
+    // intrinsics (not duration, ids or nested-set numbers) and span attributes.
+    let mut attrs: Vec<&str> = out
+        .iter()
+        .filter(|x| x.labels[0].1 == s("baseline_total"))
+        .map(|x| x.labels[1].0.as_str())
+        .collect();
+    attrs.sort_unstable();
+    assert_eq!(
+        attrs,
+        vec![
+            "instrumentation:name",
+            "instrumentation:version",
+            "kind",
+            "name",
+            "resource.service.name",
+            "rootName",
+            "rootServiceName",
+            "span.http.method",
+            "span:childCount",
+            "status",
+            "statusMessage",
+        ]
+    );
+}
+
+#[test]
+fn compare_selection_window_is_open_at_start_and_closed_at_end() {
+    // Window (2 s, 12 s]: GetCart at 2 s is outside (baseline), GetCart at 12 s inside.
+    let out = run(&format!(
+        "{{ }} | compare({{ status = error }}, 10, {}, {})",
+        2 * S,
+        12 * S
+    ));
+    let at = |meta: &str| samples(&out, &cmp_series(meta, "name", s("GetCart")));
+    assert_eq!(at("baseline"), vec![(0, 1.0), (10_000, 0.0)]);
+    assert_eq!(at("selection"), vec![(0, 0.0), (10_000, 1.0)]);
+    // The outer filter still decides which spans count at all.
+    let out = run(r#"{ resource.service.name = "cart" } | compare({ status = error })"#);
+    assert_eq!(
+        samples(&out, &cmp_series("baseline_total", "name", s("nil"))),
+        vec![(0, 0.0), (10_000, 1.0)]
+    );
+    assert!(out.iter().all(|x| x.labels[0].0 != "__meta_error"));
+}
+
 #[test]
 fn arithmetic_matches_series_on_labels() {
     // Errors per service over spans per service: only cart has errors, so only cart pairs.
@@ -183,8 +301,11 @@ fn whole_and_merged(q: &str) -> (Vec<Series>, Vec<Series>) {
 }
 
 #[test]
-fn arithmetic_parts_merge_to_the_whole_answer() {
+fn compare_and_arithmetic_parts_merge_to_the_whole_answer() {
     for q in [
+        "{ } | compare({ status = error }, 2)",
+        "{ } | compare({ status = error })",
+        r#"{ kind != internal } | compare({ span.http.method = "GET" }, 10, 1000000000, 12000000000)"#,
         "({ status = error } | count_over_time() by (resource.service.name)) / ({ } | count_over_time() by (resource.service.name))",
         "({ status = error } | rate()) / ({ } | rate() by (resource.service.name)) * 100 > 60",
         r#"(({ name = "HGET" } | count_over_time()) + ({ } | count_over_time() | topk(1))) * 2"#,
@@ -196,7 +317,22 @@ fn arithmetic_parts_merge_to_the_whole_answer() {
 }
 
 #[test]
-fn column_projection_sees_every_field_of_both_sides() {
+fn a_part_keeps_only_its_top_values_and_flags_the_attribute() {
+    // As a Tempo job does: with topN = 1 a part sends one value per attribute and group, and
+    // names the attributes that had more (the baseline has two span names).
+    let mut e = eval("{ } | compare({ status = error }, 1)");
+    traces().iter().for_each(|t| e.observe(t));
+    let part = e.into_partial().compare.unwrap();
+    let names = part.baseline.iter().find(|a| a.name == "name").unwrap();
+    assert_eq!(names.values.len(), 1);
+    assert_eq!(names.values[0].0, s("GET /cart"));
+    assert_eq!(names.total, vec![(0, 1.0), (1, 2.0)]);
+    assert!(part.too_many.contains(&"name".to_string()));
+    assert!(!part.too_many.contains(&"rootName".to_string()));
+}
+
+#[test]
+fn column_projection_sees_every_field_of_the_new_query_kinds() {
     let stage = |q: &str| parse(q).unwrap().metrics.unwrap();
     let binary = stage(
         "({ span.a = 1 } | sum_over_time(span.bytes) by (resource.r)) / ({ span.b = 1 } | avg(span.c) > 1 | rate())",
@@ -208,4 +344,8 @@ fn column_projection_sees_every_field_of_both_sides() {
             "{name} missing from {fields:?}"
         );
     }
+    assert!(!reads_every_attribute(&binary));
+    let compare = stage("{ } | compare({ span.x = 1 })");
+    assert!(reads_every_attribute(&compare));
+    assert_eq!(metrics_fields(&compare).len(), 1);
 }

@@ -58,6 +58,9 @@ fn union(a: &Pipeline, b: &Pipeline) -> Pipeline {
     }
 }
 
+pub(crate) const COMPARE_ALONE: &str =
+    "compare() cannot be used with second stage functions (topk, bottomk, comparisons) or arithmetic";
+
 impl Parser<'_> {
     /// Whether a query (or parenthesised part) starting here is metrics arithmetic with a
     /// number first (`100 * ({} | rate())`, `(1 + 2) * (...)`) rather than a pipeline starting
@@ -233,15 +236,27 @@ fn combine(op: ArithOp, op_pos: Pos, lhs: Item, rhs: Item) -> PResult<Item> {
         )),
         _ => Ok(number(n)),
     };
+    let no_compare = |m: &MetricsQuery| match m.stage.op {
+        MetricsOp::Compare => Err(ParseError::at(op_pos, COMPARE_ALONE)),
+        _ => Ok(()),
+    };
     match (lhs, rhs) {
         (Item::Number(l, lpos), Item::Number(r, rpos)) => {
             no_duration(&l, lpos)?;
             no_duration(&r, rpos)?;
             Ok(Item::Number(fold(op, op_pos, l, r)?, lpos))
         }
-        (Item::Metrics(m, pos), Item::Number(n, npos)) => with_scalar(m, pos, op, no_duration(&n, npos)?, false),
-        (Item::Number(n, npos), Item::Metrics(m, _)) => with_scalar(m, npos, op, no_duration(&n, npos)?, true),
+        (Item::Metrics(m, pos), Item::Number(n, npos)) => {
+            no_compare(&m)?;
+            with_scalar(m, pos, op, no_duration(&n, npos)?, false)
+        }
+        (Item::Number(n, npos), Item::Metrics(m, _)) => {
+            no_compare(&m)?;
+            with_scalar(m, npos, op, no_duration(&n, npos)?, true)
+        }
         (Item::Metrics(l, lpos), Item::Metrics(r, _)) => {
+            no_compare(&l)?;
+            no_compare(&r)?;
             if leaves(&l) + leaves(&r) > MAX_METRICS_QUERIES {
                 return Err(ParseError::at(
                     op_pos,

@@ -3,7 +3,7 @@
 use super::field::ListKind;
 use super::lexer::Tok;
 use super::{PResult, ParseError, Parser};
-use crate::ast::{AggregateOp, ArithOp, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage};
+use crate::ast::{AggregateOp, ArithOp, Compare, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage};
 
 const LVL_ADD: u8 = 1;
 const LVL_MUL: u8 = 2;
@@ -31,6 +31,7 @@ fn metrics_op(name: &str) -> Option<MetricsOp> {
         "max_over_time" => MetricsOp::MaxOverTime,
         "quantile_over_time" => MetricsOp::QuantileOverTime,
         "histogram_over_time" => MetricsOp::HistogramOverTime,
+        "compare" => MetricsOp::Compare,
         _ => return None,
     })
 }
@@ -170,6 +171,17 @@ impl Parser<'_> {
             MetricsOp::Rate | MetricsOp::CountOverTime => {
                 self.expect(&Tok::RParen, &format!("')': {name}() takes no arguments"))?;
             }
+            MetricsOp::Compare => {
+                stage.compare = Some(self.compare_arguments()?);
+                if self.is_ident("by") {
+                    return Err(ParseError::at(
+                        self.pos(),
+                        "compare() takes no by(...): it compares every attribute",
+                    ));
+                }
+                self.second_stages(&mut stage)?;
+                return Ok(stage);
+            }
             MetricsOp::QuantileOverTime => {
                 stage.field = Some(self.attribute_or_intrinsic(&name)?);
                 if *self.peek() != Tok::Comma {
@@ -205,10 +217,94 @@ impl Parser<'_> {
         Ok(stage)
     }
 
+    /// `{ selection }`, then optionally `, topN` and `, start, end` (unix nanoseconds), and
+    /// `)`: Tempo's three forms, checked as Tempo checks them.
+    fn compare_arguments(&mut self) -> PResult<Compare> {
+        if *self.peek() != Tok::LBrace {
+            return Err(self.unexpected(
+                "a spanset filter such as { status = error }: compare() needs the filter that picks the selection",
+            ));
+        }
+        let open = self.advance();
+        let selection = self.spanset_filter_body(open.pos)?;
+        if super::spanset_op(self.peek()).is_some() {
+            return Err(ParseError::at(
+                self.pos(),
+                "compare() takes a single spanset filter: combine conditions inside it, e.g. { status = error && duration > 1s }",
+            ));
+        }
+        let mut compare = Compare {
+            selection,
+            top_n: 10,
+            start_ns: 0,
+            end_ns: 0,
+        };
+        if self.eat(&Tok::Comma) {
+            let (top_n, pos) = self.compare_integer("the number of values per attribute")?;
+            if !(1..=1000).contains(&top_n) {
+                return Err(ParseError::at(
+                    pos,
+                    "compare() top number of values must be an integer between 1 and 1000",
+                ));
+            }
+            compare.top_n = top_n as u32;
+            if self.eat(&Tok::Comma) {
+                let (start, start_pos) = self.compare_integer("a start timestamp in unix nanoseconds")?;
+                self.expect(
+                    &Tok::Comma,
+                    "',' and an end timestamp: compare() takes both a start and an end, or neither",
+                )?;
+                let (end, end_pos) = self.compare_integer("an end timestamp in unix nanoseconds")?;
+                if start != 0 || end != 0 {
+                    if start == 0 || end == 0 {
+                        let pos = if start == 0 { start_pos } else { end_pos };
+                        return Err(ParseError::at(
+                            pos,
+                            "compare() timestamps must be positive integer unix nanoseconds",
+                        ));
+                    }
+                    if end <= start {
+                        return Err(ParseError::at(
+                            end_pos,
+                            "compare() end timestamp must be greater than start timestamp",
+                        ));
+                    }
+                }
+                (compare.start_ns, compare.end_ns) = (start as u64, end as u64);
+            }
+        }
+        self.expect(&Tok::RParen, "',' or ')' to close 'compare('")?;
+        Ok(compare)
+    }
+
+    /// A non-negative integer literal argument of compare().
+    fn compare_integer(&mut self, what: &str) -> PResult<(i64, super::lexer::Pos)> {
+        let pos = self.pos();
+        match self.peek() {
+            Tok::Int(i) => {
+                let i = *i;
+                self.advance();
+                Ok((i, pos))
+            }
+            Tok::Sub | Tok::Float(_) => Err(ParseError::at(
+                pos,
+                format!("compare() expects a positive integer as {what}"),
+            )),
+            _ => Err(self.unexpected(&format!("{what} (a positive integer)"))),
+        }
+    }
+
     /// `| topk(N)`, `| bottomk(N)` and comparisons (`> 10`, also written `| > 10`), in any
     /// order.
     pub(crate) fn second_stages(&mut self, stage: &mut MetricsStage) -> PResult<()> {
         loop {
+            let starts_stage = super::cmp_op(self.peek()).is_some()
+                || (*self.peek() == Tok::Pipe
+                    && (matches!(self.peek_at(1), Tok::Ident(n) if n == "topk" || n == "bottomk")
+                        || super::cmp_op(self.peek_at(1)).is_some()));
+            if starts_stage && stage.op == MetricsOp::Compare {
+                return Err(ParseError::at(self.pos(), super::arith::COMPARE_ALONE));
+            }
             if let Some(op) = super::cmp_op(self.peek()) {
                 let op_tok = self.advance();
                 let expected = format!("a number or duration after '{}'", &self.src[op_tok.start..op_tok.end]);
@@ -234,7 +330,7 @@ impl Parser<'_> {
                 _ => {
                     self.advance();
                     if let Tok::Ident(name) = self.peek()
-                        && (metrics_op(name).is_some() || name == "compare")
+                        && metrics_op(name).is_some()
                     {
                         return Err(ParseError::at(
                             self.pos(),

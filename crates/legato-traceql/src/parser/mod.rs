@@ -12,7 +12,8 @@
 //!   the pipeline then starts with `{ }`.
 //! * A parenthesised metrics query (`({} | rate()) > 10`) is unwrapped. Metrics queries in
 //!   parentheses combine with `+ - * /` and with constant numbers (`arith.rs`); a bare
-//!   `{ } | rate() * 2` is an error, as in Tempo; `compare()` is rejected as not supported.
+//!   `{ } | rate() * 2` is an error, as in Tempo. `compare()` stands alone: no `by`, second
+//!   stages or arithmetic.
 //! * Light type checking rejects what Tempo's validation rejects: non-boolean filters
 //!   (`{ 1 }`), mismatched comparisons (`{ 1 = "a" }`), arithmetic on strings, regexes on
 //!   numbers, aggregates or `by()` that do not reference the span (`sum(3)`), invalid regexes.
@@ -344,9 +345,6 @@ impl<'a> Parser<'a> {
     fn stage_error(&self) -> ParseError {
         if let Tok::Ident(name) = self.peek() {
             match name.as_str() {
-                "compare" => {
-                    return ParseError::at(self.pos(), "the metrics function compare() is not supported");
-                }
                 "with" => {
                     return ParseError::at(
                         self.pos(),

@@ -1,5 +1,5 @@
-//! Parser unit tests: arithmetic between metrics queries and with numbers, constant
-//! folding, and their errors.
+//! Parser unit tests: `compare()`, arithmetic between metrics queries and with numbers,
+//! constant folding, and their errors.
 
 #![allow(clippy::unwrap_used)]
 
@@ -33,6 +33,111 @@ fn arith(op: ArithOp, value: f64, scalar_on_left: bool) -> SecondStage {
         value,
         scalar_on_left,
     }
+}
+
+#[test]
+fn compare_forms() {
+    let c = m("{ } | compare({ status = error })");
+    assert_eq!(c.op, MetricsOp::Compare);
+    assert_eq!(
+        c.compare,
+        Some(Compare {
+            selection: filter("{ status = error }"),
+            top_n: 10,
+            start_ns: 0,
+            end_ns: 0,
+        })
+    );
+    assert_eq!(m("{ } | compare({ status = error }, 3)").compare.unwrap().top_n, 3);
+    let windowed = q(
+        r#"{ resource.service.name = "a" } | compare({ duration > 1s }, 1000, 1700000000000000000, 1700000060000000000)"#,
+    );
+    assert_eq!(windowed.pipeline.head, f(filter(r#"{ resource.service.name = "a" }"#)));
+    let c = windowed.metrics.unwrap().compare.unwrap();
+    assert_eq!(
+        (c.top_n, c.start_ns, c.end_ns),
+        (1000, 1_700_000_000_000_000_000, 1_700_000_060_000_000_000)
+    );
+    // Zero for both is "no window", as in Tempo.
+    assert_eq!(m("{ } | compare({ }, 5, 0, 0)").compare.unwrap().start_ns, 0);
+    // Parenthesised alone, and with hints.
+    assert_eq!(m("({ } | compare({ status = error }))").op, MetricsOp::Compare);
+    assert_eq!(q("{ } | compare({ status = error }) with(sample=true)").hints.len(), 1);
+}
+
+#[test]
+fn compare_errors() {
+    assert_err(
+        "{ } | compare()",
+        15,
+        "expected a spanset filter such as { status = error }",
+    );
+    assert_err(
+        "{ } | compare(10)",
+        15,
+        "compare() needs the filter that picks the selection",
+    );
+    assert_err(
+        "{ } | compare({ .a } && { .b })",
+        22,
+        "compare() takes a single spanset filter",
+    );
+    assert_err("{ } | compare({ .a }, 0)", 23, "must be an integer between 1 and 1000");
+    assert_err(
+        "{ } | compare({ .a }, 1001)",
+        23,
+        "must be an integer between 1 and 1000",
+    );
+    assert_err("{ } | compare({ .a }, -1)", 23, "expects a positive integer");
+    assert_err("{ } | compare({ .a }, 2.5)", 23, "expects a positive integer");
+    assert_err("{ } | compare({ .a }, 10, 5)", 28, "',' and an end timestamp");
+    assert_err(
+        "{ } | compare({ .a }, 10, 20, 10)",
+        31,
+        "end timestamp must be greater than start timestamp",
+    );
+    assert_err(
+        "{ } | compare({ .a }, 10, 20, 20)",
+        31,
+        "end timestamp must be greater than start timestamp",
+    );
+    assert_err(
+        "{ } | compare({ .a }, 10, 0, 10)",
+        27,
+        "timestamps must be positive integer unix nanoseconds",
+    );
+    assert_err(
+        "{ } | compare({ .a }, 10, 1, 2, 3)",
+        31,
+        "',' or ')' to close 'compare('",
+    );
+    assert_err("{ } | compare({ .a }) by (name)", 23, "compare() takes no by(...)");
+    assert_err(
+        "{ } | compare({ .a }) | topk(5)",
+        23,
+        "compare() cannot be used with second stage functions",
+    );
+    assert_err(
+        "{ } | compare({ .a }) > 1",
+        23,
+        "compare() cannot be used with second stage functions",
+    );
+    assert_err(
+        "({ } | compare({ .a })) * 2",
+        25,
+        "compare() cannot be used with second stage functions",
+    );
+    assert_err(
+        "({ } | rate()) / ({ } | compare({ .a }))",
+        16,
+        "compare() cannot be used with second stage functions",
+    );
+    assert_err(
+        "{ } | compare({ 1 })",
+        17,
+        "a spanset filter must be a boolean expression",
+    );
+    assert_err("{ } | rate() | compare({ .a })", 16, "only one metrics function");
 }
 
 #[test]
