@@ -349,3 +349,27 @@ fn column_projection_sees_every_field_of_the_new_query_kinds() {
     assert!(reads_every_attribute(&compare));
     assert_eq!(metrics_fields(&compare).len(), 1);
 }
+
+#[test]
+fn nil_checks_and_child_count_filter_metrics_queries() {
+    // HGET is the only span without http.method.
+    assert_eq!(
+        run("{ span.http.method = nil } | count_over_time()")[0].samples,
+        vec![(10_000, 1.0)]
+    );
+    assert_eq!(
+        run("{ span.http.method != nil } | count_over_time()")[0].samples,
+        vec![(0, 2.0), (10_000, 2.0)]
+    );
+    // Leaves: GetCart twice, HGET once; the second GET /cart has two children.
+    let out = run("{ span:childCount = 0 } | count_over_time() by (name)");
+    assert_eq!(
+        samples(&out, &str_labels(&[("name", "GetCart")])),
+        vec![(0, 1.0), (10_000, 1.0)]
+    );
+    assert_eq!(samples(&out, &str_labels(&[("name", "HGET")])), vec![(10_000, 1.0)]);
+    assert_eq!(
+        run("{ span:childCount > 1 } | count_over_time()")[0].samples,
+        vec![(10_000, 1.0)]
+    );
+}
