@@ -299,6 +299,8 @@ impl MetricsEval {
     /// What was accumulated so far, for merging elsewhere (`merge`).
     pub fn into_partial(self) -> MetricsPartial {
         let steps = self.grid.steps;
+        // compare() keeps its own flag; the part says it with the others.
+        let truncated = self.truncated || self.compare.as_ref().is_some_and(|c| c.truncated);
         let compare = self.compare.map(|c| c.into_partial());
         let sides = match self.sides {
             Some(sides) => sides.into_iter().map(MetricsEval::into_partial).collect(),
@@ -329,7 +331,7 @@ impl MetricsEval {
             .collect();
         MetricsPartial {
             series,
-            truncated: self.truncated,
+            truncated,
             compare,
             sides,
         }

@@ -373,3 +373,19 @@ fn nil_checks_and_child_count_filter_metrics_queries() {
         vec![(10_000, 1.0)]
     );
 }
+
+#[test]
+fn compare_stops_taking_new_attributes_at_the_series_limit_and_says_so() {
+    let q = "{ } | compare({ status = error })";
+    // Two series per attribute and group: a limit of 6 keeps three.
+    let mut e = eval(q).with_max_series(6);
+    traces().iter().for_each(|t| e.observe(t));
+    assert!(e.truncated());
+    let part = e.into_partial();
+    assert!(part.truncated);
+    let kept = part.compare.as_ref().map(|c| c.baseline.len() + c.selection.len());
+    assert_eq!(kept, Some(3));
+    let mut frontend = eval(q);
+    frontend.merge(part);
+    assert!(frontend.truncated());
+}

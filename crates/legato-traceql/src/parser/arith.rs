@@ -104,8 +104,7 @@ impl Parser<'_> {
         }
     }
 
-    /// Continues arithmetic after a parsed metrics query `lhs` with operators binding at
-    /// least `min_level`.
+    /// Continues arithmetic after a parsed metrics query `lhs` (`(A) / (B) * 2`).
     pub(crate) fn metrics_arith_after(&mut self, lhs: MetricsQuery, pos: Pos) -> PResult<MetricsQuery> {
         match self.metrics_arith_from(Item::Metrics(Box::new(lhs), pos), 0, None)? {
             Item::Metrics(m, _) => Ok(*m),
