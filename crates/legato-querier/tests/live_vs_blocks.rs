@@ -43,6 +43,7 @@ const QUERIES: &[&str] = &[
     "{ resource.pod.index >= 1 }",
     "{ resource.pod.index > 0.5 && kind = server }",
     r#"{ resource.k8s.namespace.name = "nope" } >> { }"#,
+    "({ } | avg(span.ratio) > 0.5) && { kind = server }",
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {

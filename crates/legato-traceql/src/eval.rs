@@ -593,12 +593,10 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
         Ok(())
     };
     fn pipeline(p: &Pipeline, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
-        let _ = walk_spanset(&p.head, add);
+        spanset(&p.head, add);
         for stage in &p.stages {
             match stage {
-                Stage::Spanset(e) => {
-                    let _ = walk_spanset(e, add);
-                }
+                Stage::Spanset(e) => spanset(e, add),
                 Stage::By(fields) | Stage::Select(fields) => {
                     for f in fields {
                         let _ = walk_field(f, add);
@@ -610,6 +608,24 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
                 }
                 Stage::Coalesce => {}
             }
+        }
+    }
+    // Unlike `walk_spanset`, nested pipelines count with their `by()` and aggregates:
+    // `({ } | avg(span.x) > 1) && { ... }` reads span.x.
+    fn spanset(e: &SpansetExpr, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
+        match e {
+            SpansetExpr::Filter(x) => {
+                let _ = walk_field(x, add);
+            }
+            SpansetExpr::And(a, b) | SpansetExpr::Or(a, b) => {
+                spanset(a, add);
+                spanset(b, add);
+            }
+            SpansetExpr::Structural { lhs, rhs, .. } => {
+                spanset(lhs, add);
+                spanset(rhs, add);
+            }
+            SpansetExpr::Pipeline(p) => pipeline(p, add),
         }
     }
     fn scalar(e: &ScalarExpr, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
