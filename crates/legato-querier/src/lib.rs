@@ -8,7 +8,7 @@ pub mod metrics;
 pub mod prefilter;
 mod search;
 
-pub use prefilter::scan_options;
+pub use prefilter::{metrics_scan_options, scan_options};
 
 pub use search::{
     CopyKey, MetricsRequest, MetricsScope, Pieces, SearchOutcome, SearchRequest, SearchSnapshot, TagFilter,

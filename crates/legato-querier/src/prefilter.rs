@@ -4,10 +4,10 @@
 
 use legato_storage::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
 use legato_traceql::ast::{
-    AttributeScope, CmpOp, FieldExpr, Intrinsic, Kind, Pipeline, Query, SpansetExpr, Stage, Static, Status,
-    StructuralMode,
+    AttributeScope, CmpOp, FieldExpr, Intrinsic, Kind, MetricsStage, Pipeline, Query, SpansetExpr, Stage, Static,
+    Status, StructuralMode,
 };
-use legato_traceql::eval::all_fields;
+use legato_traceql::eval::{all_fields, metrics_fields, reads_every_attribute};
 use legato_traceql::tags::{TagSummary, TagValue};
 
 pub fn scan_options(query: &Query, extra_fields: &[FieldExpr]) -> ScanOptions {
@@ -43,6 +43,18 @@ pub fn scan_options(query: &Query, extra_fields: &[FieldExpr]) -> ScanOptions {
         }
     }
     options.required = required(&query.pipeline);
+    options
+}
+
+/// Scan options of a metrics query: its pipeline's, plus every field its metrics stage reads
+/// (both sides of arithmetic, `compare()`'s selection), plus every span, resource and scope
+/// attribute for `compare()`, which compares them all.
+pub fn metrics_scan_options(query: &Query, stage: &MetricsStage) -> ScanOptions {
+    let mut options = scan_options(query, &metrics_fields(stage));
+    if reads_every_attribute(stage) {
+        options.attrs = true;
+        options.resource = true;
+    }
     options
 }
 

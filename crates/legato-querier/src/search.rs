@@ -670,8 +670,7 @@ impl Querier {
             query_text: _,
         } = req;
         let MetricsScope { scope, blocks, pieces } = mscope;
-        let stage_fields: Vec<legato_traceql::ast::FieldExpr> = stage.field.iter().chain(&stage.by).cloned().collect();
-        let options = Arc::new(crate::prefilter::scan_options(&plan.query, &stage_fields));
+        let options = Arc::new(crate::prefilter::metrics_scan_options(&plan.query, &stage));
         let prefilter = crate::prefilter::recent_prefilter(&options.required);
         let eval = Arc::new(parking_lot::Mutex::new(
             MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),

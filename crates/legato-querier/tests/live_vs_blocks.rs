@@ -47,6 +47,7 @@ const QUERIES: &[&str] = &[
     r#"{ span.missing = "x" && name = "op-0" }"#,
     r#"{ name = "nope" }"#,
     r#"{ span.http.status_code < 300 && resource.pod.index = 2 }"#,
+    "({ } | avg(span.ratio) > 0.5) && { kind = server }",
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {
@@ -212,6 +213,42 @@ proptest! {
                 }
                 prop_assert!(!(*q == r#"{ name = "nope" }"# && accepted), "{}", q);
             }
+        }
+    }
+}
+
+/// Metrics queries whose metrics stage reads fields the query's pipeline does not name:
+/// compare() reads every attribute, arithmetic each side's pipeline and fields.
+const METRICS_QUERIES: &[&str] = &[
+    "{ } | compare({ status = error })",
+    r#"{ kind = server } | compare({ span.http.status_code >= 500 }, 3)"#,
+    r#"({ resource.k8s.namespace.name = "canary" } | count_over_time() by (span.route)) / ({ } | count_over_time() by (span.route))"#,
+    "({ span.flag = true } | sum_over_time(span.ratio)) + ({ resource.pod.index > 0 } | count_over_time())",
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(32))]
+    /// The projection `metrics_scan_options` picks keeps every column such a query reads: the
+    /// series from a pruned block scan are those of the live trace.
+    #[test]
+    fn metrics_from_pruned_blocks_agree_with_live((id, batches) in arb_trace()) {
+        use legato_traceql::metrics::MetricsEval;
+        let live = trace_data(id.0, &batches);
+        for q in METRICS_QUERIES {
+            let mut query = legato_traceql::parse(q).unwrap();
+            let stage = query.metrics.take().unwrap();
+            let plan = Arc::new(Plan::new(query).unwrap());
+            let range = (1_700_000_000_000_000_000, 1_700_000_002_000_000_000, 1_000_000_000);
+            let run = |trace: Option<&TraceData>| {
+                let mut e = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+                if let Some(t) = trace {
+                    e.observe(t);
+                }
+                e.finish()
+            };
+            let options = legato_querier::metrics_scan_options(&plan.query, &stage);
+            let pruned = through_block(id, batches.clone(), &options);
+            prop_assert_eq!(run(Some(&live)), run(pruned.as_ref()), "{}", q);
         }
     }
 }

@@ -147,6 +147,20 @@ pub enum ArithOp {
     Pow,
 }
 
+impl ArithOp {
+    /// The operator as written: `+`, `-`, `*`, `/`, `%`, `^`.
+    pub fn symbol(self) -> &'static str {
+        match self {
+            ArithOp::Add => "+",
+            ArithOp::Sub => "-",
+            ArithOp::Mul => "*",
+            ArithOp::Div => "/",
+            ArithOp::Mod => "%",
+            ArithOp::Pow => "^",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CmpOp {
     Eq,
@@ -256,8 +270,9 @@ pub enum Intrinsic {
     NestedSetParent,
 }
 
-/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, followed by optional
-/// second-stage operations.
+/// `| rate()`, `| quantile_over_time(duration, .9, .99) by (x)`, `| compare({...})`, or
+/// arithmetic between parenthesised metrics queries, followed by optional second-stage
+/// operations.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetricsStage {
     pub op: MetricsOp,
@@ -266,8 +281,27 @@ pub struct MetricsStage {
     /// Quantiles of `quantile_over_time`.
     pub quantiles: Vec<f64>,
     pub by: Vec<FieldExpr>,
-    /// `| topk(5)`, `| bottomk(3)`, `| > 10`.
+    /// The arguments of `compare(...)`; set exactly when `op` is `MetricsOp::Compare`.
+    pub compare: Option<Compare>,
+    /// The two sides of `(A) / (B)`; set exactly when `op` is `MetricsOp::Binary`.
+    pub binary: Option<Box<MetricsBinary>>,
+    /// `| topk(5)`, `| bottomk(3)`, `| > 10`, `* 100`, in the order they apply.
     pub second_stage: Vec<SecondStage>,
+}
+
+impl MetricsStage {
+    /// A stage with only a function: no field, quantiles, grouping or second stages.
+    pub fn new(op: MetricsOp) -> Self {
+        Self {
+            op,
+            field: None,
+            quantiles: Vec::new(),
+            by: Vec::new(),
+            compare: None,
+            binary: None,
+            second_stage: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,6 +314,42 @@ pub enum MetricsOp {
     MaxOverTime,
     QuantileOverTime,
     HistogramOverTime,
+    /// `compare({selection}, topN, start, end)`.
+    Compare,
+    /// Arithmetic between two metrics queries (`MetricsStage::binary`).
+    Binary,
+}
+
+/// `compare({ selection }, top_n, start, end)`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Compare {
+    /// The inside of the `{ ... }` filter: matching spans are the selection, the others the
+    /// baseline.
+    pub selection: FieldExpr,
+    /// Values kept per attribute and group (1..=1000, default 10).
+    pub top_n: u32,
+    /// Selection window in unix nanoseconds, `start < span start <= end`; both 0 = no window.
+    pub start_ns: u64,
+    pub end_ns: u64,
+}
+
+/// `lhs op rhs` between metrics queries. Series are matched on identical label sets (the
+/// `__name__` label aside); an ungrouped side applies to every series of the other side.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsBinary {
+    /// `Add`, `Sub`, `Mul` or `Div`.
+    pub op: ArithOp,
+    pub lhs: MetricsQuery,
+    pub rhs: MetricsQuery,
+}
+
+/// A metrics query with its own pipeline: one side of metrics arithmetic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsQuery {
+    /// For an arithmetic node, the union of both sides' pipelines (`(a) || (b)`), so that
+    /// whoever reads data for the whole query reads what either side needs.
+    pub pipeline: Pipeline,
+    pub stage: MetricsStage,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -292,5 +362,13 @@ pub enum SecondStage {
     Filter {
         op: CmpOp,
         value: f64,
+    },
+    /// `(...) * 100`, `1 - (...)`: every point becomes `point op value` (or `value op point`
+    /// when `scalar_on_left`). `op` is `Add`, `Sub`, `Mul` or `Div`; dividing by zero gives
+    /// no point, as in Tempo.
+    Arith {
+        op: ArithOp,
+        value: f64,
+        scalar_on_left: bool,
     },
 }

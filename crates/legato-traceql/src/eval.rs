@@ -7,8 +7,8 @@ use legato_model::span::{AttrValue, SpanData, TraceData};
 use regex::Regex;
 
 use crate::ast::{
-    AggregateOp, ArithOp, Attribute, AttributeScope, FieldExpr, Intrinsic, Pipeline, Query, ScalarExpr, SpansetExpr,
-    Stage, Static, StructuralMode, StructuralOp,
+    AggregateOp, ArithOp, Attribute, AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Pipeline, Query,
+    ScalarExpr, SpansetExpr, Stage, Static, StructuralMode, StructuralOp,
 };
 use crate::value::Value;
 
@@ -41,16 +41,41 @@ pub struct Plan {
 
 impl Plan {
     pub fn new(query: Query) -> Result<Self, PlanError> {
+        Self::build(query, &HashMap::new())
+    }
+
+    /// A plan for another pipeline of the same query (a side of metrics arithmetic, the
+    /// selection of `compare()`), sharing the regexes compiled here. The parser has checked
+    /// every regex, so compiling the others cannot fail; if one still did, it would match
+    /// nothing, as a regex missing from a plan does.
+    pub(crate) fn sub(&self, pipeline: Pipeline) -> Self {
+        let query = Query {
+            pipeline,
+            metrics: None,
+            hints: self.query.hints.clone(),
+        };
+        Self::build(query.clone(), &self.regexes).unwrap_or_else(|_| Self {
+            query,
+            regexes: self.regexes.clone(),
+            outputs: Vec::new(),
+            shows_name: false,
+        })
+    }
+
+    fn build(query: Query, compiled: &HashMap<String, Regex>) -> Result<Self, PlanError> {
         let mut regexes = HashMap::new();
         let mut outputs: Vec<(String, FieldExpr)> = Vec::new();
         let mut shows_name = false;
         let mut visit = |e: &FieldExpr| -> Result<(), PlanError> {
             match e {
                 FieldExpr::Regex { pattern, .. } if !regexes.contains_key(pattern) => {
-                    let re = Regex::new(&format!("^(?:{pattern})$")).map_err(|err| PlanError::Regex {
-                        pattern: pattern.clone(),
-                        message: err.to_string(),
-                    })?;
+                    let re = match compiled.get(pattern) {
+                        Some(re) => re.clone(),
+                        None => Regex::new(&format!("^(?:{pattern})$")).map_err(|err| PlanError::Regex {
+                            pattern: pattern.clone(),
+                            message: err.to_string(),
+                        })?,
+                    };
                     regexes.insert(pattern.clone(), re);
                 }
                 FieldExpr::Intrinsic(Intrinsic::Name) => shows_name = true,
@@ -393,7 +418,7 @@ fn attribute(trace: &TraceData, span: usize, a: &Attribute) -> Value {
 }
 
 /// Per-trace values computed once.
-struct TraceCtx<'a> {
+pub(crate) struct TraceCtx<'a> {
     trace: &'a TraceData,
     root: Option<usize>,
     duration: i64,
@@ -401,7 +426,7 @@ struct TraceCtx<'a> {
 }
 
 impl<'a> TraceCtx<'a> {
-    fn new(trace: &'a TraceData) -> Self {
+    pub(crate) fn new(trace: &'a TraceData) -> Self {
         let root = trace
             .spans
             .iter()
@@ -424,7 +449,7 @@ impl<'a> TraceCtx<'a> {
         }
     }
 
-    fn intrinsic(&self, span: usize, i: Intrinsic) -> Value {
+    pub(crate) fn intrinsic(&self, span: usize, i: Intrinsic) -> Value {
         let Some(s) = self.trace.spans.get(span) else {
             return Value::Nil;
         };
@@ -568,12 +593,10 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
         Ok(())
     };
     fn pipeline(p: &Pipeline, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
-        let _ = walk_spanset(&p.head, add);
+        spanset(&p.head, add);
         for stage in &p.stages {
             match stage {
-                Stage::Spanset(e) => {
-                    let _ = walk_spanset(e, add);
-                }
+                Stage::Spanset(e) => spanset(e, add),
                 Stage::By(fields) | Stage::Select(fields) => {
                     for f in fields {
                         let _ = walk_field(f, add);
@@ -585,6 +608,24 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
                 }
                 Stage::Coalesce => {}
             }
+        }
+    }
+    // Unlike `walk_spanset`, nested pipelines count with their `by()` and aggregates:
+    // `({ } | avg(span.x) > 1) && { ... }` reads span.x.
+    fn spanset(e: &SpansetExpr, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
+        match e {
+            SpansetExpr::Filter(x) => {
+                let _ = walk_field(x, add);
+            }
+            SpansetExpr::And(a, b) | SpansetExpr::Or(a, b) => {
+                spanset(a, add);
+                spanset(b, add);
+            }
+            SpansetExpr::Structural { lhs, rhs, .. } => {
+                spanset(lhs, add);
+                spanset(rhs, add);
+            }
+            SpansetExpr::Pipeline(p) => pipeline(p, add),
         }
     }
     fn scalar(e: &ScalarExpr, add: &mut impl FnMut(&FieldExpr) -> Result<(), PlanError>) {
@@ -601,9 +642,53 @@ pub fn all_fields(query: &Query) -> Vec<FieldExpr> {
     }
     pipeline(&query.pipeline, &mut add);
     if let Some(m) = &query.metrics {
-        for f in m.field.iter().chain(&m.by) {
-            let _ = walk_field(f, &mut add);
+        for f in metrics_fields(m) {
+            let _ = walk_field(&f, &mut add);
         }
     }
     out
+}
+
+/// Every field a metrics stage reads besides its query's pipeline: the measured field and
+/// `by(...)`, `compare()`'s selection filter, and for arithmetic every field of either side
+/// (pipelines included). `compare()` also reads every attribute: see
+/// [`reads_every_attribute`].
+pub fn metrics_fields(stage: &MetricsStage) -> Vec<FieldExpr> {
+    let mut out: Vec<FieldExpr> = Vec::new();
+    let mut add = |e: &FieldExpr| -> Result<(), PlanError> {
+        if matches!(e, FieldExpr::Attribute(_) | FieldExpr::Intrinsic(_)) && !out.contains(e) {
+            out.push(e.clone());
+        }
+        Ok(())
+    };
+    for f in stage.field.iter().chain(&stage.by) {
+        let _ = walk_field(f, &mut add);
+    }
+    if let Some(c) = &stage.compare {
+        let _ = walk_field(&c.selection, &mut add);
+    }
+    if let Some(b) = &stage.binary {
+        for side in [&b.lhs, &b.rhs] {
+            let query = Query {
+                pipeline: side.pipeline.clone(),
+                metrics: Some(side.stage.clone()),
+                hints: Vec::new(),
+            };
+            for f in all_fields(&query) {
+                let _ = add(&f);
+            }
+        }
+    }
+    out
+}
+
+/// Whether a metrics stage reads every span, resource and instrumentation attribute of the
+/// spans it counts (`compare()`, alone or on a side of arithmetic), so that column
+/// projection must keep them all.
+pub fn reads_every_attribute(stage: &MetricsStage) -> bool {
+    stage.op == MetricsOp::Compare
+        || stage
+            .binary
+            .as_ref()
+            .is_some_and(|b| reads_every_attribute(&b.lhs.stage) || reads_every_attribute(&b.rhs.stage))
 }

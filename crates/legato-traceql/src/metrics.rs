@@ -1,14 +1,24 @@
 //! TraceQL metrics: `rate`, `count_over_time`, `sum/avg/min/max_over_time`,
-//! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps.
+//! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps;
+//! `compare()` (`compare.rs`) and arithmetic between metrics queries (`binary.rs`).
 //! Quantiles and histograms use power-of-two buckets, as Tempo does, so numbers match.
 
+mod binary;
+mod compare;
+mod functions;
+mod stages;
+
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use legato_model::span::TraceData;
 
-use crate::ast::{MetricsOp, MetricsStage, SecondStage};
+use crate::ast::{MetricsOp, MetricsStage, SpansetExpr};
 use crate::eval::{Plan, field_label};
 use crate::value::Value;
+
+pub use compare::{CompareAttr, ComparePartial};
+use stages::Dense;
 
 /// One output series.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,12 +51,9 @@ struct Acc {
 
 /// Accumulates spans of many traces into series over `[start, end)` in steps.
 pub struct MetricsEval {
-    plan: std::sync::Arc<Plan>,
+    plan: Arc<Plan>,
     stage: MetricsStage,
-    start_ns: u64,
-    end_ns: u64,
-    step_ns: u64,
-    steps: usize,
+    grid: Grid,
     max_exemplars: usize,
     exemplar_count: usize,
     series: SeriesMap,
@@ -54,6 +61,31 @@ pub struct MetricsEval {
     max_series: usize,
     /// Some label set was not kept because of `max_series`.
     truncated: bool,
+    /// `compare()` counts here instead of in `series`.
+    compare: Option<Box<compare::CompareAcc>>,
+    /// Arithmetic: each side is evaluated on its own, `series` stays empty.
+    sides: Option<Box<[MetricsEval; 2]>>,
+}
+
+/// The steps of a query: `[start, end)` cut every `step_ns`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Grid {
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub step_ns: u64,
+    pub steps: usize,
+}
+
+impl Grid {
+    /// The step of a span starting at `t`, if inside the range.
+    pub fn step_of(&self, t: u64) -> Option<usize> {
+        (t >= self.start_ns && t < self.end_ns).then(|| ((t - self.start_ns) / self.step_ns) as usize)
+    }
+
+    /// The timestamp (ms) a step is reported at: its start.
+    pub fn timestamp_ms(&self, step: usize) -> i64 {
+        ((self.start_ns + step as u64 * self.step_ns) / 1_000_000) as i64
+    }
 }
 
 /// Series by label key: the labels as given, and their accumulators.
@@ -71,6 +103,12 @@ pub struct MetricsPartial {
     pub series: Vec<PartialSeries>,
     /// Some label set was left out because of the series limit.
     pub truncated: bool,
+    /// `compare()`'s counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compare: Option<ComparePartial>,
+    /// Arithmetic: the parts of the left and the right side.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sides: Vec<MetricsPartial>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -128,7 +166,7 @@ impl Acc {
 
 impl MetricsEval {
     pub fn new(
-        plan: std::sync::Arc<Plan>,
+        plan: Arc<Plan>,
         stage: MetricsStage,
         start_ns: u64,
         end_ns: u64,
@@ -137,18 +175,37 @@ impl MetricsEval {
     ) -> Self {
         let step_ns = step_ns.max(1);
         let steps = (end_ns.saturating_sub(start_ns)).div_ceil(step_ns).max(1) as usize;
-        Self {
-            plan,
-            stage,
+        let grid = Grid {
             start_ns,
             end_ns,
             step_ns,
             steps,
+        };
+        let compare = stage.compare.as_ref().map(|c| {
+            let selection = plan.sub(crate::ast::Pipeline {
+                head: SpansetExpr::Filter(c.selection.clone()),
+                stages: Vec::new(),
+            });
+            Box::new(compare::CompareAcc::new(c, selection))
+        });
+        let sides = stage.binary.as_ref().map(|b| {
+            let side = |q: &crate::ast::MetricsQuery| {
+                let plan = Arc::new(plan.sub(q.pipeline.clone()));
+                MetricsEval::new(plan, q.stage.clone(), start_ns, end_ns, step_ns, max_exemplars)
+            };
+            Box::new([side(&b.lhs), side(&b.rhs)])
+        });
+        Self {
+            plan,
+            stage,
+            grid,
             max_exemplars,
             exemplar_count: 0,
             series: HashMap::new(),
             max_series: 0,
             truncated: false,
+            compare,
+            sides,
         }
     }
 
@@ -156,25 +213,44 @@ impl MetricsEval {
     /// sets a `by (...)` produces; the series kept are counted exactly.
     pub fn with_max_series(mut self, max: usize) -> Self {
         self.max_series = max;
+        if let Some(c) = &mut self.compare {
+            c.max_series = max;
+        }
+        if let Some(sides) = self.sides.take() {
+            let [l, r] = *sides;
+            self.sides = Some(Box::new([l.with_max_series(max), r.with_max_series(max)]));
+        }
         self
     }
 
     /// Whether some series were left out because of the series limit.
     pub fn truncated(&self) -> bool {
         self.truncated
+            || self.compare.as_ref().is_some_and(|c| c.truncated)
+            || self
+                .sides
+                .as_ref()
+                .is_some_and(|s| s.iter().any(MetricsEval::truncated))
     }
 
     /// Adds the matching spans of one trace.
     pub fn observe(&mut self, trace: &TraceData) {
+        if let Some(sides) = &mut self.sides {
+            sides.iter_mut().for_each(|side| side.observe(trace));
+            return;
+        }
         let mut spans: Vec<usize> = self.plan.eval(trace).into_iter().flat_map(|s| s.spans).collect();
         spans.sort_unstable();
         spans.dedup();
+        if let Some(c) = &mut self.compare {
+            c.observe(&self.grid, trace, &spans);
+            return;
+        }
         for i in spans {
             let s = &trace.spans[i];
-            if s.start_unix_nano < self.start_ns || s.start_unix_nano >= self.end_ns {
+            let Some(step) = self.grid.step_of(s.start_unix_nano) else {
                 continue;
-            }
-            let step = ((s.start_unix_nano - self.start_ns) / self.step_ns) as usize;
+            };
             let labels: Vec<(String, Value)> = self
                 .stage
                 .by
@@ -197,7 +273,7 @@ impl MetricsEval {
                 self.truncated = true;
                 continue;
             }
-            let steps = self.steps;
+            let steps = self.grid.steps;
             let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
             acc.count[step] += 1.0;
             let value = measured.map(|(v, _)| v).unwrap_or(1.0);
@@ -222,12 +298,20 @@ impl MetricsEval {
 
     /// What was accumulated so far, for merging elsewhere (`merge`).
     pub fn into_partial(self) -> MetricsPartial {
+        let steps = self.grid.steps;
+        // compare() keeps its own flag; the part says it with the others.
+        let truncated = self.truncated || self.compare.as_ref().is_some_and(|c| c.truncated);
+        let compare = self.compare.map(|c| c.into_partial());
+        let sides = match self.sides {
+            Some(sides) => sides.into_iter().map(MetricsEval::into_partial).collect(),
+            None => Vec::new(),
+        };
         let series = self
             .series
             .into_values()
             .map(|(labels, acc)| PartialSeries {
                 labels,
-                steps: (0..self.steps)
+                steps: (0..steps)
                     .filter(|&i| acc.count[i] > 0.0)
                     .map(|i| {
                         let mut buckets: Vec<(i32, f64)> = acc.buckets[i].iter().map(|(b, n)| (*b, *n)).collect();
@@ -247,7 +331,9 @@ impl MetricsEval {
             .collect();
         MetricsPartial {
             series,
-            truncated: self.truncated,
+            truncated,
+            compare,
+            sides,
         }
     }
 
@@ -256,7 +342,15 @@ impl MetricsEval {
     /// limit and the exemplar limit hold across parts.
     pub fn merge(&mut self, part: MetricsPartial) {
         self.truncated |= part.truncated;
-        let steps = self.steps;
+        if let Some(sides) = &mut self.sides {
+            for (side, p) in sides.iter_mut().zip(part.sides) {
+                side.merge(p);
+            }
+        }
+        if let (Some(c), Some(p)) = (&mut self.compare, part.compare) {
+            c.merge(p, self.grid.steps);
+        }
+        let steps = self.grid.steps;
         for s in part.series {
             let key = label_key(&s.labels);
             if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
@@ -288,150 +382,34 @@ impl MetricsEval {
 
     /// The series, second-stage operations applied.
     pub fn finish(self) -> Vec<Series> {
-        let step_secs = self.step_ns as f64 / 1e9;
-        let ts = |i: usize| ((self.start_ns + i as u64 * self.step_ns) / 1_000_000) as i64;
-        let op = self.stage.op;
-        let is_duration = self.stage.field.as_ref().is_some_and(|f| {
-            matches!(
-                f,
-                crate::ast::FieldExpr::Intrinsic(
-                    crate::ast::Intrinsic::Duration | crate::ast::Intrinsic::TraceDuration
-                )
-            )
-        });
-        let mut out: Vec<Series> = Vec::new();
-        for (_, (labels, acc)) in self.series {
-            let base_labels = if labels.is_empty() {
-                vec![("__name__".to_string(), Value::Str(op_name(op).into()))]
-            } else {
-                labels
-            };
-            let samples = |f: &dyn Fn(usize) -> f64| -> Vec<(i64, f64)> {
-                (0..self.steps)
-                    .map(|i| (ts(i), f(i)))
-                    .filter(|(_, v)| !v.is_nan())
-                    .collect()
-            };
-            match op {
-                MetricsOp::QuantileOverTime => {
-                    for q in &self.stage.quantiles {
-                        let mut labels = base_labels.clone();
-                        labels.push(("p".into(), Value::Float(*q)));
-                        let s = samples(&|i| {
-                            let v = log2_quantile(&acc.buckets[i], *q);
-                            if is_duration { v / 1e9 } else { v }
-                        });
-                        out.push(Series {
-                            labels,
-                            samples: s,
-                            exemplars: acc.exemplars.clone(),
-                        });
-                    }
-                }
-                MetricsOp::HistogramOverTime => {
-                    let mut bounds: Vec<i32> = acc.buckets.iter().flat_map(|b| b.keys().copied()).collect();
-                    bounds.sort_unstable();
-                    bounds.dedup();
-                    for b in bounds {
-                        let upper = 2f64.powi(b);
-                        let mut labels = base_labels.clone();
-                        labels.push((
-                            "__bucket".into(),
-                            Value::Float(if is_duration { upper / 1e9 } else { upper }),
-                        ));
-                        let s = samples(&|i| acc.buckets[i].get(&b).copied().unwrap_or(f64::NAN));
-                        out.push(Series {
-                            labels,
-                            samples: s,
-                            exemplars: Vec::new(),
-                        });
-                    }
-                }
-                _ => {
-                    let s = samples(&|i| match op {
-                        MetricsOp::Rate => {
-                            if acc.count[i] > 0.0 {
-                                acc.count[i] / step_secs
-                            } else {
-                                f64::NAN
-                            }
-                        }
-                        MetricsOp::CountOverTime => {
-                            if acc.count[i] > 0.0 {
-                                acc.count[i]
-                            } else {
-                                f64::NAN
-                            }
-                        }
-                        MetricsOp::SumOverTime => {
-                            if acc.count[i] > 0.0 {
-                                acc.sum[i]
-                            } else {
-                                f64::NAN
-                            }
-                        }
-                        MetricsOp::AvgOverTime => {
-                            if acc.count[i] > 0.0 {
-                                acc.sum[i] / acc.count[i]
-                            } else {
-                                f64::NAN
-                            }
-                        }
-                        MetricsOp::MinOverTime => acc.min[i],
-                        MetricsOp::MaxOverTime => acc.max[i],
-                        MetricsOp::QuantileOverTime | MetricsOp::HistogramOverTime => f64::NAN,
-                    });
-                    out.push(Series {
-                        labels: base_labels,
-                        samples: s,
-                        exemplars: acc.exemplars.clone(),
-                    });
-                }
-            }
+        let grid = self.grid;
+        if let Some(c) = self.compare {
+            return c.finish(&grid);
         }
-        out.retain(|s| !s.samples.is_empty());
-        out.sort_by(|a, b| format!("{:?}", a.labels).cmp(&format!("{:?}", b.labels)));
+        stages::to_series(self.finish_dense(false), &grid)
+    }
+
+    /// The series with one value per step (NaN = none), second stages applied, in label
+    /// order. With `zero_fill`, count-like series (`rate`, `count_over_time`,
+    /// `histogram_over_time`) have 0 rather than no value at steps without spans, as Tempo's
+    /// series have: arithmetic then sees `0 / x` as 0, not as a missing point.
+    fn finish_dense(self, zero_fill: bool) -> Vec<Dense> {
+        let grid = self.grid;
+        let mut out = match (self.sides, self.compare) {
+            (Some(sides), _) => {
+                let [l, r] = *sides;
+                let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
+                binary::combine(op, l.finish_dense(true), r.finish_dense(true))
+            }
+            (None, Some(c)) => c.finish_dense(&grid),
+            (None, None) => functions::series(&self.stage, &grid, self.series, zero_fill),
+        };
+        out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
+        out.sort_by_cached_key(|s| format!("{:?}", s.labels));
         for stage in &self.stage.second_stage {
-            out = second_stage(out, stage);
+            out = stages::apply(out, stage);
         }
         out
-    }
-}
-
-fn second_stage(mut series: Vec<Series>, stage: &SecondStage) -> Vec<Series> {
-    match stage {
-        SecondStage::Filter { op, value } => {
-            for s in &mut series {
-                s.samples
-                    .retain(|(_, v)| Value::Float(*v).compare(*op, &Value::Float(*value)));
-            }
-            series.retain(|s| !s.samples.is_empty());
-            series
-        }
-        SecondStage::TopK(k) | SecondStage::BottomK(k) => {
-            // Per step, keep the k highest (lowest) series values.
-            let top = matches!(stage, SecondStage::TopK(_));
-            let mut steps: Vec<i64> = series.iter().flat_map(|s| s.samples.iter().map(|(t, _)| *t)).collect();
-            steps.sort_unstable();
-            steps.dedup();
-            let mut keep: Vec<Vec<i64>> = vec![Vec::new(); series.len()];
-            for t in steps {
-                let mut at: Vec<(usize, f64)> = series
-                    .iter()
-                    .enumerate()
-                    .filter_map(|(i, s)| s.samples.iter().find(|(ts, _)| *ts == t).map(|(_, v)| (i, *v)))
-                    .collect();
-                at.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
-                for (i, _) in at.into_iter().take(*k as usize) {
-                    keep[i].push(t);
-                }
-            }
-            for (s, k) in series.iter_mut().zip(keep) {
-                s.samples.retain(|(t, _)| k.contains(t));
-            }
-            series.retain(|s| !s.samples.is_empty());
-            series
-        }
     }
 }
 
@@ -445,6 +423,8 @@ pub fn op_name(op: MetricsOp) -> &'static str {
         MetricsOp::MaxOverTime => "max_over_time",
         MetricsOp::QuantileOverTime => "quantile_over_time",
         MetricsOp::HistogramOverTime => "histogram_over_time",
+        MetricsOp::Compare => "compare",
+        MetricsOp::Binary => "binary",
     }
 }
 

@@ -3,7 +3,7 @@
 use super::field::ListKind;
 use super::lexer::Tok;
 use super::{PResult, ParseError, Parser};
-use crate::ast::{AggregateOp, ArithOp, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage, Static};
+use crate::ast::{AggregateOp, ArithOp, Compare, MetricsOp, MetricsStage, ScalarExpr, SecondStage, Stage};
 
 const LVL_ADD: u8 = 1;
 const LVL_MUL: u8 = 2;
@@ -31,6 +31,7 @@ fn metrics_op(name: &str) -> Option<MetricsOp> {
         "max_over_time" => MetricsOp::MaxOverTime,
         "quantile_over_time" => MetricsOp::QuantileOverTime,
         "histogram_over_time" => MetricsOp::HistogramOverTime,
+        "compare" => MetricsOp::Compare,
         _ => return None,
     })
 }
@@ -165,14 +166,24 @@ impl Parser<'_> {
             _ => String::new(),
         };
         self.expect(&Tok::LParen, &format!("'(' after '{name}'"))?;
-        let mut field = None;
-        let mut quantiles = Vec::new();
+        let mut stage = MetricsStage::new(op);
         match op {
             MetricsOp::Rate | MetricsOp::CountOverTime => {
                 self.expect(&Tok::RParen, &format!("')': {name}() takes no arguments"))?;
             }
+            MetricsOp::Compare => {
+                stage.compare = Some(self.compare_arguments()?);
+                if self.is_ident("by") {
+                    return Err(ParseError::at(
+                        self.pos(),
+                        "compare() takes no by(...): it compares every attribute",
+                    ));
+                }
+                self.second_stages(&mut stage)?;
+                return Ok(stage);
+            }
             MetricsOp::QuantileOverTime => {
-                field = Some(self.attribute_or_intrinsic(&name)?);
+                stage.field = Some(self.attribute_or_intrinsic(&name)?);
                 if *self.peek() != Tok::Comma {
                     return Err(self.unexpected(&format!(
                         "',' and at least one quantile, e.g. {name}(duration, .5, .99)"
@@ -189,48 +200,121 @@ impl Parser<'_> {
                         return Err(ParseError::at(pos, format!("quantile {q} is not between 0 and 1")));
                     }
                     self.advance();
-                    quantiles.push(q);
+                    stage.quantiles.push(q);
                 }
                 self.expect(&Tok::RParen, &format!("',' or ')' to close '{name}('"))?;
             }
             _ => {
-                field = Some(self.attribute_or_intrinsic(&name)?);
+                stage.field = Some(self.attribute_or_intrinsic(&name)?);
                 self.expect(&Tok::RParen, &format!("')': {name}() takes one attribute or intrinsic"))?;
             }
         }
-        let by = if self.is_ident("by") {
+        if self.is_ident("by") {
             self.advance();
-            self.field_list("by", ListKind::Attributes)?
-        } else {
-            Vec::new()
-        };
-        let mut stage = MetricsStage {
-            op,
-            field,
-            quantiles,
-            by,
-            second_stage: Vec::new(),
-        };
+            stage.by = self.field_list("by", ListKind::Attributes)?;
+        }
         self.second_stages(&mut stage)?;
         Ok(stage)
+    }
+
+    /// `{ selection }`, then optionally `, topN` and `, start, end` (unix nanoseconds), and
+    /// `)`: Tempo's three forms, checked as Tempo checks them.
+    fn compare_arguments(&mut self) -> PResult<Compare> {
+        if *self.peek() != Tok::LBrace {
+            return Err(self.unexpected(
+                "a spanset filter such as { status = error }: compare() needs the filter that picks the selection",
+            ));
+        }
+        let open = self.advance();
+        let selection = self.spanset_filter_body(open.pos)?;
+        if super::spanset_op(self.peek()).is_some() {
+            return Err(ParseError::at(
+                self.pos(),
+                "compare() takes a single spanset filter: combine conditions inside it, e.g. { status = error && duration > 1s }",
+            ));
+        }
+        let mut compare = Compare {
+            selection,
+            top_n: 10,
+            start_ns: 0,
+            end_ns: 0,
+        };
+        if self.eat(&Tok::Comma) {
+            let (top_n, pos) = self.compare_integer("the number of values per attribute")?;
+            if !(1..=1000).contains(&top_n) {
+                return Err(ParseError::at(
+                    pos,
+                    "compare() top number of values must be an integer between 1 and 1000",
+                ));
+            }
+            compare.top_n = top_n as u32;
+            if self.eat(&Tok::Comma) {
+                let (start, start_pos) = self.compare_integer("a start timestamp in unix nanoseconds")?;
+                self.expect(
+                    &Tok::Comma,
+                    "',' and an end timestamp: compare() takes both a start and an end, or neither",
+                )?;
+                let (end, end_pos) = self.compare_integer("an end timestamp in unix nanoseconds")?;
+                if start != 0 || end != 0 {
+                    if start == 0 || end == 0 {
+                        let pos = if start == 0 { start_pos } else { end_pos };
+                        return Err(ParseError::at(
+                            pos,
+                            "compare() timestamps must be positive integer unix nanoseconds",
+                        ));
+                    }
+                    if end <= start {
+                        return Err(ParseError::at(
+                            end_pos,
+                            "compare() end timestamp must be greater than start timestamp",
+                        ));
+                    }
+                }
+                (compare.start_ns, compare.end_ns) = (start as u64, end as u64);
+            }
+        }
+        self.expect(&Tok::RParen, "',' or ')' to close 'compare('")?;
+        Ok(compare)
+    }
+
+    /// A non-negative integer literal argument of compare().
+    fn compare_integer(&mut self, what: &str) -> PResult<(i64, super::lexer::Pos)> {
+        let pos = self.pos();
+        match self.peek() {
+            Tok::Int(i) => {
+                let i = *i;
+                self.advance();
+                Ok((i, pos))
+            }
+            Tok::Sub | Tok::Float(_) => Err(ParseError::at(
+                pos,
+                format!("compare() expects a positive integer as {what}"),
+            )),
+            _ => Err(self.unexpected(&format!("{what} (a positive integer)"))),
+        }
     }
 
     /// `| topk(N)`, `| bottomk(N)` and comparisons (`> 10`, also written `| > 10`), in any
     /// order.
     pub(crate) fn second_stages(&mut self, stage: &mut MetricsStage) -> PResult<()> {
         loop {
+            let starts_stage = super::cmp_op(self.peek()).is_some()
+                || (*self.peek() == Tok::Pipe
+                    && (matches!(self.peek_at(1), Tok::Ident(n) if n == "topk" || n == "bottomk")
+                        || super::cmp_op(self.peek_at(1)).is_some()));
+            if starts_stage && stage.op == MetricsOp::Compare {
+                return Err(ParseError::at(self.pos(), super::arith::COMPARE_ALONE));
+            }
             if let Some(op) = super::cmp_op(self.peek()) {
                 let op_tok = self.advance();
                 let expected = format!("a number or duration after '{}'", &self.src[op_tok.start..op_tok.end]);
-                if !matches!(self.peek(), Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub) {
+                if !matches!(
+                    self.peek(),
+                    Tok::Int(_) | Tok::Float(_) | Tok::Duration(_) | Tok::Sub | Tok::LParen
+                ) {
                     return Err(self.unexpected(&expected));
                 }
-                let value = match self.static_literal(&expected)? {
-                    Static::Int(i) => i as f64,
-                    Static::Float(f) => f,
-                    Static::Duration(ns) => ns as f64 / 1e9,
-                    _ => return Err(ParseError::at(op_tok.pos, format!("expected {expected}"))),
-                };
+                let value = self.metrics_constant(&expected)?;
                 stage.second_stage.push(SecondStage::Filter { op, value });
                 continue;
             }
@@ -246,7 +330,7 @@ impl Parser<'_> {
                 _ => {
                     self.advance();
                     if let Tok::Ident(name) = self.peek()
-                        && (metrics_op(name).is_some() || name == "compare")
+                        && metrics_op(name).is_some()
                     {
                         return Err(ParseError::at(
                             self.pos(),

@@ -10,18 +10,23 @@
 //!   literal is folded into the literal (`-5` is `Static::Int(-5)`).
 //! * A query may start with a scalar filter, `by(...)` or `select(...)` (Tempo accepts these);
 //!   the pipeline then starts with `{ }`.
-//! * A parenthesised metrics query (`({} | rate()) > 10`) is unwrapped; arithmetic between
-//!   metrics queries and `compare()` are rejected as not supported.
+//! * A parenthesised metrics query (`({} | rate()) > 10`) is unwrapped. Metrics queries in
+//!   parentheses combine with `+ - * /` and with constant numbers (`arith.rs`); a bare
+//!   `{ } | rate() * 2` is an error, as in Tempo. `compare()` stands alone: no `by`, second
+//!   stages or arithmetic.
 //! * Light type checking rejects what Tempo's validation rejects: non-boolean filters
 //!   (`{ 1 }`), mismatched comparisons (`{ 1 = "a" }`), arithmetic on strings, regexes on
 //!   numbers, aggregates or `by()` that do not reference the span (`sum(3)`), invalid regexes.
 //!
 //! Deliberate differences from Tempo's grammar: a parenthesised pipeline may be combined with a
 //! bare filter (`({...} | count() > 1) && {...}`; Tempo wants both sides parenthesised);
-//! metrics comparisons may also be written after a pipe (`| rate() | > 10`); `parent.x` is
+//! metrics comparisons may also be written after a pipe (`| rate() | > 10`); second stages may
+//! follow a parenthesised metrics expression inside further parentheses
+//! (`((A) > 10) * 2`, which Tempo writes `({...} | rate() > 10) * 2`); `parent.x` is
 //! accepted (Tempo parses it but reports it as unsupported); unary minus binds tighter than `^`
 //! (`-2 ^ 2` is 4), whereas Tempo's yacc rule gives it the precedence of binary `-`.
 
+mod arith;
 mod field;
 mod lexer;
 mod metrics;
@@ -30,9 +35,11 @@ mod tests;
 #[cfg(test)]
 mod tests_errors;
 #[cfg(test)]
+mod tests_metrics;
+#[cfg(test)]
 mod tests_pipeline;
 
-use crate::ast::{Pipeline, Query, SpansetExpr, Stage, Static, StructuralMode, StructuralOp};
+use crate::ast::{MetricsQuery, Pipeline, Query, SpansetExpr, Stage, Static, StructuralMode, StructuralOp};
 use lexer::{Pos, Tok, Token};
 
 /// A TraceQL syntax or validation error, with the 1-based line and column (in characters) where
@@ -80,9 +87,10 @@ pub(crate) struct Parser<'a> {
 
 /// What a spanset-position expression turned out to be: a spanset, or a parenthesised metrics
 /// query (only valid as the whole query).
-enum Operand {
+pub(crate) enum Operand {
     Spanset(SpansetExpr),
-    Metrics(Pipeline, crate::ast::MetricsStage),
+    /// Boxed: operands travel through every level of the recursion.
+    Metrics(Box<MetricsQuery>),
 }
 
 impl<'a> Parser<'a> {
@@ -198,17 +206,17 @@ impl<'a> Parser<'a> {
     }
 
     fn trailing_error(&self, is_metrics: bool) -> ParseError {
-        if is_metrics && (spanset_op(self.peek()).is_some() || is_arith(self.peek())) {
+        if is_arith(self.peek()) {
             return ParseError::at(
                 self.pos(),
-                format!(
-                    "combining metrics queries with {} is not supported",
-                    if is_arith(self.peek()) {
-                        "arithmetic"
-                    } else {
-                        "spanset operators"
-                    }
-                ),
+                "arithmetic needs metrics queries in parentheses, before any second stage: \
+                 ({ } | rate()) * 2, ({ status = error } | rate()) / ({ } | rate())",
+            );
+        }
+        if is_metrics && spanset_op(self.peek()).is_some() {
+            return ParseError::at(
+                self.pos(),
+                "combining metrics queries with spanset operators is not supported",
             );
         }
         if is_metrics {
@@ -222,13 +230,13 @@ impl<'a> Parser<'a> {
     fn pipeline(&mut self) -> PResult<(Pipeline, Option<crate::ast::MetricsStage>)> {
         let mut stages = Vec::new();
         let head = if self.starts_spanset() {
+            let pos = self.pos();
             match self.spanset_expr(0)? {
                 Operand::Spanset(e) => e,
-                Operand::Metrics(pipeline, mut metrics) => {
-                    self.second_stages(&mut metrics)?;
-                    return Ok((pipeline, Some(metrics)));
-                }
+                Operand::Metrics(m) => return self.metrics_expression(Some((m, pos))),
             }
+        } else if self.starts_metrics_arith() {
+            return self.metrics_expression(None);
         } else if self.starts_headless_stage() {
             // `count() > 1 | ...`, `by(x) | ...`, `select(x)`: Tempo runs these over all spans.
             stages.push(
@@ -257,6 +265,23 @@ impl<'a> Parser<'a> {
             }
         }
         Ok((Pipeline { head, stages }, None))
+    }
+
+    /// A metrics expression: arithmetic continuing after a parenthesised metrics query
+    /// (`(A) / (B)`), or starting with a number (`100 * (A)`, `(1 + 2) * (A)`); then second
+    /// stages of the whole (`(A) / (B) > 1`). Kept out of `pipeline` so that the recursion
+    /// through nested parentheses stays light on the stack.
+    #[inline(never)]
+    fn metrics_expression(
+        &mut self,
+        first: Option<(Box<MetricsQuery>, Pos)>,
+    ) -> PResult<(Pipeline, Option<crate::ast::MetricsStage>)> {
+        let mut m = match first {
+            Some((m, pos)) => self.metrics_arith_after(*m, pos)?,
+            None => self.metrics_arith_query()?,
+        };
+        self.second_stages(&mut m.stage)?;
+        Ok((m.pipeline, Some(m.stage)))
     }
 
     fn starts_spanset(&self) -> bool {
@@ -320,9 +345,6 @@ impl<'a> Parser<'a> {
     fn stage_error(&self) -> ParseError {
         if let Tok::Ident(name) = self.peek() {
             match name.as_str() {
-                "compare" => {
-                    return ParseError::at(self.pos(), "the metrics function compare() is not supported");
-                }
                 "with" => {
                     return ParseError::at(
                         self.pos(),
@@ -416,8 +438,8 @@ impl<'a> Parser<'a> {
                     )));
                 }
                 self.advance();
-                if let Some(metrics) = metrics {
-                    return Ok(Operand::Metrics(pipeline, metrics));
+                if let Some(stage) = metrics {
+                    return Ok(Operand::Metrics(Box::new(MetricsQuery { pipeline, stage })));
                 }
                 if pipeline.stages.is_empty() {
                     Ok(Operand::Spanset(pipeline.head))
@@ -481,7 +503,7 @@ fn shorten(s: &str) -> String {
 }
 
 #[derive(Clone, Copy)]
-enum SpansetOp {
+pub(crate) enum SpansetOp {
     And,
     Or,
     Structural(StructuralOp, StructuralMode),
@@ -505,7 +527,7 @@ impl SpansetOp {
     }
 }
 
-fn spanset_op(tok: &Tok) -> Option<SpansetOp> {
+pub(crate) fn spanset_op(tok: &Tok) -> Option<SpansetOp> {
     use StructuralMode::{Normal, Not, Union};
     use StructuralOp::{Ancestor, Child, Descendant, Parent, Sibling};
     let s = |op, mode| Some(SpansetOp::Structural(op, mode));

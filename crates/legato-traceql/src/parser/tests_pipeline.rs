@@ -124,16 +124,7 @@ fn parenthesised_pipelines_combine_with_spanset_operators() {
 fn metrics_functions() {
     let m = |query: &str| q(query).metrics.unwrap();
     let rate = m("{ status = error } | rate()");
-    assert_eq!(
-        rate,
-        MetricsStage {
-            op: MetricsOp::Rate,
-            field: None,
-            quantiles: vec![],
-            by: vec![],
-            second_stage: vec![]
-        }
-    );
+    assert_eq!(rate, MetricsStage::new(MetricsOp::Rate));
     assert_eq!(m("{ } | count_over_time()").op, MetricsOp::CountOverTime);
     for (name, op) in [
         ("sum_over_time", MetricsOp::SumOverTime),

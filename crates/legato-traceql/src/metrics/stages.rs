@@ -1,0 +1,93 @@
+//! Series with one value per step, and the second stages that work on them: `topk`,
+//! `bottomk`, comparisons and arithmetic with a number.
+
+use super::{Exemplar, Grid, Series};
+use crate::ast::{ArithOp, SecondStage};
+use crate::value::Value;
+
+/// A series with one value per step; NaN = no value.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Dense {
+    pub labels: Vec<(String, Value)>,
+    pub values: Vec<f64>,
+    pub exemplars: Vec<Exemplar>,
+}
+
+/// The samples of each series (NaN values left out); series without any are dropped.
+pub(crate) fn to_series(dense: Vec<Dense>, grid: &Grid) -> Vec<Series> {
+    dense
+        .into_iter()
+        .map(|d| Series {
+            labels: d.labels,
+            samples: d
+                .values
+                .iter()
+                .enumerate()
+                .filter(|(_, v)| !v.is_nan())
+                .map(|(i, v)| (grid.timestamp_ms(i), *v))
+                .collect(),
+            exemplars: d.exemplars,
+        })
+        .filter(|s| !s.samples.is_empty())
+        .collect()
+}
+
+/// `lhs op rhs` as Tempo computes it between points: dividing by zero gives NaN (no point),
+/// and NaN on either side stays NaN.
+pub(crate) fn arith(op: ArithOp, lhs: f64, rhs: f64) -> f64 {
+    match op {
+        ArithOp::Add => lhs + rhs,
+        ArithOp::Sub => lhs - rhs,
+        ArithOp::Mul => lhs * rhs,
+        ArithOp::Div if rhs == 0.0 => f64::NAN,
+        ArithOp::Div => lhs / rhs,
+        ArithOp::Mod | ArithOp::Pow => f64::NAN,
+    }
+}
+
+/// Applies one second stage; series left without any value are dropped.
+pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
+    match stage {
+        SecondStage::Filter { op, value } => {
+            for s in &mut series {
+                for v in &mut s.values {
+                    if !v.is_nan() && !Value::Float(*v).compare(*op, &Value::Float(*value)) {
+                        *v = f64::NAN;
+                    }
+                }
+            }
+        }
+        SecondStage::TopK(k) | SecondStage::BottomK(k) => {
+            // Per step, keep the k highest (lowest) series values; ties keep label order.
+            let top = matches!(stage, SecondStage::TopK(_));
+            let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
+            for step in 0..steps {
+                let mut at: Vec<(usize, f64)> = series
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, s)| s.values.get(step).filter(|v| !v.is_nan()).map(|v| (i, *v)))
+                    .collect();
+                at.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
+                for (i, _) in at.into_iter().skip(*k as usize) {
+                    series[i].values[step] = f64::NAN;
+                }
+            }
+        }
+        SecondStage::Arith {
+            op,
+            value,
+            scalar_on_left,
+        } => {
+            let apply = |v: f64| match scalar_on_left {
+                true => arith(*op, *value, v),
+                false => arith(*op, v, *value),
+            };
+            for s in &mut series {
+                s.values.iter_mut().for_each(|v| *v = apply(*v));
+                s.exemplars.iter_mut().for_each(|e| e.value = apply(e.value));
+            }
+        }
+    }
+    series.retain(|s| s.values.iter().any(|v| !v.is_nan()));
+    series
+}
