@@ -430,6 +430,32 @@ async fn tags_and_tag_values_as_grafana_asks() {
     }
 }
 
+/// An instant metrics answer as (labels, value): each label's value printed whatever its type.
+fn instant_series(body: &Json) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    body["series"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let labels = s["labels"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| {
+                    let v = l["value"]
+                        .as_object()
+                        .and_then(|o| o.values().next())
+                        .cloned()
+                        .unwrap_or_default();
+                    let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                    (l["key"].as_str().unwrap().to_string(), text)
+                })
+                .collect();
+            (labels, s["value"].as_f64().unwrap_or(f64::NAN))
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceql_metrics_as_grafana_sends_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -486,6 +512,62 @@ async fn traceql_metrics_as_grafana_sends_them() {
             counts,
             vec![("api".into(), 3.0), ("db".into(), 2.0), ("worker".into(), 1.0)],
             "{phase}"
+        );
+
+        // Arithmetic between metrics queries: the share of server spans per service; db has
+        // none, so its series has no partner and is dropped, as Tempo does.
+        let instant = async |q: &'static str| -> Json {
+            get("/api/metrics/query", q, vec![])
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        };
+        let body = instant(
+            "({ kind = server } | count_over_time() by (resource.service.name)) / ({ } | count_over_time() by (resource.service.name))",
+        )
+        .await;
+        let mut shares = instant_series(&body);
+        shares.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(shares.len(), 2, "{phase}: {body}");
+        assert_eq!(
+            shares[0].0.get("resource.service.name").map(String::as_str),
+            Some("api")
+        );
+        assert!((shares[0].1 - 2.0 / 3.0).abs() < 1e-9, "{phase}: {shares:?}");
+        assert_eq!(
+            shares[1].0.get("resource.service.name").map(String::as_str),
+            Some("worker")
+        );
+        assert!((shares[1].1 - 1.0).abs() < 1e-9, "{phase}: {shares:?}");
+
+        // compare(): error spans (the selection) against the rest (the baseline), per value.
+        let body = instant("{ } | compare({ status = error })").await;
+        let series = instant_series(&body);
+        let value = |meta: &str, attr: &str, v: &str| {
+            series
+                .iter()
+                .find(|(l, _)| {
+                    l.get("__meta_type").map(String::as_str) == Some(meta) && l.get(attr).map(String::as_str) == Some(v)
+                })
+                .map(|(_, x)| *x)
+        };
+        assert_eq!(
+            value("selection", "resource.service.name", "db"),
+            Some(1.0),
+            "{phase}: {body}"
+        );
+        assert_eq!(value("baseline", "resource.service.name", "api"), Some(3.0), "{phase}");
+        assert_eq!(value("baseline", "resource.service.name", "db"), Some(1.0), "{phase}");
+        assert_eq!(value("selection", "span.db.system", "mysql"), Some(1.0), "{phase}");
+        assert_eq!(value("baseline", "span.db.system", "postgresql"), Some(1.0), "{phase}");
+        assert_eq!(value("selection", "span.db.system", "postgresql"), None, "{phase}");
+        assert!(
+            series
+                .iter()
+                .any(|(l, _)| l.get("__meta_type").map(String::as_str) == Some("baseline_total")),
+            "{phase}: {body}"
         );
 
         // Quantiles on power-of-two buckets: server durations 50, 150, 300 ms → p50 interpolated

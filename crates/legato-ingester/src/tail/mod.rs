@@ -136,7 +136,7 @@ enum Rule {
     And(Vec<Policy>),
     Drop(Vec<Policy>),
     Composite(Vec<(Policy, u64, Mutex<Window>)>),
-    TraceQl(legato_traceql::eval::Plan),
+    TraceQl(Box<legato_traceql::eval::Plan>),
 }
 
 /// A compiled policy.
@@ -302,10 +302,10 @@ impl Policy {
                 if query.metrics.is_some() {
                     return Err(format!("{key}: traceql.query must be a filter, not a metrics query"));
                 }
-                Rule::TraceQl(
+                Rule::TraceQl(Box::new(
                     legato_traceql::eval::Plan::new(query)
                         .map_err(|e| format!("{key}: traceql.query {:?}: {e}", c.query))?,
-                )
+                ))
             }
             "bytes_limiting" => {
                 let c = cfg.bytes_limiting.as_ref().ok_or_else(|| missing("bytes_limiting"))?;
@@ -337,10 +337,10 @@ impl Policy {
                 let query = legato_traceql::parse(&text).map_err(|e| {
                     format!("{key}: ottl_condition, as TraceQL {text:?}: {e}; write a `traceql` policy")
                 })?;
-                Rule::TraceQl(
+                Rule::TraceQl(Box::new(
                     legato_traceql::eval::Plan::new(query)
                         .map_err(|e| format!("{key}: ottl_condition, as TraceQL {text:?}: {e}"))?,
-                )
+                ))
             }
             other => return Err(format!("{key}: unknown policy type {other:?}; known: {TYPES}")),
         };
