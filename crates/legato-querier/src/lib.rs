@@ -5,6 +5,7 @@
 //! It does not parse HTTP (api crate) nor write blocks (ingester, compactor).
 
 pub mod metrics;
+pub mod metrics_columns;
 pub mod prefilter;
 mod search;
 

@@ -87,7 +87,7 @@ fn needs(e: &SpansetExpr) -> Vec<RowPredicate> {
     }
 }
 
-fn split_and<'a>(f: &'a FieldExpr, out: &mut Vec<&'a FieldExpr>) {
+pub(crate) fn split_and<'a>(f: &'a FieldExpr, out: &mut Vec<&'a FieldExpr>) {
     match f {
         FieldExpr::And(a, b) => {
             split_and(a, out);
@@ -113,7 +113,7 @@ fn anchored(pattern: &str) -> Option<regex::Regex> {
 }
 
 /// A single-span condition as a row predicate, when it maps onto a column.
-fn predicate(f: &FieldExpr) -> Option<RowPredicate> {
+pub(crate) fn predicate(f: &FieldExpr) -> Option<RowPredicate> {
     match f {
         FieldExpr::Compare { op, lhs, rhs } => {
             let FieldExpr::Static(value) = rhs.as_ref() else {

@@ -448,6 +448,97 @@ impl Querier {
         Ok(totals)
     }
 
+    /// Counts a metrics query's spans in `blocks` from their columns (`ColumnMetrics`), one
+    /// block per core on blocking threads, adding each block's series to `eval` once it has
+    /// been read whole. `counts` decides whether a trace copy counts (replica dedup).
+    async fn count_blocks(
+        &self,
+        blocks: Vec<Arc<BlockMeta>>,
+        plan: Arc<crate::metrics_columns::ColumnMetrics>,
+        eval: Arc<parking_lot::Mutex<legato_traceql::metrics::MetricsEval>>,
+        counts: Arc<dyn Fn(&CopyKey) -> bool + Send + Sync>,
+        inspected: Arc<AtomicU64>,
+        cancel: tokio_util::sync::CancellationToken,
+    ) -> Result<ScanTotals, QueryError> {
+        let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let mut totals = ScanTotals::default();
+        let mut to_read = Vec::with_capacity(blocks.len());
+        for meta in blocks {
+            if self.block_admits(&meta, plan.predicates()).await {
+                to_read.push(meta);
+            } else {
+                self.metrics.blocks_pruned.inc();
+                totals.completed += 1;
+            }
+        }
+        let ((step_of, steps), max_exemplars) = {
+            let e = eval.lock();
+            (e.stepper(), e.max_exemplars())
+        };
+        let handle = tokio::runtime::Handle::current();
+        for chunk in to_read.chunks(parallel) {
+            if cancel.is_cancelled() {
+                break;
+            }
+            let mut tasks = Vec::new();
+            for meta in chunk {
+                let (meta, reader, handle, plan) = (meta.clone(), self.reader.clone(), handle.clone(), plan.clone());
+                let (step_of, counts, cancel) = (step_of.clone(), counts.clone(), cancel.clone());
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    let mut counter =
+                        crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, max_exemplars);
+                    let mut dedup = |k: &CopyKey| counts(k);
+                    let mut unreadable = false;
+                    let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), |batch| {
+                        if counter.batch(batch, &mut dedup).is_none() {
+                            unreadable = true;
+                            return false;
+                        }
+                        !cancel.is_cancelled()
+                    }));
+                    let read = read.and_then(|bytes| match unreadable {
+                        true => Err(legato_storage::Error::Corrupt {
+                            block: meta.block_id,
+                            message: "a column has an unexpected type".into(),
+                        }),
+                        false => Ok(bytes),
+                    });
+                    let traces = counter.traces;
+                    let series = counter.finish(&mut dedup);
+                    (
+                        meta.block_id,
+                        meta.total_spans,
+                        read.map(|bytes| (bytes, series, traces)),
+                    )
+                }));
+            }
+            for t in tasks {
+                let (block, spans, result) = t.await.map_err(|e| QueryError::Block {
+                    block: "?".into(),
+                    source: legato_storage::Error::Join(e.to_string()),
+                })?;
+                match result {
+                    Ok((bytes, series, traces)) => {
+                        let mut e = eval.lock();
+                        for (labels, per_step, exemplars) in series {
+                            e.add_counts(labels, &per_step, &exemplars);
+                        }
+                        inspected.fetch_add(traces, Ordering::Relaxed);
+                        totals.bytes += bytes;
+                        totals.spans += spans;
+                    }
+                    Err(source) => {
+                        tracing::error!(%block, error = %source, "skipping a block that cannot be read");
+                        self.metrics.blocks_skipped.inc();
+                        totals.skipped.push(format!("block {block}: {source}"));
+                    }
+                }
+                totals.completed += 1;
+            }
+        }
+        Ok(totals)
+    }
+
     /// The block's tag summary as written with it (`tags.json`), cached; `None` for blocks
     /// written without one, or when it cannot be read.
     async fn stored_summary(&self, meta: &BlockMeta) -> Option<Arc<TagSummary>> {
@@ -462,16 +553,18 @@ impl Querier {
     /// False when the block's tag summary shows that no span of it meets one of the scan's
     /// required predicates (`prefilter::summary_admits`).
     async fn block_may_match(&self, meta: &BlockMeta, options: &legato_storage::ScanOptions) -> bool {
-        if options.required.is_empty() {
+        self.block_admits(meta, &options.required).await
+    }
+
+    /// False when the block's tag summary shows no span of it meets one of `required`.
+    async fn block_admits(&self, meta: &BlockMeta, required: &[legato_storage::RowPredicate]) -> bool {
+        if required.is_empty() {
             return true;
         }
         let Some(summary) = self.stored_summary(meta).await else {
             return true;
         };
-        options
-            .required
-            .iter()
-            .all(|p| crate::prefilter::summary_admits(&summary, p))
+        required.iter().all(|p| crate::prefilter::summary_admits(&summary, p))
     }
 
     /// Drops cached summaries of blocks that are gone.
@@ -672,6 +765,7 @@ impl Querier {
         let MetricsScope { scope, blocks, pieces } = mscope;
         let options = Arc::new(crate::prefilter::metrics_scan_options(&plan.query, &stage));
         let prefilter = crate::prefilter::recent_prefilter(&options.required);
+        let columnar = crate::metrics_columns::ColumnMetrics::plan(&plan.query, &stage).map(Arc::new);
         let eval = Arc::new(parking_lot::Mutex::new(
             MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),
         ));
@@ -680,7 +774,7 @@ impl Querier {
         // compaction merges them) must count once: a copy with the same trace id and span ids
         // as one already counted is skipped, and so is one `pieces` leaves to another job.
         // Held data is remembered for the whole query, blocks' copies per overlap group.
-        let seen_held: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+        let seen_held: Arc<parking_lot::Mutex<CopySet>> = Arc::default();
         let mut missing = Vec::new();
         let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         for source in self.recent.iter().filter(|_| scope.recent) {
@@ -721,7 +815,30 @@ impl Querier {
         let total_blocks = in_range.len() as u32;
         let mut totals = ScanTotals::default();
         for group in overlap_groups(in_range) {
-            let seen_group: Arc<parking_lot::Mutex<HashSet<CopyKey>>> = Arc::default();
+            let seen_group: Arc<parking_lot::Mutex<CopySet>> = Arc::default();
+            if let Some(columnar) = &columnar {
+                let counts = {
+                    let (pieces, seen_held, seen_group) = (pieces.clone(), seen_held.clone(), seen_group.clone());
+                    Arc::new(move |key: &CopyKey| {
+                        pieces.counts(key) && !seen_held.lock().contains(key) && seen_group.lock().insert(*key)
+                    })
+                };
+                let part = self
+                    .count_blocks(
+                        group,
+                        columnar.clone(),
+                        eval.clone(),
+                        counts,
+                        inspected.clone(),
+                        cancel.clone(),
+                    )
+                    .await?;
+                totals.bytes += part.bytes;
+                totals.spans += part.spans;
+                totals.completed += part.completed;
+                missing.extend(part.skipped);
+                continue;
+            }
             let part = self
                 .scan_blocks(
                     group,
@@ -820,6 +937,10 @@ impl RecentBudget {
 
 /// A trace id and the fingerprint of a set of its span ids.
 pub type CopyKey = ([u8; 16], u64);
+
+/// Trace copies already counted by a metrics query: millions of keys on large queries, so a
+/// fast hash rather than SipHash.
+type CopySet = HashSet<CopyKey, foldhash::fast::RandomState>;
 
 /// Identifies one copy of (part of) a trace: its id and its set of span ids.
 fn copy_fingerprint(trace: &TraceData) -> CopyKey {

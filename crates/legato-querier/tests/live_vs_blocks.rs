@@ -252,3 +252,60 @@ proptest! {
         }
     }
 }
+
+/// Metrics queries `ColumnMetrics` counts from block columns, and one it must leave to the
+/// evaluator.
+const COLUMN_METRICS: &[&str] = &[
+    "{ } | rate()",
+    "{ } | count_over_time() by (resource.service.name)",
+    "{ status = error } | count_over_time() by (name, kind)",
+    r#"{ resource.service.name = "svc-1" && duration > 5ms } | rate() by (status)"#,
+    r#"{ name =~ "op-[01]" && kind != server } | count_over_time() by (resource.service.name, name)"#,
+    r#"{ duration <= 3ms && status != ok } | rate() by (kind) | topk(2)"#,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+    /// Counting from columns gives the evaluator's series, step by step.
+    #[test]
+    fn metrics_counted_from_columns_agree_with_the_evaluator((id, batches) in arb_trace()) {
+        use legato_querier::metrics_columns::{ColumnCounter, ColumnMetrics};
+        use legato_traceql::metrics::MetricsEval;
+        let live = trace_data(id.0, &batches);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+        let block = encode_block(&TenantId::single(), BlockId::random(), vec![TraceInput { id, batches: batches.clone() }], 0).unwrap();
+        rt.block_on(write_block(&store, &block)).unwrap();
+        let reader = BlockReader::new(store, StorageMetrics::default());
+        let range = (1_700_000_000_000_000_000, 1_700_000_002_000_000_000, 250_000_000);
+        for q in COLUMN_METRICS {
+            let mut query = legato_traceql::parse(q).unwrap();
+            let stage = query.metrics.take().unwrap();
+            let columns = ColumnMetrics::plan(&query, &stage);
+            prop_assert!(columns.is_some(), "{} is counted from columns", q);
+            let columns = columns.unwrap();
+            let plan = Arc::new(Plan::new(query).unwrap());
+            let mut slow = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+            slow.observe(&live);
+            let mut fast = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+            let (step_of, steps) = fast.stepper();
+            let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, 0);
+            let mut all = |_: &([u8; 16], u64)| true;
+            rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), |b| counter.batch(b, &mut all).is_some())).unwrap();
+            for (labels, counts, exemplars) in counter.finish(&mut all) {
+                fast.add_counts(labels, &counts, &exemplars);
+            }
+            let sorted = |mut s: Vec<legato_traceql::metrics::Series>| {
+                s.sort_by(|a, b| format!("{:?}", a.labels).cmp(&format!("{:?}", b.labels)));
+                s
+            };
+            prop_assert_eq!(sorted(slow.finish()), sorted(fast.finish()), "{}", q);
+        }
+        // Conditions on attributes, and other functions, stay with the evaluator.
+        for q in ["{ span.http.status_code = 500 } | rate()", "{ } | avg_over_time(duration)", "{ } | rate() by (span.route)"] {
+            let mut query = legato_traceql::parse(q).unwrap();
+            let stage = query.metrics.take().unwrap();
+            prop_assert!(ColumnMetrics::plan(&query, &stage).is_none(), "{}", q);
+        }
+    }
+}

@@ -29,7 +29,7 @@ mod prefilter;
 mod reader;
 mod rewrite;
 mod scan;
-mod schema;
+pub mod schema;
 mod tenant_index;
 mod upload;
 mod writer;
@@ -49,7 +49,7 @@ pub use listing::{TenantListing, list_tenant, read_block_meta};
 pub use meta::{BlockMeta, CompactedBlockMeta, ENCODING_V1};
 pub use object_store::{self, ObjectStore};
 pub use paths::{BlockPaths, tenant_dir, tenant_index_path};
-pub use prefilter::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
+pub use prefilter::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest, row_bits};
 pub use reader::BlockReader;
 pub use tenant_index::{TenantIndex, read_tenant_index, write_tenant_index};
 pub use upload::{

@@ -201,7 +201,7 @@ impl ScanOptions {
 }
 
 /// For each row, whether it meets each predicate: one bit per predicate (at most 64 are used).
-pub(crate) fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
+pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
     let mut bits = vec![0u64; batch.num_rows()];
     for (i, pred) in required.iter().enumerate().take(64) {
         let bit = 1u64 << i;

@@ -302,6 +302,58 @@ impl BlockReader {
     }
 }
 
+impl BlockReader {
+    /// Streams the block's rows as Arrow batches of `columns` only (in the scan schema:
+    /// resource, scope, attribute keys and strings as dictionaries), in trace-id order, for
+    /// callers that aggregate columns without rebuilding traces. `visit` returns false to
+    /// stop. Returns the number of bytes read.
+    pub async fn scan_columns(
+        &self,
+        meta: &BlockMeta,
+        columns: &[&str],
+        mut visit: impl FnMut(&RecordBatch) -> bool + Send,
+    ) -> Result<u64> {
+        crate::reader::guarded(meta.block_id, async {
+            if meta.encoding != ENCODING_V1 {
+                return Err(Error::UnknownEncoding {
+                    block: meta.block_id,
+                    encoding: meta.encoding.clone(),
+                });
+            }
+            let perr = |source| Error::Parquet {
+                block: meta.block_id,
+                source,
+            };
+            let (reader, footer) = self.open(meta).await?;
+            let roots: Vec<usize> = schema::schema_v1()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| columns.contains(&f.name().as_str()))
+                .map(|(i, _)| i)
+                .collect();
+            let mask = ProjectionMask::roots(footer.metadata().file_metadata().schema_descr(), roots);
+            let footer = ArrowReaderMetadata::try_new(
+                footer.metadata().clone(),
+                ArrowReaderOptions::new().with_schema(schema::schema_v1_dictionaries()),
+            )
+            .map_err(perr)?;
+            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+                .with_batch_size(8192)
+                .with_projection(mask)
+                .build()
+                .map_err(perr)?;
+            while let Some(batch) = stream.next().await {
+                if !visit(&batch.map_err(perr)?) {
+                    break;
+                }
+            }
+            Ok(meta.data_size)
+        })
+        .await
+    }
+}
+
 /// Which rows to rebuild: rows of traces where every required predicate is met by some row.
 /// The batch's last trace may continue in the next batch, so it is always kept, and so is a
 /// trace continuing the one being assembled.

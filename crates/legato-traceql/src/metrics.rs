@@ -223,6 +223,45 @@ impl MetricsEval {
         self
     }
 
+    /// The step a span starting at a time (ns) counts in, if inside the range, as a function
+    /// that outlives the evaluator; and the number of steps.
+    pub fn stepper(&self) -> (std::sync::Arc<dyn Fn(u64) -> Option<usize> + Send + Sync>, usize) {
+        let grid = self.grid;
+        let steps = grid.steps;
+        (std::sync::Arc::new(move |t| grid.step_of(t)), steps)
+    }
+
+    /// Most exemplars the query keeps.
+    pub fn max_exemplars(&self) -> usize {
+        self.max_exemplars
+    }
+
+    /// Adds spans counted elsewhere (from block columns, without rebuilding traces) to the
+    /// series `labels` (the `by` fields' labels and values, as `observe` gives them):
+    /// `counts[step]` spans per step, and exemplars while more are wanted. For `rate()` and
+    /// `count_over_time()` of a plain filter only: nothing else is accumulated.
+    pub fn add_counts(&mut self, labels: Vec<(String, Value)>, counts: &[f64], exemplars: &[Exemplar]) {
+        let key = label_key(&labels);
+        if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
+            self.truncated = true;
+            return;
+        }
+        let steps = self.grid.steps;
+        let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
+        for (total, n) in acc.count.iter_mut().zip(counts) {
+            *total += n;
+        }
+        for e in exemplars {
+            if self.exemplar_count >= self.max_exemplars {
+                break;
+            }
+            if acc.exemplars.iter().all(|x| x.trace_id != e.trace_id) {
+                acc.exemplars.push(e.clone());
+                self.exemplar_count += 1;
+            }
+        }
+    }
+
     /// Whether some series were left out because of the series limit.
     pub fn truncated(&self) -> bool {
         self.truncated

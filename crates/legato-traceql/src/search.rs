@@ -161,10 +161,17 @@ pub fn hit(plan: &Plan, trace: &TraceData, spansets: &[Spanset], spss: usize) ->
 
 /// Identifies one copy of (part of) a trace by its set of span ids, in any order.
 pub fn copy_fingerprint(trace: &TraceData) -> u64 {
-    trace.spans.iter().fold(0u64, |acc, s| {
-        let mut z = u64::from_le_bytes(s.span_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        acc.wrapping_add(z ^ (z >> 31))
-    })
+    trace
+        .spans
+        .iter()
+        .fold(0u64, |acc, s| acc.wrapping_add(span_id_mix(s.span_id)))
+}
+
+/// One span's part of `copy_fingerprint` (the fingerprint is their wrapping sum, so it does
+/// not depend on span order).
+pub fn span_id_mix(span_id: [u8; 8]) -> u64 {
+    let mut z = u64::from_le_bytes(span_id).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }

@@ -1,0 +1,323 @@
+//! TraceQL metrics counted from block columns. `rate()` and `count_over_time()` of a plain
+//! filter whose every condition maps exactly onto a column (status, kind, duration, span
+//! name, service name equality), grouped by service, name, status or kind, need only a few
+//! columns per span: the spans are counted per step and group from those columns, without
+//! rebuilding traces. Replicated copies are skipped exactly as the evaluator's path skips
+//! them (the same copy fingerprint over every span of the trace in the block). Any other
+//! query takes the evaluator's path; `tests/live_vs_blocks.rs` checks both give the same
+//! series.
+
+use std::collections::HashMap;
+
+use arrow_array::RecordBatch;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int8Type, Int64Type};
+use legato_storage::schema;
+use legato_storage::{Cmp, RowPredicate, StrTest};
+use legato_traceql::ast::{AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Query, SpansetExpr, Static};
+use legato_traceql::metrics::Exemplar;
+use legato_traceql::value::Value;
+
+/// Whether a finished trace copy (trace id, copy fingerprint) is counted.
+pub type CopyFilter<'a> = dyn FnMut(&([u8; 16], u64)) -> bool + 'a;
+
+/// Series counted from columns: labels, count per step, exemplars.
+pub type CountedSeries = (Vec<(String, Value)>, Vec<f64>, Vec<Exemplar>);
+
+/// Most `by` fields counted from columns.
+const MAX_BY: usize = 4;
+
+/// A group-by field read from a column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ByColumn {
+    Service,
+    Name,
+    Status,
+    Kind,
+}
+
+/// How to count a metrics query from columns.
+#[derive(Debug, Clone)]
+pub struct ColumnMetrics {
+    /// A span counts when it meets every one.
+    predicates: Vec<RowPredicate>,
+    by: Vec<(String, ByColumn)>,
+}
+
+impl ColumnMetrics {
+    /// `Some` when counting from columns gives the evaluator's answer for this query.
+    pub fn plan(query: &Query, stage: &MetricsStage) -> Option<Self> {
+        if !matches!(stage.op, MetricsOp::Rate | MetricsOp::CountOverTime)
+            || stage.field.is_some()
+            || stage.compare.is_some()
+            || stage.binary.is_some()
+            || !query.pipeline.stages.is_empty()
+            || stage.by.len() > MAX_BY
+        {
+            return None;
+        }
+        let SpansetExpr::Filter(filter) = &query.pipeline.head else {
+            return None;
+        };
+        let mut conjuncts = Vec::new();
+        crate::prefilter::split_and(filter, &mut conjuncts);
+        let mut predicates = Vec::new();
+        for c in conjuncts {
+            if matches!(c, FieldExpr::Static(Static::Bool(true))) {
+                continue;
+            }
+            predicates.push(exact_predicate(c)?);
+        }
+        let by = stage
+            .by
+            .iter()
+            .map(|f| {
+                let column = match f {
+                    FieldExpr::Intrinsic(Intrinsic::Name) => ByColumn::Name,
+                    FieldExpr::Intrinsic(Intrinsic::Status) => ByColumn::Status,
+                    FieldExpr::Intrinsic(Intrinsic::Kind) => ByColumn::Kind,
+                    FieldExpr::Attribute(a)
+                        if a.scope == AttributeScope::Resource && !a.parent && a.name == "service.name" =>
+                    {
+                        ByColumn::Service
+                    }
+                    _ => return None,
+                };
+                Some((legato_traceql::eval::field_label(f), column))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self { predicates, by })
+    }
+
+    /// The columns counting reads.
+    pub fn columns(&self) -> Vec<&'static str> {
+        let mut cols = vec![schema::TRACE_ID, schema::SPAN_ID, schema::START];
+        let mut add = |c: &'static str| {
+            if !cols.contains(&c) {
+                cols.push(c);
+            }
+        };
+        for p in &self.predicates {
+            add(match p {
+                RowPredicate::ServiceName(_) => schema::SERVICE_NAME,
+                RowPredicate::Name(_) => schema::NAME,
+                RowPredicate::Status(..) => schema::STATUS_CODE,
+                RowPredicate::Kind(..) => schema::KIND,
+                RowPredicate::DurationNanos(..) => schema::DURATION,
+                RowPredicate::SpanAttr { .. } => schema::ATTRS,
+                RowPredicate::ResourceAttr { .. } => schema::RESOURCE,
+            });
+        }
+        for (_, b) in &self.by {
+            add(match b {
+                ByColumn::Service => schema::SERVICE_NAME,
+                ByColumn::Name => schema::NAME,
+                ByColumn::Status => schema::STATUS_CODE,
+                ByColumn::Kind => schema::KIND,
+            });
+        }
+        cols
+    }
+
+    /// The row predicates, for block pruning by tag summary.
+    pub fn predicates(&self) -> &[RowPredicate] {
+        &self.predicates
+    }
+}
+
+/// A condition whose row predicate holds exactly when the evaluator's condition does.
+fn exact_predicate(c: &FieldExpr) -> Option<RowPredicate> {
+    let p = crate::prefilter::predicate(c)?;
+    let exact = match &p {
+        RowPredicate::Status(..) | RowPredicate::Kind(..) | RowPredicate::DurationNanos(..) | RowPredicate::Name(_) => {
+            true
+        }
+        // The column holds "" for a resource without `service.name`, where the evaluator sees
+        // nil: only equality with a non-empty name reads the same.
+        RowPredicate::ServiceName(StrTest::Cmp(Cmp::Eq, s)) => !s.is_empty(),
+        _ => false,
+    };
+    exact.then_some(p)
+}
+
+/// One matching span of the trace being read: its group, step, id and start.
+struct Matched {
+    group: [u32; MAX_BY],
+    step: usize,
+    span_id: [u8; 8],
+    start_ms: i64,
+}
+
+/// Counts one block's spans (or several blocks' in turn) per group and step.
+pub struct ColumnCounter<'a> {
+    plan: &'a ColumnMetrics,
+    step_of: &'a (dyn Fn(u64) -> Option<usize> + Sync),
+    steps: usize,
+    max_exemplars: usize,
+    /// The trace being read: id, copy fingerprint over all its rows, matching rows.
+    trace: Option<([u8; 16], u64)>,
+    matched: Vec<Matched>,
+    /// Distinct strings of the service and name group columns.
+    strings: Vec<(HashMap<String, u32, foldhash::fast::RandomState>, Vec<String>)>,
+    counts: HashMap<[u32; MAX_BY], (Vec<f64>, Vec<Exemplar>), foldhash::fast::RandomState>,
+    /// Traces counted (after deduplication).
+    pub traces: u64,
+}
+
+impl<'a> ColumnCounter<'a> {
+    pub fn new(
+        plan: &'a ColumnMetrics,
+        step_of: &'a (dyn Fn(u64) -> Option<usize> + Sync),
+        steps: usize,
+        max_exemplars: usize,
+    ) -> Self {
+        Self {
+            plan,
+            step_of,
+            steps,
+            max_exemplars,
+            trace: None,
+            matched: Vec::new(),
+            strings: vec![Default::default(); plan.by.len()],
+            counts: HashMap::default(),
+            traces: 0,
+        }
+    }
+
+    /// Reads a batch of `plan.columns()`. `counts(trace id, fingerprint)` says whether a
+    /// finished trace copy is counted (the replica dedup of the evaluator's path).
+    pub fn batch(&mut self, batch: &RecordBatch, counts: &mut CopyFilter<'_>) -> Option<()> {
+        let ids = batch.column_by_name(schema::TRACE_ID)?.as_fixed_size_binary_opt()?;
+        let span_ids = batch.column_by_name(schema::SPAN_ID)?.as_fixed_size_binary_opt()?;
+        let starts = batch.column_by_name(schema::START)?.as_primitive_opt::<Int64Type>()?;
+        let names = match batch.column_by_name(schema::NAME) {
+            Some(c) => Some(c.as_string_opt::<i32>()?),
+            None => None,
+        };
+        let services = match batch.column_by_name(schema::SERVICE_NAME) {
+            Some(c) => Some(c.as_string_opt::<i32>()?),
+            None => None,
+        };
+        let codes = match batch.column_by_name(schema::STATUS_CODE) {
+            Some(c) => Some(c.as_primitive_opt::<Int8Type>()?),
+            None => None,
+        };
+        let kinds = match batch.column_by_name(schema::KIND) {
+            Some(c) => Some(c.as_primitive_opt::<Int8Type>()?),
+            None => None,
+        };
+        let bits = legato_storage::row_bits(batch, &self.plan.predicates);
+        let all = (1u64 << self.plan.predicates.len()) - 1;
+        // The last string looked up per group column: rows repeat them a lot.
+        let mut last: Vec<Option<(&str, u32)>> = vec![None; self.plan.by.len()];
+        for (row, row_bits) in bits.iter().enumerate() {
+            let id: [u8; 16] = ids.value(row).try_into().ok()?;
+            let span_id: [u8; 8] = span_ids.value(row).try_into().ok()?;
+            if self.trace.is_none_or(|(current, _)| current != id) {
+                self.finish_trace(counts);
+                self.trace = Some((id, 0));
+            }
+            if let Some((_, fp)) = &mut self.trace {
+                *fp = fp.wrapping_add(legato_traceql::search::span_id_mix(span_id));
+            }
+            if row_bits & all != all {
+                continue;
+            }
+            let start = starts.value(row) as u64;
+            let Some(step) = (self.step_of)(start) else { continue };
+            let mut group = [0u32; MAX_BY];
+            for (g, (_, column)) in self.plan.by.iter().enumerate() {
+                group[g] = match column {
+                    ByColumn::Status => codes?.value(row) as u8 as u32,
+                    ByColumn::Kind => kinds?.value(row) as u8 as u32,
+                    ByColumn::Service | ByColumn::Name => {
+                        let s = if *column == ByColumn::Service {
+                            services?.value(row)
+                        } else {
+                            names?.value(row)
+                        };
+                        match last[g] {
+                            Some((prev, n)) if prev == s => n,
+                            _ => {
+                                let (index, list) = &mut self.strings[g];
+                                let n = match index.get(s) {
+                                    Some(n) => *n,
+                                    None => {
+                                        let n = list.len() as u32;
+                                        list.push(s.to_string());
+                                        index.insert(s.to_string(), n);
+                                        n
+                                    }
+                                };
+                                last[g] = Some((s, n));
+                                n
+                            }
+                        }
+                    }
+                };
+            }
+            self.matched.push(Matched {
+                group,
+                step,
+                span_id,
+                start_ms: (start / 1_000_000) as i64,
+            });
+        }
+        Some(())
+    }
+
+    fn finish_trace(&mut self, counts: &mut CopyFilter<'_>) {
+        let Some(key) = self.trace.take() else { return };
+        if self.matched.is_empty() || !counts(&key) {
+            self.matched.clear();
+            return;
+        }
+        self.traces += 1;
+        let steps = self.steps;
+        for m in self.matched.drain(..) {
+            let (per_step, exemplars) = self
+                .counts
+                .entry(m.group)
+                .or_insert_with(|| (vec![0.0; steps], Vec::new()));
+            per_step[m.step] += 1.0;
+            if exemplars.len() < self.max_exemplars && exemplars.iter().all(|e| e.trace_id != key.0) {
+                exemplars.push(Exemplar {
+                    trace_id: key.0,
+                    span_id: m.span_id,
+                    timestamp_ms: m.start_ms,
+                    value: 1.0,
+                });
+            }
+        }
+    }
+
+    /// The series counted: labels as the evaluator gives them, counts per step, exemplars.
+    pub fn finish(mut self, counts: &mut CopyFilter<'_>) -> Vec<CountedSeries> {
+        self.finish_trace(counts);
+        let strings = std::mem::take(&mut self.strings);
+        self.counts
+            .into_iter()
+            .map(|(group, (per_step, exemplars))| {
+                let labels = self
+                    .plan
+                    .by
+                    .iter()
+                    .enumerate()
+                    .map(|(g, (label, column))| {
+                        let value = match column {
+                            ByColumn::Status => Value::Status(group[g] as i32),
+                            ByColumn::Kind => Value::Kind(group[g] as i32),
+                            ByColumn::Name => Value::Str(strings[g].1[group[g] as usize].clone()),
+                            ByColumn::Service => match strings[g].1[group[g] as usize].as_str() {
+                                "" => Value::Nil,
+                                s => Value::Str(s.to_string()),
+                            },
+                        };
+                        (label.clone(), value)
+                    })
+                    .collect();
+                (labels, per_step, exemplars)
+            })
+            .collect()
+    }
+}
