@@ -4,6 +4,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use futures::StreamExt;
+
 use legato_model::span::TraceData;
 use legato_model::{BlockId, TenantId};
 use legato_storage::BlockMeta;
@@ -410,42 +412,35 @@ impl Querier {
         }
         let blocks = blocks_to_read;
         let handle = tokio::runtime::Handle::current();
-        for chunk in blocks.chunks(parallel) {
-            if stop() {
-                break;
-            }
-            let mut tasks = Vec::new();
-            for meta in chunk {
-                let (meta, reader, visit, handle) = (meta.clone(), self.reader.clone(), visit.clone(), handle.clone());
-                let options = options.clone();
-                tasks.push(tokio::task::spawn_blocking(move || {
-                    let result = handle.block_on(reader.scan_traces_with(&meta, &options, visit));
-                    (meta.block_id, meta.total_spans, result)
-                }));
-            }
-            for t in tasks {
-                let (block, spans, result) = t.await.map_err(|e| QueryError::Block {
-                    block: "?".into(),
-                    source: legato_storage::Error::Join(e.to_string()),
-                })?;
-                match result {
-                    Ok(bytes) => {
-                        totals.bytes += bytes;
-                        totals.spans += spans;
-                    }
-                    // One unreadable block (corrupt, or failing after the store's retries) is
-                    // skipped, logged and counted, and named to the caller; the rest answer.
-                    Err(source) => {
-                        tracing::error!(%block, error = %source, "skipping a block that cannot be read");
-                        self.metrics.blocks_skipped.inc();
-                        totals.skipped.push(format!("block {block}: {source}"));
-                    }
-                }
-                totals.completed += 1;
-            }
+        let reader = self.reader.clone();
+        let mut done = per_block(blocks, parallel, stop, move |meta: Arc<BlockMeta>| {
+            handle.block_on(reader.scan_traces_with(&meta, &options, visit.clone()))
+        });
+        while let Some(finished) = done.next().await {
+            let (meta, result) = finished?;
+            self.record_block(&mut totals, &meta, result);
             after_chunk(totals.completed);
         }
         Ok(totals)
+    }
+
+    /// Counts one block's read in `totals`. One unreadable block (corrupt, or failing after
+    /// the store's retries) is skipped, logged and counted, and named to the caller; the rest
+    /// answer.
+    fn record_block(&self, totals: &mut ScanTotals, meta: &BlockMeta, result: legato_storage::Result<u64>) {
+        match result {
+            Ok(bytes) => {
+                totals.bytes += bytes;
+                totals.spans += meta.total_spans;
+            }
+            Err(source) => {
+                let block = meta.block_id;
+                tracing::error!(%block, error = %source, "skipping a block that cannot be read");
+                self.metrics.blocks_skipped.inc();
+                totals.skipped.push(format!("block {block}: {source}"));
+            }
+        }
+        totals.completed += 1;
     }
 
     /// Counts a metrics query's spans in `blocks` from their columns (`ColumnMetrics`), one
@@ -476,65 +471,45 @@ impl Querier {
             (e.stepper(), e.max_exemplars())
         };
         let handle = tokio::runtime::Handle::current();
-        for chunk in to_read.chunks(parallel) {
-            if cancel.is_cancelled() {
-                break;
-            }
-            let mut tasks = Vec::new();
-            for meta in chunk {
-                let (meta, reader, handle, plan) = (meta.clone(), self.reader.clone(), handle.clone(), plan.clone());
-                let (step_of, counts, cancel) = (step_of.clone(), counts.clone(), cancel.clone());
-                tasks.push(tokio::task::spawn_blocking(move || {
-                    let mut counter =
-                        crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, max_exemplars);
-                    let mut dedup = |k: &CopyKey| counts(k);
-                    let mut unreadable = false;
-                    let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), |batch| {
-                        if counter.batch(batch, &mut dedup).is_none() {
-                            unreadable = true;
-                            return false;
-                        }
-                        !cancel.is_cancelled()
-                    }));
-                    let read = read.and_then(|bytes| match unreadable {
-                        true => Err(legato_storage::Error::Corrupt {
-                            block: meta.block_id,
-                            message: "a column has an unexpected type".into(),
-                        }),
-                        false => Ok(bytes),
-                    });
-                    let traces = counter.traces;
-                    let series = counter.finish(&mut dedup);
-                    (
-                        meta.block_id,
-                        meta.total_spans,
-                        read.map(|bytes| (bytes, series, traces)),
-                    )
-                }));
-            }
-            for t in tasks {
-                let (block, spans, result) = t.await.map_err(|e| QueryError::Block {
-                    block: "?".into(),
-                    source: legato_storage::Error::Join(e.to_string()),
-                })?;
-                match result {
-                    Ok((bytes, series, traces)) => {
-                        let mut e = eval.lock();
-                        for (labels, per_step, exemplars) in series {
-                            e.add_counts(labels, &per_step, &exemplars);
-                        }
-                        inspected.fetch_add(traces, Ordering::Relaxed);
-                        totals.bytes += bytes;
-                        totals.spans += spans;
-                    }
-                    Err(source) => {
-                        tracing::error!(%block, error = %source, "skipping a block that cannot be read");
-                        self.metrics.blocks_skipped.inc();
-                        totals.skipped.push(format!("block {block}: {source}"));
-                    }
+        let reader = self.reader.clone();
+        let stop = {
+            let cancel = cancel.clone();
+            move || cancel.is_cancelled()
+        };
+        let mut done = per_block(to_read, parallel, stop, move |meta: Arc<BlockMeta>| {
+            let mut counter = crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, max_exemplars);
+            let mut dedup = |k: &CopyKey| counts(k);
+            let mut unreadable = false;
+            let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), |batch| {
+                if counter.batch(batch, &mut dedup).is_none() {
+                    unreadable = true;
+                    return false;
                 }
-                totals.completed += 1;
-            }
+                !cancel.is_cancelled()
+            }));
+            let read = read.and_then(|bytes| match unreadable {
+                true => Err(legato_storage::Error::Corrupt {
+                    block: meta.block_id,
+                    message: "a column has an unexpected type".into(),
+                }),
+                false => Ok(bytes),
+            });
+            let traces = counter.traces;
+            let series = counter.finish(&mut dedup);
+            read.map(|bytes| (bytes, series, traces))
+        });
+        while let Some(finished) = done.next().await {
+            let (meta, result) = finished?;
+            // A block's series count only once it has been read whole.
+            let result = result.map(|(bytes, series, traces)| {
+                let mut e = eval.lock();
+                for (labels, per_step, exemplars) in series {
+                    e.add_counts(labels, &per_step, &exemplars);
+                }
+                inspected.fetch_add(traces, Ordering::Relaxed);
+                bytes
+            });
+            self.record_block(&mut totals, &meta, result);
         }
         Ok(totals)
     }
@@ -892,6 +867,33 @@ impl Querier {
         };
         Ok((eval, outcome))
     }
+}
+
+/// Runs `work` on each block on blocking threads, `parallel` at a time (the next starts as
+/// soon as one ends), starting no more once `stop()` says so; yields each block with its
+/// result as it finishes.
+fn per_block<T: Send + 'static>(
+    blocks: Vec<Arc<BlockMeta>>,
+    parallel: usize,
+    stop: impl Fn() -> bool + Send + 'static,
+    work: impl Fn(Arc<BlockMeta>) -> T + Send + Sync + Clone + 'static,
+) -> impl futures::Stream<Item = Result<(Arc<BlockMeta>, T), QueryError>> {
+    futures::stream::iter(blocks)
+        .take_while(move |_| std::future::ready(!stop()))
+        .map(move |meta| {
+            let work = work.clone();
+            async move {
+                let m = meta.clone();
+                let out = tokio::task::spawn_blocking(move || work(m))
+                    .await
+                    .map_err(|e| QueryError::Block {
+                        block: meta.block_id.to_string(),
+                        source: legato_storage::Error::Join(e.to_string()),
+                    })?;
+                Ok((meta, out))
+            }
+        })
+        .buffer_unordered(parallel.max(1))
 }
 
 /// Counts the held (ingester) bytes one query reads against `querier.search.max_recent_bytes`.
