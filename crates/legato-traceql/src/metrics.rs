@@ -25,7 +25,8 @@ use stages::Dense;
 pub struct Series {
     /// Label name and value; ungrouped series carry `__name__` = the function name.
     pub labels: Vec<(String, Value)>,
-    /// (timestamp ms, value); NaN samples are left out.
+    /// (timestamp ms, value); NaN samples are left out, and so is a series left without any
+    /// (Tempo's `SeriesSet.ToProto`). Counting functions have 0 at steps without spans.
     pub samples: Vec<(i64, f64)>,
     pub exemplars: Vec<Exemplar>,
 }
@@ -97,7 +98,8 @@ struct ValueKey(String);
 
 /// What one part of the data contributed to a metrics query, before `finish`: the job of
 /// one ingester or one block shard, sent to the query frontend, which merges the parts of
-/// every job into one `MetricsEval` (`merge`). Only steps with spans are listed.
+/// every job into one `MetricsEval` (`merge`). Only steps with spans are listed; `finish`
+/// fills in the zeros of the others.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsPartial {
     pub series: Vec<PartialSeries>,
@@ -380,29 +382,25 @@ impl MetricsEval {
         }
     }
 
-    /// The series, second-stage operations applied.
+    /// The series, second-stage operations applied; series without samples are left out.
     pub fn finish(self) -> Vec<Series> {
         let grid = self.grid;
-        if let Some(c) = self.compare {
-            return c.finish(&grid);
-        }
-        stages::to_series(self.finish_dense(false), &grid)
+        stages::to_series(self.finish_dense(), &grid)
     }
 
     /// The series with one value per step (NaN = none), second stages applied, in label
-    /// order. With `zero_fill`, count-like series (`rate`, `count_over_time`,
-    /// `histogram_over_time`) have 0 rather than no value at steps without spans, as Tempo's
-    /// series have: arithmetic then sees `0 / x` as 0, not as a missing point.
-    fn finish_dense(self, zero_fill: bool) -> Vec<Dense> {
+    /// order. Steps without spans are 0 for the counting functions and NaN for the others
+    /// (`functions.rs`), the same inside arithmetic as alone: `0 / x` is 0, not a missing point.
+    fn finish_dense(self) -> Vec<Dense> {
         let grid = self.grid;
         let mut out = match (self.sides, self.compare) {
             (Some(sides), _) => {
                 let [l, r] = *sides;
                 let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
-                binary::combine(op, l.finish_dense(true), r.finish_dense(true))
+                binary::combine(op, l.finish_dense(), r.finish_dense())
             }
-            (None, Some(c)) => c.finish_dense(&grid),
-            (None, None) => functions::series(&self.stage, &grid, self.series, zero_fill),
+            (None, Some(c)) => c.finish_dense(),
+            (None, None) => functions::series(&self.stage, &grid, self.series),
         };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
         out.sort_by_cached_key(|s| format!("{:?}", s.labels));
