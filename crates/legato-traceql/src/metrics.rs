@@ -50,7 +50,7 @@ struct Acc {
     exemplars: Vec<Exemplar>,
 }
 
-/// Accumulates spans of many traces into series over `[start, end)` in steps.
+/// Accumulates spans of many traces into series over `(start, end]` in steps (`Grid`).
 pub struct MetricsEval {
     plan: Arc<Plan>,
     stage: MetricsStage,
@@ -68,7 +68,11 @@ pub struct MetricsEval {
     sides: Option<Box<[MetricsEval; 2]>>,
 }
 
-/// The steps of a query: `[start, end)` cut every `step_ns`.
+/// The steps of a query: `(start, end]` cut every `step_ns`, closed at the right as Tempo's
+/// interval mapper cuts them since Tempo 2.9 (`IntervalMapperQueryRange`): step `i` holds
+/// the spans starting in `(start + i·step, start + (i+1)·step]` and is reported at its end,
+/// so a sample at `t` counts the step before `t`, as a Prometheus sample does. An instant
+/// query is one step, `(start, end]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Grid {
     pub start_ns: u64,
@@ -80,12 +84,12 @@ pub(crate) struct Grid {
 impl Grid {
     /// The step of a span starting at `t`, if inside the range.
     pub fn step_of(&self, t: u64) -> Option<usize> {
-        (t >= self.start_ns && t < self.end_ns).then(|| ((t - self.start_ns) / self.step_ns) as usize)
+        (t > self.start_ns && t <= self.end_ns).then(|| ((t - self.start_ns - 1) / self.step_ns) as usize)
     }
 
-    /// The timestamp (ms) a step is reported at: its start.
+    /// The timestamp (ms) a step is reported at: its end.
     pub fn timestamp_ms(&self, step: usize) -> i64 {
-        ((self.start_ns + step as u64 * self.step_ns) / 1_000_000) as i64
+        ((self.start_ns + (step as u64 + 1) * self.step_ns) / 1_000_000) as i64
     }
 }
 
@@ -492,6 +496,28 @@ mod tests {
         assert_eq!(log2_quantile(&b, 0.5), 1024.0);
         assert_eq!(log2_quantile(&b, 1.0), 2048.0);
         assert_eq!(log2_quantile(&b, 0.75), 1536.0);
+    }
+
+    #[test]
+    fn steps_are_closed_at_the_right_and_reported_at_their_end() {
+        // Tempo's TestIntervalOf / TestTimestampOf cases for start 10, end 50, step 10.
+        let grid = Grid {
+            start_ns: 10,
+            end_ns: 50,
+            step_ns: 10,
+            steps: 4,
+        };
+        let steps: Vec<Option<usize>> = [5, 10, 11, 15, 20, 25, 49, 50, 51].map(|t| grid.step_of(t)).into();
+        let want = [None, None, Some(0), Some(0), Some(0), Some(1), Some(3), Some(3), None];
+        assert_eq!(steps, want);
+        let ms = Grid {
+            start_ns: 10_000_000_000,
+            end_ns: 50_000_000_000,
+            step_ns: 10_000_000_000,
+            steps: 4,
+        };
+        let stamps: Vec<i64> = (0..4).map(|i| ms.timestamp_ms(i)).collect();
+        assert_eq!(stamps, vec![20_000, 30_000, 40_000, 50_000]);
     }
 
     #[test]

@@ -1,8 +1,10 @@
 //! Steps without spans and series without samples, as Tempo answers them
 //! (`pkg/traceql/engine_metrics.go`, `ast_metrics.go`, `engine_metrics_average.go`): the
 //! counting functions report 0 at every step of a series, the others leave such steps out;
-//! second stages see those zeros; a series left without samples is not in the answer.
-//! Expected samples are computed by hand from the spans below.
+//! second stages see those zeros; a series left without samples is not in the answer. Steps
+//! are closed at the right and reported at their end, as Tempo's since 2.9: the sample at
+//! `t` counts spans starting in `(t - step, t]`. Expected samples are computed by hand from
+//! the spans below.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::sync::Arc;
@@ -49,7 +51,8 @@ fn trace(id: u8, specs: &[SpanSpec<'_>]) -> TraceData {
     t
 }
 
-/// Ten 10 s steps over [0, 100 s); spans in steps 1, 4 and 7 only.
+/// Ten 10 s steps over (0, 100 s], reported at their ends (10 s … 100 s); spans in steps 1, 4
+/// and 7 only.
 ///
 /// step 1: api 12 s 100 ms bytes 10; db 15 s 300 ms bytes 30
 /// step 4: api 45 s 200 ms bytes 20
@@ -93,9 +96,9 @@ fn run(q: &str) -> Vec<Series> {
     run_over(q, 0, 100, 10)
 }
 
-/// One value per step of [0, 100 s), at the steps' timestamps.
+/// One value per step of (0, 100 s], at the steps' timestamps.
 fn every_step(values: [f64; 10]) -> Vec<(i64, f64)> {
-    (0..10).map(|i| (i * 10_000, values[i as usize])).collect()
+    (0..10).map(|i| ((i + 1) * 10_000, values[i as usize])).collect()
 }
 
 fn by_service(svc: &str) -> Vec<(String, Value)> {
@@ -178,25 +181,25 @@ fn value_functions_leave_out_steps_without_values() {
     let out = run("{ } | sum_over_time(span.bytes) by (resource.service.name)");
     assert_eq!(
         samples(&out, &by_service("api")),
-        vec![(10_000, 10.0), (40_000, 20.0), (70_000, 5.0)]
+        vec![(20_000, 10.0), (50_000, 20.0), (80_000, 5.0)]
     );
     // db at 73 s has no span.bytes: no value at step 7.
-    assert_eq!(samples(&out, &by_service("db")), vec![(10_000, 30.0)]);
+    assert_eq!(samples(&out, &by_service("db")), vec![(20_000, 30.0)]);
 
     let out = run("{ } | avg_over_time(duration)");
     assert_eq!(
         samples(&out, &name("avg_over_time")),
-        vec![(10_000, 0.2), (40_000, 0.2), (70_000, 0.3)]
+        vec![(20_000, 0.2), (50_000, 0.2), (80_000, 0.3)]
     );
     let out = run("{ } | min_over_time(span.bytes)");
     assert_eq!(
         samples(&out, &name("min_over_time")),
-        vec![(10_000, 10.0), (40_000, 20.0), (70_000, 5.0)]
+        vec![(20_000, 10.0), (50_000, 20.0), (80_000, 5.0)]
     );
     let out = run("{ } | max_over_time(duration)");
     assert_eq!(
         samples(&out, &name("max_over_time")),
-        vec![(10_000, 0.3), (40_000, 0.2), (70_000, 0.5)]
+        vec![(20_000, 0.3), (50_000, 0.2), (80_000, 0.5)]
     );
 }
 
@@ -220,7 +223,7 @@ fn topk_and_bottomk_see_the_zeros_and_break_ties_as_tempo() {
     let out = run("{ } | max_over_time(duration) by (resource.service.name) | bottomk(1)");
     assert_eq!(
         samples(&out, &by_service("api")),
-        vec![(10_000, 0.1), (40_000, 0.2), (70_000, 0.1)]
+        vec![(20_000, 0.1), (50_000, 0.2), (80_000, 0.1)]
     );
     assert_eq!(out.len(), 1, "{out:?}");
 }
@@ -230,15 +233,15 @@ fn comparisons_keep_or_drop_zeros_and_drop_series_left_empty() {
     let out = run("{ } | count_over_time() by (resource.service.name) > 0");
     assert_eq!(
         samples(&out, &by_service("api")),
-        vec![(10_000, 1.0), (40_000, 1.0), (70_000, 1.0)]
+        vec![(20_000, 1.0), (50_000, 1.0), (80_000, 1.0)]
     );
-    assert_eq!(samples(&out, &by_service("db")), vec![(10_000, 1.0), (70_000, 1.0)]);
+    assert_eq!(samples(&out, &by_service("db")), vec![(20_000, 1.0), (80_000, 1.0)]);
     // A zero passes `< 1`.
     let out = run("{ } | count_over_time() by (resource.service.name) < 1");
     let quiet = |busy: &[i64]| -> Vec<(i64, f64)> {
         (0..10)
             .filter(|i| !busy.contains(i))
-            .map(|i| (i * 10_000, 0.0))
+            .map(|i| ((i + 1) * 10_000, 0.0))
             .collect()
     };
     assert_eq!(samples(&out, &by_service("api")), quiet(&[1, 4, 7]));
@@ -269,12 +272,12 @@ fn a_query_matching_nothing() {
 
 #[test]
 fn instant_queries_over_a_range_without_spans() {
-    // An instant query is one step over the whole range: here [20 s, 40 s), no spans.
+    // An instant query is one step over the whole range: here (20 s, 40 s], no spans.
     let instant = |q: &str| run_over(q, 20, 40, 20);
-    assert_eq!(instant("{ } | rate()"), vec![zero_series("rate", 20_000)]);
+    assert_eq!(instant("{ } | rate()"), vec![zero_series("rate", 40_000)]);
     assert_eq!(
         instant("{ } | count_over_time()"),
-        vec![zero_series("count_over_time", 20_000)]
+        vec![zero_series("count_over_time", 40_000)]
     );
     assert!(instant("{ } | rate() by (resource.service.name)").is_empty());
     assert!(instant("{ } | min_over_time(duration)").is_empty());
@@ -282,7 +285,7 @@ fn instant_queries_over_a_range_without_spans() {
     // Over the whole range: 5 spans in 100 s.
     assert_eq!(
         samples(&run_over("{ } | rate()", 0, 100, 100), &name("rate")),
-        vec![(0, 0.05)]
+        vec![(100_000, 0.05)]
     );
 }
 
@@ -328,11 +331,31 @@ fn parts_merged_give_the_zeros_of_one_evaluator() {
 fn arithmetic_sees_the_same_zeros() {
     // Errors over all spans: 0 / 2, 0 / 1, 1 / 2 at the busy steps; 0 / 0 is no point.
     let out = run("({ status = error } | count_over_time()) / ({ } | count_over_time())");
-    assert_eq!(out[0].samples, vec![(10_000, 0.0), (40_000, 0.0), (70_000, 0.5)]);
+    assert_eq!(out[0].samples, vec![(20_000, 0.0), (50_000, 0.0), (80_000, 0.5)]);
     // The error count alone has all ten steps.
     let out = run("{ status = error } | count_over_time()");
     assert_eq!(
         out[0].samples,
         every_step([0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0])
+    );
+}
+
+#[test]
+fn a_step_holds_the_spans_up_to_its_timestamp() {
+    // Spans at the range's start (left out), on step boundaries, and at the range's end.
+    let edges = [trace(
+        9,
+        &[
+            (1, None, "api", 0, 1, false, None),
+            (2, Some(1), "api", 10, 1, false, None),
+            (3, Some(1), "api", 11, 1, false, None),
+            (4, Some(1), "api", 100, 1, false, None),
+        ],
+    )];
+    let mut e = eval_over("{ } | count_over_time()", 0, 100, 10);
+    edges.iter().for_each(|t| e.observe(t));
+    assert_eq!(
+        e.finish()[0].samples,
+        every_step([1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0])
     );
 }
