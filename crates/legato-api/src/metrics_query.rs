@@ -193,11 +193,10 @@ pub(crate) async fn run(
             humantime::format_duration(Duration::from_nanos(min))
         )));
     }
-    // Align to the step, as Tempo does, so panels line up across refreshes.
     let (start, end) = if instant {
         (r.start, r.end)
     } else {
-        (r.start / step * step, r.end.div_ceil(step) * step)
+        align(r.start, r.end, step)
     };
     let exemplars = match param(params, "exemplars") {
         Some(v) => v
@@ -222,6 +221,20 @@ pub(crate) async fn run(
     })
     .await?;
     Ok((series, outcome, step))
+}
+
+/// The range a range query is evaluated over, as Tempo's frontend aligns it (`AlignRequest`
+/// in `pkg/traceql/engine_metrics.go`): start down and end up to a multiple of the step, so
+/// panels line up across refreshes, then start one step earlier (when it can be). Steps are
+/// closed at the right and reported at their end (`legato_traceql::metrics`), so the samples
+/// run from the aligned start to the aligned end, both included.
+fn align(start: u64, end: u64, step: u64) -> (u64, u64) {
+    let start = start / step * step;
+    let end = end.div_ceil(step) * step;
+    match start > step {
+        true => (start - step, end),
+        false => (start, end),
+    }
 }
 
 /// `GET /api/metrics/query_range`.
@@ -299,4 +312,21 @@ pub async fn query_instant(
     }
     .await;
     finish(&state, "metrics_query", started, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::align;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn range_queries_align_as_tempo_with_one_step_before_the_start() {
+        // [1000.5 s, 1995 s] by 10 s: evaluated over (990 s, 2000 s], samples at 1000 … 2000 s.
+        assert_eq!(align(1_000 * S + S / 2, 1_995 * S, 10 * S), (990 * S, 2_000 * S));
+        // Already aligned: the end stays, the start moves back a step.
+        assert_eq!(align(1_000 * S, 2_000 * S, 10 * S), (990 * S, 2_000 * S));
+        // A start within the first step stays at 0.
+        assert_eq!(align(5 * S, 95 * S, 10 * S), (0, 100 * S));
+    }
 }

@@ -15,7 +15,8 @@ use legato_traceql::tags::TagSummary;
 
 use crate::{JobScope, Querier, QueryError};
 
-/// A TraceQL metrics query over `[start_ns, end_ns)` in steps of `step_ns`.
+/// A TraceQL metrics query over `(start_ns, end_ns]` in steps of `step_ns` (each closed at
+/// the right, as Tempo's; see `legato_traceql::metrics`).
 pub struct MetricsRequest {
     pub plan: Arc<Plan>,
     pub stage: legato_traceql::ast::MetricsStage,
@@ -635,7 +636,7 @@ pub fn overlap_groups(mut blocks: Vec<Arc<BlockMeta>>) -> Vec<Vec<Arc<BlockMeta>
 }
 
 impl Querier {
-    /// Evaluates a TraceQL metrics query over `[start, end)` in steps. With a fan-out
+    /// Evaluates a TraceQL metrics query over `(start, end]` in steps. With a fan-out
     /// configured (query frontend), jobs on the ingesters and queriers evaluate it where the
     /// data is and return partial results, merged there.
     pub async fn metrics(
@@ -663,8 +664,8 @@ impl Querier {
 
     /// The pieces (see `Pieces`) this node holds outside the bucket listing (an ingester's
     /// traces, and the blocks it flushed recently, which queriers may not have polled yet)
-    /// with a span starting in `[start_ns, end_ns)`: the frontend gives each piece to one
-    /// ingester to count, and has the queriers skip it.
+    /// with a span starting in `(start_ns, end_ns]`, where a metrics query counts spans: the
+    /// frontend gives each piece to one ingester to count, and has the queriers skip it.
     pub async fn held_pieces(
         &self,
         tenant: &TenantId,
@@ -680,7 +681,7 @@ impl Querier {
                 if trace
                     .spans
                     .iter()
-                    .any(|s| s.start_unix_nano >= start_ns && s.start_unix_nano < end_ns)
+                    .any(|s| s.start_unix_nano > start_ns && s.start_unix_nano <= end_ns)
                 {
                     keys.lock().insert(copy_fingerprint(&trace));
                 }

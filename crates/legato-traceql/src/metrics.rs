@@ -25,7 +25,8 @@ use stages::Dense;
 pub struct Series {
     /// Label name and value; ungrouped series carry `__name__` = the function name.
     pub labels: Vec<(String, Value)>,
-    /// (timestamp ms, value); NaN samples are left out.
+    /// (timestamp ms, value); NaN samples are left out, and so is a series left without any
+    /// (Tempo's `SeriesSet.ToProto`). Counting functions have 0 at steps without spans.
     pub samples: Vec<(i64, f64)>,
     pub exemplars: Vec<Exemplar>,
 }
@@ -49,7 +50,7 @@ struct Acc {
     exemplars: Vec<Exemplar>,
 }
 
-/// Accumulates spans of many traces into series over `[start, end)` in steps.
+/// Accumulates spans of many traces into series over `(start, end]` in steps (`Grid`).
 pub struct MetricsEval {
     plan: Arc<Plan>,
     stage: MetricsStage,
@@ -67,7 +68,11 @@ pub struct MetricsEval {
     sides: Option<Box<[MetricsEval; 2]>>,
 }
 
-/// The steps of a query: `[start, end)` cut every `step_ns`.
+/// The steps of a query: `(start, end]` cut every `step_ns`, closed at the right as Tempo's
+/// interval mapper cuts them since Tempo 2.9 (`IntervalMapperQueryRange`): step `i` holds
+/// the spans starting in `(start + i·step, start + (i+1)·step]` and is reported at its end,
+/// so a sample at `t` counts the step before `t`, as a Prometheus sample does. An instant
+/// query is one step, `(start, end]`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Grid {
     pub start_ns: u64,
@@ -79,12 +84,12 @@ pub(crate) struct Grid {
 impl Grid {
     /// The step of a span starting at `t`, if inside the range.
     pub fn step_of(&self, t: u64) -> Option<usize> {
-        (t >= self.start_ns && t < self.end_ns).then(|| ((t - self.start_ns) / self.step_ns) as usize)
+        (t > self.start_ns && t <= self.end_ns).then(|| ((t - self.start_ns - 1) / self.step_ns) as usize)
     }
 
-    /// The timestamp (ms) a step is reported at: its start.
+    /// The timestamp (ms) a step is reported at: its end.
     pub fn timestamp_ms(&self, step: usize) -> i64 {
-        ((self.start_ns + step as u64 * self.step_ns) / 1_000_000) as i64
+        ((self.start_ns + (step as u64 + 1) * self.step_ns) / 1_000_000) as i64
     }
 }
 
@@ -97,7 +102,8 @@ struct ValueKey(String);
 
 /// What one part of the data contributed to a metrics query, before `finish`: the job of
 /// one ingester or one block shard, sent to the query frontend, which merges the parts of
-/// every job into one `MetricsEval` (`merge`). Only steps with spans are listed.
+/// every job into one `MetricsEval` (`merge`). Only steps with spans are listed; `finish`
+/// fills in the zeros of the others.
 #[derive(Debug, Default, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetricsPartial {
     pub series: Vec<PartialSeries>,
@@ -419,29 +425,25 @@ impl MetricsEval {
         }
     }
 
-    /// The series, second-stage operations applied.
+    /// The series, second-stage operations applied; series without samples are left out.
     pub fn finish(self) -> Vec<Series> {
         let grid = self.grid;
-        if let Some(c) = self.compare {
-            return c.finish(&grid);
-        }
-        stages::to_series(self.finish_dense(false), &grid)
+        stages::to_series(self.finish_dense(), &grid)
     }
 
     /// The series with one value per step (NaN = none), second stages applied, in label
-    /// order. With `zero_fill`, count-like series (`rate`, `count_over_time`,
-    /// `histogram_over_time`) have 0 rather than no value at steps without spans, as Tempo's
-    /// series have: arithmetic then sees `0 / x` as 0, not as a missing point.
-    fn finish_dense(self, zero_fill: bool) -> Vec<Dense> {
+    /// order. Steps without spans are 0 for the counting functions and NaN for the others
+    /// (`functions.rs`), the same inside arithmetic as alone: `0 / x` is 0, not a missing point.
+    fn finish_dense(self) -> Vec<Dense> {
         let grid = self.grid;
         let mut out = match (self.sides, self.compare) {
             (Some(sides), _) => {
                 let [l, r] = *sides;
                 let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
-                binary::combine(op, l.finish_dense(true), r.finish_dense(true))
+                binary::combine(op, l.finish_dense(), r.finish_dense())
             }
-            (None, Some(c)) => c.finish_dense(&grid),
-            (None, None) => functions::series(&self.stage, &grid, self.series, zero_fill),
+            (None, Some(c)) => c.finish_dense(),
+            (None, None) => functions::series(&self.stage, &grid, self.series),
         };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
         out.sort_by_cached_key(|s| format!("{:?}", s.labels));
@@ -533,6 +535,28 @@ mod tests {
         assert_eq!(log2_quantile(&b, 0.5), 1024.0);
         assert_eq!(log2_quantile(&b, 1.0), 2048.0);
         assert_eq!(log2_quantile(&b, 0.75), 1536.0);
+    }
+
+    #[test]
+    fn steps_are_closed_at_the_right_and_reported_at_their_end() {
+        // Tempo's TestIntervalOf / TestTimestampOf cases for start 10, end 50, step 10.
+        let grid = Grid {
+            start_ns: 10,
+            end_ns: 50,
+            step_ns: 10,
+            steps: 4,
+        };
+        let steps: Vec<Option<usize>> = [5, 10, 11, 15, 20, 25, 49, 50, 51].map(|t| grid.step_of(t)).into();
+        let want = [None, None, Some(0), Some(0), Some(0), Some(1), Some(3), Some(3), None];
+        assert_eq!(steps, want);
+        let ms = Grid {
+            start_ns: 10_000_000_000,
+            end_ns: 50_000_000_000,
+            step_ns: 10_000_000_000,
+            steps: 4,
+        };
+        let stamps: Vec<i64> = (0..4).map(|i| ms.timestamp_ms(i)).collect();
+        assert_eq!(stamps, vec![20_000, 30_000, 40_000, 50_000]);
     }
 
     #[test]

@@ -8,20 +8,20 @@
 //!   the attribute's total;
 //! * per attribute and group, the `topN` values with the most spans over the whole range are
 //!   reported, as `{__meta_type="baseline"|"selection", <attr>=<value>}`, with the totals as
-//!   `{__meta_type="baseline_total"|"selection_total", <attr>="nil"}`; an attribute with more
-//!   than `topN` values in either group also gets
-//!   `{__meta_error="__too_many_values__", <attr>="nil"}`, a series without samples.
+//!   `{__meta_type="baseline_total"|"selection_total", <attr>="nil"}`. Tempo also builds
+//!   `{__meta_error="__too_many_values__", <attr>="nil"}` for an attribute with more than
+//!   `topN` values, a series without samples, which its `ToProto` drops before any client
+//!   (or its own frontend) sees it; so there is none here.
 //!
 //! Like a Tempo job, a part sent to the frontend (`into_partial`) keeps only the top `topN`
-//! values of each attribute and says which attributes had more; the frontend adds parts up
-//! and takes the top values again.
+//! values of each attribute; the frontend adds parts up and takes the top values again.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use legato_model::span::{AttrValue, TraceData};
 
+use super::Grid;
 use super::stages::Dense;
-use super::{Grid, Series};
 use crate::ast::{Compare, Intrinsic};
 use crate::eval::{Plan, TraceCtx};
 use crate::value::Value;
@@ -33,8 +33,6 @@ const GROUPS: [&str; 2] = ["baseline", "selection"];
 pub struct ComparePartial {
     pub baseline: Vec<CompareAttr>,
     pub selection: Vec<CompareAttr>,
-    /// Attributes with more than topN values in this part, in either group.
-    pub too_many: Vec<String>,
 }
 
 /// One attribute of one group: its total and its top values, as (step, count) of the steps
@@ -53,7 +51,6 @@ pub(crate) struct CompareAcc {
     /// `(start, end]` in unix nanoseconds.
     window: Option<(u64, u64)>,
     groups: [Group; 2],
-    too_many: BTreeSet<String>,
     budget: Budget,
     pub max_series: usize,
     pub truncated: bool,
@@ -96,10 +93,6 @@ impl Attr {
         }
     }
 
-    fn len(&self) -> usize {
-        self.strings.len() + self.others.len()
-    }
-
     fn add(&mut self, v: Val<'_>, step: usize, n: f64) {
         let steps = self.total.len();
         self.total[step] += n;
@@ -119,8 +112,8 @@ impl Attr {
         counts[step] += n;
     }
 
-    /// The `n` values with the most spans (ties: in value order), and whether there were more.
-    fn top(&self, n: usize) -> (Vec<(Value, &Vec<f64>)>, bool) {
+    /// The `n` values with the most spans (ties: in value order).
+    fn top(&self, n: usize) -> Vec<(Value, &Vec<f64>)> {
         let mut all: Vec<(f64, String, Value, &Vec<f64>)> = self
             .strings
             .iter()
@@ -135,8 +128,7 @@ impl Attr {
             )
             .collect();
         all.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
-        let more = all.len() > n;
-        (all.into_iter().take(n).map(|(_, _, v, c)| (v, c)).collect(), more)
+        all.into_iter().take(n).map(|(_, _, v, c)| (v, c)).collect()
     }
 }
 
@@ -183,7 +175,6 @@ impl CompareAcc {
             top_n: c.top_n.max(1) as usize,
             window: (c.start_ns > 0 && c.end_ns > 0).then_some((c.start_ns, c.end_ns)),
             groups: [Group::default(), Group::default()],
-            too_many: BTreeSet::new(),
             budget: Budget::default(),
             max_series: 0,
             truncated: false,
@@ -277,16 +268,13 @@ impl CompareAcc {
     }
 
     /// The top values of each attribute, as a Tempo job reports them.
-    pub fn into_partial(mut self) -> ComparePartial {
+    pub fn into_partial(self) -> ComparePartial {
         let top_n = self.top_n;
         let mut groups = Vec::new();
         for group in &self.groups {
             let mut attrs: Vec<CompareAttr> = Vec::new();
             for (name, attr) in &group.attrs {
-                let (top, more) = attr.top(top_n);
-                if more {
-                    self.too_many.insert(name.clone());
-                }
+                let top = attr.top(top_n);
                 attrs.push(CompareAttr {
                     name: name.clone(),
                     total: sparse(&attr.total),
@@ -298,19 +286,13 @@ impl CompareAcc {
         }
         let selection = groups.pop().unwrap_or_default();
         let baseline = groups.pop().unwrap_or_default();
-        ComparePartial {
-            baseline,
-            selection,
-            too_many: self.too_many.into_iter().collect(),
-        }
+        ComparePartial { baseline, selection }
     }
 
     /// Adds another part's counts (Tempo's frontend combiner).
     pub fn merge(&mut self, part: ComparePartial, steps: usize) {
-        self.too_many.extend(part.too_many);
         for (g, attrs) in [(0, part.baseline), (1, part.selection)] {
             for a in attrs {
-                let top_n = self.top_n;
                 let Some(attr) = self.attr(g, &a.name, steps) else {
                     continue;
                 };
@@ -335,25 +317,17 @@ impl CompareAcc {
                     };
                     add(slot, &counts);
                 }
-                if attr.len() > top_n {
-                    self.too_many.insert(a.name);
-                }
             }
         }
     }
 
-    /// The series of the top values and the totals, one value per step (0 without spans),
-    /// and the attributes with too many values.
-    fn output(mut self) -> (Vec<Dense>, BTreeSet<String>) {
+    /// The series of the top values and the totals, one value per step (0 without spans).
+    pub fn finish_dense(self) -> Vec<Dense> {
         let mut out = Vec::new();
         for (group, meta) in self.groups.iter().zip(GROUPS) {
             for (name, attr) in &group.attrs {
-                let (top, more) = attr.top(self.top_n);
-                if more {
-                    self.too_many.insert(name.clone());
-                }
                 let meta_label = |t: &str| ("__meta_type".to_string(), Value::Str(t.to_string()));
-                for (v, counts) in top {
+                for (v, counts) in attr.top(self.top_n) {
                     out.push(Dense {
                         labels: vec![meta_label(meta), (name.clone(), v)],
                         values: counts.clone(),
@@ -372,25 +346,6 @@ impl CompareAcc {
                 });
             }
         }
-        (out, self.too_many)
-    }
-
-    pub fn finish_dense(self, _grid: &Grid) -> Vec<Dense> {
-        self.output().0
-    }
-
-    pub fn finish(self, grid: &Grid) -> Vec<Series> {
-        let (dense, too_many) = self.output();
-        let mut out = super::stages::to_series(dense, grid);
-        out.extend(too_many.into_iter().map(|name| Series {
-            labels: vec![
-                ("__meta_error".to_string(), Value::Str("__too_many_values__".into())),
-                (name, Value::Str("nil".into())),
-            ],
-            samples: Vec::new(),
-            exemplars: Vec::new(),
-        }));
-        out.sort_by_cached_key(|s| format!("{:?}", s.labels));
         out
     }
 }

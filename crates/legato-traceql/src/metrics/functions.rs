@@ -1,19 +1,29 @@
 //! The series of one metrics function (`rate`, `..._over_time`) from its accumulators.
+//!
+//! Steps without spans follow Tempo (`pkg/traceql/engine_metrics.go`): the counting functions
+//! (`rate`, `count_over_time`, `histogram_over_time`, and `quantile_over_time`, whose final
+//! step Tempo builds from bucket counts) are 0 there; `sum/avg/min/max_over_time` have no
+//! value (NaN, left out of the answer). An ungrouped `rate` or `count_over_time` is reported
+//! even when no span matched, as Tempo's ungrouped aggregator always is.
 
 use super::stages::Dense;
-use super::{Grid, SeriesMap, log2_quantile, op_name};
+use super::{Acc, Grid, SeriesMap, log2_quantile, op_name};
 use crate::ast::{FieldExpr, Intrinsic, MetricsOp, MetricsStage};
 use crate::value::Value;
 
-/// The series of a single metrics function from its accumulators.
-pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap, zero_fill: bool) -> Vec<Dense> {
+/// The series of a single metrics function from its accumulators, one value per step.
+pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -> Vec<Dense> {
     let step_secs = grid.step_ns as f64 / 1e9;
     let op = stage.op;
     let is_duration = stage
         .field
         .as_ref()
         .is_some_and(|f| matches!(f, FieldExpr::Intrinsic(Intrinsic::Duration | Intrinsic::TraceDuration)));
-    let empty = if zero_fill { 0.0 } else { f64::NAN };
+    if stage.by.is_empty() && matches!(op, MetricsOp::Rate | MetricsOp::CountOverTime) {
+        series
+            .entry(Vec::new())
+            .or_insert_with(|| (Vec::new(), Acc::new(grid.steps)));
+    }
     let mut out: Vec<Dense> = Vec::new();
     for (_, (labels, acc)) in series {
         let base_labels = if labels.is_empty() {
@@ -28,6 +38,9 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap, zero_
                     let mut labels = base_labels.clone();
                     labels.push(("p".into(), Value::Float(*q)));
                     let values = values(&|i| {
+                        if acc.buckets[i].is_empty() {
+                            return 0.0;
+                        }
                         let v = log2_quantile(&acc.buckets[i], *q);
                         if is_duration { v / 1e9 } else { v }
                     });
@@ -49,7 +62,7 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap, zero_
                         "__bucket".into(),
                         Value::Float(if is_duration { upper / 1e9 } else { upper }),
                     ));
-                    let values = values(&|i| acc.buckets[i].get(&b).copied().unwrap_or(empty));
+                    let values = values(&|i| acc.buckets[i].get(&b).copied().unwrap_or(0.0));
                     out.push(Dense {
                         labels,
                         values,
@@ -60,9 +73,8 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, series: SeriesMap, zero_
             _ => {
                 let counted = |i: usize, v: f64| if acc.count[i] > 0.0 { v } else { f64::NAN };
                 let values = values(&|i| match op {
-                    MetricsOp::Rate if acc.count[i] > 0.0 => acc.count[i] / step_secs,
-                    MetricsOp::CountOverTime if acc.count[i] > 0.0 => acc.count[i],
-                    MetricsOp::Rate | MetricsOp::CountOverTime => empty,
+                    MetricsOp::Rate => acc.count[i] / step_secs,
+                    MetricsOp::CountOverTime => acc.count[i],
                     MetricsOp::SumOverTime => counted(i, acc.sum[i]),
                     MetricsOp::AvgOverTime => counted(i, acc.sum[i] / acc.count[i]),
                     MetricsOp::MinOverTime => acc.min[i],

@@ -58,7 +58,9 @@ pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
             }
         }
         SecondStage::TopK(k) | SecondStage::BottomK(k) => {
-            // Per step, keep the k highest (lowest) series values; ties keep label order.
+            // Per step, keep the k highest (lowest) series values. Ties as in Tempo
+            // (`series_heap.go`): topk keeps the series first in label order, bottomk the
+            // last. Zeros count: with counting functions, a quiet step is a tie at 0.
             let top = matches!(stage, SecondStage::TopK(_));
             let steps = series.iter().map(|s| s.values.len()).max().unwrap_or(0);
             for step in 0..steps {
@@ -67,7 +69,10 @@ pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
                     .enumerate()
                     .filter_map(|(i, s)| s.values.get(step).filter(|v| !v.is_nan()).map(|v| (i, *v)))
                     .collect();
-                at.sort_by(|a, b| if top { b.1.total_cmp(&a.1) } else { a.1.total_cmp(&b.1) });
+                match top {
+                    true => at.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0))),
+                    false => at.sort_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0))),
+                }
                 for (i, _) in at.into_iter().skip(*k as usize) {
                     series[i].values[step] = f64::NAN;
                 }
