@@ -1,11 +1,13 @@
 //! TraceQL metrics: `rate`, `count_over_time`, `sum/avg/min/max_over_time`,
 //! `quantile_over_time`, `histogram_over_time`, grouped `by(...)`, over fixed steps;
 //! `compare()` (`compare.rs`) and arithmetic between metrics queries (`binary.rs`).
-//! Quantiles and histograms use power-of-two buckets, as Tempo does, so numbers match.
+//! Quantiles and histograms use power-of-two buckets read by Tempo's rules (`quantile.rs`),
+//! so numbers match.
 
 mod binary;
 mod compare;
 mod functions;
+mod quantile;
 mod stages;
 
 use std::collections::HashMap;
@@ -18,6 +20,7 @@ use crate::eval::{Plan, field_label};
 use crate::value::Value;
 
 pub use compare::{CompareAttr, ComparePartial};
+pub use quantile::{log2_bucket, log2_quantile};
 use stages::Dense;
 
 /// One output series.
@@ -313,6 +316,16 @@ impl MetricsEval {
             if needs_value && measured.is_none() {
                 continue;
             }
+            let bucket = measured.and_then(|(v, raw)| log2_bucket(raw.map(|ns| ns as f64).unwrap_or(v)));
+            let bucketed = matches!(
+                self.stage.op,
+                MetricsOp::QuantileOverTime | MetricsOp::HistogramOverTime
+            );
+            if bucketed && bucket.is_none() {
+                // Tempo's bucketize functions refuse values under 2 (a 0 or 1 ns span), so
+                // such a span is in neither a histogram nor a quantile, nor its exemplars.
+                continue;
+            }
             let key = label_key(&labels);
             if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
                 self.truncated = true;
@@ -322,12 +335,13 @@ impl MetricsEval {
             let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
             acc.count[step] += 1.0;
             let value = measured.map(|(v, _)| v).unwrap_or(1.0);
-            if let Some((v, raw)) = measured {
+            if let Some((v, _)) = measured {
                 acc.sum[step] += v;
                 acc.min[step] = extreme(acc.min[step], v, true);
                 acc.max[step] = extreme(acc.max[step], v, false);
-                let bucket_of = raw.map(|ns| ns as f64).unwrap_or(v);
-                *acc.buckets[step].entry(log2_bucket(bucket_of)).or_default() += 1.0;
+                if let Some(b) = bucket {
+                    *acc.buckets[step].entry(b).or_default() += 1.0;
+                }
             }
             if self.exemplar_count < self.max_exemplars && acc.exemplars.iter().all(|e| e.trace_id != trace.trace_id) {
                 acc.exemplars.push(Exemplar {
@@ -469,37 +483,6 @@ pub fn op_name(op: MetricsOp) -> &'static str {
     }
 }
 
-/// The power-of-two bucket holding `v`: the exponent of the smallest power of two ≥ v.
-pub fn log2_bucket(v: f64) -> i32 {
-    if v <= 1.0 {
-        return 0;
-    }
-    v.log2().ceil() as i32
-}
-
-/// The q-quantile of values in power-of-two buckets, interpolating linearly inside the bucket
-/// that holds the rank.
-pub fn log2_quantile(buckets: &HashMap<i32, f64>, q: f64) -> f64 {
-    let total: f64 = buckets.values().sum();
-    if total == 0.0 {
-        return f64::NAN;
-    }
-    let mut sorted: Vec<(i32, f64)> = buckets.iter().map(|(k, v)| (*k, *v)).collect();
-    sorted.sort_by_key(|(k, _)| *k);
-    let rank = q.clamp(0.0, 1.0) * total;
-    let mut seen = 0.0;
-    for (b, count) in &sorted {
-        if seen + count >= rank {
-            let upper = 2f64.powi(*b);
-            let lower = if *b <= 0 { 0.0 } else { 2f64.powi(b - 1) };
-            let frac = if *count > 0.0 { (rank - seen) / count } else { 1.0 };
-            return lower + (upper - lower) * frac;
-        }
-        seen += count;
-    }
-    sorted.last().map(|(b, _)| 2f64.powi(*b)).unwrap_or(f64::NAN)
-}
-
 /// Tempo's automatic step: range/240, rounded down to a multiple of the largest of
 /// 1h/5m/1m/15s/5s/1s below it (at least 1 s; for ranges under a minute, multiples of 50 ms).
 pub fn default_step_ns(range_ns: u64) -> u64 {
@@ -523,19 +506,6 @@ pub fn default_step_ns(range_ns: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn buckets_and_quantiles() {
-        assert_eq!(log2_bucket(1000.0), 10);
-        assert_eq!(log2_bucket(1024.0), 10);
-        assert_eq!(log2_bucket(1025.0), 11);
-        let mut b = HashMap::new();
-        b.insert(10, 50.0);
-        b.insert(11, 50.0);
-        assert_eq!(log2_quantile(&b, 0.5), 1024.0);
-        assert_eq!(log2_quantile(&b, 1.0), 2048.0);
-        assert_eq!(log2_quantile(&b, 0.75), 1536.0);
-    }
 
     #[test]
     fn steps_are_closed_at_the_right_and_reported_at_their_end() {

@@ -41,8 +41,8 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
                         if acc.buckets[i].is_empty() {
                             return 0.0;
                         }
-                        let v = log2_quantile(&acc.buckets[i], *q);
-                        if is_duration { v / 1e9 } else { v }
+                        // Durations are bucketed in nanoseconds and reported in seconds.
+                        log2_quantile(&acc.buckets[i], *q, if is_duration { 1e9 } else { 1.0 })
                     });
                     out.push(Dense {
                         labels,
