@@ -570,8 +570,8 @@ async fn traceql_metrics_as_grafana_sends_them() {
             "{phase}: {body}"
         );
 
-        // Quantiles on power-of-two buckets: server durations 50, 150, 300 ms → p50 interpolated
-        // inside (2^27, 2^28] ns.
+        // Quantiles as Tempo computes them: server durations 50, 150, 300 ms fall in buckets
+        // 2^26, 2^28 and 2^29 ns; p50 reads ⌈1.5⌉ = 2 spans, ending exactly at bucket 2^28.
         let body: Json = get(
             "/api/metrics/query",
             "{ kind = server } | quantile_over_time(duration, .5)",
@@ -583,7 +583,7 @@ async fn traceql_metrics_as_grafana_sends_them() {
         .await
         .unwrap();
         let p50 = body["series"][0]["value"].as_f64().unwrap();
-        assert!((p50 - 0.201_326_592).abs() < 1e-6, "{phase}: p50 {p50}");
+        assert!((p50 - 0.268_435_456).abs() < 1e-6, "{phase}: p50 {p50}");
 
         // Range: rate() samples times the step add up to all 6 spans; exemplars carry trace:id.
         let body: Json = get("/api/metrics/query_range", "{ } | rate()", vec![("step", "60s".into())])
