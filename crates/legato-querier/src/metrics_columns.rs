@@ -1,8 +1,9 @@
-//! TraceQL metrics counted from block columns. `rate()` and `count_over_time()` of a plain
-//! filter whose every condition maps exactly onto a column (status, kind, duration, span
-//! name, service name equality), grouped by service, name, status or kind, need only a few
-//! columns per span: the spans are counted per step and group from those columns, without
-//! rebuilding traces. Replicated copies are skipped exactly as the evaluator's path skips
+//! TraceQL metrics counted from block columns. `rate()`, `count_over_time()`, and
+//! `quantile_over_time(duration)` / `histogram_over_time(duration)`, of a plain filter whose
+//! every condition maps exactly onto a column (status, kind, duration, span name, service
+//! name equality), grouped by service, name, status or kind, need only a few columns per
+//! span: the spans are counted per step and group from those columns, without rebuilding
+//! traces. Replicated copies are skipped exactly as the evaluator's path skips
 //! them (the same copy fingerprint over every span of the trace in the block). Any other
 //! query takes the evaluator's path; `tests/live_vs_blocks.rs` checks both give the same
 //! series.
@@ -15,14 +16,14 @@ use arrow_array::types::{Int8Type, Int64Type};
 use legato_storage::schema;
 use legato_storage::{Cmp, RowPredicate, StrTest};
 use legato_traceql::ast::{AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Query, SpansetExpr, Static};
-use legato_traceql::metrics::Exemplar;
+use legato_traceql::metrics::{Exemplar, SpanCounts, log2_bucket};
 use legato_traceql::value::Value;
 
 /// Whether a finished trace copy (trace id, copy fingerprint) is counted.
 pub type CopyFilter<'a> = dyn FnMut(&([u8; 16], u64)) -> bool + 'a;
 
 /// Series counted from columns: labels, count per step, exemplars.
-pub type CountedSeries = (Vec<(String, Value)>, Vec<f64>, Vec<Exemplar>);
+pub type CountedSeries = (Vec<(String, Value)>, SpanCounts, Vec<Exemplar>);
 
 /// Most `by` fields counted from columns.
 const MAX_BY: usize = 4;
@@ -42,14 +43,22 @@ pub struct ColumnMetrics {
     /// A span counts when it meets every one.
     predicates: Vec<RowPredicate>,
     by: Vec<(String, ByColumn)>,
+    /// Durations are measured (quantiles, histograms), not only counted.
+    durations: bool,
 }
 
 impl ColumnMetrics {
     /// `Some` when counting from columns gives the evaluator's answer for this query.
     pub fn plan(query: &Query, stage: &MetricsStage) -> Option<Self> {
-        if !matches!(stage.op, MetricsOp::Rate | MetricsOp::CountOverTime)
-            || stage.field.is_some()
-            || stage.compare.is_some()
+        let durations = match (stage.op, &stage.field) {
+            (MetricsOp::Rate | MetricsOp::CountOverTime, None) => false,
+            (
+                MetricsOp::QuantileOverTime | MetricsOp::HistogramOverTime,
+                Some(FieldExpr::Intrinsic(Intrinsic::Duration)),
+            ) => true,
+            _ => return None,
+        };
+        if stage.compare.is_some()
             || stage.binary.is_some()
             || !query.pipeline.stages.is_empty()
             || stage.by.len() > MAX_BY
@@ -86,12 +95,19 @@ impl ColumnMetrics {
                 Some((legato_traceql::eval::field_label(f), column))
             })
             .collect::<Option<Vec<_>>>()?;
-        Some(Self { predicates, by })
+        Some(Self {
+            predicates,
+            by,
+            durations,
+        })
     }
 
     /// The columns counting reads.
     pub fn columns(&self) -> Vec<&'static str> {
         let mut cols = vec![schema::TRACE_ID, schema::SPAN_ID, schema::START];
+        if self.durations {
+            cols.push(schema::DURATION);
+        }
         let mut add = |c: &'static str| {
             if !cols.contains(&c) {
                 cols.push(c);
@@ -140,12 +156,14 @@ fn exact_predicate(c: &FieldExpr) -> Option<RowPredicate> {
     exact.then_some(p)
 }
 
-/// One matching span of the trace being read: its group, step, id and start.
+/// One matching span of the trace being read: its group, step, id, start, and its duration
+/// (seconds) and bucket when measured.
 struct Matched {
     group: [u32; MAX_BY],
     step: usize,
     span_id: [u8; 8],
     start_ms: i64,
+    measured: Option<(f64, i32)>,
 }
 
 /// Counts one block's spans (or several blocks' in turn) per group and step.
@@ -159,7 +177,7 @@ pub struct ColumnCounter<'a> {
     matched: Vec<Matched>,
     /// Distinct strings of the service and name group columns.
     strings: Vec<(HashMap<String, u32, foldhash::fast::RandomState>, Vec<String>)>,
-    counts: HashMap<[u32; MAX_BY], (Vec<f64>, Vec<Exemplar>), foldhash::fast::RandomState>,
+    counts: HashMap<[u32; MAX_BY], (SpanCounts, Vec<Exemplar>), foldhash::fast::RandomState>,
     /// Traces counted (after deduplication).
     pub traces: u64,
 }
@@ -206,6 +224,10 @@ impl<'a> ColumnCounter<'a> {
             Some(c) => Some(c.as_primitive_opt::<Int8Type>()?),
             None => None,
         };
+        let durations = match batch.column_by_name(schema::DURATION) {
+            Some(c) => Some(c.as_primitive_opt::<Int64Type>()?),
+            None => None,
+        };
         let bits = legato_storage::row_bits(batch, &self.plan.predicates);
         let all = (1u64 << self.plan.predicates.len()) - 1;
         // The last string looked up per group column: rows repeat them a lot.
@@ -225,6 +247,16 @@ impl<'a> ColumnCounter<'a> {
             }
             let start = starts.value(row) as u64;
             let Some(step) = (self.step_of)(start) else { continue };
+            // As the evaluator measures: end - start, negative as zero; spans under 2 ns have
+            // no bucket and are left out, as Tempo leaves them out.
+            let measured = match self.plan.durations {
+                true => {
+                    let ns = durations?.value(row).max(0);
+                    let Some(bucket) = log2_bucket(ns as f64) else { continue };
+                    Some((ns as f64 / 1e9, bucket))
+                }
+                false => None,
+            };
             let mut group = [0u32; MAX_BY];
             for (g, (_, column)) in self.plan.by.iter().enumerate() {
                 group[g] = match column {
@@ -261,6 +293,7 @@ impl<'a> ColumnCounter<'a> {
                 step,
                 span_id,
                 start_ms: (start / 1_000_000) as i64,
+                measured,
             });
         }
         Some(())
@@ -273,19 +306,19 @@ impl<'a> ColumnCounter<'a> {
             return;
         }
         self.traces += 1;
-        let steps = self.steps;
+        let (steps, durations) = (self.steps, self.plan.durations);
         for m in self.matched.drain(..) {
-            let (per_step, exemplars) = self
+            let (spans, exemplars) = self
                 .counts
                 .entry(m.group)
-                .or_insert_with(|| (vec![0.0; steps], Vec::new()));
-            per_step[m.step] += 1.0;
+                .or_insert_with(|| (SpanCounts::new(steps, durations), Vec::new()));
+            spans.add(m.step, m.measured);
             if exemplars.len() < self.max_exemplars && exemplars.iter().all(|e| e.trace_id != key.0) {
                 exemplars.push(Exemplar {
                     trace_id: key.0,
                     span_id: m.span_id,
                     timestamp_ms: m.start_ms,
-                    value: 1.0,
+                    value: m.measured.map_or(1.0, |(v, _)| v),
                 });
             }
         }
@@ -297,7 +330,7 @@ impl<'a> ColumnCounter<'a> {
         let strings = std::mem::take(&mut self.strings);
         self.counts
             .into_iter()
-            .map(|(group, (per_step, exemplars))| {
+            .map(|(group, (spans, exemplars))| {
                 let labels = self
                     .plan
                     .by
@@ -316,7 +349,7 @@ impl<'a> ColumnCounter<'a> {
                         (label.clone(), value)
                     })
                     .collect();
-                (labels, per_step, exemplars)
+                (labels, spans, exemplars)
             })
             .collect()
     }

@@ -504,8 +504,8 @@ impl Querier {
             // A block's series count only once it has been read whole.
             let result = result.map(|(bytes, series, traces)| {
                 let mut e = eval.lock();
-                for (labels, per_step, exemplars) in series {
-                    e.add_counts(labels, &per_step, &exemplars);
+                for (labels, spans, exemplars) in series {
+                    e.add_spans(labels, &spans, &exemplars);
                 }
                 inspected.fetch_add(traces, Ordering::Relaxed);
                 bytes

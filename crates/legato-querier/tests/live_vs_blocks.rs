@@ -262,6 +262,9 @@ const COLUMN_METRICS: &[&str] = &[
     r#"{ resource.service.name = "svc-1" && duration > 5ms } | rate() by (status)"#,
     r#"{ name =~ "op-[01]" && kind != server } | count_over_time() by (resource.service.name, name)"#,
     r#"{ duration <= 3ms && status != ok } | rate() by (kind) | topk(2)"#,
+    "{ kind = server } | quantile_over_time(duration, .5, .9, .99) by (resource.service.name)",
+    r#"{ name != "op-0" } | histogram_over_time(duration) by (status)"#,
+    "{ } | quantile_over_time(duration, .75)",
 ];
 
 proptest! {
@@ -292,8 +295,8 @@ proptest! {
             let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, 0);
             let mut all = |_: &([u8; 16], u64)| true;
             rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), |b| counter.batch(b, &mut all).is_some())).unwrap();
-            for (labels, counts, exemplars) in counter.finish(&mut all) {
-                fast.add_counts(labels, &counts, &exemplars);
+            for (labels, spans, exemplars) in counter.finish(&mut all) {
+                fast.add_spans(labels, &spans, &exemplars);
             }
             let sorted = |mut s: Vec<legato_traceql::metrics::Series>| {
                 s.sort_by(|a, b| format!("{:?}", a.labels).cmp(&format!("{:?}", b.labels)));
@@ -302,7 +305,7 @@ proptest! {
             prop_assert_eq!(sorted(slow.finish()), sorted(fast.finish()), "{}", q);
         }
         // Conditions on attributes, and other functions, stay with the evaluator.
-        for q in ["{ span.http.status_code = 500 } | rate()", "{ } | avg_over_time(duration)", "{ } | rate() by (span.route)"] {
+        for q in ["{ span.http.status_code = 500 } | rate()", "{ } | avg_over_time(duration)", "{ } | rate() by (span.route)", "{ } | quantile_over_time(span.ratio, .5)"] {
             let mut query = legato_traceql::parse(q).unwrap();
             let stage = query.metrics.take().unwrap();
             prop_assert!(ColumnMetrics::plan(&query, &stage).is_none(), "{}", q);

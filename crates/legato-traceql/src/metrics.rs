@@ -53,6 +53,49 @@ struct Acc {
     exemplars: Vec<Exemplar>,
 }
 
+/// Spans of one series counted outside the evaluator (`MetricsEval::add_spans`), per step.
+#[derive(Debug, Clone, Default)]
+pub struct SpanCounts {
+    pub count: Vec<f64>,
+    /// For a measured field (seconds for durations): per step, as `observe` accumulates.
+    pub measured: Option<Measured>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Measured {
+    pub sum: Vec<f64>,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+    /// Per step: log2 bucket → count.
+    pub buckets: Vec<HashMap<i32, f64>>,
+}
+
+impl SpanCounts {
+    /// Zeros over `steps` steps; with `measured`, NaN extremes and empty buckets.
+    pub fn new(steps: usize, measured: bool) -> Self {
+        Self {
+            count: vec![0.0; steps],
+            measured: measured.then(|| Measured {
+                sum: vec![0.0; steps],
+                min: vec![f64::NAN; steps],
+                max: vec![f64::NAN; steps],
+                buckets: vec![HashMap::new(); steps],
+            }),
+        }
+    }
+
+    /// One span at `step`, with its measured value and bucket.
+    pub fn add(&mut self, step: usize, measured: Option<(f64, i32)>) {
+        self.count[step] += 1.0;
+        if let (Some(m), Some((v, bucket))) = (&mut self.measured, measured) {
+            m.sum[step] += v;
+            m.min[step] = extreme(m.min[step], v, true);
+            m.max[step] = extreme(m.max[step], v, false);
+            *m.buckets[step].entry(bucket).or_default() += 1.0;
+        }
+    }
+}
+
 /// Accumulates spans of many traces into series over `(start, end]` in steps (`Grid`).
 pub struct MetricsEval {
     plan: Arc<Plan>,
@@ -246,10 +289,10 @@ impl MetricsEval {
     }
 
     /// Adds spans counted elsewhere (from block columns, without rebuilding traces) to the
-    /// series `labels` (the `by` fields' labels and values, as `observe` gives them):
-    /// `counts[step]` spans per step, and exemplars while more are wanted. For `rate()` and
-    /// `count_over_time()` of a plain filter only: nothing else is accumulated.
-    pub fn add_counts(&mut self, labels: Vec<(String, Value)>, counts: &[f64], exemplars: &[Exemplar]) {
+    /// series `labels` (the `by` fields' labels and values, as `observe` gives them): per
+    /// step, the count and, for a measured field, the sum, extremes and power-of-two buckets
+    /// of the values; and exemplars while more are wanted.
+    pub fn add_spans(&mut self, labels: Vec<(String, Value)>, spans: &SpanCounts, exemplars: &[Exemplar]) {
         let key = label_key(&labels);
         if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
             self.truncated = true;
@@ -257,8 +300,18 @@ impl MetricsEval {
         }
         let steps = self.grid.steps;
         let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
-        for (total, n) in acc.count.iter_mut().zip(counts) {
+        for (total, n) in acc.count.iter_mut().zip(&spans.count) {
             *total += n;
+        }
+        if let Some(m) = &spans.measured {
+            for step in 0..steps.min(m.sum.len()) {
+                acc.sum[step] += m.sum[step];
+                acc.min[step] = extreme(acc.min[step], m.min[step], true);
+                acc.max[step] = extreme(acc.max[step], m.max[step], false);
+                for (b, n) in &m.buckets[step] {
+                    *acc.buckets[step].entry(*b).or_default() += n;
+                }
+            }
         }
         for e in exemplars {
             if self.exemplar_count >= self.max_exemplars {
