@@ -114,15 +114,7 @@ impl ColumnMetrics {
             }
         };
         for p in &self.predicates {
-            add(match p {
-                RowPredicate::ServiceName(_) => schema::SERVICE_NAME,
-                RowPredicate::Name(_) => schema::NAME,
-                RowPredicate::Status(..) => schema::STATUS_CODE,
-                RowPredicate::Kind(..) => schema::KIND,
-                RowPredicate::DurationNanos(..) => schema::DURATION,
-                RowPredicate::SpanAttr { .. } => schema::ATTRS,
-                RowPredicate::ResourceAttr { .. } => schema::RESOURCE,
-            });
+            add(p.column());
         }
         for (_, b) in &self.by {
             add(match b {
@@ -208,26 +200,23 @@ impl<'a> ColumnCounter<'a> {
         let ids = batch.column_by_name(schema::TRACE_ID)?.as_fixed_size_binary_opt()?;
         let span_ids = batch.column_by_name(schema::SPAN_ID)?.as_fixed_size_binary_opt()?;
         let starts = batch.column_by_name(schema::START)?.as_primitive_opt::<Int64Type>()?;
-        let names = match batch.column_by_name(schema::NAME) {
-            Some(c) => Some(c.as_string_opt::<i32>()?),
-            None => None,
-        };
-        let services = match batch.column_by_name(schema::SERVICE_NAME) {
-            Some(c) => Some(c.as_string_opt::<i32>()?),
-            None => None,
-        };
-        let codes = match batch.column_by_name(schema::STATUS_CODE) {
-            Some(c) => Some(c.as_primitive_opt::<Int8Type>()?),
-            None => None,
-        };
-        let kinds = match batch.column_by_name(schema::KIND) {
-            Some(c) => Some(c.as_primitive_opt::<Int8Type>()?),
-            None => None,
-        };
-        let durations = match batch.column_by_name(schema::DURATION) {
-            Some(c) => Some(c.as_primitive_opt::<Int64Type>()?),
-            None => None,
-        };
+        // The columns this query reads are there with their schema type, the others absent.
+        let optional = |name: &str| batch.column_by_name(name).map(|c| c.as_ref());
+        let names = optional(schema::NAME)
+            .map(|c| c.as_string_opt::<i32>())
+            .unwrap_or_default();
+        let services = optional(schema::SERVICE_NAME)
+            .map(|c| c.as_string_opt::<i32>())
+            .unwrap_or_default();
+        let codes = optional(schema::STATUS_CODE)
+            .map(|c| c.as_primitive_opt::<Int8Type>())
+            .unwrap_or_default();
+        let kinds = optional(schema::KIND)
+            .map(|c| c.as_primitive_opt::<Int8Type>())
+            .unwrap_or_default();
+        let durations = optional(schema::DURATION)
+            .map(|c| c.as_primitive_opt::<Int64Type>())
+            .unwrap_or_default();
         let bits = legato_storage::row_bits(batch, &self.plan.predicates);
         let all = (1u64 << self.plan.predicates.len()) - 1;
         // The last string looked up per group column: rows repeat them a lot.

@@ -82,6 +82,21 @@ pub enum RowPredicate {
     },
 }
 
+impl RowPredicate {
+    /// The column the predicate reads.
+    pub fn column(&self) -> &'static str {
+        match self {
+            RowPredicate::ServiceName(_) => schema::SERVICE_NAME,
+            RowPredicate::Name(_) => schema::NAME,
+            RowPredicate::Status(..) => schema::STATUS_CODE,
+            RowPredicate::Kind(..) => schema::KIND,
+            RowPredicate::DurationNanos(..) => schema::DURATION,
+            RowPredicate::SpanAttr { .. } => schema::ATTRS,
+            RowPredicate::ResourceAttr { .. } => schema::RESOURCE,
+        }
+    }
+}
+
 impl ValueTest {
     /// Whether a value passes; arrays, maps and bytes (`other`) pass, for the evaluator to
     /// decide on the rebuilt trace.
@@ -148,15 +163,7 @@ impl ScanOptions {
     pub fn predicate_columns(&self) -> Vec<&'static str> {
         let mut cols = vec![schema::TRACE_ID];
         for p in &self.required {
-            let col = match p {
-                RowPredicate::ServiceName(_) => schema::SERVICE_NAME,
-                RowPredicate::Name(_) => schema::NAME,
-                RowPredicate::Status(..) => schema::STATUS_CODE,
-                RowPredicate::Kind(..) => schema::KIND,
-                RowPredicate::DurationNanos(..) => schema::DURATION,
-                RowPredicate::SpanAttr { .. } => schema::ATTRS,
-                RowPredicate::ResourceAttr { .. } => schema::RESOURCE,
-            };
+            let col = p.column();
             if !cols.contains(&col) {
                 cols.push(col);
             }

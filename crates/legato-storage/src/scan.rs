@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use arrow_array::BooleanArray;
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int8Type, Int32Type, Int64Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{BinaryType, ByteArrayType, Float64Type, Int8Type, Int32Type, Int64Type, Utf8Type};
+use arrow_array::{Array, GenericByteArray, RecordBatch};
 use futures::StreamExt;
 use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, TraceData};
 use legato_proto::common::AnyValue;
@@ -22,26 +22,33 @@ use crate::reader::{BlockReader, column};
 use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
 
-/// A binary column read plain or as a dictionary: the bytes of a row either way.
-pub(crate) enum BinaryColumn<'a> {
-    Plain(&'a arrow_array::BinaryArray),
-    Dictionary(
-        &'a arrow_array::DictionaryArray<Int32Type>,
-        &'a arrow_array::BinaryArray,
-    ),
+/// A binary or string column read plain or as a dictionary: a row's value either way.
+pub(crate) enum ByteColumn<'a, T: ByteArrayType> {
+    Plain(&'a GenericByteArray<T>),
+    Dictionary(&'a arrow_array::DictionaryArray<Int32Type>, &'a GenericByteArray<T>),
 }
 
-impl<'a> BinaryColumn<'a> {
+pub(crate) type BinaryColumn<'a> = ByteColumn<'a, BinaryType>;
+pub(crate) type StrColumn<'a> = ByteColumn<'a, Utf8Type>;
+
+impl<'a, T: ByteArrayType> ByteColumn<'a, T> {
     /// `None` when the column has another type.
     pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
-        if let Some(plain) = array.as_binary_opt::<i32>() {
+        if let Some(plain) = array.as_bytes_opt::<T>() {
             return Some(Self::Plain(plain));
         }
         let dict = array.as_dictionary_opt::<Int32Type>()?;
-        Some(Self::Dictionary(dict, dict.values().as_binary_opt::<i32>()?))
+        Some(Self::Dictionary(dict, dict.values().as_bytes_opt::<T>()?))
     }
 
-    pub(crate) fn value(&self, row: usize) -> &'a [u8] {
+    pub(crate) fn is_valid(&self, row: usize) -> bool {
+        match self {
+            Self::Plain(a) => a.is_valid(row),
+            Self::Dictionary(d, _) => d.is_valid(row),
+        }
+    }
+
+    pub(crate) fn value(&self, row: usize) -> &'a T::Native {
         match self {
             Self::Plain(a) => a.value(row),
             Self::Dictionary(d, values) => values.value(d.keys().value(row) as usize),
@@ -53,40 +60,6 @@ impl<'a> BinaryColumn<'a> {
         match self {
             Self::Plain(_) => None,
             Self::Dictionary(d, _) => Some(d.keys().value(row)),
-        }
-    }
-}
-
-/// A string column read plain or as a dictionary.
-pub(crate) enum StrColumn<'a> {
-    Plain(&'a arrow_array::StringArray),
-    Dictionary(
-        &'a arrow_array::DictionaryArray<Int32Type>,
-        &'a arrow_array::StringArray,
-    ),
-}
-
-impl<'a> StrColumn<'a> {
-    /// `None` when the column has another type.
-    pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
-        if let Some(plain) = array.as_string_opt::<i32>() {
-            return Some(Self::Plain(plain));
-        }
-        let dict = array.as_dictionary_opt::<Int32Type>()?;
-        Some(Self::Dictionary(dict, dict.values().as_string_opt::<i32>()?))
-    }
-
-    pub(crate) fn is_valid(&self, row: usize) -> bool {
-        match self {
-            Self::Plain(a) => a.is_valid(row),
-            Self::Dictionary(d, _) => d.is_valid(row),
-        }
-    }
-
-    pub(crate) fn value(&self, row: usize) -> &'a str {
-        match self {
-            Self::Plain(a) => a.value(row),
-            Self::Dictionary(d, values) => values.value(d.keys().value(row) as usize),
         }
     }
 }
