@@ -171,6 +171,28 @@ impl ScanOptions {
         cols
     }
 
+    /// The leaves of the `attrs` entries the span-attribute predicates read: keys, the value
+    /// columns of the tested types, and `raw` (arrays and maps, which always pass).
+    pub fn predicate_attr_leaves(&self) -> Vec<&'static str> {
+        let mut leaves = vec!["key", "raw"];
+        for p in &self.required {
+            let RowPredicate::SpanAttr { test, .. } = p else {
+                continue;
+            };
+            let needed: &[&'static str] = match test {
+                ValueTest::Str(_) => &["str"],
+                ValueTest::Int(..) | ValueTest::Float(..) => &["int", "dbl"],
+                ValueTest::Bool(..) => &["bool"],
+            };
+            for leaf in needed {
+                if !leaves.contains(leaf) {
+                    leaves.push(leaf);
+                }
+            }
+        }
+        leaves
+    }
+
     /// The columns to read.
     pub fn columns(&self) -> Vec<&'static str> {
         let mut cols = vec![
@@ -279,8 +301,8 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                     StrColumn::Plain(_) => None,
                 };
                 let mut str_tested: Vec<u8> = match &a.strs {
-                    StrColumn::Dictionary(_, values) => vec![0; values.len()],
-                    StrColumn::Plain(_) => Vec::new(),
+                    Some(StrColumn::Dictionary(_, values)) => vec![0; values.len()],
+                    _ => Vec::new(),
                 };
                 for row in 0..batch.num_rows() {
                     for e in a.entries(row) {
@@ -291,8 +313,8 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                         if !is_key {
                             continue;
                         }
-                        let ok = if a.strs.is_valid(e) {
-                            match &a.strs {
+                        let ok = if let Some(strs) = a.strs.as_ref().filter(|s| s.is_valid(e)) {
+                            match strs {
                                 StrColumn::Dictionary(d, values) => {
                                     let v = d.keys().value(e) as usize;
                                     if str_tested[v] == 0 {
@@ -304,14 +326,14 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                                 StrColumn::Plain(s) => test.test(Some(s.value(e)), None, None, None, false),
                             }
                         } else {
-                            // Arrays and maps live encoded in `raw`: keep the row, the evaluator decides.
-                            let valid = |arr: &dyn Array| arr.is_valid(e);
+                            // Arrays and maps live encoded in `raw`: keep the row, the evaluator
+                            // decides. Leaves a test has no use for may not have been read.
                             test.test(
                                 None,
-                                valid(a.ints).then(|| a.ints.value(e)),
-                                valid(a.dbls).then(|| a.dbls.value(e)),
-                                valid(a.bools).then(|| a.bools.value(e)),
-                                a.raws.is_valid(e),
+                                a.ints.filter(|c| c.is_valid(e)).map(|c| c.value(e)),
+                                a.dbls.filter(|c| c.is_valid(e)).map(|c| c.value(e)),
+                                a.bools.filter(|c| c.is_valid(e)).map(|c| c.value(e)),
+                                a.raws.is_none_or(|c| c.is_valid(e)),
                             )
                         };
                         if ok {

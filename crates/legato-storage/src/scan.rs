@@ -64,15 +64,16 @@ impl<'a, T: ByteArrayType> ByteColumn<'a, T> {
     }
 }
 
-/// The columns of the `attrs` list's entries.
+/// The columns of the `attrs` list's entries. A predicate read (`predicate_attr_leaves`)
+/// has the keys and only the value leaves its tests need; the others are `None`.
 pub(crate) struct AttrColumns<'a> {
     pub(crate) offsets: &'a [i32],
     pub(crate) keys: StrColumn<'a>,
-    pub(crate) strs: StrColumn<'a>,
-    pub(crate) ints: &'a arrow_array::Int64Array,
-    pub(crate) dbls: &'a arrow_array::Float64Array,
-    pub(crate) bools: &'a arrow_array::BooleanArray,
-    pub(crate) raws: &'a arrow_array::BinaryArray,
+    pub(crate) strs: Option<StrColumn<'a>>,
+    pub(crate) ints: Option<&'a arrow_array::Int64Array>,
+    pub(crate) dbls: Option<&'a arrow_array::Float64Array>,
+    pub(crate) bools: Option<&'a arrow_array::BooleanArray>,
+    pub(crate) raws: Option<&'a arrow_array::BinaryArray>,
 }
 
 impl<'a> AttrColumns<'a> {
@@ -80,15 +81,22 @@ impl<'a> AttrColumns<'a> {
     pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
         let list = array.as_list_opt::<i32>()?;
         let entries = list.values().as_struct_opt()?;
-        let col = |name: &str| entries.column_by_name(name);
+        let col = |name: &str| entries.column_by_name(name).map(|c| c.as_ref());
+        // A leaf that is there must have its type; one that is not was not read.
+        fn typed<'b, T>(c: Option<&'b dyn Array>, cast: impl Fn(&'b dyn Array) -> Option<T>) -> Option<Option<T>> {
+            match c {
+                Some(c) => cast(c).map(Some),
+                None => Some(None),
+            }
+        }
         Some(Self {
             offsets: list.value_offsets(),
-            keys: StrColumn::new(col("key")?.as_ref())?,
-            strs: StrColumn::new(col("str")?.as_ref())?,
-            ints: col("int")?.as_primitive_opt::<Int64Type>()?,
-            dbls: col("dbl")?.as_primitive_opt::<Float64Type>()?,
-            bools: col("bool")?.as_boolean_opt()?,
-            raws: col("raw")?.as_binary_opt::<i32>()?,
+            keys: StrColumn::new(col("key")?)?,
+            strs: typed(col("str"), StrColumn::new)?,
+            ints: typed(col("int"), |c: &'a dyn Array| c.as_primitive_opt::<Int64Type>())?,
+            dbls: typed(col("dbl"), |c: &'a dyn Array| c.as_primitive_opt::<Float64Type>())?,
+            bools: typed(col("bool"), |c: &'a dyn Array| c.as_boolean_opt())?,
+            raws: typed(col("raw"), |c: &'a dyn Array| c.as_binary_opt::<i32>())?,
         })
     }
 
@@ -233,18 +241,27 @@ impl BlockReader {
         if !options.required.is_empty() {
             // Decode the predicate columns first; the other columns are decoded only for rows
             // of traces that can still match.
+            // Of the attribute entries, only the keys and the value leaves the tests need.
             let predicate_columns = options.predicate_columns();
-            let roots: Vec<usize> = schema::schema_v1()
-                .fields()
+            let attr_leaves = options.predicate_attr_leaves();
+            let leaves: Vec<usize> = schema_descr
+                .columns()
                 .iter()
                 .enumerate()
-                .filter(|(_, f)| predicate_columns.contains(&f.name().as_str()))
+                .filter(|(_, c)| {
+                    let parts = c.path().parts();
+                    match parts.first().map(String::as_str) {
+                        Some(schema::ATTRS) => parts.last().is_some_and(|l| attr_leaves.contains(&l.as_str())),
+                        Some(root) => predicate_columns.contains(&root),
+                        None => false,
+                    }
+                })
                 .map(|(i, _)| i)
                 .collect();
             let required = options.required.clone();
             let mut last_kept: Option<Vec<u8>> = None;
             let predicate = ArrowPredicateFn::new(
-                ProjectionMask::roots(&schema_descr, roots),
+                ProjectionMask::leaves(&schema_descr, leaves),
                 move |batch: RecordBatch| {
                     let bits = row_bits(&batch, &required);
                     let Some(ids) = batch.column_by_name(schema::TRACE_ID) else {
@@ -517,19 +534,27 @@ fn decode_attrs(
     row: usize,
     corrupt: &impl Fn(String) -> Error,
 ) -> Result<Vec<(String, AttrValue)>> {
+    let missing = || corrupt("attrs entries lack a value column".into());
+    let (strs, ints, dbls, bools, raws) = (
+        a.strs.as_ref().ok_or_else(missing)?,
+        a.ints.ok_or_else(missing)?,
+        a.dbls.ok_or_else(missing)?,
+        a.bools.ok_or_else(missing)?,
+        a.raws.ok_or_else(missing)?,
+    );
     let entries = a.entries(row);
     let mut out = Vec::with_capacity(entries.len());
     for e in entries {
-        let value = if a.strs.is_valid(e) {
-            AttrValue::Str(a.strs.value(e).to_string())
-        } else if !a.ints.is_null(e) {
-            AttrValue::Int(a.ints.value(e))
-        } else if !a.dbls.is_null(e) {
-            AttrValue::Float(a.dbls.value(e))
-        } else if !a.bools.is_null(e) {
-            AttrValue::Bool(a.bools.value(e))
+        let value = if strs.is_valid(e) {
+            AttrValue::Str(strs.value(e).to_string())
+        } else if !ints.is_null(e) {
+            AttrValue::Int(ints.value(e))
+        } else if !dbls.is_null(e) {
+            AttrValue::Float(dbls.value(e))
+        } else if !bools.is_null(e) {
+            AttrValue::Bool(bools.value(e))
         } else {
-            let any = AnyValue::decode(a.raws.value(e)).map_err(|err| corrupt(err.to_string()))?;
+            let any = AnyValue::decode(raws.value(e)).map_err(|err| corrupt(err.to_string()))?;
             match attr_value(&any) {
                 Some(v) => v,
                 None => continue,
