@@ -77,6 +77,10 @@ impl ColumnMetrics {
             }
             predicates.push(exact_predicate(c)?);
         }
+        // One bit per predicate in a row's bits (`row_bits`).
+        if predicates.len() >= 64 {
+            return None;
+        }
         let by = stage
             .by
             .iter()
