@@ -18,6 +18,9 @@ use parking_lot::Mutex;
 use parquet::arrow::ParquetRecordBatchStreamBuilder;
 use parquet::arrow::arrow_reader::{ArrowReaderMetadata, ArrowReaderOptions, RowSelection, RowSelector};
 use parquet::arrow::async_reader::ParquetObjectReader;
+
+/// The reader of a block's `data.parquet` (what `BlockReader::open` returns).
+pub(crate) type BlockFile = ParquetObjectReader;
 use parquet::file::metadata::{ColumnChunkMask, PageIndexPolicy, ParquetMetaData};
 use parquet::file::page_index::column_index::ColumnIndexMetaData;
 use prost::Message;

@@ -15,10 +15,11 @@ use legato_proto::span_view::{attr_value, attrs};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
 use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
+use parquet::schema::types::SchemaDescPtr;
 use prost::Message;
 
 use crate::prefilter::{ScanOptions, row_bits};
-use crate::reader::{BlockReader, column};
+use crate::reader::{BlockFile, BlockReader, column};
 use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
 
@@ -207,37 +208,11 @@ impl BlockReader {
         options: &ScanOptions,
         mut visit: impl FnMut(TraceData) -> bool + Send,
     ) -> Result<u64> {
-        if meta.encoding != ENCODING_V1 {
-            return Err(Error::UnknownEncoding {
-                block: meta.block_id,
-                encoding: meta.encoding.clone(),
-            });
-        }
         let perr = |source| Error::Parquet {
             block: meta.block_id,
             source,
         };
-        let (reader, footer) = self.open(meta).await?;
-        let wanted = options.columns();
-        let roots: Vec<usize> = schema::schema_v1()
-            .fields()
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| wanted.contains(&f.name().as_str()))
-            .map(|(i, _)| i)
-            .collect();
-        let schema_descr = footer.metadata().file_metadata().schema_descr_ptr();
-        let mask = ProjectionMask::roots(&schema_descr, roots);
-        // Resources and scopes come as dictionaries (as stored): a row is an index into a few
-        // distinct values, not a copy of hundreds of bytes, and predicates test each value once.
-        let footer = ArrowReaderMetadata::try_new(
-            footer.metadata().clone(),
-            ArrowReaderOptions::new().with_schema(schema::schema_v1_dictionaries()),
-        )
-        .map_err(perr)?;
-        let mut builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
-            .with_batch_size(8192)
-            .with_projection(mask);
+        let (mut builder, schema_descr) = self.stream_builder(meta, &options.columns()).await?;
         if !options.required.is_empty() {
             // Decode the predicate columns first; the other columns are decoded only for rows
             // of traces that can still match.
@@ -304,35 +279,12 @@ impl BlockReader {
         mut visit: impl FnMut(&RecordBatch) -> bool + Send,
     ) -> Result<u64> {
         crate::reader::guarded(meta.block_id, async {
-            if meta.encoding != ENCODING_V1 {
-                return Err(Error::UnknownEncoding {
-                    block: meta.block_id,
-                    encoding: meta.encoding.clone(),
-                });
-            }
             let perr = |source| Error::Parquet {
                 block: meta.block_id,
                 source,
             };
-            let (reader, footer) = self.open(meta).await?;
-            let roots: Vec<usize> = schema::schema_v1()
-                .fields()
-                .iter()
-                .enumerate()
-                .filter(|(_, f)| columns.contains(&f.name().as_str()))
-                .map(|(i, _)| i)
-                .collect();
-            let mask = ProjectionMask::roots(footer.metadata().file_metadata().schema_descr(), roots);
-            let footer = ArrowReaderMetadata::try_new(
-                footer.metadata().clone(),
-                ArrowReaderOptions::new().with_schema(schema::schema_v1_dictionaries()),
-            )
-            .map_err(perr)?;
-            let mut stream = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
-                .with_batch_size(8192)
-                .with_projection(mask)
-                .build()
-                .map_err(perr)?;
+            let (builder, _) = self.stream_builder(meta, columns).await?;
+            let mut stream = builder.build().map_err(perr)?;
             while let Some(batch) = stream.next().await {
                 if !visit(&batch.map_err(perr)?) {
                     break;
@@ -341,6 +293,46 @@ impl BlockReader {
             Ok(meta.data_size)
         })
         .await
+    }
+
+    /// A batch stream over the block's `columns` in the scan schema: resources and scopes,
+    /// attribute keys and string values come as the dictionaries Parquet stores (a row is an
+    /// index into a few distinct values, not a copy of their bytes, and predicates test each
+    /// value once). Also the file's schema, for finer projections.
+    async fn stream_builder(
+        &self,
+        meta: &BlockMeta,
+        columns: &[&str],
+    ) -> Result<(ParquetRecordBatchStreamBuilder<BlockFile>, SchemaDescPtr)> {
+        if meta.encoding != ENCODING_V1 {
+            return Err(Error::UnknownEncoding {
+                block: meta.block_id,
+                encoding: meta.encoding.clone(),
+            });
+        }
+        let perr = |source| Error::Parquet {
+            block: meta.block_id,
+            source,
+        };
+        let (reader, footer) = self.open(meta).await?;
+        let roots: Vec<usize> = schema::schema_v1()
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| columns.contains(&f.name().as_str()))
+            .map(|(i, _)| i)
+            .collect();
+        let schema_descr = footer.metadata().file_metadata().schema_descr_ptr();
+        let mask = ProjectionMask::roots(&schema_descr, roots);
+        let footer = ArrowReaderMetadata::try_new(
+            footer.metadata().clone(),
+            ArrowReaderOptions::new().with_schema(schema::schema_v1_dictionaries()),
+        )
+        .map_err(perr)?;
+        let builder = ParquetRecordBatchStreamBuilder::new_with_metadata(reader, footer)
+            .with_batch_size(8192)
+            .with_projection(mask);
+        Ok((builder, schema_descr))
     }
 }
 
