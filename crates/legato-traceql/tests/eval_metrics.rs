@@ -5,13 +5,15 @@
 
 use std::sync::Arc;
 
-use legato_model::span::{AttrValue, SpanData, SpanOrigin, TraceData};
-use legato_traceql::eval::{Plan, metrics_fields, reads_every_attribute};
+use legato_model::span::{AttrValue, SpanOrigin, TraceData};
+use legato_traceql::eval::{metrics_fields, reads_every_attribute};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
 use legato_traceql::parse;
 use legato_traceql::value::Value;
 
-const S: u64 = 1_000_000_000;
+mod support;
+
+use support::{S, samples};
 
 /// Spans: (id, parent, name, service, kind, error, http.method, start in seconds).
 type SpanSpec<'a> = (u8, Option<u8>, &'a str, &'a str, i32, bool, Option<&'a str>, u64);
@@ -19,32 +21,21 @@ type SpanSpec<'a> = (u8, Option<u8>, &'a str, &'a str, i32, bool, Option<&'a str
 fn trace(id: u8, specs: &[SpanSpec<'_>]) -> TraceData {
     let spans = specs
         .iter()
-        .map(|&(sid, parent, name, svc, kind, error, method, start)| SpanData {
-            span_id: [sid; 8],
-            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-            name: name.into(),
-            kind,
-            status_code: if error { 2 } else { 0 },
-            start_unix_nano: start * S,
-            end_unix_nano: start * S + 5_000_000,
-            attrs: method
+        .map(|&(sid, parent, name, svc, kind, error, method, start)| {
+            let mut span = support::span(sid, parent, name, svc, start * S, start * S + 5_000_000);
+            span.kind = kind;
+            span.status_code = if error { 2 } else { 0 };
+            span.attrs = method
                 .map(|m| vec![("http.method".to_string(), AttrValue::Str(m.into()))])
-                .unwrap_or_default(),
-            origin: Arc::new(SpanOrigin {
-                service_name: svc.into(),
-                resource: vec![("service.name".into(), AttrValue::Str(svc.into()))],
+                .unwrap_or_default();
+            span.origin = Arc::new(SpanOrigin {
                 scope_name: "lib".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
+                ..(*span.origin).clone()
+            });
+            span
         })
         .collect();
-    let mut t = TraceData {
-        trace_id: [id; 16],
-        spans,
-    };
-    t.link_tree();
-    t
+    support::trace(id, spans)
 }
 
 /// Three traces over (0, 20 s] in two 10 s steps, reported at 10 s and 20 s; the third
@@ -75,10 +66,7 @@ fn traces() -> Vec<TraceData> {
 }
 
 fn eval(q: &str) -> MetricsEval {
-    let query = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-    let stage = query.metrics.clone().unwrap();
-    let plan = Arc::new(Plan::new(query).unwrap());
-    MetricsEval::new(plan, stage, 0, 20 * S, 10 * S, 10)
+    support::evaluator(q, 0, 20 * S, 10 * S)
 }
 
 fn run(q: &str) -> Vec<Series> {
@@ -92,18 +80,6 @@ fn str_labels(labels: &[(&str, &str)]) -> Vec<(String, Value)> {
         .iter()
         .map(|(k, v)| (k.to_string(), Value::Str(v.to_string())))
         .collect()
-}
-
-/// The samples of the series with exactly these labels.
-#[track_caller]
-fn samples(series: &[Series], labels: &[(String, Value)]) -> Vec<(i64, f64)> {
-    match series.iter().find(|s| s.labels == labels) {
-        Some(s) => s.samples.clone(),
-        None => panic!(
-            "no series {labels:?} in {:#?}",
-            series.iter().map(|s| &s.labels).collect::<Vec<_>>()
-        ),
-    }
 }
 
 fn cmp_series(meta: &str, attr: &str, value: Value) -> Vec<(String, Value)> {

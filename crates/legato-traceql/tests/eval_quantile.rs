@@ -4,15 +4,13 @@
 //! Tempo's own test cases, worked by hand.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::sync::Arc;
-
-use legato_model::span::{AttrValue, SpanData, SpanOrigin, TraceData};
-use legato_traceql::eval::Plan;
+use legato_model::span::{AttrValue, TraceData};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
-use legato_traceql::parse;
 use legato_traceql::value::Value;
 
-const S: u64 = 1_000_000_000;
+mod support;
+
+use support::S;
 
 /// One trace per span: (span.foo, start in ns, duration in ns).
 fn traces(specs: &[(&str, u64, u64)]) -> Vec<TraceData> {
@@ -21,35 +19,15 @@ fn traces(specs: &[(&str, u64, u64)]) -> Vec<TraceData> {
         .enumerate()
         .map(|(i, &(group, start, duration))| {
             let id = i as u8 + 1;
-            let span = SpanData {
-                span_id: [id; 8],
-                name: "op".into(),
-                kind: 2,
-                start_unix_nano: start,
-                end_unix_nano: start + duration,
-                attrs: vec![("foo".to_string(), AttrValue::Str(group.into()))],
-                origin: Arc::new(SpanOrigin {
-                    service_name: "svc".into(),
-                    resource: vec![("service.name".into(), AttrValue::Str("svc".into()))],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            };
-            let mut t = TraceData {
-                trace_id: [id; 16],
-                spans: vec![span],
-            };
-            t.link_tree();
-            t
+            let mut span = support::span(id, None, "op", "svc", start, start + duration);
+            span.attrs = vec![("foo".to_string(), AttrValue::Str(group.into()))];
+            support::trace(id, vec![span])
         })
         .collect()
 }
 
 fn eval(q: &str, start: u64, end: u64, step: u64) -> MetricsEval {
-    let query = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-    let stage = query.metrics.clone().unwrap();
-    let plan = Arc::new(Plan::new(query).unwrap());
-    MetricsEval::new(plan, stage, start, end, step, 10)
+    support::evaluator(q, start, end, step)
 }
 
 fn run(q: &str, spans: &[(&str, u64, u64)], start: u64, end: u64, step: u64) -> Vec<Series> {

@@ -7,16 +7,13 @@
 //! the spans below.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
-use std::sync::Arc;
-
-use legato_model::span::{AttrValue, SpanData, SpanOrigin, TraceData};
-use legato_traceql::eval::Plan;
+use legato_model::span::{AttrValue, TraceData};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
-use legato_traceql::parse;
 use legato_traceql::value::Value;
 
-const S: u64 = 1_000_000_000;
-const MS: u64 = 1_000_000;
+mod support;
+
+use support::{MS, S, samples};
 
 /// A span: (id, parent, service, start in seconds, duration in ms, error, span.bytes).
 type SpanSpec<'a> = (u8, Option<u8>, &'a str, u64, u64, bool, Option<i64>);
@@ -24,31 +21,23 @@ type SpanSpec<'a> = (u8, Option<u8>, &'a str, u64, u64, bool, Option<i64>);
 fn trace(id: u8, specs: &[SpanSpec<'_>]) -> TraceData {
     let spans = specs
         .iter()
-        .map(|&(sid, parent, svc, start, dur_ms, error, bytes)| SpanData {
-            span_id: [sid; 8],
-            parent_span_id: parent.map(|p| vec![p; 8]).unwrap_or_default(),
-            name: format!("op-{svc}"),
-            kind: 2,
-            status_code: if error { 2 } else { 0 },
-            start_unix_nano: start * S,
-            end_unix_nano: start * S + dur_ms * MS,
-            attrs: bytes
+        .map(|&(sid, parent, svc, start, dur_ms, error, bytes)| {
+            let mut span = support::span(
+                sid,
+                parent,
+                &format!("op-{svc}"),
+                svc,
+                start * S,
+                start * S + dur_ms * MS,
+            );
+            span.status_code = if error { 2 } else { 0 };
+            span.attrs = bytes
                 .map(|b| vec![("bytes".to_string(), AttrValue::Int(b))])
-                .unwrap_or_default(),
-            origin: Arc::new(SpanOrigin {
-                service_name: svc.into(),
-                resource: vec![("service.name".into(), AttrValue::Str(svc.into()))],
-                ..Default::default()
-            }),
-            ..Default::default()
+                .unwrap_or_default();
+            span
         })
         .collect();
-    let mut t = TraceData {
-        trace_id: [id; 16],
-        spans,
-    };
-    t.link_tree();
-    t
+    support::trace(id, spans)
 }
 
 /// Ten 10 s steps over (0, 100 s], reported at their ends (10 s … 100 s); spans in steps 1, 4
@@ -80,10 +69,7 @@ fn traces() -> Vec<TraceData> {
 }
 
 fn eval_over(q: &str, start_s: u64, end_s: u64, step_s: u64) -> MetricsEval {
-    let query = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
-    let stage = query.metrics.clone().unwrap();
-    let plan = Arc::new(Plan::new(query).unwrap());
-    MetricsEval::new(plan, stage, start_s * S, end_s * S, step_s * S, 10)
+    support::evaluator(q, start_s * S, end_s * S, step_s * S)
 }
 
 fn run_over(q: &str, start_s: u64, end_s: u64, step_s: u64) -> Vec<Series> {
@@ -107,18 +93,6 @@ fn by_service(svc: &str) -> Vec<(String, Value)> {
 
 fn name(n: &str) -> Vec<(String, Value)> {
     vec![("__name__".into(), Value::Str(n.into()))]
-}
-
-/// The samples of the series with exactly these labels.
-#[track_caller]
-fn samples(series: &[Series], labels: &[(String, Value)]) -> Vec<(i64, f64)> {
-    match series.iter().find(|s| s.labels == labels) {
-        Some(s) => s.samples.clone(),
-        None => panic!(
-            "no series {labels:?} in {:#?}",
-            series.iter().map(|s| &s.labels).collect::<Vec<_>>()
-        ),
-    }
 }
 
 #[test]
