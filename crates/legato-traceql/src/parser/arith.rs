@@ -190,13 +190,7 @@ impl Parser<'_> {
             Tok::LParen => {
                 let open = self.advance();
                 let inner = self.metrics_arith(0, constants)?;
-                if *self.peek() != Tok::RParen {
-                    return Err(self.unexpected(&format!(
-                        "an operator or ')' to close the '(' at line {}, col {}",
-                        open.pos.line, open.pos.col
-                    )));
-                }
-                self.advance();
+                self.close_paren(open.pos)?;
                 Ok(inner)
             }
             Tok::LBrace if constants.is_none() => Err(ParseError::at(

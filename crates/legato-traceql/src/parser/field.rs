@@ -237,13 +237,7 @@ impl Parser<'_> {
             Tok::LParen => {
                 let open = self.advance();
                 let inner = self.field_expr(0, "an expression after '('")?;
-                if *self.peek() != Tok::RParen {
-                    return Err(self.unexpected(&format!(
-                        "an operator or ')' to close the '(' at line {}, col {}",
-                        open.pos.line, open.pos.col
-                    )));
-                }
-                self.advance();
+                self.close_paren(open.pos)?;
                 Ok(inner)
             }
             Tok::Str(s) => {

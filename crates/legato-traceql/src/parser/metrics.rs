@@ -116,13 +116,7 @@ impl Parser<'_> {
                 }
                 let open = self.advance();
                 let inner = self.scalar_expr(0)?;
-                if *self.peek() != Tok::RParen {
-                    return Err(self.unexpected(&format!(
-                        "an operator or ')' to close the '(' at line {}, col {}",
-                        open.pos.line, open.pos.col
-                    )));
-                }
-                self.advance();
+                self.close_paren(open.pos)?;
                 Ok(inner)
             }
             Tok::Ident(name) => {

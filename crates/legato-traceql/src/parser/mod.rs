@@ -126,6 +126,19 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Consumes the `)` closing the `(` at `open`, or says an operator or that `)` was
+    /// expected there.
+    fn close_paren(&mut self, open: Pos) -> Result<(), ParseError> {
+        if *self.peek() != Tok::RParen {
+            return Err(self.unexpected(&format!(
+                "an operator or ')' to close the '(' at line {}, col {}",
+                open.line, open.col
+            )));
+        }
+        self.advance();
+        Ok(())
+    }
+
     fn is_ident(&self, name: &str) -> bool {
         matches!(self.peek(), Tok::Ident(s) if s == name)
     }
