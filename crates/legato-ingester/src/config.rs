@@ -22,6 +22,10 @@ pub struct IngesterConfig {
     /// Legato: encoded span bytes held in memory (live + head + uploading) above which pushes
     /// are refused with a retryable error instead of risking memory exhaustion.
     pub max_buffered_bytes: ByteSize,
+    /// Legato: of those, bytes kept in memory. Past half of it, held segments (the head
+    /// block's first, then live traces idle longest) move to spill files beside the WAL; past
+    /// it, pushes are refused like past `max_buffered_bytes`. 0 keeps everything in memory.
+    pub max_resident_bytes: ByteSize,
     /// Blocks encoded and uploaded at once. A head of at least 16 MiB is cut into this many
     /// blocks (contiguous trace-id ranges) so encoding uses as many cores; 0 = one per core.
     pub concurrent_flushes: usize,
@@ -51,6 +55,7 @@ impl Default for IngesterConfig {
             max_block_duration: Duration::from_secs(30 * 60),
             max_block_bytes: ByteSize(100 << 20),
             max_buffered_bytes: ByteSize(1 << 30),
+            max_resident_bytes: ByteSize(256 << 20),
             concurrent_flushes: 0,
             complete_block_timeout: Duration::from_secs(15 * 60),
             lifecycler: legato_cluster::LifecyclerConfig::default(),

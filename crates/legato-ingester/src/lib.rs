@@ -16,6 +16,7 @@
 
 mod config;
 pub mod metrics;
+mod spill;
 mod state;
 pub mod tail;
 pub mod wal;
@@ -68,6 +69,11 @@ pub struct Ingester {
     /// The size of the last push refused for memory (0 = none): while it still would not fit,
     /// receivers refuse exports before reading them.
     backpressured: std::sync::atomic::AtomicU64,
+    /// Where held segments go when more than `max_resident_bytes / 2` are on the heap.
+    spill: Arc<spill::Spill>,
+    spill_requested: Notify,
+    /// One spill at a time (the push-driven loop and the flush loop both spill).
+    spill_lock: tokio::sync::Mutex<()>,
 }
 
 /// A live trace whose data goes back this many WAL segments is re-logged into the current
@@ -120,6 +126,7 @@ impl Ingester {
         deps: IngesterDeps,
     ) -> std::io::Result<(Arc<Self>, ReplayStats)> {
         let (wal, replay, seq) = Wal::open(wal_dir, deps.wal_fs.clone(), deps.metrics.clone())?;
+        let spill = spill::Spill::open(&wal_dir.join("spill"), deps.wal_fs.clone())?;
         let now = deps.clock.now_nanos();
         let mut state = State::new(seq);
         let mut traces = 0;
@@ -144,9 +151,13 @@ impl Ingester {
             "WAL replayed"
         );
         deps.metrics.buffered_bytes.set(state.buffered_bytes as i64);
+        deps.metrics.resident_bytes.set(state.resident_bytes as i64);
         deps.metrics
             .buffered_bytes_limit
             .set(i64::try_from(cfg.max_buffered_bytes.0).unwrap_or(i64::MAX));
+        deps.metrics
+            .resident_bytes_limit
+            .set(i64::try_from(cfg.max_resident_bytes.0).unwrap_or(i64::MAX));
         let ingester = Arc::new(Self {
             flush_parallelism: cfg.flush_parallelism(),
             cfg,
@@ -164,6 +175,9 @@ impl Ingester {
             cut_requested: Notify::new(),
             tail: deps.tail,
             backpressured: std::sync::atomic::AtomicU64::new(0),
+            spill: Arc::new(spill),
+            spill_requested: Notify::new(),
+            spill_lock: tokio::sync::Mutex::new(()),
         });
         Ok((ingester, stats))
     }
@@ -197,18 +211,13 @@ impl Ingester {
                 return Ok(PushOutcome::default());
             }
         }
-        let (pending, outcome, cut_needed) = {
+        let (pending, outcome, cut_needed, spill_needed) = {
             let mut st = self.state.lock();
             let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
-            let limit = self.cfg.max_buffered_bytes.0;
-            if st.buffered_bytes + incoming > limit {
+            if let Some(refusal) = self.over_memory(&st, incoming) {
                 self.backpressured
                     .store(incoming.max(1), std::sync::atomic::Ordering::Relaxed);
-                return Err(PushError::Overloaded {
-                    buffered: st.buffered_bytes,
-                    limit,
-                    retry_after: Duration::from_secs(5),
-                });
+                return Err(refusal);
             }
             let outcome = st.admit(&tenant, &mut request.traces, &self.limits, now);
             for r in &outcome.rejected {
@@ -223,11 +232,21 @@ impl Ingester {
             }
             let pending = self.wal.append(request.encode_to_vec());
             self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
+            self.metrics.resident_bytes.set(st.resident_bytes as i64);
             self.metrics.live_traces.set(st.live_trace_count() as i64);
-            (pending, outcome, st.head_bytes >= self.cfg.max_block_bytes.0)
+            let spill_needed = self.spill_threshold().is_some_and(|t| st.resident_bytes > t);
+            (
+                pending,
+                outcome,
+                st.head_bytes >= self.cfg.max_block_bytes.0,
+                spill_needed,
+            )
         };
         if cut_needed {
             self.cut_requested.notify_one();
+        }
+        if spill_needed {
+            self.spill_requested.notify_one();
         }
         pending.wait().await.map_err(PushError::Wal)?;
         Ok(outcome)
@@ -236,17 +255,121 @@ impl Ingester {
     /// Spans of a trace held by this ingester (live, head, or uploading).
     pub fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         let segments = self.state.lock().segments_of(tenant, id);
-        decode_segments(&segments)
+        decode_segments(&self.load(&segments))
     }
 
     /// Every trace held for `tenant` as its stored segments (encoded `tempopb.Trace`s), for
     /// a querier on another node.
     pub fn recent_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Vec<Bytes>)> {
-        self.state.lock().all_segments(tenant)
+        let held = self.state.lock().all_segments(tenant);
+        held.into_iter()
+            .map(|(id, segments)| (id, self.load(&segments)))
+            .collect()
+    }
+
+    /// A trace's segment bytes, spilled ones read back. A spill file that cannot be read (an
+    /// IO error on a file written moments ago) is logged and counted, and its segments left
+    /// out of this answer only: the WAL still holds them, and a flush that cannot read them
+    /// fails and is retried.
+    fn load(&self, segments: &[spill::Segment]) -> Vec<Bytes> {
+        load_or_log(segments, &self.metrics)
+    }
+
+    /// Resident bytes above which held segments are spilled; `None` when spilling is off.
+    fn spill_threshold(&self) -> Option<u64> {
+        (self.cfg.max_resident_bytes.0 > 0).then_some(self.cfg.max_resident_bytes.0 / 2)
+    }
+
+    /// Why a push of `incoming` bytes is refused now, if it is: held data (heap and spill
+    /// files) would pass `max_buffered_bytes`, or heap would pass `max_resident_bytes` (spills
+    /// have not kept up, or fail).
+    fn over_memory(&self, st: &State, incoming: u64) -> Option<PushError> {
+        let buffered = (
+            st.buffered_bytes,
+            self.cfg.max_buffered_bytes.0,
+            "ingester.max_buffered_bytes",
+        );
+        let resident = (
+            st.resident_bytes,
+            self.cfg.max_resident_bytes.0,
+            "ingester.max_resident_bytes",
+        );
+        let (held, limit, limit_key) = [buffered, resident]
+            .into_iter()
+            .find(|(held, limit, _)| *limit > 0 && held + incoming > *limit)?;
+        Some(PushError::Overloaded {
+            buffered: held,
+            limit,
+            limit_key,
+            retry_after: Duration::from_secs(5),
+        })
+    }
+
+    /// Moves held segments to spill files until a quarter of `max_resident_bytes` is left on
+    /// the heap (head block first, then the live traces idle longest). Runs off the push lock;
+    /// a failure leaves everything on the heap.
+    async fn spill_excess(&self) {
+        let Some(threshold) = self.spill_threshold() else {
+            return;
+        };
+        let _one_at_a_time = self.spill_lock.lock().await;
+        let plan = {
+            let st = self.state.lock();
+            if st.resident_bytes <= threshold {
+                return;
+            }
+            st.spill_plan(threshold / 2)
+        };
+        if plan.is_empty() {
+            return;
+        }
+        let spill = self.spill.clone();
+        let plan = Arc::new(plan);
+        let written = {
+            let plan = plan.clone();
+            tokio::task::spawn_blocking(move || {
+                let traces: Vec<Vec<Bytes>> = plan.iter().map(|item| item.segments.clone()).collect();
+                spill.write(&traces)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        };
+        match written {
+            Ok(spilled) => {
+                let mut st = self.state.lock();
+                let moved: u64 = plan.iter().zip(&spilled).map(|(item, new)| st.spilled(item, new)).sum();
+                self.metrics.spilled_bytes.inc_by(moved);
+                self.metrics.resident_bytes.set(st.resident_bytes as i64);
+            }
+            Err(e) => {
+                self.metrics
+                    .spill_failures
+                    .get_or_create(&metrics::OpLabels { op: "write".into() })
+                    .inc();
+                tracing::error!(error = %e, "spilling held segments failed; they stay in memory");
+            }
+        }
+    }
+
+    /// Spills whenever a push finds the heap past the threshold, and at least every flush
+    /// check period, until cancelled.
+    async fn run_spills(self: Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(self.cfg.flush_check_period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+                _ = self.spill_requested.notified() => {}
+            }
+            self.spill_excess().await;
+        }
     }
 
     /// Runs the periodic cut and flush loop until cancelled, then flushes everything.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
+        tokio::spawn(self.clone().run_spills(cancel.clone()));
         let mut tick = tokio::time::interval(self.cfg.flush_check_period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -270,6 +393,7 @@ impl Ingester {
         }
         self.cut_idle();
         self.decide_tail(false).await;
+        self.spill_excess().await;
         if self.head_due() {
             self.cut_and_flush(false).await;
         } else if self.state.lock().has_completing() {
@@ -336,9 +460,14 @@ impl Ingester {
         let metrics = self.metrics.clone();
         let decided = tokio::task::spawn_blocking(move || {
             due.into_iter()
-                .map(|(tenant, sampler, id, segments, early)| {
+                .filter_map(|(tenant, sampler, id, segments, early)| {
+                    // A trace whose spilled segments cannot be read now stays live: the next
+                    // tick decides it.
+                    let segments = spill::load(&segments)
+                        .inspect_err(|e| tracing::error!(error = %e, "reading spilled segments failed"))
+                        .ok()?;
                     let keep = decide_one(&sampler, &tenant, id, &segments, early, now, &metrics);
-                    (tenant, id, keep)
+                    Some((tenant, id, keep))
                 })
                 .collect::<Vec<_>>()
         })
@@ -410,7 +539,9 @@ impl Ingester {
             .into_iter()
             .map(|r| self.wal.append(r.encode_to_vec()))
             .collect();
-        let cut = st.cut_head(cut_seq, self.flush_parallelism);
+        // Blocks encoded at once hold about `max_block_bytes` of input together.
+        let max_part = self.cfg.max_block_bytes.0 / self.flush_parallelism.max(1) as u64;
+        let cut = st.cut_head(cut_seq, self.flush_parallelism, max_part);
         self.metrics.blocks_cut.inc_by(cut as u64);
         Some(Cut {
             rotation,
@@ -470,15 +601,17 @@ impl Ingester {
         let all = self.state.lock().all_segments(tenant);
         let mut cache = self.tag_summaries.lock().await;
         let (summary, seen) = cache.entry(tenant.clone()).or_default();
-        let current: std::collections::HashSet<(usize, usize)> =
-            all.iter().flat_map(|(_, segs)| segs.iter().map(segment_key)).collect();
-        let fresh: Vec<(TraceId, Vec<Bytes>)> = all
+        let current: std::collections::HashSet<(usize, u64, usize)> = all
+            .iter()
+            .flat_map(|(_, segs)| segs.iter().map(spill::Segment::key))
+            .collect();
+        let fresh: Vec<(TraceId, Segments)> = all
             .into_iter()
             .map(|(id, segs)| {
                 (
                     id,
                     segs.into_iter()
-                        .filter(|b| !seen.contains(&segment_key(b)))
+                        .filter(|b| !seen.contains(&b.key()))
                         .collect::<Vec<_>>(),
                 )
             })
@@ -497,7 +630,8 @@ impl Ingester {
                 ..WireTags::default()
             };
             let mut wire = WireTrace::default();
-            for (_, segments) in &fresh {
+            let loaded: Vec<Vec<Bytes>> = fresh.iter().filter_map(|(_, s)| spill::load(s).ok()).collect();
+            for segments in &loaded {
                 wire.clear();
                 // Held segments were checked at ingest; one that is not readable adds nothing.
                 if segments.iter().all(|segment| wire.read(segment).is_ok()) {
@@ -519,9 +653,17 @@ impl Ingester {
         let traces = block.traces.clone();
         let now = self.clock.now_nanos();
         let started = std::time::Instant::now();
-        let written = tokio::task::spawn_blocking(move || encode_flushed_block(&tenant, block_id, &traces, now))
-            .await
-            .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
+        let written = tokio::task::spawn_blocking(move || {
+            // Spilled segments are read back for the encode: memory holds one block's bytes.
+            let loaded = traces
+                .iter()
+                .map(|(id, segments)| spill::load(segments).map(|bytes| (*id, bytes)))
+                .collect::<std::io::Result<Vec<_>>>()
+                .map_err(|e| legato_storage::Error::Input(format!("reading spilled segments: {e}")))?;
+            encode_flushed_block(&tenant, block_id, &loaded, now)
+        })
+        .await
+        .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
         let encoded = started.elapsed();
         write_block(&self.store, &written).await?;
         self.storage_metrics.blocks_flushed.inc();
@@ -550,17 +692,11 @@ impl PushSink for Ingester {
         if refused == 0 {
             return None;
         }
-        let buffered = self.state.lock().buffered_bytes;
-        let limit = self.cfg.max_buffered_bytes.0;
-        if buffered + refused <= limit {
+        let refusal = self.over_memory(&self.state.lock(), refused);
+        if refusal.is_none() {
             self.backpressured.store(0, Ordering::Relaxed);
-            return None;
         }
-        Some(PushError::Overloaded {
-            buffered,
-            limit,
-            retry_after: Duration::from_secs(5),
-        })
+        refusal
     }
 }
 
@@ -730,6 +866,18 @@ fn decide_one(
     verdict.keep
 }
 
+/// [`Ingester::load`], for blocking tasks that hold no reference to the ingester.
+fn load_or_log(segments: &[spill::Segment], metrics: &IngesterMetrics) -> Vec<Bytes> {
+    spill::load(segments).unwrap_or_else(|e| {
+        metrics
+            .spill_failures
+            .get_or_create(&metrics::OpLabels { op: "read".into() })
+            .inc();
+        tracing::error!(error = %e, "reading spilled segments failed");
+        segments.iter().filter_map(spill::Segment::heap).cloned().collect()
+    })
+}
+
 /// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).
 fn decode_segments(segments: &[Bytes]) -> Vec<ResourceSpans> {
     segments
@@ -742,16 +890,11 @@ fn decode_segments(segments: &[Bytes]) -> Vec<ResourceSpans> {
 /// A tenant's tag summary of held data and the segments it covers.
 type HeldTags = (
     legato_traceql::tags::TagSummary,
-    std::collections::HashSet<(usize, usize)>,
+    std::collections::HashSet<(usize, u64, usize)>,
 );
 
-/// Identifies a held segment (its bytes are never copied while held): address and length.
-fn segment_key(b: &Bytes) -> (usize, usize) {
-    (b.as_ptr() as usize, b.len())
-}
-
-/// Encoded segment bytes of one trace, as kept in memory.
-pub(crate) type Segments = Vec<Bytes>;
+/// Encoded segments of one trace, as held (on the heap or spilled).
+pub(crate) type Segments = Vec<spill::Segment>;
 
 #[async_trait::async_trait]
 impl legato_proto::push::RecentTraces for Ingester {
@@ -808,9 +951,11 @@ impl legato_proto::push::RecentTraces for Ingester {
                 chunk.iter().map(|id| (*id, st.segments_of(tenant, id))).collect()
             };
             let (visit, prefilter) = (visit.clone(), prefilter.clone());
+            let metrics = self.metrics.clone();
             let go_on = tokio::task::spawn_blocking(move || {
                 held.into_iter()
                     .filter(|(_, segments)| !segments.is_empty())
+                    .map(|(id, segments)| (id, load_or_log(&segments, &metrics)))
                     .filter(|(_, segments)| prefilter.as_ref().is_none_or(|p| p(segments)))
                     .all(|(id, segments)| {
                         let bytes = segments.iter().map(|s| s.len() as u64).sum();

@@ -45,6 +45,11 @@ pub struct IngesterMetrics {
     pub buffered_bytes: Gauge,
     /// `ingester.max_buffered_bytes`, so alerts can compare `buffered_bytes` with it.
     pub buffered_bytes_limit: Gauge,
+    pub resident_bytes: Gauge,
+    /// `ingester.max_resident_bytes`.
+    pub resident_bytes_limit: Gauge,
+    pub spilled_bytes: Counter,
+    pub spill_failures: Family<OpLabels, Counter>,
     pub flush_failures: Counter,
     pub blocks_cut: Counter,
     pub tag_summary_segments: Counter,
@@ -67,6 +72,10 @@ impl Default for IngesterMetrics {
             live_traces: Gauge::default(),
             buffered_bytes: Gauge::default(),
             buffered_bytes_limit: Gauge::default(),
+            resident_bytes: Gauge::default(),
+            resident_bytes_limit: Gauge::default(),
+            spilled_bytes: Counter::default(),
+            spill_failures: Family::default(),
             flush_failures: Counter::default(),
             blocks_cut: Counter::default(),
             tag_summary_segments: Counter::default(),
@@ -86,6 +95,9 @@ impl IngesterMetrics {
         // that `increase()` and `rate()` see, not a new series.
         for op in WAL_OPS {
             self.wal_errors.get_or_create(&OpLabels { op: op.into() }).inc_by(0);
+        }
+        for op in ["write", "read"] {
+            self.spill_failures.get_or_create(&OpLabels { op: op.into() }).inc_by(0);
         }
         registry.register(
             "legato_ingester_wal_errors",
@@ -126,6 +138,26 @@ impl IngesterMetrics {
             "legato_ingester_buffered_bytes_limit",
             "ingester.max_buffered_bytes: past it exports are refused with 429 / RESOURCE_EXHAUSTED",
             self.buffered_bytes_limit.clone(),
+        );
+        registry.register(
+            "legato_ingester_resident_bytes",
+            "Of the buffered bytes, those in memory (the rest are in spill files)",
+            self.resident_bytes.clone(),
+        );
+        registry.register(
+            "legato_ingester_resident_bytes_limit",
+            "ingester.max_resident_bytes: held data past half of it is spilled to disk; past it exports are refused",
+            self.resident_bytes_limit.clone(),
+        );
+        registry.register(
+            "legato_ingester_spilled_bytes",
+            "Held span bytes moved from memory to spill files",
+            self.spilled_bytes.clone(),
+        );
+        registry.register(
+            "legato_ingester_spill_failures",
+            "Spill file writes or reads that failed (op=write: the data stayed in memory; op=read: left out of one answer, or a flush retried)",
+            self.spill_failures.clone(),
         );
         registry.register(
             "legato_ingester_flush_failures",

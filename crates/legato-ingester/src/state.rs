@@ -1,5 +1,7 @@
 //! In-memory state of the ingester: live traces, the head block and blocks being uploaded,
-//! all as encoded segments (compact, and what the WAL holds anyway).
+//! all as encoded segments (compact, and what the WAL holds anyway). A segment's bytes are
+//! on the heap or, once spilled (see `spill`), in a mapped file: only the first count against
+//! `max_resident_bytes`.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,9 +12,22 @@ use legato_proto::push::{PushOutcome, PushRequest, RejectReason, Rejection, Trac
 
 use crate::Segments;
 use crate::config::IngestLimits;
+use crate::spill::{self, Segment};
 
 /// A head smaller than twice this is not split for parallel encoding.
 const MIN_SPLIT_BYTES: u64 = 8 << 20;
+
+/// Bytes of `segments` on the heap.
+fn resident(segments: &[Segment]) -> u64 {
+    segments.iter().filter_map(Segment::heap).map(|b| b.len() as u64).sum()
+}
+
+/// Segments of one trace to write to a spill file.
+pub(crate) struct SpillItem {
+    pub tenant: TenantId,
+    pub id: TraceId,
+    pub segments: Vec<Bytes>,
+}
 
 struct Live {
     segments: Segments,
@@ -38,11 +53,15 @@ pub(crate) struct Completing {
     /// The oldest WAL segment holding data of this block.
     pub min_seq: u64,
     pub bytes: u64,
+    /// Of which on the heap (not spilled).
+    pub resident: u64,
 }
 
 pub(crate) struct State {
     tenants: HashMap<TenantId, Tenant>,
     pub buffered_bytes: u64,
+    /// Of `buffered_bytes`, those on the heap rather than in spill files.
+    pub resident_bytes: u64,
     pub head_bytes: u64,
     pub head_since: Option<u64>,
     /// The oldest WAL segment holding data of the head.
@@ -57,6 +76,7 @@ impl State {
         Self {
             tenants: HashMap::new(),
             buffered_bytes: 0,
+            resident_bytes: 0,
             head_bytes: 0,
             head_since: None,
             head_min_seq: None,
@@ -76,10 +96,11 @@ impl State {
             last_append: now,
             first_seq: seq,
         });
-        live.segments.push(data);
+        live.segments.push(Segment::Heap(data));
         live.bytes += len;
         live.last_append = now;
         self.buffered_bytes += len;
+        self.resident_bytes += len;
     }
 
     /// Re-applies a WAL record read from segment `seq`; returns the number of trace segments.
@@ -276,6 +297,7 @@ impl State {
                 t.head.entry(*id).or_default().extend(live.segments);
             } else {
                 self.buffered_bytes = self.buffered_bytes.saturating_sub(live.bytes);
+                self.resident_bytes = self.resident_bytes.saturating_sub(resident(&live.segments));
             }
         }
         self.head_min_seq = min_seq;
@@ -322,10 +344,15 @@ impl State {
         for (tenant, t) in &self.tenants {
             let mut traces = Vec::new();
             for (id, live) in t.live.iter().filter(|(_, l)| l.first_seq < before) {
+                // Spilled segments are read back (rare: long-lived traces only, from the page
+                // cache); a trace that cannot be keeps its old segment number.
+                let Ok(segments) = spill::load(&live.segments) else {
+                    continue;
+                };
                 covered.push((tenant.clone(), *id));
-                traces.extend(live.segments.iter().map(|d| TraceSegment {
+                traces.extend(segments.into_iter().map(|d| TraceSegment {
                     id: Bytes::copy_from_slice(&id.0),
-                    data: d.clone(),
+                    data: d,
                     spans: 0,
                 }));
             }
@@ -352,44 +379,59 @@ impl State {
         }
     }
 
-    /// Turns each tenant's head into blocks to upload, up to `parts` per tenant (contiguous
+    /// Turns each tenant's head into blocks to upload: `parts` per tenant (contiguous
     /// trace-id ranges of about equal bytes, none under `MIN_SPLIT_BYTES`) so they can be
-    /// encoded in parallel; returns how many.
-    pub fn cut_head(&mut self, cut_seq: u64, parts: usize) -> usize {
+    /// encoded in parallel, or more so that none holds over `max_part_bytes` (a head that grew
+    /// while flushes lagged is not encoded as one huge block: encoding memory follows the
+    /// block). Returns how many.
+    pub fn cut_head(&mut self, cut_seq: u64, parts: usize, max_part_bytes: u64) -> usize {
         let mut cut = 0;
         let min_seq = self.head_min_seq.take().unwrap_or(cut_seq);
         for (tenant, t) in &mut self.tenants {
             if t.head.is_empty() {
                 continue;
             }
-            let mut traces: Vec<(u64, (TraceId, Segments))> = t
+            let mut traces: Vec<(u64, u64, (TraceId, Segments))> = t
                 .head
                 .drain()
-                .map(|trace| (trace.1.iter().map(|d| d.len() as u64).sum(), trace))
+                .map(|(id, held)| {
+                    let len = held.iter().map(|s| s.len() as u64).sum();
+                    (len, resident(&held), (id, held))
+                })
                 .collect();
-            traces.sort_by_key(|(_, (id, _))| *id);
-            let total: u64 = traces.iter().map(|(len, _)| len).sum();
-            let parts = (parts as u64).clamp(1, (total / MIN_SPLIT_BYTES).max(1));
-            // Chunk k (1-based) closes once the bytes taken so far reach k/parts of the total.
-            let mut chunks: Vec<(Vec<(TraceId, Segments)>, u64)> = vec![(Vec::new(), 0)];
+            traces.sort_by_key(|(_, _, (id, _))| *id);
+            let total: u64 = traces.iter().map(|(len, _, _)| len).sum();
+            let parts = (parts as u64)
+                .clamp(1, (total / MIN_SPLIT_BYTES).max(1))
+                .max(total.div_ceil(max_part_bytes.max(1)));
+            // Part k (1-based) closes once the bytes taken so far reach k/parts of the total.
+            #[derive(Default)]
+            struct Part {
+                traces: Vec<(TraceId, Segments)>,
+                bytes: u64,
+                resident: u64,
+            }
+            let mut chunks = vec![Part::default()];
             let mut taken = 0u64;
-            for (len, trace) in traces {
+            for (len, in_memory, trace) in traces {
                 if (chunks.len() as u64) < parts && taken >= chunks.len() as u64 * total / parts {
-                    chunks.push((Vec::new(), 0));
+                    chunks.push(Part::default());
                 }
-                if let Some((list, bytes)) = chunks.last_mut() {
-                    list.push(trace);
-                    *bytes += len;
+                if let Some(part) = chunks.last_mut() {
+                    part.traces.push(trace);
+                    part.bytes += len;
+                    part.resident += in_memory;
                 }
                 taken += len;
             }
-            for (traces, bytes) in chunks.into_iter().filter(|(t, _)| !t.is_empty()) {
+            for part in chunks.into_iter().filter(|p| !p.traces.is_empty()) {
                 self.completing.push(Completing {
                     tenant: tenant.clone(),
                     block_id: BlockId::random(),
-                    traces: Arc::new(traces),
+                    traces: Arc::new(part.traces),
                     min_seq,
-                    bytes,
+                    bytes: part.bytes,
+                    resident: part.resident,
                 });
                 cut += 1;
             }
@@ -404,6 +446,7 @@ impl State {
         if let Some(pos) = self.completing.iter().position(|c| c.block_id == block) {
             let done = self.completing.remove(pos);
             self.buffered_bytes = self.buffered_bytes.saturating_sub(done.bytes);
+            self.resident_bytes = self.resident_bytes.saturating_sub(done.resident);
         }
     }
 
@@ -417,5 +460,74 @@ impl State {
             .chain(self.head_min_seq)
             .fold(self.wal_seq, u64::min);
         floor.checked_sub(1).filter(|upto| *upto > 0)
+    }
+
+    /// Segments to spill so that resident bytes fall to `target`: the head block's first
+    /// (idle, read again only by its flush or a query), then live traces', the longest idle
+    /// first. Blocks being uploaded are left alone: their flush frees them soon.
+    pub fn spill_plan(&self, target: u64) -> Vec<SpillItem> {
+        let mut excess = self.resident_bytes.saturating_sub(target);
+        let mut out = Vec::new();
+        let mut take = |tenant: &TenantId, id: &TraceId, held: &[Segment], excess: &mut u64| {
+            let segments: Vec<Bytes> = held.iter().filter_map(Segment::heap).cloned().collect();
+            if segments.is_empty() {
+                return;
+            }
+            *excess = excess.saturating_sub(segments.iter().map(|d| d.len() as u64).sum());
+            out.push(SpillItem {
+                tenant: tenant.clone(),
+                id: *id,
+                segments,
+            });
+        };
+        for (tenant, t) in &self.tenants {
+            for (id, held) in &t.head {
+                if excess == 0 {
+                    return out;
+                }
+                take(tenant, id, held, &mut excess);
+            }
+        }
+        let mut live: Vec<(u64, &TenantId, &TraceId, &Live)> = self
+            .tenants
+            .iter()
+            .flat_map(|(tenant, t)| t.live.iter().map(move |(id, l)| (l.last_append, tenant, id, l)))
+            .collect();
+        live.sort_unstable_by_key(|(last, _, id, _)| (*last, **id));
+        for (_, tenant, id, l) in live {
+            if excess == 0 {
+                break;
+            }
+            take(tenant, id, &l.segments, &mut excess);
+        }
+        out
+    }
+
+    /// Swaps spilled segments in: each `(old, new)` pair replaces the in-memory `old` wherever
+    /// the trace is now (live or head). A trace cut into a block meanwhile keeps its heap
+    /// bytes until the block is uploaded. Returns the bytes moved off the heap.
+    pub fn spilled(&mut self, item: &SpillItem, new: &[Segment]) -> u64 {
+        let Some(t) = self.tenants.get_mut(&item.tenant) else {
+            return 0;
+        };
+        let mut moved = 0;
+        let lists = t
+            .live
+            .get_mut(&item.id)
+            .map(|l| &mut l.segments)
+            .into_iter()
+            .chain(t.head.get_mut(&item.id));
+        for held in lists.flat_map(|l| l.iter_mut()) {
+            let Some(heap) = held.heap() else {
+                continue;
+            };
+            let same = |old: &Bytes| old.as_ptr() == heap.as_ptr() && old.len() == heap.len();
+            if let Some(pos) = item.segments.iter().position(same) {
+                moved += heap.len() as u64;
+                *held = new[pos].clone();
+            }
+        }
+        self.resident_bytes = self.resident_bytes.saturating_sub(moved);
+        moved
     }
 }

@@ -108,7 +108,10 @@ fn span_count(ingester: &Ingester, trace: u8) -> usize {
 }
 
 fn wal_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir).unwrap().count()
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with("wal-"))
+        .count()
 }
 
 #[tokio::test]
@@ -336,11 +339,16 @@ fn big_segment(trace: u8, len: usize) -> TraceSegment {
 
 #[tokio::test]
 async fn a_big_head_is_cut_into_blocks_encoded_in_parallel() {
-    for (concurrent_flushes, expected_blocks) in [(1, 1), (2, 2), (3, 3)] {
+    // A head past `max_block_bytes` (it grew while flushes lagged) is cut into blocks of at
+    // most `max_block_bytes` / `concurrent_flushes`, so encoding memory stays bounded.
+    for (concurrent_flushes, max_block_mib, expected_blocks) in
+        [(1, 100, 1), (2, 100, 2), (3, 100, 3), (1, 8, 4), (2, 8, 8)]
+    {
         let h = Harness::new();
         let dir = tempfile::tempdir().unwrap();
         let cfg = IngesterConfig {
             concurrent_flushes,
+            max_block_bytes: ByteSize(max_block_mib << 20),
             ..cfg()
         };
         let ing = h.open(dir.path(), cfg, IngestLimits::default());
@@ -353,6 +361,7 @@ async fn a_big_head_is_cut_into_blocks_encoded_in_parallel() {
         assert_eq!(blocks.len(), expected_blocks, "concurrent_flushes {concurrent_flushes}");
         assert_eq!(blocks.iter().map(|b| b.total_traces).sum::<u64>(), 30);
         assert!(blocks.iter().all(|b| b.total_traces >= 30 / expected_blocks as u64 - 1));
+        assert!(blocks.iter().all(|b| b.total_traces <= 30 / expected_blocks as u64 + 1));
         let reader = BlockReader::new(h.store.clone(), StorageMetrics::default());
         for trace in 1..=30u8 {
             let mut found = 0;
@@ -522,4 +531,139 @@ async fn scanning_held_traces_visits_each_once_and_stops_when_asked() {
         3,
         "stops at the first false"
     );
+}
+
+/// A one-span segment of `trace` whose span id is `n` and whose name is `len` bytes long.
+fn numbered_big_segment(trace: u8, n: u64, len: usize) -> TraceSegment {
+    let mut seg = big_segment(trace, len);
+    let mut decoded = tempopb::Trace::decode(seg.data.as_ref()).unwrap();
+    decoded.resource_spans[0].scope_spans[0].spans[0].span_id = n.to_be_bytes().to_vec();
+    seg.data = Bytes::from(decoded.encode_to_vec());
+    seg
+}
+
+/// Issue 13: memory is bounded by `max_resident_bytes`, not by the ingest rate. Held data past
+/// half of it goes to spill files; traces are answered, scanned and flushed from there the
+/// same, and a restart rebuilds them from the WAL.
+#[tokio::test]
+async fn held_data_past_the_resident_limit_is_spilled_and_read_back() {
+    use legato_proto::push::RecentTraces;
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let small = IngesterConfig {
+        max_resident_bytes: ByteSize(64 << 10),
+        ..cfg()
+    };
+    let ing = h.open(dir.path(), small.clone(), IngestLimits::default());
+    let gauge = |m: &prometheus_client::metrics::gauge::Gauge| m.get() as u64;
+    // 100 traces of 10 spans of ~1 KiB: ~1 MiB held, 16 times the limit.
+    for span in 0..10u64 {
+        for trace in 1..=100u8 {
+            ing.push(push_req(vec![numbered_big_segment(trace, span + 1, 1000)]))
+                .await
+                .unwrap();
+            if trace % 10 == 0 {
+                // What the spill loop does when a push finds the heap past half the limit.
+                ing.tick().await;
+                assert!(
+                    gauge(&h.metrics.resident_bytes) <= 32 << 10,
+                    "resident {}",
+                    gauge(&h.metrics.resident_bytes)
+                );
+            }
+        }
+    }
+    assert!(gauge(&h.metrics.buffered_bytes) > 1_000_000);
+    assert!(
+        h.metrics.spilled_bytes.get() > 900 << 10,
+        "spilled {}",
+        h.metrics.spilled_bytes.get()
+    );
+    for trace in 1..=100u8 {
+        assert_eq!(span_count(&ing, trace), 10, "trace {trace} by id");
+    }
+    let spans = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let visit: legato_proto::push::RecentVisitor = {
+        let spans = spans.clone();
+        Arc::new(move |t: legato_model::span::TraceData, _| {
+            spans.fetch_add(t.spans.len(), std::sync::atomic::Ordering::Relaxed);
+            true
+        })
+    };
+    ing.scan_recent(&TenantId::single(), visit).await.unwrap();
+    assert_eq!(
+        spans.load(std::sync::atomic::Ordering::Relaxed),
+        1000,
+        "a scan of held data"
+    );
+
+    // A crash: the spill files are gone, the WAL has everything.
+    drop(ing);
+    let ing = h.open(dir.path(), small, IngestLimits::default());
+    for trace in 1..=100u8 {
+        assert_eq!(span_count(&ing, trace), 10, "trace {trace} after restart");
+    }
+    assert!(ing.flush_all().await);
+    for trace in 1..=100u8 {
+        assert_eq!(stored_spans(&h, &ing, trace).await.len(), 10, "trace {trace} in blocks");
+    }
+    assert_eq!(std::fs::read_dir(dir.path().join("spill")).unwrap().count(), 0);
+}
+
+/// Issue 13: when spill files cannot be written, held data stays in memory up to
+/// `max_resident_bytes`, pushes past it are refused with a retryable error, and once the disk
+/// is back everything acknowledged reaches blocks.
+#[tokio::test]
+async fn when_spilling_fails_pushes_are_refused_at_the_resident_limit_and_nothing_is_lost() {
+    use legato_ingester::wal::FaultFs;
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let faults = FaultFs::new();
+    let small = IngesterConfig {
+        max_resident_bytes: ByteSize(64 << 10),
+        ..cfg()
+    };
+    let ing = h.open_with_fs(dir.path(), small, IngestLimits::default(), Arc::new(faults.clone()));
+    // Spill files cannot be created (the WAL's file is already open and keeps working).
+    faults.set(|f| f.fail_creates = u32::MAX);
+    let mut acked = Vec::new();
+    let mut refusal = None;
+    for n in 0..200u64 {
+        let trace = 1 + (n % 50) as u8;
+        match ing.push(push_req(vec![numbered_big_segment(trace, n, 1000)])).await {
+            Ok(_) => acked.push((trace, n)),
+            Err(e) => {
+                refusal = Some(e);
+                break;
+            }
+        }
+        ing.tick().await;
+    }
+    let refusal = refusal.expect("pushes past max_resident_bytes are refused");
+    assert!(matches!(refusal, PushError::Overloaded { .. }), "{refusal}");
+    assert!(
+        refusal.to_string().contains("ingester.max_resident_bytes is 65536"),
+        "{refusal}"
+    );
+    let failures = h
+        .metrics
+        .spill_failures
+        .get_or_create(&legato_ingester::metrics::OpLabels { op: "write".into() })
+        .get();
+    assert!(failures > 0);
+    assert!(acked.len() > 20, "acked {}", acked.len());
+
+    faults.set(|f| f.fail_creates = 0);
+    ing.tick().await;
+    ing.push(push_req(vec![numbered_segment(1, 1000)])).await.unwrap();
+    acked.push((1, 1000));
+    assert!(ing.flush_all().await);
+    for (trace, span) in acked {
+        assert!(
+            stored_spans(&h, &ing, trace)
+                .await
+                .contains(span.to_be_bytes().as_slice()),
+            "span {span} of trace {trace}"
+        );
+    }
 }

@@ -77,10 +77,12 @@ pub struct PushOutcome {
 /// A push that was not accepted at all. Every variant is safe to retry.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum PushError {
-    #[error("ingester is over its memory limit ({buffered} bytes buffered, limit {limit}); retry later")]
+    #[error("ingester is over its memory limit ({buffered} bytes held, {limit_key} is {limit}); retry later")]
     Overloaded {
         buffered: u64,
         limit: u64,
+        /// The configuration key of the limit reached.
+        limit_key: &'static str,
         retry_after: Duration,
     },
     #[error("write-ahead log failed: {0}")]

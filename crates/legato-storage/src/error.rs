@@ -21,6 +21,9 @@ pub enum Error {
     Config(String),
     #[error("background task failed: {0}")]
     Join(String),
+    /// Reading the input of a block (for example an ingester's spilled segments) failed.
+    #[error("{0}")]
+    Input(String),
 }
 
 impl Error {

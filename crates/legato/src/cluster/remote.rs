@@ -91,6 +91,7 @@ fn status_to_push_error(addr: &str, s: &tonic::Status) -> PushError {
         tonic::Code::ResourceExhausted => PushError::Overloaded {
             buffered: 0,
             limit: 0,
+            limit_key: "a remote ingester's limit",
             retry_after: Duration::from_secs(1),
         },
         _ => PushError::Unavailable(format!("ingester {addr}: {}", s.message())),
