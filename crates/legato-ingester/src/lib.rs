@@ -629,10 +629,12 @@ impl Ingester {
                 summary: taken,
                 ..WireTags::default()
             };
-            let mut wire = WireTrace::default();
-            let loaded: Vec<Vec<Bytes>> = fresh.iter().filter_map(|(_, s)| spill::load(s).ok()).collect();
-            for segments in &loaded {
-                wire.clear();
+            for (_, held) in &fresh {
+                // Spilled segments are read back one trace at a time.
+                let Ok(segments) = spill::load(held) else {
+                    continue;
+                };
+                let mut wire = WireTrace::default();
                 // Held segments were checked at ingest; one that is not readable adds nothing.
                 if segments.iter().all(|segment| wire.read(segment).is_ok()) {
                     tags.add(&wire);
@@ -653,15 +655,7 @@ impl Ingester {
         let traces = block.traces.clone();
         let now = self.clock.now_nanos();
         let started = std::time::Instant::now();
-        let written = tokio::task::spawn_blocking(move || {
-            // Spilled segments are read back for the encode: memory holds one block's bytes.
-            let loaded = traces
-                .iter()
-                .map(|(id, segments)| spill::load(segments).map(|bytes| (*id, bytes)))
-                .collect::<std::io::Result<Vec<_>>>()
-                .map_err(|e| legato_storage::Error::Input(format!("reading spilled segments: {e}")))?;
-            encode_flushed_block(&tenant, block_id, &loaded, now)
-        })
+        let written = tokio::task::spawn_blocking(move || encode_held_block(&tenant, block_id, &traces, now))
         .await
         .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
         let encoded = started.elapsed();
@@ -710,36 +704,96 @@ pub fn encode_flushed_block(
     traces: &[(TraceId, Vec<Bytes>)],
     now: u64,
 ) -> legato_storage::Result<legato_storage::WrittenBlock> {
+    let mut encoder = FlushEncoder::new(tenant, block_id)?;
+    encoder.add(traces)?;
+    encoder.finish(now)
+}
+
+/// Encodes a block of held traces added in trace-id order, a run of them at a time (so a
+/// flush needs only that run's segments in memory, not the block's).
+struct FlushEncoder {
     // Memory holds one row group of spans and one trace's tables.
-    let mut writer = BlockWriter::new(tenant, block_id)?;
+    writer: BlockWriter,
     // Tag names and values for autocomplete, so queriers need not scan the block.
-    let mut tags = WireTags::default();
-    let mut wire = WireTrace::default();
-    for (id, segments) in traces {
-        wire.clear();
-        for segment in segments {
-            writer.read_wire(&mut wire, segment)?;
-        }
-        tags.add(&wire);
-        writer.push_wire(*id, &wire)?;
+    tags: WireTags,
+}
+
+impl FlushEncoder {
+    fn new(tenant: &TenantId, block_id: BlockId) -> legato_storage::Result<Self> {
+        Ok(Self {
+            writer: BlockWriter::new(tenant, block_id)?,
+            tags: WireTags::default(),
+        })
     }
-    let mut written = writer.finish(now)?;
-    written.tags = Some(Bytes::from(tags.summary.to_json()));
-    Ok(written)
+
+    fn add(&mut self, traces: &[(TraceId, Vec<Bytes>)]) -> legato_storage::Result<()> {
+        let mut wire = WireTrace::default();
+        for (id, segments) in traces {
+            wire.clear();
+            for segment in segments {
+                self.writer.read_wire(&mut wire, segment)?;
+            }
+            self.tags.add(&wire);
+            self.writer.push_wire(*id, &wire)?;
+        }
+        Ok(())
+    }
+
+    fn finish(self, now: u64) -> legato_storage::Result<legato_storage::WrittenBlock> {
+        let mut written = self.writer.finish(now)?;
+        written.tags = Some(Bytes::from(self.tags.summary.to_json()));
+        Ok(written)
+    }
+}
+
+/// Segment bytes a flush reads back from spill files at a time.
+const FLUSH_LOAD_BYTES: u64 = 4 << 20;
+
+/// [`encode_flushed_block`] over held segments, spilled ones read back `FLUSH_LOAD_BYTES`
+/// at a time.
+fn encode_held_block(
+    tenant: &TenantId,
+    block_id: BlockId,
+    traces: &[(TraceId, Segments)],
+    now: u64,
+) -> legato_storage::Result<legato_storage::WrittenBlock> {
+    let mut encoder = FlushEncoder::new(tenant, block_id)?;
+    let mut rest = traces;
+    while !rest.is_empty() {
+        let mut bytes = 0;
+        let run = rest
+            .iter()
+            .take_while(|(_, segments)| {
+                let fits = bytes < FLUSH_LOAD_BYTES;
+                bytes += segments.iter().map(|s| s.len() as u64).sum::<u64>();
+                fits
+            })
+            .count();
+        let loaded = rest[..run]
+            .iter()
+            .map(|(id, segments)| spill::load(segments).map(|bytes| (*id, bytes)))
+            .collect::<std::io::Result<Vec<_>>>()
+            .map_err(|e| legato_storage::Error::Input(format!("reading spilled segments: {e}")))?;
+        encoder.add(&loaded)?;
+        rest = &rest[run..];
+    }
+    encoder.finish(now)
 }
 
 /// A tag summary built from traces read in place. A resource's or scope's attributes are
 /// added once per distinct encoding, not once per trace: spans of one pod share them.
 #[derive(Default)]
-pub struct WireTags<'a> {
+pub struct WireTags {
     pub summary: TagSummary,
-    seen: std::collections::HashSet<Vec<&'a [u8]>>,
+    /// Encodings seen (each field length-prefixed, concatenated).
+    seen: std::collections::HashSet<Box<[u8]>>,
+    key: Vec<u8>,
 }
 
-impl<'a> WireTags<'a> {
+impl WireTags {
     /// Adds a trace's tag names and values: the same as `TagSummary::add_trace` of its query
     /// view, without building it.
-    pub fn add(&mut self, trace: &WireTrace<'a>) {
+    pub fn add(&mut self, trace: &WireTrace<'_>) {
         let summary = &mut self.summary;
         let root = trace
             .spans
@@ -775,10 +829,10 @@ impl<'a> WireTags<'a> {
         }
         for (scope, _) in trace.scopes.iter().zip(&used).filter(|(_, used)| **used) {
             let resource = &trace.resources[scope.resource];
-            if first_time(&mut self.seen, trace.raw(&resource.header)) {
+            if first_time(&mut self.seen, &mut self.key, trace.raw(&resource.header)) {
                 add_wire_attrs(summary, "resource", trace.attrs(&resource.attrs));
             }
-            if first_time(&mut self.seen, trace.raw(&scope.header)) {
+            if first_time(&mut self.seen, &mut self.key, trace.raw(&scope.header)) {
                 add_wire_attrs(summary, "instrumentation", trace.attrs(&scope.attrs));
                 if !scope.name.is_empty() {
                     summary.add_str("intrinsic", "instrumentation:name", scope.name);
@@ -788,9 +842,15 @@ impl<'a> WireTags<'a> {
     }
 }
 
-/// Whether an encoded header is in `seen` for the first time (a copy is kept only then).
-fn first_time<'a>(seen: &mut std::collections::HashSet<Vec<&'a [u8]>>, header: &[&'a [u8]]) -> bool {
-    !seen.contains(header) && seen.insert(header.to_vec())
+/// Whether an encoded header is in `seen` for the first time (a copy is kept only then);
+/// `key` is scratch space.
+fn first_time(seen: &mut std::collections::HashSet<Box<[u8]>>, key: &mut Vec<u8>, header: &[&[u8]]) -> bool {
+    key.clear();
+    for field in header {
+        key.extend_from_slice(&(field.len() as u32).to_le_bytes());
+        key.extend_from_slice(field);
+    }
+    !seen.contains(key.as_slice()) && seen.insert(key.as_slice().into())
 }
 
 fn add_wire_attrs(summary: &mut TagSummary, scope: &'static str, attrs: legato_proto::span_wire::Attrs<'_>) {

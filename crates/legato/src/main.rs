@@ -15,6 +15,7 @@ use anyhow::bail;
 
 /// mimalloc: faster than the system allocator for the many small allocations of OTLP decoding,
 /// and returns memory to the OS more readily under concurrent load.
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
