@@ -246,3 +246,95 @@ async fn roles_talk_to_each_other_over_mutual_tls() {
     let log = distributor.log_text();
     assert!(!log.contains("tls_enabled"), "no config complaint:\n{log}");
 }
+
+/// Issue 14: the Zipkin and Jaeger receivers take the Collector's `tls` block. A Zipkin v2
+/// JSON export and a Jaeger Thrift batch go over HTTPS (curl with the CA), a Jaeger gRPC
+/// `PostSpans` over mutual TLS; each trace is read back by id. Plain HTTP to a TLS port
+/// gets no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zipkin_and_jaeger_receivers_serve_tls() {
+    use integration_tests::{free_port, span_count_v2};
+    use legato_receivers::jaeger::proto::api_v2::PostSpansRequest;
+    use legato_receivers::jaeger::proto::api_v2::collector_service_client::CollectorServiceClient;
+    use prost::Message;
+
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/legato-receivers/fixtures");
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (zipkin, thrift_http, grpc) = (free_port(), free_port(), free_port());
+    let tls = |indent: &str| {
+        format!(
+            "{indent}tls:\n{indent}  cert_file: {}\n{indent}  key_file: {}\n",
+            pki.server_cert.display(),
+            pki.server_key.display()
+        )
+    };
+    let receivers = format!(
+        "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{zipkin}\n{}    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{thrift_http}\n{}        grpc:\n          endpoint: 127.0.0.1:{grpc}\n{}            client_ca_file: {}\n",
+        tls("      "),
+        tls("          "),
+        tls("          "),
+        pki.ca.display()
+    );
+    let ports = Ports::free();
+    let yaml = config_yaml(ports, dir.path(), None, "").replacen("distributor:\n  receivers:\n", &receivers, 1);
+    let legato = Legato::start(dir.path(), ports, &yaml);
+    let ca = pki.ca.to_str().unwrap();
+    let post = |url: String, content_type: &str, file: &str| {
+        let body = format!("@{}", fixtures.join(file).display());
+        let header = format!("content-type: {content_type}");
+        let args = ["--cacert", ca, "-o", "/dev/null", "-w", "%{http_code}", "-H", &header];
+        curl(&[&args[..], &["--data-binary", &body, &url]].concat())
+    };
+
+    let zipkin_url = format!("https://localhost:{zipkin}/api/v2/spans");
+    assert_eq!(
+        post(zipkin_url, "application/json", "zipkin_v2.json"),
+        (0, "202".into())
+    );
+    let jaeger_url = format!("https://localhost:{thrift_http}/api/traces");
+    assert_eq!(
+        post(jaeger_url, "application/x-thrift", "jaeger_batch.thrift"),
+        (0, "202".into())
+    );
+
+    let client_tls = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(&pki.ca).unwrap()))
+        .identity(tonic::transport::Identity::from_pem(&pki.client_cert, &pki.client_key))
+        .domain_name("localhost");
+    let channel = tonic::transport::Endpoint::from_shared(format!("https://localhost:{grpc}"))
+        .unwrap()
+        .tls_config(client_tls)
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let request = PostSpansRequest::decode(&std::fs::read(fixtures.join("jaeger_post_spans.pb")).unwrap()[..]).unwrap();
+    CollectorServiceClient::new(channel).post_spans(request).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let traces = [
+        "32f1d51d37245e8a1af14242fba42313",
+        "2a25dc69a4a91ea5d81af9dc344fda6f",
+        "f989373d2553f42ffc8feb3eff302ba3",
+    ];
+    for trace in traces {
+        let id = hex::decode(trace).unwrap();
+        let mut spans = 0;
+        for _ in 0..50 {
+            spans = span_count_v2(&http, &legato, &id).await;
+            if spans == 3 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(spans, 3, "trace {trace} read back:\n{}", legato.log_text());
+    }
+
+    for port in [zipkin, thrift_http] {
+        let (code, _) = curl(&["-d", "[]", &format!("http://127.0.0.1:{port}/api/v2/spans")]);
+        assert_ne!(code, 0, "plain HTTP must not be served on TLS port {port}");
+    }
+    let (code, _) = curl(&[&format!("https://localhost:{zipkin}/api/v2/spans")]);
+    assert_eq!(code, 60, "curl must refuse the certificate without the CA");
+}

@@ -1,5 +1,6 @@
 //! The Zipkin and Jaeger receivers end to end: payloads recorded from OpenTelemetry Python's
-//! Zipkin and Jaeger exporters (crates/legato-receivers/fixtures, README there) are sent to
+//! Zipkin and Jaeger exporters and from py_zipkin's Zipkin v1 encoders
+//! (crates/legato-receivers/fixtures, README there) are sent to
 //! the real binary, and each trace is read back over `/api/v2/traces/<id>` with the span
 //! names, parents, kinds, status, attributes and events the OpenTelemetry conventions give.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
@@ -17,6 +18,10 @@ const ZIPKIN_JSON: &[u8] = include_bytes!("../../crates/legato-receivers/fixture
 const ZIPKIN_JSON_TRACE: &str = "32f1d51d37245e8a1af14242fba42313";
 const ZIPKIN_PROTO: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v2.pb");
 const ZIPKIN_PROTO_TRACE: &str = "4b2704469392ee2246fac706f004b725";
+const ZIPKIN_V1_JSON: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v1.json");
+const ZIPKIN_V1_JSON_TRACE: &str = "00000000000000006b221d5bc9e6496c";
+const ZIPKIN_V1_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v1.thrift");
+const ZIPKIN_V1_THRIFT_TRACE: &str = "4e441824ec2b6a44ffdc9bb9a6453df3";
 const JAEGER_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_batch.thrift");
 const JAEGER_THRIFT_TRACE: &str = "2a25dc69a4a91ea5d81af9dc344fda6f";
 const JAEGER_COMPACT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.compact");
@@ -179,11 +184,96 @@ async fn zipkin_v2_json_and_protobuf_from_an_otel_exporter_read_back_as_otlp() {
     .await;
     assert_eq!(code, 400);
     assert!(body.contains("span 0: id \"zz\""), "{body}");
-    let v1 = format!("http://127.0.0.1:{}/api/v1/spans", receivers.zipkin);
-    let (code, body) = post(&client, &v1, "application/json", b"[]".to_vec(), false).await;
+    let (code, body) = post(&client, &url, "application/x-thrift", b"".to_vec(), false).await;
     assert_eq!(code, 415);
-    assert!(body.contains("Zipkin v1"), "{body}");
+    assert!(body.contains("/api/v1/spans"), "{body}");
     let (code, body) = post(&client, &url, "text/plain", b"[]".to_vec(), false).await;
+    assert_eq!(code, 415, "{body}");
+}
+
+/// The recorded py_zipkin trace (see the fixtures' README) as the Collector's v1
+/// conventions map it.
+fn check_v1_trace(batches: &[ResourceSpans], service: &str) {
+    let service_of = |span_name: &str| {
+        let batch = batches
+            .iter()
+            .find(|b| b.scope_spans.iter().flat_map(|s| &s.spans).any(|s| s.name == span_name))
+            .unwrap();
+        attr(&batch.resource.as_ref().unwrap().attributes, "service.name").cloned()
+    };
+    assert_eq!(service_of("charge"), Some(Value::StringValue(service.into())));
+    // py_zipkin's local span has no endpoint: the unknown service.
+    assert_eq!(service_of("render"), Some(Value::StringValue("unknown_service".into())));
+    let spans: Vec<&Span> = batches
+        .iter()
+        .flat_map(|b| &b.scope_spans)
+        .flat_map(|s| &s.spans)
+        .collect();
+    let by_name = |n: &str| *spans.iter().find(|s| s.name == n).unwrap();
+    let (root, charge, render) = (by_name("GET /checkout"), by_name("charge"), by_name("render"));
+    assert!(root.parent_span_id.is_empty());
+    assert_eq!(charge.parent_span_id, root.span_id);
+    assert_eq!(render.parent_span_id, root.span_id);
+    assert_eq!(root.kind, span::SpanKind::Server as i32);
+    assert_eq!(charge.kind, span::SpanKind::Client as i32);
+    let failed = charge.status.as_ref().unwrap();
+    assert_eq!(
+        (failed.code, failed.message.as_str()),
+        (status::StatusCode::Error as i32, "declined")
+    );
+    assert_eq!(
+        attr(&charge.attributes, "peer.service"),
+        Some(&Value::StringValue("payments".into()))
+    );
+    assert_eq!(charge.events.len(), 1);
+    assert_eq!(charge.events[0].name, "card declined");
+    assert!(root.start_time_unix_nano > 0 && root.end_time_unix_nano > root.start_time_unix_nano);
+}
+
+#[tokio::test]
+async fn zipkin_v1_json_and_thrift_from_py_zipkin_read_back_as_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legato, receivers) = start(dir.path());
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{}/api/v1/spans", receivers.zipkin);
+
+    let (code, body) = post(&client, &url, "application/json", gzip(ZIPKIN_V1_JSON), true).await;
+    assert_eq!(code, 202, "{body}");
+    let (code, body) = post(&client, &url, "application/x-thrift", ZIPKIN_V1_THRIFT.to_vec(), false).await;
+    assert_eq!(code, 202, "{body}");
+    check_v1_trace(
+        &read_trace(&client, &legato, ZIPKIN_V1_JSON_TRACE).await,
+        "zipkin-v1-json-shop",
+    );
+    check_v1_trace(
+        &read_trace(&client, &legato, ZIPKIN_V1_THRIFT_TRACE).await,
+        "zipkin-v1-thrift-shop",
+    );
+
+    let (code, body) = post(
+        &client,
+        &url,
+        "application/json",
+        br#"[{"traceId":"1","id":"zz"}]"#.to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("span 0: id \"zz\""), "{body}");
+    let (code, body) = post(&client, &url, "application/json", ZIPKIN_JSON.to_vec(), false).await;
+    assert_eq!(code, 400, "v2 spans on the v1 path");
+    assert!(body.contains("/api/v2/spans"), "{body}");
+    let (code, body) = post(
+        &client,
+        &url,
+        "application/x-thrift",
+        ZIPKIN_V1_THRIFT[..40].to_vec(),
+        false,
+    )
+    .await;
+    assert_eq!(code, 400);
+    assert!(body.contains("not a Zipkin v1 Thrift span list"), "{body}");
+    let (code, body) = post(&client, &url, "application/x-protobuf", b"".to_vec(), false).await;
     assert_eq!(code, 415, "{body}");
 }
 

@@ -4,15 +4,17 @@
 //! `otel.status_code` / `error` the status, `otel.scope.*` / `otel.library.*` the scope,
 //! logs and annotations events, references the parent and links.
 //!
-//! It decodes bodies (Zipkin v2 JSON and protobuf, Jaeger Thrift `Batch` in the binary and
-//! compact protocols, Jaeger's agent `emitBatch`, Jaeger's protobuf model) and returns an
-//! `ExportTraceServiceRequest`; it does no IO and knows nothing of tenants or ingest: the
-//! api crate hands the result to the distributor exactly as an OTLP request.
+//! It decodes bodies (Zipkin v2 JSON and protobuf, Zipkin v1 JSON and Thrift, Jaeger Thrift
+//! `Batch` in the binary and compact protocols, Jaeger's agent `emitBatch`, Jaeger's
+//! protobuf model) and returns an `ExportTraceServiceRequest`; it does no IO and knows
+//! nothing of tenants or ingest: the api crate hands the result to the distributor exactly
+//! as an OTLP request.
 
 mod error;
 pub mod jaeger;
 mod otlp;
 pub mod zipkin;
+pub mod zipkin_v1;
 
 pub use error::ReceiveError;
 

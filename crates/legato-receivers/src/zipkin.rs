@@ -66,35 +66,72 @@ struct ZipkinSpan {
 }
 
 #[derive(Default)]
-struct Endpoint {
-    service: Option<String>,
-    address: Option<String>,
-    port: Option<u16>,
+pub(crate) struct Endpoint {
+    pub(crate) service: Option<String>,
+    pub(crate) address: Option<String>,
+    pub(crate) port: Option<u16>,
 }
 
 /// A Zipkin v2 JSON array of spans as an OTLP request.
 pub fn from_json(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
+    let spans = json_spans(body, "Zipkin v2 JSON span list", json_span)?;
+    Ok(translate(spans))
+}
+
+/// A JSON array of `J` (a Zipkin span in one version's model), each converted by `convert`;
+/// errors name the JSON path, or the span by its index.
+pub(crate) fn json_spans<J: serde::de::DeserializeOwned, S>(
+    body: &[u8],
+    what: &str,
+    convert: fn(J) -> Result<S, ReceiveError>,
+) -> Result<Vec<S>, ReceiveError> {
     let mut json = serde_json::Deserializer::from_slice(body);
-    let spans: Vec<JsonSpan> = serde_path_to_error::deserialize(&mut json).map_err(|e| {
+    let spans: Vec<J> = serde_path_to_error::deserialize(&mut json).map_err(|e| {
         let at = e.path().to_string();
-        ReceiveError::invalid(format!("not a Zipkin v2 JSON span list: at {at}: {}", e.into_inner()))
+        ReceiveError::invalid(format!("not a {what}: at {at}: {}", e.into_inner()))
     })?;
-    let spans = spans
+    each_span(spans, convert)
+}
+
+/// A span's trace id, id and parent id.
+pub(crate) type SpanIds = ([u8; 16], [u8; 8], Option<[u8; 8]>);
+
+/// A JSON span's `traceId`, `id` and `parentId` (both versions spell them alike).
+pub(crate) fn json_ids(
+    trace_id: Option<String>,
+    id: Option<String>,
+    parent_id: Option<String>,
+) -> Result<SpanIds, ReceiveError> {
+    let trace_id = trace_id.ok_or_else(|| ReceiveError::invalid("traceId is missing"))?;
+    let id = id.ok_or_else(|| ReceiveError::invalid("id is missing"))?;
+    let parent_id = parent_id.as_deref().map(|p| otlp::hex_id(p, "parentId")).transpose()?;
+    Ok((otlp::hex_id(&trace_id, "traceId")?, otlp::hex_id(&id, "id")?, parent_id))
+}
+
+/// A JSON tag value as text: a string as it is, anything else as its JSON.
+pub(crate) fn json_text(value: serde_json::Value) -> String {
+    match value {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    }
+}
+
+/// Every span converted, or the first error naming its span by index.
+fn each_span<T, S>(spans: Vec<T>, convert: fn(T) -> Result<S, ReceiveError>) -> Result<Vec<S>, ReceiveError> {
+    spans
         .into_iter()
         .enumerate()
-        .map(|(i, s)| json_span(s).map_err(|e| ReceiveError::invalid(format!("span {i}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(translate(spans))
+        .map(|(i, s)| convert(s).map_err(|e| ReceiveError::invalid(format!("span {i}: {e}"))))
+        .collect()
 }
 
 fn json_span(s: JsonSpan) -> Result<ZipkinSpan, ReceiveError> {
     if s.binary_annotations.is_some() {
         return Err(ReceiveError::invalid(
-            "binaryAnnotations is Zipkin v1, which is not supported: send Zipkin v2 spans",
+            "binaryAnnotations is Zipkin v1: send v1 spans to /api/v1/spans",
         ));
     }
-    let trace_id = s.trace_id.ok_or_else(|| ReceiveError::invalid("traceId is missing"))?;
-    let id = s.id.ok_or_else(|| ReceiveError::invalid("id is missing"))?;
+    let (trace_id, id, parent_id) = json_ids(s.trace_id, s.id, s.parent_id)?;
     let kind =
         match s.kind.as_deref() {
             None => None,
@@ -112,19 +149,12 @@ fn json_span(s: JsonSpan) -> Result<ZipkinSpan, ReceiveError> {
         .tags
         .unwrap_or_default()
         .into_iter()
-        .map(|(k, v)| match v {
-            serde_json::Value::String(s) => (k, s),
-            other => (k, other.to_string()),
-        })
+        .map(|(k, v)| (k, json_text(v)))
         .collect();
     Ok(ZipkinSpan {
-        trace_id: otlp::hex_id(&trace_id, "traceId")?,
-        id: otlp::hex_id(&id, "id")?,
-        parent_id: s
-            .parent_id
-            .as_deref()
-            .map(|p| otlp::hex_id(p, "parentId"))
-            .transpose()?,
+        trace_id,
+        id,
+        parent_id,
         name: s.name.unwrap_or_default(),
         kind,
         timestamp_us: s.timestamp.unwrap_or(0),
@@ -206,12 +236,7 @@ mod proto {
 pub fn from_protobuf(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
     let list = proto::ListOfSpans::decode(body)
         .map_err(|e| ReceiveError::invalid(format!("not a Zipkin v2 protobuf ListOfSpans: {e}")))?;
-    let spans = list
-        .spans
-        .into_iter()
-        .enumerate()
-        .map(|(i, s)| proto_span(s).map_err(|e| ReceiveError::invalid(format!("span {i}: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let spans = each_span(list.spans, proto_span)?;
     Ok(translate(spans))
 }
 
@@ -313,7 +338,7 @@ fn translate(spans: Vec<ZipkinSpan>) -> ExportTraceServiceRequest {
 
 /// An endpoint's address and port as attributes, and for the remote one its service as
 /// `peer.service` unless a tag already says it.
-fn endpoint_attributes(
+pub(crate) fn endpoint_attributes(
     attributes: &mut Vec<KeyValue>,
     endpoint: Endpoint,
     address_key: &str,

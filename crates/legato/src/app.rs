@@ -303,8 +303,6 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
     }
     let server_tls = &cfg.server;
     let receiver_tls = &cfg.distributor.receivers.otlp.protocols;
-    // The Zipkin and Jaeger receivers serve plain HTTP.
-    let no_tls = crate::tls::TlsServerConfig::default();
     let mut routers = vec![(http, http_router, &server_tls.http_tls_config, "server.http_tls_config")];
     let mut grpc_listeners = vec![(grpc, true, &server_tls.grpc_tls_config, "server.grpc_tls_config")];
     if roles.distributor {
@@ -339,9 +337,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             grpc_limit,
         )
         .await?;
-        for (listener, router, key) in translated {
-            routers.push((listener, router, &no_tls, key));
-        }
+        routers.extend(translated);
     }
     for (listener, router, tls, key) in routers {
         let stop = servers_stop.clone();
@@ -390,10 +386,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             .then(|| generator.clone())
             .flatten()
             .map(|generator| crate::cluster::generators::GeneratorService { generator }.server());
-        let mut builder = tonic::transport::Server::builder();
-        if tls.enabled() {
-            builder = builder.tls_config(crate::tls::tonic_server(tls, key)?)?;
-        }
+        let mut builder = crate::tls::tonic_builder(tls, key)?;
         servers.spawn(async move {
             builder
                 .add_optional_service(otlp_svc)

@@ -531,12 +531,10 @@ impl Config {
                 &self.distributor.receivers.otlp.protocols.http.tls,
             ),
         ];
-        for (key, tls) in tls_blocks {
-            let set = tls.enabled()
-                || !tls.key_file.as_os_str().is_empty()
-                || !tls.client_ca_file.as_os_str().is_empty()
-                || !tls.client_auth_type.is_empty();
-            if set {
+        let receivers = &self.distributor.receivers;
+        let receiver_tls = receivers::tls_blocks(receivers.zipkin.as_ref(), receivers.jaeger.as_ref());
+        for (key, tls) in tls_blocks.into_iter().chain(receiver_tls) {
+            if !tls.is_unset() {
                 tls.validate(&format!("invalid configuration at {key}"))?;
             }
         }
@@ -547,7 +545,6 @@ impl Config {
         if self.server.http_listen_port == self.server.grpc_listen_port {
             bail!("invalid configuration at server.grpc_listen_port: same port as server.http_listen_port");
         }
-        let receivers = &self.distributor.receivers;
         let translated = receivers::validate(
             receivers.zipkin.as_ref(),
             receivers.jaeger.as_ref(),

@@ -34,6 +34,11 @@ impl TlsServerConfig {
         !self.cert_file.as_os_str().is_empty()
     }
 
+    /// No key of the block is given (a half-given block is set, and refused by `validate`).
+    pub fn is_unset(&self) -> bool {
+        self == &Self::default()
+    }
+
     /// Checks the combination and that every file reads and parses; `key` names the block.
     pub fn validate(&self, key: &str) -> anyhow::Result<()> {
         self.rustls(key, &[]).map(|_| ())
@@ -182,8 +187,17 @@ impl axum::serve::Listener for TlsListener {
     }
 }
 
+/// A tonic server builder, serving TLS when `cfg` has a certificate.
+pub fn tonic_builder(cfg: &TlsServerConfig, key: &str) -> anyhow::Result<tonic::transport::Server> {
+    let builder = tonic::transport::Server::builder();
+    if !cfg.enabled() {
+        return Ok(builder);
+    }
+    Ok(builder.tls_config(tonic_server(cfg, key)?)?)
+}
+
 /// tonic's server TLS from the same settings.
-pub fn tonic_server(cfg: &TlsServerConfig, key: &str) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+fn tonic_server(cfg: &TlsServerConfig, key: &str) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
     let cert = std::fs::read(&cfg.cert_file).with_context(|| format!("{key}.cert_file"))?;
     let private_key = std::fs::read(&cfg.key_file).with_context(|| format!("{key}.key_file"))?;
     let mut tls =

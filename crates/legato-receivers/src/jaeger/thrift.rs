@@ -34,7 +34,7 @@ pub fn decode_emit_batch(datagram: &[u8], protocol: AgentProtocol) -> Result<Bat
 }
 
 /// Nothing in a body can be longer than the body.
-fn limits(size: usize) -> thrift::TConfiguration {
+pub(crate) fn limits(size: usize) -> thrift::TConfiguration {
     thrift::TConfiguration::builder()
         .max_string_size(Some(size))
         .max_container_size(Some(size))
@@ -44,13 +44,13 @@ fn limits(size: usize) -> thrift::TConfiguration {
         .unwrap_or_default()
 }
 
-fn invalid(what: &str, e: thrift::Error) -> ReceiveError {
+pub(crate) fn invalid(what: &str, e: thrift::Error) -> ReceiveError {
     ReceiveError::invalid(format!("not a {what}: {e}"))
 }
 
-type ThriftResult<T> = thrift::Result<T>;
+pub(crate) type ThriftResult<T> = thrift::Result<T>;
 
-fn missing(structure: &str, field: &str) -> thrift::Error {
+pub(crate) fn missing(structure: &str, field: &str) -> thrift::Error {
     thrift::Error::Protocol(thrift::ProtocolError::new(
         thrift::ProtocolErrorKind::InvalidData,
         format!("{structure}.{field} is required"),
@@ -78,7 +78,7 @@ fn read_emit_batch(input: &mut dyn TInputProtocol) -> ThriftResult<Batch> {
 }
 
 /// Walks a struct's fields, handing each (id, type) to `field`, which reads or skips it.
-fn read_struct(
+pub(crate) fn read_struct(
     input: &mut dyn TInputProtocol,
     mut field: impl FnMut(&mut dyn TInputProtocol, i16, TType) -> ThriftResult<()>,
 ) -> ThriftResult<()> {
@@ -94,7 +94,7 @@ fn read_struct(
     input.read_struct_end()
 }
 
-fn read_list<T>(
+pub(crate) fn read_list<T>(
     input: &mut dyn TInputProtocol,
     mut element: impl FnMut(&mut dyn TInputProtocol) -> ThriftResult<T>,
 ) -> ThriftResult<Vec<T>> {

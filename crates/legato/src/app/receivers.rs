@@ -1,5 +1,6 @@
 //! Starts the Zipkin and Jaeger receivers that `distributor.receivers` names: HTTP ones are
-//! returned as routers for the caller to serve with the others, gRPC and UDP ones are spawned.
+//! returned as routers with their TLS settings for the caller to serve with the others, gRPC
+//! (with its TLS) and UDP ones are spawned.
 
 use std::sync::Arc;
 
@@ -9,23 +10,29 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ReceiversConfig;
+use crate::tls::TlsServerConfig;
 
-/// A receiver's HTTP listener, its routes and its config key.
-pub(super) type HttpReceiver = (TcpListener, axum::Router, &'static str);
+/// A receiver's HTTP listener, its routes, its TLS settings and their config key.
+pub(super) type HttpReceiver<'a> = (TcpListener, axum::Router, &'a TlsServerConfig, &'static str);
 
-pub(super) async fn start(
-    receivers: &ReceiversConfig,
+pub(super) async fn start<'a>(
+    receivers: &'a ReceiversConfig,
     state: &SharedState,
     servers: &mut tokio::task::JoinSet<anyhow::Result<()>>,
     stop: &CancellationToken,
     max_grpc_message_bytes: usize,
-) -> anyhow::Result<Vec<HttpReceiver>> {
+) -> anyhow::Result<Vec<HttpReceiver<'a>>> {
     let mut http = Vec::new();
     if let Some(zipkin) = &receivers.zipkin {
         let key = "distributor.receivers.zipkin.endpoint";
         let listener = super::bind(key, &zipkin.endpoint).await?;
-        tracing::info!(endpoint = %zipkin.endpoint, "Zipkin receiver listening");
-        http.push((listener, legato_api::zipkin(state.clone()), key));
+        tracing::info!(endpoint = %zipkin.endpoint, tls = zipkin.tls.enabled(), "Zipkin receiver listening");
+        http.push((
+            listener,
+            legato_api::zipkin(state.clone()),
+            &zipkin.tls,
+            "distributor.receivers.zipkin.tls",
+        ));
     }
     let Some(jaeger) = &receivers.jaeger else {
         return Ok(http);
@@ -34,17 +41,23 @@ pub(super) async fn start(
     if let Some(thrift_http) = &protocols.thrift_http {
         let key = "distributor.receivers.jaeger.protocols.thrift_http.endpoint";
         let listener = super::bind(key, &thrift_http.endpoint).await?;
-        tracing::info!(endpoint = %thrift_http.endpoint, "Jaeger thrift_http receiver listening");
-        http.push((listener, legato_api::jaeger_thrift_http(state.clone()), key));
+        tracing::info!(endpoint = %thrift_http.endpoint, tls = thrift_http.tls.enabled(), "Jaeger thrift_http receiver listening");
+        http.push((
+            listener,
+            legato_api::jaeger_thrift_http(state.clone()),
+            &thrift_http.tls,
+            "distributor.receivers.jaeger.protocols.thrift_http.tls",
+        ));
     }
     if let Some(grpc) = &protocols.grpc {
         let key = "distributor.receivers.jaeger.protocols.grpc.endpoint";
         let listener = super::bind(key, &grpc.endpoint).await?;
-        tracing::info!(endpoint = %grpc.endpoint, "Jaeger grpc receiver listening");
+        tracing::info!(endpoint = %grpc.endpoint, tls = grpc.tls.enabled(), "Jaeger grpc receiver listening");
         let service = legato_api::jaeger_collector_service(state.clone(), max_grpc_message_bytes);
+        let mut builder = crate::tls::tonic_builder(&grpc.tls, "distributor.receivers.jaeger.protocols.grpc.tls")?;
         let stop = stop.clone();
         servers.spawn(async move {
-            tonic::transport::Server::builder()
+            builder
                 .add_service(service)
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),

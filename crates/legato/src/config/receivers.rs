@@ -7,6 +7,8 @@ use std::marker::PhantomData;
 use anyhow::bail;
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::tls::TlsServerConfig;
+
 /// A present key is `Some`, even with a null value; an absent one stays `None`.
 pub(super) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
 where
@@ -21,6 +23,10 @@ where
 #[serde(default, deny_unknown_fields, bound = "")]
 pub struct ReceiverEndpoint<P: DefaultPort> {
     pub endpoint: String,
+    /// The Collector's receiver `tls` block. Read for every protocol so that a UDP one can
+    /// refuse it with a message that says why (see `validate`).
+    #[serde(skip_serializing_if = "TlsServerConfig::is_unset")]
+    pub tls: TlsServerConfig,
     #[serde(skip)]
     port: PhantomData<P>,
 }
@@ -29,6 +35,7 @@ impl<P: DefaultPort> Default for ReceiverEndpoint<P> {
     fn default() -> Self {
         Self {
             endpoint: format!("0.0.0.0:{}", P::PORT),
+            tls: TlsServerConfig::default(),
             port: PhantomData,
         }
     }
@@ -57,7 +64,7 @@ default_ports!(
     JaegerThriftBinaryPort = 6832,
 );
 
-/// `distributor.receivers.zipkin`: `POST /api/v2/spans`.
+/// `distributor.receivers.zipkin`: `POST /api/v2/spans` and `POST /api/v1/spans`.
 pub type ZipkinReceiverConfig = ReceiverEndpoint<ZipkinPort>;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -110,6 +117,27 @@ impl JaegerProtocols {
     }
 }
 
+/// The `tls` block of each configured TCP receiver (Zipkin, Jaeger grpc and thrift_http)
+/// as (its key, block), for the start-up checks of every TLS block.
+pub(super) fn tls_blocks<'a>(
+    zipkin: Option<&'a ZipkinReceiverConfig>,
+    jaeger: Option<&'a JaegerReceiverConfig>,
+) -> Vec<(&'static str, &'a TlsServerConfig)> {
+    let protocols = jaeger.map(|j| &j.protocols);
+    let all = [
+        ("distributor.receivers.zipkin.tls", zipkin.map(|z| &z.tls)),
+        (
+            "distributor.receivers.jaeger.protocols.grpc.tls",
+            protocols.and_then(|p| p.grpc.as_ref()).map(|p| &p.tls),
+        ),
+        (
+            "distributor.receivers.jaeger.protocols.thrift_http.tls",
+            protocols.and_then(|p| p.thrift_http.as_ref()).map(|p| &p.tls),
+        ),
+    ];
+    all.into_iter().filter_map(|(key, tls)| Some((key, tls?))).collect()
+}
+
 /// Start-up checks of the Zipkin and Jaeger receivers. `tenants_from_requests` is true when
 /// every write must name or prove its tenant (multitenancy or authentication), which UDP
 /// datagrams cannot.
@@ -132,13 +160,19 @@ pub(super) fn validate(
         );
     }
     let udp = [
-        ("thrift_compact", protocols.thrift_compact.is_some()),
-        ("thrift_binary", protocols.thrift_binary.is_some()),
+        ("thrift_compact", protocols.thrift_compact.as_ref().map(|p| &p.tls)),
+        ("thrift_binary", protocols.thrift_binary.as_ref().map(|p| &p.tls)),
     ];
-    for (name, on) in udp {
-        if on && tenants_from_requests {
+    for (name, tls) in udp {
+        let Some(tls) = tls else { continue };
+        if tenants_from_requests {
             bail!(
                 "invalid configuration at distributor.receivers.jaeger.protocols.{name}: UDP datagrams carry no tenant or credentials, so it cannot run with multitenancy_enabled or auth.credentials_file; use thrift_http or grpc"
+            );
+        }
+        if !tls.is_unset() {
+            bail!(
+                "invalid configuration at distributor.receivers.jaeger.protocols.{name}.tls: {name} is UDP, which cannot carry TLS; use thrift_http or grpc, which take a tls block"
             );
         }
     }
@@ -190,5 +224,56 @@ mod tests {
         assert!(udp.contains("thrift_binary") && udp.contains("tenant"), "{udp}");
         let unknown = refused("distributor:\n  receivers:\n    zipkin:\n      parse_string_tags: true\n");
         assert!(unknown.contains("parse_string_tags"), "{unknown}");
+    }
+
+    #[test]
+    fn tcp_receivers_take_a_tls_block_and_udp_ones_refuse_it_saying_why() {
+        let cfg = Config::from_yaml(
+            "distributor:\n  receivers:\n    zipkin:\n      tls:\n        cert_file: /c.pem\n        key_file: /k.pem\n    jaeger:\n      protocols:\n        grpc:\n          tls:\n            cert_file: /g.pem\n            key_file: /gk.pem\n            client_ca_file: /ca.pem\n        thrift_http:\n",
+        )
+        .unwrap();
+        let receivers = &cfg.distributor.receivers;
+        assert_eq!(
+            receivers.zipkin.as_ref().unwrap().tls.cert_file,
+            std::path::Path::new("/c.pem")
+        );
+        let protocols = &receivers.jaeger.as_ref().unwrap().protocols;
+        assert_eq!(
+            protocols.grpc.as_ref().unwrap().tls.client_ca_file,
+            std::path::Path::new("/ca.pem")
+        );
+        assert!(protocols.thrift_http.as_ref().unwrap().tls.is_unset());
+        let shown = cfg.masked_yaml();
+        // Shown where set (the two OTLP blocks are always shown); thrift_http's is not.
+        assert!(
+            shown.contains("/gk.pem") && shown.matches("tls:").count() == 4,
+            "{shown}"
+        );
+        // The files are read at start-up: a missing one names the receiver's key.
+        let missing = format!("{:#}", cfg.validate().unwrap_err());
+        assert!(
+            missing.contains("distributor.receivers.zipkin.tls.cert_file"),
+            "{missing}"
+        );
+
+        let half = Config::from_yaml(
+            "distributor:\n  receivers:\n    jaeger:\n      protocols:\n        thrift_http:\n          tls:\n            key_file: /k.pem\n",
+        )
+        .unwrap();
+        let half = format!("{:#}", half.validate().unwrap_err());
+        assert!(
+            half.contains("distributor.receivers.jaeger.protocols.thrift_http.tls needs both cert_file and key_file"),
+            "{half}"
+        );
+
+        let udp = Config::from_yaml(
+            "distributor:\n  receivers:\n    jaeger:\n      protocols:\n        thrift_compact:\n          tls:\n            cert_file: /c.pem\n            key_file: /k.pem\n",
+        )
+        .unwrap();
+        let udp = format!("{:#}", udp.validate().unwrap_err());
+        assert!(
+            udp.contains("distributor.receivers.jaeger.protocols.thrift_compact.tls") && udp.contains("UDP"),
+            "{udp}"
+        );
     }
 }
