@@ -55,7 +55,7 @@ impl Default for IngesterConfig {
             max_block_duration: Duration::from_secs(30 * 60),
             max_block_bytes: ByteSize(100 << 20),
             max_buffered_bytes: ByteSize(1 << 30),
-            max_resident_bytes: ByteSize(256 << 20),
+            max_resident_bytes: ByteSize(128 << 20),
             concurrent_flushes: 0,
             complete_block_timeout: Duration::from_secs(15 * 60),
             lifecycler: legato_cluster::LifecyclerConfig::default(),
