@@ -141,8 +141,10 @@ async fn cli_queries_a_running_server_and_reads_its_bucket() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
+    // Two minutes ago: before the metrics queries' end (now − query_end_cutoff, 30 s, then
+    // down to a whole 1 m step).
     assert_eq!(
-        post_otlp(&client, &legato_server, &checkout(now - 60_000_000_000))
+        post_otlp(&client, &legato_server, &checkout(now - 120_000_000_000))
             .await
             .0,
         200

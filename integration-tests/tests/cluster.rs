@@ -112,7 +112,13 @@ async fn cluster_keeps_every_acknowledged_span_readable_through_an_ingester_cras
     let _queriers: Vec<Node> = (0..2)
         .map(|i| start("querier", &format!("querier-{i}"), free_udp_port(), ""))
         .collect();
-    let frontend = start("query-frontend", "frontend", free_udp_port(), "");
+    // Spans are sent until just before the metrics query counts them all: no end cutoff.
+    let frontend = start(
+        "query-frontend",
+        "frontend",
+        free_udp_port(),
+        "query_frontend:\n  query_end_cutoff: 0s\n",
+    );
     // Compacts as soon as there are two blocks; deletes replaced blocks 30 s later.
     let compactor = start(
         "compactor",

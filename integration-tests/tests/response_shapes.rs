@@ -7,7 +7,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use integration_tests::{Legato, otlp_request, post_otlp};
+use integration_tests::{Legato, otlp_request_at, post_otlp};
 use serde_json::Value as Json;
 
 /// How a field's value is shaped.
@@ -183,12 +183,15 @@ async fn every_query_response_has_only_fields_current_tempo_defines() {
     let legato = Legato::start_default(dir.path());
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
+    let now_ns = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
     for seed in 0..5 {
-        let (request, id) = otlp_request(9000 + seed, 4);
+        // Two minutes ago: inside the metrics ranges once their end is cut off (now − 30 s,
+        // down to a whole 60 s step), so those answers have series to check.
+        let (request, id) = otlp_request_at(9000 + seed, 4, now_ns - 120_000_000_000);
         assert_eq!(post_otlp(&client, &legato, &request).await.0, 200);
         ids.push(id);
     }
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+    let now = now_ns / 1_000_000_000;
     let (start, end) = ((now - 600).to_string(), (now + 60).to_string());
     let range = [("start", start.as_str()), ("end", end.as_str())];
     let id = hex::encode(ids[0]);

@@ -934,3 +934,66 @@ async fn trace_by_id_v2_prunes_spans_by_q() {
         assert!(text.contains(names_it), "{text}");
     }
 }
+
+/// Issue 14: `query_frontend.query_end_cutoff` (Tempo's key and its 30 s default) leaves the
+/// newest seconds out of metrics queries, as Tempo's frontend does: an instant query's end
+/// moves back by whole seconds, a range query ends at the last whole step before now − 30 s,
+/// and a window entirely inside the cutoff is refused. With 0 everything up to now counts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_queries_leave_out_the_newest_data_by_the_end_cutoff() {
+    let client = reqwest::Client::new();
+    let now_ns = || SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64;
+    for (cutoff, counted) in [(None, 2.0), (Some("0s"), 5.0)] {
+        let dir = tempfile::tempdir().unwrap();
+        let ports = Ports::free();
+        let extra = cutoff
+            .map(|c| format!("query_frontend:\n  query_end_cutoff: {c}\n"))
+            .unwrap_or_default();
+        let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+        // Two spans two minutes ago, three 15 s ago (inside the default cutoff).
+        let now = now_ns();
+        let (old, _) = integration_tests::otlp_request_at(1, 2, now - 120_000 * MS);
+        let (recent, _) = integration_tests::otlp_request_at(2, 3, now - 15_000 * MS);
+        assert_eq!(post_otlp(&client, &legato, &old).await.0, 200);
+        assert_eq!(post_otlp(&client, &legato, &recent).await.0, 200);
+        let get = async |path: &str, params: &[(&str, &str)]| -> Json {
+            let url = legato.url(path);
+            let query = [&[("q", "{ } | count_over_time()")], params].concat();
+            let resp = client.get(&url).query(&query).send().await.unwrap();
+            assert_eq!(resp.status(), 200, "{path} {query:?}");
+            resp.json().await.unwrap()
+        };
+        let instant = get("/api/metrics/query", &[("since", "5m")]).await;
+        assert_eq!(instant["series"][0]["value"], counted, "{cutoff:?}: {instant}");
+        let range = get("/api/metrics/query_range", &[("since", "5m"), ("step", "10s")]).await;
+        let after_ms = (now_ns() / MS) as i64;
+        let samples = range["series"][0]["samples"].as_array().unwrap();
+        let total: f64 = samples.iter().map(|s| s["value"].as_f64().unwrap()).sum();
+        assert_eq!(total, counted, "{cutoff:?}: {range}");
+        let last: i64 = samples.last().unwrap()["timestampMs"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(last % 10_000, 0, "the last step is a whole one: {range}");
+        if cutoff.is_none() {
+            assert!(last <= after_ms - 30_000, "{last} is within 30 s of {after_ms}");
+            // Refused when the whole window is inside the cutoff.
+            let start = ((now_ns() - 10_000 * MS) / 1_000_000_000).to_string();
+            for path in ["/api/metrics/query", "/api/metrics/query_range"] {
+                let resp = client
+                    .get(legato.url(path))
+                    .query(&[("q", "{ } | count_over_time()"), ("start", start.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(resp.status(), 400, "{path}");
+                let body = resp.text().await.unwrap();
+                assert!(
+                    body.contains("query window falls entirely within query_end_cutoff"),
+                    "{path}: {body}"
+                );
+            }
+        }
+    }
+}

@@ -80,6 +80,8 @@ pub struct AppState {
     pub max_request_bytes: usize,
     /// `query_frontend.metrics.max_response_series` (0 = no limit).
     pub max_response_series: usize,
+    /// `query_frontend.query_end_cutoff`: metrics queries end at least this long before now.
+    pub query_end_cutoff: std::time::Duration,
     /// `querier.search.query_timeout`: search, metrics and tag queries.
     pub query_timeout: std::time::Duration,
     /// `querier.trace_by_id.query_timeout`: trace lookups.

@@ -46,15 +46,17 @@ fn parse_step(text: &str) -> Result<u64, ApiError> {
         })
 }
 
+#[derive(Debug, Clone, Copy, PartialEq)]
 struct Range {
     start: u64,
     end: u64,
 }
 
-fn range(params: &Params) -> Result<Range, ApiError> {
+/// The range asked for (`end` defaults to `now`, `start` to `end - since`).
+fn range(params: &Params, now: u64) -> Result<Range, ApiError> {
     let end = match param(params, "end") {
         Some(v) => parse_time("end", v)?,
-        None => now_ns(),
+        None => now,
     };
     let start = match param(params, "start") {
         Some(v) => parse_time("start", v)?,
@@ -70,13 +72,68 @@ fn range(params: &Params) -> Result<Range, ApiError> {
     if end <= start {
         return Err(ApiError::BadRequest("end must be greater than start".into()));
     }
-    if end - start > MAX_RANGE.as_nanos() as u64 {
+    Ok(Range { start, end })
+}
+
+/// Tempo's limit on the range, checked once its end is clamped (`validateQueryRangeReq`).
+fn check_duration(r: Range) -> Result<(), ApiError> {
+    if r.end - r.start > MAX_RANGE.as_nanos() as u64 {
         return Err(ApiError::BadRequest(format!(
             "metrics query time range exceeds the maximum allowed duration of {}",
             humantime::format_duration(MAX_RANGE)
         )));
     }
-    Ok(Range { start, end })
+    Ok(())
+}
+
+/// `query_frontend.query_end_cutoff` as Tempo's frontend applies it to metrics queries
+/// (`clampQueryEndForValidation`, `clampQueryEnd` and `clampInstantQueryEnd` in
+/// `modules/frontend/metrics_query_range_handler.go` and `metrics_query_handler.go`): the
+/// newest data, maybe still incomplete, is left out by pulling an `end` later than `latest`
+/// (now − cutoff) back to it. With a cutoff of 0, `latest` is now: a future end is pulled back
+/// too. A range left empty is refused.
+mod cutoff {
+    use super::{ApiError, Range};
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn within() -> ApiError {
+        ApiError::BadRequest("query window falls entirely within query_end_cutoff".into())
+    }
+
+    /// A range query's end, before validation and alignment: `latest` when later.
+    pub(super) fn range_end(r: Range, latest: u64) -> Result<Range, ApiError> {
+        if r.end <= latest {
+            return Ok(r);
+        }
+        if r.start >= latest {
+            return Err(within());
+        }
+        Ok(Range { end: latest, ..r })
+    }
+
+    /// A range query's aligned end: alignment rounds the end up, maybe past `latest` again;
+    /// then it is `latest` rounded down to the step, so the last step is a whole one.
+    pub(super) fn aligned_end(end: u64, step: u64, latest: u64) -> u64 {
+        match end > latest {
+            true => latest - latest % step,
+            false => end,
+        }
+    }
+
+    /// An instant query's end: moved back by the fewest whole seconds that bring it to
+    /// `latest` or before (whole seconds keep repeated "last N hours" queries alike).
+    pub(super) fn instant_end(r: Range, latest: u64) -> Result<Range, ApiError> {
+        if r.end < latest {
+            return Ok(r);
+        }
+        let seconds = (r.end - latest).div_ceil(SECOND);
+        let end = r.end.saturating_sub(seconds * SECOND);
+        if end <= r.start {
+            return Err(within());
+        }
+        Ok(Range { end, ..r })
+    }
 }
 
 /// Whether to add `promLabels` to each series: only for Grafana 10.4–11.3, which read it as
@@ -175,15 +232,21 @@ pub(crate) async fn run(
             "invalid TraceQL metrics query: it needs a metrics function such as | rate() or | count_over_time()".into(),
         ));
     };
-    let r = range(params)?;
-    let step = if instant {
-        r.end - r.start
+    let now = now_ns();
+    let asked = range(params, now)?;
+    let latest = now.saturating_sub(state.query_end_cutoff.as_nanos() as u64);
+    // As Tempo: the default step is of the range asked for, limits are of the range clamped.
+    let (r, step) = if instant {
+        let r = cutoff::instant_end(asked, latest)?;
+        (r, r.end - r.start)
     } else {
-        match param(params, "step") {
+        let step = match param(params, "step") {
             Some(s) => parse_step(s)?,
-            None => default_step_ns(r.end - r.start),
-        }
+            None => default_step_ns(asked.end - asked.start),
+        };
+        (cutoff::range_end(asked, latest)?, step)
     };
+    check_duration(r)?;
     let intervals = (r.end - r.start).div_ceil(step);
     if intervals > MAX_INTERVALS {
         let min = (r.end - r.start).div_ceil(MAX_INTERVALS);
@@ -196,7 +259,8 @@ pub(crate) async fn run(
     let (start, end) = if instant {
         (r.start, r.end)
     } else {
-        align(r.start, r.end, step)
+        let (start, end) = align(r.start, r.end, step);
+        (start, cutoff::aligned_end(end, step, latest))
     };
     let exemplars = match param(params, "exemplars") {
         Some(v) => v
@@ -316,7 +380,7 @@ pub async fn query_instant(
 
 #[cfg(test)]
 mod tests {
-    use super::align;
+    use super::{Range, align, cutoff};
 
     const S: u64 = 1_000_000_000;
 
@@ -328,5 +392,72 @@ mod tests {
         assert_eq!(align(1_000 * S, 2_000 * S, 10 * S), (990 * S, 2_000 * S));
         // A start within the first step stays at 0.
         assert_eq!(align(5 * S, 95 * S, 10 * S), (0, 100 * S));
+    }
+
+    /// A range query's end as Tempo's frontend leaves it: clamped, aligned, clamped again.
+    fn range_end(start: u64, end: u64, step: u64, latest: u64) -> u64 {
+        let r = cutoff::range_end(Range { start, end }, latest).unwrap();
+        let (_, end) = align(r.start, r.end, step);
+        cutoff::aligned_end(end, step, latest)
+    }
+
+    #[test]
+    fn range_query_ends_are_cut_off_as_tempo_cuts_them() {
+        // Tempo's TestQueryRangeHandlerWithEndCutoff: step 10 s, cutoff 30 s, now 0.123 s past
+        // a step boundary (1000 s), start 100 s before now.
+        let now = 1_000 * S + 123_000_000;
+        let latest = now - 30 * S;
+        let start = now - 100 * S;
+        let end = |asked: u64| range_end(start, asked, 10 * S, latest);
+        // Up to now, or just before: the end of the last whole step before now − 30 s.
+        assert_eq!(end(now), 970 * S);
+        assert_eq!(end(now - 100_000_000), 970 * S);
+        // Well before the cutoff: aligned up as usual (to the right), not clamped.
+        assert_eq!(end(now - 50 * S), 960 * S);
+        // 33 s before now aligns up to 970 s, which is before now − 30 s: kept.
+        assert_eq!(end(now - 33 * S), 970 * S);
+        // A cutoff of 0 still pulls a future end back to now.
+        assert_eq!(range_end(start, now + 60 * S, 10 * S, now), 1_000 * S);
+        // A window inside the cutoff is refused.
+        let inside = cutoff::range_end(
+            Range {
+                start: now - 10 * S,
+                end: now,
+            },
+            latest,
+        );
+        assert!(inside.unwrap_err().to_string().contains("within query_end_cutoff"));
+    }
+
+    #[test]
+    fn instant_query_ends_move_back_by_whole_seconds() {
+        // Tempo's TestClampInstantQueryEnd: a "last 6 hours" query ending 0.123456789 s past
+        // a second keeps a whole number of seconds once clamped.
+        let now = 100_000 * S + 500_000_000;
+        let latest = now - 30 * S;
+        let asked = Range {
+            start: 100_000 * S + 123_456_789 - 6 * 3_600 * S,
+            end: 100_000 * S + 123_456_789,
+        };
+        let r = cutoff::instant_end(asked, latest).unwrap();
+        assert_eq!(r.start, asked.start);
+        assert_eq!(
+            r.end,
+            asked.end - 30 * S,
+            "29.62 s past the cutoff: 30 whole seconds back"
+        );
+        assert_eq!((r.end - r.start) % S, 0);
+        // An end before the cutoff is kept as it is.
+        let early = Range {
+            start: 0,
+            end: latest - 1,
+        };
+        assert_eq!(cutoff::instant_end(early, latest).unwrap(), early);
+        // A window inside the cutoff is refused.
+        let inside = Range {
+            start: now - 10 * S,
+            end: now,
+        };
+        assert!(cutoff::instant_end(inside, latest).is_err());
     }
 }

@@ -217,6 +217,10 @@ proptest! {
     }
 }
 
+/// Exemplars kept by the metrics evaluators below, so the series compared carry them (the
+/// `compare()` totals' and each quantile's own) and both paths must pick the same.
+const EXEMPLARS: usize = 100;
+
 /// Metrics queries whose metrics stage reads fields the query's pipeline does not name:
 /// compare() reads every attribute, arithmetic each side's pipeline and fields.
 const METRICS_QUERIES: &[&str] = &[
@@ -240,7 +244,7 @@ proptest! {
             let plan = Arc::new(Plan::new(query).unwrap());
             let range = (1_700_000_000_000_000_000, 1_700_000_002_000_000_000, 1_000_000_000);
             let run = |trace: Option<&TraceData>| {
-                let mut e = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+                let mut e = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, EXEMPLARS);
                 if let Some(t) = trace {
                     e.observe(t);
                 }
@@ -288,11 +292,11 @@ proptest! {
             prop_assert!(columns.is_some(), "{} is counted from columns", q);
             let columns = columns.unwrap();
             let plan = Arc::new(Plan::new(query).unwrap());
-            let mut slow = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+            let mut slow = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, EXEMPLARS);
             slow.observe(&live);
-            let mut fast = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, 0);
+            let mut fast = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, EXEMPLARS);
             let (step_of, steps) = fast.stepper();
-            let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, 0);
+            let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, EXEMPLARS);
             let mut all = |_: &([u8; 16], u64)| true;
             rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), |b| counter.batch(b, &mut all).is_some())).unwrap();
             for (labels, spans, exemplars) in counter.finish(&mut all) {

@@ -238,7 +238,7 @@ impl MetricsEval {
                 head: SpansetExpr::Filter(c.selection.clone()),
                 stages: Vec::new(),
             });
-            Box::new(compare::CompareAcc::new(c, selection))
+            Box::new(compare::CompareAcc::new(c, selection, max_exemplars))
         });
         let sides = stage.binary.as_ref().map(|b| {
             let side = |q: &crate::ast::MetricsQuery| {
@@ -509,7 +509,7 @@ impl MetricsEval {
                 let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
                 binary::combine(op, l.finish_dense(), r.finish_dense())
             }
-            (None, Some(c)) => c.finish_dense(),
+            (None, Some(c)) => c.finish_dense(&grid),
             (None, None) => functions::series(&self.stage, &grid, self.series),
         };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));

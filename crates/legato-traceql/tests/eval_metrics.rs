@@ -372,3 +372,55 @@ fn compare_stops_taking_new_attributes_at_the_series_limit_and_says_so() {
     frontend.merge(part);
     assert!(frontend.truncated());
 }
+
+/// Issue 14: `compare()` exemplars as Tempo places them (`MetricsCompare.result` and the
+/// frontend's `attachExemplars`): only on the `*_total` series, each span of a group on the
+/// total of every attribute it has, valued at that total's count in the exemplar's step.
+#[test]
+fn compare_exemplars_are_on_the_totals_valued_at_their_step() {
+    let q = "{ } | compare({ status = error }, 2)";
+    let run_with = |exemplars: usize| {
+        let mut e = support::evaluator_with_exemplars(q, 0, 20 * S, 10 * S, exemplars);
+        traces().iter().for_each(|t| e.observe(t));
+        e.finish()
+    };
+    let out = run_with(100);
+    // (trace, span, timestamp ms, value) of a series' exemplars.
+    let exemplars = |meta: &str, attr: &str, v: Value| -> Vec<(u8, u8, i64, f64)> {
+        let labels = cmp_series(meta, attr, v);
+        let series = out.iter().find(|x| x.labels == labels).unwrap();
+        series
+            .exemplars
+            .iter()
+            .map(|e| (e.trace_id[0], e.span_id[0], e.timestamp_ms, e.value))
+            .collect()
+    };
+    // Baseline: GET /cart at 1 s (trace 1) and 11 s (trace 2); HGET at 13 s is of trace 2,
+    // which the total has already. Names in the baseline: 1 in step 0, 2 in step 1.
+    assert_eq!(
+        exemplars("baseline_total", "name", s("nil")),
+        vec![(1, 1, 1_000, 1.0), (2, 3, 11_000, 2.0)]
+    );
+    // span.http.method: HGET lacks it, so the baseline has 1 in each step.
+    assert_eq!(
+        exemplars("baseline_total", "span.http.method", s("nil")),
+        vec![(1, 1, 1_000, 1.0), (2, 3, 11_000, 1.0)]
+    );
+    // Selection: the GetCart spans at 2 s and 12 s.
+    assert_eq!(
+        exemplars("selection_total", "status", s("nil")),
+        vec![(1, 2, 2_000, 1.0), (2, 4, 12_000, 1.0)]
+    );
+    // The value series carry none; every total does (each attribute is on some span).
+    for series in &out {
+        let meta = &series.labels[0].1;
+        let on_total = *meta == s("baseline_total") || *meta == s("selection_total");
+        assert_eq!(!series.exemplars.is_empty(), on_total, "{:?}", series.labels);
+    }
+    // 11 attributes on each of the 4 exemplar spans: 44 copies in all.
+    let copies = |out: &[Series]| out.iter().map(|x| x.exemplars.len()).sum::<usize>();
+    assert_eq!(copies(&out), 44);
+    // The limit counts copies, over all series; none without exemplars (instant queries).
+    assert_eq!(copies(&run_with(5)), 5);
+    assert_eq!(copies(&run_with(0)), 0);
+}

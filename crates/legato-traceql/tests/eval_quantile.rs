@@ -158,3 +158,61 @@ fn parts_merged_give_the_quantiles_of_one_evaluator() {
     };
     assert_eq!(samples(whole), samples(merged.finish()));
 }
+
+/// Issue 14: a `quantile_over_time` exemplar goes to one quantile series of its group, the
+/// one whose quantile over all series and steps together is closest to the exemplar's value
+/// (Tempo's `HistogramAggregator.Results` and `assignExemplarToQuantile`); before, every
+/// quantile series of the group carried every exemplar of the group.
+#[test]
+fn each_exemplar_goes_to_the_closest_overall_quantile() {
+    // (0, 2 s] by 1 s: group a has four 1000 ns spans (bucket 2^10) in the first step,
+    // group b one 100 µs span (bucket 2^17) in the second. All together {2^10: 4, 2^17: 1}:
+    // p50 reads ⌈2.5⌉ = 3 of 5, 3/4 into bucket 2^10 from half its bound → 2^9.75 ns ≈ 861 ns;
+    // p90 reads ⌈4.5⌉ = 5, ending exactly with bucket 2^17 → 131072 ns.
+    // a's exemplars (1 µs): 0.14 µs from p50, 130 µs from p90 → p50.
+    // b's exemplar (100 µs): 99.1 µs from p50, 31.1 µs from p90 → p90. Within b alone both
+    // quantiles are 131072 ns (a tie, which would have given p50).
+    let spans = [
+        ("a", S, 1000),
+        ("a", S, 1000),
+        ("a", S, 1000),
+        ("a", S, 1000),
+        ("b", 2 * S, 100_000),
+    ];
+    let q = "{ } | quantile_over_time(duration, .5, .9) by (span.foo)";
+    let exemplars = |out: &[Series], foo: &str, p: f64| -> Vec<(u8, f64)> {
+        let labels = vec![
+            ("span.foo".to_string(), Value::Str(foo.into())),
+            ("p".to_string(), Value::Float(p)),
+        ];
+        let series = out.iter().find(|s| s.labels == labels).unwrap();
+        let mut found: Vec<(u8, f64)> = series.exemplars.iter().map(|e| (e.trace_id[0], e.value)).collect();
+        found.sort_by_key(|(id, _)| *id);
+        found
+    };
+    let check = |out: &[Series]| {
+        assert_eq!(
+            exemplars(out, "a", 0.5),
+            vec![(1, 1e-6), (2, 1e-6), (3, 1e-6), (4, 1e-6)]
+        );
+        assert_eq!(exemplars(out, "a", 0.9), vec![]);
+        assert_eq!(exemplars(out, "b", 0.5), vec![]);
+        assert_eq!(exemplars(out, "b", 0.9), vec![(5, 1e-4)]);
+        // The samples are each group's own quantiles, as before.
+        assert_close(
+            &values(out, &[("span.foo", Value::Str("b".into())), ("p", Value::Float(0.5))]),
+            &[0.0, 131_072e-9],
+        );
+    };
+    check(&run(q, &spans, 0, 2 * S, S));
+    // Parts merged (one trace each, as separate jobs) assign them the same way: the overall
+    // quantiles are computed once everything is merged.
+    let mut merged = eval(q, 0, 2 * S, S);
+    for t in traces(&spans) {
+        let mut e = eval(q, 0, 2 * S, S);
+        e.observe(&t);
+        let json = serde_json::to_vec(&e.into_partial()).unwrap();
+        merged.merge(serde_json::from_slice::<MetricsPartial>(&json).unwrap());
+    }
+    check(&merged.finish());
+}

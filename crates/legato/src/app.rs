@@ -279,6 +279,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         multitenancy_enabled: cfg.multitenancy_enabled,
         max_request_bytes: otlp.http.max_request_body_size.0 as usize,
         max_response_series: cfg.query_frontend.metrics.max_response_series,
+        query_end_cutoff: cfg.query_frontend.query_end_cutoff,
         query_timeout: cfg.querier.search.query_timeout,
         trace_by_id_timeout: cfg.querier.trace_by_id.query_timeout,
         auth: cfg.auth.load()?,

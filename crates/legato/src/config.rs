@@ -62,6 +62,11 @@ pub struct QueryFrontendConfig {
     pub trace_by_id: TraceByIdConfig,
     pub search: FrontendSearchConfig,
     pub metrics: FrontendMetricsConfig,
+    /// TraceQL metrics queries end at least this long before now (an `end` later than
+    /// now − cutoff is pulled back to it), so the newest data, maybe still incomplete, is
+    /// left out (Tempo's key and default).
+    #[serde(with = "legato_storage::config_durations")]
+    pub query_end_cutoff: std::time::Duration,
     /// Legato: search, metrics and tag queries one tenant may run at once on this process;
     /// more are answered 429 at once (0 = no limit).
     pub max_concurrent_queries_per_tenant: usize,
@@ -74,6 +79,7 @@ impl Default for QueryFrontendConfig {
             trace_by_id: TraceByIdConfig::default(),
             search: FrontendSearchConfig::default(),
             metrics: FrontendMetricsConfig::default(),
+            query_end_cutoff: std::time::Duration::from_secs(30),
             max_concurrent_queries_per_tenant: 20,
         }
     }
@@ -869,6 +875,14 @@ storage:
         assert_eq!(cfg.ingester.trace_idle_period, std::time::Duration::from_secs(2));
         assert_eq!(cfg.ingester.max_block_bytes.0, 10 << 20);
         assert!(!cfg.masked_yaml().contains("topsecret"));
+    }
+
+    #[test]
+    fn query_end_cutoff_is_tempos_key_and_default() {
+        let default = Config::default().query_frontend.query_end_cutoff;
+        assert_eq!(default, std::time::Duration::from_secs(30));
+        let cfg = Config::from_yaml("query_frontend:\n  query_end_cutoff: 0s\n").unwrap();
+        assert_eq!(cfg.query_frontend.query_end_cutoff, std::time::Duration::ZERO);
     }
 
     #[test]

@@ -15,13 +15,21 @@
 //!
 //! Like a Tempo job, a part sent to the frontend (`into_partial`) keeps only the top `topN`
 //! values of each attribute; the frontend adds parts up and takes the top values again.
+//!
+//! Exemplars, as Tempo places them (`MetricsCompare.result` and the frontend's
+//! `attachExemplars`): only the `*_total` series carry them. A span picked as an exemplar goes
+//! to the total of every attribute it has in its group (`baseline_total` or
+//! `selection_total`), and its value is that total at the exemplar's step (the number of
+//! spans of the group with the attribute then); Tempo leaves it NaN until the frontend fills
+//! it in the same way. At most one exemplar per trace per series, and `max_exemplars` over all
+//! series, copies included.
 
 use std::collections::HashMap;
 
 use legato_model::span::{AttrValue, TraceData};
 
-use super::Grid;
 use super::stages::Dense;
+use super::{Exemplar, Grid};
 use crate::ast::{Compare, Intrinsic};
 use crate::eval::{Plan, TraceCtx};
 use crate::value::Value;
@@ -42,6 +50,9 @@ pub struct CompareAttr {
     pub name: String,
     pub total: Vec<(u32, f64)>,
     pub values: Vec<(Value, Vec<(u32, f64)>)>,
+    /// Exemplars of the total (their values are filled in by `finish_dense`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exemplars: Vec<Exemplar>,
 }
 
 /// The counts of `compare()`.
@@ -54,6 +65,9 @@ pub(crate) struct CompareAcc {
     budget: Budget,
     pub max_series: usize,
     pub truncated: bool,
+    max_exemplars: usize,
+    /// Exemplars kept, over all totals.
+    exemplar_count: usize,
 }
 
 /// Attributes counted so far, against the series limit (each counts twice, for its values
@@ -76,6 +90,8 @@ struct Attr {
     strings: HashMap<String, Vec<f64>>,
     /// Values of other types, by their debug form.
     others: HashMap<String, (Value, Vec<f64>)>,
+    /// Exemplars of the total.
+    exemplars: Vec<Exemplar>,
 }
 
 /// A value being counted.
@@ -90,6 +106,7 @@ impl Attr {
             total: vec![0.0; steps],
             strings: HashMap::new(),
             others: HashMap::new(),
+            exemplars: Vec::new(),
         }
     }
 
@@ -110,6 +127,15 @@ impl Attr {
             }
         };
         counts[step] += n;
+    }
+
+    /// Adds `e` unless the total has an exemplar of its trace already.
+    fn keep_exemplar(&mut self, e: &Exemplar) -> bool {
+        if self.exemplars.iter().any(|x| x.trace_id == e.trace_id) {
+            return false;
+        }
+        self.exemplars.push(e.clone());
+        true
     }
 
     /// The `n` values with the most spans (ties: in value order).
@@ -169,7 +195,7 @@ fn attr_val(v: &AttrValue) -> Val<'_> {
 }
 
 impl CompareAcc {
-    pub fn new(c: &Compare, selection: Plan) -> Self {
+    pub fn new(c: &Compare, selection: Plan, max_exemplars: usize) -> Self {
         Self {
             selection,
             top_n: c.top_n.max(1) as usize,
@@ -178,6 +204,8 @@ impl CompareAcc {
             budget: Budget::default(),
             max_series: 0,
             truncated: false,
+            max_exemplars,
+            exemplar_count: 0,
         }
     }
 
@@ -194,9 +222,18 @@ impl CompareAcc {
         self.groups[group].attrs.get_mut(name)
     }
 
-    fn count(&mut self, group: usize, name: &str, v: Val<'_>, step: usize, steps: usize) {
-        if let Some(attr) = self.attr(group, name, steps) {
-            attr.add(v, step, 1.0);
+    /// Counts one span's value of an attribute, and keeps `exemplar` for the attribute's
+    /// total while exemplars are wanted.
+    fn count(&mut self, group: usize, name: &str, v: Val<'_>, step: usize, steps: usize, exemplar: Option<&Exemplar>) {
+        let wanted = self.exemplar_count < self.max_exemplars;
+        let Some(attr) = self.attr(group, name, steps) else {
+            return;
+        };
+        attr.add(v, step, 1.0);
+        if let Some(e) = exemplar.filter(|_| wanted)
+            && attr.keep_exemplar(e)
+        {
+            self.exemplar_count += 1;
         }
     }
 
@@ -231,38 +268,53 @@ impl CompareAcc {
                 .window
                 .is_none_or(|(start, end)| s.start_unix_nano > start && s.start_unix_nano <= end);
             let g = usize::from(selected[i] && in_window);
+            let exemplar = (self.exemplar_count < self.max_exemplars).then_some(Exemplar {
+                trace_id: trace.trace_id,
+                span_id: s.span_id,
+                timestamp_ms: (s.start_unix_nano / 1_000_000) as i64,
+                value: 0.0,
+            });
+            let ex = exemplar.as_ref();
             for (name, v) in &trace_level {
                 let v = match v {
                     Value::Str(s) => Val::Str(s),
                     other => Val::Other(other.clone()),
                 };
-                self.count(g, name, v, step, steps);
+                self.count(g, name, v, step, steps, ex);
             }
             for (k, v) in &s.origin.resource {
                 scoped(&mut buf, "resource", k);
-                self.count(g, &buf, attr_val(v), step, steps);
+                self.count(g, &buf, attr_val(v), step, steps, ex);
             }
-            self.count(g, "instrumentation:name", Val::Str(&s.origin.scope_name), step, steps);
+            self.count(
+                g,
+                "instrumentation:name",
+                Val::Str(&s.origin.scope_name),
+                step,
+                steps,
+                ex,
+            );
             self.count(
                 g,
                 "instrumentation:version",
                 Val::Str(&s.origin.scope_version),
                 step,
                 steps,
+                ex,
             );
             for (k, v) in &s.origin.scope_attrs {
                 scoped(&mut buf, "instrumentation", k);
-                self.count(g, &buf, attr_val(v), step, steps);
+                self.count(g, &buf, attr_val(v), step, steps, ex);
             }
-            self.count(g, "name", Val::Str(&s.name), step, steps);
-            self.count(g, "status", Val::Other(Value::Status(s.status_code)), step, steps);
-            self.count(g, "statusMessage", Val::Str(&s.status_message), step, steps);
-            self.count(g, "kind", Val::Other(Value::Kind(s.kind)), step, steps);
+            self.count(g, "name", Val::Str(&s.name), step, steps, ex);
+            self.count(g, "status", Val::Other(Value::Status(s.status_code)), step, steps, ex);
+            self.count(g, "statusMessage", Val::Str(&s.status_message), step, steps, ex);
+            self.count(g, "kind", Val::Other(Value::Kind(s.kind)), step, steps, ex);
             let children = ctx.intrinsic(i, Intrinsic::ChildCount);
-            self.count(g, "span:childCount", Val::Other(children), step, steps);
+            self.count(g, "span:childCount", Val::Other(children), step, steps, ex);
             for (k, v) in &s.attrs {
                 scoped(&mut buf, "span", k);
-                self.count(g, &buf, attr_val(v), step, steps);
+                self.count(g, &buf, attr_val(v), step, steps, ex);
             }
         }
     }
@@ -279,6 +331,7 @@ impl CompareAcc {
                     name: name.clone(),
                     total: sparse(&attr.total),
                     values: top.into_iter().map(|(v, c)| (v, sparse(c))).collect(),
+                    exemplars: attr.exemplars.clone(),
                 });
             }
             attrs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -293,6 +346,7 @@ impl CompareAcc {
     pub fn merge(&mut self, part: ComparePartial, steps: usize) {
         for (g, attrs) in [(0, part.baseline), (1, part.selection)] {
             for a in attrs {
+                let room = self.max_exemplars.saturating_sub(self.exemplar_count);
                 let Some(attr) = self.attr(g, &a.name, steps) else {
                     continue;
                 };
@@ -317,12 +371,20 @@ impl CompareAcc {
                     };
                     add(slot, &counts);
                 }
+                let mut kept = 0;
+                for e in &a.exemplars {
+                    if kept < room && attr.keep_exemplar(e) {
+                        kept += 1;
+                    }
+                }
+                self.exemplar_count += kept;
             }
         }
     }
 
-    /// The series of the top values and the totals, one value per step (0 without spans).
-    pub fn finish_dense(self) -> Vec<Dense> {
+    /// The series of the top values and the totals, one value per step (0 without spans);
+    /// the totals carry the exemplars, each valued at the total of its step.
+    pub fn finish_dense(self, grid: &Grid) -> Vec<Dense> {
         let mut out = Vec::new();
         for (group, meta) in self.groups.iter().zip(GROUPS) {
             for (name, attr) in &group.attrs {
@@ -342,10 +404,24 @@ impl CompareAcc {
                         (name.clone(), Value::Str("nil".into())),
                     ],
                     values: attr.total.clone(),
-                    exemplars: Vec::new(),
+                    exemplars: total_exemplars(attr, grid),
                 });
             }
         }
         out
     }
+}
+
+/// The exemplars of a total, each valued at the total of the step its start (in whole
+/// milliseconds, as Tempo maps it) falls in; one outside the range is dropped, as Tempo drops
+/// it.
+fn total_exemplars(attr: &Attr, grid: &Grid) -> Vec<Exemplar> {
+    attr.exemplars
+        .iter()
+        .filter_map(|e| {
+            let step = grid.step_of(u64::try_from(e.timestamp_ms).ok()?.saturating_mul(1_000_000))?;
+            let value = *attr.total.get(step)?;
+            Some(Exemplar { value, ..e.clone() })
+        })
+        .collect()
 }

@@ -5,6 +5,12 @@
 //! step Tempo builds from bucket counts) are 0 there; `sum/avg/min/max_over_time` have no
 //! value (NaN, left out of the answer). An ungrouped `rate` or `count_over_time` is reported
 //! even when no span matched, as Tempo's ungrouped aggregator always is.
+//!
+//! A `quantile_over_time` exemplar goes only to the quantile series of its group whose
+//! quantile, computed over all series and steps together, is closest to the exemplar's value
+//! (`closest`).
+
+use std::collections::HashMap;
 
 use super::stages::Dense;
 use super::{Acc, Grid, SeriesMap, log2_quantile, op_name};
@@ -24,6 +30,11 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
             .entry(Vec::new())
             .or_insert_with(|| (Vec::new(), Acc::new(grid.steps)));
     }
+    let unit = if is_duration { 1e9 } else { 1.0 };
+    let quantile_targets = match op {
+        MetricsOp::QuantileOverTime => overall_quantiles(&series, &stage.quantiles, unit),
+        _ => Vec::new(),
+    };
     let mut out: Vec<Dense> = Vec::new();
     for (_, (labels, acc)) in series {
         let base_labels = if labels.is_empty() {
@@ -34,7 +45,7 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
         let values = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..grid.steps).map(f).collect() };
         match op {
             MetricsOp::QuantileOverTime => {
-                for q in &stage.quantiles {
+                for (index, q) in stage.quantiles.iter().enumerate() {
                     let mut labels = base_labels.clone();
                     labels.push(("p".into(), Value::Float(*q)));
                     let values = values(&|i| {
@@ -42,12 +53,18 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
                             return 0.0;
                         }
                         // Durations are bucketed in nanoseconds and reported in seconds.
-                        log2_quantile(&acc.buckets[i], *q, if is_duration { 1e9 } else { 1.0 })
+                        log2_quantile(&acc.buckets[i], *q, unit)
                     });
+                    let exemplars = acc
+                        .exemplars
+                        .iter()
+                        .filter(|e| closest(&quantile_targets, e.value) == Some(index))
+                        .cloned()
+                        .collect();
                     out.push(Dense {
                         labels,
                         values,
-                        exemplars: acc.exemplars.clone(),
+                        exemplars,
                     });
                 }
             }
@@ -90,4 +107,36 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
         }
     }
     out
+}
+
+/// Each quantile of the query over every series and step together: the values Tempo's
+/// frontend matches exemplars against (`HistogramAggregator.Results` in
+/// `pkg/traceql/engine_metrics.go` adds the bucket counts of all series and intervals first).
+fn overall_quantiles(series: &SeriesMap, quantiles: &[f64], unit: f64) -> Vec<f64> {
+    let mut overall: HashMap<i32, f64> = HashMap::new();
+    for (_, acc) in series.values() {
+        for (bucket, n) in acc.buckets.iter().flatten() {
+            *overall.entry(*bucket).or_default() += n;
+        }
+    }
+    if overall.is_empty() {
+        return Vec::new();
+    }
+    quantiles.iter().map(|q| log2_quantile(&overall, *q, unit)).collect()
+}
+
+/// The quantile an exemplar goes to (Tempo's `assignExemplarToQuantile`): the one whose
+/// overall value is closest to the exemplar's, the first on a tie; none for NaN (so an
+/// exemplar is on one quantile series of its group, not on all of them).
+fn closest(targets: &[f64], value: f64) -> Option<usize> {
+    let mut best = None;
+    let mut best_diff = f64::INFINITY;
+    for (i, target) in targets.iter().enumerate() {
+        let diff = (value - target).abs();
+        if diff < best_diff {
+            best_diff = diff;
+            best = Some(i);
+        }
+    }
+    best
 }

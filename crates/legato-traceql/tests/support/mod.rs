@@ -45,10 +45,15 @@ pub fn trace(id: u8, spans: Vec<SpanData>) -> TraceData {
 /// An evaluator of the metrics query `q` over (start, end] in steps of `step` (ns), keeping
 /// up to 10 exemplars.
 pub fn evaluator(q: &str, start: u64, end: u64, step: u64) -> MetricsEval {
+    evaluator_with_exemplars(q, start, end, step, 10)
+}
+
+/// `evaluator`, keeping up to `exemplars` exemplars.
+pub fn evaluator_with_exemplars(q: &str, start: u64, end: u64, step: u64, exemplars: usize) -> MetricsEval {
     let query = parse(q).unwrap_or_else(|e| panic!("{q}: {e}"));
     let stage = query.metrics.clone().unwrap();
     let plan = Arc::new(Plan::new(query).unwrap());
-    MetricsEval::new(plan, stage, start, end, step, 10)
+    MetricsEval::new(plan, stage, start, end, step, exemplars)
 }
 
 /// The samples of the series with exactly these labels.
