@@ -230,7 +230,7 @@ impl Ingester {
             if request.traces.is_empty() {
                 return Ok(outcome);
             }
-            let pending = self.wal.append(request.encode_to_vec());
+            let pending = self.wal.append(request);
             self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
             self.metrics.resident_bytes.set(st.resident_bytes as i64);
             self.metrics.live_traces.set(st.live_trace_count() as i64);
@@ -535,10 +535,7 @@ impl Ingester {
         st.wal_seq += 1;
         let rotation = self.wal.rotate(st.wal_seq);
         let (records, relogged) = st.relog_live_older_than(cut_seq.saturating_sub(RELOG_AFTER_SEGMENTS));
-        let rewrites = records
-            .into_iter()
-            .map(|r| self.wal.append(r.encode_to_vec()))
-            .collect();
+        let rewrites = records.into_iter().map(|r| self.wal.append(r)).collect();
         // Blocks encoded at once hold about `max_block_bytes` of input together.
         let max_part = self.cfg.max_block_bytes.0 / self.flush_parallelism.max(1) as u64;
         let cut = st.cut_head(cut_seq, self.flush_parallelism, max_part);
@@ -656,8 +653,8 @@ impl Ingester {
         let now = self.clock.now_nanos();
         let started = std::time::Instant::now();
         let written = tokio::task::spawn_blocking(move || encode_held_block(&tenant, block_id, &traces, now))
-        .await
-        .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
+            .await
+            .map_err(|e| legato_storage::Error::Join(e.to_string()))??;
         let encoded = started.elapsed();
         write_block(&self.store, &written).await?;
         self.storage_metrics.blocks_flushed.inc();

@@ -31,9 +31,29 @@ const SEGMENT_SUFFIX: &str = ".log";
 /// Appends gathered into one write + fsync at most.
 const MAX_GROUP_BYTES: usize = 16 << 20;
 
+/// What a WAL record holds, encoded by the writer thread straight into its group buffer (no
+/// copy of the record is made before that).
+pub trait Record: Send + 'static {
+    fn encode_into(&self, out: &mut Vec<u8>);
+}
+
+impl Record for Vec<u8> {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(self);
+    }
+}
+
+impl Record for legato_proto::push::PushRequest {
+    fn encode_into(&self, out: &mut Vec<u8>) {
+        out.reserve(prost::Message::encoded_len(self));
+        // Encoding into a Vec cannot run out of space.
+        let _ = prost::Message::encode(self, out);
+    }
+}
+
 enum Command {
     Append {
-        payload: Vec<u8>,
+        payload: Box<dyn Record>,
         done: oneshot::Sender<Result<(), String>>,
     },
     Rotate {
@@ -124,9 +144,12 @@ impl Wal {
     }
 
     /// Queues a record. Must be called in the same order as the in-memory append it mirrors.
-    pub fn append(&self, payload: Vec<u8>) -> Pending {
+    pub fn append(&self, payload: impl Record) -> Pending {
         let (done, rx) = oneshot::channel();
-        let _ = self.tx.send(Command::Append { payload, done });
+        let _ = self.tx.send(Command::Append {
+            payload: Box::new(payload),
+            done,
+        });
         Pending(rx)
     }
 
@@ -205,10 +228,15 @@ fn read_file(path: &Path) -> std::io::Result<(Vec<Vec<u8>>, u64, bool)> {
     Ok((records, pos as u64, false))
 }
 
-fn frame(payload: &[u8], out: &mut Vec<u8>) {
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
-    out.extend_from_slice(payload);
+/// Appends `len | crc | payload` to `out`, the payload encoded in place.
+fn frame(payload: &dyn Record, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    payload.encode_into(out);
+    let len = (out.len() - start - 8) as u32;
+    let crc = crc32fast::hash(&out[start + 8..]);
+    out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
 
 /// The file records currently go to.
@@ -239,7 +267,7 @@ impl Writer {
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Append { payload, done } => {
-                        frame(&payload, &mut buf);
+                        frame(payload.as_ref(), &mut buf);
                         waiting.push(done);
                     }
                     Command::Rotate { seq, done } => {
