@@ -125,22 +125,43 @@ impl Ingester {
         wal_dir: &std::path::Path,
         deps: IngesterDeps,
     ) -> std::io::Result<(Arc<Self>, ReplayStats)> {
-        let (wal, replay, seq) = Wal::open(wal_dir, deps.wal_fs.clone(), deps.metrics.clone())?;
         let spill = spill::Spill::open(&wal_dir.join("spill"), deps.wal_fs.clone())?;
         let now = deps.clock.now_nanos();
-        let mut state = State::new(seq);
-        let mut traces = 0;
+        let mut state = State::new(0);
+        let (mut records, mut traces) = (0, 0);
         // Replayed traces count as held since the oldest segment: it stays until they are in
         // blocks or re-logged.
-        let oldest = replay.segments.first().copied().unwrap_or(seq);
-        for record in &replay.records {
-            match PushRequest::decode(record.as_slice()) {
-                Ok(req) => traces += state.replay(req, now, oldest),
-                Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
-            }
-        }
+        let oldest = wal::oldest_segment(wal_dir)?.unwrap_or(1);
+        let threshold = (cfg.max_resident_bytes.0 > 0).then_some(cfg.max_resident_bytes.0 / 2);
+        // Records are replayed as they are read, and spilled as in service, so a WAL larger
+        // than memory comes back within `max_resident_bytes`.
+        let (wal, replay, seq) =
+            Wal::open_streaming(wal_dir, deps.wal_fs.clone(), deps.metrics.clone(), &mut |record| {
+                records += 1;
+                match PushRequest::decode(record.as_slice()) {
+                    Ok(req) => traces += state.replay(req, now, oldest),
+                    Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
+                }
+                if let Some(threshold) = threshold.filter(|t| state.resident_bytes > *t) {
+                    let plan = state.spill_plan(threshold / 2);
+                    match spill.write(&plan.iter().map(|i| i.segments.clone()).collect::<Vec<_>>()) {
+                        Ok(spilled) => {
+                            let moved = state.apply_spill(&plan, &spilled);
+                            deps.metrics.spilled_bytes.inc_by(moved);
+                        }
+                        Err(e) => {
+                            deps.metrics
+                                .spill_failures
+                                .get_or_create(&metrics::OpLabels { op: "write".into() })
+                                .inc();
+                            tracing::error!(error = %e, "spilling replayed segments failed; they stay in memory");
+                        }
+                    }
+                }
+            })?;
+        state.wal_seq = seq;
         let stats = ReplayStats {
-            records: replay.records.len(),
+            records,
             traces,
             torn_tails: replay.torn_tails,
         };
@@ -338,7 +359,7 @@ impl Ingester {
         match written {
             Ok(spilled) => {
                 let mut st = self.state.lock();
-                let moved: u64 = plan.iter().zip(&spilled).map(|(item, new)| st.spilled(item, new)).sum();
+                let moved = st.apply_spill(&plan, &spilled);
                 self.metrics.spilled_bytes.inc_by(moved);
                 self.metrics.resident_bytes.set(st.resident_bytes as i64);
             }

@@ -503,6 +503,14 @@ impl State {
         out
     }
 
+    /// [`State::spilled`] for every item of a plan, with the segments written for it.
+    pub fn apply_spill(&mut self, plan: &[SpillItem], spilled: &[Vec<Segment>]) -> u64 {
+        plan.iter()
+            .zip(spilled)
+            .map(|(item, new)| self.spilled(item, new))
+            .sum()
+    }
+
     /// Swaps spilled segments in: each `(old, new)` pair replaces the in-memory `old` wherever
     /// the trace is now (live or head). A trace cut into a block meanwhile keeps its heap
     /// bytes until the block is uploaded. Returns the bytes moved off the heap.

@@ -597,9 +597,18 @@ async fn held_data_past_the_resident_limit_is_spilled_and_read_back() {
         "a scan of held data"
     );
 
-    // A crash: the spill files are gone, the WAL has everything.
+    // A crash: the spill files are gone, the WAL has everything. Replay brings it back
+    // within the same memory bound, spilling as it reads.
     drop(ing);
+    let spilled_before = h.metrics.spilled_bytes.get();
     let ing = h.open(dir.path(), small, IngestLimits::default());
+    assert!(gauge(&h.metrics.buffered_bytes) > 1_000_000);
+    assert!(
+        gauge(&h.metrics.resident_bytes) <= 32 << 10,
+        "resident after replay {}",
+        gauge(&h.metrics.resident_bytes)
+    );
+    assert!(h.metrics.spilled_bytes.get() - spilled_before > 900 << 10);
     for trace in 1..=100u8 {
         assert_eq!(span_count(&ing, trace), 10, "trace {trace} after restart");
     }

@@ -97,19 +97,32 @@ struct FileId {
 impl Wal {
     /// Reads every existing segment file, then opens a new segment after them for appends.
     pub fn open(dir: &Path, fs: Arc<dyn WalFs>, metrics: IngesterMetrics) -> std::io::Result<(Self, Replay, u64)> {
+        let mut records = Vec::new();
+        let (wal, mut replay, seq) = Self::open_streaming(dir, fs, metrics, &mut |r| records.push(r))?;
+        replay.records = records;
+        Ok((wal, replay, seq))
+    }
+
+    /// [`Wal::open`] handing each record to `on_record` as it is read, in order, instead of
+    /// gathering them: replay memory is one record, whatever the WAL holds. The returned
+    /// `Replay` has no records.
+    pub fn open_streaming(
+        dir: &Path,
+        fs: Arc<dyn WalFs>,
+        metrics: IngesterMetrics,
+        on_record: &mut dyn FnMut(Vec<u8>),
+    ) -> std::io::Result<(Self, Replay, u64)> {
         std::fs::create_dir_all(dir)?;
         let files = list_files(dir)?;
-        let mut records = Vec::new();
         let mut torn_tails = 0;
         for id in &files {
             let path = file_path(dir, *id);
-            let (mut recs, good_len, torn) = read_file(&path)?;
+            let (good_len, torn) = read_file(&path, on_record)?;
             if torn {
                 torn_tails += 1;
                 tracing::warn!(path = %path.display(), good_len, "WAL segment has a torn or corrupt tail; dropping it");
                 OpenOptions::new().write(true).open(&path)?.set_len(good_len)?;
             }
-            records.append(&mut recs);
         }
         let mut segments: Vec<u64> = files.iter().map(|f| f.seq).collect();
         segments.dedup();
@@ -135,7 +148,7 @@ impl Wal {
                 tx,
             },
             Replay {
-                records,
+                records: Vec::new(),
                 segments,
                 torn_tails,
             },
@@ -204,28 +217,42 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<FileId>> {
     Ok(out)
 }
 
-/// Returns the good records, the byte length they cover, and whether a bad tail followed.
-fn read_file(path: &Path) -> std::io::Result<(Vec<Vec<u8>>, u64, bool)> {
-    let mut data = Vec::new();
-    File::open(path)?.read_to_end(&mut data)?;
-    let mut records = Vec::new();
-    let mut pos = 0usize;
-    while pos < data.len() {
-        let Some(header) = data.get(pos..pos + 8) else {
-            return Ok((records, pos as u64, true));
-        };
-        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
-        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-        let Some(payload) = data.get(pos + 8..pos + 8 + len) else {
-            return Ok((records, pos as u64, true));
-        };
-        if crc32fast::hash(payload) != crc {
-            return Ok((records, pos as u64, true));
+/// Hands the good records of a file to `on_record`, one at a time; returns the byte length
+/// they cover and whether a bad tail followed.
+fn read_file(path: &Path, on_record: &mut dyn FnMut(Vec<u8>)) -> std::io::Result<(u64, bool)> {
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut pos = 0u64;
+    while pos < size {
+        let mut header = [0u8; 8];
+        if size - pos < 8 {
+            return Ok((pos, true));
         }
-        records.push(payload.to_vec());
+        reader.read_exact(&mut header)?;
+        let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as u64;
+        let crc = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        // A length past the end is a torn or corrupt header: never allocate for it.
+        if size - pos - 8 < len {
+            return Ok((pos, true));
+        }
+        let mut payload = vec![0u8; len as usize];
+        reader.read_exact(&mut payload)?;
+        if crc32fast::hash(&payload) != crc {
+            return Ok((pos, true));
+        }
+        on_record(payload);
         pos += 8 + len;
     }
-    Ok((records, pos as u64, false))
+    Ok((pos, false))
+}
+
+/// The oldest logical segment in the WAL directory, if there is any.
+pub fn oldest_segment(dir: &Path) -> std::io::Result<Option<u64>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    Ok(list_files(dir)?.first().map(|f| f.seq))
 }
 
 /// Appends `len | crc | payload` to `out`, the payload encoded in place.
