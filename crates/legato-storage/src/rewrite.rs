@@ -1,6 +1,8 @@
 //! Reads every trace of a block at full fidelity, as OTLP, in trace-id order: what the
-//! compactor needs to rewrite blocks. Streams one Parquet batch at a time; a trace that
-//! straddles batches is carried over until its last row is read.
+//! compactor needs to rewrite blocks. Streams one Parquet batch at a time and converts one
+//! trace at a time as it is asked for (a compaction merges many inputs at once: each holds
+//! one small batch and one trace); a trace that straddles batches is carried over until its
+//! last row is read.
 #![allow(deprecated)] // ParquetObjectReader, as in reader.rs.
 
 use std::collections::VecDeque;
@@ -16,15 +18,17 @@ use parquet::arrow::async_reader::{ParquetObjectReader, ParquetRecordBatchStream
 use crate::reader::{BlockReader, column, guarded, rows_to_otlp};
 use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceInput, schema};
 
-/// Rows per decoded batch.
-const BATCH_ROWS: usize = 8192;
+/// Rows per decoded batch (a compaction holds one per input block).
+const BATCH_ROWS: usize = 2048;
 
 struct State {
     block: BlockId,
     batches: ParquetRecordBatchStream<ParquetObjectReader>,
     /// Rows of the last trace of the previous batch, which may continue in the next one.
     carry: Option<RecordBatch>,
-    ready: VecDeque<TraceInput>,
+    /// The batch being read and the row ranges of its complete traces not yet returned.
+    batch: Option<RecordBatch>,
+    ready: VecDeque<(usize, usize)>,
     done: bool,
 }
 
@@ -54,6 +58,7 @@ impl BlockReader {
             block,
             batches,
             carry: None,
+            batch: None,
             ready: VecDeque::new(),
             done: false,
         };
@@ -63,7 +68,9 @@ impl BlockReader {
 
 async fn next_trace(mut st: State) -> Result<Option<(TraceInput, State)>> {
     loop {
-        if let Some(trace) = st.ready.pop_front() {
+        if let (Some((start, end)), Some(batch)) = (st.ready.front().copied(), st.batch.as_ref()) {
+            let trace = convert(st.block, batch, start, end)?;
+            st.ready.pop_front();
             return Ok(Some((trace, st)));
         }
         if st.done {
@@ -82,13 +89,15 @@ async fn next_trace(mut st: State) -> Result<Option<(TraceInput, State)>> {
                     None => batch,
                 };
                 st.carry = split_traces(block, &batch, &mut st.ready)?;
+                st.batch = Some(batch);
             }
             None => {
                 st.done = true;
                 if let Some(carry) = st.carry.take() {
                     let n = carry.num_rows();
                     if n > 0 {
-                        st.ready.push_back(convert(block, &carry, 0, n)?);
+                        st.ready.push_back((0, n));
+                        st.batch = Some(carry);
                     }
                 }
             }
@@ -96,9 +105,13 @@ async fn next_trace(mut st: State) -> Result<Option<(TraceInput, State)>> {
     }
 }
 
-/// Converts every complete trace of `batch` and returns the rows of the last one, which may
-/// continue in the next batch.
-fn split_traces(block: BlockId, batch: &RecordBatch, out: &mut VecDeque<TraceInput>) -> Result<Option<RecordBatch>> {
+/// Lists the row ranges of every complete trace of `batch` and returns the rows of the last
+/// one, which may continue in the next batch.
+fn split_traces(
+    block: BlockId,
+    batch: &RecordBatch,
+    out: &mut VecDeque<(usize, usize)>,
+) -> Result<Option<RecordBatch>> {
     let n = batch.num_rows();
     if n == 0 {
         return Ok(None);
@@ -107,7 +120,7 @@ fn split_traces(block: BlockId, batch: &RecordBatch, out: &mut VecDeque<TraceInp
     let mut start = 0;
     for i in 1..n {
         if ids.value(i) != ids.value(start) {
-            out.push_back(convert(block, batch, start, i)?);
+            out.push_back((start, i));
             start = i;
         }
     }
