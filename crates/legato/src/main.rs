@@ -99,6 +99,29 @@ fn disable_transparent_huge_pages() {
     }
 }
 
+/// mimalloc gives freed memory back to the OS `MIMALLOC_PURGE_DELAY` ms after it is freed
+/// (1000 by default): under ingest a second of churn (request bodies, decoded batches,
+/// encoder buffers) is hundreds of MiB that would count against the memory bound
+/// (`ingester.max_resident_bytes`). The server asks for 50 ms (about 10% more CPU per span
+/// for 57% of the peak RSS at the maximum rate; docs/benchmarks.md). mimalloc reads its options
+/// when the process starts, so the server re-executes itself once with the variable set; a
+/// value already in the environment is kept, and a failed re-execution only costs memory.
+fn purge_freed_memory_promptly() {
+    #[cfg(all(unix, not(feature = "system-alloc")))]
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        use std::os::unix::process::CommandExt;
+        let exe = match std::env::current_exe() {
+            Ok(exe) => exe,
+            Err(e) => return eprintln!("legato: could not find its own executable to set MIMALLOC_PURGE_DELAY: {e}"),
+        };
+        let e = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("MIMALLOC_PURGE_DELAY", "50")
+            .exec();
+        eprintln!("legato: could not re-execute with MIMALLOC_PURGE_DELAY=50: {e}");
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     disable_transparent_huge_pages();
     let Some(flags) = parse_flags()? else {
@@ -116,6 +139,7 @@ fn run() -> anyhow::Result<()> {
         println!("config ok (target {})", cfg.target);
         return Ok(());
     }
+    purge_freed_memory_promptly();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{},h2=warn,hyper=warn", cfg.server.log_level)));
     // Colours only on a terminal: log files and container logs get plain text.
