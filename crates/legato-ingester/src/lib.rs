@@ -96,6 +96,26 @@ struct Cut {
     cut_seq: u64,
 }
 
+/// The rounds of a background loop: every `period`, or sooner when woken.
+struct Rounds(tokio::time::Interval);
+
+impl Rounds {
+    fn new(period: Duration) -> Self {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self(tick)
+    }
+
+    /// Waits for the next tick or `wake`; false once `cancel` fires.
+    async fn next(&mut self, wake: &Notify, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            _ = cancel.cancelled() => false,
+            _ = self.0.tick() => true,
+            _ = wake.notified() => true,
+        }
+    }
+}
+
 /// What start-up found in the WAL.
 #[derive(Debug, Clone, Copy)]
 pub struct ReplayStats {
@@ -376,14 +396,8 @@ impl Ingester {
     /// Spills whenever a push finds the heap past the threshold, and at least every flush
     /// check period, until cancelled.
     async fn run_spills(self: Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(self.cfg.flush_check_period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => return,
-                _ = tick.tick() => {}
-                _ = self.spill_requested.notified() => {}
-            }
+        let mut rounds = Rounds::new(self.cfg.flush_check_period);
+        while rounds.next(&self.spill_requested, &cancel).await {
             self.spill_excess().await;
         }
     }
@@ -391,14 +405,8 @@ impl Ingester {
     /// Runs the periodic cut and flush loop until cancelled, then flushes everything.
     pub async fn run(self: Arc<Self>, cancel: CancellationToken) {
         tokio::spawn(self.clone().run_spills(cancel.clone()));
-        let mut tick = tokio::time::interval(self.cfg.flush_check_period);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = cancel.cancelled() => break,
-                _ = tick.tick() => {}
-                _ = self.cut_requested.notified() => {}
-            }
+        let mut rounds = Rounds::new(self.cfg.flush_check_period);
+        while rounds.next(&self.cut_requested, &cancel).await {
             self.tick().await;
         }
         tracing::info!("ingester stopping: flushing all traces to blocks");
