@@ -152,10 +152,10 @@ fn exact_predicate(c: &FieldExpr) -> Option<RowPredicate> {
     exact.then_some(p)
 }
 
-/// One matching span of the trace being read: its group, step, id, start, and its duration
-/// (seconds) and bucket when measured.
+/// One matching span of the trace being read: its series (index into `series`), step, id,
+/// start, and its duration (seconds) and bucket when measured.
 struct Matched {
-    group: [u32; MAX_BY],
+    slot: u32,
     step: usize,
     span_id: [u8; 8],
     start_ms: i64,
@@ -173,7 +173,11 @@ pub struct ColumnCounter<'a> {
     matched: Vec<Matched>,
     /// Distinct strings of the service and name group columns.
     strings: Vec<(HashMap<String, u32, foldhash::fast::RandomState>, Vec<String>)>,
-    counts: HashMap<[u32; MAX_BY], (SpanCounts, Vec<Exemplar>), foldhash::fast::RandomState>,
+    /// The index in `series` of each group seen.
+    slots: HashMap<[u32; MAX_BY], u32, foldhash::fast::RandomState>,
+    /// Group, counts, exemplars, and whether a counted trace added to it (a group first seen
+    /// in a copy that deduplication then skipped has no series).
+    series: Vec<([u32; MAX_BY], SpanCounts, Vec<Exemplar>, bool)>,
     /// Traces counted (after deduplication).
     pub traces: u64,
 }
@@ -193,7 +197,8 @@ impl<'a> ColumnCounter<'a> {
             trace: None,
             matched: Vec::new(),
             strings: vec![Default::default(); plan.by.len()],
-            counts: HashMap::default(),
+            slots: HashMap::default(),
+            series: Vec::new(),
             traces: 0,
         }
     }
@@ -225,6 +230,8 @@ impl<'a> ColumnCounter<'a> {
         let all = (1u64 << self.plan.predicates.len()) - 1;
         // The last string looked up per group column: rows repeat them a lot.
         let mut last: Vec<Option<(&str, u32)>> = vec![None; self.plan.by.len()];
+        // The last group's series: rows of one service and name come in runs.
+        let mut last_slot: Option<([u32; MAX_BY], u32)> = None;
         for (row, row_bits) in bits.iter().enumerate() {
             let id: [u8; 16] = ids.value(row).try_into().ok()?;
             let span_id: [u8; 8] = span_ids.value(row).try_into().ok()?;
@@ -281,8 +288,22 @@ impl<'a> ColumnCounter<'a> {
                     }
                 };
             }
+            let slot = match last_slot {
+                Some((prev, slot)) if prev == group => slot,
+                _ => {
+                    let next = self.series.len() as u32;
+                    let slot = *self.slots.entry(group).or_insert(next);
+                    if slot == next {
+                        let (steps, durations) = (self.steps, self.plan.durations);
+                        self.series
+                            .push((group, SpanCounts::new(steps, durations), Vec::new(), false));
+                    }
+                    last_slot = Some((group, slot));
+                    slot
+                }
+            };
             self.matched.push(Matched {
-                group,
+                slot,
                 step,
                 span_id,
                 start_ms: (start / 1_000_000) as i64,
@@ -299,12 +320,9 @@ impl<'a> ColumnCounter<'a> {
             return;
         }
         self.traces += 1;
-        let (steps, durations) = (self.steps, self.plan.durations);
         for m in self.matched.drain(..) {
-            let (spans, exemplars) = self
-                .counts
-                .entry(m.group)
-                .or_insert_with(|| (SpanCounts::new(steps, durations), Vec::new()));
+            let (_, spans, exemplars, counted) = &mut self.series[m.slot as usize];
+            *counted = true;
             spans.add(m.step, m.measured);
             if exemplars.len() < self.max_exemplars && exemplars.iter().all(|e| e.trace_id != key.0) {
                 exemplars.push(Exemplar {
@@ -321,9 +339,10 @@ impl<'a> ColumnCounter<'a> {
     pub fn finish(mut self, counts: &mut CopyFilter<'_>) -> Vec<CountedSeries> {
         self.finish_trace(counts);
         let strings = std::mem::take(&mut self.strings);
-        self.counts
+        self.series
             .into_iter()
-            .map(|(group, (spans, exemplars))| {
+            .filter(|(_, _, _, counted)| *counted)
+            .map(|(group, spans, exemplars, _)| {
                 let labels = self
                     .plan
                     .by

@@ -790,14 +790,30 @@ impl Querier {
         };
         let total_blocks = in_range.len() as u32;
         let mut totals = ScanTotals::default();
+        // No held copy to skip when no held trace was counted.
+        let held_counted = !seen_held.lock().is_empty();
+        let seen_held = held_counted.then_some(seen_held);
         for group in overlap_groups(in_range) {
-            let seen_group: Arc<parking_lot::Mutex<CopySet>> = Arc::default();
+            // Each trace id is once in a block: one block alone needs no copy set, and a
+            // group's set is sized for its traces up front (growing it was most of its cost).
+            let seen_group: Option<Arc<parking_lot::Mutex<CopySet>>> = (group.len() > 1).then(|| {
+                let traces = group.iter().map(|b| b.total_traces as usize).sum();
+                Arc::new(parking_lot::Mutex::new(CopySet::with_capacity_and_hasher(
+                    traces,
+                    Default::default(),
+                )))
+            });
+            let fresh = {
+                let (seen_held, seen_group) = (seen_held.clone(), seen_group.clone());
+                move |key: &CopyKey| {
+                    seen_held.as_ref().is_none_or(|held| !held.lock().contains(key))
+                        && seen_group.as_ref().is_none_or(|group| group.lock().insert(*key))
+                }
+            };
             if let Some(columnar) = &columnar {
                 let counts = {
-                    let (pieces, seen_held, seen_group) = (pieces.clone(), seen_held.clone(), seen_group.clone());
-                    Arc::new(move |key: &CopyKey| {
-                        pieces.counts(key) && !seen_held.lock().contains(key) && seen_group.lock().insert(*key)
-                    })
+                    let (pieces, fresh) = (pieces.clone(), fresh.clone());
+                    Arc::new(move |key: &CopyKey| pieces.counts(key) && fresh(key))
                 };
                 let part = self
                     .count_blocks(
@@ -821,15 +837,14 @@ impl Querier {
                     options.clone(),
                     {
                         let (eval, inspected, pieces) = (eval.clone(), inspected.clone(), pieces.clone());
-                        let (seen_held, seen_group, cancel) = (seen_held.clone(), seen_group.clone(), cancel.clone());
+                        let cancel = cancel.clone();
                         move |trace: TraceData| {
                             if cancel.is_cancelled() {
                                 return false;
                             }
                             inspected.fetch_add(1, Ordering::Relaxed);
                             let key = copy_fingerprint(&trace);
-                            if pieces.counts(&key) && !seen_held.lock().contains(&key) && seen_group.lock().insert(key)
-                            {
+                            if pieces.counts(&key) && fresh(&key) {
                                 eval.lock().observe(&trace);
                             }
                             true
