@@ -19,6 +19,9 @@ RATE=${RATE:-5000}
 WAL_DISK=${WAL_DISK:-64m}
 FILL_EVERY=${FILL_EVERY:-20}
 KILL_EVERY=${KILL_EVERY:-45}
+# Extra ingester keys (flow style), e.g. INGESTER="max_resident_bytes: 2MiB" to soak the
+# spill files (they live on the WAL disk, so they meet its disk-full too).
+INGESTER=${INGESTER:+, $INGESTER}
 cargo build --release -q -p legato -p legato-bench
 LEGATO=${LEGATO:-target/release/legato}
 BENCH=target/release/legato-bench
@@ -40,7 +43,7 @@ HTTP=$(port); GRPC=$(port); OTLP=$(port); OTLP_HTTP=$(port)
 cat > "$WORK/legato.yaml" <<YAML
 server: {http_listen_address: 127.0.0.1, http_listen_port: $HTTP, grpc_listen_address: 127.0.0.1, grpc_listen_port: $GRPC, log_level: info}
 distributor: {receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:$OTLP"}, http: {endpoint: "127.0.0.1:$OTLP_HTTP"}}}}}
-ingester: {trace_idle_period: 2s, max_block_duration: 10s, max_block_bytes: 8MiB, flush_check_period: 500ms}
+ingester: {trace_idle_period: 2s, max_block_duration: 10s, max_block_bytes: 8MiB, flush_check_period: 500ms$INGESTER}
 storage:
   trace:
     wal: {path: $WAL}
@@ -87,10 +90,14 @@ check=$("$BENCH" query --http "http://127.0.0.1:$HTTP" --trace-ids "$WORK/ids.tx
 wrong=$(echo "$check" | json_field '["wrong"]')
 missing=$(echo "$check" | json_field '["errors"]')
 looked=$(echo "$check" | json_field '["lookups"]')
-wal_errors=$(curl -s "127.0.0.1:$HTTP/metrics" | awk '/^legato_ingester_wal_errors_total/ {s += $2} END {print s + 0}')
+metrics=$(curl -s "127.0.0.1:$HTTP/metrics")
+wal_errors=$(echo "$metrics" | awk '/^legato_ingester_wal_errors_total/ {s += $2} END {print s + 0}')
+spilled=$(echo "$metrics" | awk '/^legato_ingester_spilled_bytes_total/ {s += $2} END {printf "%.0f", s / 1048576}')
+spill_errors=$(echo "$metrics" | awk '/^legato_ingester_spill_failures_total/ {s += $2} END {print s + 0}')
 echo "soak: $SOAK_DURATION at $RATE spans/s, WAL on tmpfs: $MOUNTED ($WAL_DISK)"
 echo "  disk filled $fills times, kill -9 + restart $kills times"
 echo "  acknowledged: $spans spans in $traces traces; refused and retried: $throttled; errors: $errors"
 echo "  WAL write/fsync errors since the last restart: $wal_errors"
+echo "  spilled since the last restart: $spilled MiB, $spill_errors spill failures"
 echo "  read back: $looked traces whole, $wrong with missing or extra spans, $missing not found"
 [[ "$wrong" == 0 && "$missing" == 0 ]]
