@@ -38,6 +38,11 @@ pub struct IngesterConfig {
 }
 
 impl IngesterConfig {
+    /// Resident bytes above which held segments are spilled; `None` when spilling is off.
+    pub fn spill_threshold(&self) -> Option<u64> {
+        (self.max_resident_bytes.0 > 0).then_some(self.max_resident_bytes.0 / 2)
+    }
+
     /// `concurrent_flushes` with 0 resolved to the number of cores.
     pub fn flush_parallelism(&self) -> usize {
         match self.concurrent_flushes {

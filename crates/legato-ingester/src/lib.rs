@@ -152,7 +152,8 @@ impl Ingester {
         // Replayed traces count as held since the oldest segment: it stays until they are in
         // blocks or re-logged.
         let oldest = wal::oldest_segment(wal_dir)?.unwrap_or(1);
-        let threshold = (cfg.max_resident_bytes.0 > 0).then_some(cfg.max_resident_bytes.0 / 2);
+        let threshold = cfg.spill_threshold();
+        let mut spill_failed = false;
         // Records are replayed as they are read, and spilled as in service, so a WAL larger
         // than memory comes back within `max_resident_bytes`.
         let (wal, replay, seq) =
@@ -162,7 +163,9 @@ impl Ingester {
                     Ok(req) => traces += state.replay(req, now, oldest),
                     Err(e) => tracing::warn!(error = %e, "skipping undecodable WAL record"),
                 }
-                if let Some(threshold) = threshold.filter(|t| state.resident_bytes > *t) {
+                // After a failure (a full disk) the rest is replayed into memory: retrying for
+                // every record would only slow start-up.
+                if let Some(threshold) = threshold.filter(|t| !spill_failed && state.resident_bytes > *t) {
                     let plan = state.spill_plan(threshold / 2);
                     match spill.write(&plan.iter().map(|i| i.segments.clone()).collect::<Vec<_>>()) {
                         Ok(spilled) => {
@@ -175,6 +178,7 @@ impl Ingester {
                                 .get_or_create(&metrics::OpLabels { op: "write".into() })
                                 .inc();
                             tracing::error!(error = %e, "spilling replayed segments failed; they stay in memory");
+                            spill_failed = true;
                         }
                     }
                 }
@@ -316,14 +320,15 @@ impl Ingester {
         load_or_log(segments, &self.metrics)
     }
 
-    /// Resident bytes above which held segments are spilled; `None` when spilling is off.
     fn spill_threshold(&self) -> Option<u64> {
-        (self.cfg.max_resident_bytes.0 > 0).then_some(self.cfg.max_resident_bytes.0 / 2)
+        self.cfg.spill_threshold()
     }
 
     /// Why a push of `incoming` bytes is refused now, if it is: held data (heap and spill
     /// files) would pass `max_buffered_bytes`, or heap would pass `max_resident_bytes` (spills
-    /// have not kept up, or fail).
+    /// have not kept up, or fail). An export larger than a quarter of `max_resident_bytes` is
+    /// still taken once spills have brought the heap down to that quarter, so no export is
+    /// refused for ever.
     fn over_memory(&self, st: &State, incoming: u64) -> Option<PushError> {
         let buffered = (
             st.buffered_bytes,
@@ -335,8 +340,11 @@ impl Ingester {
             self.cfg.max_resident_bytes.0,
             "ingester.max_resident_bytes",
         );
-        let (held, limit, limit_key) = [buffered, resident]
+        let resident_room = st.resident_bytes > self.cfg.max_resident_bytes.0 / 4;
+        let (held, limit, limit_key) = [(buffered, true), (resident, resident_room)]
             .into_iter()
+            .filter(|(_, applies)| *applies)
+            .map(|(check, _)| check)
             .find(|(held, limit, _)| *limit > 0 && held + incoming > *limit)?;
         Some(PushError::Overloaded {
             buffered: held,

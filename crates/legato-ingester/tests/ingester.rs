@@ -676,3 +676,23 @@ async fn when_spilling_fails_pushes_are_refused_at_the_resident_limit_and_nothin
         );
     }
 }
+
+/// An export larger than `max_resident_bytes` is not refused for ever: it is taken once the
+/// heap has been spilled down to a quarter of the limit.
+#[tokio::test]
+async fn an_export_larger_than_the_resident_limit_is_taken_once_the_heap_is_spilled() {
+    let h = Harness::new();
+    let dir = tempfile::tempdir().unwrap();
+    let small = IngesterConfig {
+        max_resident_bytes: ByteSize(64 << 10),
+        ..cfg()
+    };
+    let ing = h.open(dir.path(), small, IngestLimits::default());
+    ing.push(push_req(vec![numbered_big_segment(1, 1, 100 << 10)])).await.unwrap();
+    let refused = ing.push(push_req(vec![numbered_big_segment(2, 1, 100 << 10)])).await;
+    assert!(matches!(refused, Err(PushError::Overloaded { .. })), "{refused:?}");
+    ing.tick().await; // spills the first
+    ing.push(push_req(vec![numbered_big_segment(2, 1, 100 << 10)])).await.unwrap();
+    assert_eq!(span_count(&ing, 1), 1);
+    assert_eq!(span_count(&ing, 2), 1);
+}
