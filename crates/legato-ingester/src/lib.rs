@@ -173,10 +173,7 @@ impl Ingester {
                             deps.metrics.spilled_bytes.inc_by(moved);
                         }
                         Err(e) => {
-                            deps.metrics
-                                .spill_failures
-                                .get_or_create(&metrics::OpLabels { op: "write".into() })
-                                .inc();
+                            deps.metrics.count_spill_failure("write");
                             tracing::error!(error = %e, "spilling replayed segments failed; they stay in memory");
                             spill_failed = true;
                         }
@@ -392,10 +389,7 @@ impl Ingester {
                 self.metrics.resident_bytes.set(st.resident_bytes as i64);
             }
             Err(e) => {
-                self.metrics
-                    .spill_failures
-                    .get_or_create(&metrics::OpLabels { op: "write".into() })
-                    .inc();
+                self.metrics.count_spill_failure("write");
                 tracing::error!(error = %e, "spilling held segments failed; they stay in memory");
             }
         }
@@ -963,10 +957,7 @@ fn decide_one(
 /// [`Ingester::load`], for blocking tasks that hold no reference to the ingester.
 fn load_or_log(segments: &[spill::Segment], metrics: &IngesterMetrics) -> Vec<Bytes> {
     spill::load(segments).unwrap_or_else(|e| {
-        metrics
-            .spill_failures
-            .get_or_create(&metrics::OpLabels { op: "read".into() })
-            .inc();
+        metrics.count_spill_failure("read");
         tracing::error!(error = %e, "reading spilled segments failed");
         segments.iter().filter_map(spill::Segment::heap).cloned().collect()
     })

@@ -90,6 +90,11 @@ impl Default for IngesterMetrics {
 }
 
 impl IngesterMetrics {
+    /// Counts a spill file `op` (`write` or `read`) that failed.
+    pub fn count_spill_failure(&self, op: &'static str) {
+        self.spill_failures.get_or_create(&OpLabels { op: op.into() }).inc();
+    }
+
     pub fn register(&self, registry: &mut Registry) {
         // Every op is exported from the start (at 0), so the first failure is an increase
         // that `increase()` and `rate()` see, not a new series.

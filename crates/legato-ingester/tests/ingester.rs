@@ -688,11 +688,15 @@ async fn an_export_larger_than_the_resident_limit_is_taken_once_the_heap_is_spil
         ..cfg()
     };
     let ing = h.open(dir.path(), small, IngestLimits::default());
-    ing.push(push_req(vec![numbered_big_segment(1, 1, 100 << 10)])).await.unwrap();
+    ing.push(push_req(vec![numbered_big_segment(1, 1, 100 << 10)]))
+        .await
+        .unwrap();
     let refused = ing.push(push_req(vec![numbered_big_segment(2, 1, 100 << 10)])).await;
     assert!(matches!(refused, Err(PushError::Overloaded { .. })), "{refused:?}");
     ing.tick().await; // spills the first
-    ing.push(push_req(vec![numbered_big_segment(2, 1, 100 << 10)])).await.unwrap();
+    ing.push(push_req(vec![numbered_big_segment(2, 1, 100 << 10)]))
+        .await
+        .unwrap();
     assert_eq!(span_count(&ing, 1), 1);
     assert_eq!(span_count(&ing, 2), 1);
 }
