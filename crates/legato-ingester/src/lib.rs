@@ -167,17 +167,8 @@ impl Ingester {
                 // every record would only slow start-up.
                 if let Some(threshold) = threshold.filter(|t| !spill_failed && state.resident_bytes > *t) {
                     let plan = state.spill_plan(threshold / 2);
-                    match spill.write(&plan.iter().map(|i| i.segments.clone()).collect::<Vec<_>>()) {
-                        Ok(spilled) => {
-                            let moved = state.apply_spill(&plan, &spilled);
-                            deps.metrics.spilled_bytes.inc_by(moved);
-                        }
-                        Err(e) => {
-                            deps.metrics.count_spill_failure("write");
-                            tracing::error!(error = %e, "spilling replayed segments failed; they stay in memory");
-                            spill_failed = true;
-                        }
-                    }
+                    let written = spill.write(&plan);
+                    spill_failed = !settle_spill(&mut state, &plan, written, &deps.metrics);
                 }
             })?;
         state.wal_seq = seq;
@@ -276,7 +267,7 @@ impl Ingester {
             self.metrics.buffered_bytes.set(st.buffered_bytes as i64);
             self.metrics.resident_bytes.set(st.resident_bytes as i64);
             self.metrics.live_traces.set(st.live_trace_count() as i64);
-            let spill_needed = self.spill_threshold().is_some_and(|t| st.resident_bytes > t);
+            let spill_needed = self.cfg.spill_threshold().is_some_and(|t| st.resident_bytes > t);
             (
                 pending,
                 outcome,
@@ -297,7 +288,7 @@ impl Ingester {
     /// Spans of a trace held by this ingester (live, head, or uploading).
     pub fn find_trace(&self, tenant: &TenantId, id: &TraceId) -> Vec<ResourceSpans> {
         let segments = self.state.lock().segments_of(tenant, id);
-        decode_segments(&self.load(&segments))
+        decode_segments(&load_or_log(&segments, &self.metrics))
     }
 
     /// Every trace held for `tenant` as its stored segments (encoded `tempopb.Trace`s), for
@@ -305,20 +296,8 @@ impl Ingester {
     pub fn recent_segments(&self, tenant: &TenantId) -> Vec<(TraceId, Vec<Bytes>)> {
         let held = self.state.lock().all_segments(tenant);
         held.into_iter()
-            .map(|(id, segments)| (id, self.load(&segments)))
+            .map(|(id, segments)| (id, load_or_log(&segments, &self.metrics)))
             .collect()
-    }
-
-    /// A trace's segment bytes, spilled ones read back. A spill file that cannot be read (an
-    /// IO error on a file written moments ago) is logged and counted, and its segments left
-    /// out of this answer only: the WAL still holds them, and a flush that cannot read them
-    /// fails and is retried.
-    fn load(&self, segments: &[spill::Segment]) -> Vec<Bytes> {
-        load_or_log(segments, &self.metrics)
-    }
-
-    fn spill_threshold(&self) -> Option<u64> {
-        self.cfg.spill_threshold()
     }
 
     /// Why a push of `incoming` bytes is refused now, if it is: held data (heap and spill
@@ -337,11 +316,10 @@ impl Ingester {
             self.cfg.max_resident_bytes.0,
             "ingester.max_resident_bytes",
         );
-        let resident_room = st.resident_bytes > self.cfg.max_resident_bytes.0 / 4;
-        let (held, limit, limit_key) = [(buffered, true), (resident, resident_room)]
+        let resident_applies = st.resident_bytes > self.cfg.max_resident_bytes.0 / 4;
+        let (held, limit, limit_key) = [Some(buffered), resident_applies.then_some(resident)]
             .into_iter()
-            .filter(|(_, applies)| *applies)
-            .map(|(check, _)| check)
+            .flatten()
             .find(|(held, limit, _)| *limit > 0 && held + incoming > *limit)?;
         Some(PushError::Overloaded {
             buffered: held,
@@ -355,7 +333,7 @@ impl Ingester {
     /// the heap (head block first, then the live traces idle longest). Runs off the push lock;
     /// a failure leaves everything on the heap.
     async fn spill_excess(&self) {
-        let Some(threshold) = self.spill_threshold() else {
+        let Some(threshold) = self.cfg.spill_threshold() else {
             return;
         };
         let _one_at_a_time = self.spill_lock.lock().await;
@@ -373,26 +351,12 @@ impl Ingester {
         let plan = Arc::new(plan);
         let written = {
             let plan = plan.clone();
-            tokio::task::spawn_blocking(move || {
-                let traces: Vec<Vec<Bytes>> = plan.iter().map(|item| item.segments.clone()).collect();
-                spill.write(&traces)
-            })
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
+            tokio::task::spawn_blocking(move || spill.write(&plan))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r)
         };
-        match written {
-            Ok(spilled) => {
-                let mut st = self.state.lock();
-                let moved = st.apply_spill(&plan, &spilled);
-                self.metrics.spilled_bytes.inc_by(moved);
-                self.metrics.resident_bytes.set(st.resident_bytes as i64);
-            }
-            Err(e) => {
-                self.metrics.count_spill_failure("write");
-                tracing::error!(error = %e, "spilling held segments failed; they stay in memory");
-            }
-        }
+        settle_spill(&mut self.state.lock(), &plan, written, &self.metrics);
     }
 
     /// Spills whenever a push finds the heap past the threshold, and at least every flush
@@ -494,9 +458,7 @@ impl Ingester {
                 .filter_map(|(tenant, sampler, id, segments, early)| {
                     // A trace whose spilled segments cannot be read now stays live: the next
                     // tick decides it.
-                    let segments = spill::load(&segments)
-                        .inspect_err(|e| tracing::error!(error = %e, "reading spilled segments failed"))
-                        .ok()?;
+                    let segments = try_load(&segments, &metrics)?;
                     let keep = decide_one(&sampler, &tenant, id, &segments, early, now, &metrics);
                     Some((tenant, id, keep))
                 })
@@ -652,6 +614,7 @@ impl Ingester {
         let taken = std::mem::take(summary);
         let summarised = fresh.iter().map(|(_, segs)| segs.len() as u64).sum();
         self.metrics.tag_summary_segments.inc_by(summarised);
+        let metrics = self.metrics.clone();
         let updated = tokio::task::spawn_blocking(move || {
             let mut tags = WireTags {
                 summary: taken,
@@ -659,7 +622,7 @@ impl Ingester {
             };
             for (_, held) in &fresh {
                 // Spilled segments are read back one trace at a time.
-                let Ok(segments) = spill::load(held) else {
+                let Some(segments) = try_load(held, &metrics) else {
                     continue;
                 };
                 let mut wire = WireTrace::default();
@@ -954,13 +917,44 @@ fn decide_one(
     verdict.keep
 }
 
-/// [`Ingester::load`], for blocking tasks that hold no reference to the ingester.
+/// A trace's segment bytes, spilled ones read back; `None` (logged and counted) when a spill
+/// file cannot be read, an IO error on a file written moments ago. The WAL still holds them.
+fn try_load(segments: &[spill::Segment], metrics: &IngesterMetrics) -> Option<Vec<Bytes>> {
+    spill::load(segments)
+        .inspect_err(|e| {
+            metrics.count_spill_failure("read");
+            tracing::error!(error = %e, "reading spilled segments failed");
+        })
+        .ok()
+}
+
+/// [`try_load`] for answers: a spilled segment that cannot be read is left out of this
+/// answer only (a flush that cannot read it fails and is retried).
 fn load_or_log(segments: &[spill::Segment], metrics: &IngesterMetrics) -> Vec<Bytes> {
-    spill::load(segments).unwrap_or_else(|e| {
-        metrics.count_spill_failure("read");
-        tracing::error!(error = %e, "reading spilled segments failed");
-        segments.iter().filter_map(spill::Segment::heap).cloned().collect()
-    })
+    try_load(segments, metrics).unwrap_or_else(|| segments.iter().filter_map(spill::Segment::heap).cloned().collect())
+}
+
+/// Applies the outcome of writing a spill plan: the written segments replace their heap
+/// copies, or the failure is counted and logged (the data stays on the heap). Returns whether
+/// the plan was written.
+fn settle_spill(
+    st: &mut State,
+    plan: &[state::SpillItem],
+    written: std::io::Result<Vec<Vec<spill::Segment>>>,
+    metrics: &IngesterMetrics,
+) -> bool {
+    match written {
+        Ok(spilled) => {
+            metrics.spilled_bytes.inc_by(st.apply_spill(plan, &spilled));
+            metrics.resident_bytes.set(st.resident_bytes as i64);
+            true
+        }
+        Err(e) => {
+            metrics.count_spill_failure("write");
+            tracing::error!(error = %e, "spilling held segments failed; they stay in memory");
+            false
+        }
+    }
 }
 
 /// The OTLP batches of a trace's held segments (each an encoded `tempopb.Trace`).

@@ -129,7 +129,7 @@ impl Spill {
 
     /// Writes each trace's segments next to each other in spill files and returns where they
     /// are, in the same shape. Blocking file IO.
-    pub fn write(&self, traces: &[Vec<Bytes>]) -> std::io::Result<Vec<Vec<Segment>>> {
+    pub fn write<T: AsRef<[Bytes]>>(&self, traces: &[T]) -> std::io::Result<Vec<Vec<Segment>>> {
         let mut out = Vec::with_capacity(traces.len());
         let mut start = 0;
         while start < traces.len() {
@@ -137,7 +137,7 @@ impl Spill {
             let mut end = start;
             let mut bytes = 0u64;
             while end < traces.len() && (end == start || bytes < MAX_FILE_BYTES) {
-                bytes += traces[end].iter().map(|s| s.len() as u64).sum::<u64>();
+                bytes += traces[end].as_ref().iter().map(|s| s.len() as u64).sum::<u64>();
                 end += 1;
             }
             out.extend(self.write_file(&traces[start..end])?);
@@ -146,7 +146,7 @@ impl Spill {
         Ok(out)
     }
 
-    fn write_file(&self, traces: &[Vec<Bytes>]) -> std::io::Result<Vec<Vec<Segment>>> {
+    fn write_file<T: AsRef<[Bytes]>>(&self, traces: &[T]) -> std::io::Result<Vec<Vec<Segment>>> {
         let path = self
             .dir
             .join(format!("{:020}.spill", self.next.fetch_add(1, Ordering::Relaxed)));
@@ -154,7 +154,7 @@ impl Spill {
         let _ = std::fs::remove_file(&path);
         let file = Arc::new(written?);
         let size = file.metadata()?.len();
-        let total: u64 = traces.iter().flatten().map(|s| s.len() as u64).sum();
+        let total: u64 = traces.iter().flat_map(AsRef::as_ref).map(|s| s.len() as u64).sum();
         if size != total {
             return Err(std::io::Error::other(format!(
                 "spill file {} holds {size} bytes, {total} were written",
@@ -166,6 +166,7 @@ impl Spill {
             .iter()
             .map(|segments| {
                 segments
+                    .as_ref()
                     .iter()
                     .map(|s| {
                         let spilled = Spilled {
@@ -181,10 +182,10 @@ impl Spill {
             .collect())
     }
 
-    fn fill(&self, path: &Path, traces: &[Vec<Bytes>]) -> std::io::Result<()> {
+    fn fill<T: AsRef<[Bytes]>>(&self, path: &Path, traces: &[T]) -> std::io::Result<()> {
         let mut file = self.fs.create(path)?;
         let mut buf = Vec::with_capacity(WRITE_BUFFER);
-        for segment in traces.iter().flatten() {
+        for segment in traces.iter().flat_map(AsRef::as_ref) {
             if buf.len() + segment.len() > WRITE_BUFFER && !buf.is_empty() {
                 write_all(file.as_mut(), &buf)?;
                 buf.clear();

@@ -1,6 +1,6 @@
 //! In-memory state of the ingester: live traces, the head block and blocks being uploaded,
 //! all as encoded segments (compact, and what the WAL holds anyway). A segment's bytes are
-//! on the heap or, once spilled (see `spill`), in a mapped file: only the first count against
+//! on the heap or, once spilled (see `spill`), in a spill file: only the first count against
 //! `max_resident_bytes`.
 
 use std::collections::HashMap;
@@ -27,6 +27,12 @@ pub(crate) struct SpillItem {
     pub tenant: TenantId,
     pub id: TraceId,
     pub segments: Vec<Bytes>,
+}
+
+impl AsRef<[Bytes]> for SpillItem {
+    fn as_ref(&self) -> &[Bytes] {
+        &self.segments
+    }
 }
 
 struct Live {
@@ -514,7 +520,7 @@ impl State {
     /// Swaps spilled segments in: each `(old, new)` pair replaces the in-memory `old` wherever
     /// the trace is now (live or head). A trace cut into a block meanwhile keeps its heap
     /// bytes until the block is uploaded. Returns the bytes moved off the heap.
-    pub fn spilled(&mut self, item: &SpillItem, new: &[Segment]) -> u64 {
+    fn spilled(&mut self, item: &SpillItem, new: &[Segment]) -> u64 {
         let Some(t) = self.tenants.get_mut(&item.tenant) else {
             return 0;
         };
