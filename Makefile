@@ -40,6 +40,9 @@ lezer:
 deploy-check: build
 	bash deploy/check.sh
 
+## Not incremental: a clean run gains nothing from incremental caches, which take gigabytes of
+## disk (CI once ran out of space). Set CARGO_INCREMENTAL=1 to keep them.
+test: export CARGO_INCREMENTAL ?= 0
 test: setup lint lezer deploy-check nextest
 
 ci: test

@@ -12,7 +12,7 @@ chart in helm/legato. Run by `make deploy-check` (part of `make test`) through d
   rate()/increase(); every alert with a severity, summary, description and a runbook_url that is
   a heading of docs/operations.md; `promtool check rules` and `promtool test rules
   deploy/legato-alerts.test.yaml` when promtool is installed. (That every metric they use is
-  in /metrics is integration-tests/tests/dashboards.rs.)
+  in /metrics is integration-tests/tests/it/dashboards.rs.)
 - helm: for each values scenario, `helm lint --strict` and `helm template` with Helm's own Go
   engine (PyPI helm-python-sdk), every manifest against the Kubernetes JSON schemas (PyPI
   kubernetes-validate, strict: unknown fields fail), cross-references between the manifests,

@@ -5,7 +5,7 @@
 //! span: the spans are counted per step and group from those columns, without rebuilding
 //! traces. Replicated copies are skipped exactly as the evaluator's path skips
 //! them (the same copy fingerprint over every span of the trace in the block). Any other
-//! query takes the evaluator's path; `tests/live_vs_blocks.rs` checks both give the same
+//! query takes the evaluator's path; `tests/it/live_vs_blocks.rs` checks both give the same
 //! series.
 
 use std::collections::HashMap;

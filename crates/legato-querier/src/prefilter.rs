@@ -1,6 +1,6 @@
 //! From a TraceQL query to storage scan options: the columns it needs and row predicates every
 //! matching trace must meet. The predicates are necessary conditions only (a superset of the
-//! matches); the evaluator still decides. `tests/live_vs_blocks.rs` checks the two agree.
+//! matches); the evaluator still decides. `tests/it/live_vs_blocks.rs` checks the two agree.
 
 use legato_storage::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
 use legato_traceql::ast::{

@@ -163,7 +163,7 @@ async fn orphan_parent_ids_are_kept() {
 
 /// A block written by the first release of the v1 encoding, checked in: every later build
 /// must still read it. Regenerate (only when v1 itself is meant to change, which it is not)
-/// with `LEGATO_REGENERATE_FIXTURES=1 cargo test -p legato-storage --test roundtrip`.
+/// with `LEGATO_REGENERATE_FIXTURES=1 cargo test -p legato-storage --test it roundtrip`.
 const FIXTURE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/legato-v1");
 const FIXTURE_BLOCK: &str = "4f1c8a52-6d3e-4b7a-9c0f-2e8d5a1b3c7e";
 

@@ -268,7 +268,7 @@ fn drops_and_inverted_matches_win_over_samples() {
 
 #[test]
 fn the_collectors_example_configuration_is_accepted_as_pasted() {
-    let text = include_str!("data/collector_tail_sampling.yaml");
+    let text = include_str!("../data/collector_tail_sampling.yaml");
     let cfg: TailSamplingConfig = serde_yaml::from_str(text).unwrap();
     assert_eq!(cfg.policies.len(), 16);
     assert_eq!(cfg.decision_cache.sampled_cache_size, Some(100_000));

@@ -3,7 +3,7 @@
 //! shown twice, and reads answer correctly or fail with an error naming the fault.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

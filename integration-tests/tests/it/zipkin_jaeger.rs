@@ -14,21 +14,21 @@ use legato_proto::tempopb::TraceByIdResponse;
 use legato_proto::trace::{ResourceSpans, Span, span, status};
 use prost::Message;
 
-const ZIPKIN_JSON: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v2.json");
+const ZIPKIN_JSON: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/zipkin_v2.json");
 const ZIPKIN_JSON_TRACE: &str = "32f1d51d37245e8a1af14242fba42313";
-const ZIPKIN_PROTO: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v2.pb");
+const ZIPKIN_PROTO: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/zipkin_v2.pb");
 const ZIPKIN_PROTO_TRACE: &str = "4b2704469392ee2246fac706f004b725";
-const ZIPKIN_V1_JSON: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v1.json");
+const ZIPKIN_V1_JSON: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/zipkin_v1.json");
 const ZIPKIN_V1_JSON_TRACE: &str = "00000000000000006b221d5bc9e6496c";
-const ZIPKIN_V1_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/zipkin_v1.thrift");
+const ZIPKIN_V1_THRIFT: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/zipkin_v1.thrift");
 const ZIPKIN_V1_THRIFT_TRACE: &str = "4e441824ec2b6a44ffdc9bb9a6453df3";
-const JAEGER_THRIFT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_batch.thrift");
+const JAEGER_THRIFT: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/jaeger_batch.thrift");
 const JAEGER_THRIFT_TRACE: &str = "2a25dc69a4a91ea5d81af9dc344fda6f";
-const JAEGER_COMPACT: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.compact");
+const JAEGER_COMPACT: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/jaeger_emit_batch.compact");
 const JAEGER_COMPACT_TRACE: &str = "fcc71bc2aad134bac4edfab161202650";
-const JAEGER_BINARY: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_emit_batch.binary");
+const JAEGER_BINARY: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/jaeger_emit_batch.binary");
 const JAEGER_BINARY_TRACE: &str = "0000000000000000d81af9dc344fda6f";
-const JAEGER_GRPC: &[u8] = include_bytes!("../../crates/legato-receivers/fixtures/jaeger_post_spans.pb");
+const JAEGER_GRPC: &[u8] = include_bytes!("../../../crates/legato-receivers/fixtures/jaeger_post_spans.pb");
 const JAEGER_GRPC_TRACE: &str = "f989373d2553f42ffc8feb3eff302ba3";
 
 struct Receivers {

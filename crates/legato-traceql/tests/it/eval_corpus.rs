@@ -126,7 +126,7 @@ fn hand_written_answers() {
 
 #[test]
 fn every_accepted_corpus_query_plans_and_runs() {
-    let corpus = include_str!("corpus/accepted.txt");
+    let corpus = include_str!("../corpus/accepted.txt");
     let t = trace();
     let mut planned = 0;
     for line in corpus

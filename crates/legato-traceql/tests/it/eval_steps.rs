@@ -11,7 +11,7 @@ use legato_model::span::{AttrValue, TraceData};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
 use legato_traceql::value::Value;
 
-mod support;
+use crate::support;
 
 use support::{MS, S, samples};
 

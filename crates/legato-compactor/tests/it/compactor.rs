@@ -2,7 +2,7 @@
 //! blocks, crashes at each step, retention, the tenant index and ownership (issue #5).
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::sync::Arc;

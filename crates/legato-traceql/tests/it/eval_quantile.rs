@@ -8,7 +8,7 @@ use legato_model::span::{AttrValue, TraceData};
 use legato_traceql::metrics::{MetricsEval, MetricsPartial, Series};
 use legato_traceql::value::Value;
 
-mod support;
+use crate::support;
 
 use support::S;
 
@@ -112,7 +112,7 @@ fn interpolation_is_exponential_from_the_previous_bucket() {
 
 #[test]
 fn p50_of_three_server_spans_is_the_bound_of_the_second() {
-    // integration-tests/tests/search.rs: 50, 150, 300 ms are in buckets 2^26, 2^28 and 2^29 ns;
+    // integration-tests/tests/it/search.rs: 50, 150, 300 ms are in buckets 2^26, 2^28 and 2^29 ns;
     // p50 reads ⌈1.5⌉ = 2 samples, which end exactly with bucket 2^28: 0.268435456 s.
     let ms = 1_000_000;
     let spans = [("a", S, 50 * ms), ("a", S, 150 * ms), ("a", S, 300 * ms)];

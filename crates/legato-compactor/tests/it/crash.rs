@@ -6,7 +6,7 @@
 //! nothing is left behind.
 #![allow(clippy::unwrap_used)]
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
