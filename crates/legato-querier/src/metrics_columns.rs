@@ -10,11 +10,11 @@
 
 use std::collections::HashMap;
 
-use arrow_array::RecordBatch;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Int8Type, Int64Type};
+use arrow_array::{Array, RecordBatch};
 use legato_storage::schema;
-use legato_storage::{Cmp, RowPredicate, StrTest};
+use legato_storage::{Cmp, RowPredicate, StrColumn, StrTest};
 use legato_traceql::ast::{AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Query, SpansetExpr, Static};
 use legato_traceql::metrics::{Exemplar, SpanCounts, log2_bucket};
 use legato_traceql::value::Value;
@@ -175,6 +175,8 @@ pub struct ColumnCounter<'a> {
     strings: Vec<(HashMap<String, u32, foldhash::fast::RandomState>, Vec<String>)>,
     /// The index in `series` of each group seen.
     slots: HashMap<[u32; MAX_BY], u32, foldhash::fast::RandomState>,
+    /// The same when grouped by one field or none, by that field's number (`u32::MAX`: none).
+    dense: Vec<u32>,
     /// Group, counts, exemplars, and whether a counted trace added to it (a group first seen
     /// in a copy that deduplication then skipped has no series).
     series: Vec<([u32; MAX_BY], SpanCounts, Vec<Exemplar>, bool)>,
@@ -198,6 +200,7 @@ impl<'a> ColumnCounter<'a> {
             matched: Vec::new(),
             strings: vec![Default::default(); plan.by.len()],
             slots: HashMap::default(),
+            dense: Vec::new(),
             series: Vec::new(),
             traces: 0,
         }
@@ -211,12 +214,8 @@ impl<'a> ColumnCounter<'a> {
         let starts = batch.column_by_name(schema::START)?.as_primitive_opt::<Int64Type>()?;
         // The columns this query reads are there with their schema type, the others absent.
         let optional = |name: &str| batch.column_by_name(name).map(|c| c.as_ref());
-        let names = optional(schema::NAME)
-            .map(|c| c.as_string_opt::<i32>())
-            .unwrap_or_default();
-        let services = optional(schema::SERVICE_NAME)
-            .map(|c| c.as_string_opt::<i32>())
-            .unwrap_or_default();
+        let names = optional(schema::NAME).and_then(StrColumn::new);
+        let services = optional(schema::SERVICE_NAME).and_then(StrColumn::new);
         let codes = optional(schema::STATUS_CODE)
             .map(|c| c.as_primitive_opt::<Int8Type>())
             .unwrap_or_default();
@@ -228,7 +227,10 @@ impl<'a> ColumnCounter<'a> {
             .unwrap_or_default();
         let bits = legato_storage::row_bits(batch, &self.plan.predicates);
         let all = (1u64 << self.plan.predicates.len()) - 1;
-        // The last string looked up per group column: rows repeat them a lot.
+        // Per group column read as a dictionary, the string number of each dictionary value
+        // (looked up once per batch and value); read plain, the last string looked up, as
+        // rows repeat them a lot.
+        let mut by_key: Vec<Vec<u32>> = vec![Vec::new(); self.plan.by.len()];
         let mut last: Vec<Option<(&str, u32)>> = vec![None; self.plan.by.len()];
         // The last group's series: rows of one service and name come in runs.
         let mut last_slot: Option<([u32; MAX_BY], u32)> = None;
@@ -263,26 +265,33 @@ impl<'a> ColumnCounter<'a> {
                     ByColumn::Status => codes?.value(row) as u8 as u32,
                     ByColumn::Kind => kinds?.value(row) as u8 as u32,
                     ByColumn::Service | ByColumn::Name => {
-                        let s = if *column == ByColumn::Service {
-                            services?.value(row)
-                        } else {
-                            names?.value(row)
+                        let strings = match column {
+                            ByColumn::Service => services.as_ref()?,
+                            _ => names.as_ref()?,
                         };
-                        match last[g] {
-                            Some((prev, n)) if prev == s => n,
-                            _ => {
-                                let (index, list) = &mut self.strings[g];
-                                let n = match index.get(s) {
-                                    Some(n) => *n,
-                                    None => {
-                                        let n = list.len() as u32;
-                                        list.push(s.to_string());
-                                        index.insert(s.to_string(), n);
-                                        n
-                                    }
-                                };
-                                last[g] = Some((s, n));
-                                n
+                        if let StrColumn::Dictionary(keys, values) = strings {
+                            let numbers = &mut by_key[g];
+                            if numbers.is_empty() {
+                                numbers.resize(values.len(), u32::MAX);
+                            }
+                            let key = keys.keys().value(row) as usize;
+                            match numbers.get(key)? {
+                                &u32::MAX => {
+                                    let n = self.string_number(g, values.value(key));
+                                    numbers[key] = n;
+                                    n
+                                }
+                                n => *n,
+                            }
+                        } else {
+                            let s = strings.value(row);
+                            match last[g] {
+                                Some((prev, n)) if prev == s => n,
+                                _ => {
+                                    let n = self.string_number(g, s);
+                                    last[g] = Some((s, n));
+                                    n
+                                }
                             }
                         }
                     }
@@ -290,6 +299,20 @@ impl<'a> ColumnCounter<'a> {
             }
             let slot = match last_slot {
                 Some((prev, slot)) if prev == group => slot,
+                // Grouped by one field (or none), its number is the index of its series.
+                _ if self.plan.by.len() <= 1 => {
+                    let at = group[0] as usize;
+                    if self.dense.len() <= at {
+                        self.dense.resize(at + 1, u32::MAX);
+                    }
+                    if self.dense[at] == u32::MAX {
+                        self.dense[at] = self.series.len() as u32;
+                        let (steps, durations) = (self.steps, self.plan.durations);
+                        self.series
+                            .push((group, SpanCounts::new(steps, durations), Vec::new(), false));
+                    }
+                    self.dense[at]
+                }
                 _ => {
                     let next = self.series.len() as u32;
                     let slot = *self.slots.entry(group).or_insert(next);
@@ -311,6 +334,20 @@ impl<'a> ColumnCounter<'a> {
             });
         }
         Some(())
+    }
+
+    /// The number of string `s` among group column `g`'s distinct strings.
+    fn string_number(&mut self, g: usize, s: &str) -> u32 {
+        let (index, list) = &mut self.strings[g];
+        match index.get(s) {
+            Some(n) => *n,
+            None => {
+                let n = list.len() as u32;
+                list.push(s.to_string());
+                index.insert(s.to_string(), n);
+                n
+            }
+        }
     }
 
     fn finish_trace(&mut self, counts: &mut CopyFilter<'_>) {

@@ -242,19 +242,34 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                 } else {
                     schema::NAME
                 };
-                let Some(arr) = batch.column_by_name(col) else { continue };
-                let arr = arr.as_string::<i32>();
-                // Values repeat a lot: test each distinct run once.
-                let mut last: Option<(&str, bool)> = None;
-                for row in 0..arr.len() {
-                    let v = arr.value(row);
-                    let ok = match last {
-                        Some((prev, ok)) if prev == v => ok,
-                        _ => t.test(v),
-                    };
-                    last = Some((v, ok));
-                    if ok {
-                        mark(row);
+                let Some(arr) = batch.column_by_name(col).and_then(|c| StrColumn::new(c.as_ref())) else {
+                    continue;
+                };
+                match arr {
+                    // Scans read it as a dictionary (`schema_v1_dictionaries`): each distinct
+                    // value is tested once, then every row by its index.
+                    StrColumn::Dictionary(keys, values) => {
+                        let ok: Vec<bool> = (0..values.len()).map(|v| t.test(values.value(v))).collect();
+                        for (row, k) in keys.keys().values().iter().enumerate() {
+                            if ok.get(*k as usize).copied().unwrap_or(false) {
+                                mark(row);
+                            }
+                        }
+                    }
+                    StrColumn::Plain(arr) => {
+                        // Values repeat a lot: test each distinct run once.
+                        let mut last: Option<(&str, bool)> = None;
+                        for row in 0..arr.len() {
+                            let v = arr.value(row);
+                            let ok = match last {
+                                Some((prev, ok)) if prev == v => ok,
+                                _ => t.test(v),
+                            };
+                            last = Some((v, ok));
+                            if ok {
+                                mark(row);
+                            }
+                        }
                     }
                 }
             }

@@ -24,17 +24,17 @@ use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
 
 /// A binary or string column read plain or as a dictionary: a row's value either way.
-pub(crate) enum ByteColumn<'a, T: ByteArrayType> {
+pub enum ByteColumn<'a, T: ByteArrayType> {
     Plain(&'a GenericByteArray<T>),
     Dictionary(&'a arrow_array::DictionaryArray<Int32Type>, &'a GenericByteArray<T>),
 }
 
 pub(crate) type BinaryColumn<'a> = ByteColumn<'a, BinaryType>;
-pub(crate) type StrColumn<'a> = ByteColumn<'a, Utf8Type>;
+pub type StrColumn<'a> = ByteColumn<'a, Utf8Type>;
 
 impl<'a, T: ByteArrayType> ByteColumn<'a, T> {
     /// `None` when the column has another type.
-    pub(crate) fn new(array: &'a dyn Array) -> Option<Self> {
+    pub fn new(array: &'a dyn Array) -> Option<Self> {
         if let Some(plain) = array.as_bytes_opt::<T>() {
             return Some(Self::Plain(plain));
         }
@@ -49,7 +49,7 @@ impl<'a, T: ByteArrayType> ByteColumn<'a, T> {
         }
     }
 
-    pub(crate) fn value(&self, row: usize) -> &'a T::Native {
+    pub fn value(&self, row: usize) -> &'a T::Native {
         match self {
             Self::Plain(a) => a.value(row),
             Self::Dictionary(d, values) => values.value(d.keys().value(row) as usize),
@@ -57,12 +57,21 @@ impl<'a, T: ByteArrayType> ByteColumn<'a, T> {
     }
 
     /// The row's dictionary index, when read as a dictionary.
-    fn key(&self, row: usize) -> Option<i32> {
+    pub fn key(&self, row: usize) -> Option<i32> {
         match self {
             Self::Plain(_) => None,
             Self::Dictionary(d, _) => Some(d.keys().value(row)),
         }
     }
+}
+
+/// A string column of `batch` (plain or a dictionary); a corrupt-block error when it is
+/// missing or of another type.
+fn str_column<'a>(batch: &'a RecordBatch, name: &str, block: legato_model::BlockId) -> Result<StrColumn<'a>> {
+    StrColumn::new(column(batch, name, block)?).ok_or_else(|| Error::Corrupt {
+        block,
+        message: format!("column {name} is not a string column"),
+    })
 }
 
 /// The columns of the `attrs` list's entries. A predicate read (`predicate_attr_leaves`)
@@ -387,13 +396,13 @@ fn add_rows(
     let parent_ids = column(batch, schema::PARENT_SPAN_ID, block)?.as_fixed_size_binary();
     let lefts = column(batch, schema::NESTED_LEFT, block)?.as_primitive::<Int32Type>();
     let rights = column(batch, schema::NESTED_RIGHT, block)?.as_primitive::<Int32Type>();
-    let names = column(batch, schema::NAME, block)?.as_string::<i32>();
+    let names = str_column(batch, schema::NAME, block)?;
     let kinds = column(batch, schema::KIND, block)?.as_primitive::<Int8Type>();
     let starts = column(batch, schema::START, block)?.as_primitive::<Int64Type>();
     let durations = column(batch, schema::DURATION, block)?.as_primitive::<Int64Type>();
     let codes = column(batch, schema::STATUS_CODE, block)?.as_primitive::<Int8Type>();
     let messages = column(batch, schema::STATUS_MESSAGE, block)?.as_string::<i32>();
-    let services = column(batch, schema::SERVICE_NAME, block)?.as_string::<i32>();
+    let services = str_column(batch, schema::SERVICE_NAME, block)?;
     // Columns a query may not need are absent from the batch.
     let resources = options
         .resource

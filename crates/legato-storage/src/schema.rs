@@ -87,6 +87,7 @@ pub fn schema_v1_dictionaries() -> SchemaRef {
         .iter()
         .map(|f| match f.name().as_str() {
             RESOURCE | SCOPE => Field::new(f.name(), dict(DataType::Binary), f.is_nullable()),
+            NAME | SERVICE_NAME => Field::new(f.name(), dict(DataType::Utf8), f.is_nullable()),
             ATTRS => Field::new(f.name(), DataType::List(attrs_item.clone()), f.is_nullable()),
             _ => f.as_ref().clone(),
         })
