@@ -252,7 +252,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         clock.clone(),
         distributor_metrics,
     )
-    .with_sampling(cfg.sampling_lookup()?);
+    .with_sampling(cfg.sampling_lookup()?)
+    .with_max_attribute_bytes(cfg.distributor.max_attribute_bytes);
     match (&cluster, &generator) {
         // Microservices mode: each trace's spans go to the generator that owns its id.
         (Some(cluster), _) if roles.distributor => {
