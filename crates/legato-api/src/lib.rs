@@ -217,11 +217,8 @@ pub fn otlp_http(state: SharedState) -> Router {
 }
 
 /// Zipkin receiver (port 9411 by default).
-pub fn zipkin(state: SharedState) -> Router {
-    let routes = Router::new()
-        .route("/api/v2/spans", post(zipkin::spans_v2))
-        .route("/api/v1/spans", post(zipkin::spans_v1));
-    receiver(state, routes)
+pub fn zipkin(state: SharedState, options: legato_receivers::zipkin::ZipkinOptions) -> Router {
+    receiver(state, zipkin::routes(options))
 }
 
 /// Jaeger Thrift over HTTP receiver (port 14268 by default).
