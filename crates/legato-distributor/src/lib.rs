@@ -1,6 +1,7 @@
 //! The distributor: validates OTLP exports, applies per-tenant rate limits, groups spans by
 //! trace and hands them to a `PushSink` (the in-process ingester in single-binary mode, the
-//! ring-and-replicas client in a cluster). It reports every refused span back to the client.
+//! ring-and-replicas client in a cluster). It reports every refused span back to the client,
+//! and cuts attributes over `max_attribute_bytes` (Tempo's limit) before anyone sees them.
 //!
 //! It does not decode HTTP or gRPC (the api crate does) nor store anything.
 

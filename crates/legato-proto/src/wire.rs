@@ -11,6 +11,9 @@
 //! string-table indices and entity references); a field they do not know is skipped, as a
 //! decoder skips it.
 //!
+//! The walk also notes an attribute key or string value over `max_attribute_bytes`; such an
+//! export is rewritten by [`truncate_attributes`] and walked again (see `wire/truncate.rs`).
+//!
 //! A segment is `tempopb.Trace { repeated ResourceSpans resource_spans = 1 }`. Each
 //! `ResourceSpans` and `ScopeSpans` in it keeps the original's other fields (resource, scope,
 //! schema URLs, unknown fields) byte for byte, with only the spans of that trace inside.
