@@ -32,6 +32,9 @@ pub enum ApiError {
     TooManyQueries { tenant: String, limit: usize },
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Tempo's v1 trace-by-id answer (422) for a trace over `max_bytes_per_trace`.
+    #[error("trace exceeds max size (max bytes: {max})")]
+    TraceTooLarge { max: u64 },
 }
 
 impl ApiError {
@@ -51,6 +54,7 @@ impl ApiError {
             Self::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
             Self::TooManyQueries { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::TraceTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         }
     }
 
@@ -69,6 +73,7 @@ impl ApiError {
             Self::Unauthenticated(_) => tonic::Code::Unauthenticated,
             Self::TooManyQueries { .. } => tonic::Code::ResourceExhausted,
             Self::Forbidden(_) => tonic::Code::PermissionDenied,
+            Self::TraceTooLarge { .. } => tonic::Code::FailedPrecondition,
         }
     }
 

@@ -86,6 +86,9 @@ pub struct AppState {
     pub query_timeout: std::time::Duration,
     /// `querier.trace_by_id.query_timeout`: trace lookups.
     pub trace_by_id_timeout: std::time::Duration,
+    /// `overrides.defaults.global.max_bytes_per_trace` (0 = no limit): a trace whose
+    /// combined encoding is larger is refused by v1 trace by id (422) and cut by v2 (PARTIAL).
+    pub max_bytes_per_trace: u64,
     /// `auth.credentials_file` loaded: requests must authenticate (`None` = open).
     pub auth: Option<auth::Authenticator>,
     /// `query_frontend.max_concurrent_queries_per_tenant` (0 = no limit).
@@ -214,11 +217,8 @@ pub fn otlp_http(state: SharedState) -> Router {
 }
 
 /// Zipkin receiver (port 9411 by default).
-pub fn zipkin(state: SharedState) -> Router {
-    let routes = Router::new()
-        .route("/api/v2/spans", post(zipkin::spans_v2))
-        .route("/api/v1/spans", post(zipkin::spans_v1));
-    receiver(state, routes)
+pub fn zipkin(state: SharedState, options: legato_receivers::zipkin::ZipkinOptions) -> Router {
+    receiver(state, zipkin::routes(options))
 }
 
 /// Jaeger Thrift over HTTP receiver (port 14268 by default).

@@ -7,8 +7,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use legato_model::TraceId;
-use legato_proto::tempo_json;
 use legato_proto::tempopb::{PARTIAL_STATUS_PARTIAL, Trace, TraceByIdMetrics, TraceByIdResponse};
+use legato_proto::{combine, tempo_json};
 use prost::Message;
 
 use crate::trace_filter::SpanFilter;
@@ -112,6 +112,10 @@ pub async fn trace_v1(
         if found.batches.is_empty() {
             return Ok(StatusCode::NOT_FOUND.into_response());
         }
+        let max = state.max_bytes_per_trace;
+        if max > 0 && combine::trace_len(&found.batches) as u64 > max {
+            return Err(ApiError::TraceTooLarge { max });
+        }
         if wants_protobuf(&headers) {
             return Ok(protobuf(
                 Trace {
@@ -138,14 +142,27 @@ pub async fn trace_v2(
         let filter = SpanFilter::from_params(&params)?;
         let (trace_id, found) = lookup(&state, &headers, &id, &params).await?;
         let inspected_bytes = found.batches.iter().map(|b| b.encoded_len() as u64).sum();
-        let (batches, message) = match filter {
-            Some(filter) if !found.batches.is_empty() => {
-                let filtered = filter.apply(trace_id.0, found.batches);
-                let message = filtered.message();
-                (filtered.batches, message)
-            }
-            _ => (found.batches, None),
+        // Over `max_bytes_per_trace`, the trace's beginning within the limit (Tempo's message).
+        let max = state.max_bytes_per_trace;
+        let (batches, too_large) = match usize::try_from(max) {
+            Ok(max) if max > 0 => combine::cut_to_size(found.batches, max),
+            _ => (found.batches, false),
         };
+        let mut notes = Vec::new();
+        if too_large {
+            notes.push(format!(
+                "Trace exceeds maximum size of {max} bytes, a partial trace is returned"
+            ));
+        }
+        let batches = match filter {
+            Some(filter) if !batches.is_empty() => {
+                let filtered = filter.apply(trace_id.0, batches);
+                notes.extend(filtered.message());
+                filtered.batches
+            }
+            _ => batches,
+        };
+        let message = (!notes.is_empty()).then(|| notes.join("; "));
         let resp = TraceByIdResponse {
             trace: Some(Trace {
                 resource_spans: batches,

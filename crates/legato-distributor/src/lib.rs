@@ -1,6 +1,7 @@
 //! The distributor: validates OTLP exports, applies per-tenant rate limits, groups spans by
 //! trace and hands them to a `PushSink` (the in-process ingester in single-binary mode, the
-//! ring-and-replicas client in a cluster). It reports every refused span back to the client.
+//! ring-and-replicas client in a cluster). It reports every refused span back to the client,
+//! and cuts attributes over `max_attribute_bytes` (Tempo's limit) before anyone sees them.
 //!
 //! It does not decode HTTP or gRPC (the api crate does) nor store anything.
 
@@ -14,11 +15,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use legato_model::{Clock, TenantId};
 use legato_proto::push::{PushError, PushOutcome, PushRequest, PushSink, RejectReason, Rejection};
-use legato_proto::wire::{self, WireError};
+use legato_proto::wire::{self, ReadSpans, Split, WireError};
 use serde::{Deserialize, Serialize};
 
 pub use limiter::RateLimiter;
-use metrics::{DistributorMetrics, ReasonLabels, TenantLabels};
+use metrics::{DistributorMetrics, ReasonLabels, ScopeLabels, TenantLabels};
 
 /// Per-tenant ingestion limits (`overrides.defaults.ingestion`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -83,6 +84,8 @@ pub struct Distributor {
     metrics: DistributorMetrics,
     sampling: Option<sampling::SamplingLookup>,
     observer: Option<Arc<dyn sampling::SpanObserver>>,
+    /// `distributor.max_attribute_bytes`; 0 = no limit.
+    max_attribute_bytes: usize,
 }
 
 impl Distributor {
@@ -99,7 +102,15 @@ impl Distributor {
             metrics,
             sampling: None,
             observer: None,
+            max_attribute_bytes: 0,
         }
+    }
+
+    /// Cuts attribute keys and string values longer than `max` bytes (0 = no limit), as
+    /// Tempo's `max_attribute_bytes` does, counting each cut.
+    pub fn with_max_attribute_bytes(mut self, max: usize) -> Self {
+        self.max_attribute_bytes = max;
+        self
     }
 
     /// Samples each tenant's traces at the ratio `lookup` gives (`None` = keep all).
@@ -137,19 +148,20 @@ impl Distributor {
             .inc_by(wire_bytes as u64);
         // Checks every field and groups spans by trace, leaving out spans with invalid ids;
         // for an observer that reads spans (the metrics generator), keeps what it reads.
-        let reading = self.observer.as_ref().filter(|o| o.reads_spans(tenant));
-        let (split, read) = match (export, reading) {
-            (Export::Request(body), None) => (wire::split_request(body)?, None),
-            (Export::ResourceSpans(parts), None) => (wire::split_resource_spans(parts)?, None),
-            (Export::Request(body), Some(_)) => {
-                let (split, read) = wire::split_request_reading(body)?;
-                (split, Some(read))
-            }
-            (Export::ResourceSpans(parts), Some(_)) => {
-                let (split, read) = wire::split_resource_spans_reading(parts)?;
-                (split, Some(read))
-            }
-        };
+        let reading = self.observer.as_ref().is_some_and(|o| o.reads_spans(tenant));
+        let rewritten: Vec<Bytes>;
+        let (mut split, mut read) = walk(export, reading, self.max_attribute_bytes)?;
+        if split.attributes_over_limit {
+            // Rare: only now is the export rewritten, then walked again.
+            let max = self.max_attribute_bytes;
+            let (parts, truncated) = match export {
+                Export::Request(body) => wire::truncate_attributes(&wire::request_resource_spans(body)?, max)?,
+                Export::ResourceSpans(parts) => wire::truncate_attributes(parts, max)?,
+            };
+            self.count_truncated(tenant, &truncated);
+            rewritten = parts;
+            (split, read) = walk(Export::ResourceSpans(&rewritten), reading, 0)?;
+        }
         let total_spans = split.spans;
         self.metrics.spans_received.get_or_create(&labels).inc_by(total_spans);
         let size = wire_bytes as u64;
@@ -210,6 +222,20 @@ impl Distributor {
         Ok(PushOutcome { rejected })
     }
 
+    fn count_truncated(&self, tenant: &TenantId, truncated: &wire::Truncated) {
+        tracing::debug!(%tenant, truncated = truncated.total(), max_attribute_bytes = self.max_attribute_bytes,
+            "attribute keys or values cut to max_attribute_bytes");
+        for (scope, count) in truncated.by_scope() {
+            if count > 0 {
+                let labels = ScopeLabels {
+                    tenant: tenant.to_string(),
+                    scope: scope.into(),
+                };
+                self.metrics.attributes_truncated.get_or_create(&labels).inc_by(count);
+            }
+        }
+    }
+
     fn count_rejected(&self, tenant: &TenantId, reason: RejectReason, spans: u64) {
         let labels = ReasonLabels {
             tenant: tenant.to_string(),
@@ -217,6 +243,27 @@ impl Distributor {
         };
         self.metrics.spans_rejected.get_or_create(&labels).inc_by(spans);
     }
+}
+
+/// Walks an export (see `legato_proto::wire`), keeping what an observer reads when `reading`.
+fn walk(
+    export: Export<'_>,
+    reading: bool,
+    max_attribute_bytes: usize,
+) -> Result<(Split, Option<ReadSpans<'_>>), WireError> {
+    let max = max_attribute_bytes;
+    Ok(match (export, reading) {
+        (Export::Request(body), false) => (wire::split_request(body, max)?, None),
+        (Export::ResourceSpans(parts), false) => (wire::split_resource_spans(parts, max)?, None),
+        (Export::Request(body), true) => {
+            let (split, read) = wire::split_request_reading(body, max)?;
+            (split, Some(read))
+        }
+        (Export::ResourceSpans(parts), true) => {
+            let (split, read) = wire::split_resource_spans_reading(parts, max)?;
+            (split, Some(read))
+        }
+    })
 }
 
 /// Formats refused spans for OTLP `partial_success.error_message`.
@@ -386,5 +433,98 @@ mod tests {
             metrics.spans_sampled_out.get_or_create(&labels).get(),
             400 - pushed.len() as u64
         );
+    }
+
+    /// Reads each span's `note` attribute as the walk read it.
+    #[derive(Default)]
+    struct Notes(Mutex<Vec<String>>);
+
+    impl sampling::SpanObserver for Notes {
+        fn observe(&self, _tenant: &TenantId, _traces: &[legato_proto::push::TraceSegment]) {}
+
+        fn reads_spans(&self, _tenant: &TenantId) -> bool {
+            true
+        }
+
+        fn observe_read(&self, _tenant: &TenantId, spans: &ReadSpans<'_>) {
+            spans.for_each(|_, _, span| {
+                if let Some(legato_proto::span_wire::AnyRef::Str(note)) = span.attributes.get("note") {
+                    self.0.lock().push(note.to_string());
+                }
+            });
+        }
+    }
+
+    /// Tempo's `max_attribute_bytes`: a long attribute is cut, not refused, before the sink
+    /// and the observer see the span, and each cut is counted by where it was; both export
+    /// shapes (HTTP's request, gRPC's resource spans) alike.
+    #[tokio::test]
+    async fn attributes_over_max_attribute_bytes_are_cut_and_counted() {
+        use legato_proto::common::{AnyValue, KeyValue, any_value};
+
+        let string = |key: &str, value: &str| KeyValue {
+            key: key.into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(value.into())),
+            }),
+            ..Default::default()
+        };
+        let mut long = span(vec![1; 16], vec![1; 8]);
+        long.attributes = vec![string("note", &"é".repeat(40)), string(&"k".repeat(100), "v")];
+        long.events = vec![legato_proto::trace::span::Event {
+            attributes: vec![string("e", &"x".repeat(65))],
+            ..Default::default()
+        }];
+        let req = request(vec![long]);
+        let parts: Vec<Bytes> = req.resource_spans.iter().map(|rs| rs.encode_to_vec().into()).collect();
+        let body = req.encode_to_vec();
+        for export in [Export::Request(&body), Export::ResourceSpans(&parts)] {
+            let sink = Arc::new(Capture::default());
+            let notes = Arc::new(Notes::default());
+            let metrics = DistributorMetrics::default();
+            let d = Distributor::new(
+                sink.clone(),
+                IngestionLimits::default(),
+                Arc::new(ManualClock::new(0)),
+                metrics.clone(),
+            )
+            .with_observer(notes.clone())
+            .with_max_attribute_bytes(64);
+            let outcome = d.push(&TenantId::single(), export, 100).await.unwrap();
+            assert!(outcome.rejected.is_empty(), "cut, not refused");
+
+            let pushed = sink.0.lock();
+            let trace = legato_proto::tempopb::Trace::decode(pushed[0].traces[0].data.as_ref()).unwrap();
+            let stored = &trace.resource_spans[0].scope_spans[0].spans[0];
+            assert_eq!(
+                stored.attributes[0],
+                string("note", &"é".repeat(32)),
+                "64 bytes, 32 characters"
+            );
+            assert_eq!(stored.attributes[1], string(&"k".repeat(64), "v"));
+            assert_eq!(stored.events[0].attributes[0], string("e", &"x".repeat(64)));
+            assert_eq!(*notes.0.lock(), ["é".repeat(32)], "the observer reads the cut value");
+            let count = |scope: &str| {
+                let labels = ScopeLabels {
+                    tenant: TenantId::single().to_string(),
+                    scope: scope.into(),
+                };
+                metrics.attributes_truncated.get_or_create(&labels).get()
+            };
+            assert_eq!((count("span"), count("event"), count("resource")), (2, 1, 0));
+        }
+
+        // 0 is no limit.
+        let sink = Arc::new(Capture::default());
+        let metrics = DistributorMetrics::default();
+        let d = Distributor::new(
+            sink.clone(),
+            IngestionLimits::default(),
+            Arc::new(ManualClock::new(0)),
+            metrics.clone(),
+        );
+        d.push(&TenantId::single(), Export::Request(&body), 100).await.unwrap();
+        let trace = legato_proto::tempopb::Trace::decode(sink.0.lock()[0].traces[0].data.as_ref()).unwrap();
+        assert_eq!(trace.resource_spans, req.resource_spans);
     }
 }

@@ -16,6 +16,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// Where a cut attribute was: `resource`, `scope`, `span`, `event` or `link` (Tempo's label).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScopeLabels {
+    pub tenant: String,
+    pub scope: String,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct DistributorMetrics {
     pub spans_received: Family<TenantLabels, Counter>,
@@ -23,6 +30,7 @@ pub struct DistributorMetrics {
     pub spans_rejected: Family<ReasonLabels, Counter>,
     pub push_failures: Family<ReasonLabels, Counter>,
     pub spans_sampled_out: Family<TenantLabels, Counter>,
+    pub attributes_truncated: Family<ScopeLabels, Counter>,
 }
 
 impl DistributorMetrics {
@@ -51,6 +59,11 @@ impl DistributorMetrics {
             "legato_distributor_spans_sampled_out",
             "Spans acknowledged but not stored because probabilistic sampling dropped their trace",
             self.spans_sampled_out.clone(),
+        );
+        registry.register(
+            "legato_distributor_attributes_truncated",
+            "Attribute keys and string values cut to max_attribute_bytes, by tenant and where the attribute was (resource, scope, span, event, link)",
+            self.attributes_truncated.clone(),
         );
     }
 }

@@ -452,10 +452,10 @@ mod tests {
         let body = export();
         let from_segments = generator();
         assert!(from_segments.reads_spans(&tenant));
-        let split = legato_proto::wire::split_request(&body).unwrap();
+        let split = legato_proto::wire::split_request(&body, 0).unwrap();
         from_segments.observe(&tenant, &split.traces);
         let from_walk = generator();
-        let (_, read) = legato_proto::wire::split_request_reading(&body).unwrap();
+        let (_, read) = legato_proto::wire::split_request_reading(&body, 0).unwrap();
         assert_eq!(read.len(), 7, "the span with an invalid trace id is not read");
         from_walk.observe_read(&tenant, &read);
         let expected = series(&from_segments);

@@ -76,6 +76,80 @@ pub fn combine(parts: impl IntoIterator<Item = ResourceSpans>) -> Vec<ResourceSp
     out
 }
 
+/// Cuts a combined trace to its earliest spans whose `tempopb.Trace` encoding fits in
+/// `max_bytes`: spans are taken in order of start time until the next one would take the
+/// trace over the limit; resources and scopes left without spans are left out. Returns the
+/// trace and whether it was cut (it was larger than `max_bytes`).
+///
+/// Tempo's frontend instead keeps whole query-job results until their combined size first
+/// passes the limit, so its partial trace can exceed the limit and holds whichever spans
+/// those jobs found; this one is within the limit and is the trace's beginning.
+pub fn cut_to_size(mut batches: Vec<ResourceSpans>, max_bytes: usize) -> (Vec<ResourceSpans>, bool) {
+    if trace_len(&batches) <= max_bytes {
+        return (batches, false);
+    }
+    // Sizes without their children: each resource spans without its scopes, each scope
+    // spans without its spans.
+    let mut rs_base = Vec::with_capacity(batches.len());
+    let mut ss_base = Vec::with_capacity(batches.len());
+    let mut order = Vec::new();
+    for (r, rs) in batches.iter().enumerate() {
+        let scopes: Vec<usize> = rs.scope_spans.iter().map(|ss| ss.encoded_len()).collect();
+        rs_base.push(rs.encoded_len() - scopes.iter().map(|l| field_len(*l)).sum::<usize>());
+        let mut bases = Vec::with_capacity(scopes.len());
+        for (s, (ss, ss_len)) in rs.scope_spans.iter().zip(&scopes).enumerate() {
+            let mut spans_len = 0;
+            for (i, span) in ss.spans.iter().enumerate() {
+                let len = span.encoded_len();
+                spans_len += field_len(len);
+                order.push((span.start_time_unix_nano, r, s, i, len));
+            }
+            bases.push(ss_len - spans_len);
+        }
+        ss_base.push(bases);
+    }
+    order.sort_unstable();
+    // The encoded length of each kept resource and scope (`None` until it holds a span), and
+    // of the whole kept trace; a span is kept when the trace stays within the limit.
+    let mut rs_len: Vec<Option<usize>> = vec![None; batches.len()];
+    let mut ss_len: Vec<Vec<Option<usize>>> = ss_base.iter().map(|b| vec![None; b.len()]).collect();
+    let mut kept: Vec<Vec<Vec<bool>>> = batches
+        .iter()
+        .map(|rs| rs.scope_spans.iter().map(|ss| vec![false; ss.spans.len()]).collect())
+        .collect();
+    let mut total = 0;
+    for (_, r, s, i, len) in order {
+        let scope = ss_len[r][s].unwrap_or(ss_base[r][s]) + field_len(len);
+        let resource = rs_len[r].unwrap_or(rs_base[r]) - ss_len[r][s].map_or(0, field_len) + field_len(scope);
+        let trace = total - rs_len[r].map_or(0, field_len) + field_len(resource);
+        if trace > max_bytes {
+            break;
+        }
+        (ss_len[r][s], rs_len[r], total) = (Some(scope), Some(resource), trace);
+        kept[r][s][i] = true;
+    }
+    for (rs, kept) in batches.iter_mut().zip(&kept) {
+        for (ss, kept) in rs.scope_spans.iter_mut().zip(kept) {
+            let mut keep = kept.iter();
+            ss.spans.retain(|_| keep.next().copied().unwrap_or(false));
+        }
+        rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+    }
+    batches.retain(|rs| !rs.scope_spans.is_empty());
+    (batches, true)
+}
+
+/// The size of `tempopb.Trace { resource_spans: batches }` encoded: what Tempo compares with
+/// `max_bytes_per_trace` on read.
+pub fn trace_len(batches: &[ResourceSpans]) -> usize {
+    batches.iter().map(|rs| field_len(rs.encoded_len())).sum()
+}
+
+/// The encoded size of a length-delimited field with a one-byte tag (fields 1 to 15).
+fn field_len(len: usize) -> usize {
+    1 + prost::length_delimiter_len(len) + len
+}
+
 fn first_start(ss: &ScopeSpans) -> u64 {
     ss.spans.first().map(|s| s.start_time_unix_nano).unwrap_or(0)
 }
@@ -156,5 +230,59 @@ mod tests {
                 .iter()
                 .all(|ss| ss.scope.is_some() && ss.spans.iter().all(|s| s.status.is_some()))
         }));
+    }
+
+    /// The trace of the `k` earliest spans, as `cut_to_size` should keep them.
+    fn earliest(trace: &[ResourceSpans], k: usize) -> Vec<ResourceSpans> {
+        let mut starts: Vec<(u64, Vec<u8>)> = trace
+            .iter()
+            .flat_map(|rs| &rs.scope_spans)
+            .flat_map(|ss| &ss.spans)
+            .map(|s| (s.start_time_unix_nano, s.span_id.clone()))
+            .collect();
+        starts.sort();
+        let first: HashSet<Vec<u8>> = starts.into_iter().take(k).map(|(_, id)| id).collect();
+        let mut out = trace.to_vec();
+        for rs in &mut out {
+            for ss in &mut rs.scope_spans {
+                ss.spans.retain(|s| first.contains(&s.span_id));
+            }
+            rs.scope_spans.retain(|ss| !ss.spans.is_empty());
+        }
+        out.retain(|rs| !rs.scope_spans.is_empty());
+        out
+    }
+
+    /// Against brute force: for every limit, the cut trace is the longest run of earliest
+    /// spans whose `tempopb.Trace` encoding fits, across resources and scopes of all sizes.
+    #[test]
+    fn cut_to_size_keeps_the_earliest_spans_that_fit() {
+        let mut a = batch("a", vec![span(1, 1, 10), span(1, 2, 40), span(1, 3, 70)]);
+        a.scope_spans.push(ScopeSpans {
+            scope: Some(crate::common::InstrumentationScope {
+                name: "a scope with a longer name".into(),
+                ..Default::default()
+            }),
+            spans: vec![span(1, 4, 20), span(1, 5, 80)],
+            schema_url: String::new(),
+        });
+        let mut big = span(1, 6, 30);
+        big.name = "x".repeat(200);
+        let trace = vec![a, batch("service-b", vec![big, span(1, 7, 50), span(1, 8, 60)])];
+        let encoded = |t: &[ResourceSpans]| {
+            crate::tempopb::Trace {
+                resource_spans: t.to_vec(),
+            }
+            .encoded_len()
+        };
+        let full = encoded(&trace);
+        let sizes: Vec<usize> = (0..=8).map(|k| encoded(&earliest(&trace, k))).collect();
+        for max in 0..=full + 1 {
+            let (cut, was_cut) = cut_to_size(trace.clone(), max);
+            let k = sizes.iter().rposition(|s| *s <= max).unwrap_or(0);
+            assert_eq!(was_cut, full > max, "max {max}");
+            assert_eq!(cut, earliest(&trace, k), "max {max}");
+            assert!(encoded(&cut) <= max || !was_cut, "max {max}");
+        }
     }
 }

@@ -11,10 +11,14 @@
 //! string-table indices and entity references); a field they do not know is skipped, as a
 //! decoder skips it.
 //!
+//! The walk also notes an attribute key or string value over `max_attribute_bytes`; such an
+//! export is rewritten by [`truncate_attributes`] and walked again (see `wire/truncate.rs`).
+//!
 //! A segment is `tempopb.Trace { repeated ResourceSpans resource_spans = 1 }`. Each
 //! `ResourceSpans` and `ScopeSpans` in it keeps the original's other fields (resource, scope,
 //! schema URLs, unknown fields) byte for byte, with only the spans of that trace inside.
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::ops::Range;
 
@@ -23,6 +27,9 @@ use legato_model::{SpanId, TraceId};
 
 use crate::push::{RejectReason, Rejection, TraceSegment};
 use crate::span_wire::{Attrs, ResourceRef, SpanRef, service_name};
+
+mod truncate;
+pub use truncate::{Truncated, request_resource_spans, truncate_attributes};
 
 /// An export that is not well-formed OTLP protobuf.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,42 +45,45 @@ pub struct Split {
     pub spans: u64,
     /// Spans left out for invalid trace or span ids.
     pub rejected: Vec<Rejection>,
+    /// Whether a resource, scope, span, event or link attribute has a key or string value
+    /// longer than the walk's `max_attribute_bytes` (see [`truncate_attributes`]).
+    pub attributes_over_limit: bool,
 }
 
-/// Splits an encoded `ExportTraceServiceRequest`.
-pub fn split_request(body: &[u8]) -> Result<Split, WireError> {
-    Ok(walk_request(body, Walk::default())?.0)
+/// Splits an encoded `ExportTraceServiceRequest`. An attribute key or string value longer
+/// than `max_attribute_bytes` (0: no limit) is only noted, in [`Split::attributes_over_limit`].
+pub fn split_request(body: &[u8], max_attribute_bytes: usize) -> Result<Split, WireError> {
+    Ok(walk_request(body, Walk::new(max_attribute_bytes, false))?.0)
 }
 
-/// Splits the encoded `ResourceSpans` messages of an export.
-pub fn split_resource_spans<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<Split, WireError> {
-    Ok(walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), Walk::default())?.0)
+/// Splits the encoded `ResourceSpans` messages of an export (see [`split_request`]).
+pub fn split_resource_spans<B: AsRef<[u8]>>(
+    resource_spans: &[B],
+    max_attribute_bytes: usize,
+) -> Result<Split, WireError> {
+    let walk = Walk::new(max_attribute_bytes, false);
+    Ok(walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), walk)?.0)
 }
 
 /// [`split_request`], also keeping what the walk read of each accepted span for an observer
 /// (the metrics generator), so that it need not walk the export a second time.
-pub fn split_request_reading(body: &[u8]) -> Result<(Split, ReadSpans<'_>), WireError> {
-    let (split, read) = walk_request(body, Walk::reading())?;
+pub fn split_request_reading(body: &[u8], max_attribute_bytes: usize) -> Result<(Split, ReadSpans<'_>), WireError> {
+    let (split, read) = walk_request(body, Walk::new(max_attribute_bytes, true))?;
     Ok((split, read.unwrap_or_default()))
 }
 
 /// [`split_resource_spans`], also keeping what the walk read of each accepted span.
-pub fn split_resource_spans_reading<B: AsRef<[u8]>>(resource_spans: &[B]) -> Result<(Split, ReadSpans<'_>), WireError> {
-    let (split, read) = walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), Walk::reading())?;
+pub fn split_resource_spans_reading<B: AsRef<[u8]>>(
+    resource_spans: &[B],
+    max_attribute_bytes: usize,
+) -> Result<(Split, ReadSpans<'_>), WireError> {
+    let walk = Walk::new(max_attribute_bytes, true);
+    let (split, read) = walk_resource_spans(resource_spans.iter().map(AsRef::as_ref), walk)?;
     Ok((split, read.unwrap_or_default()))
 }
 
 fn walk_request<'a>(body: &'a [u8], walk: Walk<'a>) -> Result<(Split, Option<ReadSpans<'a>>), WireError> {
-    let mut resource_spans = Vec::new();
-    let mut r = Reader::new(body);
-    while let Some(field) = r.next_field()? {
-        match field.value {
-            Value::Len(b) if field.number == 1 => resource_spans.push(b),
-            _ if field.number == 1 => return Err(wrong_type("ExportTraceServiceRequest", 1)),
-            _ => {}
-        }
-    }
-    walk_resource_spans(resource_spans, walk)
+    walk_resource_spans(request_resource_spans(body)?, walk)
 }
 
 fn walk_resource_spans<'a>(
@@ -133,6 +143,9 @@ struct Group<'a> {
 
 #[derive(Default)]
 struct Walk<'a> {
+    /// `max_attribute_bytes` (`usize::MAX`: no limit), and whether an attribute exceeds it.
+    max_attr: usize,
+    over_limit: Cell<bool>,
     /// Raw fields of each `ResourceSpans` other than its scope spans.
     rs_fields: Vec<Vec<&'a [u8]>>,
     /// Raw fields of each `ScopeSpans` other than its spans.
@@ -147,10 +160,24 @@ struct Walk<'a> {
 }
 
 impl<'a> Walk<'a> {
-    fn reading() -> Self {
+    fn new(max_attribute_bytes: usize, reading: bool) -> Self {
         Self {
-            read: Some(ReadSpans::default()),
+            max_attr: if max_attribute_bytes == 0 {
+                usize::MAX
+            } else {
+                max_attribute_bytes
+            },
+            read: reading.then(ReadSpans::default),
             ..Self::default()
+        }
+    }
+
+    /// The checking context at `depth`.
+    fn ctx(&self, depth: usize) -> Ctx<'_> {
+        Ctx {
+            depth,
+            max_attr: self.max_attr,
+            over_limit: &self.over_limit,
         }
     }
 
@@ -172,7 +199,7 @@ impl<'a> Walk<'a> {
                     self.rs_fields[rs].push(field.raw);
                 }
                 (n, v) => {
-                    check_field(n, v, resource_spans_schema, 0)?;
+                    check_field(n, v, resource_spans_schema, self.ctx(0))?;
                     self.rs_fields[rs].push(field.raw);
                 }
             }
@@ -192,7 +219,7 @@ impl<'a> Walk<'a> {
                 (2, Value::Len(b)) => self.span(rs, ss, b)?,
                 (2, _) => return Err(wrong_type("ScopeSpans", 2)),
                 (n, v) => {
-                    check_field(n, v, scope_spans_schema, 0)?;
+                    check_field(n, v, scope_spans_schema, self.ctx(0))?;
                     self.ss_fields[ss].push(field.raw);
                 }
             }
@@ -203,14 +230,19 @@ impl<'a> Walk<'a> {
     /// Checks a `Resource` as `check_field` would, keeping its attributes and service name
     /// for the observer (the last `resources` entry, pushed by `resource_spans`).
     fn read_resource(&mut self, buf: &'a [u8]) -> Result<(), WireError> {
+        let ctx = Ctx {
+            depth: 1,
+            max_attr: self.max_attr,
+            over_limit: &self.over_limit,
+        };
         let Some(read) = &mut self.read else {
             return Ok(());
         };
         let mut r = Reader::new(buf);
         while let Some(field) = r.next_field()? {
             let checked = match (field.number, field.value) {
-                (1, Value::Len(kv)) => key_value(kv, 2).map(|kv| read.attrs.push(kv)),
-                (n, v) => check_field(n, v, resource_schema, 1),
+                (1, Value::Len(kv)) => attribute(kv, ctx).map(|kv| read.attrs.push(kv)),
+                (n, v) => check_field(n, v, resource_schema, ctx),
             };
             checked.map_err(|e| WireError(format!("Resource: {}", e.0)))?;
         }
@@ -225,6 +257,11 @@ impl<'a> Walk<'a> {
     fn span(&mut self, rs: usize, ss: usize, buf: &'a [u8]) -> Result<(), WireError> {
         self.spans += 1;
         let (mut trace_id, mut span_id): (&[u8], &[u8]) = (&[], &[]);
+        let ctx = Ctx {
+            depth: 0,
+            max_attr: self.max_attr,
+            over_limit: &self.over_limit,
+        };
         let mut read = self.read.as_mut().map(|read| (read, SpanRef::empty(buf.len())));
         let attrs_from = read.as_ref().map_or(0, |(read, _)| read.attrs.len());
         let mut r = Reader::new(buf);
@@ -232,8 +269,8 @@ impl<'a> Walk<'a> {
             match (field.number, field.value, &mut read) {
                 (1, Value::Len(b), _) => trace_id = b,
                 (2, Value::Len(b), _) => span_id = b,
-                (n, v, Some((read, span))) => read_span_field(n, v, span, &mut read.attrs)?,
-                (n, v, None) => check_field(n, v, span_schema, 0)?,
+                (n, v, Some((read, span))) => read_span_field(n, v, span, &mut read.attrs, ctx)?,
+                (n, v, None) => check_field(n, v, span_schema, ctx)?,
             }
         }
         let checked = TraceId::from_otlp(trace_id)
@@ -306,6 +343,7 @@ impl<'a> Walk<'a> {
             traces,
             spans: self.spans,
             rejected,
+            attributes_over_limit: self.over_limit.get(),
         };
         (split, read)
     }
@@ -349,9 +387,10 @@ fn read_span_field<'a>(
     value: Value<'a>,
     span: &mut SpanRef<'a>,
     attrs: &mut Vec<(&'a [u8], &'a [u8])>,
+    ctx: Ctx<'_>,
 ) -> Result<(), WireError> {
     match (number, value) {
-        (9, Value::Len(kv)) => attrs.push(key_value(kv, 1)?),
+        (9, Value::Len(kv)) => attrs.push(attribute(kv, ctx)?),
         (4, Value::Len(b)) => span.parent_span_id = b,
         (5, Value::Len(b)) => {
             span.name = std::str::from_utf8(b).map_err(|_| WireError("field 5 is not valid UTF-8".into()))?;
@@ -368,30 +407,51 @@ fn read_span_field<'a>(
                             .map_err(|_| WireError("Status: field 2 is not valid UTF-8".into()))?;
                     }
                     (3, Value::Varint(c)) => span.status_code = c as i32,
-                    (n, v) => check_field(n, v, status_schema, 1).map_err(|e| WireError(format!("Status: {}", e.0)))?,
+                    (n, v) => check_field(n, v, status_schema, ctx.at(1))
+                        .map_err(|e| WireError(format!("Status: {}", e.0)))?,
                 }
             }
         }
-        (n, v) => check_field(n, v, span_schema, 0)?,
+        (n, v) => check_field(n, v, span_schema, ctx)?,
     }
     Ok(())
 }
 
-/// Checks a `KeyValue` at `depth` as `check_message` would (with its error messages);
-/// returns its key and encoded value.
-fn key_value(buf: &[u8], depth: usize) -> Result<(&[u8], &[u8]), WireError> {
+/// Checks an attribute `KeyValue` of a resource, scope, span, event or link, one level
+/// below `ctx`, as `check_message` would (with its error messages), noting a key or string
+/// value longer than the limit; returns its key and encoded value.
+fn attribute<'a>(buf: &'a [u8], ctx: Ctx<'_>) -> Result<(&'a [u8], &'a [u8]), WireError> {
+    let ctx = ctx.deeper();
     let (mut key, mut value): (&[u8], &[u8]) = (&[], &[]);
     let mut r = Reader::new(buf);
     while let Some(field) = r.next_field()? {
-        check_field(field.number, field.value, key_value_schema, depth)
-            .map_err(|e| WireError(format!("KeyValue: {}", e.0)))?;
-        match (field.number, field.value) {
-            (1, Value::Len(b)) => key = b,
-            (2, Value::Len(b)) => value = b,
-            _ => {}
-        }
+        let checked = match (field.number, field.value) {
+            (1, Value::Len(b)) => {
+                key = b;
+                ctx.check_string(1, b)
+            }
+            (2, Value::Len(b)) => {
+                value = b;
+                any_value(b, ctx.deeper()).map_err(|e| WireError(format!("AnyValue: {}", e.0)))
+            }
+            (n, v) => check_field(n, v, key_value_schema, ctx),
+        };
+        checked.map_err(|e| WireError(format!("KeyValue: {}", e.0)))?;
     }
     Ok((key, value))
+}
+
+/// An attribute's `AnyValue` checked as `check_message` would, noting a string value longer
+/// than the limit (values nested in arrays and maps are not attributes of their own).
+fn any_value(buf: &[u8], ctx: Ctx<'_>) -> Result<(), WireError> {
+    let mut r = Reader::new(buf);
+    while let Some(field) = r.next_field()? {
+        match (field.number, field.value) {
+            (1, Value::Len(b)) => ctx.check_string(1, b)?,
+            (n, v) => check_field(n, v, any_value_schema, ctx)?,
+        }
+    }
+    Ok(())
 }
 
 fn raw_len(fields: &[&[u8]]) -> usize {
@@ -414,7 +474,10 @@ fn varint_size(mut v: u64) -> usize {
 
 fn put_len_prefix(out: &mut Vec<u8>, field: u8, len: usize) {
     out.push((field << 3) | 2);
-    let mut v = len as u64;
+    put_varint(out, len as u64);
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -520,6 +583,9 @@ enum Kind {
     Bytes,
     Str,
     Msg(&'static str, Schema),
+    /// A `KeyValue` attribute of a resource, scope, span, event or link: the place where
+    /// `max_attribute_bytes` applies.
+    Attr,
     /// Not in the schema: skipped, as a decoder skips it.
     Unknown,
 }
@@ -529,18 +595,47 @@ type Schema = fn(u32) -> Kind;
 /// Nesting deeper than this (arrays and maps inside attribute values) is refused.
 const MAX_DEPTH: usize = 32;
 
-fn check_message(buf: &[u8], name: &'static str, schema: Schema, depth: usize) -> Result<(), WireError> {
-    if depth > MAX_DEPTH {
+/// What a check carries down the messages: the depth, and the attribute limit with where
+/// to note an attribute over it.
+#[derive(Clone, Copy)]
+struct Ctx<'w> {
+    depth: usize,
+    max_attr: usize,
+    over_limit: &'w Cell<bool>,
+}
+
+impl Ctx<'_> {
+    fn deeper(self) -> Self {
+        self.at(self.depth + 1)
+    }
+
+    fn at(self, depth: usize) -> Self {
+        Self { depth, ..self }
+    }
+
+    /// Checks an attribute's key or string value: UTF-8, and its length against the limit.
+    fn check_string(self, number: u32, b: &[u8]) -> Result<(), WireError> {
+        if b.len() > self.max_attr {
+            self.over_limit.set(true);
+        }
+        std::str::from_utf8(b)
+            .map(|_| ())
+            .map_err(|_| WireError(format!("field {number} is not valid UTF-8")))
+    }
+}
+
+fn check_message(buf: &[u8], name: &'static str, schema: Schema, ctx: Ctx<'_>) -> Result<(), WireError> {
+    if ctx.depth > MAX_DEPTH {
         return Err(WireError(format!("{name} nested more than {MAX_DEPTH} levels deep")));
     }
     let mut r = Reader::new(buf);
     while let Some(field) = r.next_field()? {
-        check_field(field.number, field.value, schema, depth).map_err(|e| WireError(format!("{name}: {}", e.0)))?;
+        check_field(field.number, field.value, schema, ctx).map_err(|e| WireError(format!("{name}: {}", e.0)))?;
     }
     Ok(())
 }
 
-fn check_field(number: u32, value: Value<'_>, schema: Schema, depth: usize) -> Result<(), WireError> {
+fn check_field(number: u32, value: Value<'_>, schema: Schema, ctx: Ctx<'_>) -> Result<(), WireError> {
     match (schema(number), value) {
         (Kind::Unknown, _)
         | (Kind::Varint, Value::Varint(_))
@@ -550,7 +645,8 @@ fn check_field(number: u32, value: Value<'_>, schema: Schema, depth: usize) -> R
         (Kind::Str, Value::Len(b)) => std::str::from_utf8(b)
             .map(|_| ())
             .map_err(|_| WireError(format!("field {number} is not valid UTF-8"))),
-        (Kind::Msg(name, inner), Value::Len(b)) => check_message(b, name, inner, depth + 1),
+        (Kind::Msg(name, inner), Value::Len(b)) => check_message(b, name, inner, ctx.deeper()),
+        (Kind::Attr, Value::Len(b)) => attribute(b, ctx).map(|_| ()),
         _ => Err(WireError(format!("field {number} has the wrong wire type"))),
     }
 }
@@ -577,7 +673,7 @@ fn scope_spans_schema(n: u32) -> Kind {
 
 fn resource_schema(n: u32) -> Kind {
     match n {
-        1 => Kind::Msg("KeyValue", key_value_schema),
+        1 => Kind::Attr,
         2 => Kind::Varint,
         3 => Kind::Msg("EntityRef", entity_ref_schema),
         _ => Kind::Unknown,
@@ -594,7 +690,7 @@ fn entity_ref_schema(n: u32) -> Kind {
 fn scope_schema(n: u32) -> Kind {
     match n {
         1 | 2 => Kind::Str,
-        3 => Kind::Msg("KeyValue", key_value_schema),
+        3 => Kind::Attr,
         4 => Kind::Varint,
         _ => Kind::Unknown,
     }
@@ -606,7 +702,7 @@ fn span_schema(n: u32) -> Kind {
         3 | 5 => Kind::Str,
         6 | 10 | 12 | 14 => Kind::Varint,
         7 | 8 => Kind::Fixed64,
-        9 => Kind::Msg("KeyValue", key_value_schema),
+        9 => Kind::Attr,
         11 => Kind::Msg("Span.Event", event_schema),
         13 => Kind::Msg("Span.Link", link_schema),
         15 => Kind::Msg("Status", status_schema),
@@ -619,7 +715,7 @@ fn event_schema(n: u32) -> Kind {
     match n {
         1 => Kind::Fixed64,
         2 => Kind::Str,
-        3 => Kind::Msg("KeyValue", key_value_schema),
+        3 => Kind::Attr,
         4 => Kind::Varint,
         _ => Kind::Unknown,
     }
@@ -629,7 +725,7 @@ fn link_schema(n: u32) -> Kind {
     match n {
         1 | 2 => Kind::Bytes,
         3 => Kind::Str,
-        4 => Kind::Msg("KeyValue", key_value_schema),
+        4 => Kind::Attr,
         5 => Kind::Varint,
         6 => Kind::Fixed32,
         _ => Kind::Unknown,

@@ -2,8 +2,9 @@
 //!
 //! `localEndpoint.serviceName` becomes the resource's `service.name`; `remoteEndpoint`
 //! becomes `peer.service`, `network.peer.address` and `network.peer.port`; tags are string
-//! attributes; annotations are events (an OpenTelemetry exporter's `{"name": {attributes}}`
-//! value is unpacked); `kind` is the span kind (INTERNAL when absent).
+//! attributes, or typed ones with the Collector's `parse_string_tags` ([`ZipkinOptions`]);
+//! annotations are events (an OpenTelemetry exporter's `{"name": {attributes}}` value is
+//! unpacked); `kind` is the span kind (INTERNAL when absent).
 
 use std::collections::BTreeMap;
 
@@ -72,10 +73,49 @@ pub(crate) struct Endpoint {
     pub(crate) port: Option<u16>,
 }
 
+/// The options of the Collector's zipkin receiver that change the translation.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZipkinOptions {
+    /// `parse_string_tags`: tag values that read as an integer, a float or a boolean become
+    /// attributes of that type ([`typed_tag`]); v2 tags and v1 JSON binary annotations, not
+    /// v1 Thrift ones, which carry their own types (as in the Collector).
+    pub parse_string_tags: bool,
+}
+
+/// A tag value typed as the Collector's zipkin receiver types it under `parse_string_tags`:
+/// `-?[0-9]+` is an integer (out of the 64-bit range: the nearest bound, as Go's `ParseInt`
+/// gives it), `-?[0-9]+\.[0-9]+` a double, `true` or `false` a boolean; anything else,
+/// including `+1`, `1e3`, `.5`, `True` or surrounding spaces, stays a string.
+pub fn typed_tag(value: String) -> AnyValue {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let (negative, unsigned) = match value.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, value.as_str()),
+    };
+    let typed = if digits(unsigned) {
+        let bound = if negative { i64::MIN } else { i64::MAX };
+        Some(any_value::Value::IntValue(value.parse().unwrap_or(bound)))
+    } else if unsigned
+        .split_once('.')
+        .is_some_and(|(whole, fraction)| digits(whole) && digits(fraction))
+    {
+        value.parse().ok().map(any_value::Value::DoubleValue)
+    } else {
+        match value.as_str() {
+            "true" => Some(any_value::Value::BoolValue(true)),
+            "false" => Some(any_value::Value::BoolValue(false)),
+            _ => None,
+        }
+    };
+    AnyValue {
+        value: Some(typed.unwrap_or(any_value::Value::StringValue(value))),
+    }
+}
+
 /// A Zipkin v2 JSON array of spans as an OTLP request.
-pub fn from_json(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
+pub fn from_json(body: &[u8], options: ZipkinOptions) -> Result<ExportTraceServiceRequest, ReceiveError> {
     let spans = json_spans(body, "Zipkin v2 JSON span list", json_span)?;
-    Ok(translate(spans))
+    Ok(translate(spans, options))
 }
 
 /// A JSON array of `J` (a Zipkin span in one version's model), each converted by `convert`;
@@ -233,11 +273,11 @@ mod proto {
 }
 
 /// A Zipkin v2 protobuf `ListOfSpans` as an OTLP request.
-pub fn from_protobuf(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
+pub fn from_protobuf(body: &[u8], options: ZipkinOptions) -> Result<ExportTraceServiceRequest, ReceiveError> {
     let list = proto::ListOfSpans::decode(body)
         .map_err(|e| ReceiveError::invalid(format!("not a Zipkin v2 protobuf ListOfSpans: {e}")))?;
     let spans = each_span(list.spans, proto_span)?;
-    Ok(translate(spans))
+    Ok(translate(spans, options))
 }
 
 fn proto_span(s: proto::Span) -> Result<ZipkinSpan, ReceiveError> {
@@ -284,7 +324,7 @@ fn ip_text(bytes: &[u8]) -> Option<String> {
     }
 }
 
-fn translate(spans: Vec<ZipkinSpan>) -> ExportTraceServiceRequest {
+fn translate(spans: Vec<ZipkinSpan>, options: ZipkinOptions) -> ExportTraceServiceRequest {
     let mut builder = RequestBuilder::default();
     for s in spans {
         let service = s.service.clone().unwrap_or_else(|| UNKNOWN_SERVICE.to_string());
@@ -293,6 +333,18 @@ fn translate(spans: Vec<ZipkinSpan>) -> ExportTraceServiceRequest {
         otlp::take(&mut attributes, "service.name");
         let scope = otlp::take_scope(&mut attributes);
         let status = otlp::take_status(&mut attributes);
+        // The tags left are the span's attributes (the Collector types them after taking
+        // the status from the tags as sent).
+        if options.parse_string_tags {
+            for kv in &mut attributes {
+                if let Some(AnyValue {
+                    value: Some(any_value::Value::StringValue(text)),
+                }) = &mut kv.value
+                {
+                    kv.value = Some(typed_tag(std::mem::take(text)));
+                }
+            }
+        }
         endpoint_attributes(
             &mut attributes,
             s.local,

@@ -57,20 +57,20 @@ fn check_recorded(request: &ExportTraceServiceRequest, service_name: &str) {
 
 #[test]
 fn recorded_otel_python_json_export_maps_by_the_conventions() {
-    let request = from_json(include_bytes!("../fixtures/zipkin_v2.json")).unwrap();
+    let request = from_json(include_bytes!("../fixtures/zipkin_v2.json"), ZipkinOptions::default()).unwrap();
     check_recorded(&request, "zipkin-json-shop");
 }
 
 #[test]
 fn recorded_otel_python_protobuf_export_maps_by_the_conventions() {
-    let request = from_protobuf(include_bytes!("../fixtures/zipkin_v2.pb")).unwrap();
+    let request = from_protobuf(include_bytes!("../fixtures/zipkin_v2.pb"), ZipkinOptions::default()).unwrap();
     check_recorded(&request, "zipkin-proto-shop");
 }
 
 #[test]
 fn ids_64_bit_trace_ids_are_left_padded_and_bad_ids_name_the_span_and_field() {
     let body = br#"[{"traceId":"463ac35c9f6413ad","id":"a2fb4a1d1a96d312","name":"x","timestamp":1,"duration":2,"kind":"PRODUCER","localEndpoint":{"serviceName":"a"},"remoteEndpoint":{"serviceName":"db","ipv4":"10.0.0.1","port":5432},"tags":{"error":"true"}}]"#;
-    let request = from_json(body).unwrap();
+    let request = from_json(body, ZipkinOptions::default()).unwrap();
     let span = spans(&request)[0];
     assert_eq!(hex::encode(&span.trace_id), "0000000000000000463ac35c9f6413ad");
     assert!(span.parent_span_id.is_empty(), "no parentId: a root");
@@ -88,20 +88,90 @@ fn ids_64_bit_trace_ids_are_left_padded_and_bad_ids_name_the_span_and_field() {
     );
     assert_eq!(attr(span, "network.peer.port"), Some(&Value::IntValue(5432)));
 
-    let bad = from_json(br#"[{"traceId":"1","id":"a"},{"traceId":"xyz","id":"a"}]"#).unwrap_err();
+    let bad = from_json(
+        br#"[{"traceId":"1","id":"a"},{"traceId":"xyz","id":"a"}]"#,
+        ZipkinOptions::default(),
+    )
+    .unwrap_err();
     assert!(bad.to_string().contains("span 1: traceId \"xyz\""), "{bad}");
-    let v1 = from_json(br#"[{"traceId":"1","id":"a","binaryAnnotations":[]}]"#).unwrap_err();
+    let v1 = from_json(
+        br#"[{"traceId":"1","id":"a","binaryAnnotations":[]}]"#,
+        ZipkinOptions::default(),
+    )
+    .unwrap_err();
     assert!(v1.to_string().contains("Zipkin v1"), "{v1}");
-    let not_json = from_json(b"{").unwrap_err();
+    let not_json = from_json(b"{", ZipkinOptions::default()).unwrap_err();
     assert!(not_json.to_string().contains("Zipkin v2 JSON"), "{not_json}");
 }
 
 #[test]
 fn spans_without_a_local_service_are_unknown_service_and_services_are_separate_resources() {
     let body = br#"[{"traceId":"1","id":"1"},{"traceId":"1","id":"2","parentId":"1","localEndpoint":{"serviceName":"b"}},{"traceId":"1","id":"3","localEndpoint":{"serviceName":"b"},"tags":{"otel.status_code":"OK"}}]"#;
-    let request = from_json(body).unwrap();
+    let request = from_json(body, ZipkinOptions::default()).unwrap();
     assert_eq!(service(&request), [UNKNOWN_SERVICE, "b"]);
     let ok = spans(&request)[2];
     assert_eq!(ok.status.as_ref().unwrap().code, status::StatusCode::Ok as i32);
     assert_eq!(spans(&request)[1].parent_span_id, [0, 0, 0, 0, 0, 0, 0, 1]);
+}
+
+/// The Collector's `DetermineValueType` patterns and Go's parsers, case by case.
+#[test]
+fn string_tags_are_typed_as_the_collector_types_them() {
+    let typed = |text: &str| typed_tag(text.to_string()).value.unwrap();
+    for (text, value) in [
+        ("42", Value::IntValue(42)),
+        ("-7", Value::IntValue(-7)),
+        ("007", Value::IntValue(7)),
+        ("-0", Value::IntValue(0)),
+        ("9223372036854775808", Value::IntValue(i64::MAX)),
+        ("-99999999999999999999", Value::IntValue(i64::MIN)),
+        ("12.5", Value::DoubleValue(12.5)),
+        ("-0.25", Value::DoubleValue(-0.25)),
+        ("3.000", Value::DoubleValue(3.0)),
+        ("true", Value::BoolValue(true)),
+        ("false", Value::BoolValue(false)),
+    ] {
+        assert_eq!(typed(text), value, "{text:?}");
+    }
+    for text in [
+        "", "+1", "1.", ".5", "1e3", "1.2.3", "0x10", " 1", "1\n", "١٢", "True", "TRUE", "t", "NaN", "inf",
+    ] {
+        assert_eq!(typed(text), Value::StringValue(text.into()), "{text:?}");
+    }
+}
+
+/// With `parse_string_tags`, the recorded export's tags come out typed, in both encodings;
+/// the status still comes from the tags as sent; without it they stay strings.
+#[test]
+fn parse_string_tags_types_the_attributes_of_both_encodings() {
+    let parsing = ZipkinOptions {
+        parse_string_tags: true,
+    };
+    for request in [
+        from_json(include_bytes!("../fixtures/zipkin_v2.json"), parsing).unwrap(),
+        from_protobuf(include_bytes!("../fixtures/zipkin_v2.pb"), parsing).unwrap(),
+    ] {
+        let spans = spans(&request);
+        let by_name = |n: &str| *spans.iter().find(|s| s.name == n).unwrap();
+        let (root, charge) = (by_name("GET /checkout"), by_name("charge"));
+        assert_eq!(attr(charge, "retry"), Some(&Value::BoolValue(true)));
+        assert_eq!(attr(charge, "amount"), Some(&Value::DoubleValue(12.5)));
+        assert_eq!(attr(root, "http.status_code"), Some(&Value::IntValue(200)));
+        assert_eq!(
+            attr(charge, "peer.service"),
+            Some(&Value::StringValue("payments".into()))
+        );
+        assert_eq!(
+            attr(charge, "telemetry.sdk.version"),
+            Some(&Value::StringValue("1.21.0".into()))
+        );
+        let status = charge.status.as_ref().unwrap();
+        assert_eq!(
+            (status.code, status.message.as_str()),
+            (status::StatusCode::Error as i32, "declined")
+        );
+    }
+    let plain = from_json(include_bytes!("../fixtures/zipkin_v2.json"), ZipkinOptions::default()).unwrap();
+    let charge = *spans(&plain).iter().find(|s| s.name == "charge").unwrap();
+    assert_eq!(attr(charge, "amount"), Some(&Value::StringValue("12.5".into())));
 }

@@ -10,7 +10,7 @@
 //!   `timestamp` (then `timestamp` + `duration`); with neither the span starts and ends at
 //!   receipt and carries `otel.zipkin.absentField.startTime: true`;
 //! - other annotations are events; binary annotations are string attributes (`lc` becomes
-//!   `component`);
+//!   `component`), in JSON typed by `parse_string_tags` as in v2 (`zipkin::typed_tag`);
 //! - the status comes from `census.status_code` (0 OK, else ERROR), else `otel.status_code`
 //!   (0/1/2 or UNSET/OK/ERROR), else `error` (ERROR), else `http.status_code` (ERROR unless
 //!   100-399); its message from `census.status_description`, `otel.status_description` or
@@ -28,7 +28,7 @@ use legato_proto::trace::{Span, Status, span, status};
 use serde::Deserialize;
 
 use crate::otlp::{self, RequestBuilder, kv, string_value};
-use crate::zipkin::{Endpoint, endpoint_attributes, json_ids, json_spans, json_text};
+use crate::zipkin::{Endpoint, ZipkinOptions, endpoint_attributes, json_ids, json_spans, json_text, typed_tag};
 use crate::{ExportTraceServiceRequest, ReceiveError, UNKNOWN_SERVICE};
 
 #[path = "zipkin_v1_thrift.rs"]
@@ -112,9 +112,9 @@ pub(crate) struct V1Span {
 }
 
 /// A Zipkin v1 JSON array of spans as an OTLP request; spans without any time start at
-/// `now_unix_nano`.
-pub fn from_json(body: &[u8]) -> Result<ExportTraceServiceRequest, ReceiveError> {
-    from_json_at(body, now_unix_nano())
+/// receipt.
+pub fn from_json(body: &[u8], options: ZipkinOptions) -> Result<ExportTraceServiceRequest, ReceiveError> {
+    from_json_at(body, options, now_unix_nano())
 }
 
 pub(crate) fn now_unix_nano() -> u64 {
@@ -124,8 +124,21 @@ pub(crate) fn now_unix_nano() -> u64 {
         .unwrap_or(0)
 }
 
-pub(crate) fn from_json_at(body: &[u8], now_unix_nano: u64) -> Result<ExportTraceServiceRequest, ReceiveError> {
-    let spans = json_spans(body, "Zipkin v1 JSON span list", json_span)?;
+pub(crate) fn from_json_at(
+    body: &[u8],
+    options: ZipkinOptions,
+    now_unix_nano: u64,
+) -> Result<ExportTraceServiceRequest, ReceiveError> {
+    let mut spans = json_spans(body, "Zipkin v1 JSON span list", json_span)?;
+    if options.parse_string_tags {
+        // Before the translation reads them, as the Collector parses each value first; the
+        // address annotations' `true` is read by its endpoint, not its value.
+        for b in spans.iter_mut().flat_map(|s| &mut s.binary_annotations) {
+            if let Some(any_value::Value::StringValue(text)) = &mut b.value.value {
+                b.value = typed_tag(std::mem::take(text));
+            }
+        }
+    }
     Ok(translate(spans, now_unix_nano))
 }
 

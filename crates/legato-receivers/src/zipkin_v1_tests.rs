@@ -3,6 +3,7 @@ use legato_proto::trace::{span, status};
 
 use super::*;
 use crate::otlp::test_util::{attr, spans};
+use crate::zipkin::ZipkinOptions;
 
 const NOW: u64 = 1_800_000_000_000_000_000;
 
@@ -73,7 +74,12 @@ fn check_recorded(request: &ExportTraceServiceRequest, service: &str, trace_id: 
 
 #[test]
 fn recorded_py_zipkin_v1_json_maps_by_the_collectors_conventions() {
-    let request = from_json_at(include_bytes!("../fixtures/zipkin_v1.json"), NOW).unwrap();
+    let request = from_json_at(
+        include_bytes!("../fixtures/zipkin_v1.json"),
+        ZipkinOptions::default(),
+        NOW,
+    )
+    .unwrap();
     check_recorded(&request, "zipkin-v1-json-shop", "00000000000000006b221d5bc9e6496c");
 }
 
@@ -119,7 +125,12 @@ fn typed_thrift_binary_annotations_are_typed_attributes() {
 
 #[test]
 fn a_brave_style_v1_trace_maps_by_the_collectors_conventions() {
-    let request = from_json_at(include_bytes!("../fixtures/zipkin_v1_brave.json"), NOW).unwrap();
+    let request = from_json_at(
+        include_bytes!("../fixtures/zipkin_v1_brave.json"),
+        ZipkinOptions::default(),
+        NOW,
+    )
+    .unwrap();
     // Core annotations' endpoints are resources; the local span's service comes from its
     // `lc` annotation's endpoint, with no address: another resource, as in the Collector.
     assert_eq!(request.resource_spans.len(), 3);
@@ -198,7 +209,7 @@ fn service_falls_back_to_the_local_component_then_unknown_and_missing_times_are_
         {"traceId":"1","id":"1","name":"a","binaryAnnotations":[{"key":"lc","value":"cache"}]},
         {"traceId":"1","id":"2","name":"b"}
     ]"#;
-    let request = from_json_at(body, NOW).unwrap();
+    let request = from_json_at(body, ZipkinOptions::default(), NOW).unwrap();
     assert_eq!(resource(&request, 0), pairs(&[("service.name", "cache")]));
     assert_eq!(resource(&request, 1), pairs(&[("service.name", UNKNOWN_SERVICE)]));
     let b = spans(&request)[1];
@@ -211,7 +222,7 @@ fn service_falls_back_to_the_local_component_then_unknown_and_missing_times_are_
 fn status_tags_are_trusted_in_the_collectors_order() {
     let status_of = |tags: &str| {
         let body = format!(r#"[{{"traceId":"1","id":"1","timestamp":1,"binaryAnnotations":[{tags}]}}]"#);
-        let request = from_json_at(body.as_bytes(), NOW).unwrap();
+        let request = from_json_at(body.as_bytes(), ZipkinOptions::default(), NOW).unwrap();
         let span = spans(&request)[0].clone();
         let kept: Vec<String> = span.attributes.iter().map(|a| a.key.clone()).collect();
         let status = span.status.map(|s| (s.code, s.message));
@@ -247,7 +258,11 @@ fn status_tags_are_trusted_in_the_collectors_order() {
 
 #[test]
 fn bad_bodies_name_the_span_and_field_and_v2_spans_are_sent_on() {
-    let message = |body: &[u8]| from_json_at(body, NOW).unwrap_err().to_string();
+    let message = |body: &[u8]| {
+        from_json_at(body, ZipkinOptions::default(), NOW)
+            .unwrap_err()
+            .to_string()
+    };
     let bad_id = message(br#"[{"traceId":"1","id":"1"},{"traceId":"1","id":"xyz"}]"#);
     assert!(bad_id.contains("span 1: id \"xyz\""), "{bad_id}");
     let missing = message(br#"[{"id":"1"}]"#);
@@ -259,4 +274,34 @@ fn bad_bodies_name_the_span_and_field_and_v2_spans_are_sent_on() {
     );
     let v2 = message(br#"[{"traceId":"1","id":"1","localEndpoint":{"serviceName":"a"}}]"#);
     assert!(v2.contains("/api/v2/spans"), "{v2}");
+}
+
+/// With `parse_string_tags`, v1 JSON binary annotations are typed as v2 tags are, before the
+/// status and service are read from them.
+#[test]
+fn parse_string_tags_types_v1_json_binary_annotations() {
+    let body = br#"[{"traceId":"1","id":"1","timestamp":1,"binaryAnnotations":[
+        {"key":"http.status_code","value":"503"},
+        {"key":"retry","value":"true"},
+        {"key":"ratio","value":"0.5"},
+        {"key":"lc","value":"cache"},
+        {"key":"version","value":"1.2.3"}
+    ]}]"#;
+    let parsing = ZipkinOptions {
+        parse_string_tags: true,
+    };
+    let request = from_json_at(body, parsing, NOW).unwrap();
+    let span = spans(&request)[0];
+    assert_eq!(attr(span, "http.status_code"), Some(&Value::IntValue(503)));
+    assert_eq!(attr(span, "retry"), Some(&Value::BoolValue(true)));
+    assert_eq!(attr(span, "ratio"), Some(&Value::DoubleValue(0.5)));
+    assert_eq!(attr(span, "component"), Some(&Value::StringValue("cache".into())));
+    assert_eq!(attr(span, "version"), Some(&Value::StringValue("1.2.3".into())));
+    assert_eq!(span.status.as_ref().unwrap().code, status::StatusCode::Error as i32);
+    assert_eq!(resource(&request, 0), pairs(&[("service.name", "cache")]));
+
+    let plain = from_json_at(body, ZipkinOptions::default(), NOW).unwrap();
+    let span = spans(&plain)[0];
+    assert_eq!(attr(span, "http.status_code"), Some(&Value::StringValue("503".into())));
+    assert_eq!(attr(span, "retry"), Some(&Value::StringValue("true".into())));
 }

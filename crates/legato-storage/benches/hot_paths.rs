@@ -101,7 +101,7 @@ fn benches(c: &mut Criterion) {
     // What the distributor does instead of decoding: check every field and cut the export
     // into per-trace segments straight from the wire format.
     g.bench_function("split_by_trace_on_wire", |b| {
-        b.iter(|| legato_proto::wire::split_request(wire.as_slice()).unwrap())
+        b.iter(|| legato_proto::wire::split_request(wire.as_slice(), 0).unwrap())
     });
     g.finish();
 

@@ -252,7 +252,8 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         clock.clone(),
         distributor_metrics,
     )
-    .with_sampling(cfg.sampling_lookup()?);
+    .with_sampling(cfg.sampling_lookup()?)
+    .with_max_attribute_bytes(cfg.distributor.max_attribute_bytes);
     match (&cluster, &generator) {
         // Microservices mode: each trace's spans go to the generator that owns its id.
         (Some(cluster), _) if roles.distributor => {
@@ -282,6 +283,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         query_end_cutoff: cfg.query_frontend.query_end_cutoff,
         query_timeout: cfg.querier.search.query_timeout,
         trace_by_id_timeout: cfg.querier.trace_by_id.query_timeout,
+        max_bytes_per_trace: cfg.overrides.defaults.global.max_bytes_per_trace,
         auth: cfg.auth.load()?,
         max_concurrent_queries_per_tenant: cfg.query_frontend.max_concurrent_queries_per_tenant,
         tenant_queries: parking_lot::Mutex::default(),

@@ -246,10 +246,22 @@ impl Default for ServerConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributorConfig {
     pub receivers: ReceiversConfig,
+    /// Attribute keys and string values longer than this many bytes are cut to it (Tempo's
+    /// key and default); 0 = no limit.
+    pub max_attribute_bytes: usize,
+}
+
+impl Default for DistributorConfig {
+    fn default() -> Self {
+        Self {
+            receivers: ReceiversConfig::default(),
+            max_attribute_bytes: 2048,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

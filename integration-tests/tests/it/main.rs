@@ -11,6 +11,7 @@ mod durability;
 mod generator;
 mod object_stores;
 mod operations;
+mod oversize;
 mod response_shapes;
 mod retention;
 mod s3;

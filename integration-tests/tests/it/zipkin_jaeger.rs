@@ -40,6 +40,11 @@ struct Receivers {
 }
 
 fn start(dir: &std::path::Path) -> (Legato, Receivers) {
+    start_with(dir, "")
+}
+
+/// `zipkin_options`: more keys of the Zipkin receiver, each line indented by 6 spaces.
+fn start_with(dir: &std::path::Path, zipkin_options: &str) -> (Legato, Receivers) {
     let receivers = Receivers {
         zipkin: free_port(),
         thrift_http: free_port(),
@@ -51,7 +56,7 @@ fn start(dir: &std::path::Path) -> (Legato, Receivers) {
     let yaml = config_yaml(ports, dir, None, "").replacen(
         "distributor:\n  receivers:\n",
         &format!(
-            "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{}\n    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n        thrift_binary:\n          endpoint: 127.0.0.1:{}\n        grpc:\n          endpoint: 127.0.0.1:{}\n",
+            "distributor:\n  receivers:\n    zipkin:\n      endpoint: 127.0.0.1:{}\n{zipkin_options}    jaeger:\n      protocols:\n        thrift_http:\n          endpoint: 127.0.0.1:{}\n        thrift_compact:\n          endpoint: 127.0.0.1:{}\n        thrift_binary:\n          endpoint: 127.0.0.1:{}\n        grpc:\n          endpoint: 127.0.0.1:{}\n",
             receivers.zipkin, receivers.thrift_http, receivers.thrift_compact, receivers.thrift_binary, receivers.grpc
         ),
         1,
@@ -189,6 +194,54 @@ async fn zipkin_v2_json_and_protobuf_from_an_otel_exporter_read_back_as_otlp() {
     assert!(body.contains("/api/v1/spans"), "{body}");
     let (code, body) = post(&client, &url, "text/plain", b"[]".to_vec(), false).await;
     assert_eq!(code, 415, "{body}");
+}
+
+/// With the Collector's `parse_string_tags`, string tags that read as numbers or booleans
+/// come back typed from Zipkin v2 (JSON and protobuf) and v1 JSON; v1 Thrift's binary
+/// annotations keep the types they were sent with, as in the Collector.
+#[tokio::test]
+async fn zipkin_parse_string_tags_types_the_tags() {
+    let dir = tempfile::tempdir().unwrap();
+    let (legato, receivers) = start_with(dir.path(), "      parse_string_tags: true\n");
+    let client = reqwest::Client::new();
+    let v2 = format!("http://127.0.0.1:{}/api/v2/spans", receivers.zipkin);
+    let v1 = format!("http://127.0.0.1:{}/api/v1/spans", receivers.zipkin);
+    let sent = [
+        post(&client, &v2, "application/json", ZIPKIN_JSON.to_vec(), false).await,
+        post(&client, &v2, "application/x-protobuf", ZIPKIN_PROTO.to_vec(), false).await,
+        post(&client, &v1, "application/json", ZIPKIN_V1_JSON.to_vec(), false).await,
+        post(&client, &v1, "application/x-thrift", ZIPKIN_V1_THRIFT.to_vec(), false).await,
+    ];
+    for (code, body) in sent {
+        assert_eq!(code, 202, "{body}");
+    }
+    for (trace, service) in [
+        (ZIPKIN_JSON_TRACE, "zipkin-json-shop"),
+        (ZIPKIN_PROTO_TRACE, "zipkin-proto-shop"),
+    ] {
+        let batches = read_trace(&client, &legato, trace).await;
+        check_trace(&batches, service, true);
+        let spans: Vec<&Span> = batches[0].scope_spans.iter().flat_map(|s| &s.spans).collect();
+        let charge = spans.iter().find(|s| s.name == "charge").unwrap();
+        assert_eq!(attr(&charge.attributes, "amount"), Some(&Value::DoubleValue(12.5)));
+        let root = spans.iter().find(|s| s.name == "GET /checkout").unwrap();
+        assert_eq!(attr(&root.attributes, "http.status_code"), Some(&Value::IntValue(200)));
+    }
+    let retry = |batches: &[ResourceSpans]| {
+        let charge = batches
+            .iter()
+            .flat_map(|b| &b.scope_spans)
+            .flat_map(|s| &s.spans)
+            .find(|s| s.name == "charge")
+            .unwrap();
+        attr(&charge.attributes, "retry").cloned()
+    };
+    let v1_json = read_trace(&client, &legato, ZIPKIN_V1_JSON_TRACE).await;
+    check_v1_trace(&v1_json, "zipkin-v1-json-shop");
+    assert_eq!(retry(&v1_json), Some(Value::BoolValue(true)));
+    let v1_thrift = read_trace(&client, &legato, ZIPKIN_V1_THRIFT_TRACE).await;
+    check_v1_trace(&v1_thrift, "zipkin-v1-thrift-shop");
+    assert_eq!(retry(&v1_thrift), Some(Value::StringValue("true".into())));
 }
 
 /// The recorded py_zipkin trace (see the fixtures' README) as the Collector's v1

@@ -29,7 +29,7 @@ pub(super) async fn start<'a>(
         tracing::info!(endpoint = %zipkin.endpoint, tls = zipkin.tls.enabled(), "Zipkin receiver listening");
         http.push((
             listener,
-            legato_api::zipkin(state.clone()),
+            legato_api::zipkin(state.clone(), zipkin.options()),
             &zipkin.tls,
             "distributor.receivers.zipkin.tls",
         ));

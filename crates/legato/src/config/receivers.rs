@@ -57,7 +57,6 @@ macro_rules! default_ports {
 }
 
 default_ports!(
-    ZipkinPort = 9411,
     JaegerGrpcPort = 14250,
     JaegerThriftHttpPort = 14268,
     JaegerThriftCompactPort = 6831,
@@ -65,7 +64,35 @@ default_ports!(
 );
 
 /// `distributor.receivers.zipkin`: `POST /api/v2/spans` and `POST /api/v1/spans`.
-pub type ZipkinReceiverConfig = ReceiverEndpoint<ZipkinPort>;
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ZipkinReceiverConfig {
+    pub endpoint: String,
+    /// The Collector's receiver `tls` block.
+    #[serde(skip_serializing_if = "TlsServerConfig::is_unset")]
+    pub tls: TlsServerConfig,
+    /// The Collector's option: tag values that read as an integer, a float or a boolean
+    /// become attributes of that type (v2 tags, v1 JSON binary annotations).
+    pub parse_string_tags: bool,
+}
+
+impl Default for ZipkinReceiverConfig {
+    fn default() -> Self {
+        Self {
+            endpoint: "0.0.0.0:9411".into(),
+            tls: TlsServerConfig::default(),
+            parse_string_tags: false,
+        }
+    }
+}
+
+impl ZipkinReceiverConfig {
+    pub fn options(&self) -> legato_receivers::zipkin::ZipkinOptions {
+        legato_receivers::zipkin::ZipkinOptions {
+            parse_string_tags: self.parse_string_tags,
+        }
+    }
+}
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -197,6 +224,10 @@ mod tests {
         cfg.validate().unwrap();
         let receivers = &cfg.distributor.receivers;
         assert_eq!(receivers.zipkin.as_ref().unwrap().endpoint, "0.0.0.0:9411");
+        assert!(
+            !receivers.zipkin.as_ref().unwrap().options().parse_string_tags,
+            "off by default"
+        );
         let protocols = &receivers.jaeger.as_ref().unwrap().protocols;
         assert_eq!(protocols.thrift_http.as_ref().unwrap().endpoint, "0.0.0.0:14268");
         assert_eq!(protocols.thrift_compact.as_ref().unwrap().endpoint, "127.0.0.1:7000");
@@ -222,8 +253,20 @@ mod tests {
             "multitenancy_enabled: true\ndistributor:\n  receivers:\n    jaeger:\n      protocols:\n        thrift_binary:\n",
         );
         assert!(udp.contains("thrift_binary") && udp.contains("tenant"), "{udp}");
-        let unknown = refused("distributor:\n  receivers:\n    zipkin:\n      parse_string_tags: true\n");
-        assert!(unknown.contains("parse_string_tags"), "{unknown}");
+        let unknown = refused("distributor:\n  receivers:\n    zipkin:\n      parse_tags: true\n");
+        assert!(unknown.contains("parse_tags"), "{unknown}");
+    }
+
+    /// The Collector's zipkin receiver option, read and shown.
+    #[test]
+    fn zipkin_takes_parse_string_tags() {
+        let cfg =
+            Config::from_yaml("distributor:\n  receivers:\n    zipkin:\n      parse_string_tags: true\n").unwrap();
+        cfg.validate().unwrap();
+        let zipkin = cfg.distributor.receivers.zipkin.as_ref().unwrap();
+        assert!(zipkin.options().parse_string_tags);
+        assert_eq!(zipkin.endpoint, "0.0.0.0:9411");
+        assert!(cfg.masked_yaml().contains("parse_string_tags: true"));
     }
 
     #[test]
