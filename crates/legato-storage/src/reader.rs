@@ -228,12 +228,13 @@ pub(crate) async fn guarded<T>(block: BlockId, read: impl std::future::Future<Ou
 
 /// Bytes read from the end of a block's data file to load its footer: the footer and, in the
 /// same request, the page index written just before it (1.3–1.5 times the footer's size in
-/// one-row-group bench blocks). Too small only costs a second request for the page index.
+/// one-row-group bench blocks, ~3 times with row groups of 32,768 spans, whose 32 pages per
+/// column each have an entry). Too small only costs a second request for the page index.
 fn footer_prefetch(meta: &BlockMeta) -> usize {
     meta.footer_size.saturating_mul(PAGE_INDEX_PREFETCH).min(meta.data_size) as usize
 }
 
-const PAGE_INDEX_PREFETCH: u64 = 4;
+const PAGE_INDEX_PREFETCH: u64 = 8;
 
 /// Leaf column index of the trace id (the first column of the schema).
 const TRACE_ID_LEAF: usize = 0;
@@ -464,24 +465,31 @@ pub(crate) mod tests {
     #[tokio::test]
     async fn a_lookup_selects_only_the_pages_holding_the_trace() {
         let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-        // 2,000 traces of 6 spans: row groups of 8,192 rows, pages of 1,024.
+        // 6,000 traces of 6 spans: row groups of 32,768 rows cut after a whole trace (the
+        // first ends with trace 5,461 at row 32,772), pages of 1,024.
         let block = encode_block(
             &TenantId::single(),
             BlockId::random(),
-            (0..2000).map(trace).collect(),
+            (0..6000).map(trace).collect(),
             1,
         )
         .unwrap();
+        assert_eq!(block.meta.row_groups, 2);
         write_block(&store, &block).await.unwrap();
         let reader = BlockReader::new(store, StorageMetrics::default());
         let (_, footer) = reader.open(&block.meta).await.unwrap();
         let metadata = footer.metadata();
         assert!(metadata.page_index().is_some(), "page index loaded with the footer");
+        assert_eq!(
+            metadata.row_group(0).num_rows(),
+            32_772,
+            "the group ends after a whole trace"
+        );
         // Trace 10: rows 60..66, in the first page. Trace 170: rows 1020..1026, across the first
-        // two pages. Trace 1999: the last rows of the second row group (3,808 rows).
-        for (n, pages) in [(10u32, 1..=1024), (170, 1025..=2048), (1999, 1..=1024)] {
+        // two pages. Trace 5999: the last rows of the second row group (3,228 rows).
+        for (n, pages) in [(10u32, 1..=1024), (170, 1025..=2048), (5999, 1..=1024)] {
             let t = trace(n);
-            let row_groups: Vec<usize> = if n < 1365 { vec![0] } else { vec![1] };
+            let row_groups: Vec<usize> = if n < 5462 { vec![0] } else { vec![1] };
             let selection = trace_pages(metadata, &row_groups, &t.id);
             assert!(pages.contains(&selection.row_count()), "trace {n}: {selection:?}");
             let found = reader.find_trace(&block.meta, &t.id).await.unwrap();

@@ -1,6 +1,6 @@
 //! Object-store requests of trace lookups, counted by the instrumented store: with warm
-//! caches a candidate block costs one ranged GET (two when the trace straddles row groups),
-//! and blocks whose bloom filter excludes the trace cost nothing.
+//! caches a candidate block costs one ranged GET (row groups end after a whole trace), and
+//! blocks whose bloom filter excludes the trace cost nothing.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::collections::BTreeMap;
@@ -14,7 +14,7 @@ use legato_storage::metrics::StorageMetrics;
 use legato_storage::object_store::memory::InMemory;
 use legato_storage::{BlockMeta, BlockReader, Blocklist, OpLabels, TraceInput, encode_block, instrument, write_block};
 
-const TRACES_PER_BLOCK: u32 = 2000;
+const TRACES_PER_BLOCK: u32 = 6000;
 const SPANS_PER_TRACE: u8 = 6;
 
 fn trace_id(n: u32) -> TraceId {
@@ -110,7 +110,7 @@ async fn warm_lookups_cost_one_ranged_get_per_candidate_block() {
     let store = instrument(Arc::new(InMemory::new()), &metrics);
     let tenant = TenantId::single();
 
-    // Three blocks of 2,000 traces each (two row groups per block), disjoint trace ids.
+    // Three blocks of 6,000 traces each (two row groups per block), disjoint trace ids.
     for b in 0..3u32 {
         let traces = (b * TRACES_PER_BLOCK..(b + 1) * TRACES_PER_BLOCK).map(trace).collect();
         let block = encode_block(&tenant, BlockId::random(), traces, 1).unwrap();
@@ -153,7 +153,7 @@ async fn warm_lookups_cost_one_ranged_get_per_candidate_block() {
     for n in (0..3 * TRACES_PER_BLOCK).step_by(97) {
         lookup(&reader, &blocks, n).await;
     }
-    for n in [11, 2500, 5999] {
+    for n in [11, 7500, 17999] {
         let before = snapshot(&metrics);
         let (candidates0, row_groups0) = (metrics.candidate_blocks.get(), metrics.block_reads.get());
         assert_eq!(lookup(&reader, &blocks, n).await, usize::from(SPANS_PER_TRACE));
@@ -169,13 +169,18 @@ async fn warm_lookups_cost_one_ranged_get_per_candidate_block() {
         assert!(candidates >= 1, "trace {n}");
     }
 
-    // A trace cut by a row-group boundary (row 8192 of its block) reads both row groups:
-    // two requests for its block, still within two per candidate block.
-    let straddling = 8192 / u32::from(SPANS_PER_TRACE);
+    // The last trace of a block's first row group (rows 32,766..32,772: the group was cut
+    // after it, not at row 32,768) reads that row group only.
+    let last_of_group = 32_768 / u32::from(SPANS_PER_TRACE);
     let before = snapshot(&metrics);
-    assert_eq!(lookup(&reader, &blocks, straddling).await, usize::from(SPANS_PER_TRACE));
+    let row_groups0 = metrics.block_reads.get();
+    assert_eq!(
+        lookup(&reader, &blocks, last_of_group).await,
+        usize::from(SPANS_PER_TRACE)
+    );
     let warm = delta(&before, &snapshot(&metrics));
-    assert_eq!(warm.into_iter().collect::<Vec<_>>(), vec![("get_range", 2)]);
+    assert_eq!(warm.into_iter().collect::<Vec<_>>(), vec![("get_range", 1)]);
+    assert_eq!(metrics.block_reads.get() - row_groups0, 1);
 
     // A trace no block holds costs nothing once the bloom filters are cached (unless a
     // filter's false positive makes a block a candidate; then statistics prune it here).

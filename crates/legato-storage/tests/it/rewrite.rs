@@ -56,8 +56,9 @@ fn trace(n: u32, spans: u8) -> TraceInput {
 async fn streams_every_trace_once_across_batches_and_row_groups() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let tenant = TenantId::single();
-    // 7 spans per trace against 8192-row batches and row groups: many traces straddle them.
-    let traces: Vec<TraceInput> = (0..3000).map(|n| trace(n, 7)).collect();
+    // 7 spans per trace against 2048-row batches: many traces straddle them; and more than
+    // one row group (32,768 rows each).
+    let traces: Vec<TraceInput> = (0..5000).map(|n| trace(n, 7)).collect();
     let block = encode_block(&tenant, BlockId::random(), traces.clone(), 1).unwrap();
     assert!(block.meta.row_groups > 1);
     write_block(&store, &block).await.unwrap();

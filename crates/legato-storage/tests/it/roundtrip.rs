@@ -96,11 +96,11 @@ fn trace(n: u32, spans: u8) -> TraceInput {
 async fn roundtrip(store: Arc<dyn ObjectStore>) {
     let tenant = TenantId::single();
     // Enough traces for several row groups.
-    let traces: Vec<TraceInput> = (0..2000).map(|n| trace(n, 6)).collect();
+    let traces: Vec<TraceInput> = (0..6000).map(|n| trace(n, 6)).collect();
     let expected = traces[1234].clone();
     let block = encode_block(&tenant, BlockId::random(), traces, 1).unwrap();
-    assert_eq!(block.meta.total_spans, 12_000);
-    assert_eq!(block.meta.total_traces, 2000);
+    assert_eq!(block.meta.total_spans, 36_000);
+    assert_eq!(block.meta.total_traces, 6000);
     assert!(block.meta.row_groups > 1, "row groups: {}", block.meta.row_groups);
     write_block(&store, &block).await.unwrap();
 
@@ -111,8 +111,9 @@ async fn roundtrip(store: Arc<dyn ObjectStore>) {
     assert_eq!(*metas[0], block.meta);
 
     let reader = BlockReader::new(store.clone(), StorageMetrics::default());
-    // 170 straddles a 1024-row read batch, 1365 the first row-group boundary (8192 rows).
-    for n in [0u32, 170, 1365, 1999] {
+    // 170 straddles a 1024-row read batch; 5461 ends the first row group (cut after the
+    // trace holding row 32,768), 5462 starts the second.
+    for n in [0u32, 170, 5461, 5462, 5999] {
         let t = trace(n, 6);
         let found = combine(reader.find_trace(&metas[0], &t.id).await.unwrap());
         assert_eq!(found, combine(t.batches), "trace {n}");
