@@ -477,11 +477,31 @@ impl Querier {
             let cancel = cancel.clone();
             move || cancel.is_cancelled()
         };
-        let mut done = per_block(to_read, parallel, stop, move |meta: Arc<BlockMeta>| {
+        // Each block is read in parts (runs of row groups, every trace whole in one), so that
+        // a query over a few large compacted blocks still keeps every core busy. A block's
+        // series count only once all its parts were read.
+        let mut parts = Vec::new();
+        let mut pending: HashMap<BlockId, BlockCount> = HashMap::new();
+        for meta in to_read {
+            match self.reader.column_parts(&meta, parallel).await {
+                Ok(runs) => {
+                    pending.insert(
+                        meta.block_id,
+                        BlockCount {
+                            parts: runs.len(),
+                            ..Default::default()
+                        },
+                    );
+                    parts.extend(runs.into_iter().map(|run| (meta.clone(), run)));
+                }
+                Err(e) => self.record_block(&mut totals, &meta, Err(e)),
+            }
+        }
+        let mut done = per_part(parts, parallel, stop, move |meta: Arc<BlockMeta>, run: Vec<usize>| {
             let mut counter = crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, max_exemplars);
             let mut dedup = |k: &CopyKey| counts(k);
             let mut unreadable = false;
-            let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), |batch| {
+            let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), Some(&run), |batch| {
                 if counter.batch(batch, &mut dedup).is_none() {
                     unreadable = true;
                     return false;
@@ -501,15 +521,36 @@ impl Querier {
         });
         while let Some(finished) = done.next().await {
             let (meta, result) = finished?;
-            // A block's series count only once it has been read whole.
-            let result = result.map(|(bytes, series, traces)| {
-                let mut e = eval.lock();
-                for (labels, spans, exemplars) in series {
-                    e.add_spans(labels, &spans, &exemplars);
+            let Some(block) = pending.get_mut(&meta.block_id) else {
+                continue;
+            };
+            block.parts -= 1;
+            match result {
+                Ok((bytes, series, traces)) if block.error.is_none() => {
+                    block.bytes = bytes;
+                    block.traces += traces;
+                    block.series.extend(series);
                 }
-                inspected.fetch_add(traces, Ordering::Relaxed);
-                bytes
-            });
+                Ok(_) => {}
+                Err(e) => block.error = Some(e),
+            }
+            if block.parts > 0 {
+                continue;
+            }
+            let Some(block) = pending.remove(&meta.block_id) else {
+                continue;
+            };
+            let result = match block.error {
+                Some(e) => Err(e),
+                None => {
+                    let mut e = eval.lock();
+                    for (labels, spans, exemplars) in block.series {
+                        e.add_spans(labels, &spans, &exemplars);
+                    }
+                    inspected.fetch_add(block.traces, Ordering::Relaxed);
+                    Ok(block.bytes)
+                }
+            };
             self.record_block(&mut totals, &meta, result);
         }
         Ok(totals)
@@ -892,13 +933,24 @@ fn per_block<T: Send + 'static>(
     stop: impl Fn() -> bool + Send + 'static,
     work: impl Fn(Arc<BlockMeta>) -> T + Send + Sync + Clone + 'static,
 ) -> impl futures::Stream<Item = Result<(Arc<BlockMeta>, T), QueryError>> {
-    futures::stream::iter(blocks)
+    let units = blocks.into_iter().map(|meta| (meta, ())).collect();
+    per_part(units, parallel, stop, move |meta, ()| work(meta))
+}
+
+/// `per_block` over parts of blocks: `work(block, part)` for each, `parallel` at a time.
+fn per_part<P: Send + 'static, T: Send + 'static>(
+    parts: Vec<(Arc<BlockMeta>, P)>,
+    parallel: usize,
+    stop: impl Fn() -> bool + Send + 'static,
+    work: impl Fn(Arc<BlockMeta>, P) -> T + Send + Sync + Clone + 'static,
+) -> impl futures::Stream<Item = Result<(Arc<BlockMeta>, T), QueryError>> {
+    futures::stream::iter(parts)
         .take_while(move |_| std::future::ready(!stop()))
-        .map(move |meta| {
+        .map(move |(meta, part)| {
             let work = work.clone();
             async move {
                 let m = meta.clone();
-                let out = tokio::task::spawn_blocking(move || work(m))
+                let out = tokio::task::spawn_blocking(move || work(m, part))
                     .await
                     .map_err(|e| QueryError::Block {
                         block: meta.block_id.to_string(),
@@ -908,6 +960,17 @@ fn per_block<T: Send + 'static>(
             }
         })
         .buffer_unordered(parallel.max(1))
+}
+
+/// What the parts of one block read so far counted (`count_blocks`).
+#[derive(Default)]
+struct BlockCount {
+    /// Parts not yet read.
+    parts: usize,
+    bytes: u64,
+    traces: u64,
+    series: Vec<crate::metrics_columns::CountedSeries>,
+    error: Option<legato_storage::Error>,
 }
 
 /// Counts the held (ingester) bytes one query reads against `querier.search.max_recent_bytes`.

@@ -281,10 +281,12 @@ impl BlockReader {
     /// resource, scope, attribute keys and strings as dictionaries), in trace-id order, for
     /// callers that aggregate columns without rebuilding traces. `visit` returns false to
     /// stop. Returns the number of bytes read.
+    /// `row_groups` reads only those (a part from `column_parts`); `None` reads them all.
     pub async fn scan_columns(
         &self,
         meta: &BlockMeta,
         columns: &[&str],
+        row_groups: Option<&[usize]>,
         mut visit: impl FnMut(&RecordBatch) -> bool + Send,
     ) -> Result<u64> {
         crate::reader::guarded(meta.block_id, async {
@@ -292,7 +294,10 @@ impl BlockReader {
                 block: meta.block_id,
                 source,
             };
-            let (builder, _) = self.stream_builder(meta, columns).await?;
+            let (mut builder, _) = self.stream_builder(meta, columns).await?;
+            if let Some(groups) = row_groups {
+                builder = builder.with_row_groups(groups.to_vec());
+            }
             let mut stream = builder.build().map_err(perr)?;
             while let Some(batch) = stream.next().await {
                 if !visit(&batch.map_err(perr)?) {
@@ -302,6 +307,16 @@ impl BlockReader {
             Ok(meta.data_size)
         })
         .await
+    }
+
+    /// The block's row groups cut into at most `parts` runs of consecutive groups with about
+    /// as many rows each, for threads to read side by side. A run starts only where a new
+    /// trace starts (the previous group's last trace id is below the next group's first, by
+    /// their statistics), so every trace is whole in one run: in a block, a trace id is still
+    /// in one run only.
+    pub async fn column_parts(&self, meta: &BlockMeta, parts: usize) -> Result<Vec<Vec<usize>>> {
+        let (_, footer) = self.open(meta).await?;
+        Ok(split_row_groups(footer.metadata().row_groups(), parts))
     }
 
     /// A batch stream over the block's `columns` in the scan schema: resources and scopes,
@@ -343,6 +358,36 @@ impl BlockReader {
             .with_projection(mask);
         Ok((builder, schema_descr))
     }
+}
+
+/// `column_parts` over row-group metadata (column 0 is `trace_id`).
+fn split_row_groups(groups: &[parquet::file::metadata::RowGroupMetaData], parts: usize) -> Vec<Vec<usize>> {
+    let total: i64 = groups.iter().map(|g| g.num_rows()).sum();
+    let target = total / parts.max(1) as i64;
+    let id_range = |g: &parquet::file::metadata::RowGroupMetaData| {
+        let stats = g.column(0).statistics()?;
+        Some((stats.min_bytes_opt()?.to_vec(), stats.max_bytes_opt()?.to_vec()))
+    };
+    let mut out: Vec<Vec<usize>> = Vec::new();
+    let mut current: Vec<usize> = Vec::new();
+    let mut rows = 0i64;
+    for (i, group) in groups.iter().enumerate() {
+        let clean = i > 0
+            && match (id_range(&groups[i - 1]), id_range(group)) {
+                (Some((_, last)), Some((first, _))) => last < first,
+                _ => false,
+            };
+        if clean && rows >= target && out.len() + 1 < parts {
+            out.push(std::mem::take(&mut current));
+            rows = 0;
+        }
+        current.push(i);
+        rows += group.num_rows();
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
 }
 
 /// Which rows to rebuild: rows of traces where every required predicate is met by some row.
@@ -564,4 +609,47 @@ fn decode_attrs(
         out.push((a.keys.value(e).to_string(), value));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::FixedSizeBinaryArray;
+    use arrow_schema::{DataType, Field, Schema};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    /// Row groups of `per_group` rows over trace ids given by their first byte.
+    fn groups_of(ids: &[u8], per_group: usize) -> Vec<parquet::file::metadata::RowGroupMetaData> {
+        let schema = Arc::new(Schema::new(vec![Field::new(
+            "trace_id",
+            DataType::FixedSizeBinary(16),
+            false,
+        )]));
+        let column = FixedSizeBinaryArray::try_from_iter(ids.iter().map(|b| [*b; 16])).unwrap();
+        let batch = RecordBatch::try_new(schema.clone(), vec![Arc::new(column)]).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(per_group))
+            .build();
+        let mut writer = ArrowWriter::try_new(Vec::new(), schema, Some(props)).unwrap();
+        writer.write(&batch).unwrap();
+        writer.flush().unwrap();
+        writer.flushed_row_groups().to_vec()
+    }
+
+    #[test]
+    fn parts_start_only_where_a_trace_starts() {
+        // Groups of 2 rows: [1 1] [1 2] [3 4] [4 4] [5 6]. Trace 1 and trace 4 cross a group
+        // boundary, so parts may only start at groups 2 ([3 4]) and 4 ([5 6]).
+        let groups = groups_of(&[1, 1, 1, 2, 3, 4, 4, 4, 5, 6], 2);
+        assert_eq!(groups.len(), 5);
+        assert_eq!(split_row_groups(&groups, 1), vec![vec![0, 1, 2, 3, 4]]);
+        // Half the rows is 5: the first clean start at or past it is group 4.
+        assert_eq!(split_row_groups(&groups, 2), vec![vec![0, 1, 2, 3], vec![4]]);
+        assert_eq!(split_row_groups(&groups, 5), vec![vec![0, 1], vec![2, 3], vec![4]]);
+        // Distinct ids: every boundary is clean.
+        let clean = groups_of(&[1, 2, 3, 4, 5, 6, 7, 8], 2);
+        assert_eq!(split_row_groups(&clean, 4), vec![vec![0], vec![1], vec![2], vec![3]]);
+        assert_eq!(split_row_groups(&clean, 2), vec![vec![0, 1], vec![2, 3]]);
+    }
 }

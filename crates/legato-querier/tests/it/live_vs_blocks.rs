@@ -298,7 +298,7 @@ proptest! {
             let (step_of, steps) = fast.stepper();
             let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, EXEMPLARS);
             let mut all = |_: &([u8; 16], u64)| true;
-            rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), |b| counter.batch(b, &mut all).is_some())).unwrap();
+            rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), None, |b| counter.batch(b, &mut all).is_some())).unwrap();
             for (labels, spans, exemplars) in counter.finish(&mut all) {
                 fast.add_spans(labels, &spans, &exemplars);
             }

@@ -468,3 +468,100 @@ async fn blocks_whose_tag_summary_rules_the_query_out_are_not_read() {
         assert_eq!(completed, 5, "{q}: four blocks and the ingesters");
     }
 }
+
+/// A trace of 6 spans of service `svc-{n % 3}`, starting in the first minute.
+fn service_trace(n: u32) -> TraceInput {
+    let mut id = [9u8; 16];
+    id[..4].copy_from_slice(&n.to_be_bytes());
+    let service = legato_proto::common::KeyValue {
+        key: "service.name".into(),
+        value: Some(legato_proto::common::AnyValue {
+            value: Some(legato_proto::common::any_value::Value::StringValue(format!(
+                "svc-{}",
+                n % 3
+            ))),
+        }),
+        ..Default::default()
+    };
+    TraceInput {
+        id: TraceId(id),
+        batches: vec![ResourceSpans {
+            resource: Some(legato_proto::resource::Resource {
+                attributes: vec![service],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (1..=6u8)
+                    .map(|i| Span {
+                        trace_id: id.to_vec(),
+                        span_id: [i, 0, 0, 0, id[0], id[1], id[2], id[3]].to_vec(),
+                        start_time_unix_nano: u64::from(n) * 1_000_000 + u64::from(i),
+                        end_time_unix_nano: u64::from(n) * 1_000_000 + 1_000,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+/// `query` over the first minute in 10 s steps: (labels, samples) sorted.
+async fn series_of(querier: &Querier, tenant: &TenantId, query: &str) -> Vec<(String, Vec<(i64, f64)>)> {
+    let mut parsed = legato_traceql::parse(query).unwrap();
+    let stage = parsed.metrics.take().unwrap();
+    let request = legato_querier::MetricsRequest {
+        plan: Arc::new(legato_traceql::eval::Plan::new(parsed).unwrap()),
+        stage,
+        start_ns: 0,
+        end_ns: 60_000_000_000,
+        step_ns: 10_000_000_000,
+        max_exemplars: 0,
+        max_series: 0,
+        cancel: Default::default(),
+        query_text: query.into(),
+    };
+    let (series, _) = querier.metrics(tenant, request).await.unwrap();
+    let mut out: Vec<_> = series
+        .into_iter()
+        .map(|s| {
+            (
+                format!("{:?}", s.labels),
+                s.samples.iter().map(|(t, v)| (*t, *v)).collect(),
+            )
+        })
+        .collect();
+    out.sort_by(|a: &(String, Vec<(i64, f64)>), b| a.0.cmp(&b.0));
+    out
+}
+
+#[tokio::test]
+async fn metrics_over_blocks_read_in_parts_match_the_evaluator() {
+    // Two blocks of several row groups each (read in parts, one per core): 12,000 traces,
+    // and copies of the first 6,000 of them (a replica), which count once.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let tenant = TenantId::single();
+    let blocklist = Arc::new(Blocklist::default());
+    for traces in [0..12_000u32, 0..6_000] {
+        let block = encode_block(&tenant, BlockId::random(), traces.map(service_trace).collect(), 0).unwrap();
+        assert!(block.meta.row_groups >= 2, "{}", block.meta.row_groups);
+        write_block(&store, &block).await.unwrap();
+        blocklist.add(block.meta);
+    }
+    let reader = Arc::new(BlockReader::new(store, StorageMetrics::default()));
+    let querier = Querier::new(Vec::new(), reader, blocklist, QuerierMetrics::default());
+    // Counted from columns, and (with a condition columns cannot decide exactly) by the
+    // evaluator, which rebuilds every trace.
+    let columns = series_of(&querier, &tenant, "{ } | count_over_time() by (resource.service.name)").await;
+    let evaluator = series_of(
+        &querier,
+        &tenant,
+        r#"{ resource.service.name != "none" } | count_over_time() by (resource.service.name)"#,
+    )
+    .await;
+    assert_eq!(columns.len(), 3);
+    let total: f64 = columns.iter().flat_map(|(_, s)| s.iter().map(|(_, v)| v)).sum();
+    assert_eq!(total, 72_000.0, "each span once: {columns:?}");
+    assert_eq!(columns, evaluator);
+}

@@ -196,3 +196,45 @@ async fn reads_the_checked_in_v1_fixture_block() {
         assert_eq!(found, combine(t.batches.clone()));
     }
 }
+
+#[tokio::test]
+async fn a_block_read_in_parts_holds_each_trace_whole_in_one_part() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // Traces of 3..=9 spans: the groups end wherever a trace ends past 32,768 rows.
+    let traces: Vec<TraceInput> = (0..30_000).map(|n| trace(n, 3 + (n % 7) as u8)).collect();
+    let block = encode_block(&TenantId::single(), BlockId::random(), traces, 1).unwrap();
+    assert!(block.meta.row_groups >= 5, "{}", block.meta.row_groups);
+    write_block(&store, &block).await.unwrap();
+    let reader = BlockReader::new(store, StorageMetrics::default());
+    let columns = [legato_storage::schema::TRACE_ID];
+    for wanted in [1, 2, 3, 64] {
+        let parts = reader.column_parts(&block.meta, wanted).await.unwrap();
+        assert!(!parts.is_empty() && parts.len() <= wanted, "{wanted}: {parts:?}");
+        if wanted > 1 {
+            assert!(parts.len() > 1, "{wanted}: {parts:?}");
+        }
+        // Every group once, in order; each trace's rows all in one part.
+        let groups: Vec<usize> = parts.iter().flatten().copied().collect();
+        assert_eq!(groups, (0..block.meta.row_groups as usize).collect::<Vec<_>>());
+        let mut owner = std::collections::HashMap::new();
+        let mut rows = 0;
+        for (p, part) in parts.iter().enumerate() {
+            reader
+                .scan_columns(&block.meta, &columns, Some(part), |batch| {
+                    use arrow_array::Array;
+                    use arrow_array::cast::AsArray;
+                    let ids = batch.column(0).as_fixed_size_binary();
+                    for row in 0..ids.len() {
+                        let id = ids.value(row).to_vec();
+                        assert_eq!(*owner.entry(id).or_insert(p), p, "a trace in parts {p} and another");
+                    }
+                    rows += ids.len() as u64;
+                    true
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(rows, block.meta.total_spans);
+        assert_eq!(owner.len() as u64, block.meta.total_traces);
+    }
+}
