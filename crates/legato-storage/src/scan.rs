@@ -13,7 +13,9 @@ use legato_model::span::{AttrValue, EventData, LinkData, SpanData, SpanOrigin, T
 use legato_proto::common::AnyValue;
 use legato_proto::span_view::{attr_value, attrs};
 use legato_proto::trace::{ResourceSpans, ScopeSpans, Span};
-use parquet::arrow::arrow_reader::{ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter};
+use parquet::arrow::arrow_reader::{
+    ArrowPredicateFn, ArrowReaderMetadata, ArrowReaderOptions, RowFilter, RowSelection, RowSelector,
+};
 use parquet::arrow::{ParquetRecordBatchStreamBuilder, ProjectionMask};
 use parquet::schema::types::SchemaDescPtr;
 use prost::Message;
@@ -221,11 +223,11 @@ impl BlockReader {
             block: meta.block_id,
             source,
         };
-        let (mut builder, schema_descr) = self.stream_builder(meta, &options.columns()).await?;
-        if !options.required.is_empty() {
-            // Decode the predicate columns first; the other columns are decoded only for rows
-            // of traces that can still match.
-            // Of the attribute entries, only the keys and the value leaves the tests need.
+        let columns = options.columns();
+        let (builder, schema_descr) = self.stream_builder(meta, &columns).await?;
+        // Of the attribute entries, the predicate reads only the keys and the value leaves
+        // the tests need.
+        let predicate_leaves = (!options.required.is_empty()).then(|| {
             let predicate_columns = options.predicate_columns();
             let attr_leaves = options.predicate_attr_leaves();
             let leaves: Vec<usize> = schema_descr
@@ -242,31 +244,45 @@ impl BlockReader {
                 })
                 .map(|(i, _)| i)
                 .collect();
-            let required = options.required.clone();
-            let mut last_kept: Option<Vec<u8>> = None;
-            let predicate = ArrowPredicateFn::new(
-                ProjectionMask::leaves(&schema_descr, leaves),
-                move |batch: RecordBatch| {
+            ProjectionMask::leaves(&schema_descr, leaves)
+        });
+        let windows = scan_windows(builder.metadata().row_groups());
+        drop(builder);
+        // The last trace id the predicate kept, across windows.
+        let last_kept: Arc<parking_lot::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let mut asm = Assembler::default();
+        for (group, selection) in windows {
+            let (mut builder, _) = self.stream_builder(meta, &columns).await?;
+            builder = builder.with_row_groups(vec![group]);
+            if let Some(selection) = selection {
+                builder = builder.with_row_selection(selection);
+            }
+            if let Some(mask) = &predicate_leaves {
+                // Decode the predicate columns first; the other columns are decoded only for
+                // rows of traces that can still match.
+                let required = options.required.clone();
+                let last_kept = last_kept.clone();
+                let predicate = ArrowPredicateFn::new(mask.clone(), move |batch: RecordBatch| {
                     let bits = row_bits(&batch, &required);
                     let Some(ids) = batch.column_by_name(schema::TRACE_ID) else {
                         return Ok(BooleanArray::from(vec![true; batch.num_rows()]));
                     };
                     let ids = ids.as_fixed_size_binary();
-                    let keep = rows_to_keep(ids, &bits, required.len(), last_kept.as_deref());
+                    let mut last = last_kept.lock();
+                    let keep = rows_to_keep(ids, &bits, required.len(), last.as_deref());
                     if !ids.is_empty() {
-                        last_kept = Some(ids.value(ids.len() - 1).to_vec());
+                        *last = Some(ids.value(ids.len() - 1).to_vec());
                     }
                     Ok(BooleanArray::from(keep))
-                },
-            );
-            builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
-        }
-        let mut stream = builder.build().map_err(perr)?;
-        let mut asm = Assembler::default();
-        while let Some(batch) = stream.next().await {
-            let batch = batch.map_err(perr)?;
-            if !add_rows(meta.block_id, &batch, options, &mut asm, &mut visit)? {
-                return Ok(meta.data_size);
+                });
+                builder = builder.with_row_filter(RowFilter::new(vec![Box::new(predicate)]));
+            }
+            let mut stream = builder.build().map_err(perr)?;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(perr)?;
+                if !add_rows(meta.block_id, &batch, options, &mut asm, &mut visit)? {
+                    return Ok(meta.data_size);
+                }
             }
         }
         if let Some(t) = asm.finish() {
@@ -274,6 +290,35 @@ impl BlockReader {
         }
         Ok(meta.data_size)
     }
+}
+
+/// Rows a search reads first. Row groups are larger (`writer::ROW_GROUP_SPANS`), which suits
+/// full scans, but a search that stops at its limit would fetch and decode a whole group's
+/// pages before its first answer. So it reads this many rows of the first group (fetching
+/// only their pages, by the page index), and whole groups after that only when it goes on.
+/// (Windows of this size throughout made a full scan take twice as long: each costs a new
+/// decoder per column.)
+const FIRST_WINDOW_ROWS: usize = 8192;
+
+/// The windows of a search scan: the first row group in two parts (its first
+/// `FIRST_WINDOW_ROWS` rows, then the rest) when it is larger than 1.5 windows, then every
+/// other group whole.
+fn scan_windows(groups: &[parquet::file::metadata::RowGroupMetaData]) -> Vec<(usize, Option<RowSelection>)> {
+    let mut out: Vec<(usize, Option<RowSelection>)> = (0..groups.len()).map(|i| (i, None)).collect();
+    let Some(first) = groups.first() else { return out };
+    let rows = first.num_rows().max(0) as usize;
+    if rows > FIRST_WINDOW_ROWS + FIRST_WINDOW_ROWS / 2 {
+        let head = RowSelection::from(vec![
+            RowSelector::select(FIRST_WINDOW_ROWS),
+            RowSelector::skip(rows - FIRST_WINDOW_ROWS),
+        ]);
+        let rest = RowSelection::from(vec![
+            RowSelector::skip(FIRST_WINDOW_ROWS),
+            RowSelector::select(rows - FIRST_WINDOW_ROWS),
+        ]);
+        out.splice(0..1, [(0, Some(head)), (0, Some(rest))]);
+    }
+    out
 }
 
 impl BlockReader {

@@ -238,3 +238,65 @@ async fn a_block_read_in_parts_holds_each_trace_whole_in_one_part() {
         assert_eq!(owner.len() as u64, block.meta.total_traces);
     }
 }
+
+#[tokio::test]
+async fn searches_read_large_row_groups_in_windows_and_rebuild_every_trace_whole() {
+    use legato_storage::{Cmp, RowPredicate, ScanOptions, StrTest};
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    // Traces of 3..=9 spans in row groups of 32,768+ rows; a search reads the first 8,192
+    // rows of the first group, then the rest: a trace may cross that boundary, and batch
+    // boundaries.
+    let traces: Vec<TraceInput> = (0..12_000).map(|n| trace(n, 3 + (n % 7) as u8)).collect();
+    let block = encode_block(&TenantId::single(), BlockId::random(), traces, 1).unwrap();
+    assert!(block.meta.row_groups >= 2, "{}", block.meta.row_groups);
+    write_block(&store, &block).await.unwrap();
+    let reader = BlockReader::new(store, StorageMetrics::default());
+    let spans_of = |n: u32| 3 + (n % 7) as usize;
+    let number = |t: &legato_model::span::TraceData| u32::from_be_bytes(t.trace_id[12..].try_into().unwrap());
+
+    // Everything: every trace once, in id order, whole.
+    let mut seen = Vec::new();
+    reader
+        .scan_traces(&block.meta, |t| {
+            assert_eq!(t.spans.len(), spans_of(number(&t)), "trace {}", number(&t));
+            seen.push(number(&t));
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, (0..12_000).collect::<Vec<_>>());
+
+    // Only traces with a 9th span (`op-8`) can match: each is rebuilt whole, and every
+    // other trace rebuilt is one kept at a batch or window boundary.
+    let options = ScanOptions {
+        required: vec![RowPredicate::Name(StrTest::Cmp(Cmp::Eq, "op-8".into()))],
+        ..ScanOptions::default()
+    };
+    let mut matched = Vec::new();
+    let mut others = 0;
+    reader
+        .scan_traces_with(&block.meta, &options, |t| {
+            let n = number(&t);
+            assert_eq!(t.spans.len(), spans_of(n), "trace {n}");
+            match t.spans.iter().any(|s| s.name == "op-8") {
+                true => matched.push(n),
+                false => others += 1,
+            }
+            true
+        })
+        .await
+        .unwrap();
+    assert_eq!(matched, (0..12_000).filter(|n| n % 7 == 6).collect::<Vec<_>>());
+    assert!(others < 100, "{others} traces that cannot match were rebuilt");
+
+    // A scan that stops early stops.
+    let mut visited = 0;
+    reader
+        .scan_traces(&block.meta, |_| {
+            visited += 1;
+            visited < 10
+        })
+        .await
+        .unwrap();
+    assert_eq!(visited, 10);
+}
