@@ -712,7 +712,7 @@ struct FlushEncoder {
 impl FlushEncoder {
     fn new(tenant: &TenantId, block_id: BlockId) -> legato_storage::Result<Self> {
         Ok(Self {
-            writer: BlockWriter::new(tenant, block_id)?,
+            writer: BlockWriter::new(tenant, block_id, legato_storage::RowGroups::FLUSH)?,
             tags: WireTags::default(),
         })
     }

@@ -57,4 +57,4 @@ pub use upload::{
     DEFAULT_PART_SIZE, DataUpload, PARTS_IN_FLIGHT, PartSink, commit_block, seal_streamed, start_block_upload,
     write_block,
 };
-pub use writer::{BlockWriter, SealedBlock, TraceInput, WrittenBlock, encode_block};
+pub use writer::{BlockWriter, RowGroups, SealedBlock, TraceInput, WrittenBlock, encode_block};

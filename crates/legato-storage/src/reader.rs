@@ -431,7 +431,7 @@ fn optional_string(array: &arrow_array::StringArray, row: usize) -> String {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::{TraceInput, encode_block, write_block};
+    use crate::{RowGroups, TraceInput, encode_block, write_block};
     use legato_model::TenantId;
     use object_store::memory::InMemory;
 
@@ -458,6 +458,30 @@ pub(crate) mod tests {
                 }],
                 ..Default::default()
             }],
+        }
+    }
+
+    /// Flushed blocks group 8,192 spans, compacted ones 32,768, each group ending after a
+    /// whole trace; both read back the same.
+    #[tokio::test]
+    async fn flushed_and_compacted_blocks_group_rows_by_their_layout() {
+        for (groups, rows) in [
+            (RowGroups::FLUSH, vec![8196, 8196, 3612]),
+            (RowGroups::COMPACTED, vec![20_004]),
+        ] {
+            let mut writer = crate::BlockWriter::new(&TenantId::single(), BlockId::random(), groups).unwrap();
+            for n in 0..20_000 / 6 + 1 {
+                writer.push(&trace(n)).unwrap();
+            }
+            let block = writer.finish(1).unwrap();
+            let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+            write_block(&store, &block).await.unwrap();
+            let reader = BlockReader::new(store, StorageMetrics::default());
+            let (_, footer) = reader.open(&block.meta).await.unwrap();
+            let got: Vec<i64> = footer.metadata().row_groups().iter().map(|g| g.num_rows()).collect();
+            assert_eq!(got, rows.iter().map(|r| *r as i64).collect::<Vec<_>>(), "{groups:?}");
+            let last = reader.find_trace(&block.meta, &trace(20_000 / 6).id).await.unwrap();
+            assert_eq!(legato_proto::span_count(&last), 6);
         }
     }
 

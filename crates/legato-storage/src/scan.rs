@@ -292,7 +292,7 @@ impl BlockReader {
     }
 }
 
-/// Rows a search reads first. Row groups are larger (`writer::ROW_GROUP_SPANS`), which suits
+/// Rows a search reads first. Row groups of compacted blocks are larger (`RowGroups::COMPACTED`), which suits
 /// full scans, but a search that stops at its limit would fetch and decode a whole group's
 /// pages before its first answer. So it reads this many rows of the first group (fetching
 /// only their pages, by the page index), and whole groups after that only when it goes on.

@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::{BlockMeta, BlockPaths, BlockWriter, Error, Result, SealedBlock, WrittenBlock};
+use crate::{BlockMeta, BlockPaths, BlockWriter, Error, Result, RowGroups, SealedBlock, WrittenBlock};
 
 /// Part size when none is configured: S3 needs at least 5 MiB per part (but the last) and at
 /// most 10,000 parts, so 16 MiB parts allow data files up to 156 GiB.
@@ -139,7 +139,7 @@ pub fn start_block_upload(
         part_size,
         tx,
     };
-    let writer = BlockWriter::with_sink(tenant, block, sink)?;
+    let writer = BlockWriter::with_sink(tenant, block, sink, RowGroups::COMPACTED)?;
     Ok((writer, DataUpload { path, pump }))
 }
 

@@ -49,12 +49,35 @@ pub struct SealedBlock {
     pub tags: Option<Bytes>,
 }
 
-/// Spans per row group (cut after a whole trace). Each column chunk of a row group costs a
-/// decoder (zstd contexts, page headers) on every read: at 8,192 spans these were ~9% of a
-/// `rate()` from columns. 32,768 with 4 MiB dictionary pages also stores demo data in 55.3
-/// instead of 57.2 B/span and encodes 7% faster (`legato-bench encode --data demo`). Trace
-/// lookups read only the pages holding the trace (page index), whatever the group size.
-const ROW_GROUP_SPANS: usize = 32768;
+/// How a block's rows are grouped. Each column chunk of a row group costs a decoder (zstd
+/// contexts, page headers) on every read: at 8,192 spans these were ~9% of a `rate()` from
+/// columns, and 32,768 with 4 MiB dictionary pages also stores demo data in 55.3 instead of
+/// 57.2 B/span (`legato-bench encode --data demo`). But a writer holds one group being
+/// encoded, and a trace lookup fetches the dictionary pages of the group it reads: the larger
+/// groups cost the realistic run ~150 MiB of peak RSS and ~3 ms of lookup p50 when flushes
+/// wrote them too. So flushed blocks, written at the ingest rate and compacted soon, keep the
+/// small groups; compacted blocks, where data lives and queries read, take the large ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowGroups {
+    /// Spans per row group; a group ends after the trace that reaches this.
+    pub spans: usize,
+    /// Largest dictionary page of a column chunk; a column past it falls back to plain.
+    pub dictionary_page_bytes: usize,
+}
+
+impl RowGroups {
+    /// Blocks the ingester flushes.
+    pub const FLUSH: Self = Self {
+        spans: 8192,
+        dictionary_page_bytes: 1 << 20,
+    };
+    /// Blocks the compactor writes (and `encode_block`).
+    pub const COMPACTED: Self = Self {
+        spans: 32768,
+        dictionary_page_bytes: 4 << 20,
+    };
+}
+
 /// Spans held as rows before they are encoded into the row group being written: the rows of a
 /// whole group, held at once, took ~4x the memory of one batch.
 const ENCODE_ROWS: usize = 8192;
@@ -78,7 +101,7 @@ pub fn encode_block(
             false
         }
     });
-    let mut writer = BlockWriter::new(tenant, block_id)?;
+    let mut writer = BlockWriter::new(tenant, block_id, RowGroups::COMPACTED)?;
     for trace in &traces {
         writer.push(trace)?;
     }
@@ -95,6 +118,7 @@ pub struct BlockWriter<W: Write + Send = Vec<u8>> {
     writer: ArrowWriter<CountingSink<W>>,
     /// Rows not yet encoded (at most about `ENCODE_ROWS`).
     rows: RowBuilder,
+    groups: RowGroups,
     /// Rows encoded into the row group being written.
     group_rows: usize,
     ids: Vec<TraceId>,
@@ -105,8 +129,8 @@ pub struct BlockWriter<W: Write + Send = Vec<u8>> {
 
 impl BlockWriter<Vec<u8>> {
     /// A writer that keeps the data file in memory.
-    pub fn new(tenant: &TenantId, block_id: BlockId) -> Result<Self> {
-        Self::with_sink(tenant, block_id, Vec::new())
+    pub fn new(tenant: &TenantId, block_id: BlockId, groups: RowGroups) -> Result<Self> {
+        Self::with_sink(tenant, block_id, Vec::new(), groups)
     }
 
     pub fn finish(self, created_at_unix_nano: u64) -> Result<WrittenBlock> {
@@ -122,7 +146,7 @@ impl BlockWriter<Vec<u8>> {
 
 impl<W: Write + Send> BlockWriter<W> {
     /// A writer whose data file goes to `sink` as row groups are complete.
-    pub fn with_sink(tenant: &TenantId, block_id: BlockId, sink: W) -> Result<Self> {
+    pub fn with_sink(tenant: &TenantId, block_id: BlockId, sink: W, groups: RowGroups) -> Result<Self> {
         let perr = |source| Error::Parquet {
             block: block_id,
             source,
@@ -132,13 +156,14 @@ impl<W: Write + Send> BlockWriter<W> {
             written: 0,
             tail: [0; 8],
         };
-        let writer =
-            ArrowWriter::try_new(sink, schema::schema_v1(), Some(writer_properties(block_id)?)).map_err(perr)?;
+        let writer = ArrowWriter::try_new(sink, schema::schema_v1(), Some(writer_properties(block_id, groups)?))
+            .map_err(perr)?;
         Ok(Self {
             tenant: tenant.clone(),
             block_id,
             writer,
             rows: RowBuilder::default(),
+            groups,
             group_rows: 0,
             ids: Vec::new(),
             total_spans: 0,
@@ -195,9 +220,10 @@ impl<W: Write + Send> BlockWriter<W> {
         // Buffered rows are encoded a batch at a time; the row group is closed after a whole
         // trace once it holds enough, so a reader can split a block's groups between threads
         // without cutting a trace in two.
-        if self.rows.len >= ENCODE_ROWS || self.group_rows + self.rows.len >= ROW_GROUP_SPANS {
+        let group = self.groups.spans;
+        if self.rows.len >= ENCODE_ROWS || self.group_rows + self.rows.len >= group {
             self.write_rows()?;
-            if self.group_rows >= ROW_GROUP_SPANS {
+            if self.group_rows >= group {
                 self.writer.flush().map_err(|source| Error::Parquet {
                     block: self.block_id,
                     source,
@@ -502,14 +528,14 @@ fn fixed<const N: usize>(bytes: &[u8]) -> [u8; N] {
     out
 }
 
-fn writer_properties(block: BlockId) -> Result<WriterProperties> {
+fn writer_properties(block: BlockId, groups: RowGroups) -> Result<WriterProperties> {
     let level = ZstdLevel::try_new(3).map_err(|source| Error::Parquet { block, source })?;
     Ok(WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         // Row groups are cut by `write_rows`; the writer cuts only a trace of more spans.
-        .set_max_row_group_row_count(Some(4 * ROW_GROUP_SPANS))
+        .set_max_row_group_row_count(Some(4 * groups.spans))
         .set_data_page_row_count_limit(PAGE_ROWS)
-        .set_dictionary_page_size_limit(4 << 20)
+        .set_dictionary_page_size_limit(groups.dictionary_page_bytes)
         .set_statistics_enabled(EnabledStatistics::Page)
         // Events and links are nearly all distinct: a dictionary is built and abandoned for
         // nothing (`legato-bench encode --data demo`: 59.1 -> 58.8 B/span without it).

@@ -14,8 +14,8 @@ use legato_storage::metrics::StorageMetrics;
 use legato_storage::object_store::ObjectStoreExt;
 use legato_storage::object_store::memory::InMemory;
 use legato_storage::{
-    BlockPaths, BlockReader, BlockWriter, Blocklist, ObjectStore, OpLabels, SealedBlock, TraceBloom, TraceInput,
-    commit_block, instrument, seal_streamed, start_block_upload,
+    BlockPaths, BlockReader, BlockWriter, Blocklist, ObjectStore, OpLabels, RowGroups, SealedBlock, TraceBloom,
+    TraceInput, commit_block, instrument, seal_streamed, start_block_upload,
 };
 
 fn trace(n: u32) -> TraceInput {
@@ -93,7 +93,7 @@ fn requests(metrics: &StorageMetrics, op: &str) -> u64 {
 async fn a_streamed_block_is_the_in_memory_block_uploaded_in_parts() {
     let tenant = TenantId::single();
     let block = BlockId::random();
-    let mut in_memory = BlockWriter::new(&tenant, block).unwrap();
+    let mut in_memory = BlockWriter::new(&tenant, block, RowGroups::COMPACTED).unwrap();
     for n in 0..TRACES {
         in_memory.push(&trace(n)).unwrap();
     }
