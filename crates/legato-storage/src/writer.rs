@@ -50,13 +50,14 @@ pub struct SealedBlock {
 }
 
 /// How a block's rows are grouped. Each column chunk of a row group costs a decoder (zstd
-/// contexts, page headers) on every read: at 8,192 spans these were ~9% of a `rate()` from
-/// columns, and 32,768 with 4 MiB dictionary pages also stores demo data in 55.3 instead of
-/// 57.2 B/span (`legato-bench encode --data demo`). But a writer holds one group being
-/// encoded, and a trace lookup fetches the dictionary pages of the group it reads: the larger
-/// groups cost the realistic run ~150 MiB of peak RSS and ~3 ms of lookup p50 when flushes
-/// wrote them too. So flushed blocks, written at the ingest rate and compacted soon, keep the
-/// small groups; compacted blocks, where data lives and queries read, take the large ones.
+/// contexts, page headers) on every read: a `rate()` from columns over one compacted block
+/// of 9.2 M demo spans took 0.72-0.88 CPU-s with 8,192-span groups, 0.46 with 32,768. But a
+/// trace lookup fetches the dictionary page of every column of the group it reads, and larger
+/// groups have larger dictionaries: with 4 MiB dictionary pages (55.3 instead of 57.2 B/span in
+/// `legato-bench encode --data demo`) lookups took 14.8 / 57 ms p50 / p99 in the realistic
+/// run, with 1 MiB 13.8 / 39.6, with 8,192-span groups 10.6 / 33.3. Flushed blocks, written at
+/// the ingest rate and compacted soon, keep the small groups; compacted blocks, where data
+/// lives and most queries read, take the large ones with 1 MiB dictionary pages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RowGroups {
     /// Spans per row group; a group ends after the trace that reaches this.
@@ -74,7 +75,7 @@ impl RowGroups {
     /// Blocks the compactor writes (and `encode_block`).
     pub const COMPACTED: Self = Self {
         spans: 32768,
-        dictionary_page_bytes: 4 << 20,
+        dictionary_page_bytes: 1 << 20,
     };
 }
 
