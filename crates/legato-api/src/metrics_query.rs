@@ -262,13 +262,13 @@ pub(crate) async fn run(
         let (start, end) = align(r.start, r.end, step);
         (start, cutoff::aligned_end(end, step, latest))
     };
-    let exemplars = match param(params, "exemplars") {
+    let asked_exemplars = match param(params, "exemplars") {
         Some(v) => v
             .parse::<usize>()
-            .map_err(|_| ApiError::BadRequest(format!("invalid exemplars parameter {v:?}")))?
-            .min(MAX_EXEMPLARS),
-        None => MAX_EXEMPLARS,
+            .map_err(|_| ApiError::BadRequest(format!("invalid exemplars parameter {v:?}")))?,
+        None => 0,
     };
+    let exemplars = exemplar_limit(&plan.query.hints, asked_exemplars);
     let (series, outcome) = crate::bounded_query(state, tenant, async |cancel| {
         let request = legato_querier::MetricsRequest {
             plan,
@@ -285,6 +285,32 @@ pub(crate) async fn run(
     })
     .await?;
     Ok((series, outcome, step))
+}
+
+/// How many exemplars a range query keeps, as Tempo's frontend decides
+/// (`normalizeRequestExemplars` in `modules/frontend/metrics_query_range_handler.go`): the
+/// query's `with(exemplars=N)` hint over the `exemplars` parameter (a negative N is 0,
+/// `with(exemplars=false)` none), a parameter of 0 or none meaning the most, and never more
+/// than the most (100, Tempo's `max_exemplars` default).
+fn exemplar_limit(hints: &[(String, legato_traceql::ast::Static)], asked: usize) -> usize {
+    use legato_traceql::ast::Static;
+    // As Tempo's `Hints.Get`: the first hint of the name with the type asked for.
+    let named = || hints.iter().filter(|(k, _)| k == "exemplars").map(|(_, v)| v);
+    let int = named().find_map(|v| match v {
+        Static::Int(n) => Some(*n),
+        _ => None,
+    });
+    let off = named().find_map(|v| match v {
+        Static::Bool(b) => Some(!b),
+        _ => None,
+    }) == Some(true);
+    let limit = match int {
+        Some(n) => usize::try_from(n).unwrap_or(0),
+        None if off => 0,
+        None if asked == 0 => MAX_EXEMPLARS,
+        None => asked,
+    };
+    limit.min(MAX_EXEMPLARS)
 }
 
 /// The range a range query is evaluated over, as Tempo's frontend aligns it (`AlignRequest`
@@ -309,20 +335,27 @@ pub async fn query_range(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let (series, outcome, _) = run(&state, &tenant::from_headers(state.multitenancy_enabled, &headers)?, &params, false).await?;
+        let (series, outcome, _) = run(
+            &state,
+            &tenant::from_headers(state.multitenancy_enabled, &headers)?,
+            &params,
+            false,
+        )
+        .await?;
         let series: Vec<Json> = series
             .iter()
             .map(|s| {
-                let samples: Vec<Json> = s.samples.iter().map(|(t, v)| json!({"timestampMs": t.to_string(), "value": v})).collect();
+                let samples: Vec<Json> = s
+                    .samples
+                    .iter()
+                    .map(|(t, v)| json!({"timestampMs": t.to_string(), "value": v}))
+                    .collect();
                 let exemplars: Vec<Json> = s
                     .exemplars
                     .iter()
                     .map(|e| {
-                        let id = hex::encode(e.trace_id);
-                        let trimmed = id.trim_start_matches('0');
                         json!({
-                            "labels": [{"key": "trace:id", "value": {"stringValue": if trimmed.is_empty() { "0" } else { trimmed }}},
-                                       {"key": "span:id", "value": {"stringValue": hex::encode(e.span_id)}}],
+                            "labels": labels_json(&e.labels()),
                             "value": e.value,
                             "timestampMs": e.timestamp_ms.to_string(),
                         })
@@ -380,7 +413,29 @@ pub async fn query_instant(
 
 #[cfg(test)]
 mod tests {
-    use super::{Range, align, cutoff};
+    use super::{MAX_EXEMPLARS, Range, align, cutoff, exemplar_limit};
+
+    #[test]
+    fn exemplar_limits_as_tempo_normalizes_them() {
+        let hints = |q: &str| legato_traceql::parse(q).unwrap().hints;
+        let plain = hints("{ } | rate()");
+        // Tempo's TestNormalizeRequestExemplars cases: no hint → the parameter, 0 → the most,
+        // capped at the most.
+        assert_eq!(exemplar_limit(&plain, 7), 7);
+        assert_eq!(exemplar_limit(&plain, 0), MAX_EXEMPLARS);
+        assert_eq!(exemplar_limit(&plain, 5_000), MAX_EXEMPLARS);
+        // The hint wins over the parameter, capped too; negative is none; false is none;
+        // true changes nothing.
+        assert_eq!(exemplar_limit(&hints("{ } | rate() with(exemplars=3)"), 50), 3);
+        assert_eq!(exemplar_limit(&hints("{ } | rate() with(exemplars=0)"), 50), 0);
+        assert_eq!(
+            exemplar_limit(&hints("{ } | rate() with(exemplars=500)"), 0),
+            MAX_EXEMPLARS
+        );
+        assert_eq!(exemplar_limit(&hints("{ } | rate() with(exemplars=-4)"), 50), 0);
+        assert_eq!(exemplar_limit(&hints("{ } | rate() with(exemplars=false)"), 50), 0);
+        assert_eq!(exemplar_limit(&hints("{ } | rate() with(exemplars=true)"), 50), 50);
+    }
 
     const S: u64 = 1_000_000_000;
 

@@ -7,7 +7,6 @@ use std::pin::Pin;
 
 use futures::Stream;
 use legato_model::TenantId;
-use legato_model::span::AttrValue;
 use legato_proto::tempopb::search::{
     SearchMetrics as HttpSearchMetrics, SearchResponse, SearchTagValuesResponse, SearchTagValuesV2Response,
     SearchTagsResponse, SearchTagsV2Response,
@@ -120,20 +119,10 @@ fn time_series(series: &[Series]) -> Vec<TimeSeries> {
             exemplars: s
                 .exemplars
                 .iter()
-                .map(|e| {
-                    let id = hex::encode(e.trace_id);
-                    let trimmed = id.trim_start_matches('0');
-                    Exemplar {
-                        labels: vec![
-                            attr_kv_proto(
-                                "trace:id",
-                                &AttrValue::Str(if trimmed.is_empty() { "0".into() } else { trimmed.into() }),
-                            ),
-                            attr_kv_proto("span:id", &AttrValue::Str(hex::encode(e.span_id))),
-                        ],
-                        value: e.value,
-                        timestamp_ms: e.timestamp_ms,
-                    }
+                .map(|e| Exemplar {
+                    labels: labels(&e.labels()),
+                    value: e.value,
+                    timestamp_ms: e.timestamp_ms,
                 })
                 .collect(),
         })

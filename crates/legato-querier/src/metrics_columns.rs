@@ -16,7 +16,7 @@ use arrow_array::{Array, RecordBatch};
 use legato_storage::schema;
 use legato_storage::{Cmp, RowPredicate, StrColumn, StrTest};
 use legato_traceql::ast::{AttributeScope, FieldExpr, Intrinsic, MetricsOp, MetricsStage, Query, SpansetExpr, Static};
-use legato_traceql::metrics::{Exemplar, SpanCounts, log2_bucket};
+use legato_traceql::metrics::{Exemplar, ExemplarBuckets, SpanCounts, log2_bucket};
 use legato_traceql::value::Value;
 
 /// Whether a finished trace copy (trace id, copy fingerprint) is counted.
@@ -45,6 +45,7 @@ pub struct ColumnMetrics {
     by: Vec<(String, ByColumn)>,
     /// Durations are measured (quantiles, histograms), not only counted.
     durations: bool,
+    op: MetricsOp,
 }
 
 impl ColumnMetrics {
@@ -103,6 +104,7 @@ impl ColumnMetrics {
             predicates,
             by,
             durations,
+            op: stage.op,
         })
     }
 
@@ -156,10 +158,21 @@ fn exact_predicate(c: &FieldExpr) -> Option<RowPredicate> {
 /// start, and its duration (seconds) and bucket when measured.
 struct Matched {
     slot: u32,
+    /// `exemplar_rank` of its id: the trace's lowest is its exemplar.
+    rank: u64,
     step: usize,
     span_id: [u8; 8],
     start_ms: i64,
     measured: Option<(f64, i32)>,
+}
+
+/// One group's series being counted.
+struct Counted {
+    group: [u32; MAX_BY],
+    spans: SpanCounts,
+    exemplars: Vec<Exemplar>,
+    exemplar_buckets: ExemplarBuckets,
+    counted: bool,
 }
 
 /// Counts one block's spans (or several blocks' in turn) per group and step.
@@ -167,7 +180,8 @@ pub struct ColumnCounter<'a> {
     plan: &'a ColumnMetrics,
     step_of: &'a (dyn Fn(u64) -> Option<usize> + Sync),
     steps: usize,
-    max_exemplars: usize,
+    /// An empty exemplar set, copied for each series (`MetricsEval::exemplar_buckets`).
+    exemplar_buckets: ExemplarBuckets,
     /// The trace being read: id, copy fingerprint over all its rows, matching rows.
     trace: Option<([u8; 16], u64)>,
     matched: Vec<Matched>,
@@ -177,9 +191,9 @@ pub struct ColumnCounter<'a> {
     slots: HashMap<[u32; MAX_BY], u32, foldhash::fast::RandomState>,
     /// The same when grouped by one field or none, by that field's number (`u32::MAX`: none).
     dense: Vec<u32>,
-    /// Group, counts, exemplars, and whether a counted trace added to it (a group first seen
-    /// in a copy that deduplication then skipped has no series).
-    series: Vec<([u32; MAX_BY], SpanCounts, Vec<Exemplar>, bool)>,
+    /// Group, counts, exemplars and the set taking them, and whether a counted trace added to
+    /// it (a group first seen in a copy that deduplication then skipped has no series).
+    series: Vec<Counted>,
     /// Traces counted (after deduplication).
     pub traces: u64,
 }
@@ -189,13 +203,13 @@ impl<'a> ColumnCounter<'a> {
         plan: &'a ColumnMetrics,
         step_of: &'a (dyn Fn(u64) -> Option<usize> + Sync),
         steps: usize,
-        max_exemplars: usize,
+        exemplar_buckets: ExemplarBuckets,
     ) -> Self {
         Self {
             plan,
             step_of,
             steps,
-            max_exemplars,
+            exemplar_buckets,
             trace: None,
             matched: Vec::new(),
             strings: vec![Default::default(); plan.by.len()],
@@ -241,8 +255,10 @@ impl<'a> ColumnCounter<'a> {
                 self.finish_trace(counts);
                 self.trace = Some((id, 0));
             }
+            // The fingerprint's part and the exemplar rank are the same mix.
+            let mix = legato_traceql::metrics::exemplar_rank(span_id);
             if let Some((_, fp)) = &mut self.trace {
-                *fp = fp.wrapping_add(legato_traceql::search::span_id_mix(span_id));
+                *fp = fp.wrapping_add(mix);
             }
             if row_bits & all != all {
                 continue;
@@ -307,9 +323,7 @@ impl<'a> ColumnCounter<'a> {
                     }
                     if self.dense[at] == u32::MAX {
                         self.dense[at] = self.series.len() as u32;
-                        let (steps, durations) = (self.steps, self.plan.durations);
-                        self.series
-                            .push((group, SpanCounts::new(steps, durations), Vec::new(), false));
+                        self.new_series(group);
                     }
                     self.dense[at]
                 }
@@ -317,9 +331,7 @@ impl<'a> ColumnCounter<'a> {
                     let next = self.series.len() as u32;
                     let slot = *self.slots.entry(group).or_insert(next);
                     if slot == next {
-                        let (steps, durations) = (self.steps, self.plan.durations);
-                        self.series
-                            .push((group, SpanCounts::new(steps, durations), Vec::new(), false));
+                        self.new_series(group);
                     }
                     last_slot = Some((group, slot));
                     slot
@@ -327,6 +339,7 @@ impl<'a> ColumnCounter<'a> {
             };
             self.matched.push(Matched {
                 slot,
+                rank: mix,
                 step,
                 span_id,
                 start_ms: (start / 1_000_000) as i64,
@@ -334,6 +347,16 @@ impl<'a> ColumnCounter<'a> {
             });
         }
         Some(())
+    }
+
+    fn new_series(&mut self, group: [u32; MAX_BY]) {
+        self.series.push(Counted {
+            group,
+            spans: SpanCounts::new(self.steps, self.plan.durations),
+            exemplars: Vec::new(),
+            exemplar_buckets: self.exemplar_buckets.fresh(),
+            counted: false,
+        });
     }
 
     /// The number of string `s` among group column `g`'s distinct strings.
@@ -357,18 +380,26 @@ impl<'a> ColumnCounter<'a> {
             return;
         }
         self.traces += 1;
-        for m in self.matched.drain(..) {
-            let (_, spans, exemplars, counted) = &mut self.series[m.slot as usize];
-            *counted = true;
-            spans.add(m.step, m.measured);
-            if exemplars.len() < self.max_exemplars && exemplars.iter().all(|e| e.trace_id != key.0) {
-                exemplars.push(Exemplar {
-                    trace_id: key.0,
-                    span_id: m.span_id,
-                    timestamp_ms: m.start_ms,
-                    value: m.measured.map_or(1.0, |(v, _)| v),
-                });
+        // The trace's exemplar, as the evaluator picks it.
+        if let Some(m) = self.matched.iter().min_by_key(|m| m.rank) {
+            let series = &mut self.series[m.slot as usize];
+            if series.exemplar_buckets.admit(m.start_ms) {
+                let value = match self.plan.op {
+                    MetricsOp::QuantileOverTime => m.measured.map_or(f64::NAN, |(v, _)| v),
+                    // Valued at their step's sample when the answer is finished.
+                    _ => f64::NAN,
+                };
+                let mut e = Exemplar::new(key.0, m.span_id, m.start_ms, value);
+                if self.plan.op == MetricsOp::HistogramOverTime {
+                    e.bucket = m.measured.map(|(_, b)| b);
+                }
+                series.exemplars.push(e);
             }
+        }
+        for m in self.matched.drain(..) {
+            let series = &mut self.series[m.slot as usize];
+            series.counted = true;
+            series.spans.add(m.step, m.measured);
         }
     }
 
@@ -378,28 +409,35 @@ impl<'a> ColumnCounter<'a> {
         let strings = std::mem::take(&mut self.strings);
         self.series
             .into_iter()
-            .filter(|(_, _, _, counted)| *counted)
-            .map(|(group, spans, exemplars, _)| {
-                let labels = self
-                    .plan
-                    .by
-                    .iter()
-                    .enumerate()
-                    .map(|(g, (label, column))| {
-                        let value = match column {
-                            ByColumn::Status => Value::Status(group[g] as i32),
-                            ByColumn::Kind => Value::Kind(group[g] as i32),
-                            ByColumn::Name => Value::Str(strings[g].1[group[g] as usize].clone()),
-                            ByColumn::Service => match strings[g].1[group[g] as usize].as_str() {
-                                "" => Value::Nil,
-                                s => Value::Str(s.to_string()),
-                            },
-                        };
-                        (label.clone(), value)
-                    })
-                    .collect();
-                (labels, spans, exemplars)
-            })
+            .filter(|s| s.counted)
+            .map(
+                |Counted {
+                     group,
+                     spans,
+                     exemplars,
+                     ..
+                 }| {
+                    let labels = self
+                        .plan
+                        .by
+                        .iter()
+                        .enumerate()
+                        .map(|(g, (label, column))| {
+                            let value = match column {
+                                ByColumn::Status => Value::Status(group[g] as i32),
+                                ByColumn::Kind => Value::Kind(group[g] as i32),
+                                ByColumn::Name => Value::Str(strings[g].1[group[g] as usize].clone()),
+                                ByColumn::Service => match strings[g].1[group[g] as usize].as_str() {
+                                    "" => Value::Nil,
+                                    s => Value::Str(s.to_string()),
+                                },
+                            };
+                            (label.clone(), value)
+                        })
+                        .collect();
+                    (labels, spans, exemplars)
+                },
+            )
             .collect()
     }
 }

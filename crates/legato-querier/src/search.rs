@@ -467,9 +467,9 @@ impl Querier {
                 totals.completed += 1;
             }
         }
-        let ((step_of, steps), max_exemplars) = {
+        let ((step_of, steps), exemplar_buckets) = {
             let e = eval.lock();
-            (e.stepper(), e.max_exemplars())
+            (e.stepper(), e.exemplar_buckets())
         };
         let handle = tokio::runtime::Handle::current();
         let reader = self.reader.clone();
@@ -498,7 +498,8 @@ impl Querier {
             }
         }
         let mut done = per_part(parts, parallel, stop, move |meta: Arc<BlockMeta>, run: Vec<usize>| {
-            let mut counter = crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, max_exemplars);
+            let mut counter =
+                crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, exemplar_buckets.fresh());
             let mut dedup = |k: &CopyKey| counts(k);
             let mut unreadable = false;
             let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), Some(&run), |batch| {

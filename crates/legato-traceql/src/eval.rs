@@ -419,7 +419,7 @@ fn attribute(trace: &TraceData, span: usize, a: &Attribute) -> Value {
 
 /// Per-trace values computed once.
 pub(crate) struct TraceCtx<'a> {
-    trace: &'a TraceData,
+    pub(crate) trace: &'a TraceData,
     root: Option<usize>,
     duration: i64,
     children: Vec<i64>,
@@ -487,7 +487,7 @@ impl<'a> TraceCtx<'a> {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 

@@ -6,6 +6,7 @@
 
 mod binary;
 mod compare;
+mod exemplars;
 mod functions;
 mod quantile;
 mod stages;
@@ -20,6 +21,7 @@ use crate::eval::{Plan, field_label};
 use crate::value::Value;
 
 pub use compare::{CompareAttr, ComparePartial};
+pub use exemplars::ExemplarBuckets;
 pub use quantile::{log2_bucket, log2_quantile};
 use stages::Dense;
 
@@ -34,15 +36,87 @@ pub struct Series {
     pub exemplars: Vec<Exemplar>,
 }
 
+/// A span shown beside a series: its trace and span, start, and a value.
+///
+/// The value is the span's own for the functions of a measured field (`sum/avg/min/max_over_time`,
+/// `quantile_over_time`: the duration in seconds, or the attribute). For `rate`,
+/// `count_over_time`, `histogram_over_time` and `compare()`'s totals it is NaN until the answer
+/// is finished, then the series' sample at the exemplar's step (Tempo's jobs send NaN and its
+/// frontend fills it in: `exemplarNaN` in `ast_metrics.go`, `attachExemplars` in
+/// `modules/frontend/combiner/metrics_query_range.go`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exemplar {
     pub trace_id: [u8; 16],
     pub span_id: [u8; 8],
     pub timestamp_ms: i64,
+    #[serde(with = "nan_as_none")]
     pub value: f64,
+    /// `histogram_over_time`: the power-of-two bucket of the span's value, whose `__bucket`
+    /// series the exemplar goes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<i32>,
+    /// `compare()`: every attribute of the span, named as Tempo names them (`trace:id`
+    /// included), which are then its labels. Empty for the other functions.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attributes: Vec<(String, Value)>,
 }
 
-#[derive(Default, Clone)]
+impl Exemplar {
+    /// An exemplar of a span, without a bucket or attributes.
+    pub fn new(trace_id: [u8; 16], span_id: [u8; 8], timestamp_ms: i64, value: f64) -> Self {
+        Self {
+            trace_id,
+            span_id,
+            timestamp_ms,
+            value,
+            bucket: None,
+            attributes: Vec::new(),
+        }
+    }
+
+    /// The labels the exemplar is answered with: `compare()`'s every attribute of the span,
+    /// otherwise `trace:id` and `span:id`.
+    pub fn labels(&self) -> Vec<(String, Value)> {
+        if !self.attributes.is_empty() {
+            return self.attributes.clone();
+        }
+        vec![
+            ("trace:id".into(), Value::Str(trace_id_label(&self.trace_id))),
+            ("span:id".into(), Value::Str(crate::eval::hex(&self.span_id))),
+        ]
+    }
+}
+
+/// Which span of a trace is its exemplar: the counted one with the lowest rank, a mix of its
+/// id (so the pick looks random, as Tempo's is, yet every path picks the same span).
+pub fn exemplar_rank(span_id: [u8; 8]) -> u64 {
+    crate::search::span_id_mix(span_id)
+}
+
+/// A trace id as Tempo's exemplars carry it: hex without leading zeros ("0" for zero).
+pub fn trace_id_label(id: &[u8; 16]) -> String {
+    let hex = crate::eval::hex(id);
+    match hex.trim_start_matches('0') {
+        "" => "0".into(),
+        trimmed => trimmed.into(),
+    }
+}
+
+/// NaN (an exemplar value not filled in yet) as JSON `null`, which `serde_json` cannot read
+/// back as a number.
+mod nan_as_none {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        (!v.is_nan()).then_some(*v).serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[derive(Clone)]
 struct Acc {
     count: Vec<f64>,
     sum: Vec<f64>,
@@ -51,6 +125,8 @@ struct Acc {
     /// Per step: log2 bucket → count.
     buckets: Vec<HashMap<i32, f64>>,
     exemplars: Vec<Exemplar>,
+    /// Which exemplars the series still takes (Tempo's per-series set, `StepAggregator`).
+    exemplar_buckets: ExemplarBuckets,
 }
 
 /// Spans of one series counted outside the evaluator (`MetricsEval::add_spans`), per step.
@@ -101,8 +177,8 @@ pub struct MetricsEval {
     plan: Arc<Plan>,
     stage: MetricsStage,
     grid: Grid,
-    max_exemplars: usize,
-    exemplar_count: usize,
+    /// An empty exemplar set over the range, copied for each series.
+    exemplar_buckets: ExemplarBuckets,
     series: SeriesMap,
     /// Most series kept (0 = no limit); spans of further label sets are not counted.
     max_series: usize,
@@ -140,7 +216,10 @@ impl Grid {
 }
 
 /// Series by label key: the labels as given, and their accumulators.
-type SeriesMap = HashMap<Vec<(String, ValueKey)>, (Vec<(String, Value)>, Acc)>;
+type SeriesMap = HashMap<SeriesKey, (Vec<(String, Value)>, Acc)>;
+
+/// A series' labels as a map key.
+type SeriesKey = Vec<(String, ValueKey)>;
 
 /// A hashable stand-in for a label value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -204,7 +283,7 @@ fn extreme(a: f64, b: f64, pick_min: bool) -> f64 {
 }
 
 impl Acc {
-    fn new(steps: usize) -> Self {
+    fn new(steps: usize, exemplar_buckets: &ExemplarBuckets) -> Self {
         Self {
             count: vec![0.0; steps],
             sum: vec![0.0; steps],
@@ -212,6 +291,17 @@ impl Acc {
             max: vec![f64::NAN; steps],
             buckets: vec![HashMap::new(); steps],
             exemplars: Vec::new(),
+            exemplar_buckets: exemplar_buckets.fresh(),
+        }
+    }
+
+    /// Keeps `e` if the series has no exemplar of its trace yet and its set takes it.
+    fn offer(&mut self, e: &Exemplar) {
+        if self.exemplar_buckets.full() || self.exemplars.iter().any(|x| x.trace_id == e.trace_id) {
+            return;
+        }
+        if self.exemplar_buckets.admit(e.timestamp_ms) {
+            self.exemplars.push(e.clone());
         }
     }
 }
@@ -238,7 +328,11 @@ impl MetricsEval {
                 head: SpansetExpr::Filter(c.selection.clone()),
                 stages: Vec::new(),
             });
-            Box::new(compare::CompareAcc::new(c, selection, max_exemplars))
+            Box::new(compare::CompareAcc::new(
+                c,
+                selection,
+                ExemplarBuckets::for_grid(max_exemplars, &grid),
+            ))
         });
         let sides = stage.binary.as_ref().map(|b| {
             let side = |q: &crate::ast::MetricsQuery| {
@@ -251,8 +345,7 @@ impl MetricsEval {
             plan,
             stage,
             grid,
-            max_exemplars,
-            exemplar_count: 0,
+            exemplar_buckets: ExemplarBuckets::for_grid(max_exemplars, &grid),
             series: HashMap::new(),
             max_series: 0,
             truncated: false,
@@ -283,23 +376,27 @@ impl MetricsEval {
         (std::sync::Arc::new(move |t| grid.step_of(t)), steps)
     }
 
-    /// Most exemplars the query keeps.
-    pub fn max_exemplars(&self) -> usize {
-        self.max_exemplars
+    /// An empty exemplar set over the query's range with its limit: each series counted
+    /// elsewhere takes its exemplars through a copy, as the series here do.
+    pub fn exemplar_buckets(&self) -> ExemplarBuckets {
+        self.exemplar_buckets.fresh()
     }
 
     /// Adds spans counted elsewhere (from block columns, without rebuilding traces) to the
     /// series `labels` (the `by` fields' labels and values, as `observe` gives them): per
     /// step, the count and, for a measured field, the sum, extremes and power-of-two buckets
-    /// of the values; and exemplars while more are wanted.
+    /// of the values; and the exemplars its set takes.
     pub fn add_spans(&mut self, labels: Vec<(String, Value)>, spans: &SpanCounts, exemplars: &[Exemplar]) {
         let key = label_key(&labels);
         if self.max_series > 0 && self.series.len() >= self.max_series && !self.series.contains_key(&key) {
             self.truncated = true;
             return;
         }
-        let steps = self.grid.steps;
-        let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
+        let (steps, buckets) = (self.grid.steps, &self.exemplar_buckets);
+        let (_, acc) = self
+            .series
+            .entry(key)
+            .or_insert_with(|| (labels, Acc::new(steps, buckets)));
         for (total, n) in acc.count.iter_mut().zip(&spans.count) {
             *total += n;
         }
@@ -313,15 +410,7 @@ impl MetricsEval {
                 }
             }
         }
-        for e in exemplars {
-            if self.exemplar_count >= self.max_exemplars {
-                break;
-            }
-            if acc.exemplars.iter().all(|x| x.trace_id != e.trace_id) {
-                acc.exemplars.push(e.clone());
-                self.exemplar_count += 1;
-            }
-        }
+        exemplars.iter().for_each(|e| acc.offer(e));
     }
 
     /// Whether some series were left out because of the series limit.
@@ -334,7 +423,9 @@ impl MetricsEval {
                 .is_some_and(|s| s.iter().any(MetricsEval::truncated))
     }
 
-    /// Adds the matching spans of one trace.
+    /// Adds the matching spans of one trace. One span counted is offered as the trace's
+    /// exemplar, to its series: Tempo's job picks one span of each trace at random; here the
+    /// one whose id mixes lowest (`exemplar_rank`), as random but the same on every path.
     pub fn observe(&mut self, trace: &TraceData) {
         if let Some(sides) = &mut self.sides {
             sides.iter_mut().for_each(|side| side.observe(trace));
@@ -347,6 +438,8 @@ impl MetricsEval {
             c.observe(&self.grid, trace, &spans);
             return;
         }
+        // The span picked so far: its rank, series and exemplar.
+        let mut picked: Option<(u64, SeriesKey, Exemplar)> = None;
         for i in spans {
             let s = &trace.spans[i];
             let Some(step) = self.grid.step_of(s.start_unix_nano) else {
@@ -384,10 +477,22 @@ impl MetricsEval {
                 self.truncated = true;
                 continue;
             }
-            let steps = self.grid.steps;
-            let (_, acc) = self.series.entry(key).or_insert_with(|| (labels, Acc::new(steps)));
+            let rank = exemplar_rank(s.span_id);
+            if picked.as_ref().is_none_or(|(best, _, _)| rank < *best) {
+                let value = match self.stage.op {
+                    MetricsOp::Rate | MetricsOp::CountOverTime | MetricsOp::HistogramOverTime => f64::NAN,
+                    _ => measured.map_or(f64::NAN, |(v, _)| v),
+                };
+                let mut e = Exemplar::new(trace.trace_id, s.span_id, (s.start_unix_nano / 1_000_000) as i64, value);
+                e.bucket = bucket.filter(|_| self.stage.op == MetricsOp::HistogramOverTime);
+                picked = Some((rank, key.clone(), e));
+            }
+            let (steps, buckets) = (self.grid.steps, &self.exemplar_buckets);
+            let (_, acc) = self
+                .series
+                .entry(key)
+                .or_insert_with(|| (labels, Acc::new(steps, buckets)));
             acc.count[step] += 1.0;
-            let value = measured.map(|(v, _)| v).unwrap_or(1.0);
             if let Some((v, _)) = measured {
                 acc.sum[step] += v;
                 acc.min[step] = extreme(acc.min[step], v, true);
@@ -396,15 +501,11 @@ impl MetricsEval {
                     *acc.buckets[step].entry(b).or_default() += 1.0;
                 }
             }
-            if self.exemplar_count < self.max_exemplars && acc.exemplars.iter().all(|e| e.trace_id != trace.trace_id) {
-                acc.exemplars.push(Exemplar {
-                    trace_id: trace.trace_id,
-                    span_id: s.span_id,
-                    timestamp_ms: (s.start_unix_nano / 1_000_000) as i64,
-                    value,
-                });
-                self.exemplar_count += 1;
-            }
+        }
+        if let Some((_, key, e)) = picked
+            && let Some((_, acc)) = self.series.get_mut(&key)
+        {
+            acc.offer(&e);
         }
     }
 
@@ -451,7 +552,7 @@ impl MetricsEval {
 
     /// Adds what another evaluator of the same query over other data accumulated (the
     /// parts must not overlap: each span counted once is the caller's business). The series
-    /// limit and the exemplar limit hold across parts.
+    /// limit holds across parts, and each series' exemplar set.
     pub fn merge(&mut self, part: MetricsPartial) {
         self.truncated |= part.truncated;
         if let Some(sides) = &mut self.sides {
@@ -469,7 +570,11 @@ impl MetricsEval {
                 self.truncated = true;
                 continue;
             }
-            let (_, acc) = self.series.entry(key).or_insert_with(|| (s.labels, Acc::new(steps)));
+            let buckets = &self.exemplar_buckets;
+            let (_, acc) = self
+                .series
+                .entry(key)
+                .or_insert_with(|| (s.labels, Acc::new(steps, buckets)));
             for st in s.steps {
                 let i = st.step as usize;
                 if i >= steps {
@@ -483,12 +588,7 @@ impl MetricsEval {
                     *acc.buckets[i].entry(b).or_default() += n;
                 }
             }
-            for e in s.exemplars {
-                if self.exemplar_count < self.max_exemplars && acc.exemplars.iter().all(|x| x.trace_id != e.trace_id) {
-                    acc.exemplars.push(e);
-                    self.exemplar_count += 1;
-                }
-            }
+            s.exemplars.iter().for_each(|e| acc.offer(e));
         }
     }
 
@@ -501,19 +601,28 @@ impl MetricsEval {
     /// The series with one value per step (NaN = none), second stages applied, in label
     /// order. Steps without spans are 0 for the counting functions and NaN for the others
     /// (`functions.rs`), the same inside arithmetic as alone: `0 / x` is 0, not a missing point.
+    ///
+    /// Exemplars: one set over the whole answer takes them before the second stages, as
+    /// Tempo's frontend combines (`exemplars::select`); a quantile group has its own
+    /// (`functions.rs`), each side of arithmetic its own answer's.
     fn finish_dense(self) -> Vec<Dense> {
         let grid = self.grid;
+        let one_set = self.sides.is_none() && self.stage.op != MetricsOp::QuantileOverTime;
+        let exemplar_buckets = self.exemplar_buckets.fresh();
         let mut out = match (self.sides, self.compare) {
             (Some(sides), _) => {
                 let [l, r] = *sides;
                 let op = self.stage.binary.as_ref().map_or(crate::ast::ArithOp::Add, |b| b.op);
                 binary::combine(op, l.finish_dense(), r.finish_dense())
             }
-            (None, Some(c)) => c.finish_dense(&grid),
-            (None, None) => functions::series(&self.stage, &grid, self.series),
+            (None, Some(c)) => c.finish_dense(),
+            (None, None) => functions::series(&self.stage, &grid, self.series, &self.exemplar_buckets),
         };
         out.retain(|s| s.values.iter().any(|v| !v.is_nan()));
         out.sort_by_cached_key(|s| format!("{:?}", s.labels));
+        if one_set {
+            exemplars::select(&mut out, exemplar_buckets);
+        }
         for stage in &self.stage.second_stage {
             out = stages::apply(out, stage);
         }

@@ -456,6 +456,24 @@ fn instant_series(body: &Json) -> Vec<(std::collections::BTreeMap<String, String
         .collect()
 }
 
+/// The string value of label `key` of a series or exemplar.
+fn label<'a>(item: &'a Json, key: &str) -> Option<&'a str> {
+    item["labels"]
+        .as_array()?
+        .iter()
+        .find(|l| l["key"] == key)
+        .and_then(|l| l["value"]["stringValue"].as_str())
+}
+
+/// The sample of `series` at the step (of `step_ms`, closed at the right) holding exemplar `e`.
+fn sample_at(series: &Json, e: &Json, step_ms: i64) -> Option<f64> {
+    let at: i64 = e["timestampMs"].as_str()?.parse().ok()?;
+    series["samples"].as_array()?.iter().find_map(|s| {
+        let t: i64 = s["timestampMs"].as_str()?.parse().ok()?;
+        (t - step_ms < at && at <= t).then(|| s["value"].as_f64()).flatten()
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceql_metrics_as_grafana_sends_them() {
     let dir = tempfile::tempdir().unwrap();
@@ -604,6 +622,91 @@ async fn traceql_metrics_as_grafana_sends_them() {
         assert!(series["samples"][0]["timestampMs"].is_string());
         let exemplar = &series["exemplars"][0];
         assert_eq!(exemplar["labels"][0]["key"], "trace:id");
+        // Exemplars as current Tempo answers them: a rate() exemplar is valued at its step's
+        // sample (it was 1); one span per trace, two per 1/50 of the range (the three traces
+        // start within 3 s, so two or three of them).
+        let exemplars = series["exemplars"].as_array().unwrap();
+        assert!((2..=3).contains(&exemplars.len()), "{phase}: {series}");
+        let mut traces: Vec<&str> = exemplars.iter().map(|e| label(e, "trace:id").unwrap()).collect();
+        traces.sort_unstable();
+        traces.dedup();
+        assert_eq!(traces.len(), exemplars.len(), "{phase}: one per trace: {series}");
+        for e in exemplars {
+            assert_eq!(e["value"].as_f64(), sample_at(series, e, 60_000), "{phase}: {series}");
+        }
+        // The query's hint sets the limit, as Tempo's frontend reads it.
+        let body: Json = get(
+            "/api/metrics/query_range",
+            "{ } | rate() with(exemplars=1)",
+            vec![("step", "60s".into())],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        assert_eq!(
+            body["series"][0]["exemplars"].as_array().map(Vec::len),
+            Some(1),
+            "{phase}: {body}"
+        );
+        // histogram_over_time: exemplars on the series of their span's bucket, valued at its
+        // count in their step (there were none).
+        let body: Json = get(
+            "/api/metrics/query_range",
+            "{ } | histogram_over_time(duration)",
+            vec![("step", "60s".into())],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let mut on_buckets = 0;
+        for series in body["series"].as_array().unwrap() {
+            for e in series["exemplars"].as_array().into_iter().flatten() {
+                assert_eq!(e["value"].as_f64(), sample_at(series, e, 60_000), "{phase}: {body}");
+                on_buckets += 1;
+            }
+        }
+        assert!(on_buckets >= 2, "{phase}: {body}");
+        // compare(): exemplars on the totals, labelled with every attribute of the span
+        // (Tempo's select-all fetch), not span:id; valued at the total in their step.
+        let body: Json = get(
+            "/api/metrics/query_range",
+            "{ } | compare({ status = error })",
+            vec![("step", "60s".into())],
+        )
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+        let with_exemplars: Vec<&Json> = body["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|s| s["exemplars"].as_array().is_some_and(|e| !e.is_empty()))
+            .collect();
+        assert!(!with_exemplars.is_empty(), "{phase}: {body}");
+        for series in with_exemplars {
+            let meta = label(series, "__meta_type").unwrap();
+            assert!(meta.ends_with("_total"), "{phase}: {series}");
+            for e in series["exemplars"].as_array().unwrap() {
+                assert_eq!(e["value"].as_f64(), sample_at(series, e, 60_000), "{phase}: {series}");
+                for key in [
+                    "trace:id",
+                    "resource.service.name",
+                    "name",
+                    "kind",
+                    "status",
+                    "duration",
+                ] {
+                    assert!(label(e, key).is_some(), "{phase}: {key} in {e}");
+                }
+                assert!(label(e, "span:id").is_none(), "{phase}: {e}");
+            }
+        }
         // Current Tempo's TimeSeries fields only, as tempo-cli and tempo-vulture decode them.
         for k in series.as_object().unwrap().keys() {
             assert!(

@@ -296,7 +296,7 @@ proptest! {
             slow.observe(&live);
             let mut fast = MetricsEval::new(plan.clone(), stage.clone(), range.0, range.1, range.2, EXEMPLARS);
             let (step_of, steps) = fast.stepper();
-            let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, EXEMPLARS);
+            let mut counter = ColumnCounter::new(&columns, step_of.as_ref(), steps, fast.exemplar_buckets());
             let mut all = |_: &([u8; 16], u64)| true;
             rt.block_on(reader.scan_columns(&block.meta, &columns.columns(), None, |b| counter.batch(b, &mut all).is_some())).unwrap();
             for (labels, spans, exemplars) in counter.finish(&mut all) {

@@ -16,20 +16,25 @@
 //! Like a Tempo job, a part sent to the frontend (`into_partial`) keeps only the top `topN`
 //! values of each attribute; the frontend adds parts up and takes the top values again.
 //!
-//! Exemplars, as Tempo places them (`MetricsCompare.result` and the frontend's
-//! `attachExemplars`): only the `*_total` series carry them. A span picked as an exemplar goes
-//! to the total of every attribute it has in its group (`baseline_total` or
-//! `selection_total`), and its value is that total at the exemplar's step (the number of
-//! spans of the group with the attribute then); Tempo leaves it NaN until the frontend fills
-//! it in the same way. At most one exemplar per trace per series, and `max_exemplars` over all
-//! series, copies included.
+//! Exemplars, as Tempo places them (`MetricsCompare.observeExemplar` and `result`, the
+//! frontend's `BaselineAggregator` and `attachExemplars`): one span per trace (of those the
+//! outer pipeline matches in the range, the one `exemplar_rank` ranks first; Tempo's job
+//! picks one at random) is kept for its group
+//! (baseline or selection) while the group's exemplar set takes it. It carries every attribute
+//! of the span as its labels, as Tempo's `span.AllAttributes()` after a select-all fetch: the
+//! attributes counted here, plus `trace:id`, `duration` and `traceDuration` (see
+//! `exemplar_attributes`). When finished, it goes to the total of every attribute it has in its
+//! group (`baseline_total` or `selection_total`), valued at that total in its step (NaN until
+//! `to_series` fills it, as Tempo's frontend does). One set over the whole answer then takes at
+//! most `exemplars` of these copies, two per 1/50 of the range.
 
 use std::collections::HashMap;
 
 use legato_model::span::{AttrValue, TraceData};
 
+use super::exemplars::ExemplarBuckets;
 use super::stages::Dense;
-use super::{Exemplar, Grid};
+use super::{Exemplar, Grid, exemplar_rank, trace_id_label};
 use crate::ast::{Compare, Intrinsic};
 use crate::eval::{Plan, TraceCtx};
 use crate::value::Value;
@@ -41,6 +46,11 @@ const GROUPS: [&str; 2] = ["baseline", "selection"];
 pub struct ComparePartial {
     pub baseline: Vec<CompareAttr>,
     pub selection: Vec<CompareAttr>,
+    /// Exemplars of each group, with their attributes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub baseline_exemplars: Vec<Exemplar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub selection_exemplars: Vec<Exemplar>,
 }
 
 /// One attribute of one group: its total and its top values, as (step, count) of the steps
@@ -50,9 +60,6 @@ pub struct CompareAttr {
     pub name: String,
     pub total: Vec<(u32, f64)>,
     pub values: Vec<(Value, Vec<(u32, f64)>)>,
-    /// Exemplars of the total (their values are filled in by `finish_dense`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exemplars: Vec<Exemplar>,
 }
 
 /// The counts of `compare()`.
@@ -65,9 +72,9 @@ pub(crate) struct CompareAcc {
     budget: Budget,
     pub max_series: usize,
     pub truncated: bool,
-    max_exemplars: usize,
-    /// Exemplars kept, over all totals.
-    exemplar_count: usize,
+    /// Exemplars of each group, and the sets that take them.
+    exemplars: [Vec<Exemplar>; 2],
+    exemplar_buckets: [ExemplarBuckets; 2],
 }
 
 /// Attributes counted so far, against the series limit (each counts twice, for its values
@@ -90,8 +97,6 @@ struct Attr {
     strings: HashMap<String, Vec<f64>>,
     /// Values of other types, by their debug form.
     others: HashMap<String, (Value, Vec<f64>)>,
-    /// Exemplars of the total.
-    exemplars: Vec<Exemplar>,
 }
 
 /// A value being counted.
@@ -106,7 +111,6 @@ impl Attr {
             total: vec![0.0; steps],
             strings: HashMap::new(),
             others: HashMap::new(),
-            exemplars: Vec::new(),
         }
     }
 
@@ -127,15 +131,6 @@ impl Attr {
             }
         };
         counts[step] += n;
-    }
-
-    /// Adds `e` unless the total has an exemplar of its trace already.
-    fn keep_exemplar(&mut self, e: &Exemplar) -> bool {
-        if self.exemplars.iter().any(|x| x.trace_id == e.trace_id) {
-            return false;
-        }
-        self.exemplars.push(e.clone());
-        true
     }
 
     /// The `n` values with the most spans (ties: in value order).
@@ -194,8 +189,51 @@ fn attr_val(v: &AttrValue) -> Val<'_> {
     }
 }
 
+impl Val<'_> {
+    fn to_value(&self) -> Value {
+        match self {
+            Val::Str(s) => Value::Str((*s).to_string()),
+            Val::Other(v) => v.clone(),
+        }
+    }
+}
+
+/// Calls `f` with the name and value of each attribute of span `i` that `compare()` counts:
+/// trace-level root name and service (`trace_level`), resource, instrumentation, span
+/// intrinsics and span attributes, named as Tempo names them.
+fn each_attribute(trace_level: &[(&str, Value)], ctx: &TraceCtx<'_>, i: usize, mut f: impl FnMut(&str, Val<'_>)) {
+    let s = &ctx.trace.spans[i];
+    let mut buf = String::new();
+    for (name, v) in trace_level {
+        let v = match v {
+            Value::Str(s) => Val::Str(s),
+            other => Val::Other(other.clone()),
+        };
+        f(name, v);
+    }
+    for (k, v) in &s.origin.resource {
+        scoped(&mut buf, "resource", k);
+        f(&buf, attr_val(v));
+    }
+    f("instrumentation:name", Val::Str(&s.origin.scope_name));
+    f("instrumentation:version", Val::Str(&s.origin.scope_version));
+    for (k, v) in &s.origin.scope_attrs {
+        scoped(&mut buf, "instrumentation", k);
+        f(&buf, attr_val(v));
+    }
+    f("name", Val::Str(&s.name));
+    f("status", Val::Other(Value::Status(s.status_code)));
+    f("statusMessage", Val::Str(&s.status_message));
+    f("kind", Val::Other(Value::Kind(s.kind)));
+    f("span:childCount", Val::Other(ctx.intrinsic(i, Intrinsic::ChildCount)));
+    for (k, v) in &s.attrs {
+        scoped(&mut buf, "span", k);
+        f(&buf, attr_val(v));
+    }
+}
+
 impl CompareAcc {
-    pub fn new(c: &Compare, selection: Plan, max_exemplars: usize) -> Self {
+    pub fn new(c: &Compare, selection: Plan, exemplar_buckets: ExemplarBuckets) -> Self {
         Self {
             selection,
             top_n: c.top_n.max(1) as usize,
@@ -204,8 +242,8 @@ impl CompareAcc {
             budget: Budget::default(),
             max_series: 0,
             truncated: false,
-            max_exemplars,
-            exemplar_count: 0,
+            exemplars: [Vec::new(), Vec::new()],
+            exemplar_buckets: [exemplar_buckets.fresh(), exemplar_buckets],
         }
     }
 
@@ -222,18 +260,21 @@ impl CompareAcc {
         self.groups[group].attrs.get_mut(name)
     }
 
-    /// Counts one span's value of an attribute, and keeps `exemplar` for the attribute's
-    /// total while exemplars are wanted.
-    fn count(&mut self, group: usize, name: &str, v: Val<'_>, step: usize, steps: usize, exemplar: Option<&Exemplar>) {
-        let wanted = self.exemplar_count < self.max_exemplars;
-        let Some(attr) = self.attr(group, name, steps) else {
+    /// Counts one span's value of an attribute.
+    fn count(&mut self, group: usize, name: &str, v: Val<'_>, step: usize, steps: usize) {
+        if let Some(attr) = self.attr(group, name, steps) {
+            attr.add(v, step, 1.0);
+        }
+    }
+
+    /// Keeps `e` for `group` if it has none of its trace yet and its set takes it.
+    fn offer(&mut self, group: usize, e: Exemplar) {
+        let kept = &mut self.exemplars[group];
+        if self.exemplar_buckets[group].full() || kept.iter().any(|x| x.trace_id == e.trace_id) {
             return;
-        };
-        attr.add(v, step, 1.0);
-        if let Some(e) = exemplar.filter(|_| wanted)
-            && attr.keep_exemplar(e)
-        {
-            self.exemplar_count += 1;
+        }
+        if self.exemplar_buckets[group].admit(e.timestamp_ms) {
+            kept.push(e);
         }
     }
 
@@ -258,7 +299,12 @@ impl CompareAcc {
         .filter(|(_, v)| !v.is_nil())
         .collect();
         let steps = grid.steps;
-        let mut buf = String::new();
+        // The trace's exemplar span, as `MetricsEval::observe` picks it, and its group.
+        let picked = spans
+            .iter()
+            .filter(|&&i| grid.step_of(trace.spans[i].start_unix_nano).is_some())
+            .min_by_key(|&&i| exemplar_rank(trace.spans[i].span_id))
+            .copied();
         for &i in spans {
             let s = &trace.spans[i];
             let Some(step) = grid.step_of(s.start_unix_nano) else {
@@ -268,53 +314,23 @@ impl CompareAcc {
                 .window
                 .is_none_or(|(start, end)| s.start_unix_nano > start && s.start_unix_nano <= end);
             let g = usize::from(selected[i] && in_window);
-            let exemplar = (self.exemplar_count < self.max_exemplars).then_some(Exemplar {
-                trace_id: trace.trace_id,
-                span_id: s.span_id,
-                timestamp_ms: (s.start_unix_nano / 1_000_000) as i64,
-                value: 0.0,
+            let wanted = picked == Some(i) && !self.exemplar_buckets[g].full();
+            let mut attributes = Vec::new();
+            each_attribute(&trace_level, &ctx, i, |name, v| {
+                if wanted {
+                    attributes.push((name.to_string(), v.to_value()));
+                }
+                self.count(g, name, v, step, steps);
             });
-            let ex = exemplar.as_ref();
-            for (name, v) in &trace_level {
-                let v = match v {
-                    Value::Str(s) => Val::Str(s),
-                    other => Val::Other(other.clone()),
-                };
-                self.count(g, name, v, step, steps, ex);
-            }
-            for (k, v) in &s.origin.resource {
-                scoped(&mut buf, "resource", k);
-                self.count(g, &buf, attr_val(v), step, steps, ex);
-            }
-            self.count(
-                g,
-                "instrumentation:name",
-                Val::Str(&s.origin.scope_name),
-                step,
-                steps,
-                ex,
-            );
-            self.count(
-                g,
-                "instrumentation:version",
-                Val::Str(&s.origin.scope_version),
-                step,
-                steps,
-                ex,
-            );
-            for (k, v) in &s.origin.scope_attrs {
-                scoped(&mut buf, "instrumentation", k);
-                self.count(g, &buf, attr_val(v), step, steps, ex);
-            }
-            self.count(g, "name", Val::Str(&s.name), step, steps, ex);
-            self.count(g, "status", Val::Other(Value::Status(s.status_code)), step, steps, ex);
-            self.count(g, "statusMessage", Val::Str(&s.status_message), step, steps, ex);
-            self.count(g, "kind", Val::Other(Value::Kind(s.kind)), step, steps, ex);
-            let children = ctx.intrinsic(i, Intrinsic::ChildCount);
-            self.count(g, "span:childCount", Val::Other(children), step, steps, ex);
-            for (k, v) in &s.attrs {
-                scoped(&mut buf, "span", k);
-                self.count(g, &buf, attr_val(v), step, steps, ex);
+            if wanted {
+                let mut e = Exemplar::new(
+                    trace.trace_id,
+                    s.span_id,
+                    (s.start_unix_nano / 1_000_000) as i64,
+                    f64::NAN,
+                );
+                e.attributes = exemplar_attributes(&ctx, i, attributes);
+                self.offer(g, e);
             }
         }
     }
@@ -331,7 +347,6 @@ impl CompareAcc {
                     name: name.clone(),
                     total: sparse(&attr.total),
                     values: top.into_iter().map(|(v, c)| (v, sparse(c))).collect(),
-                    exemplars: attr.exemplars.clone(),
                 });
             }
             attrs.sort_by(|a, b| a.name.cmp(&b.name));
@@ -339,14 +354,22 @@ impl CompareAcc {
         }
         let selection = groups.pop().unwrap_or_default();
         let baseline = groups.pop().unwrap_or_default();
-        ComparePartial { baseline, selection }
+        let [baseline_exemplars, selection_exemplars] = self.exemplars;
+        ComparePartial {
+            baseline,
+            selection,
+            baseline_exemplars,
+            selection_exemplars,
+        }
     }
 
     /// Adds another part's counts (Tempo's frontend combiner).
     pub fn merge(&mut self, part: ComparePartial, steps: usize) {
+        for (g, exemplars) in [(0, part.baseline_exemplars), (1, part.selection_exemplars)] {
+            exemplars.into_iter().for_each(|e| self.offer(g, e));
+        }
         for (g, attrs) in [(0, part.baseline), (1, part.selection)] {
             for a in attrs {
-                let room = self.max_exemplars.saturating_sub(self.exemplar_count);
                 let Some(attr) = self.attr(g, &a.name, steps) else {
                     continue;
                 };
@@ -371,22 +394,16 @@ impl CompareAcc {
                     };
                     add(slot, &counts);
                 }
-                let mut kept = 0;
-                for e in &a.exemplars {
-                    if kept < room && attr.keep_exemplar(e) {
-                        kept += 1;
-                    }
-                }
-                self.exemplar_count += kept;
             }
         }
     }
 
     /// The series of the top values and the totals, one value per step (0 without spans);
-    /// the totals carry the exemplars, each valued at the total of its step.
-    pub fn finish_dense(self, grid: &Grid) -> Vec<Dense> {
+    /// each exemplar of a group is on the total of every attribute it has (its value is left
+    /// NaN, for `to_series` to fill in with the total of its step).
+    pub fn finish_dense(self) -> Vec<Dense> {
         let mut out = Vec::new();
-        for (group, meta) in self.groups.iter().zip(GROUPS) {
+        for ((group, meta), exemplars) in self.groups.iter().zip(GROUPS).zip(&self.exemplars) {
             for (name, attr) in &group.attrs {
                 let meta_label = |t: &str| ("__meta_type".to_string(), Value::Str(t.to_string()));
                 for (v, counts) in attr.top(self.top_n) {
@@ -404,7 +421,11 @@ impl CompareAcc {
                         (name.clone(), Value::Str("nil".into())),
                     ],
                     values: attr.total.clone(),
-                    exemplars: total_exemplars(attr, grid),
+                    exemplars: exemplars
+                        .iter()
+                        .filter(|e| e.attributes.iter().any(|(n, _)| n == name))
+                        .cloned()
+                        .collect(),
                 });
             }
         }
@@ -412,16 +433,15 @@ impl CompareAcc {
     }
 }
 
-/// The exemplars of a total, each valued at the total of the step its start (in whole
-/// milliseconds, as Tempo maps it) falls in; one outside the range is dropped, as Tempo drops
-/// it.
-fn total_exemplars(attr: &Attr, grid: &Grid) -> Vec<Exemplar> {
-    attr.exemplars
-        .iter()
-        .filter_map(|e| {
-            let step = grid.step_of(u64::try_from(e.timestamp_ms).ok()?.saturating_mul(1_000_000))?;
-            let value = *attr.total.get(step)?;
-            Some(Exemplar { value, ..e.clone() })
-        })
-        .collect()
+/// The labels of a `compare()` exemplar: `trace:id` and the counted `attributes` of span `i`,
+/// then its `duration` and `traceDuration`, which Tempo's select-all fetch also returns (and
+/// compare() does not count). Not `span:id`, nor the start time, nested-set numbers or
+/// parent id, which that fetch leaves out.
+fn exemplar_attributes(ctx: &TraceCtx<'_>, i: usize, attributes: Vec<(String, Value)>) -> Vec<(String, Value)> {
+    let mut labels = Vec::with_capacity(attributes.len() + 3);
+    labels.push(("trace:id".to_string(), Value::Str(trace_id_label(&ctx.trace.trace_id))));
+    labels.extend(attributes);
+    labels.push(("duration".to_string(), ctx.intrinsic(i, Intrinsic::Duration)));
+    labels.push(("traceDuration".to_string(), ctx.intrinsic(i, Intrinsic::TraceDuration)));
+    labels
 }

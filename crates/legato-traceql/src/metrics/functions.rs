@@ -8,17 +8,26 @@
 //!
 //! A `quantile_over_time` exemplar goes only to the quantile series of its group whose
 //! quantile, computed over all series and steps together, is closest to the exemplar's value
-//! (`closest`).
+//! (`closest`); each group takes its exemplars through its own set, as Tempo's
+//! `HistogramAggregator` does. A `histogram_over_time` exemplar goes to the `__bucket` series
+//! of its span's bucket (Tempo groups it there like the span), to be valued at that series'
+//! count in its step.
 
 use std::collections::HashMap;
 
+use super::exemplars::{self, ExemplarBuckets};
 use super::stages::Dense;
 use super::{Acc, Grid, SeriesMap, log2_quantile, op_name};
 use crate::ast::{FieldExpr, Intrinsic, MetricsOp, MetricsStage};
 use crate::value::Value;
 
 /// The series of a single metrics function from its accumulators, one value per step.
-pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -> Vec<Dense> {
+pub(super) fn series(
+    stage: &MetricsStage,
+    grid: &Grid,
+    mut series: SeriesMap,
+    exemplar_buckets: &ExemplarBuckets,
+) -> Vec<Dense> {
     let step_secs = grid.step_ns as f64 / 1e9;
     let op = stage.op;
     let is_duration = stage
@@ -28,7 +37,7 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
     if stage.by.is_empty() && matches!(op, MetricsOp::Rate | MetricsOp::CountOverTime) {
         series
             .entry(Vec::new())
-            .or_insert_with(|| (Vec::new(), Acc::new(grid.steps)));
+            .or_insert_with(|| (Vec::new(), Acc::new(grid.steps, exemplar_buckets)));
     }
     let unit = if is_duration { 1e9 } else { 1.0 };
     let quantile_targets = match op {
@@ -45,6 +54,7 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
         let values = |f: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..grid.steps).map(f).collect() };
         match op {
             MetricsOp::QuantileOverTime => {
+                let first = out.len();
                 for (index, q) in stage.quantiles.iter().enumerate() {
                     let mut labels = base_labels.clone();
                     labels.push(("p".into(), Value::Float(*q)));
@@ -67,6 +77,7 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
                         exemplars,
                     });
                 }
+                exemplars::select(&mut out[first..], exemplar_buckets.fresh());
             }
             MetricsOp::HistogramOverTime => {
                 let mut bounds: Vec<i32> = acc.buckets.iter().flat_map(|b| b.keys().copied()).collect();
@@ -80,10 +91,11 @@ pub(super) fn series(stage: &MetricsStage, grid: &Grid, mut series: SeriesMap) -
                         Value::Float(if is_duration { upper / 1e9 } else { upper }),
                     ));
                     let values = values(&|i| acc.buckets[i].get(&b).copied().unwrap_or(0.0));
+                    let exemplars = acc.exemplars.iter().filter(|e| e.bucket == Some(b)).cloned().collect();
                     out.push(Dense {
                         labels,
                         values,
-                        exemplars: Vec::new(),
+                        exemplars,
                     });
                 }
             }

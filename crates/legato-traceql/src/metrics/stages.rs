@@ -14,19 +14,41 @@ pub(crate) struct Dense {
 }
 
 /// The samples of each series (NaN values left out); series without any are dropped.
+/// Exemplars as Tempo answers them: one at a step without a sample is left out (`ToProto`),
+/// one without a value yet takes the sample of its step (its frontend's `attachExemplars`),
+/// in time order.
 pub(crate) fn to_series(dense: Vec<Dense>, grid: &Grid) -> Vec<Series> {
     dense
         .into_iter()
-        .map(|d| Series {
-            labels: d.labels,
-            samples: d
-                .values
-                .iter()
-                .enumerate()
-                .filter(|(_, v)| !v.is_nan())
-                .map(|(i, v)| (grid.timestamp_ms(i), *v))
-                .collect(),
-            exemplars: d.exemplars,
+        .map(|d| {
+            let mut exemplars: Vec<Exemplar> = d
+                .exemplars
+                .into_iter()
+                .filter_map(|mut e| {
+                    // Mapped by its whole milliseconds, as Tempo maps it.
+                    let ns = u64::try_from(e.timestamp_ms).ok()?.checked_mul(1_000_000)?;
+                    let sample = *d.values.get(grid.step_of(ns)?)?;
+                    if sample.is_nan() {
+                        return None;
+                    }
+                    if e.value.is_nan() {
+                        e.value = sample;
+                    }
+                    Some(e)
+                })
+                .collect();
+            exemplars.sort_by_key(|e| e.timestamp_ms);
+            Series {
+                labels: d.labels,
+                samples: d
+                    .values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| !v.is_nan())
+                    .map(|(i, v)| (grid.timestamp_ms(i), *v))
+                    .collect(),
+                exemplars,
+            }
         })
         .filter(|s| !s.samples.is_empty())
         .collect()
@@ -49,12 +71,16 @@ pub(crate) fn arith(op: ArithOp, lhs: f64, rhs: f64) -> f64 {
 pub(crate) fn apply(mut series: Vec<Dense>, stage: &SecondStage) -> Vec<Dense> {
     match stage {
         SecondStage::Filter { op, value } => {
+            let keep = |v: f64| !v.is_nan() && Value::Float(v).compare(*op, &Value::Float(*value));
             for s in &mut series {
                 for v in &mut s.values {
-                    if !v.is_nan() && !Value::Float(*v).compare(*op, &Value::Float(*value)) {
+                    if !keep(*v) {
                         *v = f64::NAN;
                     }
                 }
+                // As Tempo's `MetricsFilter`: an exemplar stays only if its own value passes,
+                // so those still without one (rate, count, histogram) all go.
+                s.exemplars.retain(|e| keep(e.value));
             }
         }
         SecondStage::TopK(k) | SecondStage::BottomK(k) => {

@@ -373,54 +373,103 @@ fn compare_stops_taking_new_attributes_at_the_series_limit_and_says_so() {
     assert!(frontend.truncated());
 }
 
-/// Issue 14: `compare()` exemplars as Tempo places them (`MetricsCompare.result` and the
-/// frontend's `attachExemplars`): only on the `*_total` series, each span of a group on the
-/// total of every attribute it has, valued at that total's count in the exemplar's step.
+/// Issue 14: `compare()` exemplars as Tempo places them (`MetricsCompare.observeExemplar` and
+/// `result`, the frontend's `BaselineAggregator` and `attachExemplars`): one span per trace
+/// (here the one `exemplar_rank` ranks first), labelled with every attribute of the span, on
+/// the total of each attribute it has in its group, valued at that total in its step; one set
+/// over the answer takes at most two copies per 1/50 of the range and `exemplars` in all.
 #[test]
 fn compare_exemplars_are_on_the_totals_valued_at_their_step() {
-    let q = "{ } | compare({ status = error }, 2)";
-    let run_with = |exemplars: usize| {
+    use legato_traceql::metrics::exemplar_rank;
+    // The pick: GetCart (span 2) in trace 1, GetCart (span 4) in trace 2, as their ids rank
+    // first; both in the selection of `status = error`.
+    assert!(exemplar_rank([2; 8]) < exemplar_rank([1; 8]));
+    assert!(exemplar_rank([4; 8]) < exemplar_rank([3; 8]).min(exemplar_rank([5; 8])));
+    let run_with = |q: &str, exemplars: usize| {
         let mut e = support::evaluator_with_exemplars(q, 0, 20 * S, 10 * S, exemplars);
         traces().iter().for_each(|t| e.observe(t));
         e.finish()
     };
-    let out = run_with(100);
-    // (trace, span, timestamp ms, value) of a series' exemplars.
-    let exemplars = |meta: &str, attr: &str, v: Value| -> Vec<(u8, u8, i64, f64)> {
-        let labels = cmp_series(meta, attr, v);
-        let series = out.iter().find(|x| x.labels == labels).unwrap();
-        series
-            .exemplars
+    // (attribute of the total, trace, span, timestamp ms, value) of every copy.
+    let copies = |out: &[Series], meta: &str| -> Vec<(String, u8, u8, i64, f64)> {
+        let mut all: Vec<(String, u8, u8, i64, f64)> = out
             .iter()
-            .map(|e| (e.trace_id[0], e.span_id[0], e.timestamp_ms, e.value))
-            .collect()
+            .filter(|x| x.labels[0].1 == s(meta))
+            .flat_map(|x| {
+                x.exemplars.iter().map(|e| {
+                    (
+                        x.labels[1].0.clone(),
+                        e.trace_id[0],
+                        e.span_id[0],
+                        e.timestamp_ms,
+                        e.value,
+                    )
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| (a.3, &a.0).cmp(&(b.3, &b.0)));
+        all
     };
-    // Baseline: GET /cart at 1 s (trace 1) and 11 s (trace 2); HGET at 13 s is of trace 2,
-    // which the total has already. Names in the baseline: 1 in step 0, 2 in step 1.
+    let q = "{ } | compare({ status = error }, 2)";
+    let out = run_with(q, 100);
+    // 100 exemplars over (0, 20 s]: buckets of 400 ms, two copies each. Each span's copies
+    // share its start, so two of its totals carry it, the first in label order. The value is
+    // the selection's total in the step: one span with the attribute in each.
+    let at = |attr: &str, trace: u8, span: u8, ms: i64| (attr.to_string(), trace, span, ms, 1.0);
     assert_eq!(
-        exemplars("baseline_total", "name", s("nil")),
-        vec![(1, 1, 1_000, 1.0), (2, 3, 11_000, 2.0)]
+        copies(&out, "selection_total"),
+        vec![
+            at("instrumentation:name", 1, 2, 2_000),
+            at("instrumentation:version", 1, 2, 2_000),
+            at("instrumentation:name", 2, 4, 12_000),
+            at("instrumentation:version", 2, 4, 12_000),
+        ]
     );
-    // span.http.method: HGET lacks it, so the baseline has 1 in each step.
-    assert_eq!(
-        exemplars("baseline_total", "span.http.method", s("nil")),
-        vec![(1, 1, 1_000, 1.0), (2, 3, 11_000, 1.0)]
-    );
-    // Selection: the GetCart spans at 2 s and 12 s.
-    assert_eq!(
-        exemplars("selection_total", "status", s("nil")),
-        vec![(1, 2, 2_000, 1.0), (2, 4, 12_000, 1.0)]
-    );
-    // The value series carry none; every total does (each attribute is on some span).
+    assert_eq!(copies(&out, "baseline_total"), vec![]);
+    // Only totals carry exemplars.
     for series in &out {
         let meta = &series.labels[0].1;
         let on_total = *meta == s("baseline_total") || *meta == s("selection_total");
-        assert_eq!(!series.exemplars.is_empty(), on_total, "{:?}", series.labels);
+        assert!(series.exemplars.is_empty() || on_total, "{:?}", series.labels);
     }
-    // 11 attributes on each of the 4 exemplar spans: 44 copies in all.
-    let copies = |out: &[Series]| out.iter().map(|x| x.exemplars.len()).sum::<usize>();
-    assert_eq!(copies(&out), 44);
-    // The limit counts copies, over all series; none without exemplars (instant queries).
-    assert_eq!(copies(&run_with(5)), 5);
-    assert_eq!(copies(&run_with(0)), 0);
+    // Every attribute of the span, as Tempo's select-all fetch returns them: trace:id, the
+    // attributes compare() counts, duration and traceDuration; not span:id.
+    let first = &out.iter().find(|x| !x.exemplars.is_empty()).unwrap().exemplars[0];
+    let labels = first.labels();
+    let trace_id = format!("1{}", "01".repeat(15));
+    assert_eq!(
+        labels,
+        vec![
+            ("trace:id".to_string(), s(&trace_id)),
+            ("rootServiceName".to_string(), s("frontend")),
+            ("rootName".to_string(), s("GET /cart")),
+            ("resource.service.name".to_string(), s("cart")),
+            ("instrumentation:name".to_string(), s("lib")),
+            ("instrumentation:version".to_string(), s("")),
+            ("name".to_string(), s("GetCart")),
+            ("status".to_string(), Value::Status(2)),
+            ("statusMessage".to_string(), s("")),
+            ("kind".to_string(), Value::Kind(3)),
+            ("span:childCount".to_string(), Value::Int(0)),
+            ("span.http.method".to_string(), s("GET")),
+            ("duration".to_string(), Value::Duration(5_000_000)),
+            ("traceDuration".to_string(), Value::Duration(1_005_000_000)),
+        ]
+    );
+    // In the baseline, valued at the baseline's total in the step: GET /cart and GetCart
+    // (trace 1's exemplar, GET, not the selected POST) both have the instrumentation name.
+    let out = run_with(r#"{ } | compare({ span.http.method = "POST" }, 2)"#, 100);
+    assert_eq!(
+        copies(&out, "baseline_total"),
+        vec![
+            ("instrumentation:name".to_string(), 1, 2, 2_000, 2.0),
+            ("instrumentation:version".to_string(), 1, 2, 2_000, 2.0),
+        ]
+    );
+    assert_eq!(copies(&out, "selection_total").len(), 2);
+    // The limit counts copies: 5 is two buckets of 10 s, two in each; 1 is one; 0 none.
+    let count = |n: usize| run_with(q, n).iter().map(|x| x.exemplars.len()).sum::<usize>();
+    assert_eq!(count(5), 4);
+    assert_eq!(count(1), 1);
+    assert_eq!(count(0), 0);
 }

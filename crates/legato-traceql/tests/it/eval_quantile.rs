@@ -172,10 +172,11 @@ fn each_exemplar_goes_to_the_closest_overall_quantile() {
     // a's exemplars (1 µs): 0.14 µs from p50, 130 µs from p90 → p50.
     // b's exemplar (100 µs): 99.1 µs from p50, 31.1 µs from p90 → p90. Within b alone both
     // quantiles are 131072 ns (a tie, which would have given p50).
+    // (a's spans start apart: ten exemplars over 2 s take two per 400 ms.)
     let spans = [
-        ("a", S, 1000),
-        ("a", S, 1000),
-        ("a", S, 1000),
+        ("a", S / 5, 1000),
+        ("a", S / 2, 1000),
+        ("a", 7 * S / 10, 1000),
         ("a", S, 1000),
         ("b", 2 * S, 100_000),
     ];

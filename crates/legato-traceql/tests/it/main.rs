@@ -4,6 +4,7 @@
 
 mod corpus;
 mod eval_corpus;
+mod eval_exemplars;
 mod eval_metrics;
 mod eval_quantile;
 mod eval_steps;
