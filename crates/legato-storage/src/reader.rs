@@ -509,6 +509,31 @@ pub(crate) mod tests {
             32_772,
             "the group ends after a whole trace"
         );
+        // Page locations of every column (a lookup fetches only its pages of each), page
+        // statistics of trace_id only.
+        for rg in 0..metadata.num_row_groups() {
+            let index = metadata.page_index_for_row_group(rg);
+            for column in 0..metadata.row_group(rg).num_columns() {
+                let pages = index.offset_index(column).map(|o| o.page_locations().len());
+                assert!(
+                    pages.is_some_and(|n| n > 0),
+                    "row group {rg} column {column}: {pages:?}"
+                );
+            }
+        }
+        let chunk = metadata.row_group(0).column(1);
+        assert!(
+            chunk.column_index_length().is_none(),
+            "{:?} has page statistics",
+            chunk.column_path()
+        );
+        assert!(
+            metadata
+                .row_group(0)
+                .column(TRACE_ID_LEAF)
+                .column_index_length()
+                .is_some()
+        );
         // Trace 10: rows 60..66, in the first page. Trace 170: rows 1020..1026, across the first
         // two pages. Trace 5999: the last rows of the second row group (3,228 rows).
         for (n, pages) in [(10u32, 1..=1024), (170, 1025..=2048), (5999, 1..=1024)] {
