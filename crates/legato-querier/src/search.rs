@@ -480,10 +480,28 @@ impl Querier {
         // Each block is read in parts (runs of row groups, every trace whole in one), so that
         // a query over a few large compacted blocks still keeps every core busy. A block's
         // series count only once all its parts were read.
+        // Enough blocks keep every core busy whole; fewer are split, their footers read side
+        // by side (from an object store, one at a time would add a round trip per block).
+        let split = to_read.len() < 2 * parallel;
+        let split_runs: Vec<_> = futures::stream::iter(to_read)
+            .map(|meta| async move {
+                let runs = match split {
+                    true => self
+                        .reader
+                        .column_parts(&meta, parallel)
+                        .await
+                        .map(|r| r.into_iter().map(Some).collect()),
+                    false => Ok(vec![None]),
+                };
+                (meta, runs)
+            })
+            .buffered(PARALLEL_FOOTERS)
+            .collect()
+            .await;
         let mut parts = Vec::new();
         let mut pending: HashMap<BlockId, BlockCount> = HashMap::new();
-        for meta in to_read {
-            match self.reader.column_parts(&meta, parallel).await {
+        for (meta, runs) in split_runs {
+            match runs {
                 Ok(runs) => {
                     pending.insert(
                         meta.block_id,
@@ -492,34 +510,43 @@ impl Querier {
                             ..Default::default()
                         },
                     );
-                    parts.extend(runs.into_iter().map(|run| (meta.clone(), run)));
+                    parts.extend(runs.into_iter().map(|run: Option<Vec<usize>>| (meta.clone(), run)));
                 }
                 Err(e) => self.record_block(&mut totals, &meta, Err(e)),
             }
         }
-        let mut done = per_part(parts, parallel, stop, move |meta: Arc<BlockMeta>, run: Vec<usize>| {
-            let mut counter =
-                crate::metrics_columns::ColumnCounter::new(&plan, step_of.as_ref(), steps, exemplar_buckets.fresh());
-            let mut dedup = |k: &CopyKey| counts(k);
-            let mut unreadable = false;
-            let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), Some(&run), |batch| {
-                if counter.batch(batch, &mut dedup).is_none() {
-                    unreadable = true;
-                    return false;
-                }
-                !cancel.is_cancelled()
-            }));
-            let read = read.and_then(|bytes| match unreadable {
-                true => Err(legato_storage::Error::Corrupt {
-                    block: meta.block_id,
-                    message: "a column has an unexpected type".into(),
-                }),
-                false => Ok(bytes),
-            });
-            let traces = counter.traces;
-            let series = counter.finish(&mut dedup);
-            read.map(|bytes| (bytes, series, traces))
-        });
+        let mut done = per_part(
+            parts,
+            parallel,
+            stop,
+            move |meta: Arc<BlockMeta>, run: Option<Vec<usize>>| {
+                let mut counter = crate::metrics_columns::ColumnCounter::new(
+                    &plan,
+                    step_of.as_ref(),
+                    steps,
+                    exemplar_buckets.fresh(),
+                );
+                let mut dedup = |k: &CopyKey| counts(k);
+                let mut unreadable = false;
+                let read = handle.block_on(reader.scan_columns(&meta, &plan.columns(), run.as_deref(), |batch| {
+                    if counter.batch(batch, &mut dedup).is_none() {
+                        unreadable = true;
+                        return false;
+                    }
+                    !cancel.is_cancelled()
+                }));
+                let read = read.and_then(|bytes| match unreadable {
+                    true => Err(legato_storage::Error::Corrupt {
+                        block: meta.block_id,
+                        message: "a column has an unexpected type".into(),
+                    }),
+                    false => Ok(bytes),
+                });
+                let traces = counter.traces;
+                let series = counter.finish(&mut dedup);
+                read.map(|bytes| (bytes, series, traces))
+            },
+        );
         while let Some(finished) = done.next().await {
             let (meta, result) = finished?;
             let Some(block) = pending.get_mut(&meta.block_id) else {
@@ -962,6 +989,9 @@ fn per_part<P: Send + 'static, T: Send + 'static>(
         })
         .buffer_unordered(parallel.max(1))
 }
+
+/// Footers `count_blocks` reads at once to split blocks into parts.
+const PARALLEL_FOOTERS: usize = 16;
 
 /// What the parts of one block read so far counted (`count_blocks`).
 #[derive(Default)]

@@ -251,9 +251,9 @@ impl BlockReader {
         // The last trace id the predicate kept, across windows.
         let last_kept: Arc<parking_lot::Mutex<Option<Vec<u8>>>> = Arc::default();
         let mut asm = Assembler::default();
-        for (group, selection) in windows {
+        for (row_groups, selection) in windows {
             let (mut builder, _) = self.stream_builder(meta, &columns).await?;
-            builder = builder.with_row_groups(vec![group]);
+            builder = builder.with_row_groups(row_groups);
             if let Some(selection) = selection {
                 builder = builder.with_row_selection(selection);
             }
@@ -292,31 +292,35 @@ impl BlockReader {
     }
 }
 
-/// Rows a search reads first. Row groups of compacted blocks are larger (`RowGroups::COMPACTED`), which suits
-/// full scans, but a search that stops at its limit would fetch and decode a whole group's
-/// pages before its first answer. So it reads this many rows of the first group (fetching
-/// only their pages, by the page index), and whole groups after that only when it goes on.
-/// (Windows of this size throughout made a full scan take twice as long: each costs a new
-/// decoder per column.)
+/// Rows a search reads first. Row groups of compacted blocks are larger
+/// (`RowGroups::COMPACTED`), which suits full scans, but a search that stops at its limit
+/// would fetch and decode a whole group's pages before its first answer. So it reads this
+/// many rows of the first group (fetching only their pages, by the page index), and the rest
+/// only when it goes on. (Windows of this size throughout made a full scan take twice as
+/// long: each costs a new decoder per column.)
 const FIRST_WINDOW_ROWS: usize = 8192;
 
-/// The windows of a search scan: the first row group in two parts (its first
-/// `FIRST_WINDOW_ROWS` rows, then the rest) when it is larger than 1.5 windows, then every
-/// other group whole.
-fn scan_windows(groups: &[parquet::file::metadata::RowGroupMetaData]) -> Vec<(usize, Option<RowSelection>)> {
-    let mut out: Vec<(usize, Option<RowSelection>)> = (0..groups.len()).map(|i| (i, None)).collect();
-    let Some(first) = groups.first() else { return out };
+/// The streams of a search scan, in order: row groups and a row selection within them. When
+/// the first group is larger than 1.5 windows: its first `FIRST_WINDOW_ROWS` rows, the rest of
+/// it, then every other group; otherwise every group in one stream.
+fn scan_windows(groups: &[parquet::file::metadata::RowGroupMetaData]) -> Vec<(Vec<usize>, Option<RowSelection>)> {
+    let all: Vec<usize> = (0..groups.len()).collect();
+    let Some(first) = groups.first() else { return Vec::new() };
     let rows = first.num_rows().max(0) as usize;
-    if rows > FIRST_WINDOW_ROWS + FIRST_WINDOW_ROWS / 2 {
-        let head = RowSelection::from(vec![
-            RowSelector::select(FIRST_WINDOW_ROWS),
-            RowSelector::skip(rows - FIRST_WINDOW_ROWS),
-        ]);
-        let rest = RowSelection::from(vec![
-            RowSelector::skip(FIRST_WINDOW_ROWS),
-            RowSelector::select(rows - FIRST_WINDOW_ROWS),
-        ]);
-        out.splice(0..1, [(0, Some(head)), (0, Some(rest))]);
+    if rows <= FIRST_WINDOW_ROWS + FIRST_WINDOW_ROWS / 2 {
+        return vec![(all, None)];
+    }
+    let head = RowSelection::from(vec![
+        RowSelector::select(FIRST_WINDOW_ROWS),
+        RowSelector::skip(rows - FIRST_WINDOW_ROWS),
+    ]);
+    let rest = RowSelection::from(vec![
+        RowSelector::skip(FIRST_WINDOW_ROWS),
+        RowSelector::select(rows - FIRST_WINDOW_ROWS),
+    ]);
+    let mut out = vec![(vec![0], Some(head)), (vec![0], Some(rest))];
+    if all.len() > 1 {
+        out.push((all[1..].to_vec(), None));
     }
     out
 }
