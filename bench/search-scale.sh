@@ -30,9 +30,11 @@ if [ -n "${REUSE:-}" ]; then WORK=$REUSE; else WORK=${KEEP:-$(mktemp -d)}; mkdir
 cleanup() { kill $(jobs -p) 2>/dev/null || true; [ -n "${KEEP:-}${REUSE:-}" ] || rm -rf "$WORK"; }
 trap cleanup EXIT
 METRICS_FILE="$WORK/metrics.traceql"
-printf '%s\n' "${METRICS:-{ } | rate() by (resource.service.name)
+# The default as a variable: inside ${METRICS:-...} the first '}' of a query ended the default.
+DEFAULT_METRICS='{ } | rate() by (resource.service.name)
 { status = error } | count_over_time() by (resource.service.name)
-{ kind = server } | quantile_over_time(duration, .5, .99) by (resource.service.name)}" > "$METRICS_FILE"
+{ kind = server } | quantile_over_time(duration, .5, .99) by (resource.service.name)'
+printf '%s\n' "${METRICS:-$DEFAULT_METRICS}" > "$METRICS_FILE"
 
 http=$(port); grpc=$(port); otlp=$(port); otlp_http=$(port)
 realistic_config "$WORK" "$http" "$grpc" "$otlp" "$otlp_http" "$MAX_BLOCK_DURATION"
