@@ -477,11 +477,11 @@ impl Querier {
             let cancel = cancel.clone();
             move || cancel.is_cancelled()
         };
-        // Each block is read in parts (runs of row groups, every trace whole in one), so that
-        // a query over a few large compacted blocks still keeps every core busy. A block's
-        // series count only once all its parts were read.
-        // Enough blocks keep every core busy whole; fewer are split, their footers read side
-        // by side (from an object store, one at a time would add a round trip per block).
+        // With fewer than two blocks per core, each is read in parts (runs of row groups,
+        // every trace whole in one), so a query over a few large compacted blocks still keeps
+        // every core busy; their footers are read side by side (from an object store, one at
+        // a time would add a round trip per block). A block's series count only once all its
+        // parts were read.
         let split = to_read.len() < 2 * parallel;
         let split_runs: Vec<_> = futures::stream::iter(to_read)
             .map(|meta| async move {
@@ -490,7 +490,11 @@ impl Querier {
                         .reader
                         .column_parts(&meta, parallel)
                         .await
-                        .map(|r| r.into_iter().map(Some).collect()),
+                        // A block without row groups is still read (and counted) once.
+                        .map(|r| match r.is_empty() {
+                            true => vec![None],
+                            false => r.into_iter().map(Some).collect(),
+                        }),
                     false => Ok(vec![None]),
                 };
                 (meta, runs)
