@@ -1071,9 +1071,10 @@ impl CopySet {
     /// A set for about `expected` keys (memory is taken per partition as it is first used).
     fn new(expected: usize) -> Self {
         let parts = 1usize << COPY_PART_BITS;
+        let share = expected.div_ceil(parts);
         Self {
             parts: (0..parts).map(|_| Default::default()).collect(),
-            per_part: expected.div_ceil(parts) + expected.div_ceil(parts) / 4,
+            per_part: share + share / 4,
         }
     }
 

@@ -225,18 +225,17 @@ impl RowChecks {
 }
 
 fn layout_of(metadata: &ParquetMetaData) -> BlockLayout {
-    let hex_stat = |bytes: Option<&[u8]>| bytes.map(hex_string);
     let row_groups: Vec<RowGroupLayout> = metadata
         .row_groups()
         .iter()
         .map(|rg| {
-            let stats = rg.columns().first().and_then(|c| c.statistics());
+            let ids = crate::reader::trace_id_range(rg);
             RowGroupLayout {
                 rows: rg.num_rows().max(0) as u64,
                 compressed_bytes: rg.compressed_size().max(0) as u64,
                 uncompressed_bytes: rg.total_byte_size().max(0) as u64,
-                min_trace_id: hex_stat(stats.and_then(|s| s.min_bytes_opt())),
-                max_trace_id: hex_stat(stats.and_then(|s| s.max_bytes_opt())),
+                min_trace_id: ids.map(|(min, _)| hex_string(min)),
+                max_trace_id: ids.map(|(_, max)| hex_string(max)),
             }
         })
         .collect();

@@ -229,6 +229,16 @@ impl ScanOptions {
     }
 }
 
+/// Marks each row whose dictionary index has `ok` (each distinct value tested once); an index
+/// past `ok` counts as `missing`.
+fn mark_by_key(keys: &[i32], ok: &[bool], missing: bool, mark: &mut impl FnMut(usize)) {
+    for (row, k) in keys.iter().enumerate() {
+        if ok.get(*k as usize).copied().unwrap_or(missing) {
+            mark(row);
+        }
+    }
+}
+
 /// For each row, whether it meets each predicate: one bit per predicate (at most 64 are used).
 pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
     let mut bits = vec![0u64; batch.num_rows()];
@@ -250,11 +260,7 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                     // value is tested once, then every row by its index.
                     StrColumn::Dictionary(keys, values) => {
                         let ok: Vec<bool> = (0..values.len()).map(|v| t.test(values.value(v))).collect();
-                        for (row, k) in keys.keys().values().iter().enumerate() {
-                            if ok.get(*k as usize).copied().unwrap_or(false) {
-                                mark(row);
-                            }
-                        }
+                        mark_by_key(keys.keys().values(), &ok, false, &mut mark);
                     }
                     StrColumn::Plain(arr) => {
                         // Values repeat a lot: test each distinct run once.
@@ -375,11 +381,7 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
                 let ok: Vec<bool> = (0..values.len())
                     .map(|v| values.is_valid(v) && resource_has(values.value(v), key, test))
                     .collect();
-                for (row, k) in dict.keys().values().iter().enumerate() {
-                    if ok.get(*k as usize).copied().unwrap_or(true) {
-                        mark(row);
-                    }
-                }
+                mark_by_key(dict.keys().values(), &ok, true, &mut mark);
             }
         }
     }

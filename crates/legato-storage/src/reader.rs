@@ -87,13 +87,7 @@ impl BlockReader {
             .iter()
             .enumerate()
             .filter(|(_, rg)| {
-                let Some(stats) = rg.column(0).statistics() else {
-                    return true;
-                };
-                let (Some(min), Some(max)) = (stats.min_bytes_opt(), stats.max_bytes_opt()) else {
-                    return true;
-                };
-                min <= trace.0.as_slice() && trace.0.as_slice() <= max
+                trace_id_range(rg).is_none_or(|(min, max)| min <= trace.0.as_slice() && trace.0.as_slice() <= max)
             })
             .map(|(i, _)| i)
             .collect();
@@ -235,6 +229,13 @@ fn footer_prefetch(meta: &BlockMeta) -> usize {
 }
 
 const PAGE_INDEX_PREFETCH: u64 = 8;
+
+/// The first and last trace id of a row group, by its statistics (rows are sorted by trace
+/// id); `None` when it has none.
+pub(crate) fn trace_id_range(group: &parquet::file::metadata::RowGroupMetaData) -> Option<(&[u8], &[u8])> {
+    let stats = group.column(TRACE_ID_LEAF).statistics()?;
+    Some((stats.min_bytes_opt()?, stats.max_bytes_opt()?))
+}
 
 /// Leaf column index of the trace id (the first column of the schema).
 const TRACE_ID_LEAF: usize = 0;

@@ -21,7 +21,7 @@ use parquet::schema::types::SchemaDescPtr;
 use prost::Message;
 
 use crate::prefilter::{ScanOptions, row_bits};
-use crate::reader::{BlockFile, BlockReader, column};
+use crate::reader::{BlockFile, BlockReader, column, trace_id_range};
 use crate::schema;
 use crate::{BlockMeta, ENCODING_V1, Error, Result};
 
@@ -247,12 +247,16 @@ impl BlockReader {
             ProjectionMask::leaves(&schema_descr, leaves)
         });
         let windows = scan_windows(builder.metadata().row_groups());
-        drop(builder);
+        // The first window takes this builder, later ones a new one each.
+        let mut first = Some(builder);
         // The last trace id the predicate kept, across windows.
         let last_kept: Arc<parking_lot::Mutex<Option<Vec<u8>>>> = Arc::default();
         let mut asm = Assembler::default();
         for (row_groups, selection) in windows {
-            let (mut builder, _) = self.stream_builder(meta, &columns).await?;
+            let mut builder = match first.take() {
+                Some(builder) => builder,
+                None => self.stream_builder(meta, &columns).await?.0,
+            };
             builder = builder.with_row_groups(row_groups);
             if let Some(selection) = selection {
                 builder = builder.with_row_selection(selection);
@@ -413,16 +417,12 @@ impl BlockReader {
 fn split_row_groups(groups: &[parquet::file::metadata::RowGroupMetaData], parts: usize) -> Vec<Vec<usize>> {
     let total: i64 = groups.iter().map(|g| g.num_rows()).sum();
     let target = total / parts.max(1) as i64;
-    let id_range = |g: &parquet::file::metadata::RowGroupMetaData| {
-        let stats = g.column(0).statistics()?;
-        Some((stats.min_bytes_opt()?.to_vec(), stats.max_bytes_opt()?.to_vec()))
-    };
     let mut out: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     let mut rows = 0i64;
     for (i, group) in groups.iter().enumerate() {
         let clean = i > 0
-            && match (id_range(&groups[i - 1]), id_range(group)) {
+            && match (trace_id_range(&groups[i - 1]), trace_id_range(group)) {
                 (Some((_, last)), Some((first, _))) => last < first,
                 _ => false,
             };
