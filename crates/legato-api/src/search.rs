@@ -338,8 +338,6 @@ pub(crate) async fn search_response(
 }
 
 pub(crate) fn trace_metadata(t: &legato_traceql::search::TraceHit) -> TraceSearchMetadata {
-    let id = hex::encode(t.trace_id);
-    let trimmed = id.trim_start_matches('0');
     let sets: Vec<SpanSet> = t
         .spansets
         .iter()
@@ -360,11 +358,7 @@ pub(crate) fn trace_metadata(t: &legato_traceql::search::TraceHit) -> TraceSearc
         })
         .collect();
     TraceSearchMetadata {
-        trace_id: if trimmed.is_empty() {
-            "0".into()
-        } else {
-            trimmed.to_string()
-        },
+        trace_id: legato_model::TraceId(t.trace_id).to_short_hex(),
         root_service_name: t
             .root_service_name
             .clone()

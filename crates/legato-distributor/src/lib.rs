@@ -297,6 +297,16 @@ mod tests {
         }
     }
 
+    /// A distributor with default limits, time 0, that pushes into `sink`.
+    fn capturing(sink: &Arc<Capture>, metrics: &DistributorMetrics) -> Distributor {
+        Distributor::new(
+            sink.clone(),
+            IngestionLimits::default(),
+            Arc::new(ManualClock::new(0)),
+            metrics.clone(),
+        )
+    }
+
     fn request(spans: Vec<Span>) -> ExportTraceServiceRequest {
         ExportTraceServiceRequest {
             resource_spans: vec![ResourceSpans {
@@ -324,12 +334,7 @@ mod tests {
     #[tokio::test]
     async fn bad_ids_are_reported_and_the_rest_is_pushed() {
         let sink = Arc::new(Capture::default());
-        let d = Distributor::new(
-            sink.clone(),
-            IngestionLimits::default(),
-            Arc::new(ManualClock::new(0)),
-            DistributorMetrics::default(),
-        );
+        let d = capturing(&sink, &DistributorMetrics::default());
         let req = request(vec![
             span(vec![1; 16], vec![1; 8]),
             span(vec![0; 16], vec![2; 8]),
@@ -389,14 +394,9 @@ mod tests {
         let sink = Arc::new(Capture::default());
         let observed = Arc::new(Observed::default());
         let metrics = DistributorMetrics::default();
-        let d = Distributor::new(
-            sink.clone(),
-            IngestionLimits::default(),
-            Arc::new(ManualClock::new(0)),
-            metrics.clone(),
-        )
-        .with_sampling(Arc::new(|_: &TenantId| Some(0.25)))
-        .with_observer(observed.clone());
+        let d = capturing(&sink, &metrics)
+            .with_sampling(Arc::new(|_: &TenantId| Some(0.25)))
+            .with_observer(observed.clone());
         let spans: Vec<Span> = (0..400u32)
             .map(|i| {
                 let mut trace = vec![7u8; 16];
@@ -482,14 +482,9 @@ mod tests {
             let sink = Arc::new(Capture::default());
             let notes = Arc::new(Notes::default());
             let metrics = DistributorMetrics::default();
-            let d = Distributor::new(
-                sink.clone(),
-                IngestionLimits::default(),
-                Arc::new(ManualClock::new(0)),
-                metrics.clone(),
-            )
-            .with_observer(notes.clone())
-            .with_max_attribute_bytes(64);
+            let d = capturing(&sink, &metrics)
+                .with_observer(notes.clone())
+                .with_max_attribute_bytes(64);
             let outcome = d.push(&TenantId::single(), export, 100).await.unwrap();
             assert!(outcome.rejected.is_empty(), "cut, not refused");
 
@@ -517,12 +512,7 @@ mod tests {
         // 0 is no limit.
         let sink = Arc::new(Capture::default());
         let metrics = DistributorMetrics::default();
-        let d = Distributor::new(
-            sink.clone(),
-            IngestionLimits::default(),
-            Arc::new(ManualClock::new(0)),
-            metrics.clone(),
-        );
+        let d = capturing(&sink, &metrics);
         d.push(&TenantId::single(), Export::Request(&body), 100).await.unwrap();
         let trace = legato_proto::tempopb::Trace::decode(sink.0.lock()[0].traces[0].data.as_ref()).unwrap();
         assert_eq!(trace.resource_spans, req.resource_spans);

@@ -319,7 +319,7 @@ fn histogram(
             ts.exemplars.push(Exemplar {
                 labels: vec![Label {
                     name: "traceID".into(),
-                    value: exemplar_id(trace_id),
+                    value: legato_model::TraceId(*trace_id).to_short_hex(),
                 }],
                 value: *value,
                 timestamp: *at,
@@ -390,15 +390,6 @@ fn series(
         labels: all,
         samples,
         exemplars: Vec::new(),
-    }
-}
-
-/// A trace id as exemplars carry it: hex without leading zeros (as Tempo writes it).
-fn exemplar_id(id: &[u8; 16]) -> String {
-    let hex = legato_model::TraceId(*id).to_hex();
-    match hex.trim_start_matches('0') {
-        "" => "0".to_string(),
-        trimmed => trimmed.to_string(),
     }
 }
 

@@ -45,6 +45,16 @@ impl TraceId {
         hex::encode(self.0)
     }
 
+    /// Hex without leading zeros ("0" for the zero id), as Tempo writes trace ids in search
+    /// results and exemplars.
+    pub fn to_short_hex(&self) -> String {
+        let hex = self.to_hex();
+        match hex.trim_start_matches('0') {
+            "" => "0".to_string(),
+            trimmed => trimmed.to_string(),
+        }
+    }
+
     /// FNV-1a over the bytes; used to shard and hash traces.
     pub fn fnv32(&self) -> u32 {
         let mut h: u32 = 0x811c_9dc5;

@@ -95,11 +95,7 @@ pub fn exemplar_rank(span_id: [u8; 8]) -> u64 {
 
 /// A trace id as Tempo's exemplars carry it: hex without leading zeros ("0" for zero).
 pub fn trace_id_label(id: &[u8; 16]) -> String {
-    let hex = crate::eval::hex(id);
-    match hex.trim_start_matches('0') {
-        "" => "0".into(),
-        trimmed => trimmed.into(),
-    }
+    legato_model::TraceId(*id).to_short_hex()
 }
 
 /// NaN (an exemplar value not filled in yet) as JSON `null`, which `serde_json` cannot read
