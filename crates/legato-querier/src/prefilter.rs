@@ -4,8 +4,8 @@
 
 use legato_storage::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest};
 use legato_traceql::ast::{
-    AttributeScope, CmpOp, FieldExpr, Intrinsic, Kind, MetricsStage, Pipeline, Query, SpansetExpr, Stage, Static,
-    Status, StructuralMode,
+    AggregateOp, AttributeScope, CmpOp, FieldExpr, Intrinsic, Kind, MetricsStage, Pipeline, Query, ScalarExpr,
+    SpansetExpr, Stage, Static, Status, StructuralMode,
 };
 use legato_traceql::eval::{all_fields, metrics_fields, reads_every_attribute};
 use legato_traceql::tags::{TagSummary, TagValue};
@@ -43,7 +43,63 @@ pub fn scan_options(query: &Query, extra_fields: &[FieldExpr]) -> ScanOptions {
         }
     }
     options.required = required(&query.pipeline);
+    options.min_rows = min_rows(&query.pipeline);
     options
+}
+
+/// For `{ filter } | count() > N` (or `>=`, or `N < count()`): the spans each trace must
+/// have that meet every predicate of the filter, as `ScanOptions::min_rows`. 0 for any other
+/// shape. The predicates must all come from that one filter (no later spanset stage adds
+/// some), since one span meets them all at once; stages after the count only narrow further.
+fn min_rows(p: &Pipeline) -> usize {
+    let SpansetExpr::Filter(_) = &p.head else {
+        return 0;
+    };
+    if p.stages.iter().any(|s| matches!(s, Stage::Spanset(_))) {
+        return 0;
+    }
+    let Some(Stage::ScalarFilter { op, lhs, rhs }) = p.stages.first() else {
+        return 0;
+    };
+    let count = |e: &ScalarExpr| {
+        matches!(
+            e,
+            ScalarExpr::Aggregate {
+                op: AggregateOp::Count,
+                ..
+            }
+        )
+    };
+    let number = |e: &ScalarExpr| match e {
+        ScalarExpr::Static(Static::Int(i)) => Some(*i as f64),
+        ScalarExpr::Static(Static::Float(f)) => Some(*f),
+        _ => None,
+    };
+    // As `count() op n`.
+    let (op, n) = match (count(lhs), count(rhs)) {
+        (true, false) => (*op, number(rhs)),
+        (false, true) => (
+            match op {
+                CmpOp::Lt => CmpOp::Gt,
+                CmpOp::Lte => CmpOp::Gte,
+                CmpOp::Gt => CmpOp::Lt,
+                CmpOp::Gte => CmpOp::Lte,
+                other => *other,
+            },
+            number(lhs),
+        ),
+        _ => return 0,
+    };
+    let Some(n) = n.filter(|n| n.is_finite() && *n >= 0.0) else {
+        return 0;
+    };
+    // The least whole count the comparison admits.
+    let least = match op {
+        CmpOp::Gt => n.floor() + 1.0,
+        CmpOp::Gte | CmpOp::Eq => n.ceil(),
+        _ => return 0,
+    };
+    least.min(u32::MAX as f64) as usize
 }
 
 /// Scan options of a metrics query: its pipeline's, plus every field its metrics stage reads
@@ -262,13 +318,13 @@ fn value_admits(test: &ValueTest, v: &TagValue) -> bool {
 
 /// A prefilter for held (ingester) traces from a scan's required predicates: reads the
 /// encoded segments in place and accepts a trace only when every predicate is met by one of
-/// its spans, as block scans decide per row (`legato_storage::prefilter::row_bits`). `None`
-/// when there is nothing to test.
-pub fn recent_prefilter(required: &[RowPredicate]) -> Option<legato_proto::push::RecentPrefilter> {
-    if required.is_empty() || required.len() > 64 {
+/// its spans (with `min_rows` above 1: by each of that many spans), as block scans decide per
+/// row (`legato_storage::prefilter::row_bits`). `None` when there is nothing to test.
+pub fn recent_prefilter(options: &ScanOptions) -> Option<legato_proto::push::RecentPrefilter> {
+    let (required, min_rows) = (options.required.clone(), options.min_rows);
+    if (required.is_empty() && min_rows <= 1) || required.len() > 64 {
         return None;
     }
-    let required = required.to_vec();
     let all = if required.len() == 64 {
         u64::MAX
     } else {
@@ -276,8 +332,16 @@ pub fn recent_prefilter(required: &[RowPredicate]) -> Option<legato_proto::push:
     };
     Some(std::sync::Arc::new(move |segments: &[bytes::Bytes]| {
         let mut met = 0u64;
+        // Spans meeting every predicate (counted only for `min_rows`).
+        let mut whole = 0usize;
         for segment in segments {
             let walked = legato_proto::span_wire::for_each_span(segment, |resource, span| {
+                if min_rows > 1 {
+                    if required.iter().all(|p| span_meets(p, resource, span)) {
+                        whole += 1;
+                    }
+                    return;
+                }
                 for (i, p) in required.iter().enumerate() {
                     if met & (1 << i) == 0 && span_meets(p, resource, span) {
                         met |= 1 << i;
@@ -288,7 +352,7 @@ pub fn recent_prefilter(required: &[RowPredicate]) -> Option<legato_proto::push:
             if walked.is_err() {
                 return true;
             }
-            if met == all {
+            if (min_rows > 1 && whole >= min_rows) || (min_rows <= 1 && met == all) {
                 return true;
             }
         }
@@ -324,5 +388,38 @@ fn span_meets(
         }
         RowPredicate::SpanAttr { key, test } => any_passes(Box::new(span.attributes.all(key)), test),
         RowPredicate::ResourceAttr { key, test } => any_passes(Box::new(resource.attributes.all(key)), test),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn min_rows_of(q: &str) -> usize {
+        scan_options(&legato_traceql::parse(q).unwrap(), &[]).min_rows
+    }
+
+    #[test]
+    fn a_count_bound_after_one_filter_becomes_the_rows_a_trace_needs() {
+        for (q, rows) in [
+            (r#"{ resource.service.name = "frontend" } | count() > 20"#, 21),
+            ("{ } | count() >= 3", 3),
+            ("{ } | 5 < count()", 6),
+            ("{ } | 5 <= count()", 5),
+            ("{ } | count() = 2", 2),
+            ("{ } | count() > 2.5", 3),
+            ("{ } | count() > 3 | by(name)", 4),
+            // Shapes it does not bound.
+            ("{ } | count() < 3", 0),
+            ("{ } | count() != 3", 0),
+            ("{ } | avg(duration) > 3ms", 0),
+            ("{ } | by(name) | count() > 3", 0),
+            ("{ } | count() > 3 | { kind = server }", 0),
+            ("{ } && { kind = server } | count() > 3", 0),
+            ("{ } | count() * 2 > 3", 0),
+            ("{ kind = server }", 0),
+        ] {
+            assert_eq!(min_rows_of(q), rows, "{q}");
+        }
     }
 }

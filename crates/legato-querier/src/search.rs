@@ -182,7 +182,7 @@ impl Querier {
         let req = Arc::new(req);
         let budget = Arc::new(RecentBudget::new(self.max_recent_bytes));
         let options = Arc::new(crate::prefilter::scan_options(&plan.query, &[]));
-        let prefilter = crate::prefilter::recent_prefilter(&options.required);
+        let prefilter = crate::prefilter::recent_prefilter(&options);
         for source in self.recent.iter().filter(|_| scope.recent) {
             if req.cancel.is_cancelled() {
                 return Err(QueryError::Cancelled);
@@ -813,7 +813,7 @@ impl Querier {
         } = req;
         let MetricsScope { scope, blocks, pieces } = mscope;
         let options = Arc::new(crate::prefilter::metrics_scan_options(&plan.query, &stage));
-        let prefilter = crate::prefilter::recent_prefilter(&options.required);
+        let prefilter = crate::prefilter::recent_prefilter(&options);
         let columnar = crate::metrics_columns::ColumnMetrics::plan(&plan.query, &stage).map(Arc::new);
         let eval = Arc::new(parking_lot::Mutex::new(
             MetricsEval::new(plan, stage, start_ns, end_ns, step_ns, max_exemplars).with_max_series(max_series),

@@ -140,6 +140,10 @@ fn resource_has(encoded: &[u8], key: &str, test: &ValueTest) -> bool {
 pub struct ScanOptions {
     /// Every predicate must be met by some span of a trace for the trace to be rebuilt.
     pub required: Vec<RowPredicate>,
+    /// When above 1: a trace is rebuilt only when at least this many of its spans each meet
+    /// every required predicate (`{ ... } | count() > N`). Only for predicates that all come
+    /// from one span filter, which a single span must meet at once.
+    pub min_rows: usize,
     /// Decode span attributes (`attrs`).
     pub attrs: bool,
     /// Decode events and links (`extras`).
@@ -153,6 +157,7 @@ impl ScanOptions {
     pub fn full() -> Self {
         Self {
             required: Vec::new(),
+            min_rows: 0,
             attrs: true,
             extras: true,
             resource: true,
@@ -172,8 +177,12 @@ impl ScanOptions {
     }
 
     /// The leaves of the `attrs` entries the span-attribute predicates read: keys, the value
-    /// columns of the tested types, and `raw` (arrays and maps, which always pass).
+    /// columns of the tested types, and `raw` (arrays and maps, which always pass). None
+    /// without a span-attribute predicate.
     pub fn predicate_attr_leaves(&self) -> Vec<&'static str> {
+        if !self.required.iter().any(|p| matches!(p, RowPredicate::SpanAttr { .. })) {
+            return Vec::new();
+        }
         let mut leaves = vec!["key", "raw"];
         for p in &self.required {
             let RowPredicate::SpanAttr { test, .. } = p else {
@@ -386,4 +395,34 @@ pub fn row_bits(batch: &RecordBatch, required: &[RowPredicate]) -> Vec<u64> {
         }
     }
     bits
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scan_reads_attribute_leaves_only_for_span_attribute_predicates() {
+        let options = |required| ScanOptions {
+            required,
+            ..ScanOptions::default()
+        };
+        // Span and service names, status, resources: the attribute list (a large nested
+        // column) is not decoded to test them.
+        let without = options(vec![
+            RowPredicate::ServiceName(StrTest::Cmp(Cmp::Eq, "frontend".into())),
+            RowPredicate::Status(Cmp::Eq, 2),
+            RowPredicate::ResourceAttr {
+                key: "k8s.namespace.name".into(),
+                test: ValueTest::Str(StrTest::Cmp(Cmp::Eq, "canary".into())),
+            },
+        ]);
+        assert!(without.predicate_attr_leaves().is_empty());
+        assert!(!without.predicate_columns().contains(&schema::ATTRS));
+        let with = options(vec![RowPredicate::SpanAttr {
+            key: "http.status_code".into(),
+            test: ValueTest::Int(Cmp::Gte, 500),
+        }]);
+        assert_eq!(with.predicate_attr_leaves(), vec!["key", "raw", "int", "dbl"]);
+    }
 }

@@ -227,7 +227,7 @@ impl BlockReader {
         let (builder, schema_descr) = self.stream_builder(meta, &columns).await?;
         // Of the attribute entries, the predicate reads only the keys and the value leaves
         // the tests need.
-        let predicate_leaves = (!options.required.is_empty()).then(|| {
+        let predicate_leaves = (!options.required.is_empty() || options.min_rows > 1).then(|| {
             let predicate_columns = options.predicate_columns();
             let attr_leaves = options.predicate_attr_leaves();
             let leaves: Vec<usize> = schema_descr
@@ -264,7 +264,7 @@ impl BlockReader {
             if let Some(mask) = &predicate_leaves {
                 // Decode the predicate columns first; the other columns are decoded only for
                 // rows of traces that can still match.
-                let required = options.required.clone();
+                let (required, min_rows) = (options.required.clone(), options.min_rows);
                 let last_kept = last_kept.clone();
                 let predicate = ArrowPredicateFn::new(mask.clone(), move |batch: RecordBatch| {
                     let bits = row_bits(&batch, &required);
@@ -273,7 +273,7 @@ impl BlockReader {
                     };
                     let ids = ids.as_fixed_size_binary();
                     let mut last = last_kept.lock();
-                    let keep = rows_to_keep(ids, &bits, required.len(), last.as_deref());
+                    let keep = rows_to_keep(ids, &bits, required.len(), min_rows, last.as_deref());
                     if !ids.is_empty() {
                         *last = Some(ids.value(ids.len() - 1).to_vec());
                     }
@@ -439,18 +439,20 @@ fn split_row_groups(groups: &[parquet::file::metadata::RowGroupMetaData], parts:
     out
 }
 
-/// Which rows to rebuild: rows of traces where every required predicate is met by some row.
-/// The batch's last trace may continue in the next batch, so it is always kept, and so is a
-/// trace continuing the one being assembled.
+/// Which rows to rebuild: rows of traces where every required predicate is met by some row
+/// (with `min_rows` above 1: by each of at least that many rows). The batch's last trace may
+/// continue in the next batch, so it is always kept, and so is a trace continuing the one
+/// being assembled.
 fn rows_to_keep(
     trace_ids: &arrow_array::FixedSizeBinaryArray,
     bits: &[u64],
     required: usize,
+    min_rows: usize,
     current: Option<&[u8]>,
 ) -> Vec<bool> {
     let n = trace_ids.len();
     let mut keep = vec![true; n];
-    if required == 0 {
+    if required == 0 && min_rows <= 1 {
         return keep;
     }
     let all = if required >= 64 {
@@ -467,7 +469,11 @@ fn rows_to_keep(
         }
         let continues = start == 0 && current == Some(id);
         let last = end == n;
-        let met = bits[start..end].iter().fold(0u64, |acc, b| acc | b) & all == all;
+        let met = if min_rows > 1 {
+            end - start >= min_rows && bits[start..end].iter().filter(|b| *b & all == all).count() >= min_rows
+        } else {
+            bits[start..end].iter().fold(0u64, |acc, b| acc | b) & all == all
+        };
         if !(continues || last || met) {
             keep[start..end].iter_mut().for_each(|k| *k = false);
         }
@@ -524,6 +530,7 @@ fn add_rows(
         trace_ids,
         &bits,
         options.required.len(),
+        options.min_rows,
         current.as_ref().map(|c| c.as_slice()),
     );
 

@@ -48,6 +48,13 @@ const QUERIES: &[&str] = &[
     r#"{ name = "nope" }"#,
     r#"{ span.http.status_code < 300 && resource.pod.index = 2 }"#,
     "({ } | avg(span.ratio) > 0.5) && { kind = server }",
+    // Counts a trace's rows can rule out (`ScanOptions::min_rows`).
+    r#"{ resource.service.name = "svc-1" && kind = server } | count() > 1"#,
+    "{ span.http.status_code >= 200 } | count() >= 3",
+    "{ } | 2 < count()",
+    r#"{ name =~ "op-.*" } | count() = 2 | by(resource.service.name)"#,
+    "{ status = error } | count() > 0.5",
+    "{ duration > 2ms } | count() > 1 | { kind = client }",
 ];
 
 fn kv(key: &str, value: Value) -> KeyValue {
@@ -205,7 +212,7 @@ proptest! {
             }
             // Held by an ingester, the trace is skipped before decoding only when it has no
             // match; and a name no span has always skips it.
-            if let Some(prefilter) = legato_querier::prefilter::recent_prefilter(&options.required) {
+            if let Some(prefilter) = legato_querier::prefilter::recent_prefilter(&options) {
                 let encoded = prost::Message::encode_to_vec(&legato_proto::tempopb::Trace { resource_spans: batches.clone() });
                 let accepted = prefilter(&[bytes::Bytes::from(encoded)]);
                 if !accepted {

@@ -82,10 +82,10 @@ async fn damaged_data_files_from_fuzzing_read_as_errors_not_panics() {
         }
         errors += usize::from(reader.scan_traces(&meta, |_| true).await.is_err());
         let fewer = ScanOptions {
-            required: Vec::new(),
             attrs: false,
             extras: false,
             resource: false,
+            ..ScanOptions::default()
         };
         errors += usize::from(reader.scan_traces_with(&meta, &fewer, |_| true).await.is_err());
         errors += usize::from(drain(&reader, &meta).await.is_err());

@@ -154,3 +154,83 @@ async fn attribute_predicates_on_the_leaves_they_need_skip_only_traces_that_cann
     let attrs: Vec<String> = first.unwrap().spans[0].attrs.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(attrs, vec!["code", "route"]);
 }
+
+/// A trace of one span per attribute list.
+fn trace_of_spans(n: u8, spans: Vec<Vec<KeyValue>>) -> TraceInput {
+    let mut t = trace(n, Vec::new());
+    t.batches[0].scope_spans[0].spans = spans
+        .into_iter()
+        .enumerate()
+        .map(|(i, attributes)| Span {
+            trace_id: vec![n; 16],
+            span_id: vec![n, i as u8 + 1, 0, 0, 0, 0, 0, 0],
+            start_time_unix_nano: 1_000,
+            end_time_unix_nano: 2_000,
+            attributes,
+            ..Default::default()
+        })
+        .collect();
+    t
+}
+
+#[tokio::test]
+async fn a_count_bound_rebuilds_only_traces_with_that_many_spans_meeting_every_predicate_at_once() {
+    let code = |c: i64| kv("code", Value::IntValue(c));
+    let route = |r: &str| kv("route", Value::StringValue(r.into()));
+    let traces = vec![
+        trace_of_spans(1, vec![vec![code(500), route("/a")]]),
+        trace_of_spans(2, vec![vec![code(500), route("/a")], vec![code(500), route("/a")]]),
+        // Four spans, three with code 500, but only one of them on route /a.
+        trace_of_spans(
+            3,
+            vec![
+                vec![code(500), route("/a")],
+                vec![code(500), route("/b")],
+                vec![code(500), route("/b")],
+                vec![code(200), route("/a")],
+            ],
+        ),
+        trace_of_spans(4, vec![vec![code(500), route("/a")]; 3]),
+        // The block's last trace is always kept (it may continue in the next batch).
+        trace_of_spans(9, vec![vec![]]),
+    ];
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let block = encode_block(&TenantId::single(), BlockId::random(), traces, 0).unwrap();
+    write_block(&store, &block).await.unwrap();
+    let reader = BlockReader::new(store, StorageMetrics::default());
+    let attr = |key: &str, test: ValueTest| RowPredicate::SpanAttr { key: key.into(), test };
+    let both = || {
+        vec![
+            attr("code", ValueTest::Int(Cmp::Eq, 500)),
+            attr("route", ValueTest::Str(StrTest::Cmp(Cmp::Eq, "/a".into()))),
+        ]
+    };
+    let cases: Vec<(Vec<RowPredicate>, usize, Vec<u8>)> = vec![
+        // Each predicate by some span: trace 3 passes.
+        (both(), 0, vec![1, 2, 3, 4, 9]),
+        (both(), 2, vec![2, 4, 9]),
+        (both(), 3, vec![4, 9]),
+        (vec![attr("code", ValueTest::Int(Cmp::Eq, 500))], 3, vec![3, 4, 9]),
+        // No predicate: the trace's span count alone.
+        (Vec::new(), 2, vec![2, 3, 4, 9]),
+        (Vec::new(), 4, vec![3, 9]),
+    ];
+    for (required, min_rows, expected) in cases {
+        let what = format!("{required:?} min_rows {min_rows}");
+        let options = ScanOptions {
+            required,
+            min_rows,
+            attrs: true,
+            ..ScanOptions::default()
+        };
+        let mut out = Vec::new();
+        reader
+            .scan_traces_with(&block.meta, &options, |t| {
+                out.push(t.trace_id[0]);
+                true
+            })
+            .await
+            .unwrap();
+        assert_eq!(out, expected, "{what}");
+    }
+}
