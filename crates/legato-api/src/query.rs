@@ -50,7 +50,7 @@ async fn lookup(
     headers: &HeaderMap,
     id: &str,
     params: &HashMap<String, String>,
-) -> Result<(TraceId, legato_querier::FoundTrace), ApiError> {
+) -> Result<Lookup, ApiError> {
     if state.readiness.state() != READY {
         return Err(ApiError::NotReady);
     }
@@ -66,9 +66,19 @@ async fn lookup(
         after: state.trace_by_id_timeout,
         key: "querier.trace_by_id.query_timeout",
     })?;
-    found
-        .map(|found| (id, found))
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    let found = found.map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Lookup {
+        max_bytes: (state.max_bytes_per_trace)(&tenant),
+        id,
+        found,
+    })
+}
+
+/// A trace looked up, and its tenant's `max_bytes_per_trace`.
+struct Lookup {
+    id: TraceId,
+    found: legato_querier::FoundTrace,
+    max_bytes: u64,
 }
 
 /// Protobuf when the client asks for it, else JSON.
@@ -108,11 +118,12 @@ pub async fn trace_v1(
 ) -> Response {
     let started = Instant::now();
     let result = async {
-        let (_, found) = lookup(&state, &headers, &id, &params).await?;
+        let Lookup {
+            found, max_bytes: max, ..
+        } = lookup(&state, &headers, &id, &params).await?;
         if found.batches.is_empty() {
             return Ok(StatusCode::NOT_FOUND.into_response());
         }
-        let max = state.max_bytes_per_trace;
         if max > 0 && combine::trace_len(&found.batches) as u64 > max {
             return Err(ApiError::TraceTooLarge { max });
         }
@@ -140,10 +151,13 @@ pub async fn trace_v2(
     let started = Instant::now();
     let result = async {
         let filter = SpanFilter::from_params(&params)?;
-        let (trace_id, found) = lookup(&state, &headers, &id, &params).await?;
+        let Lookup {
+            id: trace_id,
+            found,
+            max_bytes: max,
+        } = lookup(&state, &headers, &id, &params).await?;
         let inspected_bytes = found.batches.iter().map(|b| b.encoded_len() as u64).sum();
         // Over `max_bytes_per_trace`, the trace's beginning within the limit (Tempo's message).
-        let max = state.max_bytes_per_trace;
         let (batches, too_large) = match usize::try_from(max) {
             Ok(max) if max > 0 => combine::cut_to_size(found.batches, max),
             _ => (found.batches, false),

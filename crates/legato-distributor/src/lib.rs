@@ -28,6 +28,9 @@ pub struct IngestionLimits {
     pub rate_limit_bytes: u64,
     pub burst_size_bytes: u64,
     pub max_traces_per_user: usize,
+    /// Tempo's override of `distributor.max_attribute_bytes` when greater than 0; resolved per
+    /// tenant into the distributor's [`AttributeLimitLookup`] by whoever builds it.
+    pub max_attribute_bytes: usize,
 }
 
 impl Default for IngestionLimits {
@@ -36,9 +39,13 @@ impl Default for IngestionLimits {
             rate_limit_bytes: 30_000_000,
             burst_size_bytes: 30_000_000,
             max_traces_per_user: 0,
+            max_attribute_bytes: 0,
         }
     }
 }
+
+/// Bytes an attribute key or string value of a tenant may have (0 = no limit).
+pub type AttributeLimitLookup = Arc<dyn Fn(&TenantId) -> usize + Send + Sync>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DistributorError {
@@ -84,8 +91,8 @@ pub struct Distributor {
     metrics: DistributorMetrics,
     sampling: Option<sampling::SamplingLookup>,
     observer: Option<Arc<dyn sampling::SpanObserver>>,
-    /// `distributor.max_attribute_bytes`; 0 = no limit.
-    max_attribute_bytes: usize,
+    /// `max_attribute_bytes` per tenant; 0 = no limit.
+    max_attribute_bytes: AttributeLimitLookup,
 }
 
 impl Distributor {
@@ -102,14 +109,19 @@ impl Distributor {
             metrics,
             sampling: None,
             observer: None,
-            max_attribute_bytes: 0,
+            max_attribute_bytes: Arc::new(|_| 0),
         }
     }
 
     /// Cuts attribute keys and string values longer than `max` bytes (0 = no limit), as
     /// Tempo's `max_attribute_bytes` does, counting each cut.
-    pub fn with_max_attribute_bytes(mut self, max: usize) -> Self {
-        self.max_attribute_bytes = max;
+    pub fn with_max_attribute_bytes(self, max: usize) -> Self {
+        self.with_max_attribute_bytes_per_tenant(Arc::new(move |_| max))
+    }
+
+    /// As `with_max_attribute_bytes`, with each tenant's limit from `lookup`.
+    pub fn with_max_attribute_bytes_per_tenant(mut self, lookup: AttributeLimitLookup) -> Self {
+        self.max_attribute_bytes = lookup;
         self
     }
 
@@ -150,15 +162,16 @@ impl Distributor {
         // for an observer that reads spans (the metrics generator), keeps what it reads.
         let reading = self.observer.as_ref().is_some_and(|o| o.reads_spans(tenant));
         let rewritten: Vec<Bytes>;
-        let (mut split, mut read) = walk(export, reading, self.max_attribute_bytes)?;
+        let max_attribute_bytes = (self.max_attribute_bytes)(tenant);
+        let (mut split, mut read) = walk(export, reading, max_attribute_bytes)?;
         if split.attributes_over_limit {
             // Rare: only now is the export rewritten, then walked again.
-            let max = self.max_attribute_bytes;
+            let max = max_attribute_bytes;
             let (parts, truncated) = match export {
                 Export::Request(body) => wire::truncate_attributes(&wire::request_resource_spans(body)?, max)?,
                 Export::ResourceSpans(parts) => wire::truncate_attributes(parts, max)?,
             };
-            self.count_truncated(tenant, &truncated);
+            self.count_truncated(tenant, &truncated, max);
             rewritten = parts;
             (split, read) = walk(Export::ResourceSpans(&rewritten), reading, 0)?;
         }
@@ -222,8 +235,8 @@ impl Distributor {
         Ok(PushOutcome { rejected })
     }
 
-    fn count_truncated(&self, tenant: &TenantId, truncated: &wire::Truncated) {
-        tracing::debug!(%tenant, truncated = truncated.total(), max_attribute_bytes = self.max_attribute_bytes,
+    fn count_truncated(&self, tenant: &TenantId, truncated: &wire::Truncated, max_attribute_bytes: usize) {
+        tracing::debug!(%tenant, truncated = truncated.total(), max_attribute_bytes,
             "attribute keys or values cut to max_attribute_bytes");
         for (scope, count) in truncated.by_scope() {
             if count > 0 {
@@ -362,7 +375,7 @@ mod tests {
         let limits = IngestionLimits {
             rate_limit_bytes: 100,
             burst_size_bytes: 100,
-            max_traces_per_user: 0,
+            ..IngestionLimits::default()
         };
         let d = Distributor::new(
             sink,
@@ -516,5 +529,41 @@ mod tests {
         d.push(&TenantId::single(), Export::Request(&body), 100).await.unwrap();
         let trace = legato_proto::tempopb::Trace::decode(sink.0.lock()[0].traces[0].data.as_ref()).unwrap();
         assert_eq!(trace.resource_spans, req.resource_spans);
+    }
+
+    /// Each tenant's own `max_attribute_bytes` (Tempo's per-tenant override).
+    #[tokio::test]
+    async fn max_attribute_bytes_is_looked_up_per_tenant() {
+        use legato_proto::common::{AnyValue, KeyValue, any_value};
+
+        let mut long = span(vec![1; 16], vec![1; 8]);
+        long.attributes = vec![KeyValue {
+            key: "note".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue("x".repeat(100))),
+            }),
+            ..Default::default()
+        }];
+        let body = request(vec![long]).encode_to_vec();
+        let sink = Arc::new(Capture::default());
+        let metrics = DistributorMetrics::default();
+        let d = capturing(&sink, &metrics).with_max_attribute_bytes_per_tenant(Arc::new(|tenant: &TenantId| {
+            if tenant.as_str() == "small" { 10 } else { 50 }
+        }));
+        for tenant in ["small", "large"] {
+            let tenant = TenantId::new(tenant).unwrap();
+            d.push(&tenant, Export::Request(&body), 100).await.unwrap();
+        }
+        let value_len = |push: usize| {
+            let trace = legato_proto::tempopb::Trace::decode(sink.0.lock()[push].traces[0].data.as_ref()).unwrap();
+            let value = trace.resource_spans[0].scope_spans[0].spans[0].attributes[0]
+                .value
+                .clone();
+            match value.and_then(|v| v.value) {
+                Some(any_value::Value::StringValue(s)) => s.len(),
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!((value_len(0), value_len(1)), (10, 50));
     }
 }

@@ -89,7 +89,8 @@ impl IngesterConfig {
     }
 }
 
-/// Per-tenant limits the ingester enforces at push time (`overrides.defaults.*`).
+/// Per-tenant limits the ingester enforces at push time (`overrides.defaults.*`, and
+/// `global.max_bytes_per_trace` per tenant).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IngestLimits {
     /// Live traces per tenant; 0 = unlimited.
@@ -104,5 +105,15 @@ impl Default for IngestLimits {
             max_traces_per_user: 0,
             max_bytes_per_trace: 5_000_000,
         }
+    }
+}
+
+/// Each tenant's limits (defaults and per-tenant overrides resolved).
+pub type IngestLimitsLookup = std::sync::Arc<dyn Fn(&legato_model::TenantId) -> IngestLimits + Send + Sync>;
+
+impl IngestLimits {
+    /// These limits for every tenant.
+    pub fn for_every_tenant(self) -> IngestLimitsLookup {
+        std::sync::Arc::new(move |_| self)
     }
 }

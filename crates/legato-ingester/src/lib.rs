@@ -39,14 +39,14 @@ use prost::Message;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{IngestLimits, IngesterConfig};
+pub use config::{IngestLimits, IngestLimitsLookup, IngesterConfig};
 use metrics::IngesterMetrics;
 use state::{Completing, State};
 pub use wal::Wal;
 
 pub struct Ingester {
     cfg: IngesterConfig,
-    limits: IngestLimits,
+    limits: IngestLimitsLookup,
     wal: Wal,
     state: Mutex<State>,
     store: Arc<dyn ObjectStore>,
@@ -141,7 +141,7 @@ impl Ingester {
     /// from a blocking context or before serving.
     pub fn open(
         cfg: IngesterConfig,
-        limits: IngestLimits,
+        limits: IngestLimitsLookup,
         wal_dir: &std::path::Path,
         deps: IngesterDeps,
     ) -> std::io::Result<(Arc<Self>, ReplayStats)> {
@@ -244,6 +244,7 @@ impl Ingester {
                 return Ok(PushOutcome::default());
             }
         }
+        let limits = (self.limits)(&tenant);
         let (pending, outcome, cut_needed, spill_needed) = {
             let mut st = self.state.lock();
             let incoming: u64 = request.traces.iter().map(|t| t.data.len() as u64).sum();
@@ -252,7 +253,7 @@ impl Ingester {
                     .store(incoming.max(1), std::sync::atomic::Ordering::Relaxed);
                 return Err(refusal);
             }
-            let outcome = st.admit(&tenant, &mut request.traces, &self.limits, now);
+            let outcome = st.admit(&tenant, &mut request.traces, &limits, now);
             for r in &outcome.rejected {
                 let labels = metrics::ReasonLabels {
                     tenant: tenant.to_string(),

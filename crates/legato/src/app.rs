@@ -253,7 +253,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         distributor_metrics,
     )
     .with_sampling(cfg.sampling_lookup()?)
-    .with_max_attribute_bytes(cfg.distributor.max_attribute_bytes);
+    .with_max_attribute_bytes_per_tenant(cfg.max_attribute_bytes_lookup()?);
     match (&cluster, &generator) {
         // Microservices mode: each trace's spans go to the generator that owns its id.
         (Some(cluster), _) if roles.distributor => {
@@ -283,7 +283,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
         query_end_cutoff: cfg.query_frontend.query_end_cutoff,
         query_timeout: cfg.querier.search.query_timeout,
         trace_by_id_timeout: cfg.querier.trace_by_id.query_timeout,
-        max_bytes_per_trace: cfg.overrides.defaults.global.max_bytes_per_trace,
+        max_bytes_per_trace: cfg.max_bytes_per_trace_lookup()?,
         auth: cfg.auth.load()?,
         max_concurrent_queries_per_tenant: cfg.query_frontend.max_concurrent_queries_per_tenant,
         tenant_queries: parking_lot::Mutex::default(),
@@ -420,7 +420,7 @@ pub async fn run(cfg: Config) -> anyhow::Result<()> {
             clock: clock.clone(),
             tail: cfg.tail_sampling_lookup()?,
         };
-        let (ingester_cfg, limits) = (cfg.ingester.clone(), cfg.ingest_limits());
+        let (ingester_cfg, limits) = (cfg.ingester.clone(), cfg.ingest_limits_lookup()?);
         let (ingester, stats) =
             tokio::task::spawn_blocking(move || Ingester::open(ingester_cfg, limits, &wal_dir, deps))
                 .await?

@@ -1,13 +1,14 @@
 //! The configuration file: YAML with Tempo's key names, every section strict about unknown
 //! keys. Precedence: defaults < YAML (with `${VAR}` expansion when asked) < flags.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use legato_distributor::IngestionLimits;
 use legato_ingester::{IngestLimits, IngesterConfig};
-use legato_model::ByteSize;
+use legato_model::{ByteSize, TenantId};
 use legato_storage::TraceStorageConfig;
 use serde::{Deserialize, Serialize};
 
@@ -350,9 +351,28 @@ pub struct OverridesConfig {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct PerTenantOverride {
+    pub ingestion: PerTenantIngestion,
+    pub global: PerTenantGlobal,
     pub compaction: CompactionOverrides,
     pub sampling: SamplingOverrides,
     pub metrics_generator: GeneratorOverrides,
+}
+
+/// `overrides.<tenant>.ingestion`: the ingestion limits a tenant can have of its own so far
+/// (Tempo's keys); unset = `overrides.defaults.ingestion`'s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerTenantIngestion {
+    /// Over 0, replaces `distributor.max_attribute_bytes` for the tenant; 0 = that key's value.
+    pub max_attribute_bytes: Option<usize>,
+}
+
+/// `overrides.<tenant>.global` (Tempo's keys); unset = `overrides.defaults.global`'s.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct PerTenantGlobal {
+    /// The tenant's `max_bytes_per_trace` (0 = no limit).
+    pub max_bytes_per_trace: Option<u64>,
 }
 
 /// `overrides.*.metrics_generator`: which processors run for the tenant (Tempo's key).
@@ -802,11 +822,44 @@ impl Config {
             .unwrap_or(if self.microservices() { 3 } else { 1 })
     }
 
-    pub fn ingest_limits(&self) -> IngestLimits {
-        IngestLimits {
-            max_traces_per_user: self.overrides.defaults.ingestion.max_traces_per_user,
-            max_bytes_per_trace: self.overrides.defaults.global.max_bytes_per_trace,
-        }
+    /// `max_bytes_per_trace` per tenant: its override, else `overrides.defaults.global`'s.
+    pub fn max_bytes_per_trace_lookup(&self) -> anyhow::Result<legato_api::TraceSizeLookup> {
+        let default = self.overrides.defaults.global.max_bytes_per_trace;
+        let per_tenant: HashMap<String, u64> = self
+            .per_tenant_overrides()?
+            .into_iter()
+            .filter_map(|(tenant, o)| Some((tenant, o.global.max_bytes_per_trace?)))
+            .collect();
+        Ok(Arc::new(move |tenant: &TenantId| {
+            per_tenant.get(tenant.as_str()).copied().unwrap_or(default)
+        }))
+    }
+
+    /// `max_attribute_bytes` per tenant, as Tempo resolves it: the tenant's
+    /// `ingestion.max_attribute_bytes` (else `overrides.defaults.ingestion`'s) when over 0,
+    /// else `distributor.max_attribute_bytes`.
+    pub fn max_attribute_bytes_lookup(&self) -> anyhow::Result<legato_distributor::AttributeLimitLookup> {
+        let distributor = self.distributor.max_attribute_bytes;
+        let resolve = move |limit: usize| if limit > 0 { limit } else { distributor };
+        let default = resolve(self.overrides.defaults.ingestion.max_attribute_bytes);
+        let per_tenant: HashMap<String, usize> = self
+            .per_tenant_overrides()?
+            .into_iter()
+            .filter_map(|(tenant, o)| Some((tenant, resolve(o.ingestion.max_attribute_bytes?))))
+            .collect();
+        Ok(Arc::new(move |tenant: &TenantId| {
+            per_tenant.get(tenant.as_str()).copied().unwrap_or(default)
+        }))
+    }
+
+    /// The ingester's limits per tenant (`max_bytes_per_trace` per tenant, the rest alike).
+    pub fn ingest_limits_lookup(&self) -> anyhow::Result<legato_ingester::IngestLimitsLookup> {
+        let max_traces_per_user = self.overrides.defaults.ingestion.max_traces_per_user;
+        let max_bytes_per_trace = self.max_bytes_per_trace_lookup()?;
+        Ok(Arc::new(move |tenant: &TenantId| IngestLimits {
+            max_traces_per_user,
+            max_bytes_per_trace: max_bytes_per_trace(tenant),
+        }))
     }
 
     /// The effective config as YAML with secrets masked, for `/status/config`.
@@ -845,6 +898,41 @@ fn expand_env_vars(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Tempo's per-tenant `global.max_bytes_per_trace` and `ingestion.max_attribute_bytes`,
+    /// resolved as Tempo does; other ingestion limits are not per tenant (yet) and say so.
+    #[test]
+    fn size_limits_are_looked_up_per_tenant() {
+        let cfg = Config::from_yaml(
+            "distributor:\n  max_attribute_bytes: 1000\noverrides:\n  defaults:\n    global:\n      max_bytes_per_trace: 5000\n  per_tenant:\n    small:\n      global:\n        max_bytes_per_trace: 100\n      ingestion:\n        max_attribute_bytes: 10\n    unlimited:\n      global:\n        max_bytes_per_trace: 0\n      ingestion:\n        max_attribute_bytes: 0\n",
+        )
+        .unwrap();
+        cfg.validate().unwrap();
+        let tenant = |t: &str| TenantId::new(t).unwrap();
+        let bytes = cfg.max_bytes_per_trace_lookup().unwrap();
+        let attrs = cfg.max_attribute_bytes_lookup().unwrap();
+        let ingest = cfg.ingest_limits_lookup().unwrap();
+        assert_eq!(
+            ["small", "unlimited", "other"].map(|t| (bytes(&tenant(t)), attrs(&tenant(t)))),
+            [(100, 10), (0, 1000), (5000, 1000)],
+            "a tenant's max_attribute_bytes of 0 is distributor.max_attribute_bytes, as in Tempo"
+        );
+        assert_eq!(ingest(&tenant("small")).max_bytes_per_trace, 100);
+
+        // overrides.defaults.ingestion.max_attribute_bytes over 0 wins over the distributor's.
+        let cfg =
+            Config::from_yaml("overrides:\n  defaults:\n    ingestion:\n      max_attribute_bytes: 64\n").unwrap();
+        assert_eq!(cfg.max_attribute_bytes_lookup().unwrap()(&tenant("any")), 64);
+
+        let err =
+            Config::from_yaml("overrides:\n  per_tenant:\n    a:\n      ingestion:\n        rate_limit_bytes: 1\n")
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("overrides.per_tenant.a.ingestion") && err.contains("rate_limit_bytes"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn tempo_keys_parse() {

@@ -1,15 +1,20 @@
 //! One object-store conformance test, run against every backend Legato builds from
-//! `storage.trace`: memory, local disk, S3 (moto) and Azure (Azurite),
+//! `storage.trace`: memory, local disk, S3 (moto), Azure (Azurite) and GCS (fake-gcs-server),
 //! each through `build_object_store` with a prefix. It checks the object semantics Legato
 //! relies on, then writes, streams, lists, reads, marks and deletes blocks through Legato's
 //! storage layer. Then, per cloud backend, the binary ingests, flushes and reads its traces
 //! back from the bucket after a restart with the WAL deleted.
+//!
+//! GCS: fake-gcs-server implements none of the XML API's writes, which object_store's GCS
+//! client (and so Legato) uses for every put, copy and multipart upload (see
+//! `FakeGcsServer`). `gcs_emulator_refuses_xml_api_writes` pins that gap; the GCS tests write
+//! through the emulator's JSON API instead and read, list and delete through Legato's client.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use integration_tests::emulators::AzuriteServer;
+use integration_tests::emulators::{AzuriteServer, FakeGcsServer};
 use integration_tests::{
     Legato, Ports, S3Server, config_yaml, otlp_request, post_otlp, span_count_v2, store_from_yaml,
 };
@@ -162,6 +167,50 @@ async fn conformance_azure() {
     conformance(store_from_yaml(&azure.storage_yaml("conformance", "legato"))).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_gcs() {
+    let gcs = FakeGcsServer::start("conformance").await;
+    conformance(gcs.store("conformance", "legato")).await;
+}
+
+/// The emulator's gap, exactly: Legato's GCS client's writes (XML API: put, multipart upload,
+/// copy) are refused `400 invalid uploadType`, while its reads, listing and deletes of what the
+/// JSON API wrote work. When this fails,
+/// the emulator has learnt the XML API's writes: let the GCS tests write through Legato's own
+/// client (`store_from_yaml`) instead of `FakeGcsServer::store`, and drop the gap from
+/// docs/configuration.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcs_emulator_refuses_xml_api_writes() {
+    let gcs = FakeGcsServer::start("gap").await;
+    let legato = store_from_yaml(&gcs.storage_yaml("gap", "legato"));
+    let refused = |what: &str, result: legato_storage::object_store::Result<()>| {
+        let text = result.expect_err(what).to_string();
+        assert!(
+            text.contains("400") && text.contains("invalid uploadType"),
+            "{what}: {text}"
+        );
+    };
+    let obj = Path::from("gap/obj");
+    let put = legato.put(&obj, PutPayload::from_static(b"x")).await;
+    refused("put", put.map(drop));
+    refused("multipart initiate", legato.put_multipart(&obj).await.map(drop));
+    // A copy needs a source: one written through the JSON API.
+    let json_writes = gcs.store("gap", "legato");
+    json_writes.put(&obj, PutPayload::from_static(b"x")).await.unwrap();
+    refused("copy", legato.copy(&obj, &Path::from("gap/copy")).await);
+
+    // What it wrote is read, listed and deleted through Legato's client.
+    assert_eq!(read(&legato, &obj).await, b"x");
+    let listed: Vec<_> = legato.list(Some(&Path::from("gap"))).try_collect().await.unwrap();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    legato.delete(&obj).await.unwrap();
+    let gone = legato.head(&obj).await.unwrap_err();
+    assert!(
+        matches!(gone, legato_storage::object_store::Error::NotFound { .. }),
+        "{gone}"
+    );
+}
+
 /// `legato_storage_object_store_requests_total{op}` from a /metrics page (0 when absent).
 fn requests(metrics: &str, op: &str) -> f64 {
     integration_tests::metric_value(
@@ -174,9 +223,21 @@ fn requests(metrics: &str, op: &str) -> f64 {
 /// same bucket without a prefix, to look at what it wrote. Ingests five traces, flushes, checks
 /// the block's objects and meta.json, restarts with the WAL deleted and reads every trace back.
 async fn binary_round_trip(storage: &str, bucket: Arc<dyn ObjectStore>) {
+    binary_round_trip_via(Some(storage), storage, bucket, async |_| {}).await;
+}
+
+/// `binary_round_trip` for a bucket the binary cannot write to: it writes its blocks with
+/// `write` (`None`: to local disk, `<dir>/blocks`), is stopped, `publish(dir)` brings them to
+/// the bucket, and it restarts with `read_storage`.
+async fn binary_round_trip_via(
+    write: Option<&str>,
+    read_storage: &str,
+    bucket: Arc<dyn ObjectStore>,
+    publish: impl AsyncFnOnce(&std::path::Path),
+) {
     let dir = tempfile::tempdir().unwrap();
     let ports = Ports::free();
-    let yaml = config_yaml(ports, dir.path(), Some(storage), "");
+    let yaml = config_yaml(ports, dir.path(), write, "");
     let mut legato = Legato::start(dir.path(), ports, &yaml);
     let client = reqwest::Client::new();
     let mut ids = Vec::new();
@@ -198,6 +259,8 @@ async fn binary_round_trip(storage: &str, bucket: Arc<dyn ObjectStore>) {
         requests(&metrics, "put") >= 3.0,
         "data, bloom and meta.json:\n{metrics}"
     );
+    assert!(legato.terminate().success());
+    publish(dir.path()).await;
 
     // The bucket holds one block under the prefix: data, bloom, and meta.json naming it.
     let keys: Vec<String> = bucket
@@ -219,7 +282,7 @@ async fn binary_round_trip(storage: &str, bucket: Arc<dyn ObjectStore>) {
     assert_eq!((meta.total_spans, meta.total_traces), (15, 5));
 
     // Restart with the WAL gone: everything comes from the bucket.
-    assert!(legato.terminate().success());
+    std::fs::write(&legato.config, config_yaml(ports, dir.path(), Some(read_storage), "")).unwrap();
     std::fs::remove_dir_all(dir.path().join("wal")).unwrap();
     legato.spawn();
     for id in &ids {
@@ -249,4 +312,39 @@ async fn binary_stores_blocks_in_azure_and_reads_them_after_restart_without_wal(
     let azure = AzuriteServer::start("traces").await;
     let container = store_from_yaml(&azure.storage_yaml("traces", ""));
     binary_round_trip(&azure.storage_yaml("traces", "legato"), container).await;
+}
+
+/// GCS: the binary cannot write to fake-gcs-server (see `FakeGcsServer`), so it writes its
+/// block to local disk, which is then uploaded object by object through the emulator's JSON
+/// API; the binary, restarted over GCS without its WAL, lists the bucket and reads the block
+/// through its own GCS client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_reads_blocks_from_gcs_after_restart_without_wal() {
+    let gcs = FakeGcsServer::start("traces").await;
+    let publish = async |dir: &std::path::Path| {
+        let uploaded = upload_tree(&gcs.store("traces", "legato"), &dir.join("blocks")).await;
+        assert!(uploaded >= 3, "data, bloom and meta.json: {uploaded} objects");
+    };
+    let read = gcs.storage_yaml("traces", "legato");
+    binary_round_trip_via(None, &read, gcs.store("traces", ""), publish).await;
+}
+
+/// Puts every file under `root` into `store` at its path relative to `root`; how many.
+async fn upload_tree(store: &Arc<dyn ObjectStore>, root: &std::path::Path) -> usize {
+    let mut uploaded = 0;
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+                continue;
+            }
+            let key = path.strip_prefix(root).unwrap().to_str().unwrap().to_string();
+            let bytes = std::fs::read(&path).unwrap();
+            store.put(&Path::from(key), PutPayload::from(bytes)).await.unwrap();
+            uploaded += 1;
+        }
+    }
+    uploaded
 }

@@ -1,10 +1,12 @@
 //! Data over Tempo's size limits, end to end: attributes over the distributor's
 //! `max_attribute_bytes` are cut (not refused) and counted, from the OpenTelemetry SDK over
 //! OTLP/gRPC and from OTLP/HTTP; a stored trace over `max_bytes_per_trace` answers v1 trace
-//! by id with 422 and v2 with its beginning, `status: PARTIAL` and Tempo's message.
+//! by id with 422 and v2 with its beginning, `status: PARTIAL` and Tempo's message; both limits
+//! per tenant, from the per-tenant override file.
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] functions
 
 use integration_tests::{Legato, Ports, config_yaml, get_text, metric_value, otlp_request, post_otlp};
+use legato_proto::collector::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use legato_proto::common::any_value::Value;
 use legato_proto::common::{AnyValue, KeyValue};
 use legato_proto::tempopb::{PARTIAL_STATUS_PARTIAL, Trace, TraceByIdResponse};
@@ -226,4 +228,148 @@ async fn a_trace_over_max_bytes_per_trace_is_422_on_v1_and_partial_on_v2() {
     assert_eq!(complete.status, 0, "within the limit: COMPLETE");
     assert!(complete.message.is_empty());
     let _: Trace = complete.trace.unwrap();
+}
+
+/// An OTLP/HTTP export for `tenant`; the status and the decoded response.
+async fn export_as(
+    client: &reqwest::Client,
+    legato: &Legato,
+    tenant: &str,
+    request: &ExportTraceServiceRequest,
+) -> (u16, ExportTraceServiceResponse) {
+    let resp = client
+        .post(legato.otlp_http_url())
+        .header("content-type", "application/x-protobuf")
+        .header("x-scope-orgid", tenant)
+        .body(request.encode_to_vec())
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (
+        status,
+        ExportTraceServiceResponse::decode(resp.bytes().await.unwrap()).unwrap(),
+    )
+}
+
+/// `GET path` for `tenant` in protobuf.
+async fn get_as(client: &reqwest::Client, legato: &Legato, tenant: &str, path: &str) -> reqwest::Response {
+    client
+        .get(legato.url(path))
+        .header("x-scope-orgid", tenant)
+        .header("accept", "application/protobuf")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Both size limits per tenant, from the per-tenant override file in Tempo's format: tenant
+/// `small` has `global.max_bytes_per_trace: 1500` and `ingestion.max_attribute_bytes: 32`,
+/// tenant `roomy` the defaults (5000000 bytes; `distributor.max_attribute_bytes`, 2048). The
+/// same trace, stored in two halves, is 422 on v1 and PARTIAL on v2 for `small` and whole for
+/// `roomy`; an export over 1500 bytes is refused for `small` only; a 100-byte attribute is cut
+/// for `small` only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn size_limits_are_per_tenant_overrides() {
+    const MAX: usize = 1500;
+    const HALF: usize = 12;
+    let dir = tempfile::tempdir().unwrap();
+    let overrides = dir.path().join("overrides.yaml");
+    std::fs::write(
+        &overrides,
+        format!("overrides:\n  small:\n    global:\n      max_bytes_per_trace: {MAX}\n    ingestion:\n      max_attribute_bytes: 32\n"),
+    )
+    .unwrap();
+    let ports = Ports::free();
+    let extra = format!(
+        "multitenancy_enabled: true\noverrides:\n  per_tenant_override_config: {}\n",
+        overrides.display()
+    );
+    let legato = Legato::start(dir.path(), ports, &config_yaml(ports, dir.path(), None, &extra));
+    let client = reqwest::Client::new();
+
+    // One trace in two halves, each within small's limit, flushed between (as above).
+    let (first, trace_id) = otlp_request(42, HALF as u64);
+    let mut second = first.clone();
+    for span in &mut second.resource_spans[0].scope_spans[0].spans {
+        span.span_id[0] = 0xee;
+        span.start_time_unix_nano += 1_000_000_000;
+        span.end_time_unix_nano += 1_000_000_000;
+    }
+    let half = first.encoded_len();
+    assert!(half < MAX && 2 * half > MAX + 200, "halves of {half} bytes");
+    // A trace with a 100-byte attribute, and one export over small's limit.
+    let (mut noted, noted_id) = otlp_request(43, 2);
+    noted.resource_spans[0].scope_spans[0].spans[0]
+        .attributes
+        .push(KeyValue {
+            key: "note".into(),
+            value: Some(AnyValue {
+                value: Some(Value::StringValue("n".repeat(100))),
+            }),
+            ..Default::default()
+        });
+    let (whole, whole_id) = otlp_request(44, 2 * HALF as u64);
+    assert!(whole.encoded_len() > MAX);
+
+    for tenant in ["small", "roomy"] {
+        assert_eq!(export_as(&client, &legato, tenant, &first).await.0, 200);
+        assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
+        let (status, response) = export_as(&client, &legato, tenant, &second).await;
+        assert_eq!(status, 200);
+        assert!(
+            response.partial_success.is_none_or(|p| p.rejected_spans == 0),
+            "{tenant}"
+        );
+        assert_eq!(export_as(&client, &legato, tenant, &noted).await.0, 200);
+        let (status, response) = export_as(&client, &legato, tenant, &whole).await;
+        assert_eq!(status, 200);
+        let rejected = response.partial_success.map_or(0, |p| p.rejected_spans);
+        let expected = if tenant == "small" { 2 * HALF as i64 } else { 0 };
+        assert_eq!(rejected, expected, "{tenant}: an export over {MAX} bytes");
+    }
+
+    // small: 422 on v1, the earliest spans within 1500 bytes on v2.
+    let v1 = format!("/api/traces/{}", hex::encode(trace_id));
+    let v2 = format!("/api/v2/traces/{}", hex::encode(trace_id));
+    let resp = get_as(&client, &legato, "small", &v1).await;
+    assert_eq!(resp.status(), 422);
+    assert_eq!(
+        resp.text().await.unwrap(),
+        format!("trace exceeds max size (max bytes: {MAX})")
+    );
+    let partial =
+        TraceByIdResponse::decode(get_as(&client, &legato, "small", &v2).await.bytes().await.unwrap()).unwrap();
+    assert_eq!(partial.status, PARTIAL_STATUS_PARTIAL);
+    assert_eq!(
+        partial.message,
+        format!("Trace exceeds maximum size of {MAX} bytes, a partial trace is returned")
+    );
+    let kept = partial.trace.unwrap();
+    assert!(kept.encoded_len() <= MAX);
+    assert!((HALF..2 * HALF).contains(&spans(&kept.resource_spans).len()));
+
+    // roomy: the whole trace on both.
+    let resp = get_as(&client, &legato, "roomy", &v1).await;
+    assert_eq!(resp.status(), 200);
+    let trace = Trace::decode(resp.bytes().await.unwrap()).unwrap();
+    assert_eq!(spans(&trace.resource_spans).len(), 2 * HALF);
+    let complete =
+        TraceByIdResponse::decode(get_as(&client, &legato, "roomy", &v2).await.bytes().await.unwrap()).unwrap();
+    assert_eq!((complete.status, complete.message.as_str()), (0, ""));
+    assert_eq!(spans(&complete.trace.unwrap().resource_spans).len(), 2 * HALF);
+
+    // The over-limit export: stored for roomy only. The attribute: cut for small only.
+    let whole_v1 = format!("/api/traces/{}", hex::encode(whole_id));
+    assert_eq!(get_as(&client, &legato, "small", &whole_v1).await.status(), 404);
+    assert_eq!(get_as(&client, &legato, "roomy", &whole_v1).await.status(), 200);
+    for (tenant, len) in [("small", 32), ("roomy", 100)] {
+        let path = format!("/api/traces/{}", hex::encode(noted_id));
+        let trace = Trace::decode(get_as(&client, &legato, tenant, &path).await.bytes().await.unwrap()).unwrap();
+        let note = spans(&trace.resource_spans)
+            .iter()
+            .find_map(|s| string_attr(&s.attributes, "note"))
+            .map(str::len);
+        assert_eq!(note, Some(len), "{tenant}");
+    }
 }

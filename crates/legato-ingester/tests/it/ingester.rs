@@ -56,7 +56,7 @@ impl Harness {
             clock: self.clock.clone(),
             tail: None,
         };
-        Ingester::open(cfg, limits, wal, deps).unwrap().0
+        Ingester::open(cfg, limits.for_every_tenant(), wal, deps).unwrap().0
     }
 }
 
