@@ -1,13 +1,16 @@
 //! Running one job: a k-way merge of the inputs' traces (each input streams its traces in id
 //! order), spans deduplicated by (span id, kind) as the block writer does, written as one
-//! block at level max(inputs)+1 that `replaces` the inputs. The output's data file is
+//! block at level max(inputs)+1 that `replaces` the inputs. A trace only one input holds (most
+//! of them) is copied as its stored rows; one in several is decoded and merged. The output's data file is
 //! uploaded while it is encoded, in parts, so memory does not grow with the block.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use legato_model::{BlockId, TraceId};
-use legato_storage::{BlockMeta, BlockReader, ObjectStore, SealedBlock, TraceInput, seal_streamed, start_block_upload};
+use legato_storage::{
+    BlockMeta, BlockReader, ObjectStore, SealedBlock, TraceInput, TraceRows, seal_streamed, start_block_upload,
+};
 use legato_traceql::tags::TagSummary;
 use tokio::sync::mpsc;
 
@@ -17,7 +20,7 @@ use crate::{Error, Result};
 /// Traces buffered per input between the reading task and the merge.
 const CHANNEL_TRACES: usize = 64;
 
-type TraceRx = mpsc::Receiver<legato_storage::Result<TraceInput>>;
+type TraceRx = mpsc::Receiver<legato_storage::Result<TraceRows>>;
 
 /// Reads and merges the inputs of `job` into block `output`, whose data file is uploaded in
 /// parts of `part_size` as it is encoded. The block is not committed: no bloom filter, tags or
@@ -76,7 +79,7 @@ async fn rewrite(
 ) -> Result<(SealedBlock, Option<TagSummary>)> {
     let mut inputs: Vec<TraceRx> = Vec::with_capacity(job.blocks.len());
     for meta in &job.blocks {
-        let mut stream = reader.trace_stream(meta).await?;
+        let mut stream = reader.trace_rows(meta).await?;
         let (tx, rx) = mpsc::channel(CHANNEL_TRACES);
         tokio::spawn(async move {
             use futures::StreamExt;
@@ -94,7 +97,18 @@ async fn rewrite(
     let (mut writer, upload) = start_block_upload(store, &tenant, output, part_size)?;
     let mut tags = keep.as_ref().map(|_| TagSummary::default());
     let tags_out = tokio::task::spawn_blocking(move || -> (legato_storage::Result<SealedBlock>, Option<TagSummary>) {
-        let pushed = merge(inputs, |trace| {
+        let pushed = merge(inputs, |copies| {
+            // A trace only one input holds is copied as its rows, unless retention looks at it.
+            if let ([only], None) = (copies.as_slice(), &keep) {
+                return writer.push_rows(only).map_err(Error::from);
+            }
+            let mut trace = TraceInput {
+                id: copies[0].id,
+                batches: Vec::new(),
+            };
+            for copy in &copies {
+                trace.batches.extend(copy.to_input()?.batches);
+            }
             if let Some(keep) = &keep {
                 let data = legato_proto::span_view::trace_data(trace.id.0, &trace.batches);
                 if !keep(&data) {
@@ -124,11 +138,11 @@ async fn rewrite(
     Ok((sealed, tags))
 }
 
-/// Pulls from every input in trace-id order and hands each trace once to `push`, with the
-/// batches of every input that holds it. Runs on a blocking thread.
-fn merge(mut inputs: Vec<TraceRx>, mut push: impl FnMut(TraceInput) -> Result<()>) -> Result<()> {
-    let next = |rx: &mut TraceRx| -> Result<Option<TraceInput>> { rx.blocking_recv().transpose().map_err(Error::from) };
-    let mut heads: Vec<Option<TraceInput>> = Vec::with_capacity(inputs.len());
+/// Pulls from every input in trace-id order and hands each trace once to `push`, with its
+/// rows in every input that holds it. Runs on a blocking thread.
+fn merge(mut inputs: Vec<TraceRx>, mut push: impl FnMut(Vec<TraceRows>) -> Result<()>) -> Result<()> {
+    let next = |rx: &mut TraceRx| -> Result<Option<TraceRows>> { rx.blocking_recv().transpose().map_err(Error::from) };
+    let mut heads: Vec<Option<TraceRows>> = Vec::with_capacity(inputs.len());
     for rx in &mut inputs {
         heads.push(next(rx)?);
     }
@@ -136,19 +150,14 @@ fn merge(mut inputs: Vec<TraceRx>, mut push: impl FnMut(TraceInput) -> Result<()
         let Some(id): Option<TraceId> = heads.iter().flatten().map(|t| t.id).min() else {
             return Ok(());
         };
-        let mut merged = TraceInput {
-            id,
-            batches: Vec::new(),
-        };
+        let mut copies = Vec::with_capacity(1);
         for (head, rx) in heads.iter_mut().zip(&mut inputs) {
             if head.as_ref().is_some_and(|t| t.id == id) {
-                if let Some(trace) = head.take() {
-                    merged.batches.extend(trace.batches);
-                }
+                copies.extend(head.take());
                 *head = next(rx)?;
             }
         }
-        push(merged)?;
+        push(copies)?;
     }
 }
 

@@ -51,6 +51,7 @@ pub use object_store::{self, ObjectStore};
 pub use paths::{BlockPaths, tenant_dir, tenant_index_path};
 pub use prefilter::{Cmp, RowPredicate, ScanOptions, StrTest, ValueTest, row_bits};
 pub use reader::BlockReader;
+pub use rewrite::TraceRows;
 pub use scan::{ByteColumn, StrColumn};
 pub use tenant_index::{TenantIndex, read_tenant_index, write_tenant_index};
 pub use upload::{

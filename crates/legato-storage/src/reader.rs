@@ -205,18 +205,28 @@ pub(crate) async fn guarded<T>(block: BlockId, read: impl std::future::Future<Ou
     use futures::FutureExt;
     match std::panic::AssertUnwindSafe(read).catch_unwind().await {
         Ok(result) => result,
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            tracing::error!(%block, message, "block is corrupt: decoding it panicked");
-            Err(Error::Corrupt {
-                block,
-                message: format!("decoding the block panicked: {message}"),
-            })
-        }
+        Err(panic) => Err(panicked(block, panic)),
+    }
+}
+
+/// `guarded` for a decode that does not wait.
+pub(crate) fn guarded_sync<T>(block: BlockId, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(read)) {
+        Ok(result) => result,
+        Err(panic) => Err(panicked(block, panic)),
+    }
+}
+
+fn panicked(block: BlockId, panic: Box<dyn std::any::Any + Send>) -> Error {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(%block, message, "block is corrupt: decoding it panicked");
+    Error::Corrupt {
+        block,
+        message: format!("decoding the block panicked: {message}"),
     }
 }
 

@@ -2,6 +2,8 @@
 //! The Parquet bytes go to any `Write` sink: a `Vec` (the ingester's blocks, uploaded whole)
 //! or a streaming upload (the compactor's, see `upload.rs`).
 
+use arrow_array::cast::AsArray;
+use arrow_array::types::Int64Type;
 use std::collections::HashMap;
 use std::io::Write;
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 
 use crate::schema::{self, attr_fields, attr_item_field};
-use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceBloom};
+use crate::{BlockMeta, ENCODING_V1, Error, Result, TraceBloom, TraceRows};
 
 /// One trace's spans, as received (possibly in several batches, possibly with duplicates).
 #[derive(Debug, Clone)]
@@ -117,8 +119,12 @@ pub struct BlockWriter<W: Write + Send = Vec<u8>> {
     tenant: TenantId,
     block_id: BlockId,
     writer: ArrowWriter<CountingSink<W>>,
-    /// Rows not yet encoded (at most about `ENCODE_ROWS`).
+    /// Rows not yet encoded (at most about `ENCODE_ROWS` with `picks`).
     rows: RowBuilder,
+    /// Rows copied as they are from other blocks (`push_rows`): (index into `sources`, row),
+    /// in block order. Rows in `rows` were all pushed after these.
+    picks: Vec<(usize, usize)>,
+    sources: Vec<Arc<RecordBatch>>,
     groups: RowGroups,
     /// Rows encoded into the row group being written.
     group_rows: usize,
@@ -164,6 +170,8 @@ impl<W: Write + Send> BlockWriter<W> {
             block_id,
             writer,
             rows: RowBuilder::default(),
+            picks: Vec::new(),
+            sources: Vec::new(),
             groups,
             group_rows: 0,
             ids: Vec::new(),
@@ -218,11 +226,83 @@ impl<W: Write + Send> BlockWriter<W> {
         }
         self.rows.push_trace(&id, trace, &order);
         self.ids.push(id);
-        // Buffered rows are encoded a batch at a time; the row group is closed after a whole
-        // trace once it holds enough, so a reader can split a block's groups between threads
-        // without cutting a trace in two.
+        self.pushed()
+    }
+
+    /// Adds a trace of another block as its stored rows, copied as they are (no decode into
+    /// spans and back: what the compactor does with a trace only one input holds). Traces
+    /// must come in ascending id order, each id once. Rows of another layout are converted.
+    pub fn push_rows(&mut self, trace: &TraceRows) -> Result<()> {
+        if self.ids.last().is_some_and(|last| *last >= trace.id) {
+            return Err(Error::Corrupt {
+                block: self.block_id,
+                message: format!("trace {} pushed out of order", trace.id),
+            });
+        }
+        if trace.start >= trace.end {
+            return Ok(());
+        }
+        let source = match self.sources.iter().rposition(|s| Arc::ptr_eq(s, &trace.batch)) {
+            Some(i) => i,
+            None if trace.batch.schema().fields() != schema::schema_v1().fields() => {
+                return self.push(&trace.to_input()?);
+            }
+            None => {
+                self.sources.push(trace.batch.clone());
+                self.sources.len() - 1
+            }
+        };
+        // Rows built from spans so far go first.
+        self.built_rows_to_picks()?;
+        let corrupt = |what: &str| Error::Corrupt {
+            block: trace.block,
+            message: format!("{what} column missing"),
+        };
+        let starts = trace
+            .batch
+            .column_by_name(schema::START)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| corrupt(schema::START))?;
+        let durations = trace
+            .batch
+            .column_by_name(schema::DURATION)
+            .and_then(|c| c.as_primitive_opt::<Int64Type>())
+            .ok_or_else(|| corrupt(schema::DURATION))?;
+        for row in trace.start..trace.end {
+            let start = starts.value(row) as u64;
+            self.min_start = self.min_start.min(start);
+            self.max_end = self
+                .max_end
+                .max(start.saturating_add(durations.value(row).max(0) as u64));
+            self.picks.push((source, row));
+        }
+        self.ids.push(trace.id);
+        self.pushed()
+    }
+
+    /// Rows waiting to be encoded.
+    fn pending_rows(&self) -> usize {
+        self.rows.len + self.picks.len()
+    }
+
+    /// Moves the rows built from spans behind the picked ones, as one more source.
+    fn built_rows_to_picks(&mut self) -> Result<()> {
+        if self.rows.len == 0 {
+            return Ok(());
+        }
+        let built = std::mem::take(&mut self.rows).finish()?;
+        let source = self.sources.len();
+        self.picks.extend((0..built.num_rows()).map(|row| (source, row)));
+        self.sources.push(Arc::new(built));
+        Ok(())
+    }
+
+    /// After a trace: buffered rows are encoded a batch at a time, and the row group is closed
+    /// after a whole trace once it holds enough, so a reader can split a block's groups
+    /// between threads without cutting a trace in two.
+    fn pushed(&mut self) -> Result<()> {
         let group = self.groups.spans;
-        if self.rows.len >= ENCODE_ROWS || self.group_rows + self.rows.len >= group {
+        if self.pending_rows() >= ENCODE_ROWS || self.group_rows + self.pending_rows() >= group {
             self.write_rows()?;
             if self.group_rows >= group {
                 self.writer.flush().map_err(|source| Error::Parquet {
@@ -240,10 +320,18 @@ impl<W: Write + Send> BlockWriter<W> {
     }
 
     fn write_rows(&mut self) -> Result<()> {
-        let rows = std::mem::take(&mut self.rows);
-        self.total_spans += rows.len as u64;
-        self.group_rows += rows.len;
-        let batch = rows.finish()?;
+        let batch = if self.picks.is_empty() {
+            std::mem::take(&mut self.rows).finish()?
+        } else {
+            self.built_rows_to_picks()?;
+            let sources: Vec<&RecordBatch> = self.sources.iter().map(|s| s.as_ref()).collect();
+            let batch = arrow_select::interleave::interleave_record_batch(&sources, &self.picks)?;
+            self.picks.clear();
+            self.sources.clear();
+            batch
+        };
+        self.total_spans += batch.num_rows() as u64;
+        self.group_rows += batch.num_rows();
         self.writer.write(&batch).map_err(|source| Error::Parquet {
             block: self.block_id,
             source,
@@ -255,7 +343,7 @@ impl<W: Write + Send> BlockWriter<W> {
     pub fn finish_into_sink(mut self, created_at_unix_nano: u64) -> Result<(SealedBlock, W)> {
         let block = self.block_id;
         let perr = |source| Error::Parquet { block, source };
-        if self.rows.len > 0 {
+        if self.pending_rows() > 0 {
             self.write_rows()?;
         }
         self.writer.flush().map_err(perr)?;

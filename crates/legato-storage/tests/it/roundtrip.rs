@@ -28,7 +28,7 @@ fn trace_id(n: u32) -> TraceId {
 }
 
 /// A trace of `spans` spans in a chain, from two services.
-fn trace(n: u32, spans: u8) -> TraceInput {
+pub(crate) fn trace(n: u32, spans: u8) -> TraceInput {
     let id = trace_id(n);
     let make = |i: u8| Span {
         trace_id: id.0.to_vec(),
