@@ -139,7 +139,7 @@ async fn create_container(client: &reqwest::Client, port: u16, container: &str) 
     let key = BASE64.decode(AZURITE_KEY).expect("key");
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &key);
     let signature = BASE64.encode(aws_lc_rs::hmac::sign(&key, to_sign.as_bytes()).as_ref());
-    let Ok(resp) = client
+    let sent = client
         .put(format!(
             "http://127.0.0.1:{port}/{AZURITE_ACCOUNT}/{container}?restype=container"
         ))
@@ -148,14 +148,20 @@ async fn create_container(client: &reqwest::Client, port: u16, container: &str) 
         .header("authorization", format!("SharedKey {AZURITE_ACCOUNT}:{signature}"))
         .header("content-length", "0")
         .send()
-        .await
-    else {
+        .await;
+    created(sent, &format!("container {container}")).await
+}
+
+/// False when the request was not sent (the emulator is not listening yet); fails the test
+/// when the emulator refused to create `what`.
+async fn created(sent: reqwest::Result<reqwest::Response>, what: &str) -> bool {
+    let Ok(resp) = sent else {
         return false;
     };
     let status = resp.status();
     assert!(
         status.is_success(),
-        "creating container {container}: {status} {}",
+        "creating {what}: {status} {}",
         resp.text().await.unwrap_or_default()
     );
     true
@@ -259,21 +265,12 @@ impl FakeGcsServer {
 
 /// Creates a bucket (object_store cannot). False while the emulator is not listening yet.
 async fn create_bucket(client: &reqwest::Client, url: &str, bucket: &str) -> bool {
-    let Ok(resp) = client
+    let sent = client
         .post(url)
         .json(&serde_json::json!({ "name": bucket }))
         .send()
-        .await
-    else {
-        return false;
-    };
-    let status = resp.status();
-    assert!(
-        status.is_success(),
-        "creating bucket {bucket}: {status} {}",
-        resp.text().await.unwrap_or_default()
-    );
-    true
+        .await;
+    created(sent, &format!("bucket {bucket}")).await
 }
 
 /// Simple uploads through fake-gcs-server's JSON API (`uploadType=media`).

@@ -143,6 +143,20 @@ async fn attributes_over_max_attribute_bytes_are_cut_and_counted() {
     );
 }
 
+/// One trace as two exports of `half` spans each (the second a second later), each within
+/// `max` bytes and together well over it.
+fn trace_in_halves(half: usize, max: usize) -> (ExportTraceServiceRequest, ExportTraceServiceRequest, [u8; 16]) {
+    let (first, trace_id) = otlp_request(42, half as u64);
+    let mut second = first.clone();
+    for span in &mut second.resource_spans[0].scope_spans[0].spans {
+        span.span_id[0] = 0xee;
+        span.start_time_unix_nano += 1_000_000_000;
+        span.end_time_unix_nano += 1_000_000_000;
+    }
+    let bytes = first.encoded_len();
+    assert!(bytes < max && 2 * bytes > max + 200, "halves of {bytes} bytes");
+    (first, second, trace_id)
+}
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trace_over_max_bytes_per_trace_is_422_on_v1_and_partial_on_v2() {
     const MAX: usize = 1500;
@@ -155,15 +169,7 @@ async fn a_trace_over_max_bytes_per_trace_is_422_on_v1_and_partial_on_v2() {
 
     // The ingester takes a live trace up to the limit: send it in two halves, each within
     // it, with a flush between, so that the stored trace is over the limit.
-    let (first, trace_id) = otlp_request(42, HALF as u64);
-    let mut second = first.clone();
-    for span in &mut second.resource_spans[0].scope_spans[0].spans {
-        span.span_id[0] = 0xee;
-        span.start_time_unix_nano += 1_000_000_000;
-        span.end_time_unix_nano += 1_000_000_000;
-    }
-    let half = first.encoded_len();
-    assert!(half < MAX && 2 * half > MAX + 200, "halves of {half} bytes");
+    let (first, second, trace_id) = trace_in_halves(HALF, MAX);
     assert_eq!(post_otlp(&client, &legato, &first).await.0, 200);
     assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
     let (status, body) = post_otlp(&client, &legato, &second).await;
@@ -289,15 +295,7 @@ async fn size_limits_are_per_tenant_overrides() {
     let client = reqwest::Client::new();
 
     // One trace in two halves, each within small's limit, flushed between (as above).
-    let (first, trace_id) = otlp_request(42, HALF as u64);
-    let mut second = first.clone();
-    for span in &mut second.resource_spans[0].scope_spans[0].spans {
-        span.span_id[0] = 0xee;
-        span.start_time_unix_nano += 1_000_000_000;
-        span.end_time_unix_nano += 1_000_000_000;
-    }
-    let half = first.encoded_len();
-    assert!(half < MAX && 2 * half > MAX + 200, "halves of {half} bytes");
+    let (first, second, trace_id) = trace_in_halves(HALF, MAX);
     // A trace with a 100-byte attribute, and one export over small's limit.
     let (mut noted, noted_id) = otlp_request(43, 2);
     noted.resource_spans[0].scope_spans[0].spans[0]

@@ -63,13 +63,13 @@ async fn streams_every_trace_once_across_batches_and_row_groups() {
     assert!(block.meta.row_groups > 1);
     write_block(&store, &block).await.unwrap();
     let reader = BlockReader::new(store, StorageMetrics::default());
-    let mut stream = reader.trace_stream(&block.meta).await.unwrap();
-    let mut read = Vec::new();
-    while let Some(t) = stream.next().await {
-        read.push(t.unwrap());
-    }
-    assert_eq!(read.len(), traces.len());
-    for (got, want) in read.iter().zip(&traces) {
+    assert_same_traces(&read_all(&reader, &block.meta).await, &traces);
+}
+
+/// The same traces, in the same order, with the same spans.
+fn assert_same_traces(got: &[TraceInput], want: &[TraceInput]) {
+    assert_eq!(got.len(), want.len());
+    for (got, want) in got.iter().zip(want) {
         assert_eq!(got.id, want.id);
         assert_eq!(
             combine(got.batches.clone()),
@@ -149,17 +149,7 @@ async fn rows_copied_from_other_blocks_make_the_block_their_spans_would() {
         tags: None,
     };
     write_block(&store, &copied).await.unwrap();
-    let got = read_all(&reader, &copied.meta).await;
-    assert_eq!(got.len(), all.len());
-    for (got, want) in got.iter().zip(&all) {
-        assert_eq!(got.id, want.id);
-        assert_eq!(
-            combine(got.batches.clone()),
-            combine(want.batches.clone()),
-            "trace {}",
-            got.id
-        );
-    }
+    assert_same_traces(&read_all(&reader, &copied.meta).await, &all);
     // Lookups and row-group splits rely on each group ending after a whole trace.
     for want in all.iter().step_by(97) {
         let found = reader.find_trace(&copied.meta, &want.id).await.unwrap();
