@@ -394,6 +394,7 @@ impl Compactor {
             output,
             self.clock.now_nanos(),
             self.part_size,
+            self.config.nice,
             keep,
         )
         .await?;
@@ -444,6 +445,7 @@ impl Compactor {
             output,
             self.clock.now_nanos(),
             self.part_size,
+            self.config.nice,
         )
         .await?;
         // Another compactor (after a ring change) may have taken an input meanwhile: then

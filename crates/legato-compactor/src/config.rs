@@ -40,6 +40,10 @@ pub struct CompactionConfig {
     /// How often a compaction cycle runs.
     #[serde(with = "dur")]
     pub compaction_cycle: Duration,
+    /// *Legato*: the nice value (Linux, 0-19) of the thread that merges and encodes a job's
+    /// output, so that queries and ingest in the same process come first when CPU is short.
+    /// 0 runs it at the process's priority.
+    pub nice: i32,
 }
 
 impl Default for CompactionConfig {
@@ -52,6 +56,7 @@ impl Default for CompactionConfig {
             max_block_bytes: ByteSize(100 << 30),
             max_input_blocks: 8,
             compaction_cycle: Duration::from_secs(30),
+            nice: 10,
         }
     }
 }
@@ -78,6 +83,12 @@ impl CompactorConfig {
                 "compactor.compaction.max_block_bytes must be greater than 0".into(),
             ));
         }
+        if !(0..=19).contains(&c.nice) {
+            return Err(Error::Config(format!(
+                "compactor.compaction.nice must be between 0 and 19, got {}",
+                c.nice
+            )));
+        }
         if c.max_input_blocks < 2 {
             return Err(Error::Config(format!(
                 "compactor.compaction.max_input_blocks must be at least 2, got {}",
@@ -91,6 +102,17 @@ impl CompactorConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nice_is_a_linux_nice_value() {
+        let parse = |yaml: &str| serde_yaml::from_str::<CompactorConfig>(yaml).unwrap().validate();
+        assert_eq!(CompactorConfig::default().compaction.nice, 10);
+        assert!(parse("compaction:\n  nice: 0\n").is_ok());
+        assert!(parse("compaction:\n  nice: 19\n").is_ok());
+        let err = parse("compaction:\n  nice: 20\n").unwrap_err().to_string();
+        assert!(err.contains("compactor.compaction.nice"), "{err}");
+        assert!(parse("compaction:\n  nice: -1\n").is_err());
+    }
 
     #[test]
     fn defaults_and_tempo_keys() {

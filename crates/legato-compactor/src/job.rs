@@ -32,8 +32,9 @@ pub(crate) async fn merge_job(
     output: BlockId,
     now_nanos: u64,
     part_size: usize,
+    nice: i32,
 ) -> Result<SealedBlock> {
-    let (mut sealed, _) = rewrite(reader, store, job, output, now_nanos, part_size, None).await?;
+    let (mut sealed, _) = rewrite(reader, store, job, output, now_nanos, part_size, nice, None).await?;
     sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0) + 1;
     // Blocks that retention by policy rewrote alike stay marked as such once merged.
     let filters: std::collections::HashSet<&Option<String>> = job.blocks.iter().map(|b| &b.retention_filter).collect();
@@ -57,9 +58,10 @@ pub(crate) async fn filter_block(
     output: BlockId,
     now_nanos: u64,
     part_size: usize,
+    nice: i32,
     keep: Keep,
 ) -> Result<(SealedBlock, u64)> {
-    let (mut sealed, tags) = rewrite(reader, store, job, output, now_nanos, part_size, Some(keep)).await?;
+    let (mut sealed, tags) = rewrite(reader, store, job, output, now_nanos, part_size, nice, Some(keep)).await?;
     sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0);
     sealed.tags = tags.map(|t| Bytes::from(t.to_json()));
     let traces = sealed.meta.total_traces;
@@ -67,7 +69,8 @@ pub(crate) async fn filter_block(
 }
 
 /// Merges the inputs of `job` into block `output` (only the traces `keep` accepts, when
-/// given, with their tag summary).
+/// given, with their tag summary), on a thread of its own at `nice`.
+#[allow(clippy::too_many_arguments)]
 async fn rewrite(
     reader: &BlockReader,
     store: &Arc<dyn ObjectStore>,
@@ -75,6 +78,7 @@ async fn rewrite(
     output: BlockId,
     now_nanos: u64,
     part_size: usize,
+    nice: i32,
     keep: Option<Keep>,
 ) -> Result<(SealedBlock, Option<TagSummary>)> {
     let mut inputs: Vec<TraceRx> = Vec::with_capacity(job.blocks.len());
@@ -96,7 +100,9 @@ async fn rewrite(
     let replaces: Vec<BlockId> = job.blocks.iter().map(|b| b.block_id).collect();
     let (mut writer, upload) = start_block_upload(store, &tenant, output, part_size)?;
     let mut tags = keep.as_ref().map(|_| TagSummary::default());
-    let tags_out = tokio::task::spawn_blocking(move || -> (legato_storage::Result<SealedBlock>, Option<TagSummary>) {
+    let (done, merged) = tokio::sync::oneshot::channel();
+    let merge_thread = move || -> (legato_storage::Result<SealedBlock>, Option<TagSummary>) {
+        lower_priority(nice);
         let pushed = merge(inputs, |copies| {
             // A trace only one input holds is copied as its rows, unless retention looks at it.
             if let ([only], None) = (copies.as_slice(), &keep) {
@@ -127,15 +133,39 @@ async fn rewrite(
             Err(other) => Err(legato_storage::Error::Join(other.to_string())),
         };
         (sealed, tags)
-    })
-    .await;
-    let (encoded, tags) = match tags_out {
+    };
+    // A thread of its own rather than the blocking pool, whose threads also run queries'
+    // scans: its priority is lowered for good.
+    std::thread::Builder::new()
+        .name("compaction".into())
+        .spawn(move || {
+            let _ = done.send(merge_thread());
+        })
+        .map_err(|e| legato_storage::Error::Join(format!("starting the compaction thread: {e}")))?;
+    let (encoded, tags) = match merged.await {
         Ok((sealed, tags)) => (sealed, tags),
-        Err(e) => (Err(legato_storage::Error::Join(e.to_string())), None),
+        Err(_) => (
+            Err(legato_storage::Error::Join("the compaction thread panicked".into())),
+            None,
+        ),
     };
     let mut sealed = upload.conclude(encoded).await?;
     sealed.meta.replaces = replaces;
     Ok((sealed, tags))
+}
+
+/// Lowers the calling thread's priority to `nice` (Linux; elsewhere, and at 0, nothing). A
+/// failure only leaves the priority as it was.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        let tid = rustix::thread::gettid();
+        if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+            tracing::warn!(error = %e, nice, "could not lower the compaction thread's priority");
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// Pulls from every input in trace-id order and hands each trace once to `push`, with its
@@ -170,4 +200,23 @@ async fn merged_tags(reader: &BlockReader, inputs: &[Arc<BlockMeta>]) -> Option<
         summary.merge(&TagSummary::from_json(&stored)?);
     }
     Some(Bytes::from(summary.to_json()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_compaction_thread_runs_at_its_nice_value() {
+        let nice = |n: i32| {
+            std::thread::spawn(move || {
+                super::lower_priority(n);
+                rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap()
+            })
+            .join()
+            .unwrap()
+        };
+        let base = rustix::process::getpriority_process(None).unwrap();
+        assert_eq!(nice(7), 7.max(base));
+        assert_eq!(nice(0), base, "0 leaves the priority as it is");
+    }
 }
