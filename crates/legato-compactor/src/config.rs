@@ -42,7 +42,8 @@ pub struct CompactionConfig {
     pub compaction_cycle: Duration,
     /// *Legato*: the nice value (Linux, 0-19) of the thread that merges and encodes a job's
     /// output, so that queries and ingest in the same process come first when CPU is short.
-    /// 0 runs it at the process's priority.
+    /// 0 (the default) runs it at the process's priority: at the maximum ingest rate a
+    /// lowered compactor falls behind (docs/benchmarks.md).
     pub nice: i32,
 }
 
@@ -56,7 +57,7 @@ impl Default for CompactionConfig {
             max_block_bytes: ByteSize(100 << 30),
             max_input_blocks: 8,
             compaction_cycle: Duration::from_secs(30),
-            nice: 10,
+            nice: 0,
         }
     }
 }
@@ -106,7 +107,7 @@ mod tests {
     #[test]
     fn nice_is_a_linux_nice_value() {
         let parse = |yaml: &str| serde_yaml::from_str::<CompactorConfig>(yaml).unwrap().validate();
-        assert_eq!(CompactorConfig::default().compaction.nice, 10);
+        assert_eq!(CompactorConfig::default().compaction.nice, 0);
         assert!(parse("compaction:\n  nice: 0\n").is_ok());
         assert!(parse("compaction:\n  nice: 19\n").is_ok());
         let err = parse("compaction:\n  nice: 20\n").unwrap_err().to_string();
