@@ -155,6 +155,16 @@ impl Compactor {
         self
     }
 
+    /// How a job writes block `id`.
+    fn output(&self, id: BlockId) -> crate::job::Output {
+        crate::job::Output {
+            id,
+            now_nanos: self.clock.now_nanos(),
+            part_size: self.part_size,
+            nice: self.config.nice,
+        }
+    }
+
     pub fn metrics(&self) -> &CompactorMetrics {
         &self.metrics
     }
@@ -387,17 +397,8 @@ impl Compactor {
             blocks: vec![input.clone()],
         };
         let output = BlockId::random();
-        let (mut written, kept) = crate::job::filter_block(
-            &self.reader,
-            &self.store,
-            &job,
-            output,
-            self.clock.now_nanos(),
-            self.part_size,
-            self.config.nice,
-            keep,
-        )
-        .await?;
+        let (mut written, kept) =
+            crate::job::filter_block(&self.reader, &self.store, &job, self.output(output), keep).await?;
         if kept == 0 {
             // Its uploaded data file is an orphan, deleted after the grace period.
             return Ok(0);
@@ -438,16 +439,7 @@ impl Compactor {
     #[tracing::instrument(level = "info", skip_all, fields(tenant = %job.tenant, job = %job.key(), inputs = job.blocks.len()))]
     async fn run_job(&self, job: &Job, listing: &mut TenantListing) -> Result<u64> {
         let output = BlockId::random();
-        let written = merge_job(
-            &self.reader,
-            &self.store,
-            job,
-            output,
-            self.clock.now_nanos(),
-            self.part_size,
-            self.config.nice,
-        )
-        .await?;
+        let written = merge_job(&self.reader, &self.store, job, self.output(output)).await?;
         // Another compactor (after a ring change) may have taken an input meanwhile: then
         // committing would show its traces twice. The output's objects become an orphan.
         for input in &job.blocks {

@@ -22,19 +22,27 @@ const CHANNEL_TRACES: usize = 64;
 
 type TraceRx = mpsc::Receiver<legato_storage::Result<TraceRows>>;
 
+/// The block a job writes and how.
+pub(crate) struct Output {
+    pub id: BlockId,
+    /// Its creation time.
+    pub now_nanos: u64,
+    /// Its data file is uploaded in parts of this size as it is encoded.
+    pub part_size: usize,
+    /// The nice value of the thread that merges and encodes it.
+    pub nice: i32,
+}
+
 /// Reads and merges the inputs of `job` into block `output`, whose data file is uploaded in
-/// parts of `part_size` as it is encoded. The block is not committed: no bloom filter, tags or
+/// parts as it is encoded. The block is not committed: no bloom filter, tags or
 /// meta.json yet.
 pub(crate) async fn merge_job(
     reader: &BlockReader,
     store: &Arc<dyn ObjectStore>,
     job: &Job,
-    output: BlockId,
-    now_nanos: u64,
-    part_size: usize,
-    nice: i32,
+    output: Output,
 ) -> Result<SealedBlock> {
-    let (mut sealed, _) = rewrite(reader, store, job, output, now_nanos, part_size, nice, None).await?;
+    let (mut sealed, _) = rewrite(reader, store, job, output, None).await?;
     sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0) + 1;
     // Blocks that retention by policy rewrote alike stay marked as such once merged.
     let filters: std::collections::HashSet<&Option<String>> = job.blocks.iter().map(|b| &b.retention_filter).collect();
@@ -55,13 +63,10 @@ pub(crate) async fn filter_block(
     reader: &BlockReader,
     store: &Arc<dyn ObjectStore>,
     job: &Job,
-    output: BlockId,
-    now_nanos: u64,
-    part_size: usize,
-    nice: i32,
+    output: Output,
     keep: Keep,
 ) -> Result<(SealedBlock, u64)> {
-    let (mut sealed, tags) = rewrite(reader, store, job, output, now_nanos, part_size, nice, Some(keep)).await?;
+    let (mut sealed, tags) = rewrite(reader, store, job, output, Some(keep)).await?;
     sealed.meta.compaction_level = job.blocks.iter().map(|b| b.compaction_level).max().unwrap_or(0);
     sealed.tags = tags.map(|t| Bytes::from(t.to_json()));
     let traces = sealed.meta.total_traces;
@@ -69,16 +74,12 @@ pub(crate) async fn filter_block(
 }
 
 /// Merges the inputs of `job` into block `output` (only the traces `keep` accepts, when
-/// given, with their tag summary), on a thread of its own at `nice`.
-#[allow(clippy::too_many_arguments)]
+/// given, with their tag summary), on a thread of its own at `output.nice`.
 async fn rewrite(
     reader: &BlockReader,
     store: &Arc<dyn ObjectStore>,
     job: &Job,
-    output: BlockId,
-    now_nanos: u64,
-    part_size: usize,
-    nice: i32,
+    output: Output,
     keep: Option<Keep>,
 ) -> Result<(SealedBlock, Option<TagSummary>)> {
     let mut inputs: Vec<TraceRx> = Vec::with_capacity(job.blocks.len());
@@ -98,7 +99,13 @@ async fn rewrite(
     }
     let tenant = job.tenant.clone();
     let replaces: Vec<BlockId> = job.blocks.iter().map(|b| b.block_id).collect();
-    let (mut writer, upload) = start_block_upload(store, &tenant, output, part_size)?;
+    let Output {
+        id,
+        now_nanos,
+        part_size,
+        nice,
+    } = output;
+    let (mut writer, upload) = start_block_upload(store, &tenant, id, part_size)?;
     let mut tags = keep.as_ref().map(|_| TagSummary::default());
     let (done, merged) = tokio::sync::oneshot::channel();
     let merge_thread = move || -> (legato_storage::Result<SealedBlock>, Option<TagSummary>) {
