@@ -143,15 +143,19 @@ async fn rewrite(
     };
     // A thread of its own rather than the blocking pool, whose threads also run queries'
     // scans: its priority is lowered for good.
-    std::thread::Builder::new()
-        .name("compaction".into())
-        .spawn(move || {
-            let _ = done.send(merge_thread());
-        })
-        .map_err(|e| legato_storage::Error::Join(format!("starting the compaction thread: {e}")))?;
-    let (encoded, tags) = match merged.await {
-        Ok((sealed, tags)) => (sealed, tags),
-        Err(_) => (
+    let started = std::thread::Builder::new().name("compaction".into()).spawn(move || {
+        let _ = done.send(merge_thread());
+    });
+    // Either way the upload is concluded (aborted on an error).
+    let (encoded, tags) = match (started, merged.await) {
+        (Ok(_), Ok((sealed, tags))) => (sealed, tags),
+        (Err(e), _) => (
+            Err(legato_storage::Error::Join(format!(
+                "starting the compaction thread: {e}"
+            ))),
+            None,
+        ),
+        (Ok(_), Err(_)) => (
             Err(legato_storage::Error::Join("the compaction thread panicked".into())),
             None,
         ),
