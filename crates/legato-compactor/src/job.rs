@@ -1,8 +1,8 @@
 //! Running one job: a k-way merge of the inputs' traces (each input streams its traces in id
 //! order), spans deduplicated by (span id, kind) as the block writer does, written as one
 //! block at level max(inputs)+1 that `replaces` the inputs. A trace only one input holds (most
-//! of them) is copied as its stored rows; one in several is decoded and merged. The output's data file is
-//! uploaded while it is encoded, in parts, so memory does not grow with the block.
+//! of them) is copied as its stored rows; one in several is decoded and merged. The output's
+//! data file is uploaded while it is encoded, in parts, so memory does not grow with the block.
 
 use std::sync::Arc;
 
@@ -180,7 +180,7 @@ fn lower_priority(nice: i32) {
 }
 
 /// Pulls from every input in trace-id order and hands each trace once to `push`, with its
-/// rows in every input that holds it. Runs on a blocking thread.
+/// rows in every input that holds it. Runs on the job's compaction thread (it blocks).
 fn merge(mut inputs: Vec<TraceRx>, mut push: impl FnMut(Vec<TraceRows>) -> Result<()>) -> Result<()> {
     let next = |rx: &mut TraceRx| -> Result<Option<TraceRows>> { rx.blocking_recv().transpose().map_err(Error::from) };
     let mut heads: Vec<Option<TraceRows>> = Vec::with_capacity(inputs.len());

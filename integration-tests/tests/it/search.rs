@@ -495,21 +495,21 @@ async fn traceql_metrics_as_grafana_sends_them() {
             .header("accept", "application/json")
             .send()
     };
+    // The answer of a request that must succeed.
+    let json = async |path: &'static str, q: &'static str, extra: Vec<(&'static str, String)>| -> Json {
+        get(path, q, extra).await.unwrap().json().await.unwrap()
+    };
     for phase in ["live", "blocks"] {
         if phase == "blocks" {
             assert_eq!(client.post(legato.url("/flush")).send().await.unwrap().status(), 204);
         }
         // Instant: one value per series; strict fields only.
-        let body: Json = get(
+        let body: Json = json(
             "/api/metrics/query",
             "{ } | count_over_time() by (resource.service.name)",
             vec![],
         )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         let mut counts: Vec<(String, f64)> = body["series"]
             .as_array()
             .unwrap()
@@ -534,16 +534,10 @@ async fn traceql_metrics_as_grafana_sends_them() {
 
         // Arithmetic between metrics queries: the share of server spans per service; db has
         // none, so its series has no partner and is dropped, as Tempo does.
-        let instant = async |q: &'static str| -> Json {
-            get("/api/metrics/query", q, vec![])
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap()
-        };
-        let body = instant(
+        let body = json(
+            "/api/metrics/query",
             "({ kind = server } | count_over_time() by (resource.service.name)) / ({ } | count_over_time() by (resource.service.name))",
+            vec![],
         )
         .await;
         let mut shares = instant_series(&body);
@@ -561,7 +555,7 @@ async fn traceql_metrics_as_grafana_sends_them() {
         assert!((shares[1].1 - 1.0).abs() < 1e-9, "{phase}: {shares:?}");
 
         // compare(): error spans (the selection) against the rest (the baseline), per value.
-        let body = instant("{ } | compare({ status = error })").await;
+        let body = json("/api/metrics/query", "{ } | compare({ status = error })", vec![]).await;
         let series = instant_series(&body);
         let value = |meta: &str, attr: &str, v: &str| {
             series
@@ -590,26 +584,17 @@ async fn traceql_metrics_as_grafana_sends_them() {
 
         // Quantiles as Tempo computes them: server durations 50, 150, 300 ms fall in buckets
         // 2^26, 2^28 and 2^29 ns; p50 reads ⌈1.5⌉ = 2 spans, ending exactly at bucket 2^28.
-        let body: Json = get(
+        let body: Json = json(
             "/api/metrics/query",
             "{ kind = server } | quantile_over_time(duration, .5)",
             vec![],
         )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         let p50 = body["series"][0]["value"].as_f64().unwrap();
         assert!((p50 - 0.268_435_456).abs() < 1e-6, "{phase}: p50 {p50}");
 
         // Range: rate() samples times the step add up to all 6 spans; exemplars carry trace:id.
-        let body: Json = get("/api/metrics/query_range", "{ } | rate()", vec![("step", "60s".into())])
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let body: Json = json("/api/metrics/query_range", "{ } | rate()", vec![("step", "60s".into())]).await;
         let series = &body["series"][0];
         assert_eq!(series["labels"][0]["key"], "__name__");
         let total: f64 = series["samples"]
@@ -635,16 +620,12 @@ async fn traceql_metrics_as_grafana_sends_them() {
             assert_eq!(e["value"].as_f64(), sample_at(series, e, 60_000), "{phase}: {series}");
         }
         // The query's hint sets the limit, as Tempo's frontend reads it.
-        let body: Json = get(
+        let body: Json = json(
             "/api/metrics/query_range",
             "{ } | rate() with(exemplars=1)",
             vec![("step", "60s".into())],
         )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         assert_eq!(
             body["series"][0]["exemplars"].as_array().map(Vec::len),
             Some(1),
@@ -652,16 +633,12 @@ async fn traceql_metrics_as_grafana_sends_them() {
         );
         // histogram_over_time: exemplars on the series of their span's bucket, valued at its
         // count in their step (there were none).
-        let body: Json = get(
+        let body: Json = json(
             "/api/metrics/query_range",
             "{ } | histogram_over_time(duration)",
             vec![("step", "60s".into())],
         )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         let mut on_buckets = 0;
         for series in body["series"].as_array().unwrap() {
             for e in series["exemplars"].as_array().into_iter().flatten() {
@@ -672,16 +649,12 @@ async fn traceql_metrics_as_grafana_sends_them() {
         assert!(on_buckets >= 2, "{phase}: {body}");
         // compare(): exemplars on the totals, labelled with every attribute of the span
         // (Tempo's select-all fetch), not span:id; valued at the total in their step.
-        let body: Json = get(
+        let body: Json = json(
             "/api/metrics/query_range",
             "{ } | compare({ status = error })",
             vec![("step", "60s".into())],
         )
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
         let with_exemplars: Vec<&Json> = body["series"]
             .as_array()
             .unwrap()
